@@ -1,0 +1,1 @@
+"""Projections of the log into queryable views, and the queries compliance staff run."""

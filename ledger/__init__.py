@@ -1,0 +1,1 @@
+"""The append-only log, sealing of personal values, and publishing."""

@@ -1,0 +1,125 @@
+"""The log's interface, written once and implemented by each backend module.
+
+A log is a set of partitions (SQLite: one; Kafka: the topic's), each an append-only
+sequence of records at increasing offsets. A *position* is ``{partition: last offset
+read}``; reading "after" a position yields every later record. Offsets are never reused.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ledger.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from ledger.settings import Settings
+
+Position = dict[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecord:
+    """A sealed, serialised event ready to append."""
+
+    event_id: str
+    event_type: str
+    subject: str | None  # pseudonym; also the Kafka key, so a person's events stay in order
+    event_time: datetime
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """A record as read back from the log."""
+
+    partition: int
+    offset: int
+    event_id: str
+    event_type: str
+    subject: str | None
+    recorded_at: datetime  # when the log accepted it (Kafka: the broker's LogAppendTime)
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an event landed; ``duplicate`` means the id was already in the log there."""
+
+    event_id: str
+    partition: int
+    offset: int
+    duplicate: bool = False
+
+
+class EventLog(ABC):
+    """An append-only, replayable log of sealed events."""
+
+    #: Backend name used in messages and in projections' tracking rows.
+    name: str = ""
+
+    @abstractmethod
+    def append(self, records: Sequence[NewRecord]) -> list[AppendResult]:
+        """Append a batch whole or not at all; return one result per record, in order.
+
+        A record whose event id is already in the log is not stored again (SQLite) or is
+        marked so that no projection applies it twice (Kafka).
+        """
+
+    @abstractmethod
+    def read(
+        self,
+        after: Mapping[int, int] | None = None,
+        *,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> Iterator[LogRecord]:
+        """Records after ``after`` (all if None), recorded at or before ``until``, in log order
+
+        (per partition). Stops at the end of the log as it is when called.
+        """
+
+    @abstractmethod
+    def end_position(self, until: datetime | None = None) -> Position:
+        """The last offset of each partition (``-1`` if empty), or as the log stood at ``until``."""
+
+    @property
+    @abstractmethod
+    def log_id(self) -> str:
+        """Identifies this log (file or topic), so a view never mixes positions of two logs."""
+
+    def count(self) -> int:
+        """Number of records in the log (approximate for Kafka: offsets, not events)."""
+        return sum(o + 1 for o in self.end_position().values() if o >= 0)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_batch(records: Sequence[NewRecord]) -> None:
+    """Refuse a batch with a malformed record before any of it is written."""
+    for index, r in enumerate(records):
+        if not isinstance(r.payload, bytes) or not r.payload:
+            raise IntegrityError(f"record {index} ({r.event_id}) has no payload bytes")
+        if not r.event_id or not r.event_type:
+            raise IntegrityError(f"record {index} has no event id or type")
+
+
+def create_log(settings: Settings) -> EventLog:
+    """The factory: pick the backend named by ``LEDGER_BACKEND``."""
+    if settings.backend == "kafka":
+        from ledger.kafka import KafkaEventLog
+
+        return KafkaEventLog.from_settings(settings)
+    from ledger.sqlite import SQLiteEventLog
+
+    return SQLiteEventLog(settings.log_path, synchronous=settings.sqlite_synchronous)

@@ -1,0 +1,171 @@
+"""Settings, read once from ``LEDGER_*`` environment variables by ``Settings.from_env``.
+
+Every error names the variable, the value's problem and what to do.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import ConfigurationError
+
+PREFIX = "LEDGER_"
+BACKENDS = ("sqlite", "kafka")
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def decode_key(raw: str, name: str = "LEDGER_MASTER_KEY") -> bytes:
+    """A 32-byte key from base64 (standard or url-safe) or 64 hex digits."""
+    raw = raw.strip()
+    key: bytes | None = None
+    if len(raw) == 64:
+        try:
+            key = bytes.fromhex(raw)
+        except ValueError:
+            key = None
+    if key is None:
+        try:
+            key = base64.urlsafe_b64decode(raw.replace("+", "-").replace("/", "_") + "==")
+        except (binascii.Error, ValueError):
+            key = None
+    if key is None or len(key) != 32:
+        raise ConfigurationError(
+            f"{name} must be 32 random bytes in base64 or hex (generate one with `pdl keygen`)"
+        )
+    return key
+
+
+def generate_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the ledger. ``from_env`` is the only place that reads the environment."""
+
+    data_dir: Path = Path(".pdl-data")
+    backend: str = "sqlite"
+    master_key: bytes | None = None
+    demo: bool = False
+    actor: str = "unknown"
+    sqlite_path: Path | None = None
+    vault_path: Path | None = None
+    views_path: Path | None = None
+    sqlite_synchronous: str = "FULL"
+    request_deadline_days: int = 15
+    kafka: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def log_path(self) -> Path:
+        return self.sqlite_path or self.data_dir / "log.db"
+
+    @property
+    def vault_file(self) -> Path:
+        return self.vault_path or self.data_dir / "vault.db"
+
+    @property
+    def views_file(self) -> Path:
+        return self.views_path or self.data_dir / "views.db"
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def require_master_key(self) -> bytes:
+        """The master key; in demo mode one is generated once and kept in the data dir."""
+        if self.master_key is not None:
+            return self.master_key
+        if self.demo:
+            path = self.data_dir / "demo-master.key"
+            if not path.exists():
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                path.write_text(generate_key())
+                path.chmod(0o600)
+            return decode_key(path.read_text(), f"demo key file {path}")
+        raise ConfigurationError(
+            "LEDGER_MASTER_KEY is not set: the ledger needs it to seal personal values. "
+            "Generate one with `pdl keygen` and keep it in your secret store, "
+            "or set LEDGER_DEMO=1 to use a throw-away key in the data directory."
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(key: str, default: str | None = None) -> str | None:
+            value = env.get(PREFIX + key)
+            return default if value is None or value == "" else value
+
+        def integer(key: str, default: int, minimum: int = 0) -> int:
+            raw = get(key)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigurationError(f"{PREFIX}{key}={raw!r} is not a whole number") from None
+            if value < minimum:
+                raise ConfigurationError(f"{PREFIX}{key}={value} must be at least {minimum}")
+            return value
+
+        def flag(key: str) -> bool:
+            raw = (get(key) or "0").lower()
+            if raw not in ("0", "1", "true", "false", "yes", "no"):
+                raise ConfigurationError(f"{PREFIX}{key}={raw!r} must be 1 or 0")
+            return raw in ("1", "true", "yes")
+
+        backend = (get("BACKEND") or "sqlite").lower()
+        if backend not in BACKENDS:
+            raise ConfigurationError(
+                f"{PREFIX}BACKEND={backend!r} is not one of {', '.join(BACKENDS)}"
+            )
+        sync = (get("SQLITE_SYNCHRONOUS") or "FULL").upper()
+        if sync not in SYNCHRONOUS:
+            raise ConfigurationError(
+                f"{PREFIX}SQLITE_SYNCHRONOUS={sync!r} is not one of {', '.join(SYNCHRONOUS)}"
+            )
+        raw_key = get("MASTER_KEY")
+        master_key = decode_key(raw_key, PREFIX + "MASTER_KEY") if raw_key else None
+        bootstrap = get("KAFKA_BOOTSTRAP_SERVERS")
+        if backend == "kafka" and not bootstrap:
+            raise ConfigurationError(
+                f"{PREFIX}BACKEND=kafka needs {PREFIX}KAFKA_BOOTSTRAP_SERVERS "
+                "(for example 127.0.0.1:19092; `scripts/kafka-dev start` runs a local broker)"
+            )
+        kafka: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "topic": get("KAFKA_TOPIC", "pdl.events"),
+            "dead_letter_topic": get("KAFKA_DEAD_LETTER_TOPIC", "pdl.events.dead-letter"),
+            "group_id": get("KAFKA_GROUP_ID", "pdl-projections"),
+            "partitions": integer("KAFKA_PARTITIONS", 6, 1),
+            "replication_factor": integer("KAFKA_REPLICATION_FACTOR", 1, 1),
+            "min_insync_replicas": integer("KAFKA_MIN_INSYNC_REPLICAS", 1, 1),
+            "security_protocol": get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+            "sasl_mechanism": get("KAFKA_SASL_MECHANISM"),
+            "sasl_plain_username": get("KAFKA_SASL_USERNAME"),
+            "sasl_plain_password": get("KAFKA_SASL_PASSWORD"),
+            "ssl_cafile": get("KAFKA_SSL_CAFILE"),
+            "request_timeout_ms": integer("KAFKA_REQUEST_TIMEOUT_MS", 30000, 1000),
+        }
+        path = get("SQLITE_PATH")
+        vault = get("VAULT_PATH")
+        views = get("VIEWS_PATH")
+        return cls(
+            data_dir=Path(get("DATA_DIR", ".pdl-data") or ".pdl-data"),
+            backend=backend,
+            master_key=master_key,
+            demo=flag("DEMO"),
+            actor=get("ACTOR") or env.get("USER") or "unknown",
+            sqlite_path=Path(path) if path else None,
+            vault_path=Path(vault) if vault else None,
+            views_path=Path(views) if views else None,
+            sqlite_synchronous=sync,
+            request_deadline_days=integer("REQUEST_DEADLINE_DAYS", 15, 1),
+            kafka=kafka,
+        )

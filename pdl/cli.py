@@ -1,0 +1,310 @@
+"""``pdl``: the one command-line entry point, with subcommands.
+
+Exit codes scripts can trust: 0 ok; 1 a check found problems (findings, tampering);
+65 bad input (nothing appended); 66 not found; 74/75 storage failure (75: try again);
+78 configuration; 2 usage.
+
+Subcommand groups live in their own modules and register themselves through
+``register(subparsers)``: ``pdl.cli`` (log), ``pdl.cli_queries`` (projections and queries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ledger.errors import ConfigurationError, InvalidInput, LedgerError
+from ledger.settings import Settings, generate_key
+
+Handler = Callable[[argparse.Namespace], int]
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+def progress_bar(transient: bool = False) -> Progress:
+    """The progress bar used by every long-running command (written to stderr)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=transient,
+        disable=not err_console.is_terminal,
+    )
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time; a time without a zone is refused rather than guessed."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +08:00)")
+    return value.astimezone(timezone.utc)
+
+
+def open_ledger(args: argparse.Namespace) -> Any:
+    from ledger.application import Ledger
+
+    return Ledger(settings_from(args))
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if getattr(args, "data_dir", None):
+        settings = settings.with_(data_dir=Path(args.data_dir))
+    if getattr(args, "demo", False):
+        settings = settings.with_(demo=True)
+    return settings
+
+
+def emit(args: argparse.Namespace, payload: Any, render: Callable[[], None]) -> None:
+    """JSON for machines with ``--json``, else a human rendering."""
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str, indent=2) + "\n")
+    else:
+        render()
+
+
+# --- log commands ---------------------------------------------------------------------
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    with open_ledger(args) as ledger:
+        total = None
+        if args.file != "-":
+            path = Path(args.file)
+            if path.exists():
+                with path.open("rb") as fh:
+                    total = sum(1 for _ in fh)
+        with progress_bar() as bar:
+            task = bar.add_task("publishing", total=total, rate="")
+            try:
+                summary = ledger.publish_file(
+                    args.file,
+                    batch_size=args.batch_size,
+                    progress=lambda n: bar.advance(task, n),
+                    keep_results=args.results,
+                )
+            except InvalidInput as exc:
+                report_invalid(args, exc)
+                return exc.exit_code
+        out: dict[str, Any] = summary.as_dict()
+        if args.results:
+            out["results"] = [
+                {"id": r.event_id, "partition": r.partition, "offset": r.offset,
+                 "duplicate": r.duplicate, "acknowledged": True}
+                for r in summary.results
+            ]
+        emit(args, out, lambda: console.print(
+            f"published {summary.appended} event(s) in {summary.batches} batch(es); "
+            f"{summary.duplicates} duplicate(s) already in the log"
+        ))
+    return 0
+
+
+def report_invalid(args: argparse.Namespace, exc: InvalidInput) -> None:
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps({
+            "error": str(exc),
+            "errors": [{"line": n, "field": f, "reason": r} for n, f, r in exc.errors],
+        }) + "\n")
+        return
+    for n, field, reason in exc.errors[:100]:
+        err_console.print(f"line {n}: {field}: {reason}", markup=False, highlight=False)
+    if len(exc.errors) > 100:
+        err_console.print(f"... and {len(exc.errors) - 100} more", markup=False)
+    err_console.print(f"error: {exc}", style="bold red", markup=False)
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    with open_ledger(args) as ledger:
+        after = {0: args.after} if args.after is not None else None
+        rows = []
+        for record, event in ledger.events(after, until=args.as_of, subject=args.subject,
+                                           limit=None if args.subject else args.limit):
+            item = event.model_dump(mode="json", exclude_none=True)
+            item["position"] = f"{record.partition}:{record.offset}"
+            item["recorded_at"] = record.recorded_at.isoformat()
+            if args.unseal:
+                item["personal"] = ledger.unseal(event)
+                item.pop("sealed", None)
+            rows.append(item)
+            if args.subject and len(rows) >= args.limit:
+                break
+        if args.unseal:
+            ledger.audit("log --unseal", {"count": str(len(rows))})
+
+        def render() -> None:
+            table = Table(title=f"{len(rows)} event(s)")
+            for col in ("position", "time", "type", "subject", "data", "personal"):
+                table.add_column(col, overflow="fold")
+            for r in rows:
+                personal = r.get("personal") if args.unseal else ("sealed" if r.get("sealed") else "")
+                table.add_row(r["position"], r["time"], r["type"], r.get("subject") or "",
+                              json.dumps(r["data"], ensure_ascii=False)[:160],
+                              json.dumps(personal, ensure_ascii=False) if args.unseal else personal)
+            console.print(table)
+
+        emit(args, rows, render)
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    with open_ledger(args) as ledger:
+        result = ledger.erase(args.subject, reason=args.reason, request_id=args.request_id)
+        emit(args, {"erased": True, "offset": result.offset},
+             lambda: console.print("key destroyed; erasure recorded at "
+                                   f"{result.partition}:{result.offset}"))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with open_ledger(args) as ledger:
+        total = ledger.log.count()
+        with progress_bar() as bar:
+            task = bar.add_task("verifying", total=total, rate="")
+            checked = ledger.verify(progress=lambda n: bar.update(task, completed=n))
+            bar.update(task, completed=checked)
+        emit(args, {"verified": checked, "ok": True},
+             lambda: console.print(f"[green]ok[/]: {checked} record(s), hash chain intact"))
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    sys.stdout.write(generate_key() + "\n")
+    return 0
+
+
+def cmd_schema_export(args: argparse.Namespace) -> int:
+    from schemas import EVENT_TYPES, json_schema
+
+    out = Path(args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for event_type in sorted(EVENT_TYPES):
+        (out / f"{event_type}.schema.json").write_text(
+            json.dumps(json_schema(event_type), indent=2, ensure_ascii=False) + "\n"
+        )
+    console.print(f"wrote {len(EVENT_TYPES)} JSON Schema file(s) to {out}")
+    return 0
+
+
+def cmd_schema_docs(args: argparse.Namespace) -> int:
+    from schemas.docs import render_catalogue
+
+    text = render_catalogue()
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ledger.simulate import simulate
+
+    out = sys.stdout if args.output == "-" else open(args.output, "w")  # noqa: SIM115
+    try:
+        n = 0
+        for line in simulate(people=args.people, seed=args.seed):
+            out.write(line + "\n")
+            n += 1
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    err_console.print(f"simulated {n} event(s) for {args.people} people (seed {args.seed})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pdl", description="Personal-Data Ledger: record, prove and query personal-data use."
+    )
+    parser.add_argument("--data-dir", help="where the embedded log, vault and views live "
+                        "(LEDGER_DATA_DIR; default .pdl-data)")
+    parser.add_argument("--demo", action="store_true",
+                        help="use a generated master key kept in the data dir (LEDGER_DEMO=1)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("publish", cmd_publish, "validate, seal and append JSON Lines events (FILE or -)")
+    p.add_argument("file", help="JSON Lines file in the wire format, or - for stdin")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--results", action="store_true", help="report each event's position")
+
+    p = add("log", cmd_log, "show events in the log (personal values stay sealed by default)")
+    p.add_argument("--after", type=int, help="start after this position")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--subject", help="only this person's events (real identifier)")
+    p.add_argument("--as-of", type=parse_time, help="the log as it stood at this time")
+    p.add_argument("--unseal", action="store_true", help="open sealed values (audited)")
+
+    p = add("erase", cmd_erase, "crypto-shred a person: destroy their key, record the erasure")
+    p.add_argument("subject", help="the person's real identifier")
+    p.add_argument("--reason", default="request")
+    p.add_argument("--request-id")
+
+    add("verify", cmd_verify, "verify the log's hash chain and that every record decodes")
+    add("keygen", cmd_keygen, "print a new random master key for LEDGER_MASTER_KEY", False)
+
+    p = add("schema", lambda a: 2, "the event catalogue", False)
+    schema_sub = p.add_subparsers(dest="schema_command", required=True)
+    e = schema_sub.add_parser("export", help="write one JSON Schema per event type to DIR")
+    e.add_argument("dir")
+    e.set_defaults(handler=cmd_schema_export)
+    d = schema_sub.add_parser("docs", help="print the event catalogue as Markdown")
+    d.add_argument("--output", default="-")
+    d.set_defaults(handler=cmd_schema_docs)
+
+    p = add("simulate", cmd_simulate, "generate a realistic, deterministic workload", False)
+    p.add_argument("--people", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--output", "-o", default="-")
+
+    for module in ("pdl.cli_queries", "pdl.cli_kafka"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(sub, add)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigurationError as exc:
+        err_console.print(f"configuration error: {exc}", style="bold red", markup=False)
+        return exc.exit_code
+    except LedgerError as exc:
+        retry = " (temporary: try again)" if exc.retriable else ""
+        err_console.print(f"error: {exc}{retry}", style="bold red", markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

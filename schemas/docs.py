@@ -1,0 +1,87 @@
+"""Renders the event catalogue (``docs/events.md``) from the models, so it cannot go stale."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.codec import ENVELOPES, json_schema
+from schemas.events import DATA_MODELS, Event
+from schemas.taxonomy import CATEGORIES, USES, LegalGround, SharingClause
+
+
+def _type_of(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        return prop["$ref"].rsplit("/", 1)[-1]
+    if "enum" in prop:
+        values = prop["enum"]
+        return "one of " + ", ".join(f"`{v}`" for v in values[:6]) + (" …" if len(values) > 6 else "")
+    if "const" in prop:
+        return f"`{prop['const']}`"
+    if "anyOf" in prop:
+        return " or ".join(_type_of(p, defs) for p in prop["anyOf"])
+    if prop.get("type") == "array":
+        return f"list of {_type_of(prop.get('items', {}), defs)}"
+    return str(prop.get("type", "any"))
+
+
+def render_catalogue() -> str:
+    out = [
+        "# Event catalogue",
+        "",
+        "Generated from `schemas/` by `pdl schema docs --output docs/events.md`; "
+        "`tests/test_schemas.py` fails if this file is stale. JSON Schemas for producers in "
+        "other languages: `pdl schema export DIR`.",
+        "",
+        "## The envelope (CloudEvents 1.0)",
+        "",
+        "| field | type | required | meaning |",
+        "|---|---|---|---|",
+    ]
+    envelope = Event.model_json_schema()
+    required = set(envelope.get("required", []))
+    for name, prop in envelope["properties"].items():
+        if name == "data":
+            continue
+        desc = Event.model_fields[name].description or ""
+        out.append(f"| `{name}` | {_type_of(prop, {})} | {'yes' if name in required else 'no'} | {desc} |")
+    out += [
+        "",
+        "On the wire `subject` is the person's real identifier and `personal` maps data "
+        "categories to clear values; the ledger stores the keyed pseudonym and a `sealed` "
+        "token instead. `id` may be omitted: the ledger then derives a UUIDv7 from the "
+        "event's time and content, so a retried publish is not a duplicate.",
+        "",
+        "## Event types",
+        "",
+    ]
+    for model in DATA_MODELS:
+        schema = json_schema(model.TYPE)
+        data_schema = schema["$defs"][model.__name__]
+        defs = schema.get("$defs", {})
+        req = set(data_schema.get("required", []))
+        subject = "required" if model.SUBJECT_REQUIRED else "none (not about one person)"
+        out += [
+            f"### `{model.TYPE}` (version {model.SCHEMA_VERSION})",
+            "",
+            (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else "",
+            "",
+            f"Subject: {subject}.",
+            "",
+            "| field | type | required | meaning |",
+            "|---|---|---|---|",
+        ]
+        for name, prop in data_schema.get("properties", {}).items():
+            desc = (model.model_fields[name].description or "").replace("|", "/")
+            out.append(f"| `{name}` | {_type_of(prop, defs)} | {'yes' if name in req else 'no'} | {desc} |")
+        out.append("")
+    out += ["## Data categories", "", "| key | PIPL sensitive | origin | meaning |", "|---|---|---|---|"]
+    for c in CATEGORIES.values():
+        out.append(f"| `{c.key}` | {'yes' if c.sensitive else ''} | {c.origin} | {c.description} |")
+    out += ["", "## Data uses (purposes)", "", "| key | declared in the policy | origin | meaning |",
+            "|---|---|---|---|"]
+    for u in USES.values():
+        out.append(f"| `{u.key}` | {'yes' if u.declared else 'no: needs consent (3.4b)'} | {u.origin} | {u.description} |")
+    out += ["", "## Legal grounds", "", ", ".join(f"`{g.value}`" for g in LegalGround), "",
+            "## Sharing clauses", "", ", ".join(f"`{c.value}`" for c in SharingClause), ""]
+    assert set(ENVELOPES) == {m.TYPE for m in DATA_MODELS}
+    return "\n".join(out)

@@ -1,0 +1,450 @@
+"""The event catalogue: one frozen pydantic model per event type, in a CloudEvents envelope.
+
+Every model here is part of the wire contract. Changing a field is a new schema version:
+bump ``SCHEMA_VERSION`` of the data model and register an upcaster in ``schemas.upcast``
+so that events stored under the old version still read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from schemas import taxonomy as tx
+
+
+def _country(code: str) -> str:
+    if len(code) != 2 or not code.isalpha() or not code.isupper():
+        raise ValueError("must be an ISO 3166-1 alpha-2 country code such as 'CN'")
+    return code
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc)
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+# Literal types are checked inside pydantic-core, which keeps decoding the log fast;
+# schemas.codec rewrites their long "expected one of" errors into a short message.
+CategoryKey = Literal[tuple(tx.CATEGORIES)]  # type: ignore[valid-type]
+UseKey = Literal[tuple(tx.USES)]  # type: ignore[valid-type]
+Country = Annotated[str, AfterValidator(_country)]
+Categories = Annotated[list[CategoryKey], Field(min_length=1)]
+UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+class EventData(BaseModel):
+    """Base of every event's ``data``: frozen, unknown fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TYPE: ClassVar[str] = ""
+    SCHEMA_VERSION: ClassVar[int] = 1
+    #: Whether the envelope's ``subject`` must name a person.
+    SUBJECT_REQUIRED: ClassVar[bool] = True
+
+
+# --- subjects -------------------------------------------------------------------------
+
+
+class SubjectRegistered(EventData):
+    """A person became known to the company: an account, an enterprise contact, a non-user."""
+
+    TYPE = "subject.registered"
+    SCHEMA_VERSION = 2  # v2 added subject_kind (upcast: v1 registrations were all users)
+    subject_kind: tx.SubjectKind
+    channel: Name = "web"
+    policy_version: Name | None = None
+
+
+class SubjectClosed(EventData):
+    """The account was closed (7.6); a legal hold may keep some categories for a while."""
+
+    TYPE = "subject.closed"
+    reason: Name = "user_request"
+    request_id: Name | None = None
+    legal_hold_categories: list[CategoryKey] = []
+    legal_hold_until: UtcTime | None = None
+
+
+# --- collection (section 2) ----------------------------------------------------------
+
+
+class Source(BaseModel):
+    """Where collected data came from (2.1.1 the person, 2.1.2 the device, 2.1.3 a third party)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: tx.SourceKind
+    party: Name | None = Field(default=None, description="third party the data came from")
+    provenance_verified: bool | None = Field(
+        default=None, description="the third party's legal source was confirmed (2.1.3)"
+    )
+    authorised_scope: list[UseKey] = Field(
+        default=[], description="uses the person authorised the third party to share for"
+    )
+
+    @model_validator(mode="after")
+    def _third_party_fields(self) -> Source:
+        if self.kind is tx.SourceKind.THIRD_PARTY:
+            if not self.party:
+                raise ValueError("party is required when kind is third_party")
+            if self.provenance_verified is None:
+                raise ValueError("provenance_verified is required when kind is third_party")
+        return self
+
+
+class DataCollected(EventData):
+    """Personal data was collected and (unless transient) stored."""
+
+    TYPE = "data.collected"
+    categories: Categories
+    source: Source
+    purpose: UseKey
+    optional: bool = False
+    legal_ground: tx.LegalGround | None = None
+    consent_id: Name | None = None
+    notice_ref: Name | None = Field(default=None, description="the notice shown (2.1.1(4))")
+    mechanism: tx.Mechanism = tx.Mechanism.FORM
+    store: Name = Field(description="system that keeps it, e.g. 'accounts-db'")
+    store_location: Country
+    backups: list[Name] = Field(default=[], description="backup stores that also keep it")
+    retention_days: int | None = Field(
+        default=None, ge=0, description="0 = not retained (compared, never stored); null = until closure"
+    )
+    protection: tx.Protection = tx.Protection.ENCRYPTED
+    cross_border_ref: Name | None = Field(
+        default=None, description="id of the cross-border disclosure for a store outside China"
+    )
+
+    @property
+    def transient(self) -> bool:
+        return self.retention_days == 0
+
+
+class CollectionRefused(EventData):
+    """The person declined to give optional data (2.1.1(1)c) or refused cookies (4.1)."""
+
+    TYPE = "data.collection_refused"
+    categories: Categories
+    purpose: UseKey
+
+
+class ServiceDenied(EventData):
+    """A service was refused to the person; the reason lets 2.1.1(1)c be checked."""
+
+    TYPE = "service.denied"
+    service: Name
+    reason: Name
+    missing_categories: list[CategoryKey] = []
+
+
+class DataLinked(EventData):
+    """Device or log data was joined to an account (2.1.2 note)."""
+
+    TYPE = "data.linked"
+    categories: Categories
+    purpose: UseKey
+    authorised: bool
+    de_identified: bool
+
+
+# --- use (section 3) ----------------------------------------------------------------
+
+
+class DataUsed(EventData):
+    """Personal data was used for a purpose."""
+
+    TYPE = "data.used"
+    categories: Categories
+    purpose: UseKey
+    system: Name
+    legal_ground: tx.LegalGround | None = None
+    consent_id: Name | None = None
+    anonymised: bool = False
+    message_kind: UseKey | None = Field(
+        default=None, description="for a message sent: the subscription kind it belongs to"
+    )
+
+
+class DataCorrected(EventData):
+    """Data was corrected (7.5)."""
+
+    TYPE = "data.corrected"
+    categories: Categories
+    store: Name
+    request_id: Name | None = None
+
+
+# --- sharing (section 5, 6.3d) -------------------------------------------------------
+
+
+class CrossBorder(BaseModel):
+    """What the person must be told before a transfer out of China (6.3d)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    destination_country: Country
+    recipient_name: str | None = None
+    recipient_contact: str | None = None
+    processing: str | None = None
+    purpose: str | None = None
+    categories: list[CategoryKey] = []
+    rights_howto: str | None = None
+
+    REQUIRED: ClassVar[tuple[str, ...]] = (
+        "recipient_name",
+        "recipient_contact",
+        "processing",
+        "purpose",
+        "categories",
+        "rights_howto",
+    )
+
+    def missing(self) -> list[str]:
+        return [f for f in self.REQUIRED if not getattr(self, f)]
+
+
+class DataShared(EventData):
+    """Personal data was shared with, entrusted to, transferred to or disclosed to another party."""
+
+    TYPE = "data.shared"
+    recipient: Name = Field(description="id of a registered recipient")
+    recipient_kind: tx.RecipientKind
+    categories: Categories
+    purpose: UseKey
+    clause: tx.SharingClause | None = None
+    legal_ground: tx.LegalGround | None = None
+    consent_id: Name | None = None
+    agreement_ref: Name | None = None
+    cross_border: CrossBorder | None = None
+
+
+class RecipientRegistered(EventData):
+    """A third party that may receive data, and what it is contracted for."""
+
+    TYPE = "recipient.registered"
+    SUBJECT_REQUIRED = False
+    recipient: Name
+    name: Name
+    kind: tx.RecipientKind
+    location: Country
+    roles: list[tx.RecipientRole] = []
+    allowed_purposes: list[UseKey] = []
+    allowed_categories: list[CategoryKey] = []
+    agreement_ref: Name | None = None
+    confidentiality: bool = True
+
+
+# --- erasure (6.3, 7.6) --------------------------------------------------------------
+
+
+class DataErased(EventData):
+    """Data was deleted or anonymised in the named stores (backups are stores too)."""
+
+    TYPE = "data.erased"
+    categories: Categories
+    stores: Annotated[list[Name], Field(min_length=1)]
+    method: tx.ErasureMethod = tx.ErasureMethod.ERASED
+    reason: Name = "retention_expired"
+    request_id: Name | None = None
+
+
+# --- consent and preferences (3.2b, 3.3, 4, 7.3, 8) ----------------------------------
+
+
+class ConsentGranted(EventData):
+    TYPE = "consent.granted"
+    consent_id: Name
+    purpose: UseKey
+    policy_version: Name
+    categories: list[CategoryKey] = []
+    notice_ref: Name | None = None
+    cross_border: CrossBorder | None = None
+
+
+class ConsentWithdrawn(EventData):
+    TYPE = "consent.withdrawn"
+    consent_id: Name
+    purpose: UseKey
+
+
+class SubscriptionChanged(EventData):
+    """Subscribed or unsubscribed from a message kind; opting out of marketing or tracking."""
+
+    TYPE = "subscription.changed"
+    kind: UseKey
+    subscribed: bool
+
+    @model_validator(mode="after")
+    def _kind(self) -> SubscriptionChanged:
+        if self.kind not in tx.SUBSCRIPTION_KINDS:
+            raise ValueError(f"kind {self.kind!r} is not a subscription kind")
+        return self
+
+
+class PolicyPublished(EventData):
+    TYPE = "policy.published"
+    SUBJECT_REQUIRED = False
+    policy_version: Name
+    effective_at: UtcTime
+    material: bool = False
+    summary: str = ""
+
+
+class PolicyNoticeSent(EventData):
+    TYPE = "policy.notice_sent"
+    policy_version: Name
+    channel: Literal["email", "sms", "push", "announcement"]
+
+
+# --- rights requests (7, 9.2) --------------------------------------------------------
+
+
+class RequestReceived(EventData):
+    TYPE = "request.received"
+    request_id: Name
+    kind: tx.RequestKind
+    due: UtcTime | None = Field(default=None, description="deadline; default set by the ledger")
+    categories: list[CategoryKey] = []
+
+
+class RequestIdentityVerified(EventData):
+    TYPE = "request.identity_verified"
+    request_id: Name
+    method: Name
+
+
+class RequestFulfilled(EventData):
+    TYPE = "request.fulfilled"
+    request_id: Name
+
+
+class RequestRefused(EventData):
+    TYPE = "request.refused"
+    request_id: Name
+    reason: Name
+
+
+# --- incidents (6.2.1) ---------------------------------------------------------------
+
+
+class IncidentOpened(EventData):
+    TYPE = "incident.opened"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    description: str
+    stores: Annotated[list[Name], Field(min_length=1)]
+    window_start: UtcTime
+    window_end: UtcTime
+    categories: list[CategoryKey] = []
+
+    @model_validator(mode="after")
+    def _window(self) -> IncidentOpened:
+        if self.window_end < self.window_start:
+            raise ValueError("window_end is before window_start")
+        return self
+
+
+class IncidentReported(EventData):
+    TYPE = "incident.reported"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    authority: Name
+
+
+class IncidentSubjectNotified(EventData):
+    TYPE = "incident.subject_notified"
+    incident_id: Name
+    channel: Literal["email", "sms", "push", "announcement"]
+
+
+class IncidentClosed(EventData):
+    TYPE = "incident.closed"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+
+
+# --- the ledger's own audit trail (6.2.1b) -------------------------------------------
+
+
+class LedgerQueried(EventData):
+    """Somebody queried the ledger: access to personal information is itself recorded."""
+
+    TYPE = "ledger.queried"
+    SUBJECT_REQUIRED = False
+    actor: Name
+    query: Name
+    arguments: dict[str, str] = {}
+
+
+DATA_MODELS: tuple[type[EventData], ...] = (
+    SubjectRegistered,
+    SubjectClosed,
+    DataCollected,
+    CollectionRefused,
+    ServiceDenied,
+    DataLinked,
+    DataUsed,
+    DataCorrected,
+    DataShared,
+    RecipientRegistered,
+    DataErased,
+    ConsentGranted,
+    ConsentWithdrawn,
+    SubscriptionChanged,
+    PolicyPublished,
+    PolicyNoticeSent,
+    RequestReceived,
+    RequestIdentityVerified,
+    RequestFulfilled,
+    RequestRefused,
+    IncidentOpened,
+    IncidentReported,
+    IncidentSubjectNotified,
+    IncidentClosed,
+    LedgerQueried,
+)
+
+EVENT_TYPES: dict[str, type[EventData]] = {m.TYPE: m for m in DATA_MODELS}
+
+Personal = dict[CategoryKey, Annotated[str, StringConstraints(min_length=1, max_length=4096)]]
+
+
+def dataschema_uri(event_type: str, version: int) -> str:
+    return f"urn:pdl:schema:{event_type}:{version}"
+
+
+class Event(BaseModel):
+    """A CloudEvents 1.0 envelope around one event's data.
+
+    On the wire (``pdl publish``) ``subject`` is the person's real identifier and
+    ``personal`` holds identifying values in clear. In the log ``subject`` is the keyed
+    pseudonym and ``personal`` is replaced by ``sealed``, an AES-GCM token under the
+    person's own key.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None, description="unique event id; if absent a UUIDv7 is derived from the content"
+    )
+    source: Name
+    type: str
+    time: UtcTime
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = None
+    schemaversion: int = Field(default=0, ge=0, description="0 = current version of the type")
+    data: EventData
+    personal: Personal | None = None
+    sealed: str | None = None

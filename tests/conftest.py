@@ -1,0 +1,103 @@
+"""Shared fixtures: settings in a temp dir, and the log backends every contract test runs on.
+
+Kafka tests need a real broker. ``LEDGER_KAFKA_BOOTSTRAP_SERVERS`` points at one; else, if a
+JDK and Maven are here, ``scripts/kafka-dev`` starts one for the session and stops it after.
+Under ``CI=true`` a missing broker is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger.persistence import EventLog
+from ledger.settings import Settings, generate_key
+
+ROOT = Path(__file__).resolve().parent.parent
+KAFKA_DEV = ROOT / "scripts" / "kafka-dev"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+BACKENDS = ["sqlite", "kafka"]
+
+
+def kafka_unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"Kafka tests must run in CI: {reason}. Run scripts/ci-deps first.")
+    pytest.skip(f"Kafka tests skipped: {reason}. Set LEDGER_KAFKA_BOOTSTRAP_SERVERS or install "
+                "a JDK and Maven (apt-get install default-jdk-headless maven).")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap address of a real broker, started for the session if needed."""
+    given = os.environ.get("LEDGER_KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    if not (shutil.which("java") and shutil.which("mvn")) or not KAFKA_DEV.exists():
+        kafka_unavailable("no broker configured and no JDK/Maven to start one")
+    was_running = subprocess.run([str(KAFKA_DEV), "status"], capture_output=True).returncode == 0
+    if not was_running:
+        started = subprocess.run([str(KAFKA_DEV), "start"], capture_output=True, text=True)
+        if started.returncode != 0:
+            kafka_unavailable(f"scripts/kafka-dev start failed: {started.stdout}{started.stderr}")
+    bootstrap = subprocess.run(
+        [str(KAFKA_DEV), "bootstrap"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    yield bootstrap
+    if not was_running:
+        subprocess.run([str(KAFKA_DEV), "stop"], capture_output=True)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for the embedded backend in a fresh directory, with a random master key."""
+    from ledger.settings import decode_key
+
+    return Settings(data_dir=tmp_path / "data", master_key=decode_key(generate_key()),
+                    sqlite_synchronous="NORMAL", actor="tests")
+
+
+def kafka_settings(base: Settings, bootstrap: str, **overrides: object) -> Settings:
+    """Settings for the Kafka backend on a topic of the test's own."""
+    topic = f"pdl-test-{uuid.uuid4().hex[:12]}"
+    kafka = {
+        **Settings.from_env({"LEDGER_BACKEND": "kafka",
+                             "LEDGER_KAFKA_BOOTSTRAP_SERVERS": bootstrap}).kafka,
+        "topic": topic,
+        "dead_letter_topic": topic + ".dead-letter",
+        "group_id": topic + "-group",
+        "partitions": 3,
+        **overrides,
+    }
+    return base.with_(backend="kafka", kafka=kafka)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The same settings on each backend: tests using this run once per backend."""
+    if request.param == "kafka":
+        return kafka_settings(settings, request.getfixturevalue("kafka_bootstrap"))
+    return settings
+
+
+@pytest.fixture
+def make_log(backend_settings: Settings) -> Iterator[Callable[[], EventLog]]:
+    """A factory of logs of the backend under test; every log it opens is closed after."""
+    from ledger.persistence import create_log
+
+    opened: list[EventLog] = []
+
+    def make() -> EventLog:
+        log = create_log(backend_settings)
+        opened.append(log)
+        return log
+
+    yield make
+    for log in opened:
+        log.close()
