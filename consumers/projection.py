@@ -1,0 +1,225 @@
+"""Projections and the runner that feeds them from the log.
+
+A ``Projection`` declares its name, the event types it wants and its tables, and turns a
+batch of events into view rows. The ``ProjectionRunner`` reads the log from each
+projection's tracked position, decodes each record once, and for every batch writes the
+view rows and the new position in one view-store transaction (see ``consumers.views``).
+Rebuilding is: drop the projection's tables and tracking, create them afresh, replay.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from schemas import Event, decode
+
+from consumers.views import ViewStore, ViewTransaction
+from ledger.errors import LedgerError
+from ledger.persistence import EventLog, LogRecord, Position
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One decoded event with where it sits in the log."""
+
+    record: LogRecord
+    event: Event
+
+
+class Projection(ABC):
+    """A view of the log: declares what it reads and the tables it owns."""
+
+    name: ClassVar[str]
+    #: Event types this projection wants; empty means every type.
+    topics: ClassVar[frozenset[str]] = frozenset()
+    #: Statements creating its tables and indexes (portable SQL).
+    schema: ClassVar[tuple[str, ...]] = ()
+    #: Tables dropped on rebuild.
+    tables: ClassVar[tuple[str, ...]] = ()
+
+    def wants(self, event_type: str) -> bool:
+        return not self.topics or event_type in self.topics
+
+    def create(self, tx: ViewTransaction) -> None:
+        for statement in self.schema:
+            tx.execute(statement)
+
+    def drop(self, tx: ViewTransaction) -> None:
+        for table in self.tables:
+            tx.execute(f"DROP TABLE IF EXISTS {table}")
+
+    @abstractmethod
+    def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
+        """Write the view rows for these events (already filtered to ``topics``, in log order)."""
+
+
+class BadRecord(LedgerError):
+    """A log record that does not decode into a valid event."""
+
+
+BadRecordHandler = Callable[[LogRecord, str], None]
+
+
+def _refuse(record: LogRecord, reason: str) -> None:
+    raise BadRecord(
+        f"record {record.partition}:{record.offset} does not decode: {reason}"
+    )
+
+
+def _check_stored(event: Event) -> None:
+    if event.personal:
+        raise ValueError("clear personal values in the log: events must be sealed (publish via pdl)")
+
+
+@dataclass
+class RunStats:
+    records: int = 0
+    applied: int = 0
+    bad: int = 0
+    duplicates: int = 0
+
+
+class ProjectionRunner:
+    """Feeds projections from a log, tracking each one's position atomically with its rows."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        store: ViewStore,
+        projections: Sequence[Projection],
+        *,
+        batch_size: int = 1000,
+        on_bad_record: BadRecordHandler | None = None,
+        dedupe: bool | None = None,
+    ):
+        self.log = log
+        self.store = store
+        self.projections = list(projections)
+        self.batch_size = batch_size
+        self.on_bad_record = on_bad_record or _refuse
+        # The SQLite log stores an event id once; Kafka may carry a retried publish twice.
+        self.dedupe = log.name != "sqlite" if dedupe is None else dedupe
+        with store.transaction() as tx:
+            for p in self.projections:
+                p.create(tx)
+
+    def positions(self) -> dict[str, Position]:
+        return {p.name: self.store.position(p.name, self.log.log_id) for p in self.projections}
+
+    def _start(self, positions: dict[str, Position]) -> Position:
+        """The earliest position any projection still needs, per partition."""
+        start: Position = {}
+        partitions: set[int] = set()
+        for pos in positions.values():
+            partitions |= set(pos)
+        for partition in partitions:
+            start[partition] = min(pos.get(partition, -1) for pos in positions.values())
+        if any(not pos for pos in positions.values()):
+            return {}
+        return start
+
+    def run(
+        self,
+        *,
+        until: datetime | None = None,
+        progress: Callable[[int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        partitions: Iterable[int] | None = None,
+    ) -> RunStats:
+        """Catch up with the log as it is now (or as it stood at ``until``)."""
+        positions = self.positions()
+        stats = RunStats()
+        batch: list[LogRecord] = []
+        wanted_partitions = set(partitions) if partitions is not None else None
+        for record in self.log.read(self._start(positions), until=until):
+            if wanted_partitions is not None and record.partition not in wanted_partitions:
+                continue
+            batch.append(record)
+            if len(batch) >= self.batch_size:
+                self._apply(batch, positions, stats)
+                if progress:
+                    progress(len(batch))
+                batch = []
+                if should_stop and should_stop():
+                    return stats
+        if batch:
+            self._apply(batch, positions, stats)
+            if progress:
+                progress(len(batch))
+        return stats
+
+    def _apply(self, batch: list[LogRecord], positions: dict[str, Position],
+               stats: RunStats) -> None:
+        items: list[Item] = []
+        for record in batch:
+            try:
+                event = decode(record.payload)
+                _check_stored(event)
+            except Exception as exc:  # noqa: BLE001 - any decode failure is a bad record
+                stats.bad += 1
+                self.on_bad_record(record, _reason(exc))
+                continue
+            items.append(Item(record, event))
+        stats.records += len(batch)
+        log_id = self.log.log_id
+        with self.store.transaction() as tx:
+            for projection in self.projections:
+                done = positions[projection.name]
+                mine = [
+                    i for i in items
+                    if i.record.offset > done.get(i.record.partition, -1)
+                    and projection.wants(i.event.type)
+                ]
+                if self.dedupe and mine:
+                    fresh = tx.first_time(projection.name, [i.event.id or "" for i in mine])
+                    stats.duplicates += len(mine) - len(fresh)
+                    mine = [i for i in mine if i.event.id in fresh]
+                if mine:
+                    projection.apply(tx, mine)
+                    stats.applied += len(mine)
+                new = dict(done)
+                for record in batch:
+                    if record.offset > new.get(record.partition, -1):
+                        new[record.partition] = record.offset
+                tx.track(projection.name, log_id, new)
+                positions[projection.name] = new
+
+    def rebuild(self, progress: Callable[[int], None] | None = None,
+                until: datetime | None = None) -> RunStats:
+        """Drop every view of this runner and replay the log from position zero."""
+        with self.store.transaction() as tx:
+            for p in self.projections:
+                p.drop(tx)
+                tx.execute("DELETE FROM tracking WHERE projection = ?", (p.name,))
+                tx.execute("DELETE FROM applied_events WHERE projection = ?", (p.name,))
+                p.create(tx)
+        return self.run(progress=progress, until=until)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per projection: its position and its lag behind the end of the log."""
+        end = self.log.end_position()
+        out = []
+        for name, pos in self.positions().items():
+            lag = sum(max(0, o - pos.get(p, -1)) for p, o in end.items())
+            out.append({"projection": name, "log": self.log.log_id, "position": pos,
+                        "end": end, "lag": lag})
+        return out
+
+
+def _reason(exc: Exception) -> str:
+    from schemas import EventInvalid
+
+    if isinstance(exc, EventInvalid):
+        return str(exc)
+    if hasattr(exc, "errors"):
+        try:
+            from schemas.codec import field_errors
+
+            return "; ".join(map(str, field_errors(exc)))  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001
+            pass
+    return f"{type(exc).__name__}: {exc}"

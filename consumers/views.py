@@ -1,0 +1,157 @@
+"""Where projections keep their views, and their log positions next to them.
+
+The idea is the eventsourcing library's ``TrackingRecorder``: a projection writes its view
+rows and the log position it has reached in ONE transaction, so after a crash it resumes
+exactly where its last committed transaction ended: nothing skipped, nothing twice.
+
+A view store is a SQL database behind a small interface (``transaction()`` yielding a
+``ViewTransaction``), so a second backend (PostgreSQL) plugs in without touching the
+projections. Projections write portable SQL with ``?`` placeholders and ``ON CONFLICT``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import OperationalError, PersistenceError
+from ledger.persistence import Position
+
+TRACKING_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tracking (
+    projection  TEXT NOT NULL,
+    log_id      TEXT NOT NULL,
+    partition   INTEGER NOT NULL,
+    "offset"    INTEGER NOT NULL,
+    PRIMARY KEY (projection, log_id, partition)
+);
+CREATE TABLE IF NOT EXISTS applied_events (
+    projection  TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    PRIMARY KEY (projection, event_id)
+);
+"""
+
+
+class ViewTransaction(ABC):
+    """One open transaction on a view store."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; return the number of rows it changed."""
+
+    @abstractmethod
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def track(self, projection: str, log_id: str, position: Position) -> None:
+        """Record how far ``projection`` has read ``log_id``: commits with the view rows."""
+        self.executemany(
+            'INSERT INTO tracking (projection, log_id, partition, "offset") VALUES (?, ?, ?, ?) '
+            'ON CONFLICT (projection, log_id, partition) DO UPDATE SET "offset" = excluded."offset"',
+            [(projection, log_id, p, o) for p, o in position.items()],
+        )
+
+    def first_time(self, projection: str, event_ids: Sequence[str]) -> set[str]:
+        """Mark events as applied by ``projection``; return those not applied before.
+
+        Used when the log may deliver an event id twice (a retried Kafka publish).
+        """
+        fresh: set[str] = set()
+        for event_id in event_ids:
+            if self.execute(
+                "INSERT INTO applied_events (projection, event_id) VALUES (?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (projection, event_id),
+            ):
+                fresh.add(event_id)
+        return fresh
+
+
+class ViewStore(ABC):
+    """A database holding projection views and their tracking rows."""
+
+    @abstractmethod
+    @contextmanager
+    def transaction(self) -> Iterator[ViewTransaction]:
+        """A transaction: committed if the block ends normally, rolled back otherwise."""
+        yield  # type: ignore[misc]
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read outside any write transaction."""
+
+    def position(self, projection: str, log_id: str) -> Position:
+        rows = self.query(
+            'SELECT partition, "offset" FROM tracking WHERE projection = ? AND log_id = ?',
+            (projection, log_id),
+        )
+        return {int(p): int(o) for p, o in rows}
+
+    def tracked_logs(self, projection: str) -> list[str]:
+        return [r[0] for r in self.query(
+            "SELECT DISTINCT log_id FROM tracking WHERE projection = ?", (projection,))]
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class _SQLiteTransaction(ViewTransaction):
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._db.execute(sql, params).rowcount
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._db.executemany(sql, rows)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._db.execute(sql, params).fetchall()
+
+
+class SQLiteViewStore(ViewStore):
+    """Views in one SQLite file (WAL), or in memory for point-in-time answers (``:memory:``)."""
+
+    def __init__(self, path: str | Path = ":memory:", *, synchronous: str = "NORMAL"):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=60,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA cache_size=-200000")
+            self._db.executescript(TRACKING_SCHEMA)
+        except sqlite3.Error as exc:
+            raise PersistenceError(f"cannot open the view store at {self.path}: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[ViewTransaction]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise OperationalError(f"the view store {self.path} is busy: {exc}") from exc
+        try:
+            yield _SQLiteTransaction(self._db)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise PersistenceError(f"committing views to {self.path} failed: {exc}") from exc
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self._db.close()
