@@ -6,14 +6,18 @@ wire event's ``personal`` map and leave this module sealed; nothing here logs th
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
 import tempfile
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from schemas import Event, EventInvalid, decode, encode, parse_wire
+from schemas import Event, EventInvalid, decode, encode_sealed, parse_wire
 from schemas.events import DataErased, LedgerQueried
 from schemas.taxonomy import ErasureMethod
 
@@ -45,37 +49,23 @@ class PublishSummary:
         }
 
 
-class Ledger:
-    """Publishes events to the log and reads them back, sealing and unsealing personal values."""
+class Sealing:
+    """Pseudonymiser, key vault and sealer of one process: turns wire events into records."""
 
-    def __init__(self, settings: Settings, log: EventLog | None = None):
-        self.settings = settings
+    def __init__(self, settings: Settings):
         master = settings.require_master_key()
         self.pseudonymise = Pseudonymiser(master)
         self.vault = SQLiteKeyVault(settings.vault_file, master)
         self.sealer = Sealer(self.vault)
-        self.log = log if log is not None else create_log(settings)
-
-    @classmethod
-    def from_env(cls) -> Ledger:
-        return cls(Settings.from_env())
 
     def close(self) -> None:
-        self.log.close()
         self.vault.close()
 
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # --- publishing ---------------------------------------------------------------------
-
-    def seal(self, events: Sequence[Event], first_line: int = 1) -> list[NewRecord]:
+    def seal(self, events: Sequence[Event], lines: Sequence[int] | None = None) -> list[NewRecord]:
         """Pseudonymise and seal validated wire events into records for the log.
 
-        Raises ``InvalidInput`` if a person with personal values was already erased.
+        Raises ``InvalidInput`` (naming ``lines[i]``) if a person whose key was destroyed
+        comes with personal values: they can never be sealed again.
         """
         pseudonyms = [self.pseudonymise(e.subject) if e.subject else None for e in events]
         needs_key = [p for p, e in zip(pseudonyms, events) if e.personal and p]
@@ -89,18 +79,96 @@ class Ledger:
                 key = keys.get(pseudonym)
                 if key is None:
                     errors.append(
-                        (first_line + index, "subject",
+                        (lines[index] if lines else index + 1, "subject",
                          "this person was erased (key destroyed); personal values cannot be sealed")
                     )
                     continue
                 token = self.sealer.seal(key, pseudonym, event.id, event.personal)
-            stored = event.model_copy(
-                update={"subject": pseudonym, "personal": None, "sealed": token}
-            )
-            records.append(NewRecord(event.id, event.type, pseudonym, event.time, encode(stored)))
+            records.append(NewRecord(event.id, event.type, pseudonym,
+                                     encode_sealed(event, pseudonym, token)))
         if errors:
             raise InvalidInput(f"{len(errors)} event(s) refused; nothing was appended", errors)
         return records
+
+    def prepare(self, chunk: Chunk, *, seal: bool = True) -> Prepared:
+        """Validate (and seal, unless ``seal`` is False) one chunk of numbered lines."""
+        events: list[Event] = []
+        numbers: list[int] = []
+        errors: list[LineError] = []
+        bad = 0
+        for number, line in chunk:
+            try:
+                events.append(parse_wire(line))
+                numbers.append(number)
+            except EventInvalid as exc:
+                bad += 1
+                errors.extend((number, e.field, e.reason) for e in exc.errors)
+        if errors or not seal:
+            return [], errors, bad
+        try:
+            return self.seal(events, numbers), [], 0
+        except InvalidInput as exc:
+            return [], exc.errors, len(exc.errors)
+
+
+Chunk = list[tuple[int, bytes | str]]
+Prepared = tuple[list[NewRecord], list[LineError], int]
+
+_worker: Sealing | None = None
+
+
+def _worker_init(settings: Settings) -> None:
+    global _worker
+    _worker = Sealing(settings)
+
+
+def _worker_prepare(chunk: Chunk, seal: bool) -> Prepared:
+    assert _worker is not None
+    return _worker.prepare(chunk, seal=seal)
+
+
+def _chunks(lines: Iterable[str | bytes], size: int) -> Iterator[Chunk]:
+    chunk: Chunk = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        chunk.append((number, line))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class Ledger:
+    """Publishes events to the log and reads them back, sealing and unsealing personal values."""
+
+    def __init__(self, settings: Settings, log: EventLog | None = None):
+        self.settings = settings
+        self.sealing = Sealing(settings)
+        self.pseudonymise = self.sealing.pseudonymise
+        self.vault = self.sealing.vault
+        self.sealer = self.sealing.sealer
+        self.log = log if log is not None else create_log(settings)
+
+    @classmethod
+    def from_env(cls) -> Ledger:
+        return cls(Settings.from_env())
+
+    def close(self) -> None:
+        self.log.close()
+        self.sealing.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- publishing ---------------------------------------------------------------------
+
+    def seal(self, events: Sequence[Event]) -> list[NewRecord]:
+        return self.sealing.seal(events)
 
     def publish(self, events: Iterable[Event | Mapping[str, Any]]) -> list[AppendResult]:
         """Validate, seal and append one atomic batch. Raises ``InvalidInput``; appends nothing then."""
@@ -113,7 +181,7 @@ class Ledger:
                 errors.extend((n, e.field, e.reason) for e in exc.errors)
         if errors:
             raise InvalidInput(f"{len(errors)} problem(s) in the batch; nothing was appended", errors)
-        return self.log.append(self.seal(parsed))
+        return self.log.append(self.sealing.seal(parsed))
 
     def publish_lines(
         self,
@@ -122,57 +190,77 @@ class Ledger:
         batch_size: int = 1000,
         progress: Callable[[int], None] | None = None,
         keep_results: bool = False,
+        workers: int = 1,
     ) -> PublishSummary:
-        """Publish JSON Lines: validate every line first, then append in atomic batches.
+        """Publish JSON Lines, all or nothing with respect to validation.
 
-        ``lines`` is iterated twice, so pass a list or a re-iterable (see ``publish_file``).
-        Any bad line refuses the whole input: ``InvalidInput`` lists each bad line.
+        Phase 1 validates and seals every line into batches of ``batch_size``, kept in a
+        spool (memory, then a temp file), on ``workers`` processes when more than one.
+        Only if every line is valid does phase 2 append the batches, each atomically. Any
+        bad line refuses the whole input: ``InvalidInput`` lists each bad line and nothing
+        is appended. A crash in phase 2 leaves whole batches only; publishing the same
+        input again completes it without duplicates (ids are kept or derived from content).
         """
         errors: list[LineError] = []
+        bad_lines = 0
         count = 0
-        for n, line in enumerate(lines, 1):
-            count = n
-            if not line.strip():
-                continue
-            try:
-                parse_wire(line)
-            except EventInvalid as exc:
-                errors.extend((n, e.field, e.reason) for e in exc.errors)
-        if errors:
-            bad_lines = len({n for n, _, _ in errors})
-            raise InvalidInput(
-                f"{bad_lines} of {count} line(s) refused; nothing was appended", errors
-            )
-        summary = PublishSummary(lines=count)
-        batch: list[Event] = []
-        first = 1
-        for n, line in enumerate(lines, 1):
-            if line.strip():
-                batch.append(parse_wire(line))
-            if len(batch) >= batch_size:
-                self._append_batch(batch, first, summary, keep_results, progress)
-                batch, first = [], n + 1
-        if batch:
-            self._append_batch(batch, first, summary, keep_results, progress)
-        return summary
+        spool = _Spool()
 
-    def _append_batch(
-        self,
-        batch: list[Event],
-        first_line: int,
-        summary: PublishSummary,
-        keep_results: bool,
-        progress: Callable[[int], None] | None,
-    ) -> None:
-        results = self.log.append(self.seal(batch, first_line))
-        summary.batches += 1
-        dups = sum(r.duplicate for r in results)
-        summary.duplicates += dups
-        summary.appended += len(results) - dups
-        if keep_results:
-            summary.results.extend(results)
-        if progress is not None:
-            progress(len(batch))
+        def take(prepared: Prepared) -> None:
+            nonlocal bad_lines
+            records, errs, bad = prepared
+            bad_lines += bad
+            if errs:
+                room = MAX_REPORTED_ERRORS - len(errors)
+                errors.extend(errs[: max(room, 0)])
+            elif not errors:
+                spool.add(records)
+
+        def numbered() -> Iterator[str | bytes]:
+            nonlocal count
+            for count, line in enumerate(lines, 1):  # noqa: B007 - count is read after
+                yield line
+
+        try:
+            chunks = _chunks(numbered(), batch_size)
+            if workers > 1:
+                self._prepare_parallel(chunks, workers, take, lambda: not errors)
+            else:
+                for chunk in chunks:
+                    take(self.sealing.prepare(chunk, seal=not errors))
+            if errors or bad_lines:
+                raise InvalidInput(
+                    f"{bad_lines} of {count} line(s) refused; nothing was appended", errors
+                )
+            summary = PublishSummary(lines=count)
+            for records in spool:
+                results = self.log.append(records)
+                summary.batches += 1
+                dups = sum(r.duplicate for r in results)
+                summary.duplicates += dups
+                summary.appended += len(results) - dups
+                if keep_results:
+                    summary.results.extend(results)
+                if progress is not None:
+                    progress(len(records))
+            return summary
+        finally:
+            spool.close()
+
+    def _prepare_parallel(self, chunks: Iterator[Chunk], workers: int,
+                          take: Callable[[Prepared], None], sealing: Callable[[], bool]) -> None:
+        # fork: workers start in milliseconds and inherit the loaded schemas. They open
+        # their own vault connection and never touch the parent's connections.
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+                                 initargs=(self.settings,)) as pool:
+            pending: deque[Future[Prepared]] = deque()
+            for chunk in chunks:
+                pending.append(pool.submit(_worker_prepare, chunk, sealing()))
+                if len(pending) >= 2 * workers:  # bounded: memory stays flat
+                    take(pending.popleft().result())
+            while pending:
+                take(pending.popleft().result())
 
     def publish_file(self, path: str | Path, **kwargs: Any) -> PublishSummary:
         """Publish a JSON Lines file, or ``-`` for standard input (spooled to a temp file)."""
@@ -282,6 +370,41 @@ class Ledger:
             decode(record.payload)
             checked += 1
         return checked
+
+
+class _Spool:
+    """Sealed batches waiting for the whole input to validate: in memory, then a temp file."""
+
+    IN_MEMORY_BATCHES = 20
+
+    def __init__(self) -> None:
+        self._memory: list[list[NewRecord]] = []
+        self._file: IO[bytes] | None = None
+        self._spilled = 0
+
+    def add(self, records: list[NewRecord]) -> None:
+        if not records:
+            return
+        if len(self._memory) < self.IN_MEMORY_BATCHES:
+            self._memory.append(records)
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile()
+        pickle.dump(records, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._spilled += 1
+
+    def __iter__(self) -> Iterator[list[NewRecord]]:
+        while self._memory:
+            yield self._memory.pop(0)
+        if self._file is not None:
+            self._file.seek(0)
+            for _ in range(self._spilled):
+                yield pickle.load(self._file)  # noqa: S301 - our own temp file
+
+    def close(self) -> None:
+        self._memory.clear()
+        if self._file is not None:
+            self._file.close()
 
 
 class _Lines:

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ledger.errors import IntegrityError
 
@@ -21,14 +21,12 @@ if TYPE_CHECKING:
 Position = dict[int, int]
 
 
-@dataclass(frozen=True, slots=True)
-class NewRecord:
-    """A sealed, serialised event ready to append."""
+class NewRecord(NamedTuple):
+    """A sealed, serialised event ready to append (a tuple: cheap to pickle between processes)."""
 
     event_id: str
     event_type: str
     subject: str | None  # pseudonym; also the Kafka key, so a person's events stay in order
-    event_time: datetime
     payload: bytes
 
 

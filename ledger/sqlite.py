@@ -3,10 +3,11 @@
 Invariants kept here:
 - a batch is one ``BEGIN IMMEDIATE`` transaction: whole or nothing, even under SIGKILL;
 - ``event_id`` is unique: a re-published event is reported as a duplicate, not stored;
-- positions come from ``AUTOINCREMENT`` so they are never reused;
-- triggers refuse UPDATE and DELETE, so no code path can rewrite history;
-- each row carries a SHA-256 hash chain over all earlier rows, so tampering with the file
-  by other means is detected by ``verify``;
+- positions are rowids; since triggers refuse UPDATE and DELETE, no row ever leaves and
+  a position is never reused (a rolled-back batch's rowids were never visible);
+- the last row of each batch carries a SHA-256 hash chained over every earlier row, so
+  tampering with the file by other means is detected by ``verify`` (hashing per batch
+  rather than per row keeps the append path cheap; ``verify`` checks at batch ends);
 - ``recorded_at`` never decreases, so "the log as of T" is a binary search, not an index.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,14 +32,13 @@ from ledger.persistence import (
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    position    INTEGER PRIMARY KEY AUTOINCREMENT,
+    position    INTEGER PRIMARY KEY,
     event_id    TEXT NOT NULL UNIQUE,
     event_type  TEXT NOT NULL,
     subject     TEXT,
-    event_time  TEXT NOT NULL,
     recorded_at REAL NOT NULL,
     payload     BLOB NOT NULL,
-    chain       BLOB NOT NULL
+    chain       BLOB
 );
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'the ledger log is append-only: UPDATE refused'); END;
@@ -49,8 +49,14 @@ GENESIS = b"\x00" * 32
 PAGE = 2000
 
 
-def chain_hash(previous: bytes, event_id: str, payload: bytes) -> bytes:
-    return hashlib.sha256(previous + event_id.encode() + payload).digest()
+def chain_hash(previous: bytes, rows: Iterable[tuple[str, bytes]]) -> bytes:
+    """The chain value after ``rows`` (event id, payload), given the previous batch's value."""
+    h = hashlib.sha256(previous)
+    for event_id, payload in rows:
+        h.update(event_id.encode())
+        h.update(len(payload).to_bytes(4, "big"))
+        h.update(payload)
+    return h.digest()
 
 
 def _utc(ts: float) -> datetime:
@@ -88,42 +94,47 @@ class SQLiteEventLog(EventLog):
         if not records:
             return []
         check_batch(records)
+        try:
+            return self._append(records, check_existing=False)
+        except _Duplicates:
+            # Rare: an event id is already in the log (a retried publish). Redo the batch,
+            # leaving out what is already there.
+            return self._append(records, check_existing=True)
+
+    def _append(self, records: Sequence[NewRecord], check_existing: bool) -> list[AppendResult]:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise OperationalError(f"the log at {self.path} is busy or unwritable: {exc}") from exc
         try:
-            existing = self._existing(ids := [r.event_id for r in records])
+            existing = self._existing([r.event_id for r in records]) if check_existing else {}
             last = db.execute(
-                "SELECT position, recorded_at, chain FROM events ORDER BY position DESC LIMIT 1"
+                "SELECT recorded_at, chain FROM events WHERE chain IS NOT NULL "
+                "ORDER BY position DESC LIMIT 1"
             ).fetchone()
-            previous = last[2] if last else GENESIS
-            now = max(time.time(), last[1] if last else 0.0)
-            rows = []
-            seen: dict[str, int] = {}
+            now = max(time.time(), last[0] if last else 0.0)
+            fresh: dict[str, int] = {}  # event id -> index in records
             for index, r in enumerate(records):
-                if r.event_id in existing or r.event_id in seen:
-                    continue
-                seen[r.event_id] = index
-                previous = chain_hash(previous, r.event_id, r.payload)
-                rows.append(
-                    (r.event_id, r.event_type, r.subject, r.event_time.isoformat(), now,
-                     r.payload, previous)
-                )
+                if r.event_id not in existing and r.event_id not in fresh:
+                    fresh[r.event_id] = index
+            new = [records[i] for i in fresh.values()]
+            rows = [(r.event_id, r.event_type, r.subject, now, r.payload, None) for r in new]
+            if rows:
+                chain = chain_hash(last[1] if last else GENESIS,
+                                   ((r.event_id, r.payload) for r in new))
+                rows[-1] = rows[-1][:5] + (chain,)
             db.executemany(
-                "INSERT INTO events (event_id, event_type, subject, event_time, recorded_at,"
-                " payload, chain) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events (event_id, event_type, subject, recorded_at, payload, chain)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            if rows:
-                first = db.execute("SELECT last_insert_rowid()").fetchone()[0] - len(rows) + 1
-                new_positions = {rows[i][0]: first + i for i in range(len(rows))}
-            else:
-                new_positions = {}
+            first = db.execute("SELECT last_insert_rowid()").fetchone()[0] - len(rows) + 1
             db.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
             db.execute("ROLLBACK")
+            if "UNIQUE" in str(exc) and not check_existing:
+                raise _Duplicates() from exc
             raise IntegrityError(f"the log refused the batch: {exc}") from exc
         except sqlite3.Error as exc:
             if db.in_transaction:
@@ -133,12 +144,13 @@ class SQLiteEventLog(EventLog):
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        positions = {r.event_id: first + i for i, r in enumerate(new)}
         results = []
         for index, r in enumerate(records):
-            if seen.get(r.event_id) == index:
-                results.append(AppendResult(r.event_id, 0, new_positions[r.event_id]))
+            if fresh.get(r.event_id) == index:
+                results.append(AppendResult(r.event_id, 0, positions[r.event_id]))
             else:
-                pos = existing.get(r.event_id) or new_positions.get(r.event_id, -1)
+                pos = existing.get(r.event_id) or positions.get(r.event_id, -1)
                 results.append(AppendResult(r.event_id, 0, pos, duplicate=True))
         return results
 
@@ -219,23 +231,38 @@ class SQLiteEventLog(EventLog):
 
         Raises ``TamperedLogError`` naming the first position that does not verify.
         """
-        previous, expected_position, checked = GENESIS, None, 0
+        previous, hasher = GENESIS, hashlib.sha256(GENESIS)
+        expected, checked, open_since = None, 0, None
         for position, event_id, payload, chain in self._db.execute(
             "SELECT position, event_id, payload, chain FROM events ORDER BY position"
         ):
-            if expected_position is not None and position != expected_position:
-                # AUTOINCREMENT leaves no gaps in a log that only ever appended.
+            if expected is not None and position != expected:
+                # Rows are never deleted, so positions have no gaps.
                 raise TamperedLogError(
-                    f"position {expected_position} is missing from the log (next is {position})"
+                    f"position {expected} is missing from the log (next is {position})"
                 )
-            previous = chain_hash(previous, event_id, payload)
-            if previous != chain:
-                raise TamperedLogError(
-                    f"the record at position {position} (event {event_id}) does not match the "
-                    "hash chain: it or an earlier record was altered"
-                )
-            expected_position = position + 1
+            hasher.update(event_id.encode())
+            hasher.update(len(payload).to_bytes(4, "big"))
+            hasher.update(payload)
+            open_since = open_since or position
+            if chain is not None:
+                if hasher.digest() != chain:
+                    raise TamperedLogError(
+                        f"the batch at positions {open_since}-{position} does not match the hash "
+                        "chain: a record in it, or before it, was altered"
+                    )
+                previous, hasher, open_since = chain, hashlib.sha256(chain), None
+            expected = position + 1
             checked += 1
             if progress is not None and checked % 10000 == 0:
                 progress(checked)  # type: ignore[operator]
+        if open_since is not None:
+            raise TamperedLogError(
+                f"records from position {open_since} on end without their batch's chain value: "
+                "the end of a batch was removed"
+            )
         return checked
+
+
+class _Duplicates(Exception):
+    """Internal: the optimistic append met an event id already in the log."""

@@ -7,11 +7,9 @@ so that events stored under the old version still read.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -23,24 +21,16 @@ from pydantic import (
 from schemas import taxonomy as tx
 
 
-def _country(code: str) -> str:
-    if len(code) != 2 or not code.isalpha() or not code.isupper():
-        raise ValueError("must be an ISO 3166-1 alpha-2 country code such as 'CN'")
-    return code
-
-
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
-
-
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 # Literal types are checked inside pydantic-core, which keeps decoding the log fast;
 # schemas.codec rewrites their long "expected one of" errors into a short message.
 CategoryKey = Literal[tuple(tx.CATEGORIES)]  # type: ignore[valid-type]
 UseKey = Literal[tuple(tx.USES)]  # type: ignore[valid-type]
-Country = Annotated[str, AfterValidator(_country)]
+Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 Categories = Annotated[list[CategoryKey], Field(min_length=1)]
-UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
+# Times keep the offset the producer sent (comparisons are offset-aware); a time without
+# an offset is refused rather than guessed.
+UtcTime = AwareDatetime
 
 
 class EventData(BaseModel):
@@ -73,7 +63,7 @@ class SubjectClosed(EventData):
     TYPE = "subject.closed"
     reason: Name = "user_request"
     request_id: Name | None = None
-    legal_hold_categories: list[CategoryKey] = []
+    legal_hold_categories: list[CategoryKey] = Field(default_factory=list)
     legal_hold_until: UtcTime | None = None
 
 
@@ -90,7 +80,7 @@ class Source(BaseModel):
         default=None, description="the third party's legal source was confirmed (2.1.3)"
     )
     authorised_scope: list[UseKey] = Field(
-        default=[], description="uses the person authorised the third party to share for"
+        default_factory=list, description="uses the person authorised the third party to share for"
     )
 
     @model_validator(mode="after")
@@ -117,7 +107,7 @@ class DataCollected(EventData):
     mechanism: tx.Mechanism = tx.Mechanism.FORM
     store: Name = Field(description="system that keeps it, e.g. 'accounts-db'")
     store_location: Country
-    backups: list[Name] = Field(default=[], description="backup stores that also keep it")
+    backups: list[Name] = Field(default_factory=list, description="backup stores that also keep it")
     retention_days: int | None = Field(
         default=None, ge=0, description="0 = not retained (compared, never stored); null = until closure"
     )
@@ -145,7 +135,7 @@ class ServiceDenied(EventData):
     TYPE = "service.denied"
     service: Name
     reason: Name
-    missing_categories: list[CategoryKey] = []
+    missing_categories: list[CategoryKey] = Field(default_factory=list)
 
 
 class DataLinked(EventData):
@@ -197,7 +187,7 @@ class CrossBorder(BaseModel):
     recipient_contact: str | None = None
     processing: str | None = None
     purpose: str | None = None
-    categories: list[CategoryKey] = []
+    categories: list[CategoryKey] = Field(default_factory=list)
     rights_howto: str | None = None
 
     REQUIRED: ClassVar[tuple[str, ...]] = (
@@ -237,9 +227,9 @@ class RecipientRegistered(EventData):
     name: Name
     kind: tx.RecipientKind
     location: Country
-    roles: list[tx.RecipientRole] = []
-    allowed_purposes: list[UseKey] = []
-    allowed_categories: list[CategoryKey] = []
+    roles: list[tx.RecipientRole] = Field(default_factory=list)
+    allowed_purposes: list[UseKey] = Field(default_factory=list)
+    allowed_categories: list[CategoryKey] = Field(default_factory=list)
     agreement_ref: Name | None = None
     confidentiality: bool = True
 
@@ -266,7 +256,7 @@ class ConsentGranted(EventData):
     consent_id: Name
     purpose: UseKey
     policy_version: Name
-    categories: list[CategoryKey] = []
+    categories: list[CategoryKey] = Field(default_factory=list)
     notice_ref: Name | None = None
     cross_border: CrossBorder | None = None
 
@@ -314,7 +304,7 @@ class RequestReceived(EventData):
     request_id: Name
     kind: tx.RequestKind
     due: UtcTime | None = Field(default=None, description="deadline; default set by the ledger")
-    categories: list[CategoryKey] = []
+    categories: list[CategoryKey] = Field(default_factory=list)
 
 
 class RequestIdentityVerified(EventData):
@@ -345,7 +335,7 @@ class IncidentOpened(EventData):
     stores: Annotated[list[Name], Field(min_length=1)]
     window_start: UtcTime
     window_end: UtcTime
-    categories: list[CategoryKey] = []
+    categories: list[CategoryKey] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _window(self) -> IncidentOpened:
@@ -383,7 +373,7 @@ class LedgerQueried(EventData):
     SUBJECT_REQUIRED = False
     actor: Name
     query: Name
-    arguments: dict[str, str] = {}
+    arguments: dict[str, str] = Field(default_factory=dict)
 
 
 DATA_MODELS: tuple[type[EventData], ...] = (
@@ -444,7 +434,7 @@ class Event(BaseModel):
     subject: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = None
-    schemaversion: int = Field(default=0, ge=0, description="0 = current version of the type")
+    schemaversion: int = Field(default=1, ge=1, description="schema version of data; older ones are upcast")
     data: EventData
     personal: Personal | None = None
     sealed: str | None = None

@@ -22,7 +22,6 @@ def records(n: int, subjects: int = 4, tag: str = "") -> list[NewRecord]:
             event_id=uuid7(),
             event_type="data.used",
             subject=f"p_subject{i % subjects}",
-            event_time=T0 + timedelta(seconds=i),
             payload=f'{{"n":{i},"tag":"{tag}"}}'.encode(),
         )
         for i in range(n)
@@ -95,7 +94,7 @@ def test_a_bad_batch_appends_nothing(make_log: MakeLog) -> None:
     log.append(records(5))
     before = list(log.read())
     bad = records(5)
-    bad[3] = NewRecord(bad[3].event_id, "data.used", "p_x", T0, None)  # type: ignore[arg-type]
+    bad[3] = NewRecord(bad[3].event_id, "data.used", "p_x", None)  # type: ignore[arg-type]
     with pytest.raises(PersistenceError):
         log.append(bad)
     assert [r.event_id for r in log.read()] == [r.event_id for r in before]
