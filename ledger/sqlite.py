@@ -231,7 +231,7 @@ class SQLiteEventLog(EventLog):
 
         Raises ``TamperedLogError`` naming the first position that does not verify.
         """
-        previous, hasher = GENESIS, hashlib.sha256(GENESIS)
+        hasher = hashlib.sha256(GENESIS)
         expected, checked, open_since = None, 0, None
         for position, event_id, payload, chain in self._db.execute(
             "SELECT position, event_id, payload, chain FROM events ORDER BY position"
@@ -241,6 +241,9 @@ class SQLiteEventLog(EventLog):
                 raise TamperedLogError(
                     f"position {expected} is missing from the log (next is {position})"
                 )
+            if not isinstance(payload, bytes) or not isinstance(event_id, str):
+                raise TamperedLogError(f"the record at position {position} was rewritten "
+                                       "(its payload is no longer bytes)")
             hasher.update(event_id.encode())
             hasher.update(len(payload).to_bytes(4, "big"))
             hasher.update(payload)
@@ -251,7 +254,7 @@ class SQLiteEventLog(EventLog):
                         f"the batch at positions {open_since}-{position} does not match the hash "
                         "chain: a record in it, or before it, was altered"
                     )
-                previous, hasher, open_since = chain, hashlib.sha256(chain), None
+                hasher, open_since = hashlib.sha256(chain), None
             expected = position + 1
             checked += 1
             if progress is not None and checked % 10000 == 0:

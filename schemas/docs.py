@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from schemas.codec import ENVELOPES, json_schema
 from schemas.events import DATA_MODELS, Event
+from schemas.examples import EXAMPLES
 from schemas.taxonomy import CATEGORIES, USES, LegalGround, SharingClause
 
 
@@ -73,7 +75,8 @@ def render_catalogue() -> str:
         for name, prop in data_schema.get("properties", {}).items():
             desc = (model.model_fields[name].description or "").replace("|", "/")
             out.append(f"| `{name}` | {_type_of(prop, defs)} | {'yes' if name in req else 'no'} | {desc} |")
-        out.append("")
+        out += ["", "Example (wire form):", "", "```json",
+                json.dumps(EXAMPLES[model.TYPE], ensure_ascii=False), "```", ""]
     out += ["## Data categories", "", "| key | PIPL sensitive | origin | meaning |", "|---|---|---|---|"]
     for c in CATEGORIES.values():
         out.append(f"| `{c.key}` | {'yes' if c.sensitive else ''} | {c.origin} | {c.description} |")

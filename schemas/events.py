@@ -424,17 +424,25 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    specversion: Literal["1.0"] = "1.0"
+    specversion: Literal["1.0"] = Field(default="1.0", description="CloudEvents version")
     id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         default=None, description="unique event id; if absent a UUIDv7 is derived from the content"
     )
-    source: Name
-    type: str
-    time: UtcTime
-    subject: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
-    datacontenttype: Literal["application/json"] = "application/json"
-    dataschema: str | None = None
+    source: Name = Field(description="the service that did it, e.g. svc/accounts")
+    type: str = Field(description="the event type, one of those below")
+    time: UtcTime = Field(description="when it happened, with a UTC offset")
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        default=None, description="wire: the person's real id; in the log: the keyed pseudonym"
+    )
+    datacontenttype: Literal["application/json"] = Field(
+        default="application/json", description="always application/json"
+    )
+    dataschema: str | None = Field(default=None, description="urn:pdl:schema:TYPE:VERSION")
     schemaversion: int = Field(default=1, ge=1, description="schema version of data; older ones are upcast")
     data: EventData
-    personal: Personal | None = None
-    sealed: str | None = None
+    personal: Personal | None = Field(
+        default=None, description="wire only: data category -> clear value; sealed by the ledger"
+    )
+    sealed: str | None = Field(
+        default=None, description="log only: AES-GCM token of the values under the person's key"
+    )

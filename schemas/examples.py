@@ -1,0 +1,156 @@
+"""One valid wire example per event type: shown in docs/events.md and used by the tests.
+
+Identifiers and values are made up; none belongs to a real person.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+T = "2026-11-01T09:30:00+08:00"
+USER = "acct:10001"
+
+
+def _event(type_: str, data: dict[str, Any], subject: str | None = USER,
+           personal: dict[str, str] | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "source": "svc/example",
+        "type": type_,
+        "time": T,
+        "data": data,
+    }
+    if subject is not None:
+        event["subject"] = subject
+    if personal:
+        event["personal"] = personal
+    return event
+
+
+CROSS_BORDER = {
+    "destination_country": "SG",
+    "recipient_name": "Example Cloud Pte. Ltd.",
+    "recipient_contact": "privacy@example.sg",
+    "processing": "ticket handling by the regional support desk",
+    "purpose": "essential.service.operations.support",
+    "categories": ["user.contact.email"],
+    "rights_howto": "write to privacy@example.sg or use the account centre",
+}
+
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "subject.registered": _event(
+        "subject.registered",
+        {"subject_kind": "user", "channel": "web", "policy_version": "2026-01"},
+        personal={"user.account.username": "lin_example", "user.contact.email": "lin@example.cn"},
+    ),
+    "subject.closed": _event(
+        "subject.closed",
+        {"reason": "user_request", "request_id": "req-1",
+         "legal_hold_categories": ["user.financial.invoice"],
+         "legal_hold_until": "2029-11-01T00:00:00Z"},
+    ),
+    "data.collected": _event(
+        "data.collected",
+        {"categories": ["user.contact.email", "user.contact.phone_number"],
+         "source": {"kind": "subject"}, "purpose": "essential.service.authentication",
+         "store": "accounts-db", "store_location": "CN", "backups": ["accounts-backup"],
+         "retention_days": None, "protection": "encrypted"},
+        personal={"user.contact.email": "lin@example.cn",
+                  "user.contact.phone_number": "13800000000"},
+    ),
+    "data.collection_refused": _event(
+        "data.collection_refused",
+        {"categories": ["user.demographic.industry"], "purpose": "marketing.communications"},
+    ),
+    "service.denied": _event(
+        "service.denied",
+        {"service": "object-storage", "reason": "real_name_verification_missing",
+         "missing_categories": ["user.government_id.national_identification_number"]},
+    ),
+    "data.linked": _event(
+        "data.linked",
+        {"categories": ["user.device.device_id"], "purpose": "essential.service.security",
+         "authorised": True, "de_identified": False},
+    ),
+    "data.used": _event(
+        "data.used",
+        {"categories": ["user.contact.email"], "purpose": "marketing.communications.email",
+         "system": "mailer", "consent_id": "c-1",
+         "message_kind": "marketing.communications.email"},
+    ),
+    "data.corrected": _event(
+        "data.corrected",
+        {"categories": ["user.contact.address"], "store": "accounts-db", "request_id": "req-2"},
+        personal={"user.contact.address": "1 Example Road, Wuxi"},
+    ),
+    "data.shared": _event(
+        "data.shared",
+        {"recipient": "sg-affiliate", "recipient_kind": "affiliate",
+         "categories": ["user.contact.email"], "purpose": "essential.service.operations.support",
+         "clause": "5.1.1", "consent_id": "c-xb-1", "agreement_ref": "DPA-7",
+         "cross_border": CROSS_BORDER},
+    ),
+    "recipient.registered": _event(
+        "recipient.registered",
+        {"recipient": "pay-co", "name": "Example Payments Co.", "kind": "service_provider",
+         "location": "CN", "roles": ["payment_processor", "invoice_processor"],
+         "allowed_purposes": ["essential.service.payment_processing"],
+         "allowed_categories": ["user.financial.bank_account"], "agreement_ref": "DPA-1"},
+        subject=None,
+    ),
+    "data.erased": _event(
+        "data.erased",
+        {"categories": ["user.contact.email"], "stores": ["accounts-db", "accounts-backup"],
+         "method": "erased", "reason": "closure"},
+    ),
+    "consent.granted": _event(
+        "consent.granted",
+        {"consent_id": "c-1", "purpose": "personalize.profiling", "policy_version": "2026-01",
+         "categories": ["user.behavior.browsing_history"], "notice_ref": "notice-profiling-v1"},
+    ),
+    "consent.withdrawn": _event(
+        "consent.withdrawn", {"consent_id": "c-1", "purpose": "personalize.profiling"}
+    ),
+    "subscription.changed": _event(
+        "subscription.changed", {"kind": "marketing.communications.email", "subscribed": False}
+    ),
+    "policy.published": _event(
+        "policy.published",
+        {"policy_version": "2026-01", "effective_at": "2026-01-15T00:00:00+08:00",
+         "material": True, "summary": "new cross-border section"},
+        subject=None,
+    ),
+    "policy.notice_sent": _event(
+        "policy.notice_sent", {"policy_version": "2026-01", "channel": "email"}
+    ),
+    "request.received": _event(
+        "request.received",
+        {"request_id": "req-1", "kind": "access", "due": "2026-11-16T09:30:00+08:00"},
+    ),
+    "request.identity_verified": _event(
+        "request.identity_verified", {"request_id": "req-1", "method": "sms_code"}
+    ),
+    "request.fulfilled": _event("request.fulfilled", {"request_id": "req-1"}),
+    "request.refused": _event(
+        "request.refused", {"request_id": "req-1", "reason": "identity_not_verified"}
+    ),
+    "incident.opened": _event(
+        "incident.opened",
+        {"incident_id": "inc-1", "description": "misconfigured bucket ACL",
+         "stores": ["accounts-db"], "window_start": "2026-10-30T00:00:00Z",
+         "window_end": "2026-10-31T00:00:00Z", "categories": ["user.contact.email"]},
+        subject=None,
+    ),
+    "incident.reported": _event(
+        "incident.reported", {"incident_id": "inc-1", "authority": "CAC Jiangsu"}, subject=None
+    ),
+    "incident.subject_notified": _event(
+        "incident.subject_notified", {"incident_id": "inc-1", "channel": "email"}
+    ),
+    "incident.closed": _event("incident.closed", {"incident_id": "inc-1"}, subject=None),
+    "ledger.queried": _event(
+        "ledger.queried",
+        {"actor": "dpo@example.cn", "query": "subject", "arguments": {"pseudonym": "p_x"}},
+        subject=None,
+    ),
+}
