@@ -140,20 +140,30 @@ class ProjectionRunner:
                 continue
             batch.append(record)
             if len(batch) >= self.batch_size:
-                self._apply(batch, positions, stats)
+                self._apply(batch, stats)
                 if progress:
                     progress(len(batch))
                 batch = []
                 if should_stop and should_stop():
                     return stats
         if batch:
-            self._apply(batch, positions, stats)
+            self._apply(batch, stats)
             if progress:
                 progress(len(batch))
         return stats
 
-    def _apply(self, batch: list[LogRecord], positions: dict[str, Position],
-               stats: RunStats) -> None:
+    def process(self, records: Sequence[LogRecord]) -> RunStats:
+        """Apply records delivered by someone else (a Kafka consumer in a group).
+
+        Records at or before a projection's tracked position are skipped inside the
+        transaction, so a redelivery after a rebalance or a crash changes nothing.
+        """
+        stats = RunStats()
+        if records:
+            self._apply(list(records), stats)
+        return stats
+
+    def _apply(self, batch: list[LogRecord], stats: RunStats) -> None:
         items: list[Item] = []
         for record in batch:
             try:
@@ -168,7 +178,9 @@ class ProjectionRunner:
         log_id = self.log.log_id
         with self.store.transaction() as tx:
             for projection in self.projections:
-                done = positions[projection.name]
+                # Read inside the transaction: another process of the same consumer group
+                # may have moved it since we last looked (a rebalance).
+                done = tx.position(projection.name, log_id)
                 mine = [
                     i for i in items
                     if i.record.offset > done.get(i.record.partition, -1)
@@ -185,8 +197,8 @@ class ProjectionRunner:
                 for record in batch:
                     if record.offset > new.get(record.partition, -1):
                         new[record.partition] = record.offset
-                tx.track(projection.name, log_id, new)
-                positions[projection.name] = new
+                if new != done:
+                    tx.track(projection.name, log_id, new)
 
     def rebuild(self, progress: Callable[[int], None] | None = None,
                 until: datetime | None = None) -> RunStats:

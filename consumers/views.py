@@ -58,6 +58,14 @@ class ViewTransaction(ABC):
             [(projection, log_id, p, o) for p, o in position.items()],
         )
 
+    def position(self, projection: str, log_id: str) -> Position:
+        """The tracked position, read inside this transaction (so it cannot move under us)."""
+        rows = self.query(
+            'SELECT partition, "offset" FROM tracking WHERE projection = ? AND log_id = ?',
+            (projection, log_id),
+        )
+        return {int(p): int(o) for p, o in rows}
+
     def first_time(self, projection: str, event_ids: Sequence[str]) -> set[str]:
         """Mark events as applied by ``projection``; return those not applied before.
 
