@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,8 @@ from ledger.persistence import EventLog
 from ledger.settings import Settings, generate_key
 
 ROOT = Path(__file__).resolve().parent.parent
+#: scripts/kafka-dev probes broker readiness with kafka-python when this Python has it.
+DEV_ENV = {**os.environ, "PYTHON": sys.executable}
 KAFKA_DEV = ROOT / "scripts" / "kafka-dev"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BACKENDS = ["sqlite", "kafka"]
@@ -43,7 +46,8 @@ def kafka_bootstrap() -> Iterator[str]:
         kafka_unavailable("no broker configured and no JDK/Maven to start one")
     was_running = subprocess.run([str(KAFKA_DEV), "status"], capture_output=True).returncode == 0
     if not was_running:
-        started = subprocess.run([str(KAFKA_DEV), "start"], capture_output=True, text=True)
+        started = subprocess.run([str(KAFKA_DEV), "start"], capture_output=True, text=True,
+                                 env=DEV_ENV)
         if started.returncode != 0:
             kafka_unavailable(f"scripts/kafka-dev start failed: {started.stdout}{started.stderr}")
     bootstrap = subprocess.run(
