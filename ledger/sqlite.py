@@ -71,6 +71,7 @@ class SQLiteEventLog(EventLog):
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", timeout: float = 30.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._cached_head: tuple[int, float, bytes] | None = None
         try:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, timeout=timeout, check_same_thread=False
@@ -109,10 +110,7 @@ class SQLiteEventLog(EventLog):
             raise OperationalError(f"the log at {self.path} is busy or unwritable: {exc}") from exc
         try:
             existing = self._existing([r.event_id for r in records]) if check_existing else {}
-            last = db.execute(
-                "SELECT recorded_at, chain FROM events WHERE chain IS NOT NULL "
-                "ORDER BY position DESC LIMIT 1"
-            ).fetchone()
+            last = self._head()
             now = max(time.time(), last[0] if last else 0.0)
             fresh: dict[str, int] = {}  # event id -> index in records
             for index, r in enumerate(records):
@@ -124,13 +122,16 @@ class SQLiteEventLog(EventLog):
                 chain = chain_hash(last[1] if last else GENESIS,
                                    ((r.event_id, r.payload) for r in new))
                 rows[-1] = rows[-1][:5] + (chain,)
-            db.executemany(
-                "INSERT INTO events (event_id, event_type, subject, recorded_at, payload, chain)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            first = db.execute("SELECT last_insert_rowid()").fetchone()[0] - len(rows) + 1
+            insert = ("INSERT INTO events (event_id, event_type, subject, recorded_at, payload,"
+                      " chain) VALUES (?, ?, ?, ?, ?, ?)")
+            if len(rows) == 1:
+                first = db.execute(insert, rows[0]).lastrowid
+            else:
+                db.executemany(insert, rows)
+                first = db.execute("SELECT last_insert_rowid()").fetchone()[0] - len(rows) + 1
             db.execute("COMMIT")
+            if rows:
+                self._cached_head = (first + len(rows) - 1, now, rows[-1][5])
         except sqlite3.IntegrityError as exc:
             db.execute("ROLLBACK")
             if "UNIQUE" in str(exc) and not check_existing:
@@ -153,6 +154,21 @@ class SQLiteEventLog(EventLog):
                 pos = existing.get(r.event_id) or positions.get(r.event_id, -1)
                 results.append(AppendResult(r.event_id, 0, pos, duplicate=True))
         return results
+
+    def _head(self) -> tuple[float, bytes] | None:
+        """(recorded_at, chain) of the last batch, read inside the write transaction.
+
+        Cached: while the last position is the one this process wrote, the cached chain
+        value is current (another writer would have moved the position).
+        """
+        last = self._db.execute("SELECT max(position) FROM events").fetchone()[0]
+        cached = self._cached_head
+        if cached is not None and cached[0] == last:
+            return cached[1], cached[2]
+        return self._db.execute(
+            "SELECT recorded_at, chain FROM events WHERE chain IS NOT NULL "
+            "ORDER BY position DESC LIMIT 1"
+        ).fetchone()  # type: ignore[no-any-return]
 
     def _existing(self, ids: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}

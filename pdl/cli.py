@@ -215,7 +215,7 @@ def cmd_schema_docs(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ledger.simulate import simulate
 
-    out = sys.stdout if args.output == "-" else open(args.output, "w")  # noqa: SIM115
+    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     try:
         n = 0
         for line in simulate(people=args.people, seed=args.seed):
