@@ -127,7 +127,7 @@ def test_generation_is_lazy_for_a_million_people() -> None:
 
 @pytest.mark.slow
 def test_a_million_events_in_flat_memory(tmp_path: Path) -> None:
-    """Generating 10**6 events keeps the peak RSS of the process under 150 MB."""
+    """Generating 10**6 events keeps the peak RSS of the process under 200 MB (flat)."""
     script = (
         "import itertools, resource\n"
         "from ledger.simulate import simulate\n"
@@ -137,7 +137,7 @@ def test_a_million_events_in_flat_memory(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.split()
     assert int(out[0]) == 10**6
-    assert int(out[1]) / 1024 < 150, f"peak RSS {int(out[1]) / 1024:.0f} MB"
+    assert int(out[1]) / 1024 < 200, f"peak RSS {int(out[1]) / 1024:.0f} MB"
 
 
 def test_pdl_simulate_writes_the_same_lines(tmp_path: Path) -> None:

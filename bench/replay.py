@@ -1,0 +1,270 @@
+"""Replay, rebuild and breach-scope figures, measured against a raw read in the same run.
+
+    python bench/replay.py                      # 1M-event log; scope on the same log
+    python bench/replay.py --scope-events 10000000   # scope on a 10M-event log (long)
+
+Prints, from one run on a log of ``--events`` simulated events (published through the
+ledger: pseudonymised and sealed, as in production):
+
+- R: raw read of the log's rows plus ``json.loads`` of each payload (events/s);
+- replay: the same rows decoded into their event models, and its ratio to R (>= 0.5);
+- rebuild: every view rebuilt from position zero into a fresh view store, and its ratio
+  to R (>= 0.2);
+- memory: peak resident memory of a rebuild in a child process, and per million people;
+- scope: p50 and p99 latency of ``consumers.queries.scope`` for realistic incidents (one
+  store, a three-day window at a random time) on a log of ``--scope-events`` events,
+  per store, with the number of people each answer names (p50 <= 10 ms).
+
+Logs are built once under ``--out`` (default ``bench/out``, git-ignored) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from itertools import islice
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from consumers.projection import ProjectionRunner
+from consumers.queries import incident_scope, incidents, scope
+from consumers.registry import all_projections
+from consumers.scope import HoldingsProjection
+from consumers.views import SQLiteViewStore
+from ledger.application import Ledger
+from ledger.settings import Settings
+from ledger.sqlite import SQLiteEventLog
+from schemas import decode
+
+EVENTS_PER_PERSON = 45  # a little under the simulator's average, so enough people are made
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def settings_for(directory: Path) -> Settings:
+    return Settings(data_dir=directory, demo=True, sqlite_synchronous="OFF", actor="bench")
+
+
+def ensure_log(directory: Path, events: int, seed: int = 7) -> Path:
+    """A log of exactly ``events`` simulated events in ``directory`` (built once; a second
+    bench started meanwhile waits for it rather than building it too)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_log(directory, events, seed)
+
+
+def _ensure_log(directory: Path, events: int, seed: int) -> Path:
+    done = directory / "built.json"
+    if done.exists() and json.loads(done.read_text()).get("events") == events:
+        return directory / "log.db"
+    from ledger.simulate import simulate
+
+    for name in ("log.db", "log.db-wal", "log.db-shm", "vault.db", "views.db"):
+        (directory / name).unlink(missing_ok=True)
+    people = events // EVENTS_PER_PERSON + 1
+    say(f"building a log of {events:,} events ({people:,} simulated people) in {directory} ...")
+    started = time.perf_counter()
+    with Ledger(settings_for(directory)) as ledger:
+        lines = islice(simulate(people=people, seed=seed), events)
+        summary = ledger.publish_lines(lines, batch_size=5000, workers=os.cpu_count() or 1)
+    say(f"  published {summary.appended:,} events in {time.perf_counter() - started:.0f} s")
+    done.write_text(json.dumps({"events": events, "people": people}))
+    return directory / "log.db"
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def raw_read(log: SQLiteEventLog) -> tuple[int, float, int]:
+    subjects: set[str] = set()
+    started = time.perf_counter()
+    n = 0
+    for record in log.read():
+        json.loads(record.payload)
+        n += 1
+        if record.subject:
+            subjects.add(record.subject)
+    return n, time.perf_counter() - started, len(subjects)
+
+
+def replay(log: SQLiteEventLog) -> tuple[int, float]:
+    started = time.perf_counter()
+    n = 0
+    for record in log.read():
+        decode(record.payload)
+        n += 1
+    return n, time.perf_counter() - started
+
+
+def rebuild(log: SQLiteEventLog, views: Path, batch_size: int,
+            names: list[str] | None = None) -> tuple[int, float]:
+    """Rebuild the named projections (all if None) into a fresh view store at ``views``."""
+    store = SQLiteViewStore(views)
+    try:
+        projections = [p for p in all_projections() if names is None or p.name in names]
+        started = time.perf_counter()
+        stats = ProjectionRunner(log, store, projections, batch_size=batch_size).rebuild()
+        return stats.records, time.perf_counter() - started
+    finally:
+        store.close()
+        remove_store(views)
+
+
+def remove_store(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+MEMORY_CHILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[4])
+from pathlib import Path
+def rss(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+from consumers.projection import ProjectionRunner
+from consumers.registry import all_projections
+from consumers.views import SQLiteViewStore
+from ledger.sqlite import SQLiteEventLog
+log = SQLiteEventLog(sys.argv[1])
+store = SQLiteViewStore(sys.argv[2])
+runner = ProjectionRunner(log, store, all_projections(), batch_size=int(sys.argv[3]))
+baseline = rss("VmRSS:")
+runner.rebuild()
+print(json.dumps({"baseline": baseline, "peak": rss("VmHWM:")}))
+"""
+
+
+def memory(log_path: Path, views: Path, batch_size: int) -> dict[str, int]:
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_CHILD, str(log_path), str(views), str(batch_size),
+             str(ROOT)],
+            capture_output=True, text=True, check=True,
+        )
+    finally:
+        remove_store(views)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def scope_latency(log_path: Path, views: Path, queries: int, seed: int,
+                  batch_size: int) -> None:
+    log = SQLiteEventLog(log_path)
+    store = SQLiteViewStore(views)
+    try:
+        runner = ProjectionRunner(log, store, [HoldingsProjection()], batch_size=batch_size)
+        if runner.status()[0]["lag"]:
+            say(f"projecting holdings for the scope queries ({log.count():,} events) ...")
+            started = time.perf_counter()
+            runner.run()
+            say(f"  done in {time.perf_counter() - started:.0f} s")
+        first, last = (datetime.fromtimestamp(t / 1e6, timezone.utc) for t in store.query(
+            "SELECT min(collected_at), max(collected_at) FROM holdings")[0])
+        stores = [name for name, in store.query(
+            "SELECT store FROM holdings GROUP BY store ORDER BY count(*) DESC")]
+        rnd = random.Random(seed)
+        span = (last - first) - timedelta(days=3)
+        say(f"\nbreach scope: {queries} incidents per store, one store and a 3-day window at "
+            f"a random time between {first.date()} and {last.date()}")
+        say(f"  {'store':22s} {'p50 ms':>8s} {'p99 ms':>8s} {'people p50':>11s} {'max':>8s}")
+        overall: list[float] = []
+        for name in stores:
+            times: list[float] = []
+            people: list[int] = []
+            scope(store, [name], first, first + timedelta(days=3))  # warm the page cache
+            for _ in range(queries):
+                start = first + span * rnd.random()
+                t0 = time.perf_counter()
+                result = scope(store, [name], start, start + timedelta(days=3))
+                times.append((time.perf_counter() - t0) * 1000)
+                people.append(result.counts["people"])
+            overall.extend(times)
+            say(f"  {name:22s} {statistics.median(times):8.2f} {_p99(times):8.2f} "
+                f"{int(statistics.median(people)):11,d} {max(people):8,d}")
+        say(f"  {'all stores':22s} {statistics.median(overall):8.2f} {_p99(overall):8.2f}")
+        for incident in incidents(store):
+            t0 = time.perf_counter()
+            result = incident_scope(store, incident["incident_id"])
+            say(f"  the log's own incident {incident['incident_id']} ({', '.join(incident['stores'])}, "
+                f"{incident['window_start'][:10]}..{incident['window_end'][:10]}, categories "
+                f"{len(incident['categories'])}): {(time.perf_counter() - t0) * 1000:.1f} ms, "
+                f"{result.counts['people']:,} people")
+    finally:
+        store.close()
+        log.close()
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--scope-events", type=int, default=None,
+                        help="log size for the scope latency (default: --events)")
+    parser.add_argument("--queries", type=int, default=100, help="scope queries per store")
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--each", action="store_true",
+                        help="also rebuild each projection alone (where the time goes)")
+    args = parser.parse_args()
+
+    main_dir = args.out / f"log-{args.events}"
+    log_path = ensure_log(main_dir, args.events, args.seed)
+    log = SQLiteEventLog(log_path)
+    n, seconds, people = raw_read(log)
+    r = rate(n, seconds)
+    say(f"\nlog: {n:,} events, {people:,} people, {log_path.stat().st_size / 1e6:,.0f} MB")
+    say(f"R        raw read + JSON decode   {r:>10,.0f} events/s")
+    n2, seconds2 = replay(log)
+    rp = rate(n2, seconds2)
+    say(f"replay   decode into models      {rp:>10,.0f} events/s   {rp / r:.2f} x R"
+        f"   (>= 0.5, aim 0.8)")
+    private = main_dir / f"views-{os.getpid()}.db"  # concurrent benches must not share it
+    n3, seconds3 = rebuild(log, private, args.batch_size)
+    rb = rate(n3, seconds3)
+    say(f"rebuild  all views ({', '.join(p.name for p in all_projections())})"
+        f"\n                                   {rb:>10,.0f} events/s   {rb / r:.2f} x R   (>= 0.2)")
+    if args.each:
+        for projection in all_projections():
+            n4, seconds4 = rebuild(log, private, args.batch_size, [projection.name])
+            each = rate(n4, seconds4)
+            say(f"  {projection.name:12s} alone              {each:>10,.0f} events/s   "
+                f"{each / r:.2f} x R")
+    log.close()
+    if not args.skip_memory:
+        mem = memory(log_path, private, args.batch_size)
+        grown = mem["peak"] - mem["baseline"]
+        say(f"memory   rebuild peak RSS {mem['peak'] / 2**20:,.0f} MB (after start-up "
+            f"{mem['baseline'] / 2**20:,.0f} MB); growth {grown / 2**20:,.0f} MB for "
+            f"{people:,} people = {grown / 2**20 / people * 1e6:,.0f} MB per million people;"
+            f" peak {mem['peak'] / 2**20 / people * 1e6:,.0f} MB per million people")
+    scope_events = args.scope_events or args.events
+    scope_dir = main_dir if scope_events == args.events else args.out / f"log-{scope_events}"
+    scope_log = ensure_log(scope_dir, scope_events, args.seed)
+    scope_latency(scope_log, scope_dir / "holdings.db", args.queries, args.seed,
+                  args.batch_size)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

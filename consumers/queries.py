@@ -1,0 +1,459 @@
+"""The read side: questions compliance staff and incident responders ask of the views.
+
+Every function takes a ``ViewStore`` and returns plain dicts, or dataclasses and named
+tuples with ``as_dict``, ready for JSON. People appear by pseudonym only; callers pseudonymise a real identifier first.
+Times come back as ISO 8601 strings (UTC).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+from consumers.rows import BIT, SENSITIVE_MASK, categories_of, iso, related_mask, to_us
+from consumers.scope import exposed
+from consumers.views import ViewStore
+from ledger.errors import InvalidInput, NotFound
+from schemas.taxonomy import CATEGORIES, covers, is_sensitive
+
+# --- data map ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Closure:
+    """A person's account closure and legal hold, which end "until closure" retention."""
+
+    closed_at: int | None = None
+    hold_until: int | None = None
+    hold_categories: tuple[str, ...] = ()
+
+    def deadline(self, held_since: int, retention_days: int | None, category: str
+                 ) -> int | None:
+        """When the oldest copy held must be gone: its retention, or closure (+ legal hold)."""
+        if retention_days is not None:
+            return held_since + retention_days * 86_400_000_000
+        if self.closed_at is None:
+            return None  # kept until the account is closed
+        if self.hold_until and any(covers(h, category) for h in self.hold_categories):
+            return max(self.closed_at, self.hold_until)
+        return self.closed_at
+
+
+def subject_map(store: ViewStore, pseudonym: str, now: datetime | None = None) -> dict[str, Any]:
+    """Everything the views know about one person. Raises ``NotFound`` if nothing.
+
+    ``now`` (default: the current time) decides which retention deadlines have passed.
+    """
+    now_us = to_us(now or datetime.now(timezone.utc))
+    q = store.query
+    row = q("SELECT kind, registered_at, closed_at, close_reason, legal_hold_until, "
+            "legal_hold_categories, shredded_at FROM dm_subjects WHERE pseudonym = ?",
+            (pseudonym,))
+    subject: dict[str, Any] = {}
+    closure = _Closure()
+    if row:
+        kind, registered, closed, reason, hold_until, hold_cats, shredded = row[0]
+        held_back = json.loads(hold_cats) if hold_cats else []
+        subject = {
+            "kind": kind, "registered_at": iso(registered), "closed_at": iso(closed),
+            "close_reason": reason,
+            "legal_hold": ({"until": iso(hold_until), "categories": held_back}
+                           if held_back else None),
+            "erased": shredded is not None, "erased_at": iso(shredded),
+        }
+        closure = _Closure(closed, hold_until, tuple(held_back))
+
+    categories: dict[str, dict[str, Any]] = {}
+
+    def entry(category: str) -> dict[str, Any]:
+        e = categories.get(category)
+        if e is None:
+            info = CATEGORIES.get(category)
+            e = categories[category] = {
+                "category": category, "description": info.description if info else "",
+                "sensitive": is_sensitive(category), "held": False,
+                "sources": [], "uses": [], "stores": [], "recipients": [],
+            }
+        return e
+
+    for (kind, party, purpose, mask, stored, optional, ground, consent, first) in q(
+        "SELECT source_kind, source_party, purpose, categories, stored, optional, "
+        "legal_ground, consent_id, first_at FROM dm_collections "
+        "WHERE pseudonym = ? ORDER BY first_at, purpose", (pseudonym,)
+    ):
+        for cat in categories_of(mask):
+            entry(cat)["sources"].append({
+                "source": kind, "party": party or None, "purpose": purpose,
+                "legal_ground": ground, "consent_id": consent,
+                "optional": bool(optional & BIT[cat]), "stored": bool(stored & BIT[cat]),
+                "first": iso(first),
+            })
+    for (store_name, location, backup, held, erased, anonymised, first, since, days,
+         erased_at) in q("SELECT store, location, backup, held, erased, anonymised, "
+                         "first_collected_at, held_since, retention_days, erased_at "
+                         "FROM dm_stores WHERE pseudonym = ? ORDER BY backup, store",
+                         (pseudonym,)):
+        for status, mask in (("held", held), ("erased", erased), ("anonymised", anonymised)):
+            for cat in categories_of(mask):
+                is_held = status == "held"
+                deadline = closure.deadline(since, days, cat) if is_held else None
+                e = entry(cat)
+                e["held"] = e["held"] or is_held
+                e["stores"].append({
+                    "store": store_name, "location": location, "backup": bool(backup),
+                    "status": status, "since": iso(since if is_held else erased_at),
+                    "first_collected": iso(first), "retention_days": days,
+                    "retention_deadline": iso(deadline),
+                    "overdue": deadline is not None and deadline < now_us,
+                })
+    for purpose, ground, consent, mask, first in q(
+        "SELECT purpose, legal_ground, consent_id, categories, first_at "
+        "FROM dm_uses WHERE pseudonym = ? ORDER BY first_at, purpose", (pseudonym,)
+    ):
+        for cat in categories_of(mask):
+            entry(cat)["uses"].append({
+                "purpose": purpose, "legal_ground": ground or None,
+                "consent_id": consent or None, "first": iso(first),
+            })
+    for recipient, mask, first in q(
+        "SELECT recipient, categories, first_at FROM dm_recipients "
+        "WHERE pseudonym = ? ORDER BY first_at, recipient", (pseudonym,)
+    ):
+        for cat in categories_of(mask):
+            entry(cat)["recipients"].append({"recipient": recipient, "first": iso(first)})
+    consents = [
+        {"consent_id": cid, "purpose": purpose, "policy_version": version,
+         "categories": json.loads(cats) if cats else [], "cross_border_to": country,
+         "granted_at": iso(granted), "withdrawn_at": iso(withdrawn),
+         "in_force": granted is not None and withdrawn is None}
+        for cid, purpose, version, cats, country, granted, withdrawn in q(
+            "SELECT consent_id, purpose, policy_version, categories, cross_border_country, "
+            "granted_at, withdrawn_at FROM dm_consents WHERE pseudonym = ? "
+            "ORDER BY granted_at, consent_id", (pseudonym,))
+    ]
+    subscriptions = [
+        {"kind": kind, "subscribed": bool(on), "changed_at": iso(at)}
+        for kind, on, at in q("SELECT kind, subscribed, changed_at FROM dm_subscriptions "
+                              "WHERE pseudonym = ? ORDER BY kind", (pseudonym,))
+    ]
+    if not (subject or categories or consents or subscriptions):
+        raise NotFound("the ledger's views know nothing about this person "
+                       "(check the identifier; run `pdl project` if events are new)")
+    return {
+        "pseudonym": pseudonym,
+        "subject": subject or None,
+        "categories": [categories[k] for k in sorted(categories)],
+        "consents": consents,
+        "consents_in_force": [c["consent_id"] for c in consents if c["in_force"]],
+        "subscriptions": subscriptions,
+        "opt_outs": [s["kind"] for s in subscriptions if not s["subscribed"]],
+    }
+
+
+# --- disclosure register ----------------------------------------------------------------
+
+
+def category_mask(categories: Iterable[str]) -> int:
+    """The categories a filter matches: each one, those under it and those containing it.
+
+    Raises ``InvalidInput`` naming an unknown category.
+    """
+    unknown = [c for c in categories if c not in CATEGORIES]
+    if unknown:
+        raise InvalidInput(f"unknown data category {unknown[0]!r} (see docs/events.md)")
+    return related_mask(categories)
+
+
+def _under(col: str) -> str:
+    """``col`` equal to a dotted key or below it: ``5.1`` matches ``5.1.1``.
+
+    Keys below ``k`` sort strictly between ``k.`` and ``k/`` ('/' follows '.' in ASCII).
+    """
+    return f"({col} = ? OR ({col} > ? AND {col} < ?))"
+
+
+@dataclass(frozen=True)
+class DisclosureFilter:
+    """Filters of the register; ``clause`` ``none`` means disclosures naming no clause."""
+
+    recipient: str | None = None
+    clause: str | None = None
+    category: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    pseudonym: str | None = None
+
+    def where(self, alias: str = "d") -> tuple[str, list[Any]]:
+        terms: list[str] = []
+        params: list[Any] = []
+        if self.recipient:
+            terms.append(f"{alias}.recipient = ?")
+            params.append(self.recipient)
+        if self.clause:
+            if self.clause.lower() == "none":
+                terms.append(f"{alias}.clause IS NULL")
+            else:
+                terms.append(_under(f"{alias}.clause"))
+                params.extend((self.clause, self.clause + ".", self.clause + "/"))
+        if self.category:
+            terms.append(f"({alias}.categories & ?) != 0")
+            params.append(category_mask([self.category]))
+        if self.since:
+            terms.append(f"{alias}.time >= ?")
+            params.append(to_us(self.since))
+        if self.until:
+            terms.append(f"{alias}.time <= ?")
+            params.append(to_us(self.until))
+        if self.pseudonym:
+            terms.append(f"{alias}.pseudonym = ?")
+            params.append(self.pseudonym)
+        return (" WHERE " + " AND ".join(terms)) if terms else "", params
+
+    def as_arguments(self) -> dict[str, str]:
+        """The filters as audit arguments (no clear personal values: pseudonym only)."""
+        out = {k: v for k, v in (("recipient", self.recipient), ("clause", self.clause),
+                                 ("category", self.category), ("pseudonym", self.pseudonym))
+               if v}
+        if self.since:
+            out["from"] = self.since.isoformat()
+        if self.until:
+            out["until"] = self.until.isoformat()
+        return out
+
+
+def disclosures(
+    store: ViewStore,
+    recipient: str | None = None,
+    clause: str | None = None,
+    category: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    pseudonym: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Disclosures matching the filters, oldest first."""
+    where, params = DisclosureFilter(recipient, clause, category, since, until,
+                                     pseudonym).where()
+    sql = (
+        "SELECT d.event_id, d.pseudonym, d.recipient, r.name, d.recipient_kind, d.time, "
+        "d.clause, d.legal_ground, d.consent_id, d.purpose, d.categories, d.agreement_ref, "
+        "d.cross_border, d.log_partition, d.log_offset FROM disclosures d "
+        "LEFT JOIN recipients r ON r.recipient = d.recipient"
+        f"{where} ORDER BY d.time, d.log_partition, d.log_offset"
+    )
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return [
+        {"event_id": event_id, "time": iso(t), "pseudonym": person, "recipient": rcpt,
+         "recipient_name": name, "recipient_kind": kind, "clause": clause_,
+         "legal_ground": ground, "consent_id": consent, "purpose": purpose,
+         "categories": list(categories_of(mask)), "agreement_ref": agreement,
+         "cross_border": json.loads(cross_border) if cross_border else None,
+         "position": {"partition": partition, "offset": offset}}
+        for (event_id, person, rcpt, name, kind, t, clause_, ground, consent, purpose, mask,
+             agreement, cross_border, partition, offset) in store.query(sql, params)
+    ]
+
+
+def disclosure_summary(store: ViewStore, filters: DisclosureFilter | None = None
+                       ) -> list[dict[str, Any]]:
+    """Per recipient: disclosures, people, categories, clauses, cross-border, first, last."""
+    where, params = (filters or DisclosureFilter()).where()
+    rows = store.query(
+        "SELECT d.recipient, r.name, r.kind, r.location, count(*), "
+        "count(DISTINCT d.pseudonym), min(d.time), max(d.time) FROM disclosures d "
+        "LEFT JOIN recipients r ON r.recipient = d.recipient"
+        f"{where} GROUP BY d.recipient, r.name, r.kind, r.location ORDER BY d.recipient",
+        params,
+    )
+    detail: dict[str, dict[str, Counter[str]]] = {}
+    for rcpt, mask, clause, cross, n in store.query(
+        "SELECT d.recipient, d.categories, coalesce(d.clause, 'none'), "
+        "coalesce(d.cross_border_to, ''), count(*) FROM disclosures d"
+        f"{where} GROUP BY d.recipient, d.categories, d.clause, d.cross_border_to",
+        params,
+    ):
+        per = detail.setdefault(rcpt, {"categories": Counter(), "clauses": Counter(),
+                                       "cross_border": Counter()})
+        for cat in categories_of(mask):
+            per["categories"][cat] += n
+        per["clauses"][clause] += n
+        if cross:
+            per["cross_border"][cross] += n
+    out = []
+    for rcpt, name, kind, location, events, people, first, last in rows:
+        per = detail.get(rcpt, {})
+        out.append({
+            "recipient": rcpt, "name": name, "kind": kind, "location": location,
+            "disclosures": events, "people": people,
+            "categories": sorted(per.get("categories", {})),
+            "clauses": dict(sorted(per.get("clauses", Counter()).items())),
+            "cross_border_to": dict(sorted(per.get("cross_border", Counter()).items())),
+            "first": iso(first), "last": iso(last),
+        })
+    return out
+
+
+# --- breach scope -----------------------------------------------------------------------
+
+
+class AffectedPerson(NamedTuple):
+    """One person whose data an incident exposed (a named tuple: answers can be large)."""
+
+    pseudonym: str
+    categories: tuple[str, ...]
+    sensitive_categories: tuple[str, ...]
+    stores: tuple[str, ...]
+    records: int
+    reachable: bool
+    unreachable_reason: str | None = None
+    notified: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pseudonym": self.pseudonym, "categories": list(self.categories),
+            "sensitive_categories": list(self.sensitive_categories),
+            "stores": list(self.stores), "records": self.records,
+            "reachable": self.reachable, "unreachable_reason": self.unreachable_reason,
+            "notified": self.notified,
+        }
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The exact set of people an incident affected, and the counts a regulator asks for."""
+
+    stores: tuple[str, ...]
+    window_start: str
+    window_end: str
+    categories: tuple[str, ...]
+    people: tuple[AffectedPerson, ...]
+    counts: dict[str, Any] = field(default_factory=dict)
+    incident_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stores": list(self.stores), "window_start": self.window_start,
+            "window_end": self.window_end, "categories": list(self.categories),
+            "incident_id": self.incident_id, "counts": self.counts,
+            "people": [p.as_dict() for p in self.people],
+        }
+
+
+UNREACHABLE_ERASED = "erased: data key destroyed"
+UNREACHABLE_NO_CONTACT = "no contact data held any more"
+
+
+def scope(
+    store: ViewStore,
+    stores: Sequence[str],
+    window_start: datetime,
+    window_end: datetime,
+    categories: Sequence[str] | None = None,
+    *,
+    incident_id: str | None = None,
+) -> Scope:
+    """Who was affected by an incident in ``stores`` between the window's edges (inclusive).
+
+    A person is affected if any of their data in those stores (of ``categories``, if given:
+    those, the ones under them and the ones containing them) was held at some instant of
+    the window: collected before or during it and not erased before it. A record is one
+    category of one person in one store. Erased people stay affected but cannot be reached.
+    """
+    if window_end < window_start:
+        raise ValueError("the window ends before it starts")
+    wanted = category_mask(categories) if categories else None
+    hits = exposed(store, stores, to_us(window_start), to_us(window_end), wanted)
+    notified = _notified(store, incident_id) if incident_id else None
+    people: list[AffectedPerson] = []
+    unions: Counter[int] = Counter()
+    records = sensitive_records = sensitive_people = reachable = 0
+    for p in sorted(hits):
+        per_store, shredded, contactable = hits[p]
+        if len(per_store) == 1:
+            (name, union), = per_store.items()
+            where: tuple[str, ...] = (name,)
+            count = union.bit_count()
+            sensitive_count = (union & SENSITIVE_MASK).bit_count()
+        else:
+            union = count = sensitive_count = 0
+            for mask in per_store.values():
+                union |= mask
+                count += mask.bit_count()
+                sensitive_count += (mask & SENSITIVE_MASK).bit_count()
+            where = tuple(sorted(per_store))
+        sensitive = union & SENSITIVE_MASK
+        records += count
+        sensitive_records += sensitive_count
+        sensitive_people += sensitive != 0
+        unions[union] += 1
+        reason = (UNREACHABLE_ERASED if shredded
+                  else None if contactable else UNREACHABLE_NO_CONTACT)
+        reachable += reason is None
+        people.append(AffectedPerson(
+            p, categories_of(union), categories_of(sensitive), where, count, reason is None,
+            reason, None if notified is None else p in notified,
+        ))
+    per_category: Counter[str] = Counter()
+    for union, n in unions.items():
+        for cat in categories_of(union):
+            per_category[cat] += n
+    counts: dict[str, Any] = {
+        "people": len(people),
+        "records": records,
+        "reachable": reachable,
+        "unreachable": len(people) - reachable,
+        "sensitive_records": sensitive_records,
+        "people_with_sensitive_data": sensitive_people,
+        "sensitive_categories": {c: n for c, n in sorted(per_category.items())
+                                 if BIT[c] & SENSITIVE_MASK},
+        "categories": dict(sorted(per_category.items())),
+    }
+    if notified is not None:
+        counts["notified"] = sum(1 for x in people if x.notified)
+        counts["not_notified"] = len(people) - counts["notified"]
+    return Scope(
+        stores=tuple(dict.fromkeys(stores)), window_start=window_start.isoformat(),
+        window_end=window_end.isoformat(), categories=tuple(categories or ()),
+        people=tuple(people), counts=counts, incident_id=incident_id,
+    )
+
+
+def _notified(store: ViewStore, incident_id: str) -> set[str]:
+    return {r[0] for r in store.query(
+        "SELECT DISTINCT pseudonym FROM incident_notices WHERE incident_id = ?", (incident_id,))}
+
+
+def incidents(store: ViewStore) -> list[dict[str, Any]]:
+    """The incidents recorded in the log, newest first."""
+    return [
+        {"incident_id": iid, "description": desc, "stores": json.loads(stores),
+         "window_start": iso(ws), "window_end": iso(we), "categories": json.loads(cats),
+         "opened_at": iso(opened) if opened else None, "reported_at": iso(reported),
+         "authority": authority, "closed_at": iso(closed)}
+        for iid, desc, stores, ws, we, cats, opened, reported, authority, closed in store.query(
+            "SELECT incident_id, description, stores, window_start, window_end, categories, "
+            "opened_at, reported_at, authority, closed_at FROM incidents "
+            "ORDER BY opened_at DESC, incident_id")
+    ]
+
+
+def incident_scope(store: ViewStore, incident_id: str) -> Scope:
+    """The scope of an incident recorded in the log, with who has been notified."""
+    for incident in incidents(store):
+        if incident["incident_id"] == incident_id and incident["opened_at"]:
+            return scope(
+                store, incident["stores"],
+                datetime.fromisoformat(incident["window_start"]),
+                datetime.fromisoformat(incident["window_end"]),
+                incident["categories"] or None, incident_id=incident_id,
+            )
+    raise NotFound(f"no incident {incident_id!r} has been opened in the log")
+
+

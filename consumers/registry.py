@@ -1,0 +1,51 @@
+"""Every projection the ledger maintains, and where their views live."""
+
+from __future__ import annotations
+
+from consumers.datamap import DataMapProjection
+from consumers.disclosures import DisclosureProjection
+from consumers.projection import Projection
+from consumers.scope import HoldingsProjection
+from consumers.views import SQLiteViewStore
+from ledger.errors import NotFound
+from ledger.settings import Settings
+
+
+def all_projections() -> list[Projection]:
+    """Fresh instances of every projection, the findings rules included when installed."""
+    projections: list[Projection] = [
+        DataMapProjection(), DisclosureProjection(), HoldingsProjection()
+    ]
+    try:
+        from consumers.findings import FindingsProjection
+    except ModuleNotFoundError as exc:
+        if exc.name != "consumers.findings":
+            raise
+    else:
+        projections.append(FindingsProjection())
+    return projections
+
+
+def projection_names() -> list[str]:
+    return [p.name for p in all_projections()]
+
+
+def select(names: list[str] | None = None,
+           projections: list[Projection] | None = None) -> list[Projection]:
+    """The projections called ``names`` (all if None), from ``projections`` (default: fresh
+    instances of all); ``NotFound`` names the known ones."""
+    if projections is None:
+        projections = all_projections()
+    if names is None:
+        return projections
+    known = {p.name: p for p in projections}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise NotFound(f"no projection called {', '.join(unknown)}; "
+                       f"the projections are: {', '.join(known)}")
+    return [known[n] for n in names]
+
+
+def open_views(settings: Settings) -> SQLiteViewStore:
+    """The view store of these settings (``LEDGER_VIEWS_PATH``, default ``DATA_DIR/views.db``)."""
+    return SQLiteViewStore(settings.views_file)

@@ -1,0 +1,242 @@
+"""Helpers the projections share: time columns, category masks, batched keyed writes.
+
+Times in views are integer microseconds since the Unix epoch (UTC): compact, exact, and
+ordered the same way in every SQL backend (``BIGINT``).
+
+Sets of data categories are stored as bit masks (``BIGINT``, one bit per taxonomy key), so
+a collection of five categories into a store and its backup is two rows, not ten, and
+"which of these categories" is one ``&`` in SQL or Python. Bits follow the taxonomy's
+order; ``TAXONOMY_FINGERPRINT`` lets a view notice it was built under another order.
+
+``WriteCache`` lets a projection remember across batches what it wrote, so that events
+which change nothing (a category used again for the same purpose) cost no SQL at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from itertools import islice
+from typing import Any
+
+from consumers.projection import Projection
+from consumers.views import ViewTransaction
+from ledger.errors import ConfigurationError
+from schemas.taxonomy import CATEGORIES, covers, is_sensitive
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICRO = timedelta(microseconds=1)
+
+
+def to_us(value: datetime) -> int:
+    """A timezone-aware time as integer microseconds since the epoch."""
+    return (value - EPOCH) // _MICRO
+
+
+def from_us(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def iso(value: int | None) -> str | None:
+    """A time column as ISO 8601 (UTC), or ``None``."""
+    return None if value is None else from_us(value).isoformat()
+
+
+# --- category masks ---------------------------------------------------------------------
+
+CATEGORY_ORDER: tuple[str, ...] = tuple(CATEGORIES)
+if len(CATEGORY_ORDER) > 62:  # masks are signed 64-bit integers in every SQL backend
+    raise ImportError("more than 62 data categories: category masks need a wider type")
+BIT: dict[str, int] = {key: 1 << i for i, key in enumerate(CATEGORY_ORDER)}
+TAXONOMY_FINGERPRINT = hashlib.sha256(",".join(CATEGORY_ORDER).encode()).hexdigest()[:16]
+
+
+def mask_of(categories: Iterable[str]) -> int:
+    """The mask of these categories (keys outside the taxonomy are refused upstream)."""
+    mask = 0
+    for key in categories:
+        mask |= BIT[key]
+    return mask
+
+
+@lru_cache(maxsize=8192)
+def categories_of(mask: int) -> tuple[str, ...]:
+    """The category keys of a mask, in taxonomy order."""
+    return tuple(key for key in CATEGORY_ORDER if mask & BIT[key])
+
+
+#: Each key with every key under it: erasing ``user.contact`` erases ``user.contact.email``.
+COVER: dict[str, int] = {
+    key: mask_of(k for k in CATEGORY_ORDER if covers(key, k)) for key in CATEGORY_ORDER
+}
+#: Each key with the keys under it and above it: an incident exposing ``user.contact.email``
+#: exposes a held ``user.contact`` too (it may contain the e-mail address).
+RELATED: dict[str, int] = {
+    key: mask_of(k for k in CATEGORY_ORDER if covers(key, k) or covers(k, key))
+    for key in CATEGORY_ORDER
+}
+SENSITIVE_MASK = mask_of(k for k in CATEGORY_ORDER if is_sensitive(k))
+#: Categories through which a person can be contacted (a notice needs one of them).
+CONTACT_MASK = mask_of(k for k in CATEGORY_ORDER
+                       if covers("user.contact", k) and k != "user.contact.organization")
+
+
+def cover_mask(categories: Iterable[str]) -> int:
+    mask = 0
+    for key in categories:
+        mask |= COVER[key]
+    return mask
+
+
+def related_mask(categories: Iterable[str]) -> int:
+    mask = 0
+    for key in categories:
+        mask |= RELATED[key]
+    return mask
+
+
+META_SCHEMA = """CREATE TABLE IF NOT EXISTS view_meta (
+    projection TEXT PRIMARY KEY,
+    taxonomy   TEXT NOT NULL,
+    token      TEXT
+)"""
+
+
+def create_meta(tx: ViewTransaction, projection: str) -> None:
+    """Record the category order a projection's masks use; refuse views built under another.
+
+    Call from ``create``; ``drop_meta`` from ``drop``.
+    """
+    tx.execute(META_SCHEMA)
+    rows = tx.query("SELECT taxonomy FROM view_meta WHERE projection = ?", (projection,))
+    if not rows:
+        tx.execute("INSERT INTO view_meta (projection, taxonomy) VALUES (?, ?)",
+                   (projection, TAXONOMY_FINGERPRINT))
+    elif rows[0][0] != TAXONOMY_FINGERPRINT:
+        raise ConfigurationError(
+            f"the {projection!r} view was built under another version of the category "
+            f"taxonomy: rebuild it (`pdl rebuild {projection}`)"
+        )
+
+
+def drop_meta(tx: ViewTransaction, projection: str) -> None:
+    tx.execute(META_SCHEMA)
+    tx.execute("DELETE FROM view_meta WHERE projection = ?", (projection,))
+
+
+class MaskedProjection(Projection):
+    """A projection whose views hold category masks: it records the taxonomy they use."""
+
+    def create(self, tx: ViewTransaction) -> None:
+        super().create(tx)
+        create_meta(tx, self.name)
+
+    def drop(self, tx: ViewTransaction) -> None:
+        super().drop(tx)
+        drop_meta(tx, self.name)
+
+
+class WriteCache:
+    """What a projection knows its view holds, kept across batches to skip reads and
+    writes that would change nothing.
+
+    It is trusted only while this process is the view's only writer: every batch stamps a
+    fresh token on the view inside its transaction, and a batch that finds another token
+    (another process wrote, a rebuild dropped the view, or this process's last
+    transaction rolled back) starts from an empty cache.
+
+    Past ``capacity`` entries, those ``spare`` says the cache can do without go first
+    (``complete`` survives that); if that is not enough, the older half goes too, and the
+    cache is no longer complete.
+    """
+
+    def __init__(self, projection: str, capacity: int = 150_000,
+                 spare: Callable[[Any, Any], bool] | None = None):
+        self.projection = projection
+        self.capacity = capacity
+        self.spare = spare
+        self.entries: dict[Any, Any] = {}
+        #: True while the entries are everything the view holds (set by the projection
+        #: when it starts on an empty view; an eviction ends it).
+        self.complete = False
+        #: True if the last ``begin`` found the cache stale and emptied it.
+        self.restarted = False
+        self._token: str | None = None
+
+    def begin(self, tx: ViewTransaction) -> dict[Any, Any]:
+        """Check and renew the token; return the entries valid in this transaction."""
+        rows = tx.query("SELECT token FROM view_meta WHERE projection = ?", (self.projection,))
+        self.restarted = not rows or rows[0][0] is None or rows[0][0] != self._token
+        if self.restarted:
+            self.entries.clear()
+            self.complete = False
+        self._token = secrets.token_hex(8)
+        tx.execute("UPDATE view_meta SET token = ? WHERE projection = ?",
+                   (self._token, self.projection))
+        if len(self.entries) > self.capacity:
+            self._evict()
+        return self.entries
+
+    def _evict(self) -> None:
+        entries = self.entries
+        if self.spare is not None:
+            spare = self.spare
+            for key in [k for k, v in entries.items() if spare(k, v)]:
+                del entries[key]
+        if len(entries) > self.capacity * 3 // 4:
+            for key in list(islice(entries, len(entries) // 2)):
+                del entries[key]
+            self.complete = False
+
+
+# --- batched writes ---------------------------------------------------------------------
+
+
+class KeyedWrites:
+    """Writes to one table, kept in order per row key and batched across keys.
+
+    Statements about different keys commute; statements about one key do not (an erasure
+    after a collection in the same batch must apply to it). ``flush`` runs every key's
+    first write, then every key's second write, and so on, with one ``executemany`` per
+    statement in each round. ``merge`` folds a write into the key's previous one when
+    both use the same statement, so repeats inside a batch cost one row.
+    """
+
+    __slots__ = ("_ops",)
+
+    def __init__(self) -> None:
+        self._ops: dict[Hashable, list[tuple[str, Any]]] = {}
+
+    def add(self, key: Hashable, sql: str, row: Any, merge: Any = None) -> None:
+        ops = self._ops.get(key)
+        if ops is None:
+            self._ops[key] = [(sql, row)]
+        elif merge is not None and ops[-1][0] == sql:
+            merge(ops[-1][1], row)
+        else:
+            ops.append((sql, row))
+
+    def flush(self, tx: ViewTransaction) -> None:
+        rounds: list[dict[str, list[Sequence[Any]]]] = []
+        for ops in self._ops.values():
+            for i, (sql, row) in enumerate(ops):
+                if i == len(rounds):
+                    rounds.append({})
+                rounds[i].setdefault(sql, []).append(row)
+        for statements in rounds:
+            for sql, rows in statements.items():
+                tx.executemany(sql, rows)
+        self._ops.clear()
+
+
+def chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
+    """``items`` in slices small enough for an ``IN (?, ...)`` list."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def marks(n: int) -> str:
+    return ",".join("?" * n)

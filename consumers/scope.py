@@ -1,0 +1,384 @@
+"""Holdings: which person's data sat in which store when, for breach scope (policy 6.2.1).
+
+A *holding* is one interval during which a store kept one category of one person: from
+the collection that put it there to the erasure (or anonymisation) that took it out.
+Collecting it again while held extends nothing; collecting it after an erasure opens a
+new interval. Transient collections (retention 0, e.g. a face compared and discarded)
+are held nowhere. Backups are stores of their own.
+
+A row is a *segment*: the categories (a mask) of one person in one store that share the
+same interval. Segments still held live in ``holdings``, ended ones in
+``holdings_erased``. Each batch loads the held segments of the (person, store) pairs it
+touches, applies its events to them in log order in memory, and writes back only what
+changed.
+
+An incident names stores and a window. A holding is exposed if it overlaps the window,
+edges included: collected at or before the window's end, and not erased before its start.
+When in doubt the person is notified, so an erasure at the very instant the window opens
+still counts as exposed.
+
+Besides the holdings this projection keeps, per person, closure and crypto-shredding
+(to tell whether an affected person can still be contacted), and the incidents recorded in
+the log with the people notified of each.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from consumers.projection import Item
+from consumers.rows import (
+    CONTACT_MASK,
+    MaskedProjection,
+    WriteCache,
+    chunks,
+    cover_mask,
+    marks,
+    mask_of,
+    to_us,
+)
+from consumers.views import ViewStore, ViewTransaction
+from schemas.events import (
+    DataCollected,
+    DataErased,
+    IncidentClosed,
+    IncidentOpened,
+    IncidentReported,
+    IncidentSubjectNotified,
+    SubjectClosed,
+)
+from schemas.taxonomy import ErasureMethod
+
+SHREDDED = ErasureMethod.CRYPTO_SHREDDED.value
+
+SCHEMA = (
+    # Segments held now: the categories of a person held in a store since collected_at.
+    """CREATE TABLE IF NOT EXISTS holdings (
+        pseudonym    TEXT NOT NULL,
+        store        TEXT NOT NULL,
+        collected_at BIGINT NOT NULL,
+        categories   BIGINT NOT NULL,
+        PRIMARY KEY (pseudonym, store, collected_at)
+    )""",
+    # Segments that ended: erased (or anonymised, or shredded) at erased_at.
+    """CREATE TABLE IF NOT EXISTS holdings_erased (
+        pseudonym    TEXT NOT NULL,
+        store        TEXT NOT NULL,
+        collected_at BIGINT NOT NULL,
+        erased_at    BIGINT NOT NULL,
+        method       TEXT NOT NULL,
+        categories   BIGINT NOT NULL
+    )""",
+    # Scope reads one range of each index per store; both cover the columns it needs.
+    """CREATE INDEX IF NOT EXISTS holdings_by_store
+        ON holdings (store, collected_at, pseudonym, categories)""",
+    """CREATE INDEX IF NOT EXISTS holdings_erased_by_store
+        ON holdings_erased (store, erased_at, collected_at, pseudonym, categories)""",
+    # Per person: closure, shredding, and in how many stores contact data is held now.
+    """CREATE TABLE IF NOT EXISTS scope_people (
+        pseudonym      TEXT PRIMARY KEY,
+        closed_at      BIGINT,
+        shredded_at    BIGINT,
+        contact_stores INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS incidents (
+        incident_id  TEXT PRIMARY KEY,
+        description  TEXT NOT NULL,
+        stores       TEXT NOT NULL,
+        window_start BIGINT NOT NULL,
+        window_end   BIGINT NOT NULL,
+        categories   TEXT NOT NULL,
+        opened_at    BIGINT NOT NULL,
+        reported_at  BIGINT,
+        authority    TEXT,
+        closed_at    BIGINT
+    )""",
+    """CREATE TABLE IF NOT EXISTS incident_notices (
+        incident_id TEXT NOT NULL,
+        pseudonym   TEXT NOT NULL,
+        channel     TEXT NOT NULL,
+        time        BIGINT NOT NULL,
+        PRIMARY KEY (incident_id, pseudonym, channel)
+    )""",
+)
+TABLES = ("holdings", "holdings_erased", "scope_people", "incidents", "incident_notices")
+
+# The ORDER BY steers the planner to the primary key (person, store) rather than to a
+# scan of the store's whole range of holdings_by_store.
+LOAD_HELD = ("SELECT pseudonym, collected_at, categories FROM holdings "
+             "WHERE store = ? AND pseudonym IN ({marks}) ORDER BY pseudonym, store")
+DELETE_HELD = "DELETE FROM holdings WHERE pseudonym = ? AND store = ? AND collected_at = ?"
+UPDATE_HELD = ("UPDATE holdings SET categories = ? "
+               "WHERE pseudonym = ? AND store = ? AND collected_at = ?")
+INSERT_HELD = ("INSERT INTO holdings (pseudonym, store, collected_at, categories) "
+               "VALUES (?, ?, ?, ?)")
+INSERT_ERASED = """
+INSERT INTO holdings_erased (pseudonym, store, collected_at, erased_at, method, categories)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
+UPSERT_PERSON = """
+INSERT INTO scope_people (pseudonym, closed_at, shredded_at, contact_stores) VALUES (?, ?, ?, ?)
+ON CONFLICT (pseudonym) DO UPDATE SET
+    closed_at = coalesce(scope_people.closed_at, excluded.closed_at),
+    shredded_at = coalesce(scope_people.shredded_at, excluded.shredded_at),
+    contact_stores = scope_people.contact_stores + excluded.contact_stores
+"""
+FORGET_PERSON = """
+DELETE FROM scope_people
+WHERE pseudonym = ? AND closed_at IS NULL AND shredded_at IS NULL AND contact_stores = 0
+"""
+# Opened, reported and closed set their own columns, so one statement keeps log order.
+UPSERT_INCIDENT = """
+INSERT INTO incidents (incident_id, description, stores, window_start, window_end, categories,
+    opened_at, reported_at, authority, closed_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (incident_id) DO UPDATE SET
+    description = CASE WHEN excluded.opened_at > 0 THEN excluded.description
+                       ELSE incidents.description END,
+    stores = CASE WHEN excluded.opened_at > 0 THEN excluded.stores ELSE incidents.stores END,
+    window_start = CASE WHEN excluded.opened_at > 0 THEN excluded.window_start
+                        ELSE incidents.window_start END,
+    window_end = CASE WHEN excluded.opened_at > 0 THEN excluded.window_end
+                      ELSE incidents.window_end END,
+    categories = CASE WHEN excluded.opened_at > 0 THEN excluded.categories
+                      ELSE incidents.categories END,
+    opened_at = CASE WHEN excluded.opened_at > 0 THEN excluded.opened_at
+                     ELSE incidents.opened_at END,
+    reported_at = coalesce(incidents.reported_at, excluded.reported_at),
+    authority = coalesce(incidents.authority, excluded.authority),
+    closed_at = coalesce(excluded.closed_at, incidents.closed_at)
+"""
+INSERT_NOTICE = """
+INSERT INTO incident_notices (incident_id, pseudonym, channel, time) VALUES (?, ?, ?, ?)
+ON CONFLICT (incident_id, pseudonym, channel) DO NOTHING
+"""
+
+Key = tuple[str, str]  # (pseudonym, store)
+
+
+class _Segments:
+    """The held segments one batch touches, changed in log order in memory.
+
+    ``held`` is the projection's cache (see ``WriteCache``): the exact held segments of
+    every (person, store) in it. Pairs the batch touches and the cache lacks are loaded,
+    unless the cache is ``complete`` (it started on an empty view: a rebuild).
+    """
+
+    def __init__(self, tx: ViewTransaction, held: dict[Key, dict[int, int]],
+                 keys: Iterable[Key], complete: bool):
+        #: (person, store) -> {collected_at: categories held since then}
+        self.held = held
+        #: segments as they were, for the pairs changed since (to write only the difference)
+        self.loaded: dict[Key, dict[int, int]] = {}
+        self.erased: list[tuple[str, str, int, int, str, int]] = []
+        by_store: dict[str, list[str]] = {}
+        for key in keys:
+            if key not in held:
+                held[key] = {}
+                if not complete:
+                    by_store.setdefault(key[1], []).append(key[0])
+        for store, people in by_store.items():
+            for chunk in chunks(people):
+                for p, since, mask in tx.query(LOAD_HELD.format(marks=marks(len(chunk))),
+                                               (store, *chunk)):
+                    held[(p, store)][since] = mask
+
+    def _changing(self, key: Key, segments: dict[int, int]) -> None:
+        if key not in self.loaded:
+            self.loaded[key] = dict(segments)
+
+    def collect(self, key: Key, mask: int, t: int) -> None:
+        segments = self.held[key]
+        earlier = later = 0
+        for since, held in segments.items():
+            if since <= t:
+                earlier |= held
+            else:
+                later |= held
+        new = mask & ~earlier
+        if not new:
+            return  # held already since t or before
+        self._changing(key, segments)
+        if new & later:
+            # Held only from a later time (events out of time order): held from t now.
+            for since in [s for s in segments if s > t]:
+                rest = segments[since] & ~new
+                if rest:
+                    segments[since] = rest
+                else:
+                    del segments[since]
+        segments[t] = segments.get(t, 0) | new
+
+    def erase(self, key: Key, mask: int, t: int, method: str) -> None:
+        segments = self.held.get(key)
+        if not segments:
+            return
+        for since, held in list(segments.items()):
+            hit = held & mask
+            if not hit:
+                continue
+            self._changing(key, segments)
+            self.erased.append((key[0], key[1], since, t, method, hit))
+            rest = held & ~mask
+            if rest:
+                segments[since] = rest
+            else:
+                del segments[since]
+
+    def write(self, tx: ViewTransaction, people: list[tuple[Any, ...]]) -> None:
+        """Write the changes; add to ``people`` the changes in stores holding contact data."""
+        gone: list[tuple[str, str, int]] = []
+        changed: list[tuple[int, str, str, int]] = []
+        new: list[tuple[str, str, int, int]] = []
+        for key, before in self.loaded.items():
+            after = self.held[key]
+            for since, mask in before.items():
+                now = after.get(since)
+                if now is None:
+                    gone.append((*key, since))
+                elif now != mask:
+                    changed.append((now, *key, since))
+            for since, mask in after.items():
+                if since not in before:
+                    new.append((*key, since, mask))
+            had = any(mask & CONTACT_MASK for mask in before.values())
+            has = any(mask & CONTACT_MASK for mask in after.values())
+            if had != has:
+                people.append((key[0], None, None, 1 if has else -1))
+        if gone:
+            tx.executemany(DELETE_HELD, gone)
+        if changed:
+            tx.executemany(UPDATE_HELD, changed)
+        if new:
+            tx.executemany(INSERT_HELD, new)
+        if self.erased:
+            tx.executemany(INSERT_ERASED, self.erased)
+
+
+class HoldingsProjection(MaskedProjection):
+    """Holding segments per (person, store), closures, shredding and incidents."""
+
+    name = "holdings"
+    topics = frozenset({
+        DataCollected.TYPE, DataErased.TYPE, SubjectClosed.TYPE, IncidentOpened.TYPE,
+        IncidentReported.TYPE, IncidentSubjectNotified.TYPE, IncidentClosed.TYPE,
+    })
+    schema = SCHEMA
+    tables = TABLES
+
+    def __init__(self) -> None:
+        # A pair holding nothing can go and the cache stays complete: missing means empty.
+        self.cache = WriteCache(self.name, spare=lambda key, segments: not segments)
+
+    def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
+        touched: set[Key] = set()
+        for item in items:
+            data, p = item.event.data, item.event.subject
+            if p is None:
+                continue
+            if isinstance(data, DataCollected):
+                touched.add((p, data.store))
+                touched.update((p, backup) for backup in data.backups)
+            elif isinstance(data, DataErased):
+                touched.update((p, store) for store in data.stores)
+        held = self.cache.begin(tx)
+        if self.cache.restarted:
+            self.cache.complete = not tx.query("SELECT 1 FROM holdings LIMIT 1")
+        segments = _Segments(tx, held, touched, self.cache.complete)
+        people: list[tuple[Any, ...]] = []
+        incidents: list[tuple[Any, ...]] = []
+        notices: list[tuple[Any, ...]] = []
+        for item in items:
+            event = item.event
+            data = event.data
+            p = event.subject
+            t = to_us(event.time)
+            if isinstance(data, DataCollected):
+                if p is None or data.retention_days == 0:
+                    continue  # compared and discarded: held nowhere
+                mask = mask_of(data.categories)
+                segments.collect((p, data.store), mask, t)
+                for backup in data.backups:
+                    segments.collect((p, backup), mask, t)
+            elif isinstance(data, DataErased):
+                if p is None:
+                    continue
+                method = data.method.value
+                if method == SHREDDED:
+                    people.append((p, None, t, 0))
+                mask = cover_mask(data.categories)
+                for store in data.stores:
+                    segments.erase((p, store), mask, t, method)
+            elif isinstance(data, SubjectClosed) and p is not None:
+                people.append((p, t, None, 0))
+            elif isinstance(data, IncidentOpened):
+                incidents.append((
+                    data.incident_id, data.description, json.dumps(data.stores),
+                    to_us(data.window_start), to_us(data.window_end),
+                    json.dumps(data.categories), t, None, None, None,
+                ))
+            elif isinstance(data, IncidentReported):
+                incidents.append((data.incident_id, "", "[]", 0, 0, "[]", 0, t,
+                                  data.authority, None))
+            elif isinstance(data, IncidentClosed):
+                incidents.append((data.incident_id, "", "[]", 0, 0, "[]", 0, None, None, t))
+            elif isinstance(data, IncidentSubjectNotified) and p is not None:
+                notices.append((data.incident_id, p, data.channel, t))
+        segments.write(tx, people)
+        if people:
+            tx.executemany(UPSERT_PERSON, people)
+            # a row that says nothing any more goes, as if it had never been written
+            tx.executemany(FORGET_PERSON, {(p[0],) for p in people if p[3] < 0})
+        if incidents:
+            tx.executemany(UPSERT_INCIDENT, incidents)
+        if notices:
+            tx.executemany(INSERT_NOTICE, notices)
+
+
+# --- the scope query ---------------------------------------------------------------------
+
+_EXPOSED = """
+SELECT h.pseudonym, h.categories, p.shredded_at, p.contact_stores
+FROM holdings h LEFT JOIN scope_people p ON p.pseudonym = h.pseudonym
+WHERE h.store = ? AND h.collected_at <= ?{extra}
+UNION ALL
+SELECT h.pseudonym, h.categories, p.shredded_at, p.contact_stores
+FROM holdings_erased h LEFT JOIN scope_people p ON p.pseudonym = h.pseudonym
+WHERE h.store = ? AND h.erased_at >= ? AND h.collected_at <= ?{extra}
+"""
+_EXPOSED_ALL = _EXPOSED.format(extra="")
+_EXPOSED_OF = _EXPOSED.format(extra=" AND (h.categories & ?) != 0")
+
+
+#: What a window exposed of one person: {store: categories exposed there}, whether their
+#: data key was destroyed, whether contact data of theirs is still held somewhere.
+Exposure = tuple[dict[str, int], bool, bool]
+
+
+def exposed(
+    store: ViewStore, stores: Iterable[str], window_start: int, window_end: int,
+    categories: int | None = None,
+) -> dict[str, Exposure]:
+    """Per pseudonym, what of theirs ``stores`` held at some instant of the window.
+
+    The window's edges count: collected at or before its end, erased at or after its start.
+    ``categories`` (a mask) keeps only segments holding one of them, and only those bits.
+    """
+    out: dict[str, Exposure] = {}
+    for name in dict.fromkeys(stores):
+        if categories is None:
+            rows = store.query(_EXPOSED_ALL, (name, window_end, name, window_start, window_end))
+        else:
+            rows = store.query(_EXPOSED_OF, (name, window_end, categories,
+                                             name, window_start, window_end, categories))
+        for pseudonym, mask, shredded_at, contact_stores in rows:
+            if categories is not None:
+                mask &= categories
+            hit = out.get(pseudonym)
+            if hit is None:
+                out[pseudonym] = ({name: mask}, shredded_at is not None, bool(contact_stores))
+            else:
+                hit[0][name] = hit[0].get(name, 0) | mask
+    return out

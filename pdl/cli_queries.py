@@ -1,0 +1,440 @@
+"""``pdl`` commands over the projections: project, rebuild, status, and the queries.
+
+Queries catch the views up with the log first (unless ``--no-catch-up``), or with
+``--as-of T`` answer from the log as it stood at T. Every query is audited in the log.
+``subject`` and ``export`` take a person's real identifier; it is pseudonymised at once
+and never written anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.table import Table
+
+from consumers import queries
+from consumers.queries import DisclosureFilter
+from consumers.registry import projection_names
+from consumers.views import ViewStore
+from pdl.cli import console, emit, open_ledger, parse_time, progress_bar
+from pdl.service import QueryService, findings_summary
+
+Add = Callable[..., argparse.ArgumentParser]
+
+
+def _service(args: argparse.Namespace) -> QueryService:
+    return QueryService(open_ledger(args))
+
+
+def _catch_up(service: QueryService) -> Any:
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("projecting", total=service.lag(), rate="")
+        return service.catch_up(progress=lambda n: bar.advance(task, n))
+
+
+@contextmanager
+def _views(service: QueryService, args: argparse.Namespace) -> Iterator[ViewStore]:
+    """The views a query reads: caught up now, or replayed to ``--as-of``."""
+    if args.as_of is None:
+        if not args.no_catch_up:
+            _catch_up(service)
+        yield service.views
+        return
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task(f"replaying to {args.as_of.isoformat()}",
+                            total=service.records_until(args.as_of), rate="")
+        with service.views_at(args.as_of, lambda n: bar.advance(task, n)) as views:
+            bar.update(task, visible=False)
+            yield views
+
+
+def _as_of(args: argparse.Namespace) -> dict[str, str | None]:
+    return {"as_of": args.as_of.isoformat() if args.as_of else None}
+
+
+def _split(text: str | None) -> list[str]:
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
+def _usage_error(message: str) -> int:
+    from pdl.cli import err_console
+
+    err_console.print(f"error: {message}", style="bold red", markup=False)
+    return 2
+
+
+# --- projections ------------------------------------------------------------------------
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    with _service(args) as service:
+        stats = _catch_up(service)
+        status = service.status()
+        emit(args, {"records": stats.records, "applied": stats.applied, "bad": stats.bad,
+                    "projections": status},
+             lambda: console.print(f"projected {stats.records} record(s); "
+                                   f"{len(status)} projection(s) up to date"))
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    if bool(args.name) == bool(args.all):
+        return _usage_error("name one projection or give --all "
+                            f"(projections: {', '.join(projection_names())})")
+    names = None if args.all else [args.name]
+    with _service(args) as service:
+        total = service.ledger.log.count()
+        with progress_bar() as bar:
+            task = bar.add_task(f"rebuilding {args.name or 'all'}", total=total, rate="")
+            stats = service.rebuild(names, progress=lambda n: bar.advance(task, n))
+        emit(args, {"rebuilt": names or projection_names(), "records": stats.records,
+                    "applied": stats.applied, "bad": stats.bad},
+             lambda: console.print(f"rebuilt {', '.join(names or projection_names())} "
+                                   f"from {stats.records} record(s)"))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _service(args) as service:
+        rows = service.status()
+
+        def render() -> None:
+            table = Table(title="projections")
+            for col in ("projection", "position", "end of log", "lag"):
+                table.add_column(col)
+            for r in rows:
+                table.add_row(r["projection"], _pos(r["position"]), _pos(r["end"]), str(r["lag"]))
+            console.print(table)
+
+        emit(args, rows, render)
+    return 0
+
+
+def _pos(position: dict[int, int]) -> str:
+    return ", ".join(f"{p}:{o}" for p, o in sorted(position.items())) or "-"
+
+
+# --- subject and export -----------------------------------------------------------------
+
+
+def cmd_subject(args: argparse.Namespace) -> int:
+    with _service(args) as service:
+        pseudonym = service.pseudonym(args.id)
+        service.audit("subject", {"pseudonym": pseudonym, **_as_of(args)})
+        with _views(service, args) as views:
+            answer = queries.subject_map(views, pseudonym, now=args.as_of)
+        emit(args, answer, lambda: render_data_map(answer))
+    return 0
+
+
+def _day(iso: str | None) -> str:
+    return iso[:10] if iso else "?"
+
+
+def render_data_map(answer: dict[str, Any]) -> None:
+    s = answer.get("subject") or {}
+    head = f"[bold]{answer['pseudonym']}[/]"
+    if s:
+        head += f"  {s.get('kind') or ''}, registered {_day(s.get('registered_at'))}"
+        if s.get("closed_at"):
+            head += f", closed {_day(s['closed_at'])} ({s.get('close_reason')})"
+        if s.get("erased"):
+            head += f", [red]erased (key destroyed) {_day(s['erased_at'])}[/]"
+    console.print(head)
+    table = Table(title="data map", show_lines=True)
+    for col in ("category", "collected from, for", "used for (ground / consent)", "stores",
+                "sent to"):
+        table.add_column(col, overflow="fold")
+    for c in answer["categories"]:
+        sources = "\n".join(
+            f"{x['source']}{' ' + x['party'] if x['party'] else ''}: {x['purpose']}"
+            f"{'' if x['stored'] else ' (not stored)'}" for x in c["sources"])
+        uses = "\n".join(
+            f"{u['purpose']} ({u['legal_ground'] or u['consent_id'] or '-'})" for u in c["uses"])
+        stores = "\n".join(
+            f"{x['store']} {x['location']}{' backup' if x['backup'] else ''}: "
+            + (f"held, keep until {_day(x['retention_deadline']) if x['retention_deadline'] else 'closure'}"
+               + (" [red]OVERDUE[/]" if x["overdue"] else "")
+               if x["status"] == "held" else f"[yellow]{x['status']}[/] {_day(x['since'])}")
+            for x in c["stores"])
+        recipients = "\n".join(f"{r['recipient']} (since {_day(r['first'])})"
+                               for r in c["recipients"])
+        name = c["category"] + ("\n[red]sensitive[/]" if c["sensitive"] else "")
+        table.add_row(name, sources, uses, stores, recipients)
+    console.print(table)
+    if answer["consents"]:
+        consents = Table(title="consents")
+        for col in ("consent", "purpose", "policy", "granted", "withdrawn", "in force"):
+            consents.add_column(col)
+        for c in answer["consents"]:
+            consents.add_row(c["consent_id"], c["purpose"], c["policy_version"] or "",
+                             _day(c["granted_at"]) if c["granted_at"] else "",
+                             _day(c["withdrawn_at"]) if c["withdrawn_at"] else "",
+                             "yes" if c["in_force"] else "no")
+        console.print(consents)
+    if answer["opt_outs"]:
+        console.print("opted out of: " + ", ".join(answer["opt_outs"]))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    as_json = args.json or args.format == "json"
+    with _service(args) as service:
+        pseudonym = service.pseudonym(args.id)
+        service.audit("export", {"pseudonym": pseudonym, "format": "json" if as_json else "text",
+                                 **_as_of(args)})
+        with _views(service, args) as views:
+            answer = service.export(views, args.id, args.as_of)
+    if as_json:
+        args.json = True
+        emit(args, answer, lambda: None)
+    else:
+        render_export(answer)
+    return 0
+
+
+def _say(text: str, style: str | None = None) -> None:
+    """Print text as it is (no markup), wrapping like plain text rather than folding."""
+    console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+
+def render_export(answer: dict[str, Any]) -> None:
+    """The access-request answer for a person to read: the data map, then every event."""
+    _say(f"Everything the ledger holds about {answer['subject']}", "bold")
+    _say(f"(pseudonym {answer['pseudonym']}; data key {answer['key']}"
+         + (f"; as the log stood at {answer['as_of']}" if answer["as_of"] else "") + ")")
+    if answer["data_map"]:
+        render_data_map(answer["data_map"])
+    _say(f"\n{len(answer['events'])} event(s), oldest first:", "bold")
+    for e in answer["events"]:
+        data = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in e["data"].items())
+        _say(f"{e['time']}  {e['type']}  {data}")
+        personal = e.get("personal")
+        if isinstance(personal, dict):
+            for key, value in personal.items():
+                _say(f"    {key}: {value}")
+        elif personal:
+            _say(f"    {personal}")
+
+
+# --- disclosures ------------------------------------------------------------------------
+
+
+def cmd_disclosures(args: argparse.Namespace) -> int:
+    filters = DisclosureFilter(args.recipient, args.clause, args.category, args.since,
+                               args.until)
+    with _service(args) as service:
+        service.audit("disclosures", {**filters.as_arguments(),
+                                      "summary": "yes" if args.summary else None,
+                                      **_as_of(args)})
+        with _views(service, args) as views:
+            if args.summary:
+                summary = queries.disclosure_summary(views, filters)
+                emit(args, summary, lambda: _render_disclosure_summary(summary))
+            else:
+                rows = queries.disclosures(views, filters.recipient, filters.clause,
+                                           filters.category, filters.since, filters.until,
+                                           limit=args.limit)
+                emit(args, rows, lambda: _render_disclosures(rows))
+    return 0
+
+
+def _leaf(category: str) -> str:
+    return category.rpartition(".")[2]
+
+
+def _render_disclosure_summary(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="disclosure register by recipient (--json for names and details)")
+    table.add_column("recipient", no_wrap=True)
+    for col in ("kind", "disclosures", "people", "categories", "clauses", "cross-border",
+                "period"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["recipient"], (r["kind"] or "").replace("_", " "), str(r["disclosures"]),
+            str(r["people"]), ", ".join(_leaf(c) for c in r["categories"]),
+            ", ".join(f"{c} ×{n}" for c, n in r["clauses"].items()),
+            ", ".join(f"{c} ×{n}" for c, n in r["cross_border_to"].items()),
+            f"{_day(r['first'])} – {_day(r['last'])}")
+    console.print(table)
+
+
+def _render_disclosures(rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{len(rows)} disclosure(s)")
+    table.add_column("day", no_wrap=True)
+    for col in ("person", "recipient", "categories", "clause", "purpose", "cross-border"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        cb = r["cross_border"]
+        table.add_row(_day(r["time"]), r["pseudonym"], r["recipient"],
+                      ", ".join(_leaf(c) for c in r["categories"]),
+                      r["clause"] or r["legal_ground"] or "[red]none[/]", r["purpose"],
+                      cb["destination_country"] if cb else "")
+    console.print(table)
+
+
+# --- scope ------------------------------------------------------------------------------
+
+
+def cmd_scope(args: argparse.Namespace) -> int:
+    stores = _split(args.stores)
+    categories = _split(args.categories)
+    if args.incident is None:
+        if not stores or args.since is None or args.until is None:
+            return _usage_error("give --stores, --from and --until (or --incident ID)")
+        if args.until < args.since:
+            return _usage_error("--until is before --from")
+    with _service(args) as service:
+        service.audit("scope", {
+            "incident": args.incident, "stores": ",".join(stores) or None,
+            "from": args.since.isoformat() if args.since else None,
+            "until": args.until.isoformat() if args.until else None,
+            "categories": ",".join(categories) or None, **_as_of(args)})
+        with _views(service, args) as views:
+            if args.incident is not None:
+                result = queries.incident_scope(views, args.incident)
+            else:
+                result = queries.scope(views, stores, args.since, args.until, categories or None)
+        answer = result.as_dict()
+        emit(args, answer, lambda: render_scope(answer, args.show))
+    return 0
+
+
+def render_scope(answer: dict[str, Any], show: int = 10) -> None:
+    c = answer["counts"]
+    title = (f"breach scope: {', '.join(answer['stores'])} "
+             f"from {answer['window_start']} until {answer['window_end']}")
+    if answer["categories"]:
+        title += f" ({', '.join(answer['categories'])})"
+    console.print(f"[bold]{title}[/]" + (f" incident {answer['incident_id']}"
+                                         if answer["incident_id"] else ""))
+    counts = Table(title="for the regulator")
+    counts.add_column("count")
+    counts.add_column("value", justify="right")
+    for key in ("people", "records", "reachable", "unreachable", "sensitive_records",
+                "people_with_sensitive_data", "notified", "not_notified"):
+        if key in c:
+            counts.add_row(key.replace("_", " "), str(c[key]))
+    for cat, n in c["sensitive_categories"].items():
+        counts.add_row(f"people with {cat} (sensitive)", str(n))
+    console.print(counts)
+    people = answer["people"]
+    if people:
+        table = Table(title=f"affected people (first {min(show, len(people))} of {len(people)};"
+                      " --json for all)")
+        table.add_column("person", no_wrap=True)
+        for col in ("categories", "stores", "records", "reachable"):
+            table.add_column(col, overflow="fold")
+        for p in people[:show]:
+            table.add_row(p["pseudonym"], "\n".join(p["categories"]), ", ".join(p["stores"]),
+                          str(p["records"]),
+                          "yes" if p["reachable"] else f"[red]no[/]: {p['unreachable_reason']}")
+        console.print(table)
+
+
+# --- findings ---------------------------------------------------------------------------
+
+
+def cmd_findings(args: argparse.Namespace) -> int:
+    with _service(args) as service:
+        service.audit("findings", {"clause": args.clause, "summary": "yes" if args.summary
+                                   else None, **_as_of(args)})
+        with _views(service, args) as views:
+            found = service.findings(views, args.clause, args.as_of)
+    if args.summary:
+        summary = findings_summary(found)
+        emit(args, summary, lambda: _render_findings_summary(summary))
+    else:
+        emit(args, found, lambda: _render_findings(found))
+    return 1 if found else 0
+
+
+def _render_findings_summary(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="findings by clause")
+    for col in ("clause", "findings", "people"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["clause"], str(r["findings"]), str(r["people"]))
+    console.print(table if rows else "[green]no findings[/]")
+
+
+def _render_findings(rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{len(rows)} finding(s)")
+    for col in ("clause", "person", "time", "position", "explanation"):
+        table.add_column(col, overflow="fold")
+    for f in rows:
+        table.add_row(str(f["clause"]), str(f.get("pseudonym") or ""), str(f["time"]),
+                      f"{f['partition']}:{f['offset']}", str(f["explanation"]))
+    console.print(table if rows else "[green]no findings[/]")
+
+
+# --- serve ------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pdl.http import serve
+
+    with _service(args) as service:
+        serve(service, args.host, args.port)
+    return 0
+
+
+# --- registration -----------------------------------------------------------------------
+
+
+def _query_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--as-of", type=parse_time, metavar="TIME",
+                   help="answer from the log as it stood at this time (ISO 8601 with zone)")
+    p.add_argument("--no-catch-up", action="store_true",
+                   help="answer from the views as they are, without projecting new events")
+    return p
+
+
+def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore[type-arg]
+    """Add the projection and query commands to ``pdl``."""
+    add("project", cmd_project, "catch every projection up with the log")
+    p = add("rebuild", cmd_rebuild, "rebuild views from position zero (NAME or --all)")
+    p.add_argument("name", nargs="?", help="the projection to rebuild")
+    p.add_argument("--all", action="store_true", help="rebuild every projection")
+    add("status", cmd_status, "each projection's position and lag behind the log")
+
+    p = _query_options(add("subject", cmd_subject,
+                           "the data map of one person (real identifier; audited)"))
+    p.add_argument("id", help="the person's real identifier (pseudonymised, never stored)")
+
+    p = _query_options(add("export", cmd_export,
+                           "everything the ledger holds about one person, unsealed (7.1)"))
+    p.add_argument("id", help="the person's real identifier")
+    p.add_argument("--format", choices=("json", "text"), default="text")
+
+    p = _query_options(add("disclosures", cmd_disclosures,
+                           "the disclosure register (section 5), filtered"))
+    p.add_argument("--recipient")
+    p.add_argument("--clause", help="5.1.1, or 5.1 for all of 5.1.x, or none")
+    p.add_argument("--category", help="a data category; its sub-categories match too")
+    p.add_argument("--from", dest="since", type=parse_time, metavar="TIME")
+    p.add_argument("--until", type=parse_time, metavar="TIME")
+    p.add_argument("--limit", type=int, help="at most this many disclosures")
+    p.add_argument("--summary", action="store_true", help="one row per recipient")
+
+    p = _query_options(add("scope", cmd_scope,
+                           "who a breach affected (6.2.1): stores and a time window"))
+    p.add_argument("--stores", help="comma-separated stores or systems")
+    p.add_argument("--from", dest="since", type=parse_time, metavar="TIME")
+    p.add_argument("--until", type=parse_time, metavar="TIME")
+    p.add_argument("--categories", help="comma-separated categories exposed (default: all)")
+    p.add_argument("--incident", help="an incident recorded in the log, instead of the above")
+    p.add_argument("--show", type=int, default=10, help="people listed in the table")
+
+    p = _query_options(add("findings", cmd_findings,
+                           "broken promises found in the log (exit 1 if any)"))
+    p.add_argument("--clause", help="only findings of this policy clause")
+    p.add_argument("--summary", action="store_true", help="counts per clause")
+
+    p = add("serve", cmd_serve, "serve the queries as a JSON HTTP API", json_flag=False)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    p.add_argument("--port", type=int, default=8080)
+

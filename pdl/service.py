@@ -1,0 +1,172 @@
+"""The query service the CLI and the HTTP API share: views, catch-up, as-of, audit.
+
+Every query is recorded in the log (``ledger.queried``, policy 6.2.1b) before it is
+answered, with arguments that never hold a clear personal value: a person appears by
+pseudonym. A query with ``as_of`` is answered from views replayed in memory from the log
+as it stood then; otherwise from the on-disk views (caught up first by the caller).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Self
+
+from consumers import queries
+from consumers.projection import ProjectionRunner, RunStats
+from consumers.registry import all_projections, open_views, select
+from consumers.replay import records_until, views_as_of
+from consumers.views import ViewStore
+from ledger.application import Ledger
+from ledger.errors import NotFound
+from ledger.settings import Settings
+
+Progress = Callable[[int], None]
+#: Records per view transaction: large enough that repeats within a batch fold together.
+BATCH_SIZE = 5000
+
+
+class QueryService:
+    """A ledger with its view store: catch-up, rebuild, status and the audited queries.
+
+    One instance may serve several threads: ``lock`` serialises use of its connections.
+    """
+
+    def __init__(self, ledger: Ledger, views: ViewStore | None = None):
+        self.ledger = ledger
+        self.views = views if views is not None else open_views(ledger.settings)
+        self.lock = threading.RLock()
+        # The same projection objects for every catch-up, so their caches carry over.
+        self.projections = all_projections()
+
+    @classmethod
+    def open(cls, settings: Settings) -> QueryService:
+        return cls(Ledger(settings))
+
+    def close(self) -> None:
+        self.views.close()
+        self.ledger.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- projections --------------------------------------------------------------------
+
+    def runner(self, names: list[str] | None = None) -> ProjectionRunner:
+        return ProjectionRunner(self.ledger.log, self.views, select(names, self.projections),
+                                batch_size=BATCH_SIZE)
+
+    def lag(self) -> int:
+        """Records the slowest projection still has to read."""
+        return max((s["lag"] for s in self.status()), default=0)
+
+    def catch_up(self, progress: Progress | None = None) -> RunStats:
+        """Bring every projection up to the end of the log."""
+        with self.lock:
+            return self.runner().run(progress=progress)
+
+    def rebuild(self, names: list[str] | None = None,
+                progress: Progress | None = None) -> RunStats:
+        """Drop the named projections' views (all if None) and replay the log from zero."""
+        with self.lock:
+            return self.runner(names).rebuild(progress=progress)
+
+    def status(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return self.runner().status()
+
+    def records_until(self, as_of: datetime | None) -> int:
+        return records_until(self.ledger.log, as_of)
+
+    @contextmanager
+    def views_at(self, as_of: datetime | None,
+                 progress: Progress | None = None) -> Iterator[ViewStore]:
+        """Today's views, or views replayed in memory from the log as it stood at ``as_of``."""
+        if as_of is None:
+            yield self.views
+            return
+        store, _ = views_as_of(self.ledger.log, as_of, progress=progress)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    # --- audit --------------------------------------------------------------------------
+
+    def audit(self, query: str, arguments: Mapping[str, str | None],
+              actor: str | None = None) -> None:
+        """Record the query in the log; ``actor`` overrides the configured one (HTTP)."""
+        args = {k: v for k, v in arguments.items() if v is not None and v != ""}
+        with self.lock:
+            if actor is None or actor == self.ledger.settings.actor:
+                self.ledger.audit(query, args)
+                return
+            # Ledger.audit takes its actor from the settings: swap them under the lock.
+            configured = self.ledger.settings
+            self.ledger.settings = configured.with_(actor=actor)
+            try:
+                self.ledger.audit(query, args)
+            finally:
+                self.ledger.settings = configured
+
+    # --- queries ------------------------------------------------------------------------
+
+    def pseudonym(self, subject_id: str) -> str:
+        return self.ledger.pseudonymise(subject_id)
+
+    def subject(self, views: ViewStore, subject_id: str,
+                as_of: datetime | None = None) -> dict[str, Any]:
+        """The data map of the person with this real identifier."""
+        return queries.subject_map(views, self.pseudonym(subject_id), now=as_of)
+
+    def export(self, views: ViewStore, subject_id: str,
+               as_of: datetime | None = None) -> dict[str, Any]:
+        """Everything the ledger knows about one person, unsealed (an access request, 7.1)."""
+        with self.lock:
+            answer = self.ledger.export(subject_id)
+        if as_of is not None:
+            answer["events"] = [
+                e for e in answer["events"]
+                if datetime.fromisoformat(e["recorded_at"]) <= as_of
+            ]
+        try:
+            data_map: dict[str, Any] | None = self.subject(views, subject_id, as_of)
+        except NotFound:
+            data_map = None
+        if data_map is None and not answer["events"]:
+            raise NotFound("the ledger holds no event about this person "
+                           "(check the identifier)")
+        return {"subject": answer["subject"], "pseudonym": answer["pseudonym"],
+                "key": answer["key"], "as_of": as_of.isoformat() if as_of else None,
+                "data_map": data_map, "events": answer["events"]}
+
+    @staticmethod
+    def findings(views: ViewStore, clause: str | None = None,
+                 as_of: datetime | None = None) -> list[dict[str, Any]]:
+        """Broken promises found by the findings rules, as dicts."""
+        try:
+            from consumers.findings import list_findings
+        except ModuleNotFoundError as exc:
+            if exc.name != "consumers.findings":
+                raise
+            raise NotFound("the findings rules (consumers/findings.py) are not installed in "
+                           "this build of the ledger") from None
+        return [f.as_dict() for f in list_findings(views, clause=clause, now=as_of)]
+
+
+def findings_summary(findings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per clause: how many findings and how many people."""
+    per_clause: Counter[str] = Counter()
+    people: dict[str, set[str]] = {}
+    for f in findings:
+        per_clause[f["clause"]] += 1
+        if f.get("pseudonym"):
+            people.setdefault(f["clause"], set()).add(f["pseudonym"])
+    return [{"clause": c, "findings": n, "people": len(people.get(c, ()))}
+            for c, n in sorted(per_clause.items())]

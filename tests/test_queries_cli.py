@@ -1,0 +1,239 @@
+"""The query commands end to end: publish through the ledger, then ask through ``pdl``.
+
+Every query must be audited in the log without the person's real identifier, answer as the
+log stood at ``--as-of``, and leave no clear personal value in the views.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.application import Ledger
+from ledger.settings import Settings, generate_key
+from pdl.cli import main
+
+Capture = pytest.CaptureFixture[str]
+ALICE, BOB = "acct-alice-7", "acct-bob-9"
+ALICE_EMAIL, ALICE_BANK = "alice.wang@example.com", "6222 0000 1111 2222"
+EMAIL, BANK = "user.contact.email", "user.financial.bank_account"
+
+
+def wire(type_: str, t: str, subject: str | None, data: dict[str, Any],
+         personal: dict[str, str] | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"source": "tests/cli", "type": type_, "time": t, "data": data}
+    if subject:
+        event["subject"] = subject
+    if personal:
+        event["personal"] = personal
+    return event
+
+
+def collected(subject: str, t: str, categories: list[str], store: str, personal: dict[str, str],
+              **data: Any) -> dict[str, Any]:
+    return wire("data.collected", t, subject, {
+        "categories": categories, "source": {"kind": "subject"},
+        "purpose": data.pop("purpose", "essential.service.authentication"), "store": store,
+        "store_location": "CN", **data}, personal)
+
+
+def shared(subject: str, t: str, recipient: str, categories: list[str], clause: str) -> dict[str, Any]:
+    return wire("data.shared", t, subject, {
+        "recipient": recipient, "recipient_kind": "service_provider", "categories": categories,
+        "purpose": "essential.service.payment_processing", "clause": clause})
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """A data directory with a first batch of events, configured through LEDGER_* like a user."""
+    monkeypatch.setenv("LEDGER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LEDGER_MASTER_KEY", generate_key())
+    monkeypatch.setenv("LEDGER_ACTOR", "dpo@tests")
+    monkeypatch.setenv("LEDGER_SQLITE_SYNCHRONOUS", "NORMAL")
+    settings = Settings.from_env()
+    with Ledger(settings) as ledger:
+        ledger.publish([
+            wire("recipient.registered", "2026-01-01T00:00:00Z", None, {
+                "recipient": "payco", "name": "Pay Co", "kind": "service_provider",
+                "location": "CN", "roles": ["payment_processor"]}),
+            wire("subject.registered", "2026-01-02T00:00:00Z", ALICE, {"subject_kind": "user"}),
+            collected(ALICE, "2026-01-02T00:00:00Z", [EMAIL], "accounts-db",
+                      {EMAIL: ALICE_EMAIL}, backups=["accounts-backup"]),
+            collected(ALICE, "2026-01-03T00:00:00Z", [BANK], "payments-db",
+                      {BANK: ALICE_BANK}, purpose="essential.service.payment_processing",
+                      retention_days=365),
+            shared(ALICE, "2026-01-04T00:00:00Z", "payco", [BANK], "5.1.1"),
+            wire("consent.granted", "2026-01-05T00:00:00Z", ALICE, {
+                "consent_id": "c-mkt", "purpose": "marketing.communications.email",
+                "policy_version": "v1"}),
+            wire("subscription.changed", "2026-01-06T00:00:00Z", ALICE, {
+                "kind": "marketing.communications.sms", "subscribed": False}),
+            collected(BOB, "2026-01-02T00:00:00Z", [EMAIL], "accounts-db",
+                      {EMAIL: "bob@example.com"}),
+        ])
+    return settings
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    code = main(list(argv))
+    out = capsys.readouterr().out
+    try:
+        return code, json.loads(out)
+    except json.JSONDecodeError:
+        return code, out
+
+
+def audits(settings: Settings) -> list[dict[str, Any]]:
+    with Ledger(settings) as ledger:
+        return [e.data.model_dump() for _, e in ledger.events() if e.type == "ledger.queried"]
+
+
+def test_subject_answers_by_real_id_and_audits_the_pseudonym(env: Settings, capsys: Capture) -> None:
+    code, answer = run(capsys, "subject", ALICE, "--json")
+    assert code == 0
+    with Ledger(env) as ledger:
+        pseudonym = ledger.pseudonymise(ALICE)
+    assert answer["pseudonym"] == pseudonym
+    cats = {c["category"]: c for c in answer["categories"]}
+    assert set(cats) == {EMAIL, BANK}
+    assert {s["store"] for s in cats[EMAIL]["stores"]} == {"accounts-db", "accounts-backup"}
+    assert cats[BANK]["recipients"][0]["recipient"] == "payco"
+    assert answer["consents_in_force"] == ["c-mkt"]
+    assert answer["opt_outs"] == ["marketing.communications.sms"]
+    audit = audits(env)[-1]
+    assert audit["query"] == "subject" and audit["actor"] == "dpo@tests"
+    assert audit["arguments"] == {"pseudonym": pseudonym}
+    assert ALICE not in json.dumps(audits(env))
+
+
+def test_views_hold_no_clear_personal_value(env: Settings, capsys: Capture) -> None:
+    for argv in (["project"], ["subject", ALICE, "--json"], ["export", ALICE, "--json"],
+                 ["disclosures", "--json"], ["scope", "--stores", "accounts-db", "--from",
+                                             "2026-01-01T00:00:00Z", "--until",
+                                             "2026-02-01T00:00:00Z", "--json"]):
+        assert run(capsys, *argv)[0] == 0
+    data = b"".join(p.read_bytes() for p in Path(env.data_dir).glob("views.db*"))
+    assert data, "the views were written"
+    for clear in (ALICE, BOB, ALICE_EMAIL, ALICE_BANK, "bob@example.com"):
+        assert clear.encode() not in data
+
+
+def test_as_of_answers_from_the_log_as_it_stood(env: Settings, capsys: Capture) -> None:
+    assert run(capsys, "project")[0] == 0
+    time.sleep(0.05)
+    then = datetime.now(timezone.utc)
+    time.sleep(0.05)
+    with Ledger(env) as ledger:
+        ledger.publish([
+            shared(ALICE, "2026-02-01T00:00:00Z", "payco", [BANK], "5.1.2"),
+            wire("data.erased", "2026-02-02T00:00:00Z", ALICE, {
+                "categories": [EMAIL], "stores": ["accounts-backup"]}),
+        ])
+    as_of = then.isoformat()
+    _, now_register = run(capsys, "disclosures", "--json")
+    _, old_register = run(capsys, "disclosures", "--json", "--as-of", as_of)
+    assert [d["clause"] for d in now_register] == ["5.1.1", "5.1.2"]
+    assert [d["clause"] for d in old_register] == ["5.1.1"]
+
+    _, now_map = run(capsys, "subject", ALICE, "--json")
+    _, old_map = run(capsys, "subject", ALICE, "--json", "--as-of", as_of)
+
+    def backup(answer: dict[str, Any]) -> str:
+        email = next(c for c in answer["categories"] if c["category"] == EMAIL)
+        return str(next(s["status"] for s in email["stores"] if s["store"] == "accounts-backup"))
+
+    assert (backup(old_map), backup(now_map)) == ("held", "erased")
+    assert audits(env)[-1]["arguments"]["as_of"] == as_of
+
+
+def test_disclosure_filters_and_summary(env: Settings, capsys: Capture) -> None:
+    _, rows = run(capsys, "disclosures", "--json", "--recipient", "payco", "--clause", "5.1",
+                  "--category", "user.financial", "--from", "2026-01-01T00:00:00Z",
+                  "--until", "2026-01-31T00:00:00+08:00")
+    assert len(rows) == 1 and rows[0]["recipient_name"] == "Pay Co"
+    _, rows = run(capsys, "disclosures", "--json", "--clause", "5.3")
+    assert rows == []
+    _, summary = run(capsys, "disclosures", "--json", "--summary")
+    assert summary[0]["recipient"] == "payco" and summary[0]["people"] == 1
+    assert audits(env)[-1]["arguments"] == {"summary": "yes"}
+    code = main(["disclosures", "--category", "user.nonsense"])
+    assert code == 65
+
+
+def test_scope_reports_erased_people_as_unreachable(env: Settings, capsys: Capture) -> None:
+    with Ledger(env) as ledger:
+        ledger.erase(BOB)
+        bob = ledger.pseudonymise(BOB)
+    code, answer = run(capsys, "scope", "--stores", "accounts-db,accounts-backup",
+                       "--from", "2026-01-10T00:00:00Z", "--until", "2026-01-12T00:00:00Z",
+                       "--json")
+    assert code == 0
+    people = {p["pseudonym"]: p for p in answer["people"]}
+    assert len(people) == 2 and answer["counts"]["records"] == 3
+    assert people[bob]["reachable"] is False
+    assert answer["counts"]["unreachable"] == 1
+    assert audits(env)[-1]["query"] == "scope"
+    code, text = run(capsys, "scope", "--stores", "accounts-db", "--from",
+                     "2026-01-10T00:00:00Z", "--until", "2026-01-12T00:00:00Z")
+    assert code == 0 and "for the regulator" in text
+    assert main(["scope", "--stores", "accounts-db", "--from", "2026-01-12T00:00:00Z",
+                 "--until", "2026-01-10T00:00:00Z"]) == 2
+
+
+def test_export_is_the_unsealed_answer_to_an_access_request(env: Settings, capsys: Capture) -> None:
+    code, answer = run(capsys, "export", ALICE, "--json")
+    assert code == 0
+    assert answer["subject"] == ALICE and answer["key"] == "active"
+    values = [e.get("personal") for e in answer["events"] if e.get("personal")]
+    assert {EMAIL: ALICE_EMAIL} in values and {BANK: ALICE_BANK} in values
+    assert answer["data_map"]["pseudonym"] == answer["pseudonym"]
+    code, text = run(capsys, "export", ALICE, "--format", "text")
+    assert code == 0 and ALICE_EMAIL in text and "data map" in text
+    assert [a["arguments"]["format"] for a in audits(env)[-2:]] == ["json", "text"]
+    assert ALICE not in json.dumps(audits(env))
+
+
+def test_findings_command(env: Settings, capsys: Capture) -> None:
+    code, found = run(capsys, "findings", "--json")
+    assert code in (0, 1) and isinstance(found, list)
+    assert code == (1 if found else 0)
+    code, summary = run(capsys, "findings", "--json", "--summary")
+    assert isinstance(summary, list)
+    assert audits(env)[-1]["query"] == "findings"
+
+
+def test_project_status_and_rebuild(env: Settings, capsys: Capture) -> None:
+    code, out = run(capsys, "project", "--json")
+    assert code == 0 and out["records"] > 0
+    code, status = run(capsys, "status", "--json")
+    assert code == 0 and {s["projection"] for s in status} >= {"datamap", "disclosures",
+                                                                "holdings"}
+    assert all(s["lag"] == 0 for s in status)
+    code, out = run(capsys, "rebuild", "--all", "--json")
+    assert code == 0 and "holdings" in out["rebuilt"]
+    code, out = run(capsys, "rebuild", "datamap", "--json")
+    assert code == 0 and out["rebuilt"] == ["datamap"]
+    assert main(["rebuild", "nosuch"]) == 66
+    assert main(["rebuild"]) == 2
+
+
+def test_queries_catch_up_unless_told_not_to(env: Settings, capsys: Capture) -> None:
+    assert run(capsys, "project")[0] == 0
+    with Ledger(env) as ledger:
+        ledger.publish([shared(ALICE, "2026-03-01T00:00:00Z", "payco", [BANK], "5.1.2")])
+    _, stale = run(capsys, "disclosures", "--json", "--no-catch-up")
+    _, fresh = run(capsys, "disclosures", "--json")
+    assert (len(stale), len(fresh)) == (1, 2)
+
+
+def test_unknown_person_and_bad_time(env: Settings, capsys: Capture) -> None:
+    assert main(["subject", "acct-nobody"]) == 66
+    assert "acct-nobody" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["subject", ALICE, "--as-of", "2026-01-01T00:00:00"])  # no zone: refused
+    assert exc.value.code == 2

@@ -1,0 +1,191 @@
+"""Breach scope (6.2.1) is exact at the window's edges.
+
+Each person below is built to sit on one side of one edge; the scope must name exactly
+the affected ones, with what was exposed and whether they can still be contacted.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import eventkit
+import pytest
+from eventkit import (
+    at,
+    collected,
+    erased,
+    incident,
+    log_events,
+    notified,
+)
+
+from consumers import queries
+from consumers.projection import ProjectionRunner
+from consumers.registry import all_projections
+from consumers.views import ViewStore
+from ledger.errors import NotFound
+from ledger.persistence import EventLog
+
+# fixtures shared by every view test (see tests/eventkit.py)
+event_log = eventkit.event_log
+make_view_store = eventkit.make_view_store
+view_store = eventkit.view_store
+
+US = timedelta(microseconds=1)
+START, END = at(10), at(13)  # a three-day window
+STORE = "accounts-db"
+EMAIL, PHONE = "user.contact.email", "user.contact.phone_number"
+BANK, IP = "user.financial.bank_account", "user.device.ip_address"
+
+
+@pytest.fixture
+def views(event_log: EventLog, view_store: ViewStore) -> ViewStore:
+    """Views of a log of people placed around the window [START, END]."""
+    log_events(event_log, [
+        # collected long before, still held: affected
+        collected("p_held", at(1), [EMAIL, PHONE]),
+        # collected one microsecond before the window, still held: affected
+        collected("p_just_before", START - US, [EMAIL]),
+        # collected at the window's last instant: affected
+        collected("p_at_end", END, [EMAIL]),
+        # collected one microsecond after the window: not affected
+        collected("p_after", END + US, [EMAIL]),
+        # erased one microsecond before the window: not affected
+        collected("p_erased_before", at(1), [EMAIL, BANK]),
+        erased("p_erased_before", START - US, ["user"], [STORE]),
+        # erased at the window's first instant: affected (edges count as exposed)
+        collected("p_erased_at_start", at(1), [EMAIL]),
+        erased("p_erased_at_start", START, [EMAIL], [STORE]),
+        # erased during the window: affected
+        collected("p_erased_during", at(1), [EMAIL, BANK]),
+        erased("p_erased_during", START + timedelta(hours=5), ["user"], [STORE]),
+        # crypto-shredded before the window but the store still held the data: affected,
+        # unreachable (the ledger can no longer read their contact details)
+        collected("p_shredded", at(1), [EMAIL]),
+        erased("p_shredded", at(5), ["user"], ["ledger-key-vault"], "crypto_shredded"),
+        # contact data erased everywhere, bank account still held: affected, unreachable
+        collected("p_no_contact", at(1), [EMAIL, BANK]),
+        erased("p_no_contact", at(2), ["user.contact"], [STORE]),
+        # data only in another store: not affected
+        collected("p_elsewhere", at(1), [EMAIL], "crm-db"),
+        # only a backup copy in the breached store: affected
+        collected("p_backup", at(1), [IP], "logs-db", backups=[STORE]),
+        # compared and discarded, never stored: not affected
+        collected("p_transient", at(11), ["user.biometric.face"], retention_days=0),
+        # erased before the window, collected again during it: affected once
+        collected("p_again", at(1), [EMAIL]),
+        erased("p_again", at(2), [EMAIL], [STORE]),
+        collected("p_again", at(12), [EMAIL]),
+        # erased before, collected again after the window: not affected
+        collected("p_later", at(1), [EMAIL]),
+        erased("p_later", at(2), [EMAIL], [STORE]),
+        collected("p_later", at(20), [EMAIL]),
+        # anonymised during the window: affected
+        collected("p_anonymised", at(1), [IP]),
+        erased("p_anonymised", at(11), [IP], [STORE], "anonymised"),
+        # reported out of time order: logged after a later collection, held from day 9
+        collected("p_reported_late", at(14), [EMAIL]),
+        collected("p_reported_late", at(9), [EMAIL]),
+        # an incident recorded in the log, two people notified
+        incident("inc-7", at(14), [STORE], START, END),
+        notified("p_held", at(15), "inc-7"),
+        notified("p_at_end", at(15), "inc-7"),
+    ])
+    ProjectionRunner(event_log, view_store, all_projections(), batch_size=7).run()
+    return view_store
+
+
+AFFECTED = {
+    "p_held", "p_just_before", "p_at_end", "p_erased_at_start", "p_erased_during",
+    "p_shredded", "p_no_contact", "p_backup", "p_again", "p_anonymised", "p_reported_late",
+}
+
+
+def by_person(result: queries.Scope) -> dict[str, queries.AffectedPerson]:
+    return {p.pseudonym: p for p in result.people}
+
+
+def test_exactly_the_people_whose_data_was_held_during_the_window(views: ViewStore) -> None:
+    result = queries.scope(views, [STORE], START, END)
+    assert set(by_person(result)) == AFFECTED
+
+
+def test_collected_just_before_and_still_held_is_affected(views: ViewStore) -> None:
+    people = by_person(queries.scope(views, [STORE], START, END))
+    assert people["p_just_before"].categories == (EMAIL,)
+    assert people["p_held"].categories == (EMAIL, PHONE)
+
+
+def test_erased_just_before_is_not_affected_and_erased_during_is(views: ViewStore) -> None:
+    people = by_person(queries.scope(views, [STORE], START, END))
+    assert "p_erased_before" not in people
+    assert people["p_erased_during"].categories == (EMAIL, BANK)
+    assert people["p_erased_during"].sensitive_categories == (BANK,)
+    assert "p_erased_at_start" in people
+
+
+def test_window_edges_move_the_answer_by_one_microsecond(views: ViewStore) -> None:
+    narrower = by_person(queries.scope(views, [STORE], START + US, END - US))
+    assert "p_erased_at_start" not in narrower
+    assert "p_at_end" not in narrower
+    wider = by_person(queries.scope(views, [STORE], START, END + US))
+    assert "p_after" in wider
+
+
+def test_erased_people_are_affected_but_unreachable(views: ViewStore) -> None:
+    people = by_person(queries.scope(views, [STORE], START, END))
+    shredded = people["p_shredded"]
+    assert not shredded.reachable
+    assert shredded.unreachable_reason == queries.UNREACHABLE_ERASED
+    no_contact = people["p_no_contact"]
+    assert not no_contact.reachable
+    assert no_contact.unreachable_reason == queries.UNREACHABLE_NO_CONTACT
+    assert no_contact.categories == (BANK,)
+    assert people["p_held"].reachable
+    assert not people["p_backup"].reachable  # only an IP address was ever held
+
+
+def test_categories_filter_includes_sub_and_parent_categories(views: ViewStore) -> None:
+    financial = queries.scope(views, [STORE], START, END, ["user.financial"])
+    assert {p.pseudonym for p in financial.people} == {"p_erased_during", "p_no_contact"}
+    contact = queries.scope(views, [STORE], START, END, ["user.contact.email"])
+    assert "p_backup" not in {p.pseudonym for p in contact.people}
+    assert all(p.categories == (EMAIL,) for p in contact.people)
+
+
+def test_counts_for_the_regulator(views: ViewStore) -> None:
+    counts = queries.scope(views, [STORE], START, END).counts
+    assert counts["people"] == len(AFFECTED)
+    # one record per (person, category, store) holding exposed
+    assert counts["records"] == 13
+    # shredded; no contact data ever (p_backup, p_anonymised); contact data erased since
+    # (p_no_contact, p_erased_at_start, p_erased_during)
+    assert counts["unreachable"] == 6
+    assert counts["reachable"] == len(AFFECTED) - 6
+    assert counts["sensitive_records"] == 2
+    assert counts["people_with_sensitive_data"] == 2
+    assert counts["sensitive_categories"] == {BANK: 2}
+    assert counts["categories"][EMAIL] == 8
+
+
+def test_several_stores_count_each_holding_once(views: ViewStore) -> None:
+    both = by_person(queries.scope(views, [STORE, "logs-db", STORE], START, END))
+    assert both["p_backup"].stores == ("accounts-db", "logs-db")
+    assert both["p_backup"].records == 2
+    assert "p_elsewhere" not in both
+
+
+def test_an_incident_recorded_in_the_log_reports_who_was_notified(views: ViewStore) -> None:
+    result = queries.incident_scope(views, "inc-7")
+    assert {p.pseudonym for p in result.people} == AFFECTED
+    assert result.counts["notified"] == 2
+    assert result.counts["not_notified"] == len(AFFECTED) - 2
+    assert by_person(result)["p_held"].notified is True
+    assert queries.incidents(views)[0]["stores"] == [STORE]
+    with pytest.raises(NotFound):
+        queries.incident_scope(views, "inc-unknown")
+
+
+def test_a_window_ending_before_it_starts_is_refused(views: ViewStore) -> None:
+    with pytest.raises(ValueError):
+        queries.scope(views, [STORE], END, START)
