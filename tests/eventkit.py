@@ -265,11 +265,23 @@ def view_store(make_view_store: Any) -> Any:
     return make_view_store()
 
 
-@pytest.fixture
-def event_log(tmp_path: Any) -> Any:
-    """An empty embedded log."""
-    from ledger.sqlite import SQLiteEventLog
+@pytest.fixture(params=["sqlite", "kafka"])
+def event_log(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """An empty log of each backend: projection tests run on SQLite and on Kafka."""
+    if request.param == "kafka":
+        from conftest import kafka_settings
 
-    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+        from ledger.kafka import KafkaEventLog
+        from ledger.settings import Settings
+
+        bootstrap = request.getfixturevalue("kafka_bootstrap")
+        # One partition: these hand-built sequences mix people with registries of
+        # recipients and incidents, whose relative order only a single partition keeps.
+        log: Any = KafkaEventLog.from_settings(
+            kafka_settings(Settings(data_dir=tmp_path), bootstrap, partitions=1))
+    else:
+        from ledger.sqlite import SQLiteEventLog
+
+        log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
     yield log
     log.close()
