@@ -18,10 +18,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from sys import intern
 from typing import Any
 
 from consumers.projection import Item
-from consumers.rows import KeyedWrites, MaskedProjection, WriteCache, cover_mask, mask_of, to_us
+from consumers.rows import (
+    KeyedWrites,
+    MaskedProjection,
+    WriteCache,
+    cover_mask,
+    mask_of,
+    recent,
+    to_us,
+)
 from consumers.views import ViewTransaction
 from schemas import Event
 from schemas.events import (
@@ -222,7 +231,7 @@ ON CONFLICT (pseudonym, kind) DO UPDATE SET
 
 def _news(seen: dict[Any, Any], key: Any, mask: int, t: int) -> bool:
     """Record (categories, first time) for ``key``; False if that adds nothing known."""
-    known = seen.get(key)
+    known = recent(seen, key)
     if known is None:
         seen[key] = [mask, t]
         return True
@@ -295,7 +304,7 @@ def _collected(b: _Batch, p: str, t: int, d: DataCollected) -> None:
     row = (p, kind, party, d.purpose, mask, mask if stored else 0, mask if d.optional else 0,
            ground, d.consent_id, t)
     key = ("c", p, kind, party, d.purpose)
-    known = b.seen.get(key)
+    known = recent(b.seen, key)
     # what the row holds after the upsert: write only if that differs from what we wrote
     merged = row if known is None else (
         *row[:4], known[4] | row[4], known[5] | row[5], known[6] | row[6],
@@ -314,7 +323,7 @@ def _collected(b: _Batch, p: str, t: int, d: DataCollected) -> None:
 def _hold(b: _Batch, p: str, store: str, location: str, backup: int, mask: int, t: int,
           days: int | None) -> None:
     key = ("s", p, store)
-    known = b.seen.get(key)  # [held, location, backup, retention days, held since]
+    known = recent(b.seen, key)  # [held, location, backup, retention days, held since]
     if (known is not None and mask & ~known[0] == 0 and known[1] == location
             and known[2] <= backup and known[3] == days and known[4] <= t):
         return  # held there already, from no later than t, on the same terms
@@ -349,7 +358,7 @@ def _erased(b: _Batch, p: str, t: int, d: DataErased) -> None:
     mask = cover_mask(d.categories)
     erase, anonymise = (0, mask) if method == ANONYMISED else (mask, 0)
     for store in d.stores:
-        known = b.seen.get(("s", p, store))
+        known = recent(b.seen, ("s", p, store))
         if known is None:
             if b.complete:
                 continue  # nothing was ever held there
@@ -398,10 +407,7 @@ class DataMapProjection(MaskedProjection):
     tables = TABLES
 
     def __init__(self) -> None:
-        # What the cache can do without and stay complete: all but the stores that hold
-        # something (an erasure elsewhere is skipped only because nothing is held there).
-        self.cache = WriteCache(self.name,
-                                spare=lambda key, value: key[0] != "s" or not value[0])
+        self.cache = WriteCache(self.name)
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
         seen = self.cache.begin(tx)
@@ -413,5 +419,6 @@ class DataMapProjection(MaskedProjection):
             event: Event = item.event
             subject = event.subject
             if subject is not None:
-                handlers[event.type](batch, subject, to_us(event.time), event.data)
+                # one string per person in the cache's keys, not one per event
+                handlers[event.type](batch, intern(subject), to_us(event.time), event.data)
         batch.write(tx)

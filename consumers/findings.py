@@ -12,10 +12,9 @@ event's id and log position, its time, and a one-line explanation made only of t
 keys, clause ids, store and recipient ids and counts: never a personal value.
 
 Each batch reads the state of the people and recipients it mentions (one query per kind,
-not per event; people seen lately are remembered between batches, see ``_Memory``), changes
-it in log order and writes it back with ``executemany``. Nothing depends on batch
-boundaries or the clock, so applying the log in any batch sizes gives the same rows as one
-rebuild.
+not per event), changes it in log order and writes it back with ``executemany``. Nothing
+depends on batch boundaries or the clock, so applying the log in any batch sizes gives the
+same rows as one rebuild.
 
 Rules and their clauses: 1.3, 2.1.1(1)a, 2.1.1(1)c, 2.1.1(1)d, 2.1.1(2)a, 2.1.1(2)b,
 2.1.1(3)b, 2.1.1(4), 2.1.2-note, 2.1.3, 3.2a, 3.2b, 3.3, 3.4b, 3.5, 4.1, 4.2, 5.0, 5.1, 5.3,
@@ -26,9 +25,7 @@ times; a change in state takes effect for events at or after its own time.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -185,7 +182,6 @@ RECIPIENTS_TABLE: Final = "findings_recipients"
 POLICIES_TABLE: Final = "findings_policies"
 INCIDENTS_TABLE: Final = "findings_incidents"
 NOTICES_TABLE: Final = "findings_incident_notices"
-META_TABLE: Final = "findings_meta"
 
 SCHEMA: Final[tuple[str, ...]] = (
     f"""CREATE TABLE IF NOT EXISTS {FINDINGS_TABLE} (
@@ -264,15 +260,10 @@ SCHEMA: Final[tuple[str, ...]] = (
         pseudonym   TEXT NOT NULL,
         PRIMARY KEY (incident_id, pseudonym)
     )""",
-    # ``chain``: a hash chain over the ids of every event applied, in order (see _Memory).
-    f"""CREATE TABLE IF NOT EXISTS {META_TABLE} (
-        key   TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    )""",
 )
 
 TABLES: Final = (FINDINGS_TABLE, SUBJECTS_TABLE, HOLDINGS_TABLE, CLOSURES_TABLE, REQUESTS_TABLE,
-                 RECIPIENTS_TABLE, POLICIES_TABLE, INCIDENTS_TABLE, NOTICES_TABLE, META_TABLE)
+                 RECIPIENTS_TABLE, POLICIES_TABLE, INCIDENTS_TABLE, NOTICES_TABLE)
 
 _CHUNK: Final = 500  # bound on "IN (?, ...)" lists
 
@@ -293,7 +284,7 @@ FindingRow = tuple[str, str | None, str, int, int, int, str]
 
 @dataclass(slots=True)
 class _Holding:
-    """A collection's data kept, in memory once its owner erases something.
+    """A collection's data kept, in memory while a batch collects or erases it.
 
     Its ``cells`` stay JSON ``text`` until an erasure names one of its stores: most
     erasures concern few of a person's holdings, and a new holding's text is a shape that
@@ -313,13 +304,6 @@ class _Holding:
     shape: tuple[tuple[str, str], ...] = ()  # (category, store) of a holding made here
     new: bool = False
     changed: bool = False
-
-    @property
-    def open(self) -> int:
-        """How many (category, store) cells are not erased."""
-        if self.cells is None:
-            return self.unerased
-        return sum(1 for c in self.cells if c[2] is None)
 
     def parsed(self) -> list[list[Any]]:
         if self.cells is None:
@@ -344,6 +328,12 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _like(store: str) -> str:
+    """A LIKE pattern (escape ``!``) matching cells JSON that names ``store``."""
+    needle = json.dumps(store).replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%{needle}%"
+
+
 @functools.lru_cache(maxsize=1024)
 def _shape(categories: tuple[str, ...], stores: tuple[str, ...]
            ) -> tuple[tuple[tuple[str, str], ...], str, frozenset[str]]:
@@ -357,63 +347,15 @@ def _shape(categories: tuple[str, ...], stores: tuple[str, ...]
 State = dict[str, Any]
 
 
-def _chain(chain: str, items: Sequence[Item]) -> str:
-    digest = bytes.fromhex(chain)
-    for item in items:
-        digest = hashlib.blake2b(digest + item.record.event_id.encode(), digest_size=16).digest()
-    return digest.hex()
-
-
-class _Memory:
-    """People's states (and, once they erase something, their open holdings) a projection
-    instance keeps between batches, so that a batch reads from the view store only the
-    people it has not seen lately.
-
-    Trusted only while the store holds exactly what this instance last wrote: the store
-    keeps a hash chain over the ids of all events applied (the same whatever the batch
-    sizes), and so does the memory once its batch is written. Different chains (a batch
-    rolled back, another writer, another store, a rebuild) empty the memory.
-    """
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.chain: str | None = None
-        self.subjects: OrderedDict[str, State] = OrderedDict()
-        #: Every open holding of a person, for people who are also in ``subjects``.
-        self.holdings: dict[str, list[_Holding]] = {}
-
-    def begin(self, stored_chain: str) -> None:
-        if self.chain != stored_chain:
-            self.subjects.clear()
-            self.holdings.clear()
-        self.chain = None  # until this batch is written: a failure mid-batch forgets it
-
-    def written(self, chain: str, touched: Iterable[str]) -> None:
-        """The batch with this chain is written; ``touched`` people's holdings changed."""
-        self.chain = chain
-        for pseudonym in touched:
-            kept = [h for h in self.holdings[pseudonym] if h.open]
-            for h in kept:
-                h.new = h.changed = False
-            self.holdings[pseudonym] = kept
-        while len(self.subjects) > self.limit:
-            pseudonym, _ = self.subjects.popitem(last=False)
-            self.holdings.pop(pseudonym, None)
-
-
 class _Batch:
     """The state one ``apply`` call reads, changes in log order, and writes back."""
 
-    def __init__(self, tx_: ViewTransaction, items: Sequence[Item], memory: _Memory):
+    def __init__(self, tx_: ViewTransaction, items: Sequence[Item]):
         self.tx = tx_
-        self.memory = memory
-        stored = tx_.query(f"SELECT value FROM {META_TABLE} WHERE key = 'chain'")
-        stored_chain = stored[0][0] if stored else ""
-        memory.begin(stored_chain)
-        self.chain = _chain(stored_chain, items)
         self.findings: list[FindingRow] = []
         subjects: set[str] = set()
         erasing: set[str] = set()
+        erased_stores: set[str] = set()
         recipients: set[str] = set()
         for item in items:
             event = item.event
@@ -422,12 +364,11 @@ class _Batch:
                 subjects.add(event.subject)
                 if isinstance(data, ev.DataErased):
                     erasing.add(event.subject)
+                    erased_stores.update(data.stores)
             if isinstance(data, ev.DataShared | ev.RecipientRegistered):
                 recipients.add(data.recipient)
-        self.subjects = memory.subjects
-        for pseudonym in subjects & self.subjects.keys():
-            self.subjects.move_to_end(pseudonym)
-        for keys in _chunks(sorted(subjects - self.subjects.keys())):
+        self.subjects: dict[str, State] = {}
+        for keys in _chunks(sorted(subjects)):
             for pseudonym, text in tx_.query(
                 f"SELECT pseudonym, state FROM {SUBJECTS_TABLE} "
                 f"WHERE pseudonym IN ({_marks(len(keys))})", keys):
@@ -446,22 +387,18 @@ class _Batch:
                 f"SELECT version, effective_at, material FROM {POLICIES_TABLE}")
         }
         self.policy_rows: list[tuple[str, int, int]] = []
-        # Holdings are needed by erasures only: people erasing something get all their open
-        # holdings in memory, and keep them there while they are remembered.
-        self.holdings = memory.holdings
-        loading = sorted(erasing - self.holdings.keys())
-        for p in loading:
-            self.holdings[p] = []
-        for keys in _chunks(loading):
+        # Only erasures need holdings, and only those in a store some erasure of the batch
+        # names can be touched: only those are read.
+        self.holdings: dict[str, list[_Holding]] = {p: [] for p in erasing}
+        patterns = [_like(store) for store in sorted(erased_stores)]
+        in_stores = " OR ".join(["cells LIKE ? ESCAPE '!'"] * len(patterns))
+        for keys in _chunks(sorted(erasing)):
             for e, p, part, off, t, deadline, unerased, cells in tx_.query(
                 f'SELECT event_id, pseudonym, partition, "offset", time, deadline, open, cells '
-                f"FROM {HOLDINGS_TABLE} WHERE open > 0 AND pseudonym IN ({_marks(len(keys))})",
-                keys):
+                f"FROM {HOLDINGS_TABLE} WHERE open > 0 AND pseudonym IN ({_marks(len(keys))}) "
+                f"AND ({in_stores})", (*keys, *patterns)):
                 self.holdings[p].append(_Holding(e, p, part, off, t, deadline, unerased, cells))
-        for p in loading:
-            self.subject(p)  # remembered holdings belong to a remembered person
         self.new_holdings: list[_Holding] = []
-        self.touched: set[str] = set()  # people whose remembered holdings changed
         self.closures: list[tuple[str, int, str, int | None]] = []
         self.requests_received: list[tuple[Any, ...]] = []
         self.requests_answered: list[tuple[str, str, int]] = []
@@ -495,8 +432,6 @@ class _Batch:
 
     def flush(self) -> None:
         tx_ = self.tx
-        tx_.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES ('chain', ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (self.chain,))
         if self.findings:
             tx_.executemany(
                 f'INSERT INTO {FINDINGS_TABLE} (clause, pseudonym, event_id, partition, "offset",'
@@ -512,7 +447,7 @@ class _Batch:
                 f'INSERT INTO {HOLDINGS_TABLE} (event_id, pseudonym, partition, "offset", time,'
                 " deadline, open, last_erased, cells) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (event_id) DO NOTHING", [h.row() for h in self.new_holdings])
-        changed = [h.row() for p in sorted(self.touched) for h in self.holdings.get(p, ())
+        changed = [h.row() for held in self.holdings.values() for h in held
                    if h.changed and not h.new]
         if changed:
             tx_.executemany(
@@ -875,9 +810,8 @@ def _on_collected(batch: _Batch, item: Item) -> None:
                            deadline, len(shape), text, stores=kept_in, shape=shape, new=True)
         batch.new_holdings.append(holding)
         held = batch.holdings.get(pseudonym)
-        if held is not None:
+        if held is not None:  # the person erases something later in this batch
             held.append(holding)
-            batch.touched.add(pseudonym)
 
 
 def _on_erased(batch: _Batch, item: Item) -> None:
@@ -894,9 +828,7 @@ def _on_erased(batch: _Batch, item: Item) -> None:
     needles: list[str] | None = None
     covered = _covered_by(tuple(data.categories))
     skipped: list[list[Any]] = []
-    pseudonym = item.event.subject or ""
-    batch.touched.add(pseudonym)
-    for h in batch.holdings.get(pseudonym, []):
+    for h in batch.holdings.get(item.event.subject or "", []):
         if h.stores is None:
             if needles is None:
                 needles = [json.dumps(store) for store in stores]
@@ -1126,16 +1058,11 @@ class FindingsProjection(Projection):
     schema = SCHEMA
     tables = TABLES
 
-    def __init__(self, remember: int = 20_000):
-        """``remember``: how many people to keep in memory between batches (about 4 kB each)."""
-        self._memory = _Memory(remember)
-
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
-        batch = _Batch(tx, items, self._memory)
+        batch = _Batch(tx, items)
         for item in items:
             _HANDLERS[item.event.type](batch, item)
         batch.flush()
-        self._memory.written(batch.chain, batch.touched)
 
 
 # --- queries -----------------------------------------------------------------------------

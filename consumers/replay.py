@@ -17,7 +17,7 @@ from ledger.persistence import EventLog
 
 
 def records_until(log: EventLog, until: datetime | None) -> int:
-    """How many records a replay up to ``until`` reads (exact for SQLite; offsets for Kafka)."""
+    """About how many records a replay up to ``until`` reads (for a progress bar)."""
     return sum(o + 1 for o in log.end_position(until).values() if o >= 0)
 
 
@@ -27,9 +27,12 @@ def views_as_of(
     *,
     projections: Sequence[Projection] | None = None,
     progress: Callable[[int], None] | None = None,
-    batch_size: int = 2000,
+    batch_size: int = 5000,
 ) -> tuple[SQLiteViewStore, RunStats]:
-    """In-memory views of ``log`` as it stood at ``until``; the caller closes the store."""
+    """In-memory views of ``log`` as it stood at ``until``; the caller closes the store.
+
+    ``projections`` (default: all) limits the replay to the views a question needs.
+    """
     store = SQLiteViewStore(":memory:")
     try:
         runner = ProjectionRunner(log, store, list(projections or all_projections()),

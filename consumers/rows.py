@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from itertools import islice
@@ -148,16 +148,13 @@ class WriteCache:
     (another process wrote, a rebuild dropped the view, or this process's last
     transaction rolled back) starts from an empty cache.
 
-    Past ``capacity`` entries, those ``spare`` says the cache can do without go first
-    (``complete`` survives that); if that is not enough, the older half goes too, and the
-    cache is no longer complete.
+    Past ``capacity`` entries the least recently used half goes (``recent`` marks use), and
+    the cache is no longer complete.
     """
 
-    def __init__(self, projection: str, capacity: int = 150_000,
-                 spare: Callable[[Any, Any], bool] | None = None):
+    def __init__(self, projection: str, capacity: int = 100_000):
         self.projection = projection
         self.capacity = capacity
-        self.spare = spare
         self.entries: dict[Any, Any] = {}
         #: True while the entries are everything the view holds (set by the projection
         #: when it starts on an empty view; an eviction ends it).
@@ -177,19 +174,18 @@ class WriteCache:
         tx.execute("UPDATE view_meta SET token = ? WHERE projection = ?",
                    (self._token, self.projection))
         if len(self.entries) > self.capacity:
-            self._evict()
+            for key in list(islice(self.entries, len(self.entries) // 2)):
+                del self.entries[key]
+            self.complete = False
         return self.entries
 
-    def _evict(self) -> None:
-        entries = self.entries
-        if self.spare is not None:
-            spare = self.spare
-            for key in [k for k, v in entries.items() if spare(k, v)]:
-                del entries[key]
-        if len(entries) > self.capacity * 3 // 4:
-            for key in list(islice(entries, len(entries) // 2)):
-                del entries[key]
-            self.complete = False
+
+def recent(entries: dict[Any, Any], key: Any) -> Any:
+    """``entries[key]`` marked as the most recently used (eviction drops the least), or None."""
+    value = entries.pop(key, None)
+    if value is not None:
+        entries[key] = value
+    return value
 
 
 # --- batched writes ---------------------------------------------------------------------

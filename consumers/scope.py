@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from sys import intern
 from typing import Any
 
 from consumers.projection import Item
@@ -37,6 +38,7 @@ from consumers.rows import (
     cover_mask,
     marks,
     mask_of,
+    recent,
     to_us,
 )
 from consumers.views import ViewStore, ViewTransaction
@@ -175,7 +177,7 @@ class _Segments:
         self.erased: list[tuple[str, str, int, int, str, int]] = []
         by_store: dict[str, list[str]] = {}
         for key in keys:
-            if key not in held:
+            if recent(held, key) is None:
                 held[key] = {}
                 if not complete:
                     by_store.setdefault(key[1], []).append(key[0])
@@ -269,8 +271,7 @@ class HoldingsProjection(MaskedProjection):
     tables = TABLES
 
     def __init__(self) -> None:
-        # A pair holding nothing can go and the cache stays complete: missing means empty.
-        self.cache = WriteCache(self.name, spare=lambda key, segments: not segments)
+        self.cache = WriteCache(self.name)
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
         touched: set[Key] = set()
@@ -278,6 +279,7 @@ class HoldingsProjection(MaskedProjection):
             data, p = item.event.data, item.event.subject
             if p is None:
                 continue
+            p = intern(p)  # one string per person in the cache's keys
             if isinstance(data, DataCollected):
                 touched.add((p, data.store))
                 touched.update((p, backup) for backup in data.backups)

@@ -17,10 +17,11 @@ from typing import Any
 from rich.table import Table
 
 from consumers import queries
+from consumers.projection import RunStats
 from consumers.queries import DisclosureFilter
 from consumers.registry import projection_names
 from consumers.views import ViewStore
-from pdl.cli import console, emit, open_ledger, parse_time, progress_bar
+from pdl.cli import console, emit, err_console, open_ledger, parse_time, progress_bar
 from pdl.service import QueryService, findings_summary
 
 Add = Callable[..., argparse.ArgumentParser]
@@ -30,15 +31,17 @@ def _service(args: argparse.Namespace) -> QueryService:
     return QueryService(open_ledger(args))
 
 
-def _catch_up(service: QueryService) -> Any:
-    with progress_bar(transient=True) as bar:
+def _catch_up(service: QueryService, transient: bool = True) -> RunStats:
+    with progress_bar(transient=transient) as bar:
         task = bar.add_task("projecting", total=service.lag(), rate="")
         return service.catch_up(progress=lambda n: bar.advance(task, n))
 
 
 @contextmanager
-def _views(service: QueryService, args: argparse.Namespace) -> Iterator[ViewStore]:
-    """The views a query reads: caught up now, or replayed to ``--as-of``."""
+def _views(service: QueryService, args: argparse.Namespace,
+           needs: list[str]) -> Iterator[ViewStore]:
+    """The views a query reads: caught up now, or the projections it ``needs`` replayed to
+    ``--as-of``."""
     if args.as_of is None:
         if not args.no_catch_up:
             _catch_up(service)
@@ -47,7 +50,7 @@ def _views(service: QueryService, args: argparse.Namespace) -> Iterator[ViewStor
     with progress_bar(transient=True) as bar:
         task = bar.add_task(f"replaying to {args.as_of.isoformat()}",
                             total=service.records_until(args.as_of), rate="")
-        with service.views_at(args.as_of, lambda n: bar.advance(task, n)) as views:
+        with service.views_at(args.as_of, lambda n: bar.advance(task, n), needs) as views:
             bar.update(task, visible=False)
             yield views
 
@@ -61,8 +64,6 @@ def _split(text: str | None) -> list[str]:
 
 
 def _usage_error(message: str) -> int:
-    from pdl.cli import err_console
-
     err_console.print(f"error: {message}", style="bold red", markup=False)
     return 2
 
@@ -72,7 +73,7 @@ def _usage_error(message: str) -> int:
 
 def cmd_project(args: argparse.Namespace) -> int:
     with _service(args) as service:
-        stats = _catch_up(service)
+        stats = _catch_up(service, transient=False)
         status = service.status()
         emit(args, {"records": stats.records, "applied": stats.applied, "bad": stats.bad,
                     "projections": status},
@@ -125,7 +126,7 @@ def cmd_subject(args: argparse.Namespace) -> int:
     with _service(args) as service:
         pseudonym = service.pseudonym(args.id)
         service.audit("subject", {"pseudonym": pseudonym, **_as_of(args)})
-        with _views(service, args) as views:
+        with _views(service, args, ["datamap"]) as views:
             answer = queries.subject_map(views, pseudonym, now=args.as_of)
         emit(args, answer, lambda: render_data_map(answer))
     return 0
@@ -186,7 +187,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         pseudonym = service.pseudonym(args.id)
         service.audit("export", {"pseudonym": pseudonym, "format": "json" if as_json else "text",
                                  **_as_of(args)})
-        with _views(service, args) as views:
+        with _views(service, args, ["datamap"]) as views:
             answer = service.export(views, args.id, args.as_of)
     if as_json:
         args.json = True
@@ -230,7 +231,7 @@ def cmd_disclosures(args: argparse.Namespace) -> int:
         service.audit("disclosures", {**filters.as_arguments(),
                                       "summary": "yes" if args.summary else None,
                                       **_as_of(args)})
-        with _views(service, args) as views:
+        with _views(service, args, ["disclosures"]) as views:
             if args.summary:
                 summary = queries.disclosure_summary(views, filters)
                 emit(args, summary, lambda: _render_disclosure_summary(summary))
@@ -293,7 +294,7 @@ def cmd_scope(args: argparse.Namespace) -> int:
             "from": args.since.isoformat() if args.since else None,
             "until": args.until.isoformat() if args.until else None,
             "categories": ",".join(categories) or None, **_as_of(args)})
-        with _views(service, args) as views:
+        with _views(service, args, ["holdings"]) as views:
             if args.incident is not None:
                 result = queries.incident_scope(views, args.incident)
             else:
@@ -342,7 +343,7 @@ def cmd_findings(args: argparse.Namespace) -> int:
     with _service(args) as service:
         service.audit("findings", {"clause": args.clause, "summary": "yes" if args.summary
                                    else None, **_as_of(args)})
-        with _views(service, args) as views:
+        with _views(service, args, ["findings"]) as views:
             found = service.findings(views, args.clause, args.as_of)
     if args.summary:
         summary = findings_summary(found)

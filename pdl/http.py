@@ -138,7 +138,8 @@ class Handler(BaseHTTPRequestHandler):
         return actor
 
     def _run(self, query: str, arguments: dict[str, str | None], as_of: datetime | None,
-             answer: Callable[[Any], Any]) -> Any:
+             needs: str, answer: Callable[[Any], Any]) -> Any:
+        """Audit the query, then answer it from views caught up now or replayed to as_of."""
         service = self.server.service
         actor = self._actor()
         with service.lock:
@@ -146,7 +147,7 @@ class Handler(BaseHTTPRequestHandler):
                                   "as_of": as_of.isoformat() if as_of else None}, actor)
             if as_of is None and self.server.catch_up:
                 service.catch_up()
-            with service.views_at(as_of) as views:
+            with service.views_at(as_of, needs=[needs]) as views:
                 return answer(views)
 
     def _subject(self, parts: list[str], params: dict[str, str]) -> Any:
@@ -167,8 +168,8 @@ class Handler(BaseHTTPRequestHandler):
         pseudonym = service.pseudonym(subject_id)
         if export:
             return self._run("export", {"pseudonym": pseudonym, "format": "json"}, as_of,
-                             lambda views: service.export(views, subject_id, as_of))
-        return self._run("subject", {"pseudonym": pseudonym}, as_of,
+                             "datamap", lambda views: service.export(views, subject_id, as_of))
+        return self._run("subject", {"pseudonym": pseudonym}, as_of, "datamap",
                          lambda views: queries.subject_map(views, pseudonym, now=as_of))
 
     def _disclosures(self, parts: list[str], params: dict[str, str]) -> Any:
@@ -189,7 +190,7 @@ class Handler(BaseHTTPRequestHandler):
 
         return self._run("disclosures", {**filters.as_arguments(),
                                          "summary": "yes" if summary else None},
-                         _time(params, "as_of"), answer)
+                         _time(params, "as_of"), "disclosures", answer)
 
     def _scope(self, parts: list[str], params: dict[str, str]) -> Any:
         self.route = "/scope"
@@ -214,7 +215,8 @@ class Handler(BaseHTTPRequestHandler):
             "incident": incident, "stores": ",".join(stores) or None,
             "from": since.isoformat() if since else None,
             "until": until.isoformat() if until else None,
-            "categories": ",".join(categories) or None}, _time(params, "as_of"), answer)
+            "categories": ",".join(categories) or None}, _time(params, "as_of"), "holdings",
+            answer)
 
     def _findings(self, parts: list[str], params: dict[str, str]) -> Any:
         self.route = "/findings"
@@ -228,7 +230,7 @@ class Handler(BaseHTTPRequestHandler):
             return findings_summary(found) if summary else found
 
         return self._run("findings", {"clause": clause, "summary": "yes" if summary else None},
-                         as_of, answer)
+                         as_of, "findings", answer)
 
 
 def _no_more(parts: list[str]) -> None:

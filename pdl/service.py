@@ -85,13 +85,15 @@ class QueryService:
         return records_until(self.ledger.log, as_of)
 
     @contextmanager
-    def views_at(self, as_of: datetime | None,
-                 progress: Progress | None = None) -> Iterator[ViewStore]:
-        """Today's views, or views replayed in memory from the log as it stood at ``as_of``."""
+    def views_at(self, as_of: datetime | None, progress: Progress | None = None,
+                 needs: list[str] | None = None) -> Iterator[ViewStore]:
+        """Today's views, or views replayed in memory from the log as it stood at ``as_of``
+        (only the projections the question ``needs``, if given)."""
         if as_of is None:
             yield self.views
             return
-        store, _ = views_as_of(self.ledger.log, as_of, progress=progress)
+        store, _ = views_as_of(self.ledger.log, as_of, progress=progress,
+                               projections=select(needs))
         try:
             yield store
         finally:

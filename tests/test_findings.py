@@ -616,7 +616,7 @@ class _FailsOnce(Projection):
             raise RuntimeError("injected failure")
 
 
-def test_remembered_state_never_outlives_a_rolled_back_batch_or_its_store(
+def test_a_rolled_back_batch_or_another_store_leaves_no_trace(
         ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     """One instance: a batch rolled back after it applied, a failure inside its own apply,
     then another store and back. Its views still equal a fresh rebuild's."""
