@@ -418,16 +418,19 @@ class KafkaEventLog(EventLog):
         """
         partition = self._partition_cache.get(key)
         if partition is None:
-            if not self._partition_ids:
-                self._partition_ids = sorted(
-                    producer.partitions_for(self.topic)  # type: ignore[no-untyped-call]
-                )
-            index = (murmur2(key) & 0x7FFFFFFF) % len(self._partition_ids)
-            partition = self._partition_ids[index]
+            ids = self._all_partitions(producer)
+            partition = ids[(murmur2(key) & 0x7FFFFFFF) % len(ids)]
             if len(self._partition_cache) > 500_000:
                 self._partition_cache.clear()
             self._partition_cache[key] = partition
         return partition
+
+    def _all_partitions(self, producer: KafkaProducer) -> list[int]:
+        if not self._partition_ids:
+            self._partition_ids = sorted(
+                producer.partitions_for(self.topic)  # type: ignore[no-untyped-call]
+            )
+        return self._partition_ids
 
     def _drop_producer(self) -> None:
         """Discard a producer in an unknown state; the next append fences it and starts over."""
@@ -469,22 +472,27 @@ class KafkaEventLog(EventLog):
             committing = False
             try:
                 producer.begin_transaction()
-                futures = [
-                    producer.send(
-                        self.topic,
-                        value=r.payload,
-                        key=(key := r.subject.encode() if r.subject is not None else NO_SUBJECT_KEY),
-                        partition=self._partition_of(key, producer),
-                        headers=[
-                            (HEADER_EVENT_ID, r.event_id.encode()),
-                            (HEADER_EVENT_TYPE, r.event_type.encode()),
-                        ],
-                    )
-                    for r in records
-                ]
+                futures = []  # (index of the record, future)
+                for index, r in enumerate(records):
+                    key = r.subject.encode() if r.subject is not None else NO_SUBJECT_KEY
+                    headers = [(HEADER_EVENT_ID, r.event_id.encode()),
+                               (HEADER_EVENT_TYPE, r.event_type.encode())]
+                    # An event about no one (a recipient, a policy, an incident) is context
+                    # for everyone's events, and Kafka orders records only within a
+                    # partition: it goes to every partition, so each person's later events
+                    # follow it in their own partition. Projections apply an event id once.
+                    targets = ([self._partition_of(key, producer)] if r.subject is not None
+                               else self._all_partitions(producer))
+                    for partition in targets:
+                        futures.append((index, producer.send(
+                            self.topic, value=r.payload, key=key, partition=partition,
+                            headers=headers)))
                 producer.flush(timeout=self._timeout_ms / 1000)
-                sent: list[RecordMetadata] = [f.get(timeout=self._timeout_ms / 1000)
-                                              for f in futures]
+                metadata = [(i, f.get(timeout=self._timeout_ms / 1000)) for i, f in futures]
+                sent: list[RecordMetadata] = [m for _, m in metadata]
+                first: dict[int, RecordMetadata] = {}
+                for i, m in metadata:
+                    first.setdefault(i, m)
                 committing = True
                 self._end_transaction(producer, commit=True)
             except BaseException as exc:
@@ -503,8 +511,8 @@ class KafkaEventLog(EventLog):
                     raise
                 raise self._error(exc, doing) from exc
         self._await_visible(sent)
-        return [AppendResult(r.event_id, m.partition, m.offset)
-                for r, m in zip(records, sent, strict=True)]
+        return [AppendResult(r.event_id, first[i].partition, first[i].offset)
+                for i, r in enumerate(records)]
 
     def _abort(self, producer: KafkaProducer) -> None:
         try:

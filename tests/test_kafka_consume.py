@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from consumers.findings import list_findings
 from consumers.consume import HEADER_ORIGIN, HEADER_REASON, KafkaGroupConsumer
 from consumers.projection import ProjectionRunner
 from consumers.registry import all_projections
@@ -25,6 +26,7 @@ from ledger.application import Ledger
 from ledger.errors import LedgerError
 from ledger.settings import Settings
 from schemas import encode, parse_wire
+from schemas.examples import EXAMPLES
 from conftest import DEV_ENV, IN_CI, KAFKA_DEV, kafka_settings
 from eventkit import dump_views as _dump_views
 
@@ -50,6 +52,15 @@ def wire(i: int, subject: str | None = None) -> dict[str, Any]:
     }
 
 
+def paid(i: int) -> dict[str, Any]:
+    return {**EXAMPLES["data.shared"], "id": f"kc-paid-{i}", "subject": f"acct:{i}",
+            "time": "2026-11-02T10:00:00Z",
+            "data": {"recipient": "pay-co", "recipient_kind": "service_provider",
+                     "categories": ["user.financial.bank_account"],
+                     "purpose": "essential.service.payment_processing", "clause": "5.1.1",
+                     "agreement_ref": "DPA-1"}}
+
+
 @pytest.fixture
 def kafka(settings: Settings, kafka_bootstrap: str) -> Iterator[Settings]:
     yield kafka_settings(settings, kafka_bootstrap, partitions=4)
@@ -72,14 +83,20 @@ def consume(ledger: Ledger, store: SQLiteViewStore, *, idle: float = 3.0,
 def test_group_consumer_equals_a_fresh_rebuild_and_ignores_retried_publishes(
         kafka: Settings, tmp_path: Path) -> None:
     with Ledger(kafka) as ledger:
+        # A payment processor registered first (an event about no one), then people's
+        # payment data shared with it, from every partition.
+        ledger.publish([{**EXAMPLES["recipient.registered"], "id": "kc-recipient"}])
         events = [wire(i) for i in range(600)]
         ledger.publish(events[:400])
         ledger.publish(events[300:])  # a retried publish: 100 events again
+        ledger.publish([paid(i) for i in range(40)])
         store = SQLiteViewStore(tmp_path / "views.db")
         stats = consume(ledger, store)
         assert stats.records >= 700 and stats.duplicates > 0
         assert dump_views(store, all_projections()) == fresh_rebuild(ledger)
         assert applied(store) == 600  # each event applied once, the retried 100 not twice
+        # whatever partition a person's disclosure sits on, the registration came first
+        assert list_findings(store, clause="2.1.1(3)b") == []
 
 
 def test_two_members_share_partitions_and_a_crash_loses_nothing(kafka: Settings,
