@@ -156,7 +156,10 @@ class KafkaGroupConsumer:
                 records = [self.log._log_record(r)  # noqa: SLF001
                            for batch in polled.values() for r in batch]
                 if not records:
-                    if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                    if not self.assigned:
+                        # joining or rebalancing (e.g. a broker just restarted): not idle yet
+                        idle_since = time.monotonic()
+                    elif idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
                         break
                     continue
                 idle_since = time.monotonic()
