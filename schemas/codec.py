@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time as _time
 import uuid
 from collections.abc import Callable, Mapping
@@ -111,6 +112,9 @@ def _path(loc: tuple[int | str, ...], kind: str) -> str:
     return out or "(event)"
 
 
+_KEY_SHAPE = re.compile(r"[a-z][a-z_]*(\.[a-z_]+)*")
+
+
 def _reason(err: Mapping[str, Any]) -> str:
     kind = err["type"]
     if kind == "literal_error":
@@ -118,7 +122,11 @@ def _reason(err: Mapping[str, Any]) -> str:
         expected = str(err.get("ctx", {}).get("expected", ""))
         if expected.count(",") > 5:
             what = "data category" if "'user." in expected else "data use"
-            return f"unknown {what} {value!r} (see docs/events.md for the list)"
+            # Echo only what looks like a taxonomy key: a misplaced personal value (an
+            # e-mail in a purpose field) must not reach an error message or a log line.
+            shown = repr(value) if isinstance(value, str) and _KEY_SHAPE.fullmatch(value) else \
+                "(value not shown)"
+            return f"unknown {what} {shown} (see docs/events.md for the list)"
     if kind == "string_pattern_mismatch" and "A-Z" in str(err.get("ctx", {}).get("pattern")):
         return "must be an ISO 3166-1 alpha-2 country code such as 'CN'"
     if kind == "union_tag_invalid":

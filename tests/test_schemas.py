@@ -174,3 +174,10 @@ def test_schema_export_writes_one_json_schema_per_type(tmp_path: Path) -> None:
     assert schema["$id"] == "urn:pdl:schema:data.shared:1"
     assert {"source", "type", "time", "data"} <= set(schema["required"])
     assert schema["properties"]["type"]["const"] == "data.shared"
+
+
+def test_a_personal_value_in_a_vocabulary_field_is_not_echoed() -> None:
+    bad = copy.deepcopy(EXAMPLES["data.used"])
+    bad["data"]["purpose"] = "alice@example.cn"
+    assert _errors(bad) == ["data.purpose: unknown data use (value not shown) "
+                            "(see docs/events.md for the list)"]
