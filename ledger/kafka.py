@@ -503,7 +503,8 @@ class KafkaEventLog(EventLog):
                         raise
                     raise OperationalError(
                         f"{doing} on Kafka topic {self.topic!r} at {self.bootstrap}: the commit "
-                        f"got no answer ({exc}), so the batch may or may not be in the log. "
+                        f"got no answer from the broker ({exc}), so the batch may or may not "
+                        "be in the log. "
                         "Publishing it again is safe: projections apply each event id once"
                     ) from exc
                 self._abort(producer)
