@@ -31,13 +31,6 @@ HEADER_REASON = "pdl-dead-letter-reason"
 HEADER_ORIGIN = "pdl-dead-letter-origin"
 
 
-def _add(total: RunStats, more: RunStats) -> None:
-    total.records += more.records
-    total.applied += more.applied
-    total.bad += more.bad
-    total.duplicates += more.duplicates
-
-
 class PollingConsumer:
     """Keeps projections caught up with an embedded (SQLite) log by polling it."""
 
@@ -51,7 +44,7 @@ class PollingConsumer:
         total, idle_since = RunStats(), time.monotonic()
         while not stop.is_set():
             stats = self.runner.run(should_stop=stop.is_set)
-            _add(total, stats)
+            total.add(stats)
             if stats.records:
                 idle_since = time.monotonic()
                 if on_batch:
@@ -165,7 +158,7 @@ class KafkaGroupConsumer:
                 idle_since = time.monotonic()
                 records.sort(key=lambda r: (r.partition, r.offset))
                 stats = self.runner.process(records)
-                _add(total, stats)
+                total.add(stats)
                 if on_batch:
                     on_batch(stats)
                 hint = {tp: OffsetAndMetadata(batch[-1].offset + 1, "", -1)

@@ -77,10 +77,18 @@ def _check_stored(event: Event) -> None:
 
 @dataclass
 class RunStats:
+    """What a run did: records read, applications, bad records, duplicates skipped."""
+
     records: int = 0
     applied: int = 0
     bad: int = 0
     duplicates: int = 0
+
+    def add(self, other: RunStats) -> None:
+        self.records += other.records
+        self.applied += other.applied
+        self.bad += other.bad
+        self.duplicates += other.duplicates
 
 
 class ProjectionRunner:

@@ -344,7 +344,8 @@ def cmd_findings(args: argparse.Namespace) -> int:
         service.audit("findings", {"clause": args.clause, "summary": "yes" if args.summary
                                    else None, **_as_of(args)})
         with _views(service, args, ["findings"]) as views:
-            found = service.findings(views, args.clause, args.as_of)
+            found = service.findings(views, args.clause, args.as_of,
+                                     service.ledger.settings.request_deadline_days)
     if args.summary:
         summary = findings_summary(found)
         emit(args, summary, lambda: _render_findings_summary(summary))

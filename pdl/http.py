@@ -224,9 +224,10 @@ class Handler(BaseHTTPRequestHandler):
         clause = params.get("clause") or None
         summary = _flag(params, "summary")
         as_of = _time(params, "as_of")
+        days = self.server.service.ledger.settings.request_deadline_days  # type: ignore[attr-defined]
 
         def answer(views: Any) -> Any:
-            found = QueryService.findings(views, clause, as_of)
+            found = QueryService.findings(views, clause, as_of, days)
             return findings_summary(found) if summary else found
 
         return self._run("findings", {"clause": clause, "summary": "yes" if summary else None},

@@ -149,17 +149,17 @@ class QueryService:
                 "data_map": data_map, "events": answer["events"]}
 
     @staticmethod
-    def findings(views: ViewStore, clause: str | None = None,
-                 as_of: datetime | None = None) -> list[dict[str, Any]]:
-        """Broken promises found by the findings rules, as dicts."""
-        try:
-            from consumers.findings import list_findings
-        except ModuleNotFoundError as exc:
-            if exc.name != "consumers.findings":
-                raise
-            raise NotFound("the findings rules (consumers/findings.py) are not installed in "
-                           "this build of the ledger") from None
-        return [f.as_dict() for f in list_findings(views, clause=clause, now=as_of)]
+    def findings(views: ViewStore, clause: str | None = None, as_of: datetime | None = None,
+                 deadline_days: int = 15) -> list[dict[str, Any]]:
+        """Broken promises found by the findings rules, as dicts.
+
+        ``deadline_days`` is the default due date of rights requests
+        (LEDGER_REQUEST_DEADLINE_DAYS).
+        """
+        from consumers.findings import list_findings
+
+        return [f.as_dict() for f in list_findings(views, clause=clause, now=as_of,
+                                                   deadline_days=deadline_days)]
 
 
 def findings_summary(findings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
