@@ -7,6 +7,7 @@ Times come back as ISO 8601 strings (UTC).
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -327,7 +328,11 @@ class AffectedPerson(NamedTuple):
 
 @dataclass(frozen=True)
 class Scope:
-    """The exact set of people an incident affected, and the counts a regulator asks for."""
+    """The exact set of people an incident affected, and the counts a regulator asks for.
+
+    ``counts`` always cover everyone affected; ``people`` is everyone, or one page of them
+    in pseudonym order when a limit was asked for (``page["next"]`` continues it).
+    """
 
     stores: tuple[str, ...]
     window_start: str
@@ -336,18 +341,20 @@ class Scope:
     people: tuple[AffectedPerson, ...]
     counts: dict[str, Any] = field(default_factory=dict)
     incident_id: str | None = None
+    page: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "stores": list(self.stores), "window_start": self.window_start,
             "window_end": self.window_end, "categories": list(self.categories),
             "incident_id": self.incident_id, "counts": self.counts,
-            "people": [p.as_dict() for p in self.people],
+            "page": self.page, "people": [p.as_dict() for p in self.people],
         }
 
 
 UNREACHABLE_ERASED = "erased: data key destroyed"
 UNREACHABLE_NO_CONTACT = "no contact data held any more"
+_UNREACHABLE = {1: UNREACHABLE_ERASED, 2: UNREACHABLE_NO_CONTACT}
 
 
 def scope(
@@ -358,6 +365,8 @@ def scope(
     categories: Sequence[str] | None = None,
     *,
     incident_id: str | None = None,
+    limit: int | None = None,
+    after: str | None = None,
 ) -> Scope:
     """Who was affected by an incident in ``stores`` between the window's edges (inclusive).
 
@@ -365,63 +374,72 @@ def scope(
     those, the ones under them and the ones containing them) was held at some instant of
     the window: collected before or during it and not erased before it. A record is one
     category of one person in one store. Erased people stay affected but cannot be reached.
+
+    The counts are exact over everyone; ``limit`` and ``after`` page the list of people
+    (in pseudonym order, those after ``after``); ``page["next"]`` is the ``after`` of the
+    next page, None after the last one (and with ``limit=0``, which asks for counts only).
     """
     if window_end < window_start:
         raise ValueError("the window ends before it starts")
+    if limit is not None and limit < 0:
+        raise InvalidInput("limit: must be 0 or more")
     wanted = category_mask(categories) if categories else None
-    hits = exposed(store, stores, to_us(window_start), to_us(window_end), wanted)
-    notified = _notified(store, incident_id) if incident_id else None
-    people: list[AffectedPerson] = []
-    unions: Counter[int] = Counter()
-    records = sensitive_records = sensitive_people = reachable = 0
-    for p in sorted(hits):
-        per_store, shredded, contactable = hits[p]
-        if len(per_store) == 1:
-            (name, union), = per_store.items()
-            where: tuple[str, ...] = (name,)
-            count = union.bit_count()
-            sensitive_count = (union & SENSITIVE_MASK).bit_count()
-        else:
-            union = count = sensitive_count = 0
-            for mask in per_store.values():
-                union |= mask
-                count += mask.bit_count()
-                sensitive_count += (mask & SENSITIVE_MASK).bit_count()
-            where = tuple(sorted(per_store))
-        sensitive = union & SENSITIVE_MASK
-        records += count
-        sensitive_records += sensitive_count
-        sensitive_people += sensitive != 0
-        unions[union] += 1
-        reason = (UNREACHABLE_ERASED if shredded
-                  else None if contactable else UNREACHABLE_NO_CONTACT)
-        reachable += reason is None
-        people.append(AffectedPerson(
-            p, categories_of(union), categories_of(sensitive), where, count, reason is None,
-            reason, None if notified is None else p in notified,
-        ))
+    hit = exposed(store, stores, to_us(window_start), to_us(window_end), wanted)
+    people = hit.people()
+    # Counts are computed per distinct mask, not per person: most people share a few.
+    records = sensitive_records = 0
+    for masks in hit.per_store.values():
+        for mask, n in Counter(masks.values()).items():
+            records += mask.bit_count() * n
+            sensitive_records += (mask & SENSITIVE_MASK).bit_count() * n
     per_category: Counter[str] = Counter()
-    for union, n in unions.items():
+    sensitive_people = 0
+    for union, n in Counter(people.values()).items():
         for cat in categories_of(union):
             per_category[cat] += n
+        if union & SENSITIVE_MASK:
+            sensitive_people += n
+    unreachable = len(hit.unreachable)
     counts: dict[str, Any] = {
         "people": len(people),
         "records": records,
-        "reachable": reachable,
-        "unreachable": len(people) - reachable,
+        "reachable": len(people) - unreachable,
+        "unreachable": unreachable,
         "sensitive_records": sensitive_records,
         "people_with_sensitive_data": sensitive_people,
         "sensitive_categories": {c: n for c, n in sorted(per_category.items())
                                  if BIT[c] & SENSITIVE_MASK},
         "categories": dict(sorted(per_category.items())),
     }
+    notified = _notified(store, incident_id) if incident_id else None
     if notified is not None:
-        counts["notified"] = sum(1 for x in people if x.notified)
+        counts["notified"] = len(notified & people.keys())
         counts["not_notified"] = len(people) - counts["notified"]
+
+    candidates: Iterable[str] = people if after is None else (p for p in people if p > after)
+    if limit is None:
+        chosen = sorted(candidates)
+    else:
+        chosen = heapq.nsmallest(limit + 1, candidates)
+    more = limit is not None and len(chosen) > limit
+    if more:
+        chosen = chosen[:limit]
+    listed: list[AffectedPerson] = []
+    for p in chosen:
+        union = people[p]
+        where = tuple(name for name in sorted(hit.per_store) if p in hit.per_store[name])
+        reason = _UNREACHABLE.get(hit.unreachable.get(p, 0))
+        listed.append(AffectedPerson(
+            p, categories_of(union), categories_of(union & SENSITIVE_MASK), where,
+            sum(hit.per_store[name][p].bit_count() for name in where), reason is None,
+            reason, None if notified is None else p in notified,
+        ))
     return Scope(
         stores=tuple(dict.fromkeys(stores)), window_start=window_start.isoformat(),
         window_end=window_end.isoformat(), categories=tuple(categories or ()),
-        people=tuple(people), counts=counts, incident_id=incident_id,
+        people=tuple(listed), counts=counts, incident_id=incident_id,
+        page={"after": after, "limit": limit, "listed": len(listed),
+              "next": listed[-1].pseudonym if more and listed else None},
     )
 
 
@@ -444,7 +462,8 @@ def incidents(store: ViewStore) -> list[dict[str, Any]]:
     ]
 
 
-def incident_scope(store: ViewStore, incident_id: str) -> Scope:
+def incident_scope(store: ViewStore, incident_id: str, *, limit: int | None = None,
+                   after: str | None = None) -> Scope:
     """The scope of an incident recorded in the log, with who has been notified."""
     for incident in incidents(store):
         if incident["incident_id"] == incident_id and incident["opened_at"]:
@@ -452,7 +471,8 @@ def incident_scope(store: ViewStore, incident_id: str) -> Scope:
                 store, incident["stores"],
                 datetime.fromisoformat(incident["window_start"]),
                 datetime.fromisoformat(incident["window_end"]),
-                incident["categories"] or None, incident_id=incident_id,
+                incident["categories"] or None, incident_id=incident_id, limit=limit,
+                after=after,
             )
     raise NotFound(f"no incident {incident_id!r} has been opened in the log")
 

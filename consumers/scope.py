@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from sys import intern
-from typing import Any
+from typing import Any, NamedTuple
 
 from consumers.projection import Item
 from consumers.rows import (
@@ -55,6 +55,16 @@ from schemas.taxonomy import ErasureMethod
 
 SHREDDED = ErasureMethod.CRYPTO_SHREDDED.value
 
+#: Upper bounds (µs) of the span classes of ended segments: 1 hour times powers of 4, up to
+#: ~7.5 years; longer spans are the last, unbounded class. A segment of class k that ended
+#: at or after a window's start and began at or before its end ended at most SPAN_BOUNDS[k]
+#: after the window's end, so an index on (store, class, erased_at) bounds every range read
+#: by the window instead of reading every segment erased since its start.
+SPAN_BOUNDS: tuple[int, ...] = tuple(3_600_000_000 * 4**k for k in range(9))
+SPAN_CLASS = ("CASE " + " ".join(f"WHEN erased_at - collected_at <= {bound} THEN {k}"
+                                 for k, bound in enumerate(SPAN_BOUNDS))
+              + f" ELSE {len(SPAN_BOUNDS)} END")
+
 SCHEMA = (
     # Segments held now: the categories of a person held in a store since collected_at.
     """CREATE TABLE IF NOT EXISTS holdings (
@@ -76,8 +86,12 @@ SCHEMA = (
     # Scope reads one range of each index per store; both cover the columns it needs.
     """CREATE INDEX IF NOT EXISTS holdings_by_store
         ON holdings (store, collected_at, pseudonym, categories)""",
-    """CREATE INDEX IF NOT EXISTS holdings_erased_by_store
-        ON holdings_erased (store, erased_at, collected_at, pseudonym, categories)""",
+    # Ended segments are found by span class (see SPAN_BOUNDS): within one class a window
+    # reads only the segments erased between its start and its end plus the class's span.
+    "DROP INDEX IF EXISTS holdings_erased_by_store",
+    f"""CREATE INDEX IF NOT EXISTS holdings_erased_by_span
+        ON holdings_erased (store, ({SPAN_CLASS}), erased_at, collected_at, pseudonym,
+                            categories)""",
     # Per person: closure, shredding, and in how many stores contact data is held now.
     """CREATE TABLE IF NOT EXISTS scope_people (
         pseudonym      TEXT PRIMARY KEY,
@@ -341,46 +355,85 @@ class HoldingsProjection(MaskedProjection):
 
 # --- the scope query ---------------------------------------------------------------------
 
-_EXPOSED = """
-SELECT h.pseudonym, h.categories, p.shredded_at, p.contact_stores
-FROM holdings h LEFT JOIN scope_people p ON p.pseudonym = h.pseudonym
-WHERE h.store = ? AND h.collected_at <= ?{extra}
-UNION ALL
-SELECT h.pseudonym, h.categories, p.shredded_at, p.contact_stores
-FROM holdings_erased h LEFT JOIN scope_people p ON p.pseudonym = h.pseudonym
-WHERE h.store = ? AND h.erased_at >= ? AND h.collected_at <= ?{extra}
-"""
-_EXPOSED_ALL = _EXPOSED.format(extra="")
-_EXPOSED_OF = _EXPOSED.format(extra=" AND (h.categories & ?) != 0")
+#: 0 reachable, 1 data key destroyed, 2 no contact data held any more (or no row at all).
+_REACH = ("CASE WHEN p.shredded_at IS NOT NULL THEN 1 "
+          "WHEN coalesce(p.contact_stores, 0) = 0 THEN 2 ELSE 0 END")
+_HELD = (f"SELECT h.pseudonym, h.categories, {_REACH} "
+         "FROM holdings h LEFT JOIN scope_people p ON p.pseudonym = h.pseudonym "
+         "WHERE h.store = ? AND h.collected_at <= ?{extra}")
+_ENDED = (f"SELECT h.pseudonym, h.categories, {_REACH} "
+          "FROM holdings_erased h LEFT JOIN scope_people p ON p.pseudonym = h.pseudonym "
+          f"WHERE h.store = ? AND ({SPAN_CLASS}) = ? AND h.erased_at >= ?{{upper}} "
+          "AND h.collected_at <= ?{extra}")
 
 
-#: What a window exposed of one person: {store: categories exposed there}, whether their
-#: data key was destroyed, whether contact data of theirs is still held somewhere.
-Exposure = tuple[dict[str, int], bool, bool]
+def _exposed_sql(categories: bool) -> str:
+    extra = " AND (h.categories & ?) != 0" if categories else ""
+    parts = [_HELD.format(extra=extra)]
+    parts += [_ENDED.format(upper=" AND h.erased_at <= ?", extra=extra)] * len(SPAN_BOUNDS)
+    parts.append(_ENDED.format(upper="", extra=extra))
+    return "\nUNION ALL\n".join(parts)
+
+
+_EXPOSED_ALL = _exposed_sql(False)
+_EXPOSED_OF = _exposed_sql(True)
+
+
+def _exposed_params(name: str, start: int, end: int, categories: int | None) -> list[Any]:
+    cats = [] if categories is None else [categories]
+    params: list[Any] = [name, end, *cats]
+    for k, bound in enumerate(SPAN_BOUNDS):
+        params += [name, k, start, end + bound, end, *cats]
+    params += [name, len(SPAN_BOUNDS), start, end, *cats]
+    return params
+
+
+class Exposure(NamedTuple):
+    """What a window exposed in some stores, per pseudonym.
+
+    ``per_store`` maps each store to {pseudonym: categories exposed there (a mask)};
+    ``unreachable`` maps the people who cannot be told to why: 1 their data key was
+    destroyed, 2 no contact data of theirs is held any more.
+    """
+
+    per_store: dict[str, dict[str, int]]
+    unreachable: dict[str, int]
+
+    def people(self) -> dict[str, int]:
+        """{pseudonym: every category exposed in any of the stores}."""
+        stores = list(self.per_store.values())
+        if len(stores) == 1:
+            return stores[0]
+        union: dict[str, int] = {}
+        get = union.get
+        for masks in stores:
+            for p, mask in masks.items():
+                union[p] = get(p, 0) | mask
+        return union
 
 
 def exposed(
     store: ViewStore, stores: Iterable[str], window_start: int, window_end: int,
     categories: int | None = None,
-) -> dict[str, Exposure]:
-    """Per pseudonym, what of theirs ``stores`` held at some instant of the window.
+) -> Exposure:
+    """What of whose ``stores`` held at some instant of the window.
 
     The window's edges count: collected at or before its end, erased at or after its start.
     ``categories`` (a mask) keeps only segments holding one of them, and only those bits.
+    Costs about one index entry read per segment exposed, whatever the log's size.
     """
-    out: dict[str, Exposure] = {}
+    per_store: dict[str, dict[str, int]] = {}
+    unreachable: dict[str, int] = {}
+    sql = _EXPOSED_ALL if categories is None else _EXPOSED_OF
     for name in dict.fromkeys(stores):
-        if categories is None:
-            rows = store.query(_EXPOSED_ALL, (name, window_end, name, window_start, window_end))
-        else:
-            rows = store.query(_EXPOSED_OF, (name, window_end, categories,
-                                             name, window_start, window_end, categories))
-        for pseudonym, mask, shredded_at, contact_stores in rows:
-            if categories is not None:
-                mask &= categories
-            hit = out.get(pseudonym)
-            if hit is None:
-                out[pseudonym] = ({name: mask}, shredded_at is not None, bool(contact_stores))
-            else:
-                hit[0][name] = hit[0].get(name, 0) | mask
-    return out
+        masks: dict[str, int] = {}
+        get = masks.get
+        for pseudonym, mask, reach in store.query(
+                sql, _exposed_params(name, window_start, window_end, categories)):
+            masks[pseudonym] = get(pseudonym, 0) | mask
+            if reach:
+                unreachable[pseudonym] = reach
+        if categories is not None:
+            masks = {p: m & categories for p, m in masks.items()}
+        per_store[name] = masks
+    return Exposure(per_store, unreachable)

@@ -59,6 +59,17 @@ def _as_of(args: argparse.Namespace) -> dict[str, str | None]:
     return {"as_of": args.as_of.isoformat() if args.as_of else None}
 
 
+def _count(raw: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def _split(text: str | None) -> list[str]:
     return [s.strip() for s in (text or "").split(",") if s.strip()]
 
@@ -295,10 +306,14 @@ def cmd_scope(args: argparse.Namespace) -> int:
             "until": args.until.isoformat() if args.until else None,
             "categories": ",".join(categories) or None, **_as_of(args)})
         with _views(service, args, ["holdings"]) as views:
+            # a table shows --show people; JSON lists everyone unless paged with --limit
+            limit = args.limit if args.limit is not None or args.json else args.show
             if args.incident is not None:
-                result = queries.incident_scope(views, args.incident)
+                result = queries.incident_scope(views, args.incident, limit=limit,
+                                                after=args.after)
             else:
-                result = queries.scope(views, stores, args.since, args.until, categories or None)
+                result = queries.scope(views, stores, args.since, args.until,
+                                       categories or None, limit=limit, after=args.after)
         answer = result.as_dict()
         emit(args, answer, lambda: render_scope(answer, args.show))
     return 0
@@ -324,7 +339,7 @@ def render_scope(answer: dict[str, Any], show: int = 10) -> None:
     console.print(counts)
     people = answer["people"]
     if people:
-        table = Table(title=f"affected people (first {min(show, len(people))} of {len(people)};"
+        table = Table(title=f"affected people ({min(show, len(people))} of {c['people']};"
                       " --json for all)")
         table.add_column("person", no_wrap=True)
         for col in ("categories", "stores", "records", "reachable"):
@@ -430,6 +445,10 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p.add_argument("--categories", help="comma-separated categories exposed (default: all)")
     p.add_argument("--incident", help="an incident recorded in the log, instead of the above")
     p.add_argument("--show", type=int, default=10, help="people listed in the table")
+    p.add_argument("--limit", type=_count, help="list at most this many people (in pseudonym "
+                   "order; the counts still cover everyone)")
+    p.add_argument("--after", metavar="PSEUDONYM",
+                   help="list the people after this one (the 'next' of the previous page)")
 
     p = _query_options(add("findings", cmd_findings,
                            "broken promises found in the log (exit 1 if any)"))

@@ -6,6 +6,7 @@
     GET /subjects/{id}/export         everything about a person, unsealed (7.1)
     GET /disclosures?recipient=&clause=&category=&from=&until=&summary=1&limit=
     GET /scope?stores=a,b&from=&until=&categories=   or   /scope?incident=ID
+                                   (&limit=N&after=PSEUDONYM page the people)
     GET /findings?clause=&summary=1
 
 Every query accepts ``as_of`` and is audited with the actor named by the ``X-Actor``
@@ -205,11 +206,14 @@ class Handler(BaseHTTPRequestHandler):
             if until < since:
                 raise BadRequest("until is before from")
 
+        limit, after = _int(params, "limit"), params.get("after") or None
+
         def answer(views: Any) -> Any:
             if incident is not None:
-                return queries.incident_scope(views, incident).as_dict()
+                return queries.incident_scope(views, incident, limit=limit, after=after).as_dict()
             assert since is not None and until is not None
-            return queries.scope(views, stores, since, until, categories or None).as_dict()
+            return queries.scope(views, stores, since, until, categories or None, limit=limit,
+                                 after=after).as_dict()
 
         return self._run("scope", {
             "incident": incident, "stores": ",".join(stores) or None,

@@ -84,6 +84,11 @@ def test_scope_over_http(api: httpx.Client) -> None:
     assert answer["counts"]["people"] == 2
     only = api.get(f"/scope?stores=payments-db&{JAN}&categories=user.financial").json()
     assert only["counts"]["sensitive_records"] == 1
+    page = api.get(f"/scope?stores=accounts-db,accounts-backup&{JAN}&limit=1").json()
+    assert len(page["people"]) == 1 and page["counts"] == answer["counts"]
+    last = api.get(f"/scope?stores=accounts-db,accounts-backup&{JAN}&limit=1"
+                   f"&after={page['page']['next']}").json()
+    assert last["people"] == answer["people"][1:] and last["page"]["next"] is None
 
 
 def test_findings_over_http(api: httpx.Client) -> None:
@@ -102,6 +107,7 @@ def test_findings_over_http(api: httpx.Client) -> None:
     ("/disclosures?from=yesterday", 400),
     ("/disclosures?until=2026-01-01T00:00:00", 400),
     ("/disclosures?limit=-1", 400),
+    (f"/scope?stores=accounts-db&{JAN}&limit=many", 400),
     ("/subjects/x?as_of=soon", 400),
 ])
 def test_errors_are_json_with_the_right_status(api: httpx.Client, path: str, status: int) -> None:

@@ -183,6 +183,19 @@ def test_scope_reports_erased_people_as_unreachable(env: Settings, capsys: Captu
     assert code == 0 and "for the regulator" in text
     assert main(["scope", "--stores", "accounts-db", "--from", "2026-01-12T00:00:00Z",
                  "--until", "2026-01-10T00:00:00Z"]) == 2
+    code, first = run(capsys, "scope", "--stores", "accounts-db,accounts-backup", "--from",
+                      "2026-01-10T00:00:00Z", "--until", "2026-01-12T00:00:00Z", "--json",
+                      "--limit", "1")
+    assert code == 0 and len(first["people"]) == 1 and first["counts"] == answer["counts"]
+    code, rest = run(capsys, "scope", "--stores", "accounts-db,accounts-backup", "--from",
+                     "2026-01-10T00:00:00Z", "--until", "2026-01-12T00:00:00Z", "--json",
+                     "--limit", "1", "--after", first["page"]["next"])
+    assert code == 0 and rest["page"]["next"] is None
+    assert {p["pseudonym"] for p in first["people"] + rest["people"]} == set(people)
+    with pytest.raises(SystemExit) as refused:
+        main(["scope", "--stores", "accounts-db", "--from", "2026-01-10T00:00:00Z",
+              "--until", "2026-01-12T00:00:00Z", "--limit", "-1"])
+    assert refused.value.code == 2 and "--limit: must be 0 or more" in capsys.readouterr().err
 
 
 def test_export_is_the_unsealed_answer_to_an_access_request(env: Settings, capsys: Capture) -> None:

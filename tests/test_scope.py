@@ -6,7 +6,9 @@ the affected ones, with what was exposed and whether they can still be contacted
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
+from typing import Any
 
 import eventkit
 import pytest
@@ -189,3 +191,59 @@ def test_an_incident_recorded_in_the_log_reports_who_was_notified(views: ViewSto
 def test_a_window_ending_before_it_starts_is_refused(views: ViewStore) -> None:
     with pytest.raises(ValueError):
         queries.scope(views, [STORE], END, START)
+
+
+def test_pages_list_everyone_once_in_order_and_counts_stay_whole(views: ViewStore) -> None:
+    whole = queries.scope(views, [STORE], START, END)
+    seen: list[str] = []
+    after = None
+    while True:
+        page = queries.scope(views, [STORE], START, END, limit=4, after=after)
+        assert page.counts == whole.counts  # the counts cover everyone on every page
+        assert page.page["listed"] == len(page.people) <= 4
+        seen += [p.pseudonym for p in page.people]
+        after = page.page["next"]
+        if after is None:
+            break
+    assert seen == sorted(AFFECTED)
+    assert [p.as_dict() for p in whole.people] == [
+        p.as_dict() for p in queries.scope(views, [STORE], START, END, limit=100).people]
+    assert queries.scope(views, [STORE], START, END, limit=0).people == ()
+    assert queries.incident_scope(views, "inc-7", limit=2).page["next"] == sorted(AFFECTED)[1]
+
+
+def test_ended_holdings_of_every_span_are_found_exactly(tmp_path: Any) -> None:
+    """The span-class index bounds reads per class; no span may fall between classes."""
+    from consumers.scope import SCHEMA, SPAN_BOUNDS, exposed
+    from consumers.views import SQLiteViewStore
+
+    rnd = random.Random(5)
+    spans = sorted({0, 1, *(b + d for b in SPAN_BOUNDS for d in (-1, 0, 1)),
+                    SPAN_BOUNDS[-1] * 3, *(rnd.randrange(SPAN_BOUNDS[-1] * 2) for _ in range(60))})
+    rows = []
+    for i, span in enumerate(spans):
+        for j in range(4):
+            collected_at = rnd.randrange(-SPAN_BOUNDS[-1], SPAN_BOUNDS[-1])
+            rows.append((f"p{i:03d}-{j}", "db", collected_at, collected_at + span, "erased",
+                         1 << rnd.randrange(8)))
+    store = SQLiteViewStore(tmp_path / "spans.db")
+    try:
+        with store.transaction() as tx:
+            for statement in SCHEMA:
+                tx.execute(statement)
+            tx.executemany("INSERT INTO holdings_erased VALUES (?, ?, ?, ?, ?, ?)", rows)
+        edges = [0, SPAN_BOUNDS[3], -SPAN_BOUNDS[6]] + [r[2] for r in rows[:20]] + [
+            r[3] for r in rows[20:40]]
+        for start in edges:
+            for length in (0, 1, SPAN_BOUNDS[2], SPAN_BOUNDS[7]):
+                end = start + length
+                want: dict[str, int] = {}
+                for p, _, c, e, _, mask in rows:
+                    if c <= end and e >= start:
+                        want[p] = want.get(p, 0) | mask
+                got = exposed(store, ["db"], start, end)
+                assert got.per_store["db"] == want, (start, length)
+                # nobody has a scope_people row: all unreachable for want of contact data
+                assert got.unreachable == dict.fromkeys(want, 2)
+    finally:
+        store.close()
