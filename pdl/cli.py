@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -26,8 +27,17 @@ from ledger.errors import ConfigurationError, InvalidInput, LedgerError
 from ledger.settings import Settings, generate_key
 
 Handler = Callable[[argparse.Namespace], int]
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+
+def _width(stream: object) -> int | None:
+    """Rich's width, except that piped tables get 160 columns instead of wrapping at 80."""
+    isatty = getattr(stream, "isatty", None)
+    if (isatty is not None and isatty()) or os.environ.get("COLUMNS"):
+        return None
+    return 160
+
+
+console = Console(stderr=False, width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 
 def progress_bar(transient: bool = False) -> Progress:
