@@ -7,8 +7,9 @@ wire event's ``personal`` map and leave this module sealed; nothing here logs th
 from __future__ import annotations
 
 import gc
+import marshal
 import multiprocessing
-import pickle
+import os
 import tempfile
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -69,13 +70,18 @@ class Sealing:
         Raises ``InvalidInput`` (naming ``lines[i]``) if a person whose key was destroyed
         comes with personal values: they can never be sealed again.
         """
-        pseudonyms = [self.pseudonymise(e.subject) if e.subject else None for e in events]
+        pseudonymise = self.pseudonymise
+        pseudonyms = [pseudonymise(e.subject) if e.subject else None for e in events]
         needs_key = [p for p, e in zip(pseudonyms, events) if e.personal and p]
         keys = self.vault.keys_for(needs_key) if needs_key else {}
+        nonces = os.urandom(12 * len(needs_key))  # one draw for the batch, 12 bytes a token
+        seal = self.sealer.seal
         records: list[NewRecord] = []
         errors: list[LineError] = []
+        sealed = 0
         for index, (event, pseudonym) in enumerate(zip(events, pseudonyms)):
-            assert event.id is not None
+            event_id = event.id
+            assert event_id is not None
             token = None
             if event.personal and pseudonym:
                 key = keys.get(pseudonym)
@@ -85,8 +91,10 @@ class Sealing:
                          "this person was erased (key destroyed); personal values cannot be sealed")
                     )
                     continue
-                token = self.sealer.seal(key, pseudonym, event.id, event.personal)
-            records.append(NewRecord(event.id, event.type, pseudonym,
+                token = seal(key, pseudonym, event_id, event.personal,
+                             nonces[sealed : sealed + 12])
+                sealed += 12
+            records.append(NewRecord(event_id, event.type, pseudonym,
                                      encode_sealed(event, pseudonym, token)))
         if errors:
             raise InvalidInput(f"{len(errors)} event(s) refused; nothing was appended", errors)
@@ -132,7 +140,7 @@ def _worker_prepare(chunk: Chunk, seal: bool) -> Prepared:
 def _chunks(lines: Iterable[str | bytes], size: int) -> Iterator[Chunk]:
     chunk: Chunk = []
     for number, line in enumerate(lines, 1):
-        if not line.strip():
+        if not line or line.isspace():  # blank (isspace: no stripped copy of every line)
             continue
         chunk.append((number, line))
         if len(chunk) >= size:
@@ -242,13 +250,16 @@ class Ledger:
                 )
             summary = PublishSummary(lines=count)
             for records in spool:
-                results = self.log.append(records)
                 summary.batches += 1
-                dups = sum(r.duplicate for r in results)
-                summary.duplicates += dups
-                summary.appended += len(results) - dups
                 if keep_results:
+                    results = self.log.append(records)
                     summary.results.extend(results)
+                    dups = sum(r.duplicate for r in results)
+                    stored = len(results) - dups
+                else:
+                    stored, dups = self.log.append_counted(records)
+                summary.duplicates += dups
+                summary.appended += stored
                 if progress is not None:
                     progress(len(records))
             return summary
@@ -422,7 +433,9 @@ class _Spool:
             return
         if self._file is None:
             self._file = tempfile.TemporaryFile()
-        pickle.dump(records, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        # Columns of plain values: marshal writes and reads them about twice as fast as
+        # pickle does a list of NewRecord tuples.
+        marshal.dump(tuple(zip(*records)), self._file)
         self._spilled += 1
 
     def __iter__(self) -> Iterator[list[NewRecord]]:
@@ -431,7 +444,8 @@ class _Spool:
         if self._file is not None:
             self._file.seek(0)
             for _ in range(self._spilled):
-                yield pickle.load(self._file)  # noqa: S301 - our own temp file
+                columns = marshal.load(self._file)  # noqa: S302 - our own temp file
+                yield list(map(NewRecord._make, zip(*columns)))
 
     def close(self) -> None:
         self._memory.clear()
