@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from schemas import Event, EventInvalid, decode, encode_sealed, parse_wire
+from schemas import Event, EventInvalid, decode, encode_sealed, parse_wire, parse_wire_lines
 from schemas.events import DataErased, LedgerQueried
 from schemas.taxonomy import ErasureMethod
 
@@ -106,13 +106,14 @@ class Sealing:
         numbers: list[int] = []
         errors: list[LineError] = []
         bad = 0
-        for number, line in chunk:
-            try:
-                events.append(parse_wire(line))
-                numbers.append(number)
-            except EventInvalid as exc:
+        parsed = parse_wire_lines([line for _, line in chunk])
+        for (number, _), item in zip(chunk, parsed):
+            if isinstance(item, EventInvalid):
                 bad += 1
-                errors.extend((number, e.field, e.reason) for e in exc.errors)
+                errors.extend((number, e.field, e.reason) for e in item.errors)
+            else:
+                events.append(item)
+                numbers.append(number)
         if errors or not seal:
             return [], errors, bad
         try:

@@ -7,17 +7,19 @@ versions are upcast before validation.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import re
 import time as _time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, ValidationError, create_model
+from pydantic_core import SchemaSerializer
 
 from schemas.events import DATA_MODELS, EVENT_TYPES, Event, EventData, dataschema_uri
 
@@ -216,7 +218,66 @@ def parse_wire(obj: Any) -> Event:
     return event
 
 
+def parse_wire_lines(lines: Sequence[str | bytes]) -> list[Event | EventInvalid]:
+    """``parse_wire`` of each JSON line: its event, or the ``EventInvalid`` it raises.
+
+    The common case (valid, current schema version, with an id) is checked inline; every
+    other line goes through ``parse_wire`` itself, so results and messages are the same.
+    """
+    validate = _VALIDATE_JSON
+    out: list[Event | EventInvalid] = []
+    for line in lines:
+        try:
+            event: Event | None = validate(line)
+        except ValidationError:
+            event = None
+        if event is not None:
+            data = type(event.data)
+            if (event.id is None or event.sealed is not None
+                    or event.schemaversion != data.SCHEMA_VERSION
+                    or (not event.subject if data.SUBJECT_REQUIRED else event.personal)):
+                event = None
+        if event is None:
+            try:
+                event = parse_wire(line)
+            except EventInvalid as exc:
+                out.append(exc)
+                continue
+        out.append(event)
+    return out
+
+
 _NOT_STORED = {"personal", "subject", "sealed"}
+
+
+def _str_enums_as_str(schema: Any) -> None:
+    """Serialise every str-enum of a core schema as the plain string it is.
+
+    A ``StrEnum`` member is a ``str`` holding its value, so the output is the same; the
+    default enum serializer instead calls the (slow, pure-Python) ``.value`` property for
+    every member it writes.
+    """
+    if isinstance(schema, dict):
+        if schema.get("type") == "enum" and schema.get("sub_type") == "str":
+            schema["serialization"] = {"type": "str"}
+        for key, value in schema.items():
+            if key not in ("cls", "members", "metadata"):
+                _str_enums_as_str(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            _str_enums_as_str(item)
+
+
+def _stored_serializer(envelope: type[Event]) -> SchemaSerializer:
+    schema = copy.deepcopy(envelope.__pydantic_core_schema__)
+    _str_enums_as_str(schema)
+    return SchemaSerializer(schema)
+
+
+#: Envelope class -> serializer of its stored form (same bytes as its model_dump_json).
+_STORED_JSON: dict[type[Event], Callable[..., bytes]] = {
+    cls: _stored_serializer(cls).to_json for cls in ENVELOPES.values()
+}
 
 
 def encode(event: Event) -> bytes:
@@ -231,10 +292,10 @@ def encode_sealed(event: Event, subject: str | None, sealed: str | None) -> byte
     cost of copying a pydantic model (the publish hot path). ``subject`` and ``sealed``
     are a pseudonym and a base64url token, plain ASCII that needs no JSON escaping.
     """
-    # The model's serializer called directly: model_dump_json's bytes, without its wrapper
-    # and the decode/encode round trip.
-    body = type(event).__pydantic_serializer__.to_json(event, exclude_none=True,
-                                                        exclude=_NOT_STORED)
+    # A serializer called directly: model_dump_json's bytes, without its wrapper and the
+    # decode/encode round trip.
+    to_json = _STORED_JSON.get(type(event)) or type(event).__pydantic_serializer__.to_json
+    body = to_json(event, exclude_none=True, exclude=_NOT_STORED)
     extra = b""
     if subject is not None:
         extra += b',"subject":"' + subject.encode() + b'"'
