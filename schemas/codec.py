@@ -7,7 +7,6 @@ versions are upcast before validation.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, ValidationError, create_model
-from pydantic_core import SchemaSerializer
 
 from schemas.events import DATA_MODELS, EVENT_TYPES, Event, EventData, dataschema_uri
 
@@ -250,36 +248,6 @@ def parse_wire_lines(lines: Sequence[str | bytes]) -> list[Event | EventInvalid]
 _NOT_STORED = {"personal", "subject", "sealed"}
 
 
-def _str_enums_as_str(schema: Any) -> None:
-    """Serialise every str-enum of a core schema as the plain string it is.
-
-    A ``StrEnum`` member is a ``str`` holding its value, so the output is the same; the
-    default enum serializer instead calls the (slow, pure-Python) ``.value`` property for
-    every member it writes.
-    """
-    if isinstance(schema, dict):
-        if schema.get("type") == "enum" and schema.get("sub_type") == "str":
-            schema["serialization"] = {"type": "str"}
-        for key, value in schema.items():
-            if key not in ("cls", "members", "metadata"):
-                _str_enums_as_str(value)
-    elif isinstance(schema, list):
-        for item in schema:
-            _str_enums_as_str(item)
-
-
-def _stored_serializer(envelope: type[Event]) -> SchemaSerializer:
-    schema = copy.deepcopy(envelope.__pydantic_core_schema__)
-    _str_enums_as_str(schema)
-    return SchemaSerializer(schema)
-
-
-#: Envelope class -> serializer of its stored form (same bytes as its model_dump_json).
-_STORED_JSON: dict[type[Event], Callable[..., bytes]] = {
-    cls: _stored_serializer(cls).to_json for cls in ENVELOPES.values()
-}
-
-
 def encode(event: Event) -> bytes:
     """The stored form of an event (already sealed and pseudonymised by the ledger)."""
     return event.model_dump_json(exclude_none=True).encode()
@@ -292,10 +260,10 @@ def encode_sealed(event: Event, subject: str | None, sealed: str | None) -> byte
     cost of copying a pydantic model (the publish hot path). ``subject`` and ``sealed``
     are a pseudonym and a base64url token, plain ASCII that needs no JSON escaping.
     """
-    # A serializer called directly: model_dump_json's bytes, without its wrapper and the
-    # decode/encode round trip.
-    to_json = _STORED_JSON.get(type(event)) or type(event).__pydantic_serializer__.to_json
-    body = to_json(event, exclude_none=True, exclude=_NOT_STORED)
+    # The model's serializer called directly: model_dump_json's bytes, without its
+    # wrapper and the decode/encode round trip.
+    body = type(event).__pydantic_serializer__.to_json(event, exclude_none=True,
+                                                        exclude=_NOT_STORED)
     extra = b""
     if subject is not None:
         extra += b',"subject":"' + subject.encode() + b'"'
