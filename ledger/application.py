@@ -70,8 +70,7 @@ class Sealing:
         Raises ``InvalidInput`` (naming ``lines[i]``) if a person whose key was destroyed
         comes with personal values: they can never be sealed again.
         """
-        pseudonymise = self.pseudonymise
-        pseudonyms = [pseudonymise(e.subject) if e.subject else None for e in events]
+        pseudonyms = self.pseudonymise.many([e.subject for e in events])
         needs_key = [p for p, e in zip(pseudonyms, events) if e.personal and p]
         keys = self.vault.keys_for(needs_key) if needs_key else {}
         nonces = os.urandom(12 * len(needs_key))  # one draw for the batch, 12 bytes a token
@@ -138,9 +137,13 @@ def _worker_prepare(chunk: Chunk, seal: bool) -> Prepared:
     return _worker.prepare(chunk, seal=seal)
 
 
-def _chunks(lines: Iterable[str | bytes], size: int) -> Iterator[Chunk]:
+def _chunks(lines: Iterable[str | bytes], size: int,
+            counted: list[int] | None = None) -> Iterator[Chunk]:
+    """Numbered non-blank lines in chunks of ``size``; at the end, the number of lines read
+    (blank ones too) is appended to ``counted``."""
     chunk: Chunk = []
-    for number, line in enumerate(lines, 1):
+    number = 0
+    for number, line in enumerate(lines, 1):  # noqa: B007 - number is read after
         if not line or line.isspace():  # blank (isspace: no stripped copy of every line)
             continue
         chunk.append((number, line))
@@ -149,6 +152,8 @@ def _chunks(lines: Iterable[str | bytes], size: int) -> Iterator[Chunk]:
             chunk = []
     if chunk:
         yield chunk
+    if counted is not None:
+        counted.append(number)
 
 
 class Ledger:
@@ -220,7 +225,6 @@ class Ledger:
                        workers: int) -> PublishSummary:
         errors: list[LineError] = []
         bad_lines = 0
-        count = 0
         spool = _Spool()
 
         def take(prepared: Prepared) -> None:
@@ -233,18 +237,15 @@ class Ledger:
             elif not errors:
                 spool.add(records)
 
-        def numbered() -> Iterator[str | bytes]:
-            nonlocal count
-            for count, line in enumerate(lines, 1):  # noqa: B007 - count is read after
-                yield line
-
         try:
-            chunks = _chunks(numbered(), batch_size)
+            counted: list[int] = []
+            chunks = _chunks(lines, batch_size, counted)
             if workers > 1:
                 self._prepare_parallel(chunks, workers, take, lambda: not errors)
             else:
                 for chunk in chunks:
                     take(self.sealing.prepare(chunk, seal=not errors))
+            count = counted[0]
             if errors or bad_lines:
                 raise InvalidInput(
                     f"{bad_lines} of {count} line(s) refused; nothing was appended", errors

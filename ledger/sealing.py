@@ -56,6 +56,11 @@ class Pseudonymiser:
             self._cache[subject_id] = p
         return p
 
+    def many(self, subject_ids: Iterable[str | None]) -> list[str | None]:
+        """The pseudonyms of many identifiers (None stays None): a batch's worth at once."""
+        cached = self._cache.get
+        return [(cached(s) or self(s)) if s else None for s in subject_ids]
+
 
 class SQLiteKeyVault:
     """Per-person data keys, wrapped by the master key, in their own SQLite file.

@@ -52,9 +52,10 @@ PAGE = 2000
 def chain_hash(previous: bytes, rows: Iterable[tuple[str, bytes]]) -> bytes:
     """The chain value after ``rows`` (event id, payload), given the previous batch's value."""
     h = hashlib.sha256(previous)
-    # One update over the joined rows: the same bytes as one update per part, fewer calls.
-    h.update(b"".join([part for event_id, payload in rows
-                       for part in (event_id.encode(), len(payload).to_bytes(4, "big"), payload)]))
+    for event_id, payload in rows:
+        h.update(event_id.encode())
+        h.update(len(payload).to_bytes(4, "big"))
+        h.update(payload)
     return h.digest()
 
 
