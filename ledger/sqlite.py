@@ -1,7 +1,9 @@
 """The embedded log: one SQLite file in WAL mode, zero set-up.
 
 Invariants kept here:
-- a batch is one ``BEGIN IMMEDIATE`` transaction: whole or nothing, even under SIGKILL;
+- a batch is one ``BEGIN IMMEDIATE`` transaction: whole or nothing, even under SIGKILL
+  (a one-record batch after this process's own last append: one autocommit INSERT at
+  the next position, which fails if another writer took it);
 - ``event_id`` is unique: a re-published event is reported as a duplicate, not stored;
 - positions are rowids; since triggers refuse UPDATE and DELETE, no row ever leaves and
   a position is never reused (a rolled-back batch's rowids were never visible);
