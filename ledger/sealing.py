@@ -30,6 +30,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from ledger.errors import PersistenceError, SealingError, SubjectErased
 
 TOKEN_PREFIX = "v1."
+# json.dumps(values, separators=(",", ":"), ensure_ascii=False), without building an
+# encoder per call.
+_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _derive(master: bytes, purpose: bytes) -> bytes:
@@ -52,6 +55,11 @@ class Pseudonymiser:
                 self._cache.clear()
             self._cache[subject_id] = p
         return p
+
+    def many(self, subject_ids: Iterable[str | None]) -> list[str | None]:
+        """The pseudonyms of many identifiers (None stays None): a batch's worth at once."""
+        cached = self._cache.get
+        return [(cached(s) or self(s)) if s else None for s in subject_ids]
 
 
 class SQLiteKeyVault:
@@ -129,25 +137,27 @@ class SQLiteKeyVault:
             if missing and create:
                 now = time.time()
                 rows = []
+                fresh: dict[str, bytes] = {}
                 for p in missing:
                     nonce = os.urandom(12)
-                    rows.append(
-                        (p, nonce + self._wrap.encrypt(nonce, AESGCM.generate_key(256), p.encode()),
-                         now)
-                    )
+                    fresh[p] = AESGCM.generate_key(256)
+                    rows.append((p, nonce + self._wrap.encrypt(nonce, fresh[p], p.encode()), now))
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._db.executemany(
+                    stored = self._db.executemany(
                         "INSERT OR IGNORE INTO subject_keys (pseudonym, wrapped, created_at)"
                         " VALUES (?, ?, ?)",
                         rows,
-                    )
+                    ).rowcount
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
-                # Another process may have won the race: read back what is stored.
-                return self.keys_for(pseudonyms, create=False) if rows else {}
+                if stored != len(rows):
+                    # Another process won the race for some: read back what is stored.
+                    return self.keys_for(pseudonyms, create=False)
+                for p, key in fresh.items():
+                    self._cache[p] = AESGCM(key)
             for p, wrapped in found.items():
                 if wrapped is not None:
                     self._cache[p] = self._unwrap(p, wrapped)
@@ -188,10 +198,13 @@ class Sealer:
     def _aad(pseudonym: str, event_id: str) -> bytes:
         return f"{pseudonym}|{event_id}".encode()
 
-    def seal(self, key: AESGCM, pseudonym: str, event_id: str, values: Mapping[str, str]) -> str:
-        nonce = os.urandom(12)
-        plain = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
-        blob = nonce + key.encrypt(nonce, plain, self._aad(pseudonym, event_id))
+    def seal(self, key: AESGCM, pseudonym: str, event_id: str, values: Mapping[str, str],
+             nonce: bytes | None = None) -> str:
+        """The token of ``values``; ``nonce`` (12 fresh random bytes) if the caller drew it."""
+        if nonce is None:
+            nonce = os.urandom(12)
+        plain = _compact_json(values).encode()
+        blob = nonce + key.encrypt(nonce, plain, f"{pseudonym}|{event_id}".encode())
         return TOKEN_PREFIX + base64.urlsafe_b64encode(blob).decode()
 
     def open(self, pseudonym: str, event_id: str, token: str) -> dict[str, str]:

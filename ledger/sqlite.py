@@ -1,7 +1,9 @@
 """The embedded log: one SQLite file in WAL mode, zero set-up.
 
 Invariants kept here:
-- a batch is one ``BEGIN IMMEDIATE`` transaction: whole or nothing, even under SIGKILL;
+- a batch is one ``BEGIN IMMEDIATE`` transaction: whole or nothing, even under SIGKILL
+  (a one-record batch after this process's own last append: one autocommit INSERT at
+  the next position, which fails if another writer took it);
 - ``event_id`` is unique: a re-published event is reported as a duplicate, not stored;
 - positions are rowids; since triggers refuse UPDATE and DELETE, no row ever leaves and
   a position is never reused (a rolled-back batch's rowids were never visible);
@@ -94,15 +96,69 @@ class SQLiteEventLog(EventLog):
     def append(self, records: Sequence[NewRecord]) -> list[AppendResult]:
         if not records:
             return []
+        first, existing, fresh = self._write(records)
+        positions = {event_id: first + i for i, event_id in enumerate(fresh)}
+        results = []
+        for index, r in enumerate(records):
+            if fresh.get(r.event_id) == index:
+                results.append(AppendResult(r.event_id, 0, positions[r.event_id]))
+            else:
+                pos = existing.get(r.event_id) or positions.get(r.event_id, -1)
+                results.append(AppendResult(r.event_id, 0, pos, duplicate=True))
+        return results
+
+    def append_counted(self, records: Sequence[NewRecord]) -> tuple[int, int]:
+        if not records:
+            return 0, 0
+        _, _, fresh = self._write(records)
+        return len(fresh), len(records) - len(fresh)
+
+    def _write(self, records: Sequence[NewRecord]) -> tuple[int, dict[str, int], dict[str, int]]:
+        """Append; return the first new position, the ids already stored (with their
+        positions) and the ids stored now (with their index in ``records``), in order."""
         check_batch(records)
         try:
+            if len(records) == 1 and self._cached_head is not None:
+                done = self._append_one(records[0])
+                if done is not None:
+                    return done, {}, {records[0].event_id: 0}
             return self._append(records, check_existing=False)
         except _Duplicates:
             # Rare: an event id is already in the log (a retried publish). Redo the batch,
             # leaving out what is already there.
             return self._append(records, check_existing=True)
 
-    def _append(self, records: Sequence[NewRecord], check_existing: bool) -> list[AppendResult]:
+    def _append_one(self, r: NewRecord) -> int | None:
+        """One record in one autocommit INSERT at the position after this process's last.
+
+        Saves BEGIN, the head query and COMMIT statements of a one-event publish. Correct
+        because positions have no gaps: if another writer appended since, that position
+        is taken and the INSERT fails, and None sends the caller the locked way.
+        """
+        assert self._cached_head is not None
+        last, recorded_at, chain = self._cached_head
+        now = max(time.time(), recorded_at)
+        value = chain_hash(chain, ((r.event_id, r.payload),))
+        try:
+            self._db.execute(
+                "INSERT INTO events (position, event_id, event_type, subject, recorded_at,"
+                " payload, chain) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (last + 1, r.event_id, r.event_type, r.subject, now, r.payload, value),
+            )
+        except sqlite3.IntegrityError as exc:
+            if getattr(exc, "sqlite_errorname", "") == "SQLITE_CONSTRAINT_UNIQUE":
+                raise _Duplicates() from exc  # the event id, not the position
+            self._cached_head = None
+            return None
+        except sqlite3.OperationalError:
+            # A stale snapshot (busy): nothing was written; take the locked way.
+            self._cached_head = None
+            return None
+        self._cached_head = (last + 1, now, value)
+        return last + 1
+
+    def _append(self, records: Sequence[NewRecord],
+                check_existing: bool) -> tuple[int, dict[str, int], dict[str, int]]:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -112,26 +168,32 @@ class SQLiteEventLog(EventLog):
             existing = self._existing([r.event_id for r in records]) if check_existing else {}
             last = self._head()
             now = max(time.time(), last[0] if last else 0.0)
-            fresh: dict[str, int] = {}  # event id -> index in records
-            for index, r in enumerate(records):
-                if r.event_id not in existing and r.event_id not in fresh:
-                    fresh[r.event_id] = index
-            new = [records[i] for i in fresh.values()]
-            rows = [(r.event_id, r.event_type, r.subject, now, r.payload, None) for r in new]
-            if rows:
+            # event id -> index in records, of the records to store now (first of each id)
+            fresh = dict(zip([r.event_id for r in records], range(len(records))))
+            if existing or len(fresh) < len(records):
+                fresh = {}
+                for index, r in enumerate(records):
+                    if r.event_id not in existing and r.event_id not in fresh:
+                        fresh[r.event_id] = index
+            new = records if len(fresh) == len(records) else [records[i] for i in fresh.values()]
+            first = 0
+            if new:
                 chain = chain_hash(last[1] if last else GENESIS,
                                    ((r.event_id, r.payload) for r in new))
-                rows[-1] = rows[-1][:5] + (chain,)
-            insert = ("INSERT INTO events (event_id, event_type, subject, recorded_at, payload,"
-                      " chain) VALUES (?, ?, ?, ?, ?, ?)")
-            if len(rows) == 1:
-                first = db.execute(insert, rows[0]).lastrowid
-            else:
-                db.executemany(insert, rows)
-                first = db.execute("SELECT last_insert_rowid()").fetchone()[0] - len(rows) + 1
+                # NewRecord is (event_id, event_type, subject, payload): bound as it is.
+                if len(new) > 1:
+                    db.executemany(
+                        "INSERT INTO events (event_id, event_type, subject, payload, recorded_at)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        [r + (now,) for r in new[:-1]],
+                    )
+                first = db.execute(
+                    "INSERT INTO events (event_id, event_type, subject, payload, recorded_at,"
+                    " chain) VALUES (?, ?, ?, ?, ?, ?)", (*new[-1], now, chain),
+                ).lastrowid - len(new) + 1
             db.execute("COMMIT")
-            if rows:
-                self._cached_head = (first + len(rows) - 1, now, rows[-1][5])
+            if new:
+                self._cached_head = (first + len(new) - 1, now, chain)
         except sqlite3.IntegrityError as exc:
             db.execute("ROLLBACK")
             if "UNIQUE" in str(exc) and not check_existing:
@@ -145,15 +207,7 @@ class SQLiteEventLog(EventLog):
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        positions = {r.event_id: first + i for i, r in enumerate(new)}
-        results = []
-        for index, r in enumerate(records):
-            if fresh.get(r.event_id) == index:
-                results.append(AppendResult(r.event_id, 0, positions[r.event_id]))
-            else:
-                pos = existing.get(r.event_id) or positions.get(r.event_id, -1)
-                results.append(AppendResult(r.event_id, 0, pos, duplicate=True))
-        return results
+        return first, existing, fresh
 
     def _head(self) -> tuple[float, bytes] | None:
         """(recorded_at, chain) of the last batch, read inside the write transaction.

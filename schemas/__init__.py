@@ -15,6 +15,7 @@ from schemas.codec import (
     encode_sealed,
     json_schema,
     parse_wire,
+    parse_wire_lines,
     upcast,
     uuid7,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "encode_sealed",
     "json_schema",
     "parse_wire",
+    "parse_wire_lines",
     "upcast",
     "uuid7",
 ]

@@ -13,7 +13,7 @@ import os
 import re
 import time as _time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
@@ -41,6 +41,9 @@ def _typed_envelope(model: type[EventData]) -> type[Event]:
 ENVELOPES: dict[str, type[Event]] = {m.TYPE: _typed_envelope(m) for m in DATA_MODELS}
 _ANY_EVENT = Annotated[Union[tuple(ENVELOPES.values())], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(_ANY_EVENT)
+# The adapter's pydantic-core validator, called directly on the hot paths: same schema and
+# result, without TypeAdapter's per-call Python wrapper.
+_VALIDATE_JSON = EVENT_ADAPTER.validator.validate_json
 
 
 # --- upcasting ------------------------------------------------------------------------
@@ -188,7 +191,7 @@ def parse_wire(obj: Any) -> Event:
         # older schema version, or one that fails, takes the dict path for upcasting and
         # for the same error messages.
         try:
-            event = EVENT_ADAPTER.validate_json(obj)
+            event = _VALIDATE_JSON(obj)
             if event.schemaversion != type(event.data).SCHEMA_VERSION:
                 event = None
         except ValidationError:
@@ -213,6 +216,35 @@ def parse_wire(obj: Any) -> Event:
     return event
 
 
+def parse_wire_lines(lines: Sequence[str | bytes]) -> list[Event | EventInvalid]:
+    """``parse_wire`` of each JSON line: its event, or the ``EventInvalid`` it raises.
+
+    The common case (valid, current schema version, with an id) is checked inline; every
+    other line goes through ``parse_wire`` itself, so results and messages are the same.
+    """
+    validate = _VALIDATE_JSON
+    out: list[Event | EventInvalid] = []
+    for line in lines:
+        try:
+            event: Event | None = validate(line)
+        except ValidationError:
+            event = None
+        if event is not None:
+            data = type(event.data)
+            if (event.id is None or event.sealed is not None
+                    or event.schemaversion != data.SCHEMA_VERSION
+                    or (not event.subject if data.SUBJECT_REQUIRED else event.personal)):
+                event = None
+        if event is None:
+            try:
+                event = parse_wire(line)
+            except EventInvalid as exc:
+                out.append(exc)
+                continue
+        out.append(event)
+    return out
+
+
 _NOT_STORED = {"personal", "subject", "sealed"}
 
 
@@ -228,19 +260,22 @@ def encode_sealed(event: Event, subject: str | None, sealed: str | None) -> byte
     cost of copying a pydantic model (the publish hot path). ``subject`` and ``sealed``
     are a pseudonym and a base64url token, plain ASCII that needs no JSON escaping.
     """
-    body = event.model_dump_json(exclude_none=True, exclude=_NOT_STORED)
-    extra = ""
+    # The model's serializer called directly: model_dump_json's bytes, without its
+    # wrapper and the decode/encode round trip.
+    body = type(event).__pydantic_serializer__.to_json(event, exclude_none=True,
+                                                        exclude=_NOT_STORED)
+    extra = b""
     if subject is not None:
-        extra += f',"subject":"{subject}"'
+        extra += b',"subject":"' + subject.encode() + b'"'
     if sealed is not None:
-        extra += f',"sealed":"{sealed}"'
-    return (body[:-1] + extra + "}").encode()
+        extra += b',"sealed":"' + sealed.encode() + b'"'
+    return body[:-1] + extra + b"}" if extra else body
 
 
 def decode(payload: bytes | str) -> Event:
     """Read a stored event, upcasting old schema versions first."""
     try:
-        event = EVENT_ADAPTER.validate_json(payload)
+        event = _VALIDATE_JSON(payload)
         if event.schemaversion == type(event.data).SCHEMA_VERSION:
             return event
     except ValidationError:
