@@ -183,28 +183,43 @@ class ProjectionRunner:
                 continue
             items.append(Item(record, event))
         stats.records += len(batch)
+        # where the batch starts and ends, per partition (once for every projection)
+        first: Position = {}
+        last: Position = {}
+        for record in batch:
+            p, o = record.partition, record.offset
+            if o < first.get(p, o + 1):
+                first[p] = o
+            if o > last.get(p, -1):
+                last[p] = o
         log_id = self.log.log_id
         with self.store.transaction() as tx:
             for projection in self.projections:
                 # Read inside the transaction: another process of the same consumer group
                 # may have moved it since we last looked (a rebalance).
                 done = tx.position(projection.name, log_id)
-                mine = [
-                    i for i in items
-                    if i.record.offset > done.get(i.record.partition, -1)
-                    and projection.wants(i.event.type)
-                ]
+                topics = projection.topics
+                if all(o > done.get(p, -1) for p, o in first.items()):
+                    # nothing of the batch applied yet (the usual case): filter by type only
+                    mine = items if not topics else [i for i in items if i.event.type in topics]
+                else:
+                    mine = [
+                        i for i in items
+                        if i.record.offset > done.get(i.record.partition, -1)
+                        and (not topics or i.event.type in topics)
+                    ]
                 if self.dedupe and mine:
                     fresh = tx.first_time(projection.name, [i.event.id or "" for i in mine])
-                    stats.duplicates += len(mine) - len(fresh)
-                    mine = [i for i in mine if i.event.id in fresh]
+                    kept = [i for i, new in zip(mine, fresh, strict=True) if new]
+                    stats.duplicates += len(mine) - len(kept)
+                    mine = kept
                 if mine:
                     projection.apply(tx, mine)
                     stats.applied += len(mine)
                 new = dict(done)
-                for record in batch:
-                    if record.offset > new.get(record.partition, -1):
-                        new[record.partition] = record.offset
+                for partition, offset in last.items():
+                    if offset > new.get(partition, -1):
+                        new[partition] = offset
                 if new != done:
                     tx.track(projection.name, log_id, new)
 
