@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from consumers.projection import ProjectionRunner
+from consumers.projection import REBUILD_BATCH_SIZE, ProjectionRunner
 from consumers.queries import incident_scope, incidents, scope
 from consumers.registry import all_projections
 from consumers.scope import HoldingsProjection
@@ -220,7 +220,8 @@ def main() -> int:
     parser.add_argument("--scope-events", type=int, default=None,
                         help="log size for the scope latency (default: --events)")
     parser.add_argument("--queries", type=int, default=100, help="scope queries per store")
-    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=REBUILD_BATCH_SIZE,
+                        help="records per transaction (default: as `pdl rebuild`)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-memory", action="store_true")

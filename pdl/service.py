@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Self
 
 from consumers import queries
-from consumers.projection import ProjectionRunner, RunStats
+from consumers.projection import REBUILD_BATCH_SIZE, ProjectionRunner, RunStats
 from consumers.registry import all_projections, open_views, select
 from consumers.replay import records_until, views_as_of
 from consumers.views import ViewStore
@@ -75,7 +75,8 @@ class QueryService:
                 progress: Progress | None = None) -> RunStats:
         """Drop the named projections' views (all if None) and replay the log from zero."""
         with self.lock:
-            return self.runner(names).rebuild(progress=progress)
+            return self.runner(names).rebuild(progress=progress,
+                                              batch_size=max(BATCH_SIZE, REBUILD_BATCH_SIZE))
 
     def status(self) -> list[dict[str, Any]]:
         with self.lock:
