@@ -1063,6 +1063,7 @@ class FindingsProjection(Projection):
     topics = frozenset(_HANDLERS)
     schema = SCHEMA
     tables = TABLES
+    cost = 4.0
 
     def __init__(self) -> None:
         #: people's states across batches (about a kilobyte each), so a person met again

@@ -40,6 +40,8 @@ class Projection(ABC):
     schema: ClassVar[tuple[str, ...]] = ()
     #: Tables dropped on rebuild.
     tables: ClassVar[tuple[str, ...]] = ()
+    #: Its share of a rebuild's work, relative to the others (to split a parallel rebuild).
+    cost: ClassVar[float] = 1.0
 
     def wants(self, event_type: str) -> bool:
         return not self.topics or event_type in self.topics
@@ -230,9 +232,19 @@ class ProjectionRunner:
                     tx.track(projection.name, log_id, new)
 
     def rebuild(self, progress: Callable[[int], None] | None = None,
-                until: datetime | None = None, *, batch_size: int | None = None) -> RunStats:
+                until: datetime | None = None, *, batch_size: int | None = None,
+                workers: int = 1) -> RunStats:
         """Drop every view of this runner and replay the log from position zero, in
-        transactions of ``batch_size`` records (default: the runner's)."""
+        transactions of ``batch_size`` records (default: the runner's).
+
+        ``workers`` > 1 rebuilds groups of projections in that many processes and swaps
+        the views in at the end (``consumers.parallel``), where the store and log allow.
+        """
+        if workers > 1:
+            from consumers.parallel import parallel_rebuild
+
+            return parallel_rebuild(self, workers=workers, progress=progress, until=until,
+                                    batch_size=batch_size)
         with self.store.transaction() as tx:
             for p in self.projections:
                 p.drop(tx)

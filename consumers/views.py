@@ -162,6 +162,7 @@ class SQLiteViewStore(ViewStore):
                 "whole number of MB, at least 1"
             )
         self.path = str(path)
+        self.cache_mb = cache_mb
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -194,6 +195,39 @@ class SQLiteViewStore(ViewStore):
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._db.execute(sql, params).fetchall()
+
+    def adopt(self, sources: Sequence[str], groups: Sequence[Sequence[Any]]) -> None:
+        """Replace the views of the projections ``groups[i]`` by those in the SQLite file
+        ``sources[i]`` (built there by a runner), rows and tracking, in ONE transaction.
+
+        Each projection's tables are dropped and created afresh here, so the copy of each
+        table is into an empty one of the same schema (SQLite's fast transfer).
+        """
+        aliases = [f"rebuilt_{i}" for i in range(len(sources))]
+        attached: list[str] = []
+        try:
+            for alias, path in zip(aliases, sources, strict=True):
+                self._db.execute("ATTACH DATABASE ? AS " + alias, (path,))
+                attached.append(alias)
+            with self.transaction() as tx:
+                for alias, projections in zip(aliases, groups, strict=True):
+                    for p in projections:
+                        p.drop(tx)
+                        for table in ("tracking", "applied_events"):
+                            tx.execute(f"DELETE FROM main.{table} WHERE projection = ?",
+                                       (p.name,))
+                        p.create(tx)
+                        for table in (*p.tables, "tracking", "applied_events"):
+                            where = (" WHERE projection = ?"
+                                     if table in ("tracking", "applied_events") else "")
+                            tx.execute(f"INSERT INTO main.{table} SELECT * FROM "
+                                       f"{alias}.{table}{where}", (p.name,) if where else ())
+        except sqlite3.Error as exc:
+            raise PersistenceError(f"adopting rebuilt views into {self.path} failed: {exc}"
+                                   ) from exc
+        finally:
+            for alias in attached:
+                self._db.execute(f"DETACH DATABASE {alias}")
 
     def close(self) -> None:
         self._db.close()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from eventkit import dump_views, log_events, random_events
 
-from consumers.projection import ProjectionRunner
+from consumers.parallel import ParallelRebuildError, can_rebuild_in_parallel, groups
+from consumers.projection import Item, Projection, ProjectionRunner
 from consumers.registry import all_projections, open_views
-from consumers.views import SQLiteViewStore
+from consumers.views import SQLiteViewStore, ViewTransaction
 from ledger.errors import ConfigurationError
 from ledger.persistence import LogRecord
 from ledger.settings import Settings
@@ -123,3 +125,69 @@ def test_view_cache_setting_errors_name_the_key(raw: str, message: str) -> None:
 def test_view_store_refuses_a_cache_below_one_mb() -> None:
     with pytest.raises(ConfigurationError, match="LEDGER_VIEW_CACHE_MB"):
         SQLiteViewStore(cache_mb=0)
+
+
+# --- parallel rebuild ------------------------------------------------------------------------
+
+
+class _Boom(Projection):
+    """Fails on its second batch."""
+
+    name = "boom"
+    calls = 0
+
+    def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("injected failure in a rebuild worker")
+
+
+def test_parallel_rebuild_equals_a_rebuild_in_one_process(tmp_path: Path) -> None:
+    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+    log_events(log, random_events(seed=6, n=500))
+    serial = SQLiteViewStore(tmp_path / "serial.db")
+    parallel = SQLiteViewStore(tmp_path / "parallel.db")
+    try:
+        ProjectionRunner(log, serial, all_projections(), batch_size=40).rebuild()
+        runner = ProjectionRunner(log, parallel, all_projections(), batch_size=40)
+        runner.run()  # views to replace
+        assert can_rebuild_in_parallel(runner)
+        seen: list[int] = []
+        stats = runner.rebuild(workers=2, progress=seen.append)
+        assert stats.records == 500 and sum(seen) == 500
+        assert dump_views(parallel, all_projections()) == dump_views(serial, all_projections())
+        assert runner.positions() == ProjectionRunner(log, serial, all_projections()).positions()
+        assert not Path(str(tmp_path / "parallel.db") + ".rebuild").exists()
+        runner.run()  # and it carries on from there
+        assert dump_views(parallel, all_projections()) == dump_views(serial, all_projections())
+    finally:
+        log.close()
+        serial.close()
+        parallel.close()
+
+
+def test_a_failed_parallel_rebuild_leaves_the_views_as_they_were(tmp_path: Path) -> None:
+    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+    log_events(log, random_events(seed=7, n=200))
+    store = SQLiteViewStore(tmp_path / "views.db")
+    try:
+        ProjectionRunner(log, store, all_projections()).run()
+        before = dump_views(store, all_projections())
+        positions = ProjectionRunner(log, store, all_projections()).positions()
+        runner = ProjectionRunner(log, store, [*all_projections(), _Boom()], batch_size=50)
+        with pytest.raises(ParallelRebuildError, match="injected failure"):
+            runner.rebuild(workers=2)
+        assert dump_views(store, all_projections()) == before
+        assert ProjectionRunner(log, store, all_projections()).positions() == positions
+    finally:
+        log.close()
+        store.close()
+
+
+def test_projections_split_by_cost() -> None:
+    parts = groups(all_projections(), 2)
+    assert sorted(p.name for part in parts for p in part) == sorted(
+        p.name for p in all_projections())
+    assert len(parts) == 2
+    assert [p.name for p in groups(all_projections(), 1)[0]] == [
+        p.name for p in all_projections()]
