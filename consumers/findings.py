@@ -267,7 +267,7 @@ TABLES: Final = (FINDINGS_TABLE, SUBJECTS_TABLE, HOLDINGS_TABLE, CLOSURES_TABLE,
 
 _CHUNK: Final = 500  # bound on "IN (?, ...)" lists
 #: People whose state ``FindingsProjection`` keeps in memory between batches.
-SUBJECT_CACHE: Final = 20_000
+SUBJECT_CACHE: Final = 8_000
 
 
 def _chunks(keys: Sequence[str]) -> Iterator[Sequence[str]]:

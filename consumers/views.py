@@ -22,7 +22,7 @@ from ledger.errors import ConfigurationError, OperationalError, PersistenceError
 from ledger.persistence import Position
 
 #: Default SQLite page cache of a view store, in MB (``LEDGER_VIEW_CACHE_MB``).
-DEFAULT_CACHE_MB = 64
+DEFAULT_CACHE_MB = 32
 #: WAL pages between checkpoints (SQLite's default is 1000): a projection's batches touch
 #: pages all over its tables, and a page written by several batches is copied back to the
 #: database once per checkpoint.

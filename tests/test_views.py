@@ -102,7 +102,7 @@ def test_an_event_on_several_partitions_is_applied_once(tmp_path: Path, batch_si
 
 
 def test_view_cache_setting_defaults_and_reaches_the_store(tmp_path: Path) -> None:
-    assert Settings.from_env({}).view_cache_mb == 64
+    assert Settings.from_env({}).view_cache_mb == 32
     settings = Settings.from_env({"LEDGER_VIEW_CACHE_MB": "8",
                                   "LEDGER_VIEWS_PATH": str(tmp_path / "v.db")})
     assert settings.view_cache_mb == 8
