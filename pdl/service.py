@@ -72,11 +72,13 @@ class QueryService:
             return self.runner().run(progress=progress)
 
     def rebuild(self, names: list[str] | None = None,
-                progress: Progress | None = None) -> RunStats:
-        """Drop the named projections' views (all if None) and replay the log from zero."""
+                progress: Progress | None = None, workers: int = 1) -> RunStats:
+        """Drop the named projections' views (all if None) and replay the log from zero
+        (in ``workers`` processes, see ``consumers.parallel``)."""
         with self.lock:
             return self.runner(names).rebuild(progress=progress,
-                                              batch_size=max(BATCH_SIZE, REBUILD_BATCH_SIZE))
+                                              batch_size=max(BATCH_SIZE, REBUILD_BATCH_SIZE),
+                                              workers=workers)
 
     def status(self) -> list[dict[str, Any]]:
         with self.lock:
