@@ -10,7 +10,10 @@ ledger: pseudonymised and sealed, as in production):
 - replay: the same rows decoded into their event models, and its ratio to R (>= 0.5);
 - rebuild: every view rebuilt from position zero into a fresh view store, and its ratio
   to R (>= 0.2);
-- memory: peak resident memory of a rebuild in a child process, and per million people;
+- rebuild in ``--workers`` processes (``ProjectionRunner.rebuild(workers=...)``) too;
+- memory: peak resident memory of a one-process rebuild in a child process, on a smaller
+  log (``--memory-events``) and on this one: the slope between the two is the memory per
+  million people (<= 200 MB), the intercept the fixed base (page cache, batch, caches);
 - scope: p50 and p99 latency of ``consumers.queries.scope`` for realistic incidents (one
   store, a three-day window at a random time) on a log of ``--scope-events`` events,
   per store, with the number of people each answer names (p50 <= 10 ms): once for the
@@ -38,11 +41,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from consumers.projection import ProjectionRunner
+from consumers.projection import REBUILD_BATCH_SIZE, ProjectionRunner
 from consumers.queries import incident_scope, incidents, scope
 from consumers.registry import all_projections
 from consumers.scope import HoldingsProjection
-from consumers.views import SQLiteViewStore
+from consumers.views import DEFAULT_CACHE_MB, SQLiteViewStore
 from ledger.application import Ledger
 from ledger.settings import Settings
 from ledger.sqlite import SQLiteEventLog
@@ -115,13 +118,15 @@ def replay(log: SQLiteEventLog) -> tuple[int, float]:
 
 
 def rebuild(log: SQLiteEventLog, views: Path, batch_size: int,
-            names: list[str] | None = None) -> tuple[int, float]:
-    """Rebuild the named projections (all if None) into a fresh view store at ``views``."""
+            names: list[str] | None = None, workers: int = 1) -> tuple[int, float]:
+    """Rebuild the named projections (all if None) into a fresh view store at ``views``,
+    in ``workers`` processes (``ProjectionRunner.rebuild(workers=...)``)."""
     store = SQLiteViewStore(views)
     try:
         projections = [p for p in all_projections() if names is None or p.name in names]
         started = time.perf_counter()
-        stats = ProjectionRunner(log, store, projections, batch_size=batch_size).rebuild()
+        stats = ProjectionRunner(log, store, projections, batch_size=batch_size).rebuild(
+            workers=workers)
         return stats.records, time.perf_counter() - started
     finally:
         store.close()
@@ -134,9 +139,9 @@ def remove_store(path: Path) -> None:
 
 
 MEMORY_CHILD = """
-import json, sys, time
-sys.path.insert(0, sys.argv[4])
-from pathlib import Path
+import json, sys
+sys.path.insert(0, sys.argv[5])
+from datetime import datetime
 def rss(field):
     for line in open("/proc/self/status"):
         if line.startswith(field):
@@ -147,23 +152,49 @@ from consumers.views import SQLiteViewStore
 from ledger.sqlite import SQLiteEventLog
 log = SQLiteEventLog(sys.argv[1])
 store = SQLiteViewStore(sys.argv[2])
+until = datetime.fromisoformat(sys.argv[4]) if sys.argv[4] != "-" else None
 runner = ProjectionRunner(log, store, all_projections(), batch_size=int(sys.argv[3]))
 baseline = rss("VmRSS:")
-runner.rebuild()
-print(json.dumps({"baseline": baseline, "peak": rss("VmHWM:")}))
+stats = runner.rebuild(until=until)
+print(json.dumps({"baseline": baseline, "peak": rss("VmHWM:"), "records": stats.records}))
 """
 
 
-def memory(log_path: Path, views: Path, batch_size: int) -> dict[str, int]:
+def memory(log_path: Path, views: Path, batch_size: int,
+           until: datetime | None = None) -> dict[str, int]:
+    """Peak RSS of a rebuild of every view in a fresh process (of the log up to ``until``)."""
     try:
         out = subprocess.run(
             [sys.executable, "-c", MEMORY_CHILD, str(log_path), str(views), str(batch_size),
-             str(ROOT)],
+             until.isoformat() if until else "-", str(ROOT)],
             capture_output=True, text=True, check=True,
         )
     finally:
         remove_store(views)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def memory_slope(log_path: Path, views: Path, batch_size: int, people: int,
+                 small_log: Path) -> None:
+    """Peak RSS of a rebuild at two numbers of people (a smaller log of the same simulation,
+    and the log of the run): the slope is the memory per million people, the intercept the
+    fixed base (page cache, the decoded batch, caches of bounded size)."""
+    log = SQLiteEventLog(small_log)
+    try:
+        few = len({r.subject for r in log.read() if r.subject})
+    finally:
+        log.close()
+    small = memory(small_log, small_log.parent / views.name, batch_size)
+    full = memory(log_path, views, batch_size)
+    mb = 2**20
+    slope = (full["peak"] - small["peak"]) / max(1, people - few)  # bytes per person
+    base = full["peak"] - slope * people
+    say(f"memory   rebuild peak RSS {small['peak'] / mb:,.0f} MB for {few:,} people "
+        f"({small['records']:,} events), {full['peak'] / mb:,.0f} MB for {people:,} people "
+        f"({full['records']:,} events; start-up {full['baseline'] / mb:,.0f} MB)")
+    say(f"         = {base / mb:,.0f} MB fixed + {slope * 1e6 / mb:,.0f} MB per million people"
+        f"   (<= 200 per million; view page cache {DEFAULT_CACHE_MB} MB, "
+        f"LEDGER_VIEW_CACHE_MB)")
 
 
 def scope_latency(log_path: Path, views: Path, queries: int, seed: int,
@@ -232,10 +263,16 @@ def main() -> int:
     parser.add_argument("--scope-events", type=int, default=None,
                         help="log size for the scope latency (default: --events)")
     parser.add_argument("--queries", type=int, default=100, help="scope queries per store")
-    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=REBUILD_BATCH_SIZE,
+                        help="records per transaction (default: as `pdl rebuild`)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-scope", action="store_true")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also rebuild all views in this many processes (1: don't)")
+    parser.add_argument("--memory-events", type=int, default=200_000,
+                        help="the smaller log of memory's second point (built if missing)")
     parser.add_argument("--scope-only", action="store_true",
                         help="only the breach-scope latency (e.g. on a 10M log)")
     parser.add_argument("--each", action="store_true",
@@ -245,6 +282,8 @@ def main() -> int:
     main_dir = args.out / f"log-{args.events}"
     if not args.scope_only:
         replay_and_rebuild(args, main_dir)
+    if args.skip_scope:
+        return 0
     scope_events = args.scope_events or args.events
     scope_dir = main_dir if scope_events == args.events else args.out / f"log-{scope_events}"
     scope_log = ensure_log(scope_dir, scope_events, args.seed)
@@ -268,8 +307,13 @@ def replay_and_rebuild(args: argparse.Namespace, main_dir: Path) -> None:
     private = main_dir / f"views-{os.getpid()}.db"  # concurrent benches must not share it
     n3, seconds3 = rebuild(log, private, args.batch_size)
     rb = rate(n3, seconds3)
-    say(f"rebuild  all views ({', '.join(p.name for p in all_projections())})"
+    say(f"rebuild  all views ({', '.join(p.name for p in all_projections())}), one process"
         f"\n                                   {rb:>10,.0f} events/s   {rb / r:.2f} x R   (>= 0.2)")
+    if args.workers > 1:
+        n5, seconds5 = rebuild(log, private, args.batch_size, workers=args.workers)
+        rw = rate(n5, seconds5)
+        say(f"rebuild  all views, {args.workers} processes "
+            f"{rw:>10,.0f} events/s   {rw / r:.2f} x R   (>= 0.2; {os.cpu_count()} cores)")
     if args.each:
         for projection in all_projections():
             n4, seconds4 = rebuild(log, private, args.batch_size, [projection.name])
@@ -278,13 +322,9 @@ def replay_and_rebuild(args: argparse.Namespace, main_dir: Path) -> None:
                 f"{each / r:.2f} x R")
     log.close()
     if not args.skip_memory:
-        mem = memory(log_path, private, args.batch_size)
-        grown = mem["peak"] - mem["baseline"]
-        say(f"memory   rebuild peak RSS {mem['peak'] / 2**20:,.0f} MB (after start-up "
-            f"{mem['baseline'] / 2**20:,.0f} MB); growth {grown / 2**20:,.0f} MB for "
-            f"{people:,} people = {grown / 2**20 / people * 1e6:,.0f} MB per million people;"
-            f" peak {mem['peak'] / 2**20 / people * 1e6:,.0f} MB per million people")
-
+        small = ensure_log(args.out / f"log-{args.memory_events}", args.memory_events,
+                           args.seed)
+        memory_slope(log_path, private, args.batch_size, people, small)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -405,6 +405,7 @@ class DataMapProjection(MaskedProjection):
     topics = frozenset(HANDLERS)
     schema = SCHEMA
     tables = TABLES
+    cost = 3.0
 
     def __init__(self) -> None:
         self.cache = WriteCache(self.name)

@@ -79,6 +79,7 @@ class DisclosureProjection(MaskedProjection):
     topics = frozenset({DataShared.TYPE, RecipientRegistered.TYPE})
     schema = SCHEMA
     tables = TABLES
+    cost = 1.0
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
         shared: list[tuple[Any, ...]] = []

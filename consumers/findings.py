@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from consumers.projection import Item, Projection
-from consumers.rows import from_us, to_us
+from consumers.rows import WriteCache, create_meta, drop_meta, from_us, recent, to_us
 from consumers.views import ViewStore, ViewTransaction
 from schemas import events as ev
 from schemas import taxonomy as tx
@@ -266,6 +266,8 @@ TABLES: Final = (FINDINGS_TABLE, SUBJECTS_TABLE, HOLDINGS_TABLE, CLOSURES_TABLE,
                  RECIPIENTS_TABLE, POLICIES_TABLE, INCIDENTS_TABLE, NOTICES_TABLE)
 
 _CHUNK: Final = 500  # bound on "IN (?, ...)" lists
+#: People whose state ``FindingsProjection`` keeps in memory between batches.
+SUBJECT_CACHE: Final = 8_000
 
 
 def _chunks(keys: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -350,7 +352,8 @@ State = dict[str, Any]
 class _Batch:
     """The state one ``apply`` call reads, changes in log order, and writes back."""
 
-    def __init__(self, tx_: ViewTransaction, items: Sequence[Item]):
+    def __init__(self, tx_: ViewTransaction, items: Sequence[Item], states: dict[str, State],
+                 complete: bool):
         self.tx = tx_
         self.findings: list[FindingRow] = []
         subjects: set[str] = set()
@@ -367,8 +370,11 @@ class _Batch:
                     erased_stores.update(data.stores)
             if isinstance(data, ev.DataShared | ev.RecipientRegistered):
                 recipients.add(data.recipient)
-        self.subjects: dict[str, State] = {}
-        for keys in _chunks(sorted(subjects)):
+        # ``states`` is the projection's cache (see ``WriteCache``): the state of people
+        # seen lately, as the view holds it; when ``complete``, a person missing has no row.
+        self.subjects = states
+        missing = [p for p in subjects if recent(states, p) is None]
+        for keys in _chunks([] if complete else sorted(missing)):
             for pseudonym, text in tx_.query(
                 f"SELECT pseudonym, state FROM {SUBJECTS_TABLE} "
                 f"WHERE pseudonym IN ({_marks(len(keys))})", keys):
@@ -1057,9 +1063,26 @@ class FindingsProjection(Projection):
     topics = frozenset(_HANDLERS)
     schema = SCHEMA
     tables = TABLES
+    cost = 4.0
+
+    def __init__(self) -> None:
+        #: people's states across batches (about a kilobyte each), so a person met again
+        #: soon costs no read and no JSON parse
+        self.cache = WriteCache(self.name, capacity=SUBJECT_CACHE)
+
+    def create(self, tx: ViewTransaction) -> None:
+        super().create(tx)
+        create_meta(tx, self.name)  # the row whose token guards the cache
+
+    def drop(self, tx: ViewTransaction) -> None:
+        super().drop(tx)
+        drop_meta(tx, self.name)
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
-        batch = _Batch(tx, items)
+        states = self.cache.begin(tx)
+        if self.cache.restarted:
+            self.cache.complete = not tx.query(f"SELECT 1 FROM {SUBJECTS_TABLE} LIMIT 1")
+        batch = _Batch(tx, items, states, self.cache.complete)
         for item in items:
             _HANDLERS[item.event.type](batch, item)
         batch.flush()

@@ -40,6 +40,8 @@ class Projection(ABC):
     schema: ClassVar[tuple[str, ...]] = ()
     #: Tables dropped on rebuild.
     tables: ClassVar[tuple[str, ...]] = ()
+    #: Its share of a rebuild's work, relative to the others (to split a parallel rebuild).
+    cost: ClassVar[float] = 1.0
 
     def wants(self, event_type: str) -> bool:
         return not self.topics or event_type in self.topics
@@ -89,6 +91,12 @@ class RunStats:
         self.applied += other.applied
         self.bad += other.bad
         self.duplicates += other.duplicates
+
+
+#: Records per transaction of a rebuild: a person's events cluster in the log, so a big
+#: batch reads and writes each person's rows once for several of their events, and each
+#: commit copies fewer pages per record. The decoded batch is the memory it costs.
+REBUILD_BATCH_SIZE = 20_000
 
 
 class ProjectionRunner:
@@ -183,41 +191,73 @@ class ProjectionRunner:
                 continue
             items.append(Item(record, event))
         stats.records += len(batch)
+        # where the batch starts and ends, per partition (once for every projection)
+        first: Position = {}
+        last: Position = {}
+        for record in batch:
+            p, o = record.partition, record.offset
+            if o < first.get(p, o + 1):
+                first[p] = o
+            if o > last.get(p, -1):
+                last[p] = o
         log_id = self.log.log_id
         with self.store.transaction() as tx:
             for projection in self.projections:
                 # Read inside the transaction: another process of the same consumer group
                 # may have moved it since we last looked (a rebalance).
                 done = tx.position(projection.name, log_id)
-                mine = [
-                    i for i in items
-                    if i.record.offset > done.get(i.record.partition, -1)
-                    and projection.wants(i.event.type)
-                ]
+                topics = projection.topics
+                if all(o > done.get(p, -1) for p, o in first.items()):
+                    # nothing of the batch applied yet (the usual case): filter by type only
+                    mine = items if not topics else [i for i in items if i.event.type in topics]
+                else:
+                    mine = [
+                        i for i in items
+                        if i.record.offset > done.get(i.record.partition, -1)
+                        and (not topics or i.event.type in topics)
+                    ]
                 if self.dedupe and mine:
                     fresh = tx.first_time(projection.name, [i.event.id or "" for i in mine])
-                    stats.duplicates += len(mine) - len(fresh)
-                    mine = [i for i in mine if i.event.id in fresh]
+                    kept = [i for i, new in zip(mine, fresh, strict=True) if new]
+                    stats.duplicates += len(mine) - len(kept)
+                    mine = kept
                 if mine:
                     projection.apply(tx, mine)
                     stats.applied += len(mine)
                 new = dict(done)
-                for record in batch:
-                    if record.offset > new.get(record.partition, -1):
-                        new[record.partition] = record.offset
+                for partition, offset in last.items():
+                    if offset > new.get(partition, -1):
+                        new[partition] = offset
                 if new != done:
                     tx.track(projection.name, log_id, new)
 
     def rebuild(self, progress: Callable[[int], None] | None = None,
-                until: datetime | None = None) -> RunStats:
-        """Drop every view of this runner and replay the log from position zero."""
+                until: datetime | None = None, *, batch_size: int | None = None,
+                workers: int = 1) -> RunStats:
+        """Drop every view of this runner and replay the log from position zero, in
+        transactions of ``batch_size`` records (default: the runner's).
+
+        ``workers`` > 1 rebuilds groups of projections in that many processes and swaps
+        the views in at the end (``consumers.parallel``), where the store and log allow.
+        """
+        if workers > 1:
+            from consumers.parallel import parallel_rebuild
+
+            return parallel_rebuild(self, workers=workers, progress=progress, until=until,
+                                    batch_size=batch_size)
         with self.store.transaction() as tx:
             for p in self.projections:
                 p.drop(tx)
                 tx.execute("DELETE FROM tracking WHERE projection = ?", (p.name,))
                 tx.execute("DELETE FROM applied_events WHERE projection = ?", (p.name,))
                 p.create(tx)
-        return self.run(progress=progress, until=until)
+        if batch_size is None:
+            return self.run(progress=progress, until=until)
+        kept, self.batch_size = self.batch_size, batch_size
+        try:
+            return self.run(progress=progress, until=until)
+        finally:
+            self.batch_size = kept
 
     def status(self) -> list[dict[str, Any]]:
         """Per projection: its position and its lag behind the end of the log."""

@@ -47,5 +47,6 @@ def select(names: list[str] | None = None,
 
 
 def open_views(settings: Settings) -> SQLiteViewStore:
-    """The view store of these settings (``LEDGER_VIEWS_PATH``, default ``DATA_DIR/views.db``)."""
-    return SQLiteViewStore(settings.views_file)
+    """The view store of these settings (``LEDGER_VIEWS_PATH``, default ``DATA_DIR/views.db``;
+    page cache ``LEDGER_VIEW_CACHE_MB``)."""
+    return SQLiteViewStore(settings.views_file, cache_mb=settings.view_cache_mb)

@@ -152,7 +152,7 @@ class WriteCache:
     the cache is no longer complete.
     """
 
-    def __init__(self, projection: str, capacity: int = 100_000):
+    def __init__(self, projection: str, capacity: int = 40_000):
         self.projection = projection
         self.capacity = capacity
         self.entries: dict[Any, Any] = {}

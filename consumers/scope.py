@@ -283,6 +283,7 @@ class HoldingsProjection(MaskedProjection):
     })
     schema = SCHEMA
     tables = TABLES
+    cost = 2.0
 
     def __init__(self) -> None:
         self.cache = WriteCache(self.name)

@@ -18,8 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ledger.errors import OperationalError, PersistenceError
+from ledger.errors import ConfigurationError, OperationalError, PersistenceError
 from ledger.persistence import Position
+
+#: Default SQLite page cache of a view store, in MB (``LEDGER_VIEW_CACHE_MB``).
+DEFAULT_CACHE_MB = 32
+#: WAL pages between checkpoints (SQLite's default is 1000): a projection's batches touch
+#: pages all over its tables, and a page written by several batches is copied back to the
+#: database once per checkpoint.
+WAL_AUTOCHECKPOINT = 10_000
+_CHUNK = 500  # bound on "IN (?, ...)" lists
 
 TRACKING_SCHEMA = """
 CREATE TABLE IF NOT EXISTS tracking (
@@ -66,20 +74,35 @@ class ViewTransaction(ABC):
         )
         return {int(p): int(o) for p, o in rows}
 
-    def first_time(self, projection: str, event_ids: Sequence[str]) -> set[str]:
-        """Mark events as applied by ``projection``; return those not applied before.
+    def first_time(self, projection: str, event_ids: Sequence[str]) -> list[bool]:
+        """Mark events as applied by ``projection``; per id, whether it is its first time.
 
-        Used when the log may deliver an event id twice (a retried Kafka publish).
+        Used when the log may deliver an event id twice (a retried Kafka publish, an event
+        about no one written to every partition). An id repeated within ``event_ids`` is
+        new at most once, at its first occurrence. One query and one ``executemany`` per
+        500 ids, not a statement per event.
         """
-        fresh: set[str] = set()
+        unique = list(dict.fromkeys(event_ids))
+        known: set[str] = set()
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            known.update(row[0] for row in self.query(
+                "SELECT event_id FROM applied_events WHERE projection = ? AND event_id IN "
+                f"({','.join('?' * len(chunk))})", (projection, *chunk)))
+        new = [event_id for event_id in unique if event_id not in known]
+        if new:
+            self.executemany(
+                "INSERT INTO applied_events (projection, event_id) VALUES (?, ?)",
+                [(projection, event_id) for event_id in new])
+        pending = set(new)
+        out = []
         for event_id in event_ids:
-            if self.execute(
-                "INSERT INTO applied_events (projection, event_id) VALUES (?, ?) "
-                "ON CONFLICT DO NOTHING",
-                (projection, event_id),
-            ):
-                fresh.add(event_id)
-        return fresh
+            if event_id in pending:
+                pending.discard(event_id)
+                out.append(True)
+            else:
+                out.append(False)
+        return out
 
 
 class ViewStore(ABC):
@@ -125,10 +148,21 @@ class _SQLiteTransaction(ViewTransaction):
 
 
 class SQLiteViewStore(ViewStore):
-    """Views in one SQLite file (WAL), or in memory for point-in-time answers (``:memory:``)."""
+    """Views in one SQLite file (WAL), or in memory for point-in-time answers (``:memory:``).
 
-    def __init__(self, path: str | Path = ":memory:", *, synchronous: str = "NORMAL"):
+    ``cache_mb`` is SQLite's page cache for this connection (``LEDGER_VIEW_CACHE_MB``): a
+    fixed amount of memory, whatever the size of the views.
+    """
+
+    def __init__(self, path: str | Path = ":memory:", *, synchronous: str = "NORMAL",
+                 cache_mb: int = DEFAULT_CACHE_MB):
+        if not isinstance(cache_mb, int) or cache_mb < 1:
+            raise ConfigurationError(
+                f"LEDGER_VIEW_CACHE_MB={cache_mb!r}: the view store's page cache must be a "
+                "whole number of MB, at least 1"
+            )
         self.path = str(path)
+        self.cache_mb = cache_mb
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -136,7 +170,8 @@ class SQLiteViewStore(ViewStore):
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute("PRAGMA cache_size=-200000")
+            self._db.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
             self._db.executescript(TRACKING_SCHEMA)
         except sqlite3.Error as exc:
             raise PersistenceError(f"cannot open the view store at {self.path}: {exc}") from exc
@@ -160,6 +195,39 @@ class SQLiteViewStore(ViewStore):
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._db.execute(sql, params).fetchall()
+
+    def adopt(self, sources: Sequence[str], groups: Sequence[Sequence[Any]]) -> None:
+        """Replace the views of the projections ``groups[i]`` by those in the SQLite file
+        ``sources[i]`` (built there by a runner), rows and tracking, in ONE transaction.
+
+        Each projection's tables are dropped and created afresh here, so the copy of each
+        table is into an empty one of the same schema (SQLite's fast transfer).
+        """
+        aliases = [f"rebuilt_{i}" for i in range(len(sources))]
+        attached: list[str] = []
+        try:
+            for alias, path in zip(aliases, sources, strict=True):
+                self._db.execute("ATTACH DATABASE ? AS " + alias, (path,))
+                attached.append(alias)
+            with self.transaction() as tx:
+                for alias, projections in zip(aliases, groups, strict=True):
+                    for p in projections:
+                        p.drop(tx)
+                        for table in ("tracking", "applied_events"):
+                            tx.execute(f"DELETE FROM main.{table} WHERE projection = ?",
+                                       (p.name,))
+                        p.create(tx)
+                        for table in (*p.tables, "tracking", "applied_events"):
+                            where = (" WHERE projection = ?"
+                                     if table in ("tracking", "applied_events") else "")
+                            tx.execute(f"INSERT INTO main.{table} SELECT * FROM "
+                                       f"{alias}.{table}{where}", (p.name,) if where else ())
+        except sqlite3.Error as exc:
+            raise PersistenceError(f"adopting rebuilt views into {self.path} failed: {exc}"
+                                   ) from exc
+        finally:
+            for alias in attached:
+                self._db.execute(f"DETACH DATABASE {alias}")
 
     def close(self) -> None:
         self._db.close()

@@ -60,6 +60,9 @@ class Settings:
     views_path: Path | None = None
     sqlite_synchronous: str = "FULL"
     request_deadline_days: int = 15
+    #: SQLite page cache of the view store, in MB (``LEDGER_VIEW_CACHE_MB``): a fixed part
+    #: of a projection process's memory, whatever the number of people.
+    view_cache_mb: int = 32
     kafka: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -167,5 +170,6 @@ class Settings:
             views_path=Path(views) if views else None,
             sqlite_synchronous=sync,
             request_deadline_days=integer("REQUEST_DEADLINE_DAYS", 15, 1),
+            view_cache_mb=integer("VIEW_CACHE_MB", 32, 1),
             kafka=kafka,
         )

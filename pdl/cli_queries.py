@@ -102,7 +102,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         total = service.ledger.log.count()
         with progress_bar() as bar:
             task = bar.add_task(f"rebuilding {args.name or 'all'}", total=total, rate="")
-            stats = service.rebuild(names, progress=lambda n: bar.advance(task, n))
+            stats = service.rebuild(names, progress=lambda n: bar.advance(task, n),
+                                    workers=args.workers)
         emit(args, {"rebuilt": names or projection_names(), "records": stats.records,
                     "applied": stats.applied, "bad": stats.bad},
              lambda: console.print(f"rebuilt {', '.join(names or projection_names())} "
@@ -416,6 +417,9 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p = add("rebuild", cmd_rebuild, "rebuild views from position zero (NAME or --all)")
     p.add_argument("name", nargs="?", help="the projection to rebuild")
     p.add_argument("--all", action="store_true", help="rebuild every projection")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="rebuild groups of projections in N processes, then swap the views "
+                        "in at once (SQLite log and views; default 1)")
     add("status", cmd_status, "each projection's position and lag behind the log")
 
     p = _query_options(add("subject", cmd_subject,

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Self
 
 from consumers import queries
-from consumers.projection import ProjectionRunner, RunStats
+from consumers.projection import REBUILD_BATCH_SIZE, ProjectionRunner, RunStats
 from consumers.registry import all_projections, open_views, select
 from consumers.replay import records_until, views_as_of
 from consumers.views import ViewStore
@@ -72,10 +72,13 @@ class QueryService:
             return self.runner().run(progress=progress)
 
     def rebuild(self, names: list[str] | None = None,
-                progress: Progress | None = None) -> RunStats:
-        """Drop the named projections' views (all if None) and replay the log from zero."""
+                progress: Progress | None = None, workers: int = 1) -> RunStats:
+        """Drop the named projections' views (all if None) and replay the log from zero
+        (in ``workers`` processes, see ``consumers.parallel``)."""
         with self.lock:
-            return self.runner(names).rebuild(progress=progress)
+            return self.runner(names).rebuild(progress=progress,
+                                              batch_size=max(BATCH_SIZE, REBUILD_BATCH_SIZE),
+                                              workers=workers)
 
     def status(self) -> list[dict[str, Any]]:
         with self.lock:

@@ -231,6 +231,10 @@ def test_project_status_and_rebuild(env: Settings, capsys: Capture) -> None:
     assert code == 0 and "holdings" in out["rebuilt"]
     code, out = run(capsys, "rebuild", "datamap", "--json")
     assert code == 0 and out["rebuilt"] == ["datamap"]
+    _, before = run(capsys, "findings", "--json")
+    code, out = run(capsys, "rebuild", "--all", "--workers", "2", "--json")
+    assert code == 0 and out["records"] > 0 and "findings" in out["rebuilt"]
+    assert run(capsys, "findings", "--json")[1] == before
     assert main(["rebuild", "nosuch"]) == 66
     assert main(["rebuild"]) == 2
 

@@ -1,0 +1,193 @@
+"""The view store: batched event-id dedupe, and its page-cache setting."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from eventkit import dump_views, log_events, random_events
+
+from consumers.parallel import ParallelRebuildError, can_rebuild_in_parallel, groups
+from consumers.projection import Item, Projection, ProjectionRunner
+from consumers.registry import all_projections, open_views
+from consumers.views import SQLiteViewStore, ViewTransaction
+from ledger.errors import ConfigurationError
+from ledger.persistence import LogRecord
+from ledger.settings import Settings
+from ledger.sqlite import SQLiteEventLog
+
+# --- first_time: one query and one executemany per batch ---------------------------------
+
+
+def test_first_time_marks_an_id_once_within_a_batch_and_across_batches() -> None:
+    store = SQLiteViewStore()
+    try:
+        with store.transaction() as tx:
+            assert tx.first_time("a", ["e1", "e2", "e1", "e3", "e2"]) == [
+                True, True, False, True, False]
+        with store.transaction() as tx:
+            assert tx.first_time("a", ["e3", "e4", "e4", "e1"]) == [False, True, False, False]
+            # another projection keeps its own account
+            assert tx.first_time("b", ["e1", "e1"]) == [True, False]
+            assert tx.first_time("a", []) == []
+    finally:
+        store.close()
+
+
+def test_first_time_rolled_back_with_its_transaction() -> None:
+    store = SQLiteViewStore()
+    try:
+        with pytest.raises(RuntimeError), store.transaction() as tx:
+            assert tx.first_time("a", ["e1"]) == [True]
+            raise RuntimeError("batch failed")
+        with store.transaction() as tx:
+            assert tx.first_time("a", ["e1"]) == [True]
+    finally:
+        store.close()
+
+
+def test_first_time_of_more_ids_than_one_query_takes() -> None:
+    store = SQLiteViewStore()
+    ids = [f"e{i}" for i in range(1234)]
+    try:
+        with store.transaction() as tx:
+            assert all(tx.first_time("a", ids[:700]))
+        with store.transaction() as tx:
+            assert tx.first_time("a", ids + ids[-5:]) == [False] * 700 + [True] * 534 + [False] * 5
+    finally:
+        store.close()
+
+
+def _copies(records: list[LogRecord], partitions: int) -> list[LogRecord]:
+    """Each record also on other partitions (as Kafka carries an event about no one, or a
+    retried publish), at offsets of their own, sorted as a consumer hands them over."""
+    out = []
+    for partition in range(partitions):
+        out.extend(dataclasses.replace(r, partition=partition) for r in records)
+    out.sort(key=lambda r: (r.partition, r.offset))
+    return out
+
+
+@pytest.mark.parametrize("batch_size", [7, 10_000])
+def test_an_event_on_several_partitions_is_applied_once(tmp_path: Path, batch_size: int) -> None:
+    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+    log_events(log, random_events(seed=5, n=300))
+    records = list(log.read())
+    once = SQLiteViewStore()
+    thrice = SQLiteViewStore()
+    try:
+        ProjectionRunner(log, once, all_projections()).rebuild()
+        runner = ProjectionRunner(log, thrice, all_projections(), dedupe=True)
+        copies = _copies(records, 3)
+        duplicates = 0
+        for start in range(0, len(copies), batch_size):
+            duplicates += runner.process(copies[start : start + batch_size]).duplicates
+        assert dump_views(thrice, all_projections()) == dump_views(once, all_projections())
+        # every projection skipped the two extra copies of each event it wants
+        wanted = sum(1 for p in all_projections() for r in records
+                     if not p.topics or r.event_type in p.topics)
+        assert duplicates == 2 * wanted
+        # a redelivery of everything changes nothing
+        assert runner.process(copies).applied == 0
+        assert dump_views(thrice, all_projections()) == dump_views(once, all_projections())
+    finally:
+        log.close()
+        once.close()
+        thrice.close()
+
+
+# --- the page cache setting ----------------------------------------------------------------
+
+
+def test_view_cache_setting_defaults_and_reaches_the_store(tmp_path: Path) -> None:
+    assert Settings.from_env({}).view_cache_mb == 32
+    settings = Settings.from_env({"LEDGER_VIEW_CACHE_MB": "8",
+                                  "LEDGER_VIEWS_PATH": str(tmp_path / "v.db")})
+    assert settings.view_cache_mb == 8
+    store = open_views(settings)
+    try:
+        assert store.query("PRAGMA cache_size") == [(-8 * 1024,)]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("lots", "LEDGER_VIEW_CACHE_MB='lots' is not a whole number"),
+    ("0", "LEDGER_VIEW_CACHE_MB=0 must be at least 1"),
+])
+def test_view_cache_setting_errors_name_the_key(raw: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
+        Settings.from_env({"LEDGER_VIEW_CACHE_MB": raw})
+
+
+def test_view_store_refuses_a_cache_below_one_mb() -> None:
+    with pytest.raises(ConfigurationError, match="LEDGER_VIEW_CACHE_MB"):
+        SQLiteViewStore(cache_mb=0)
+
+
+# --- parallel rebuild ------------------------------------------------------------------------
+
+
+class _Boom(Projection):
+    """Fails on its second batch."""
+
+    name = "boom"
+    calls = 0
+
+    def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("injected failure in a rebuild worker")
+
+
+def test_parallel_rebuild_equals_a_rebuild_in_one_process(tmp_path: Path) -> None:
+    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+    log_events(log, random_events(seed=6, n=500))
+    serial = SQLiteViewStore(tmp_path / "serial.db")
+    parallel = SQLiteViewStore(tmp_path / "parallel.db")
+    try:
+        ProjectionRunner(log, serial, all_projections(), batch_size=40).rebuild()
+        runner = ProjectionRunner(log, parallel, all_projections(), batch_size=40)
+        runner.run()  # views to replace
+        assert can_rebuild_in_parallel(runner)
+        seen: list[int] = []
+        stats = runner.rebuild(workers=2, progress=seen.append)
+        assert stats.records == 500 and sum(seen) == 500
+        assert dump_views(parallel, all_projections()) == dump_views(serial, all_projections())
+        assert runner.positions() == ProjectionRunner(log, serial, all_projections()).positions()
+        assert not Path(str(tmp_path / "parallel.db") + ".rebuild").exists()
+        runner.run()  # and it carries on from there
+        assert dump_views(parallel, all_projections()) == dump_views(serial, all_projections())
+    finally:
+        log.close()
+        serial.close()
+        parallel.close()
+
+
+def test_a_failed_parallel_rebuild_leaves_the_views_as_they_were(tmp_path: Path) -> None:
+    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+    log_events(log, random_events(seed=7, n=200))
+    store = SQLiteViewStore(tmp_path / "views.db")
+    try:
+        ProjectionRunner(log, store, all_projections()).run()
+        before = dump_views(store, all_projections())
+        positions = ProjectionRunner(log, store, all_projections()).positions()
+        runner = ProjectionRunner(log, store, [*all_projections(), _Boom()], batch_size=50)
+        with pytest.raises(ParallelRebuildError, match="injected failure"):
+            runner.rebuild(workers=2)
+        assert dump_views(store, all_projections()) == before
+        assert ProjectionRunner(log, store, all_projections()).positions() == positions
+    finally:
+        log.close()
+        store.close()
+
+
+def test_projections_split_by_cost() -> None:
+    parts = groups(all_projections(), 2)
+    assert sorted(p.name for part in parts for p in part) == sorted(
+        p.name for p in all_projections())
+    assert len(parts) == 2
+    assert [p.name for p in groups(all_projections(), 1)[0]] == [
+        p.name for p in all_projections()]
