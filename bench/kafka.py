@@ -24,7 +24,8 @@ in this order, against the same broker:
 - raw consume: a ``KafkaConsumer`` (no group, every partition assigned, from the beginning,
   ``read_committed``, the ledger reader's fetch sizes) reads the ledger topic of this repeat
   and ``json.loads`` each value;
-- rebuild: ``ProjectionRunner(KafkaEventLog, SQLiteViewStore(file), all_projections()).run()``
+- rebuild: ``ProjectionRunner(KafkaEventLog, SQLiteViewStore(file), all_projections(),
+  batch_size=REBUILD_BATCH_SIZE).run()`` (as `pdl rebuild`)
   over that topic into an empty view store: the full rebuild of every view;
 - group consumer: ``KafkaGroupConsumer`` (one member of a fresh group) doing the same, timed
   from ``run`` until its last record is applied (the group join is included). Its views
@@ -83,7 +84,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from consumers.consume import KafkaGroupConsumer
-from consumers.projection import Projection, ProjectionRunner, RunStats
+from consumers.projection import REBUILD_BATCH_SIZE, Projection, ProjectionRunner, RunStats
 from consumers.registry import all_projections
 from consumers.views import SQLiteViewStore
 from ledger.application import Ledger, Sealing
@@ -401,7 +402,8 @@ class Bench:
         store = SQLiteViewStore(path)
         try:
             projections = all_projections()
-            runner = ProjectionRunner(log, store, projections, batch_size=BATCH)
+            # as `pdl rebuild` does: transactions of REBUILD_BATCH_SIZE records
+            runner = ProjectionRunner(log, store, projections, batch_size=REBUILD_BATCH_SIZE)
             with Stopwatch(self.broker) as watch:
                 stats = runner.run()
             _check_stats("rebuild", stats, self.stored)

@@ -275,11 +275,23 @@ def main() -> int:
                         help="the smaller log of memory's second point (built if missing)")
     parser.add_argument("--scope-only", action="store_true",
                         help="only the breach-scope latency (e.g. on a 10M log)")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the memory slope, between --memory-events and --events "
+                             "(e.g. 1M and 10M: does memory level off with more people?)")
     parser.add_argument("--each", action="store_true",
                         help="also rebuild each projection alone (where the time goes)")
     args = parser.parse_args()
 
     main_dir = args.out / f"log-{args.events}"
+    if args.memory_only:
+        log_path = ensure_log(main_dir, args.events, args.seed)
+        log = SQLiteEventLog(log_path)
+        people = len({r.subject for r in log.read() if r.subject})
+        log.close()
+        small = ensure_log(args.out / f"log-{args.memory_events}", args.memory_events, args.seed)
+        memory_slope(log_path, main_dir / f"views-{os.getpid()}.db", args.batch_size, people,
+                     small)
+        return 0
     if not args.scope_only:
         replay_and_rebuild(args, main_dir)
     if args.skip_scope:
