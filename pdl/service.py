@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Self
 
 from consumers import queries
-from consumers.projection import REBUILD_BATCH_SIZE, ProjectionRunner, RunStats
+from consumers.projection import ProjectionRunner, RunStats
 from consumers.registry import all_projections, open_views, select
 from consumers.replay import records_until, views_as_of
 from consumers.views import ViewStore
@@ -77,7 +77,7 @@ class QueryService:
         (in ``workers`` processes, see ``consumers.parallel``)."""
         with self.lock:
             return self.runner(names).rebuild(progress=progress,
-                                              batch_size=max(BATCH_SIZE, REBUILD_BATCH_SIZE),
+                                              batch_size=self.ledger.settings.rebuild_batch,
                                               workers=workers)
 
     def status(self) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import pytest
 from eventkit import dump_views, log_events, random_events
 
 from consumers.parallel import ParallelRebuildError, can_rebuild_in_parallel, groups
-from consumers.projection import Item, Projection, ProjectionRunner
+from consumers.projection import REBUILD_BATCH_SIZE, Item, Projection, ProjectionRunner
 from consumers.registry import all_projections, open_views
 from consumers.views import SQLiteViewStore, ViewTransaction
 from ledger.errors import ConfigurationError
@@ -120,6 +120,13 @@ def test_view_cache_setting_defaults_and_reaches_the_store(tmp_path: Path) -> No
 def test_view_cache_setting_errors_name_the_key(raw: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
         Settings.from_env({"LEDGER_VIEW_CACHE_MB": raw})
+
+
+def test_rebuild_batch_setting_defaults_and_errors_name_the_key() -> None:
+    assert Settings.from_env({}).rebuild_batch == REBUILD_BATCH_SIZE
+    assert Settings.from_env({"LEDGER_REBUILD_BATCH": "5000"}).rebuild_batch == 5000
+    with pytest.raises(ConfigurationError, match="LEDGER_REBUILD_BATCH=0 must be at least 1"):
+        Settings.from_env({"LEDGER_REBUILD_BATCH": "0"})
 
 
 def test_view_store_refuses_a_cache_below_one_mb() -> None:
