@@ -425,9 +425,10 @@ def scope(
     if more:
         chosen = chosen[:limit]
     listed: list[AffectedPerson] = []
+    names = sorted(hit.per_store)
     for p in chosen:
         union = people[p]
-        where = tuple(name for name in sorted(hit.per_store) if p in hit.per_store[name])
+        where = tuple(name for name in names if p in hit.per_store[name])
         reason = _UNREACHABLE.get(hit.unreachable.get(p, 0))
         listed.append(AffectedPerson(
             p, categories_of(union), categories_of(union & SENSITIVE_MASK), where,
