@@ -25,8 +25,12 @@ in this order, against the same broker:
   ``read_committed``, the ledger reader's fetch sizes) reads the ledger topic of this repeat
   and ``json.loads`` each value;
 - rebuild: ``ProjectionRunner(KafkaEventLog, SQLiteViewStore(file), all_projections(),
-  batch_size=REBUILD_BATCH_SIZE).run()`` (as `pdl rebuild`)
+  batch_size=REBUILD_BATCH_SIZE).rebuild()`` (as `pdl rebuild --all`)
   over that topic into an empty view store: the full rebuild of every view;
+- rebuild, 2 workers: the same with ``rebuild(workers=2)`` (as `pdl rebuild --all
+  --workers 2`): two processes, each reading the whole topic and rebuilding half of the
+  projections (by cost) into a file of its own, swapped in at the end. Its views must have
+  as many rows per table as the one-process rebuild's (checked like the group's);
 - group consumer: ``KafkaGroupConsumer`` (one member of a fresh group) doing the same, timed
   from ``run`` until its last record is applied (the group join is included). Its views
   must have as many rows per table as the rebuild's; if not, the difference is printed and
@@ -103,7 +107,7 @@ SEED = 42
 WORKERS = 2
 #: Minimum ratios (ledger side / raw side).
 TARGETS = {"ledger/raw send": 0.7, f"ledger {WORKERS} workers/raw send": 0.7,
-           "rebuild/raw consume": 0.5}
+           "rebuild/raw consume": 0.5, f"rebuild {WORKERS} workers/raw consume": 0.5}
 #: The bench's own broker: its own state and ports, never the test broker's (19092).
 BENCH_BROKER_ENV = {
     "LEDGER_KAFKA_DEV_DIR": "/tmp/pdl-bench-kafka",
@@ -396,16 +400,16 @@ class Bench:
 
     # --- (d) projecting -----------------------------------------------------------------
 
-    def rebuild(self, topic: str) -> tuple[Stopwatch, dict[str, int]]:
+    def rebuild(self, topic: str, workers: int = 1) -> tuple[Stopwatch, dict[str, int]]:
         log = self.open_log(topic)
         path = Path(tempfile.mkstemp(prefix="views-", suffix=".db", dir=self.workdir)[1])
         store = SQLiteViewStore(path)
         try:
             projections = all_projections()
-            # as `pdl rebuild` does: transactions of REBUILD_BATCH_SIZE records
+            # as `pdl rebuild [--workers N]` does: transactions of REBUILD_BATCH_SIZE records
             runner = ProjectionRunner(log, store, projections, batch_size=REBUILD_BATCH_SIZE)
             with Stopwatch(self.broker) as watch:
-                stats = runner.run()
+                stats = runner.rebuild(workers=workers)
             _check_stats("rebuild", stats, self.stored)
             return watch, view_rows(store, projections)
         finally:
@@ -560,7 +564,7 @@ def _say_step(r: int, repeat: int, n: int, name: str) -> None:
 
 def benchmark(bootstrap: str | None, n: int, repeat: int) -> dict[str, Any]:
     names = ["raw send", "raw send + headers", "ledger", f"ledger, {WORKERS} workers",
-             "raw consume", "rebuild", "group consumer"]
+             "raw consume", "rebuild", f"rebuild, {WORKERS} workers", "group consumer"]
     times: dict[str, list[Stopwatch]] = {name: [] for name in names}
     views: dict[str, int] = {}
     mismatches: list[dict[str, Any]] = []
@@ -586,6 +590,15 @@ def benchmark(bootstrap: str | None, n: int, repeat: int) -> dict[str, Any]:
             step("rebuild")
             watch, rebuilt = bench.rebuild(topic)
             times["rebuild"].append(watch)
+            step(f"rebuild, {WORKERS} workers")
+            watch, parallel = bench.rebuild(topic, workers=WORKERS)
+            times[f"rebuild, {WORKERS} workers"].append(watch)
+            if parallel != rebuilt:
+                console.print(f"[red]repeat {r}: the {WORKERS}-worker rebuild's views differ "
+                              f"from the one-process rebuild's[/]: {escape(str(parallel))}")
+                mismatches.append({"repeat": r, "tables": {
+                    t: [rebuilt.get(t), parallel.get(t)] for t in {*rebuilt, *parallel}
+                    if rebuilt.get(t) != parallel.get(t)}})
             step("group consumer")
             watch, grouped = bench.group_consume(topic)
             times["group consumer"].append(watch)
@@ -602,6 +615,7 @@ def benchmark(bootstrap: str | None, n: int, repeat: int) -> dict[str, Any]:
         f"ledger {WORKERS} workers/raw send": (f"ledger, {WORKERS} workers", "raw send"),
         "ledger/raw send + headers": ("ledger", "raw send + headers"),
         "rebuild/raw consume": ("rebuild", "raw consume"),
+        f"rebuild {WORKERS} workers/raw consume": (f"rebuild, {WORKERS} workers", "raw consume"),
         "group consumer/raw consume": ("group consumer", "raw consume"),
     }
     # Wall clock: records/s over records/s. CPU: the same ratio in this process's CPU time
@@ -664,8 +678,8 @@ def render(report: dict[str, Any]) -> None:
     out.print(ratios)
     for mismatch in report["view_mismatches"]:
         out.print(f"[red]check failed[/]: in repeat {mismatch['repeat']} the group consumer "
-                  "ended with other view rows than the rebuild of the same topic "
-                  + escape(f"(table: [rebuild, group]): {mismatch['tables']}"))
+                  "or the parallel rebuild ended with other view rows than the rebuild of the "
+                  "same topic " + escape(f"(table: [rebuild, other]): {mismatch['tables']}"))
     load = report["load_average"]
     out.print(f"load average at the end (1/5/15 min): {load[0]:.2f} / {load[1]:.2f} / "
               f"{load[2]:.2f} on {m['nproc']} CPU(s); the broker shares them. Wall-clock "

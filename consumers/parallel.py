@@ -10,13 +10,16 @@ a table into an empty one of the same schema page by page), and copies their tra
 rows: readers see the old views until that commit and the new ones after it, and a rebuild
 killed before it leaves the old views and positions as they were, to be rebuilt again.
 
-Only a file-backed SQLite view store and a SQLite log can be rebuilt this way (the workers
-open both again); anything else is rebuilt by ``ProjectionRunner.rebuild`` in this process.
+Only a file-backed SQLite view store can be rebuilt this way, from a log that can be opened
+again in another process (``EventLog.reopener``: the SQLite log by its file, Kafka by its
+topic; each worker then reads every partition itself, to the end the log has when it
+starts); anything else is rebuilt by ``ProjectionRunner.rebuild`` in this process. Each
+projection's tracking row comes from its own worker, so a projection whose worker read a
+little further (events appended meanwhile) simply has a later position.
 """
 
 from __future__ import annotations
 
-import functools
 import multiprocessing
 import queue as queue_module
 import shutil
@@ -35,7 +38,6 @@ from consumers.projection import (
 from consumers.views import SQLiteViewStore
 from ledger.errors import LedgerError
 from ledger.persistence import EventLog
-from ledger.sqlite import SQLiteEventLog
 
 
 class ParallelRebuildError(LedgerError):
@@ -56,9 +58,7 @@ def groups(projections: Sequence[Projection], workers: int) -> list[list[Project
 
 
 def _opener(log: EventLog) -> Callable[[], EventLog] | None:
-    if isinstance(log, SQLiteEventLog):
-        return functools.partial(SQLiteEventLog, log.path)
-    return None
+    return log.reopener()
 
 
 def can_rebuild_in_parallel(runner: ProjectionRunner) -> bool:

@@ -12,11 +12,12 @@ Invariants kept here:
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -188,6 +189,7 @@ class KafkaEventLog(EventLog):
                 "refused for lack of in-sync replicas"
             )
         self.bootstrap = ",".join(servers)
+        self._security = dict(security or {})
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
         self.group_id = group_id
@@ -236,6 +238,16 @@ class KafkaEventLog(EventLog):
             transactional_id=k.get("transactional_id"),
             request_timeout_ms=int(k.get("request_timeout_ms") or 30000),
             security={key: k.get(key) for key in SECURITY_KEYS},
+        )
+
+    def reopener(self) -> Callable[[], KafkaEventLog]:
+        """Opens the same topic again, with connections of its own (for another process)."""
+        return functools.partial(
+            KafkaEventLog, self.bootstrap, self.topic,
+            dead_letter_topic=self.dead_letter_topic, group_id=self.group_id,
+            partitions=self._partitions, replication_factor=self._replication_factor,
+            min_insync_replicas=self._min_insync_replicas,
+            request_timeout_ms=self._timeout_ms, security=self._security,
         )
 
     @property

@@ -8,7 +8,7 @@ read}``; reading "after" a position yields every later record. Offsets are never
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
@@ -94,6 +94,11 @@ class EventLog(ABC):
     @abstractmethod
     def log_id(self) -> str:
         """Identifies this log (file or topic), so a view never mixes positions of two logs."""
+
+    def reopener(self) -> Callable[[], EventLog] | None:
+        """A picklable callable that opens this same log again (in another process), or
+        None where that is not possible: what a parallel rebuild's workers read."""
+        return None
 
     def count(self) -> int:
         """Number of records in the log (approximate for Kafka: offsets, not events)."""

@@ -15,10 +15,11 @@ Invariants kept here:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -90,6 +91,9 @@ class SQLiteEventLog(EventLog):
 
     def close(self) -> None:
         self._db.close()
+
+    def reopener(self) -> Callable[[], SQLiteEventLog]:
+        return functools.partial(SQLiteEventLog, self.path)
 
     # --- writing ----------------------------------------------------------------------
 

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from eventkit import dump_views, log_events, random_events
 
 from consumers.parallel import ParallelRebuildError, can_rebuild_in_parallel, groups
-from consumers.projection import REBUILD_BATCH_SIZE, Item, Projection, ProjectionRunner
+from consumers.projection import (
+    REBUILD_BATCH_SIZE,
+    BadRecord,
+    Item,
+    Projection,
+    ProjectionRunner,
+)
 from consumers.registry import all_projections, open_views
 from consumers.views import SQLiteViewStore, ViewTransaction
 from ledger.errors import ConfigurationError
-from ledger.persistence import LogRecord
+from ledger.persistence import EventLog, LogRecord, NewRecord
 from ledger.settings import Settings
 from ledger.sqlite import SQLiteEventLog
+from schemas.events import DataUsed
 
 # --- first_time: one query and one executemany per batch ---------------------------------
 
@@ -149,26 +156,31 @@ class _Boom(Projection):
             raise RuntimeError("injected failure in a rebuild worker")
 
 
-def test_parallel_rebuild_equals_a_rebuild_in_one_process(tmp_path: Path) -> None:
-    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+def test_parallel_rebuild_equals_a_rebuild_in_one_process(
+        tmp_path: Path, make_log: Callable[[], EventLog]) -> None:
+    # On every backend: Kafka workers each open the topic again and read every partition.
+    log = make_log()
     log_events(log, random_events(seed=6, n=500))
     serial = SQLiteViewStore(tmp_path / "serial.db")
     parallel = SQLiteViewStore(tmp_path / "parallel.db")
     try:
-        ProjectionRunner(log, serial, all_projections(), batch_size=40).rebuild()
+        serial_stats = ProjectionRunner(log, serial, all_projections(), batch_size=40).rebuild()
         runner = ProjectionRunner(log, parallel, all_projections(), batch_size=40)
         runner.run()  # views to replace
         assert can_rebuild_in_parallel(runner)
         seen: list[int] = []
         stats = runner.rebuild(workers=2, progress=seen.append)
-        assert stats.records == 500 and sum(seen) == 500
+        assert stats.records == serial_stats.records >= 500
+        assert sum(seen) == stats.records
+        assert stats.applied == serial_stats.applied
         assert dump_views(parallel, all_projections()) == dump_views(serial, all_projections())
         assert runner.positions() == ProjectionRunner(log, serial, all_projections()).positions()
         assert not Path(str(tmp_path / "parallel.db") + ".rebuild").exists()
+        log_events(log, random_events(seed=16, n=60))
         runner.run()  # and it carries on from there
+        ProjectionRunner(log, serial, all_projections()).run()
         assert dump_views(parallel, all_projections()) == dump_views(serial, all_projections())
     finally:
-        log.close()
         serial.close()
         parallel.close()
 
@@ -198,3 +210,42 @@ def test_projections_split_by_cost() -> None:
     assert len(parts) == 2
     assert [p.name for p in groups(all_projections(), 1)[0]] == [
         p.name for p in all_projections()]
+
+
+# --- decoding only what is wanted -----------------------------------------------------------
+
+
+def test_a_runner_decodes_only_the_types_its_projections_want(tmp_path: Path) -> None:
+    """On the SQLite log (whose type column the ledger wrote from the validated event) a
+    record of a type no projection of the runner wants is not decoded at all."""
+    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+    log_events(log, random_events(seed=8, n=120))
+    # a record that does not decode, of a type the disclosure register does not read
+    log.append([NewRecord("not-json-1", DataUsed.TYPE, None, b"\x00 not json")])
+    store = SQLiteViewStore(tmp_path / "views.db")
+    try:
+        disclosures = [p for p in all_projections() if p.name == "disclosures"]
+        runner = ProjectionRunner(log, store, disclosures)
+        assert runner.types is not None and DataUsed.TYPE not in runner.types
+        stats = runner.run()
+        assert stats.records == 121 and stats.bad == 0
+        # a runner whose projections read data.used decodes it, and refuses it
+        with pytest.raises(BadRecord, match="does not decode"):
+            ProjectionRunner(log, store, all_projections()).run()
+    finally:
+        log.close()
+        store.close()
+
+
+def test_a_kafka_runner_decodes_every_record(make_log: Callable[[], EventLog],
+                                             tmp_path: Path) -> None:
+    """A Kafka record's type header is its producer's word: every record is decoded there
+    (a malformed one must reach the dead-letter handler); SQLite filters by type."""
+    log = make_log()
+    disclosures = [p for p in all_projections() if p.name == "disclosures"]
+    store = SQLiteViewStore(tmp_path / "views.db")
+    try:
+        runner = ProjectionRunner(log, store, disclosures)
+        assert (runner.types is None) == (log.name == "kafka")
+    finally:
+        store.close()
