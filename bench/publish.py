@@ -16,7 +16,12 @@ a fresh temporary directory:
   ``StoredEvent``s holding the same bytes, in batches of 1000: what the library's own
   recorder costs, for reference;
 - single: one event per durable commit, for the first 2000 events: a raw one-row INSERT per
-  commit against ``Ledger.publish([event])`` with the event as a decoded JSON object.
+  commit against ``Ledger.publish([event])`` with the event as a decoded JSON object, one
+  call after the other (the target's measure);
+- single, 8 threads: the same 2000 ``Ledger.publish([event])`` calls from 8 threads at once,
+  as a service answering concurrent requests would make them: each call still returns once
+  its event is durable, but calls that arrive while an append is in flight share the next
+  one (``GroupCommit``). Reported against the same raw loop, with the events per append.
 
 Figures are medians over the repeats, in events per second, with the ratios to raw.
 ``--rss`` instead publishes a file of N events with ``pdl publish`` in a child process and
@@ -56,6 +61,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout: import this ch
 BATCH = 1000
 SINGLE = 2000
 SINGLE_BLOCK = 100
+THREADS = 8  # publishing threads of the group-commit row
 RSS_BUDGET_MB = 300
 TARGETS = {"ledger": 0.3, "single": 0.8}  # minimum ratio to raw
 AIM = {"ledger": 0.4}
@@ -103,6 +109,7 @@ class Stopwatch:
 
     def __init__(self) -> None:
         self.wall = self.cpu = 0.0
+        self.groups = 0  # appends made (group-commit row)
 
     @staticmethod
     def _cpu() -> float:
@@ -209,6 +216,36 @@ def run_single(pairs: Sequence[tuple[tuple[str, bytes], dict[str, Any]]],
     return raw, spent
 
 
+def run_single_threads(objects: Sequence[dict[str, Any]], workdir: Path,
+                       threads: int = THREADS) -> Stopwatch:
+    """``threads`` threads each calling ``Ledger.publish([event])`` for their share of the
+    events, one durable publish per call: concurrent callers share a commit (group commit)."""
+    import threading
+
+    errors: list[BaseException] = []
+    with _ledger(workdir) as ledger:
+        shares = [objects[k::threads] for k in range(threads)]
+
+        def publish(share: Sequence[dict[str, Any]]) -> None:
+            try:
+                for obj in share:
+                    ledger.publish([obj])
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=publish, args=(share,)) for share in shares]
+        with Stopwatch() as watch:
+            for t in workers:
+                t.start()
+            for t in workers:
+                t.join()
+        if errors:
+            raise errors[0]
+        assert ledger.log.count() == len(objects)
+        watch.groups = ledger.commits.appends
+    return watch
+
+
 # --- running ----------------------------------------------------------------------------
 
 
@@ -259,6 +296,8 @@ def benchmark(n: int, repeat: int) -> dict[str, Any]:
     # disk or the machine does not land on one contender only.
     times: dict[str, list[Stopwatch]] = {name: [] for name, *_ in contenders}
     times["raw single"], times["ledger single"] = [], []
+    threaded = f"ledger single, {THREADS} threads"
+    times[threaded] = []
     pairs = list(zip(rows[:single], objects[:single], strict=True))
     for r in range(repeat):
         for name, run, data, count in contenders:
@@ -270,8 +309,10 @@ def benchmark(n: int, repeat: int) -> dict[str, Any]:
             raw_watch, ledger_watch = run_single(pairs, Path(tmp))
         times["raw single"].append(raw_watch)
         times["ledger single"].append(ledger_watch)
+        console.print(f"repeat {r + 1}/{repeat}: {threaded}, {single:,} events ...")
+        times[threaded].append(once(run_single_threads, objects[:single]))
     counts = {name: count for name, _, _, count in contenders}
-    counts["raw single"] = counts["ledger single"] = single
+    counts["raw single"] = counts["ledger single"] = counts[threaded] = single
     results: dict[str, Any] = {}
     for name, watches in times.items():
         wall, cpu = [w.wall for w in watches], [w.cpu for w in watches]
@@ -283,7 +324,10 @@ def benchmark(n: int, repeat: int) -> dict[str, Any]:
         "ledger/raw": results["ledger"]["events_per_s"] / raw,
         "eventsourcing/raw": results["eventsourcing"]["events_per_s"] / raw,
         "single ledger/raw": results["ledger single"]["events_per_s"] / raw_single,
+        f"single, {THREADS} threads/raw": results[threaded]["events_per_s"] / raw_single,
     }
+    results[threaded]["events_per_append"] = single / statistics.median(
+        w.groups for w in times[threaded])
     if workers:
         ratios[f"ledger {workers} workers/raw"] = (
             results[f"ledger, {workers} workers"]["events_per_s"] / raw)
@@ -321,6 +365,9 @@ def render(report: dict[str, Any]) -> None:
                       f"{min(r['seconds']):.3f}-{max(r['seconds']):.3f}",
                       f"{r['cpu_us_per_event']:.1f}")
     out.print(table)
+    for name, r in report["results"].items():
+        if "events_per_append" in r:
+            out.print(f"{name}: {r['events_per_append']:.1f} events per append (group commit)")
     ratios = Table(title="ratios")
     for col in ("ratio", "value", "target", "verdict"):
         ratios.add_column(col)

@@ -13,14 +13,17 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -62,6 +65,21 @@ class Pseudonymiser:
         return [(cached(s) or self(s)) if s else None for s in subject_ids]
 
 
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+def _locked(method: Callable[Concatenate[Any, _P], _T]) -> Callable[Concatenate[Any, _P], _T]:
+    """Run the method holding its object's ``_lock`` (one connection, many threads)."""
+
+    def locked(self: Any, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    functools.update_wrapper(locked, method)
+    return locked
+
+
 class SQLiteKeyVault:
     """Per-person data keys, wrapped by the master key, in their own SQLite file.
 
@@ -75,6 +93,7 @@ class SQLiteKeyVault:
         self._wrap = AESGCM(_derive(master_key, b"pdl key-wrap v1"))
         self._check = _derive(master_key, b"pdl key-check v1")
         self._cache: dict[str, AESGCM] = {}
+        self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30,
                                        check_same_thread=False)
@@ -116,6 +135,7 @@ class SQLiteKeyVault:
             raise SealingError(f"the data key of {pseudonym} does not unwrap") from None
         return AESGCM(key)
 
+    @_locked
     def keys_for(self, pseudonyms: Iterable[str], create: bool = True) -> dict[str, AESGCM]:
         """Data keys of these people, creating missing ones in one transaction.
 
@@ -163,6 +183,7 @@ class SQLiteKeyVault:
                     self._cache[p] = self._unwrap(p, wrapped)
         return {p: self._cache[p] for p in pseudonyms if p in self._cache}
 
+    @_locked
     def state(self, pseudonym: str) -> str:
         """``active``, ``destroyed`` or ``unknown``."""
         row = self._db.execute(
@@ -170,6 +191,7 @@ class SQLiteKeyVault:
         ).fetchone()
         return "unknown" if row is None else ("destroyed" if row[0] else "active")
 
+    @_locked
     def destroy(self, pseudonym: str) -> bool:
         """Destroy a person's data key for good. Returns False if there was none to destroy."""
         self._cache.pop(pseudonym, None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -75,6 +76,9 @@ class SQLiteEventLog(EventLog):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._cached_head: tuple[int, float, bytes] | None = None
+        # One connection, shared by the threads of a process: a write transaction and the
+        # statements of other threads must not interleave on it.
+        self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, timeout=timeout, check_same_thread=False
@@ -121,6 +125,11 @@ class SQLiteEventLog(EventLog):
         """Append; return the first new position, the ids already stored (with their
         positions) and the ids stored now (with their index in ``records``), in order."""
         check_batch(records)
+        with self._lock:
+            return self._write_locked(records)
+
+    def _write_locked(self, records: Sequence[NewRecord]
+                      ) -> tuple[int, dict[str, int], dict[str, int]]:
         try:
             if len(records) == 1 and self._cached_head is not None:
                 done = self._append_one(records[0])
@@ -243,6 +252,10 @@ class SQLiteEventLog(EventLog):
     # --- reading ----------------------------------------------------------------------
 
     def _last_position(self, until: datetime | None = None) -> int:
+        with self._lock:
+            return self._last_position_locked(until)
+
+    def _last_position_locked(self, until: datetime | None) -> int:
         row = self._db.execute("SELECT max(position) FROM events").fetchone()
         hi = row[0] or 0
         if until is None or hi == 0:
@@ -281,11 +294,12 @@ class SQLiteEventLog(EventLog):
         cursor = start
         while cursor < end and remaining != 0:
             page = PAGE if remaining < 0 else min(PAGE, remaining)
-            rows = self._db.execute(
-                "SELECT position, event_id, event_type, subject, recorded_at, payload "
-                "FROM events WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
-                (cursor, end, page),
-            ).fetchall()
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT position, event_id, event_type, subject, recorded_at, payload "
+                    "FROM events WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
+                    (cursor, end, page),
+                ).fetchall()
             if not rows:
                 return
             for position, event_id, event_type, subject, recorded_at, payload in rows:
@@ -296,18 +310,30 @@ class SQLiteEventLog(EventLog):
                 remaining -= len(rows)
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
 
     # --- tamper evidence --------------------------------------------------------------
 
     def verify(self, progress: object = None) -> int:
         """Recompute the hash chain over the whole log; return the number of records checked.
 
-        Raises ``TamperedLogError`` naming the first position that does not verify.
+        Raises ``TamperedLogError`` naming the first position that does not verify. Reads
+        one snapshot through a connection of its own, so publishing goes on meanwhile and
+        a batch being appended is never half seen.
         """
+        snapshot = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        try:
+            snapshot.execute("BEGIN")  # a read transaction: one WAL snapshot throughout
+            return self._verify(snapshot, progress)
+        finally:
+            snapshot.close()
+
+    @staticmethod
+    def _verify(db: sqlite3.Connection, progress: object) -> int:
         hasher = hashlib.sha256(GENESIS)
         expected, checked, open_since = None, 0, None
-        for position, event_id, payload, chain in self._db.execute(
+        for position, event_id, payload, chain in db.execute(
             "SELECT position, event_id, payload, chain FROM events ORDER BY position"
         ):
             if expected is not None and position != expected:
