@@ -167,7 +167,7 @@ class _Waiting:
         self.results: list[AppendResult] = []
         self.error: BaseException | None = None
         self.done = False
-        self.woken = threading.Event()
+        self.woken: threading.Event | None = None  # made only by a caller that must wait
 
     def outcome(self) -> list[AppendResult]:
         if self.error is not None:
@@ -201,10 +201,12 @@ class GroupCommit:
     def append(self, records: Sequence[NewRecord]) -> list[AppendResult]:
         me = _Waiting(records)
         with self._lock:
-            self._queue.append(me)
             lead = not self._leading
             self._leading = True
-        if not lead:
+            if not lead:
+                me.woken = threading.Event()
+            self._queue.append(me)
+        if me.woken is not None:
             me.woken.wait()  # for my results, or for the lead
             if me.done:
                 return me.outcome()
@@ -230,9 +232,10 @@ class GroupCommit:
                 following = self._queue[0] if self._queue else None
                 self._leading = following is not None
             for w in group:
-                if w is not me:
+                if w.woken is not None:
                     w.woken.set()
             if following is not None:
+                assert following.woken is not None
                 following.woken.set()  # not done: it leads the next append
         return me.outcome()
 
