@@ -36,9 +36,6 @@ SCHEMA = (
         log_partition     INTEGER NOT NULL,
         log_offset        BIGINT NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS disclosures_recipient ON disclosures (recipient, time)",
-    "CREATE INDEX IF NOT EXISTS disclosures_subject ON disclosures (pseudonym, time)",
-    "CREATE INDEX IF NOT EXISTS disclosures_time ON disclosures (time)",
     """CREATE TABLE IF NOT EXISTS recipients (
         recipient          TEXT PRIMARY KEY,
         name               TEXT NOT NULL,
@@ -53,6 +50,12 @@ SCHEMA = (
     )""",
 )
 TABLES = ("disclosures", "recipients")
+# Read by the register's filters only; a rebuild creates them after its replay.
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS disclosures_recipient ON disclosures (recipient, time)",
+    "CREATE INDEX IF NOT EXISTS disclosures_subject ON disclosures (pseudonym, time)",
+    "CREATE INDEX IF NOT EXISTS disclosures_time ON disclosures (time)",
+)
 
 INSERT_DISCLOSURE = """
 INSERT INTO disclosures (event_id, pseudonym, recipient, recipient_kind, time, clause,
@@ -78,6 +81,7 @@ class DisclosureProjection(MaskedProjection):
     name = "disclosures"
     topics = frozenset({DataShared.TYPE, RecipientRegistered.TYPE})
     schema = SCHEMA
+    indexes = INDEXES
     tables = TABLES
     cost = 1.0
 

@@ -1070,8 +1070,8 @@ class FindingsProjection(Projection):
         #: soon costs no read and no JSON parse
         self.cache = WriteCache(self.name, capacity=SUBJECT_CACHE)
 
-    def create(self, tx: ViewTransaction) -> None:
-        super().create(tx)
+    def create(self, tx: ViewTransaction, *, indexes: bool = True) -> None:
+        super().create(tx, indexes=indexes)
         create_meta(tx, self.name)  # the row whose token guards the cache
 
     def drop(self, tx: ViewTransaction) -> None:

@@ -37,7 +37,8 @@ def views_as_of(
     try:
         runner = ProjectionRunner(log, store, list(projections or all_projections()),
                                   batch_size=batch_size)
-        stats = runner.run(until=until, progress=progress)
+        # a rebuild: the query indexes are made once, after the replay
+        stats = runner.rebuild(progress=progress, until=until)
     except BaseException:
         store.close()
         raise

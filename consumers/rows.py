@@ -130,8 +130,8 @@ def drop_meta(tx: ViewTransaction, projection: str) -> None:
 class MaskedProjection(Projection):
     """A projection whose views hold category masks: it records the taxonomy they use."""
 
-    def create(self, tx: ViewTransaction) -> None:
-        super().create(tx)
+    def create(self, tx: ViewTransaction, *, indexes: bool = True) -> None:
+        super().create(tx, indexes=indexes)
         create_meta(tx, self.name)
 
     def drop(self, tx: ViewTransaction) -> None:

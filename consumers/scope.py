@@ -83,15 +83,7 @@ SCHEMA = (
         method       TEXT NOT NULL,
         categories   BIGINT NOT NULL
     )""",
-    # Scope reads one range of each index per store; both cover the columns it needs.
-    """CREATE INDEX IF NOT EXISTS holdings_by_store
-        ON holdings (store, collected_at, pseudonym, categories)""",
-    # Ended segments are found by span class (see SPAN_BOUNDS): within one class a window
-    # reads only the segments erased between its start and its end plus the class's span.
-    "DROP INDEX IF EXISTS holdings_erased_by_store",
-    f"""CREATE INDEX IF NOT EXISTS holdings_erased_by_span
-        ON holdings_erased (store, ({SPAN_CLASS}), erased_at, collected_at, pseudonym,
-                            categories)""",
+    "DROP INDEX IF EXISTS holdings_erased_by_store",  # replaced by holdings_erased_by_span
     # Per person: closure, shredding, and in how many stores contact data is held now.
     """CREATE TABLE IF NOT EXISTS scope_people (
         pseudonym      TEXT PRIMARY KEY,
@@ -120,6 +112,17 @@ SCHEMA = (
     )""",
 )
 TABLES = ("holdings", "holdings_erased", "scope_people", "incidents", "incident_notices")
+# Read by the scope query only (never by ``apply``): a rebuild creates them after its replay.
+INDEXES = (
+    # Scope reads one range of each index per store; both cover the columns it needs.
+    """CREATE INDEX IF NOT EXISTS holdings_by_store
+        ON holdings (store, collected_at, pseudonym, categories)""",
+    # Ended segments are found by span class (see SPAN_BOUNDS): within one class a window
+    # reads only the segments erased between its start and its end plus the class's span.
+    f"""CREATE INDEX IF NOT EXISTS holdings_erased_by_span
+        ON holdings_erased (store, ({SPAN_CLASS}), erased_at, collected_at, pseudonym,
+                            categories)""",
+)
 
 # The ORDER BY steers the planner to the primary key (person, store) rather than to a
 # scan of the store's whole range of holdings_by_store.
@@ -282,6 +285,7 @@ class HoldingsProjection(MaskedProjection):
         IncidentReported.TYPE, IncidentSubjectNotified.TYPE, IncidentClosed.TYPE,
     })
     schema = SCHEMA
+    indexes = INDEXES
     tables = TABLES
     cost = 2.0
 

@@ -214,7 +214,7 @@ def test_pages_list_everyone_once_in_order_and_counts_stay_whole(views: ViewStor
 
 def test_ended_holdings_of_every_span_are_found_exactly(tmp_path: Any) -> None:
     """The span-class index bounds reads per class; no span may fall between classes."""
-    from consumers.scope import SCHEMA, SPAN_BOUNDS, exposed
+    from consumers.scope import INDEXES, SCHEMA, SPAN_BOUNDS, exposed
     from consumers.views import SQLiteViewStore
 
     rnd = random.Random(5)
@@ -229,7 +229,7 @@ def test_ended_holdings_of_every_span_are_found_exactly(tmp_path: Any) -> None:
     store = SQLiteViewStore(tmp_path / "spans.db")
     try:
         with store.transaction() as tx:
-            for statement in SCHEMA:
+            for statement in (*SCHEMA, *INDEXES):
                 tx.execute(statement)
             tx.executemany("INSERT INTO holdings_erased VALUES (?, ?, ?, ?, ?, ?)", rows)
         edges = [0, SPAN_BOUNDS[3], -SPAN_BOUNDS[6]] + [r[2] for r in rows[:20]] + [

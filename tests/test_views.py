@@ -249,3 +249,44 @@ def test_a_kafka_runner_decodes_every_record(make_log: Callable[[], EventLog],
         assert (runner.types is None) == (log.name == "kafka")
     finally:
         store.close()
+
+
+def _indexes(store: SQLiteViewStore) -> set[str]:
+    return {name for (name,) in store.query(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+
+
+def test_a_rebuild_makes_the_query_indexes_after_its_replay(tmp_path: Path) -> None:
+    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+    log_events(log, random_events(seed=9, n=300))
+    store = SQLiteViewStore(tmp_path / "views.db")
+    query_indexes = {"disclosures_recipient", "disclosures_subject", "disclosures_time",
+                     "holdings_by_store", "holdings_erased_by_span"}
+    try:
+        runner = ProjectionRunner(log, store, all_projections(), batch_size=50)
+        assert query_indexes <= _indexes(store)  # a new view has them from the start
+        seen: list[set[str]] = []
+
+        class Watch(Projection):
+            """Notes which indexes exist while the replay runs."""
+
+            name = "watch"
+
+            def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
+                seen.append(_indexes(store))
+
+        runner = ProjectionRunner(log, store, [*all_projections(), Watch()], batch_size=50)
+        runner.rebuild()
+        assert seen and all(not (query_indexes & during) for during in seen)
+        assert query_indexes <= _indexes(store)  # and after it, again
+
+        # a rebuild killed before its end leaves them out; the next runner puts them back
+        boom = _Boom()
+        with pytest.raises(RuntimeError, match="injected"):
+            ProjectionRunner(log, store, [*all_projections(), boom], batch_size=50).rebuild()
+        assert not query_indexes & _indexes(store)
+        ProjectionRunner(log, store, all_projections())
+        assert query_indexes <= _indexes(store)
+    finally:
+        log.close()
+        store.close()
