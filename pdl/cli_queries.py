@@ -419,7 +419,7 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p.add_argument("--all", action="store_true", help="rebuild every projection")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="rebuild groups of projections in N processes, then swap the views "
-                        "in at once (SQLite log and views; default 1)")
+                        "in at once (views in a SQLite file; either log backend; default 1)")
     add("status", cmd_status, "each projection's position and lag behind the log")
 
     p = _query_options(add("subject", cmd_subject,
