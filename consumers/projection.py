@@ -9,8 +9,11 @@ Rebuilding is: drop the projection's tables and tracking, create them afresh, re
 
 from __future__ import annotations
 
+import gc
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -103,6 +106,36 @@ class RunStats:
         self.duplicates += other.duplicates
 
 
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector off while projecting (process-wide; nests, threads).
+
+    Projecting keeps large live caches (people's states, held segments) and allocates
+    millions of short-lived objects; each full collection walks every one of them. Measured
+    on a 200k-event rebuild: 33 full and 430 middle collections, a third of the time.
+    Projections make almost no reference cycles (~900 objects in that run), so nothing
+    piles up: reference counting frees the rest, and collection resumes after the run.
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 #: Records per transaction of a rebuild: a person's events cluster in the log, so a big
 #: batch reads and writes each person's rows once for several of their events, and each
 #: commit copies fewer pages per record. The decoded batch is the memory it costs.
@@ -163,6 +196,12 @@ class ProjectionRunner:
         partitions: Iterable[int] | None = None,
     ) -> RunStats:
         """Catch up with the log as it is now (or as it stood at ``until``)."""
+        with paused_gc():
+            return self._run(until, progress, should_stop, partitions)
+
+    def _run(self, until: datetime | None, progress: Callable[[int], None] | None,
+             should_stop: Callable[[], bool] | None,
+             partitions: Iterable[int] | None) -> RunStats:
         positions = self.positions()
         stats = RunStats()
         batch: list[LogRecord] = []
@@ -192,7 +231,8 @@ class ProjectionRunner:
         """
         stats = RunStats()
         if records:
-            self._apply(list(records), stats)
+            with paused_gc():
+                self._apply(list(records), stats)
         return stats
 
     def _apply(self, batch: list[LogRecord], stats: RunStats) -> None:

@@ -290,3 +290,43 @@ def test_a_rebuild_makes_the_query_indexes_after_its_replay(tmp_path: Path) -> N
     finally:
         log.close()
         store.close()
+
+
+def test_projecting_pauses_the_cyclic_gc_and_restores_it(tmp_path: Path) -> None:
+    import gc
+
+    from consumers.projection import paused_gc
+
+    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+    log_events(log, random_events(seed=10, n=80))
+    store = SQLiteViewStore(tmp_path / "views.db")
+    states: list[bool] = []
+
+    class Probe(Projection):
+        name = "probe"
+
+        def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
+            states.append(gc.isenabled())
+
+    try:
+        assert gc.isenabled()
+        ProjectionRunner(log, store, [Probe()], batch_size=20).run()
+        assert states and not any(states) and gc.isenabled()
+        with paused_gc():  # nested pauses: enabled again only when the last one ends
+            with paused_gc():
+                assert not gc.isenabled()
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        with pytest.raises(RuntimeError, match="injected"), paused_gc():
+            raise RuntimeError("injected")
+        assert gc.isenabled()
+        gc.disable()  # a caller that had it off keeps it off
+        try:
+            with paused_gc():
+                pass
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        log.close()
+        store.close()
