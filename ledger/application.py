@@ -13,22 +13,21 @@ import os
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from schemas import Event, EventInvalid, decode, encode_sealed, parse_wire, parse_wire_lines
-from schemas.events import DataErased, LedgerQueried
-from schemas.taxonomy import ErasureMethod
-
 from ledger.errors import InvalidInput, NotFound, SubjectErased
 from ledger.persistence import AppendResult, EventLog, LogRecord, NewRecord, create_log
 from ledger.sealing import Pseudonymiser, Sealer, SQLiteKeyVault
 from ledger.settings import Settings
+from schemas import Event, EventInvalid, decode, encode_sealed, parse_wire, parse_wire_lines
+from schemas.events import DataErased, LedgerQueried
+from schemas.taxonomy import ErasureMethod
 
 LineError = tuple[int, str, str]  # (line number, field, reason)
 MAX_REPORTED_ERRORS = 100
@@ -222,7 +221,7 @@ class GroupCommit:
                 start += len(w.records)
             self.appends += 1
             self.records += len(merged)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the group
             for w in group:
                 w.error = exc
         finally:

@@ -144,10 +144,10 @@ def _queue_behind_a_leader(ledger: Ledger, log: GatedLog, events: list[dict[str,
     followers_done.start()
     # wait until every follower is queued behind the leader, then let the leader go
     for _ in range(3000):
-        if len(ledger.commits._queue) == followers:  # noqa: SLF001 - white-box wait
+        if len(ledger.commits._queue) == followers:  # white-box: wait for the queue
             break
         threading.Event().wait(0.01)
-    assert len(ledger.commits._queue) == followers  # noqa: SLF001
+    assert len(ledger.commits._queue) == followers
     log.release.set()
     leader.join(60)
     followers_done.join(60)
