@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from schemas import Event, decode
+
 from consumers.views import ViewStore, ViewTransaction
 from ledger.errors import LedgerError
 from ledger.persistence import EventLog, LogRecord, Position
-from schemas import Event, decode
 
 
 @dataclass(frozen=True, slots=True)

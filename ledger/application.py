@@ -21,13 +21,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from schemas import Event, EventInvalid, decode, encode_sealed, parse_wire, parse_wire_lines
+from schemas.events import DataErased, LedgerQueried
+from schemas.taxonomy import ErasureMethod
+
 from ledger.errors import InvalidInput, NotFound, SubjectErased
 from ledger.persistence import AppendResult, EventLog, LogRecord, NewRecord, create_log
 from ledger.sealing import Pseudonymiser, Sealer, SQLiteKeyVault
 from ledger.settings import Settings
-from schemas import Event, EventInvalid, decode, encode_sealed, parse_wire, parse_wire_lines
-from schemas.events import DataErased, LedgerQueried
-from schemas.taxonomy import ErasureMethod
 
 LineError = tuple[int, str, str]  # (line number, field, reason)
 MAX_REPORTED_ERRORS = 100
