@@ -86,6 +86,11 @@ class EventLog(ABC):
         (per partition). Stops at the end of the log as it is when called.
         """
 
+    def read_about(self, subject: str, *, until: datetime | None = None) -> Iterator[LogRecord]:
+        """The records of one person (``subject`` is the pseudonym), in log order, as
+        ``read`` would give them. Backends that can filter before reading override it."""
+        return (r for r in self.read(until=until) if r.subject == subject)
+
     @abstractmethod
     def end_position(self, until: datetime | None = None) -> Position:
         """The last offset of each partition (``-1`` if empty), or as the log stood at ``until``."""

@@ -309,6 +309,26 @@ class SQLiteEventLog(EventLog):
             if remaining > 0:
                 remaining -= len(rows)
 
+    def read_about(self, subject: str, *, until: datetime | None = None) -> Iterator[LogRecord]:
+        """One person's records. No index on ``subject`` (it would slow every append), but
+        SQLite tests the column while scanning, so only their rows reach Python."""
+        end = self._last_position(until)
+        cursor = -1
+        while cursor < end:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT position, event_id, event_type, subject, recorded_at, payload "
+                    "FROM events WHERE position > ? AND position <= ? AND subject = ? "
+                    "ORDER BY position LIMIT ?",
+                    (cursor, end, subject, PAGE),
+                ).fetchall()
+            if not rows:
+                return
+            for position, event_id, event_type, subj, recorded_at, payload in rows:
+                yield LogRecord(0, position, event_id, event_type, subj, _utc(recorded_at),
+                                payload)
+            cursor = rows[-1][0]
+
     def count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])

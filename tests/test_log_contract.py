@@ -126,3 +126,22 @@ def test_log_id_names_the_log(make_log: MakeLog) -> None:
     log = make_log()
     assert log.log_id and log.log_id == log.log_id
     assert log.name in log.log_id
+
+
+def test_read_about_one_person_is_read_filtered_by_subject(make_log: MakeLog) -> None:
+    log = make_log()
+    batch = records(60, subjects=5)
+    log.append(batch[:25])
+    cut = datetime.now(timezone.utc)
+    time.sleep(0.05)
+    log.append(batch[25:])
+    for subject in {r.subject for r in batch}:
+        assert subject is not None
+        want = [(r.partition, r.offset, r.event_id, r.payload)
+                for r in log.read() if r.subject == subject]
+        got = [(r.partition, r.offset, r.event_id, r.payload) for r in log.read_about(subject)]
+        assert got == want and len(got) == 12
+        past = [r.event_id for r in log.read_about(subject, until=cut)]
+        assert past == [r.event_id for r in log.read(until=cut) if r.subject == subject]
+        assert 0 < len(past) < 12
+    assert list(log.read_about("p_nobody")) == []
