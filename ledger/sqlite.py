@@ -288,39 +288,28 @@ class SQLiteEventLog(EventLog):
         until: datetime | None = None,
         limit: int | None = None,
     ) -> Iterator[LogRecord]:
-        start = (after or {}).get(0, -1)
-        end = self._last_position(until)
-        remaining = limit if limit is not None else -1
-        cursor = start
+        return self._scan((after or {}).get(0, -1), self._last_position(until),
+                          -1 if limit is None else limit)
+
+    def read_about(self, subject: str, *, until: datetime | None = None) -> Iterator[LogRecord]:
+        """One person's records. No index on ``subject`` (it would slow every append), but
+        SQLite tests the column while scanning, so only their rows reach Python."""
+        return self._scan(-1, self._last_position(until), -1, subject)
+
+    def _scan(self, cursor: int, end: int, remaining: int,
+              subject: str | None = None) -> Iterator[LogRecord]:
+        """Records after ``cursor`` up to ``end`` (at most ``remaining``, -1: all; only
+        ``subject``'s if given), a page per statement under the connection's lock."""
+        where = " AND subject = ?" if subject is not None else ""
+        extra = (subject,) if subject is not None else ()
         while cursor < end and remaining != 0:
             page = PAGE if remaining < 0 else min(PAGE, remaining)
             with self._lock:
                 rows = self._db.execute(
                     "SELECT position, event_id, event_type, subject, recorded_at, payload "
-                    "FROM events WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
-                    (cursor, end, page),
-                ).fetchall()
-            if not rows:
-                return
-            for position, event_id, event_type, subject, recorded_at, payload in rows:
-                yield LogRecord(0, position, event_id, event_type, subject, _utc(recorded_at),
-                                payload)
-            cursor = rows[-1][0]
-            if remaining > 0:
-                remaining -= len(rows)
-
-    def read_about(self, subject: str, *, until: datetime | None = None) -> Iterator[LogRecord]:
-        """One person's records. No index on ``subject`` (it would slow every append), but
-        SQLite tests the column while scanning, so only their rows reach Python."""
-        end = self._last_position(until)
-        cursor = -1
-        while cursor < end:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT position, event_id, event_type, subject, recorded_at, payload "
-                    "FROM events WHERE position > ? AND position <= ? AND subject = ? "
+                    f"FROM events WHERE position > ? AND position <= ?{where} "
                     "ORDER BY position LIMIT ?",
-                    (cursor, end, subject, PAGE),
+                    (cursor, end, *extra, page),
                 ).fetchall()
             if not rows:
                 return
@@ -328,6 +317,8 @@ class SQLiteEventLog(EventLog):
                 yield LogRecord(0, position, event_id, event_type, subj, _utc(recorded_at),
                                 payload)
             cursor = rows[-1][0]
+            if remaining > 0:
+                remaining -= len(rows)
 
     def count(self) -> int:
         with self._lock:
