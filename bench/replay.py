@@ -18,7 +18,8 @@ ledger: pseudonymised and sealed, as in production):
   store, a three-day window at a random time) on a log of ``--scope-events`` events,
   per store, with the number of people each answer names (p50 <= 10 ms): once for the
   first page (exact counts + the first 100 people, what the API answers first) and once
-  listing every affected person.
+  listing every affected person; answered from SQL (the CLI's one-shot path) and from the
+  in-memory ``ScopeIndex`` the HTTP API keeps (with its load time and memory).
 
 Logs are built once under ``--out`` (default ``bench/out``, git-ignored) and reused.
 """
@@ -34,7 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from consumers.projection import REBUILD_BATCH_SIZE, ProjectionRunner
 from consumers.queries import incident_scope, incidents, scope
 from consumers.registry import all_projections
 from consumers.scope import HoldingsProjection
+from consumers.scope_index import ScopeIndex
 from consumers.views import DEFAULT_CACHE_MB, SQLiteViewStore
 from ledger.application import Ledger
 from ledger.settings import Settings
@@ -211,38 +213,30 @@ def scope_latency(log_path: Path, views: Path, queries: int, seed: int,
             started = time.perf_counter()
             runner.run()
             say(f"  done in {time.perf_counter() - started:.0f} s")
-        first, last = (datetime.fromtimestamp(t / 1e6, timezone.utc) for t in store.query(
+        first, last = (datetime.fromtimestamp(t / 1e6, UTC) for t in store.query(
             "SELECT min(collected_at), max(collected_at) FROM holdings")[0])
         stores = [name for name, in store.query(
             "SELECT store FROM holdings GROUP BY store ORDER BY count(*) DESC")]
-        rnd = random.Random(seed)
         span = (last - first) - timedelta(days=3)
         say(f"\nbreach scope: {queries} incidents per store, one store and a 3-day window at "
             f"a random time between {first.date()} and {last.date()}; 'page' = exact counts "
             f"+ the first {PAGE} people (the default answer of the API's first page), 'all' = "
             "counts + every affected person listed")
-        say(f"  {'store':22s} {'page p50':>9s} {'page p99':>9s} {'all p50':>9s} {'all p99':>9s} "
-            f"{'people p50':>11s} {'max':>8s}")
-        overall: dict[str, list[float]] = {"page": [], "all": []}
-        for name in stores:
-            times: dict[str, list[float]] = {"page": [], "all": []}
-            people: list[int] = []
-            scope(store, [name], first, first + timedelta(days=3))  # warm the page cache
-            for _ in range(queries):
-                start = first + span * rnd.random()
-                for kind, limit in (("page", PAGE), ("all", None)):
-                    t0 = time.perf_counter()
-                    result = scope(store, [name], start, start + timedelta(days=3), limit=limit)
-                    times[kind].append((time.perf_counter() - t0) * 1000)
-                people.append(result.counts["people"])
-            for kind in times:
-                overall[kind].extend(times[kind])
-            say(f"  {name:22s} {statistics.median(times['page']):9.2f} {_p99(times['page']):9.2f} "
-                f"{statistics.median(times['all']):9.2f} {_p99(times['all']):9.2f} "
-                f"{int(statistics.median(people)):11,d} {max(people):8,d}")
-        say(f"  {'all stores':22s} {statistics.median(overall['page']):9.2f} "
-            f"{_p99(overall['page']):9.2f} {statistics.median(overall['all']):9.2f} "
-            f"{_p99(overall['all']):9.2f}   (target: p50 <= {SCOPE_P50_MS} ms)")
+        for mode in ("sql", "index"):
+            if mode == "sql":
+                say("\n  answered from SQL (the CLI: one question per process)")
+            else:
+                rss = _rss_mb()
+                t0 = time.perf_counter()
+                index = ScopeIndex.attach(store)
+                index.refresh()
+                stats = index.stats()
+                say(f"\n  answered from the in-memory index (the HTTP API, LEDGER_SCOPE_INDEX=1): "
+                    f"loaded {stats['held']:,} held + {stats['ended']:,} ended segments of "
+                    f"{stats['people']:,} people in {time.perf_counter() - t0:.1f} s, "
+                    f"+{_rss_mb() - rss:,.0f} MB resident")
+            _scope_table(store, stores, first, span, queries, random.Random(seed))
+        ScopeIndex.detach(store)
         for incident in incidents(store):
             t0 = time.perf_counter()
             result = incident_scope(store, incident["incident_id"])
@@ -253,6 +247,36 @@ def scope_latency(log_path: Path, views: Path, queries: int, seed: int,
     finally:
         store.close()
         log.close()
+
+
+def _rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _scope_table(store: SQLiteViewStore, stores: list[str], first: datetime,
+                 span: timedelta, queries: int, rnd: random.Random) -> None:
+    say(f"  {'store':22s} {'page p50':>9s} {'page p99':>9s} {'all p50':>9s} {'all p99':>9s} "
+        f"{'people p50':>11s} {'max':>8s}")
+    overall: dict[str, list[float]] = {"page": [], "all": []}
+    for name in stores:
+        times: dict[str, list[float]] = {"page": [], "all": []}
+        people: list[int] = []
+        scope(store, [name], first, first + timedelta(days=3))  # warm the page cache
+        for _ in range(queries):
+            start = first + span * rnd.random()
+            for kind, limit in (("page", PAGE), ("all", None)):
+                t0 = time.perf_counter()
+                result = scope(store, [name], start, start + timedelta(days=3), limit=limit)
+                times[kind].append((time.perf_counter() - t0) * 1000)
+            people.append(result.counts["people"])
+        for kind, values in times.items():
+            overall[kind].extend(values)
+        say(f"  {name:22s} {statistics.median(times['page']):9.2f} {_p99(times['page']):9.2f} "
+            f"{statistics.median(times['all']):9.2f} {_p99(times['all']):9.2f} "
+            f"{int(statistics.median(people)):11,d} {max(people):8,d}")
+    say(f"  {'all stores':22s} {statistics.median(overall['page']):9.2f} "
+        f"{_p99(overall['page']):9.2f} {statistics.median(overall['all']):9.2f} "
+        f"{_p99(overall['all']):9.2f}   (target: p50 <= {SCOPE_P50_MS} ms)")
 
 
 def _p99(values: list[float]) -> float:

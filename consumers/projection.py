@@ -46,6 +46,10 @@ class Projection(ABC):
     indexes: ClassVar[tuple[str, ...]] = ()
     #: Tables dropped on rebuild.
     tables: ClassVar[tuple[str, ...]] = ()
+    #: Those of ``tables`` whose rows record how the log was batched (a change journal),
+    #: not what it says: dropped and copied with the others, left out when views are
+    #: compared (an incremental run and a rebuild write them differently).
+    volatile: ClassVar[tuple[str, ...]] = ()
     #: Its share of a rebuild's work, relative to the others (to split a parallel rebuild).
     cost: ClassVar[float] = 1.0
 

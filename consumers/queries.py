@@ -388,13 +388,17 @@ def scope(
     people = hit.people()
     # Counts are computed per distinct mask, not per person: most people share a few.
     records = sensitive_records = 0
+    shapes: Counter[int] = Counter()
     for masks in hit.per_store.values():
-        for mask, n in Counter(masks.values()).items():
+        shapes = Counter(masks.values())
+        for mask, n in shapes.items():
             records += mask.bit_count() * n
             sensitive_records += (mask & SENSITIVE_MASK).bit_count() * n
+    if len(hit.per_store) != 1:  # one store: its people are everyone, counted already
+        shapes = Counter(people.values())
     per_category: Counter[str] = Counter()
     sensitive_people = 0
-    for union, n in Counter(people.values()).items():
+    for union, n in shapes.items():
         for cat in categories_of(union):
             per_category[cat] += n
         if union & SENSITIVE_MASK:

@@ -25,9 +25,11 @@ the log with the people notified of each.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterable, Sequence
 from sys import intern
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
+from weakref import WeakKeyDictionary
 
 from consumers.projection import Item
 from consumers.rows import (
@@ -110,8 +112,25 @@ SCHEMA = (
         time        BIGINT NOT NULL,
         PRIMARY KEY (incident_id, pseudonym, channel)
     )""",
+    # Every change to `holdings` and `scope_people`, in commit order, so an in-memory copy
+    # (consumers.scope_index) can follow the view without reading it again. A held
+    # segment's row: its categories now (0: gone). store NULL: the person's scope_people
+    # row changed. The newest JOURNAL_KEEP rows are kept; `holdings_erased` needs no
+    # journal: it only grows, in rowid order.
+    """CREATE TABLE IF NOT EXISTS holdings_journal (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        pseudonym    TEXT NOT NULL,
+        store        TEXT,
+        collected_at BIGINT,
+        categories   BIGINT
+    )""",
+    # One random token per build of the view: a copy that finds another one reloads.
+    """CREATE TABLE IF NOT EXISTS holdings_generation (generation TEXT NOT NULL)""",
 )
-TABLES = ("holdings", "holdings_erased", "scope_people", "incidents", "incident_notices")
+TABLES = ("holdings", "holdings_erased", "scope_people", "incidents", "incident_notices",
+          "holdings_journal")
+#: Journal rows kept; a copy further behind than this reloads the whole view.
+JOURNAL_KEEP = 200_000
 # Read by the scope query only (never by ``apply``): a rebuild creates them after its replay.
 INDEXES = (
     # Scope reads one range of each index per store; both cover the columns it needs.
@@ -169,6 +188,12 @@ ON CONFLICT (incident_id) DO UPDATE SET
     authority = coalesce(incidents.authority, excluded.authority),
     closed_at = coalesce(excluded.closed_at, incidents.closed_at)
 """
+JOURNAL = ("INSERT INTO holdings_journal (pseudonym, store, collected_at, categories) "
+           "VALUES (?, ?, ?, ?)")
+PRUNE_JOURNAL = ("DELETE FROM holdings_journal "
+                 "WHERE seq <= (SELECT max(seq) FROM holdings_journal) - ?")
+NEW_GENERATION = ("INSERT INTO holdings_generation (generation) SELECT ? "
+                  "WHERE NOT EXISTS (SELECT 1 FROM holdings_generation)")
 INSERT_NOTICE = """
 INSERT INTO incident_notices (incident_id, pseudonym, channel, time) VALUES (?, ?, ?, ?)
 ON CONFLICT (incident_id, pseudonym, channel) DO NOTHING
@@ -246,8 +271,10 @@ class _Segments:
             else:
                 del segments[since]
 
-    def write(self, tx: ViewTransaction, people: list[tuple[Any, ...]]) -> None:
-        """Write the changes; add to ``people`` the changes in stores holding contact data."""
+    def write(self, tx: ViewTransaction, people: list[tuple[Any, ...]],
+              journal: list[tuple[Any, ...]]) -> None:
+        """Write the changes; add to ``people`` the changes in stores holding contact data,
+        and to ``journal`` every held segment changed (see ``holdings_journal``)."""
         gone: list[tuple[str, str, int]] = []
         changed: list[tuple[int, str, str, int]] = []
         new: list[tuple[str, str, int, int]] = []
@@ -257,11 +284,14 @@ class _Segments:
                 now = after.get(since)
                 if now is None:
                     gone.append((*key, since))
+                    journal.append((*key, since, 0))
                 elif now != mask:
                     changed.append((now, *key, since))
+                    journal.append((*key, since, now))
             for since, mask in after.items():
                 if since not in before:
                     new.append((*key, since, mask))
+                    journal.append((*key, since, mask))
             had = any(mask & CONTACT_MASK for mask in before.values())
             has = any(mask & CONTACT_MASK for mask in after.values())
             if had != has:
@@ -287,10 +317,21 @@ class HoldingsProjection(MaskedProjection):
     schema = SCHEMA
     indexes = INDEXES
     tables = TABLES
+    volatile = ("holdings_journal",)
     cost = 2.0
 
     def __init__(self) -> None:
         self.cache = WriteCache(self.name)
+
+    def create(self, tx: ViewTransaction, *, indexes: bool = True) -> None:
+        super().create(tx, indexes=indexes)
+        tx.execute(NEW_GENERATION, (secrets.token_hex(8),))
+
+    def drop(self, tx: ViewTransaction) -> None:
+        # Not in ``tables``: a parallel rebuild's swap copies those, and must not copy
+        # this; drop + create gives the new view a generation of its own.
+        super().drop(tx)
+        tx.execute("DROP TABLE IF EXISTS holdings_generation")
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
         touched: set[Key] = set()
@@ -347,11 +388,16 @@ class HoldingsProjection(MaskedProjection):
                 incidents.append((data.incident_id, "", "[]", 0, 0, "[]", 0, None, None, t))
             elif isinstance(data, IncidentSubjectNotified) and p is not None:
                 notices.append((data.incident_id, p, data.channel, t))
-        segments.write(tx, people)
+        journal: list[tuple[Any, ...]] = []
+        segments.write(tx, people, journal)
         if people:
             tx.executemany(UPSERT_PERSON, people)
             # a row that says nothing any more goes, as if it had never been written
             tx.executemany(FORGET_PERSON, {(p[0],) for p in people if p[3] < 0})
+            journal.extend((p, None, None, None) for p in dict.fromkeys(p[0] for p in people))
+        if journal:
+            tx.executemany(JOURNAL, journal)
+            tx.execute(PRUNE_JOURNAL, (JOURNAL_KEEP,))
         if incidents:
             tx.executemany(UPSERT_INCIDENT, incidents)
         if notices:
@@ -417,6 +463,17 @@ class Exposure(NamedTuple):
         return union
 
 
+class ExposureIndex(Protocol):
+    """Answers ``exposed`` for one view store (``consumers.scope_index.ScopeIndex``)."""
+
+    def exposed(self, stores: Iterable[str], window_start: int, window_end: int,
+                categories: int | None = None) -> Exposure: ...
+
+
+#: view store -> the index attached to it (``ScopeIndex.attach``)
+_INDEXES: WeakKeyDictionary[ViewStore, ExposureIndex] = WeakKeyDictionary()
+
+
 def exposed(
     store: ViewStore, stores: Iterable[str], window_start: int, window_end: int,
     categories: int | None = None,
@@ -425,8 +482,20 @@ def exposed(
 
     The window's edges count: collected at or before its end, erased at or after its start.
     ``categories`` (a mask) keeps only segments holding one of them, and only those bits.
-    Costs about one index entry read per segment exposed, whatever the log's size.
+    Costs about one index entry read per segment exposed, whatever the log's size; with a
+    ``ScopeIndex`` attached to ``store`` (long-lived processes), answered from memory.
     """
+    index = _INDEXES.get(store)
+    if index is not None:
+        return index.exposed(stores, window_start, window_end, categories)
+    return exposed_sql(store, stores, window_start, window_end, categories)
+
+
+def exposed_sql(
+    store: ViewStore, stores: Iterable[str], window_start: int, window_end: int,
+    categories: int | None = None,
+) -> Exposure:
+    """``exposed`` read from the view store, index or not."""
     per_store: dict[str, dict[str, int]] = {}
     unreachable: dict[str, int] = {}
     sql = _EXPOSED_ALL if categories is None else _EXPOSED_OF

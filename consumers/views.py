@@ -118,6 +118,10 @@ class ViewStore(ABC):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A read outside any write transaction."""
 
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """``query``, a row at a time (for reads too big to hold as one list)."""
+        yield from self.query(sql, params)
+
     def position(self, projection: str, log_id: str) -> Position:
         rows = self.query(
             'SELECT partition, "offset" FROM tracking WHERE projection = ? AND log_id = ?',
@@ -128,6 +132,15 @@ class ViewStore(ABC):
     def tracked_logs(self, projection: str) -> list[str]:
         return [r[0] for r in self.query(
             "SELECT DISTINCT log_id FROM tracking WHERE projection = ?", (projection,))]
+
+    @contextmanager
+    def snapshot(self) -> Iterator[ViewStore]:
+        """Reads inside the block see one state of the views, whatever commits meanwhile.
+
+        The default gives no such guarantee; backends that can (SQLite's read
+        transactions) override it.
+        """
+        yield self
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -195,6 +208,20 @@ class SQLiteViewStore(ViewStore):
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._db.execute(sql, params).fetchall()
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        cursor = self._db.execute(sql, params)
+        while batch := cursor.fetchmany(4096):
+            yield from batch
+
+    @contextmanager
+    def snapshot(self) -> Iterator[ViewStore]:
+        # A deferred transaction: its first read fixes the snapshot (WAL) until COMMIT.
+        self._db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self._db.execute("COMMIT")
 
     def adopt(self, sources: Sequence[str], groups: Sequence[Sequence[Any]]) -> None:
         """Replace the views of the projections ``groups[i]`` by those in the SQLite file

@@ -21,6 +21,7 @@ import argparse
 import json
 import re
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime
@@ -31,6 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from consumers import queries
 from consumers.queries import DisclosureFilter
+from consumers.scope_index import ScopeIndex
 from ledger.errors import InvalidInput, LedgerError, NotFound
 from pdl.cli import parse_time
 from pdl.service import QueryService, findings_summary
@@ -52,6 +54,9 @@ class LedgerHTTPServer(ThreadingHTTPServer):
         self.service = service
         self.catch_up = catch_up
         self.quiet = quiet
+        #: Breach scope answered from memory (loaded on first use, or by ``serve``).
+        self.scope_index = (ScopeIndex.attach(service.views)
+                            if service.ledger.settings.scope_index else None)
         super().__init__(address, Handler)
 
 
@@ -282,6 +287,17 @@ def serve(service: QueryService, host: str = "127.0.0.1", port: int = 8080) -> N
     bound_host, bound_port = server.server_address[:2]
     if host not in ("127.0.0.1", "::1", "localhost"):
         sys.stderr.write(f"warning: the API has no authentication and listens on {host}\n")
+    if server.scope_index is not None:
+        started = time.perf_counter()
+        with service.lock:
+            if server.catch_up:
+                service.catch_up()
+            server.scope_index.refresh()
+        stats = server.scope_index.stats()
+        sys.stderr.write(f"breach-scope index: {stats['held'] + stats['ended']:,} segments of "
+                         f"{stats['people']:,} people in memory "
+                         f"({time.perf_counter() - started:.1f} s; LEDGER_SCOPE_INDEX=0 to "
+                         "answer from SQL)\n")
     sys.stderr.write(f"serving the ledger's queries on http://{bound_host!s}:{bound_port}\n")
     try:
         server.serve_forever()

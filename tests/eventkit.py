@@ -130,6 +130,8 @@ def dump_views(store: Any, projections: Iterable[Any]) -> dict[str, list[tuple[A
     out: dict[str, list[tuple[Any, ...]]] = {}
     for projection in projections:
         for table in projection.tables:
+            if table in projection.volatile:
+                continue
             rows = store.query(f"SELECT * FROM {table}")
             out[table] = sorted(rows, key=repr)
     return out

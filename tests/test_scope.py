@@ -24,6 +24,7 @@ from eventkit import (
 from consumers import queries
 from consumers.projection import ProjectionRunner
 from consumers.registry import all_projections
+from consumers.scope_index import ScopeIndex
 from consumers.views import ViewStore
 from ledger.errors import NotFound
 from ledger.persistence import EventLog
@@ -40,9 +41,10 @@ EMAIL, PHONE = "user.contact.email", "user.contact.phone_number"
 BANK, IP = "user.financial.bank_account", "user.device.ip_address"
 
 
-@pytest.fixture
-def views(event_log: EventLog, view_store: ViewStore) -> ViewStore:
-    """Views of a log of people placed around the window [START, END]."""
+@pytest.fixture(params=["sql", "index"])
+def views(request: Any, event_log: EventLog, view_store: ViewStore) -> ViewStore:
+    """Views of a log of people placed around the window [START, END]; every test runs
+    twice: answered from SQL and from the in-memory ``ScopeIndex`` (the HTTP API's)."""
     log_events(event_log, [
         # collected long before, still held: affected
         collected("p_held", at(1), [EMAIL, PHONE]),
@@ -93,7 +95,16 @@ def views(event_log: EventLog, view_store: ViewStore) -> ViewStore:
         notified("p_held", at(15), "inc-7"),
         notified("p_at_end", at(15), "inc-7"),
     ])
-    ProjectionRunner(event_log, view_store, all_projections(), batch_size=7).run()
+    runner = ProjectionRunner(event_log, view_store, all_projections(), batch_size=7)
+    if request.param == "index":
+        # loaded before the run: it follows the view through the journal
+        index = ScopeIndex.attach(view_store)
+        index.refresh()
+        runner.run()
+        index.refresh()
+        assert (index.loads, index.catch_ups) == (1, 1)
+    else:
+        runner.run()
     return view_store
 
 
@@ -232,6 +243,7 @@ def test_ended_holdings_of_every_span_are_found_exactly(tmp_path: Any) -> None:
             for statement in (*SCHEMA, *INDEXES):
                 tx.execute(statement)
             tx.executemany("INSERT INTO holdings_erased VALUES (?, ?, ?, ?, ?, ?)", rows)
+        index = ScopeIndex(store)
         edges = [0, SPAN_BOUNDS[3], -SPAN_BOUNDS[6]] + [r[2] for r in rows[:20]] + [
             r[3] for r in rows[20:40]]
         for start in edges:
@@ -245,5 +257,7 @@ def test_ended_holdings_of_every_span_are_found_exactly(tmp_path: Any) -> None:
                 assert got.per_store["db"] == want, (start, length)
                 # nobody has a scope_people row: all unreachable for want of contact data
                 assert got.unreachable == dict.fromkeys(want, 2)
+                # the in-memory index's finer span classes find the same
+                assert index.exposed(["db"], start, end) == got, (start, length)
     finally:
         store.close()
