@@ -355,6 +355,7 @@ class Scope:
 UNREACHABLE_ERASED = "erased: data key destroyed"
 UNREACHABLE_NO_CONTACT = "no contact data held any more"
 _UNREACHABLE = {1: UNREACHABLE_ERASED, 2: UNREACHABLE_NO_CONTACT}
+_new_tuple = tuple.__new__
 
 
 def scope(
@@ -430,15 +431,28 @@ def scope(
         chosen = chosen[:limit]
     listed: list[AffectedPerson] = []
     names = sorted(hit.per_store)
+    # Answers list up to everyone: what depends only on a mask is worked out once per mask
+    # (people share a few), and one store needs no search for where a person was held.
+    shown: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    reach_of = hit.unreachable.get
+    only: tuple[str, ...] | None = (names[0],) if len(names) == 1 else None
     for p in chosen:
         union = people[p]
-        where = tuple(name for name in names if p in hit.per_store[name])
-        reason = _UNREACHABLE.get(hit.unreachable.get(p, 0))
-        listed.append(AffectedPerson(
-            p, categories_of(union), categories_of(union & SENSITIVE_MASK), where,
-            sum(hit.per_store[name][p].bit_count() for name in where), reason is None,
-            reason, None if notified is None else p in notified,
-        ))
+        cats = shown.get(union)
+        if cats is None:
+            cats = shown[union] = (categories_of(union), categories_of(union & SENSITIVE_MASK))
+        where: tuple[str, ...]
+        if only is not None:
+            where, records = only, union.bit_count()
+        else:
+            where = tuple(name for name in names if p in hit.per_store[name])
+            records = sum(hit.per_store[name][p].bit_count() for name in where)
+        reason = _UNREACHABLE.get(reach_of(p, 0))
+        # tuple.__new__: the named tuple's generated __new__ costs ~1 µs per person
+        listed.append(_new_tuple(AffectedPerson, (
+            p, cats[0], cats[1], where, records, reason is None, reason,
+            None if notified is None else p in notified,
+        )))
     return Scope(
         stores=tuple(dict.fromkeys(stores)), window_start=window_start.isoformat(),
         window_end=window_end.isoformat(), categories=tuple(categories or ()),

@@ -40,6 +40,10 @@ from pdl.service import QueryService, findings_summary
 _ACTOR = re.compile(r"^[\w.@:+-][\w .@:+-]{0,199}$")
 
 
+#: People listed in a /scope answer unless ``limit`` says otherwise.
+SCOPE_PAGE = 100
+
+
 class BadRequest(Exception):
     """A request the API refuses with 400; the message says what to change."""
 
@@ -211,7 +215,14 @@ class Handler(BaseHTTPRequestHandler):
             if until < since:
                 raise BadRequest("until is before from")
 
-        limit, after = _int(params, "limit"), params.get("after") or None
+        # Paged by default: a breach can name 100,000s of people; the counts always cover
+        # everyone, and page.next fetches the rest (limit=all: everyone in one answer).
+        if (params.get("limit") or "").lower() == "all":
+            limit = None
+        else:
+            limit = _int(params, "limit")
+            limit = SCOPE_PAGE if limit is None else limit
+        after = params.get("after") or None
 
         def answer(views: Any) -> Any:
             if incident is not None:

@@ -13,7 +13,7 @@ from test_queries_cli import ALICE, ALICE_EMAIL, BANK, audits, shared
 
 from ledger.application import Ledger
 from ledger.settings import Settings
-from pdl.http import make_server
+from pdl.http import SCOPE_PAGE, make_server
 from pdl.service import QueryService
 
 env = test_queries_cli.env  # the same published events as the CLI tests
@@ -89,6 +89,10 @@ def test_scope_over_http(api: httpx.Client) -> None:
     last = api.get(f"/scope?stores=accounts-db,accounts-backup&{JAN}&limit=1"
                    f"&after={page['page']['next']}").json()
     assert last["people"] == answer["people"][1:] and last["page"]["next"] is None
+    # paged by default (SCOPE_PAGE people); limit=all lists everyone
+    assert answer["page"]["limit"] == SCOPE_PAGE
+    every = api.get(f"/scope?stores=accounts-db,accounts-backup&{JAN}&limit=all").json()
+    assert every["page"]["limit"] is None and every["people"] == answer["people"]
 
 
 def test_findings_over_http(api: httpx.Client) -> None:
