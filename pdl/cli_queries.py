@@ -59,6 +59,14 @@ def _as_of(args: argparse.Namespace) -> dict[str, str | None]:
     return {"as_of": args.as_of.isoformat() if args.as_of else None}
 
 
+def _positive(raw: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    value = _count(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def _count(raw: str) -> int:
     """An argparse type: a whole number, 0 or more."""
     try:
@@ -417,9 +425,10 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p = add("rebuild", cmd_rebuild, "rebuild views from position zero (NAME or --all)")
     p.add_argument("name", nargs="?", help="the projection to rebuild")
     p.add_argument("--all", action="store_true", help="rebuild every projection")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
+    p.add_argument("--workers", type=_positive, default=None, metavar="N",
                    help="rebuild groups of projections in N processes, then swap the views "
-                        "in at once (views in a SQLite file; either log backend; default 1)")
+                        "in at once (views in a SQLite file; either log backend; default: "
+                        "2 for --all on the SQLite log with 2+ cores, else 1)")
     add("status", cmd_status, "each projection's position and lag behind the log")
 
     p = _query_options(add("subject", cmd_subject,

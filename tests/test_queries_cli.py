@@ -237,6 +237,27 @@ def test_project_status_and_rebuild(env: Settings, capsys: Capture) -> None:
     assert run(capsys, "findings", "--json")[1] == before
     assert main(["rebuild", "nosuch"]) == 66
     assert main(["rebuild"]) == 2
+    with pytest.raises(SystemExit) as refused:
+        main(["rebuild", "--all", "--workers", "0"])
+    assert refused.value.code == 2
+
+
+def test_rebuild_uses_two_processes_by_default_only_where_it_pays(
+        env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from pdl.service import QueryService
+
+    def workers(log: str, cores: int, names: list[str] | None) -> int:
+        monkeypatch.setattr("os.cpu_count", lambda: cores)
+        fake = SimpleNamespace(ledger=SimpleNamespace(log=SimpleNamespace(name=log)))
+        return QueryService.default_workers(fake, names)  # type: ignore[arg-type]
+
+    assert workers("sqlite", 2, None) == 2
+    assert workers("sqlite", 8, ["datamap", "findings"]) == 2
+    assert workers("sqlite", 2, ["datamap"]) == 1  # one projection: nothing to split
+    assert workers("sqlite", 1, None) == 1
+    assert workers("kafka", 8, None) == 1  # each worker would read the whole topic
 
 
 def test_queries_catch_up_unless_told_not_to(env: Settings, capsys: Capture) -> None:
