@@ -23,6 +23,7 @@ from typing import Any
 
 from consumers.projection import Item
 from consumers.rows import (
+    DEFAULT_CACHE_ENTRIES,
     KeyedWrites,
     MaskedProjection,
     WriteCache,
@@ -407,8 +408,8 @@ class DataMapProjection(MaskedProjection):
     tables = TABLES
     cost = 3.0
 
-    def __init__(self) -> None:
-        self.cache = WriteCache(self.name)
+    def __init__(self, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
+        self.cache = WriteCache(self.name, cache_entries)
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
         seen = self.cache.begin(tx)

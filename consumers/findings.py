@@ -32,7 +32,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from consumers.projection import Item, Projection
-from consumers.rows import WriteCache, create_meta, drop_meta, from_us, recent, to_us
+from consumers.rows import (
+    DEFAULT_CACHE_ENTRIES,
+    WriteCache,
+    create_meta,
+    drop_meta,
+    from_us,
+    recent,
+    to_us,
+)
 from consumers.views import ViewStore, ViewTransaction
 from schemas import events as ev
 from schemas import taxonomy as tx
@@ -266,8 +274,6 @@ TABLES: Final = (FINDINGS_TABLE, SUBJECTS_TABLE, HOLDINGS_TABLE, CLOSURES_TABLE,
                  RECIPIENTS_TABLE, POLICIES_TABLE, INCIDENTS_TABLE, NOTICES_TABLE)
 
 _CHUNK: Final = 500  # bound on "IN (?, ...)" lists
-#: People whose state ``FindingsProjection`` keeps in memory between batches.
-SUBJECT_CACHE: Final = 8_000
 
 
 def _chunks(keys: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -1065,10 +1071,10 @@ class FindingsProjection(Projection):
     tables = TABLES
     cost = 4.0
 
-    def __init__(self) -> None:
+    def __init__(self, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
         #: people's states across batches (about a kilobyte each), so a person met again
         #: soon costs no read and no JSON parse
-        self.cache = WriteCache(self.name, capacity=SUBJECT_CACHE)
+        self.cache = WriteCache(self.name, capacity=max(1, cache_entries // 4))
 
     def create(self, tx: ViewTransaction, *, indexes: bool = True) -> None:
         super().create(tx, indexes=indexes)

@@ -5,16 +5,20 @@ from __future__ import annotations
 from consumers.datamap import DataMapProjection
 from consumers.disclosures import DisclosureProjection
 from consumers.projection import Projection
+from consumers.rows import DEFAULT_CACHE_ENTRIES
 from consumers.scope import HoldingsProjection
 from consumers.views import SQLiteViewStore
 from ledger.errors import NotFound
 from ledger.settings import Settings
 
 
-def all_projections() -> list[Projection]:
-    """Fresh instances of every projection, the findings rules included when installed."""
+def all_projections(cache_entries: int = DEFAULT_CACHE_ENTRIES) -> list[Projection]:
+    """Fresh instances of every projection, the findings rules included when installed;
+    ``cache_entries`` bounds what each keeps in memory between batches
+    (``LEDGER_VIEW_CACHE_ENTRIES``, see ``consumers.rows.WriteCache``)."""
     projections: list[Projection] = [
-        DataMapProjection(), DisclosureProjection(), HoldingsProjection()
+        DataMapProjection(cache_entries), DisclosureProjection(),
+        HoldingsProjection(cache_entries),
     ]
     try:
         from consumers.findings import FindingsProjection
@@ -22,7 +26,7 @@ def all_projections() -> list[Projection]:
         if exc.name != "consumers.findings":
             raise
     else:
-        projections.append(FindingsProjection())
+        projections.append(FindingsProjection(cache_entries))
     return projections
 
 

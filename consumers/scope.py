@@ -34,6 +34,7 @@ from weakref import WeakKeyDictionary
 from consumers.projection import Item
 from consumers.rows import (
     CONTACT_MASK,
+    DEFAULT_CACHE_ENTRIES,
     MaskedProjection,
     WriteCache,
     chunks,
@@ -320,8 +321,8 @@ class HoldingsProjection(MaskedProjection):
     volatile = ("holdings_journal",)
     cost = 2.0
 
-    def __init__(self) -> None:
-        self.cache = WriteCache(self.name)
+    def __init__(self, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
+        self.cache = WriteCache(self.name, cache_entries)
 
     def create(self, tx: ViewTransaction, *, indexes: bool = True) -> None:
         super().create(tx, indexes=indexes)

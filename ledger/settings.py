@@ -67,6 +67,10 @@ class Settings:
     #: batch is most of a rebuild's memory above the page cache. 20,000 is ~25 % faster
     #: than 5,000; 5,000 keeps a rebuild near 165 MB instead of ~250 MB (bench/replay.py).
     rebuild_batch: int = 20_000
+    #: What each projection keeps in memory between batches (``LEDGER_VIEW_CACHE_ENTRIES``,
+    #: see ``consumers.rows.WriteCache``): more is faster while it covers the people being
+    #: written, and costs a fixed ~0.5 KB per entry.
+    view_cache_entries: int = 150_000
     #: Whether the HTTP API keeps the breach-scope holdings in memory
     #: (``LEDGER_SCOPE_INDEX``; ``consumers.scope_index``): milliseconds per scope answer
     #: instead of tens to hundreds, for ~30 bytes per segment (~130 MB at 10M events).
@@ -180,6 +184,7 @@ class Settings:
             request_deadline_days=integer("REQUEST_DEADLINE_DAYS", 15, 1),
             view_cache_mb=integer("VIEW_CACHE_MB", 32, 1),
             rebuild_batch=integer("REBUILD_BATCH", 20_000, 1),
+            view_cache_entries=integer("VIEW_CACHE_ENTRIES", 150_000, 1),
             scope_index=flag("SCOPE_INDEX") if get("SCOPE_INDEX") is not None else True,
             kafka=kafka,
         )

@@ -41,7 +41,7 @@ class QueryService:
         self.views = views if views is not None else open_views(ledger.settings)
         self.lock = threading.RLock()
         # The same projection objects for every catch-up, so their caches carry over.
-        self.projections = all_projections()
+        self.projections = all_projections(ledger.settings.view_cache_entries)
 
     @classmethod
     def open(cls, settings: Settings) -> QueryService:

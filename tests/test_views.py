@@ -136,6 +136,22 @@ def test_rebuild_batch_setting_defaults_and_errors_name_the_key() -> None:
         Settings.from_env({"LEDGER_REBUILD_BATCH": "0"})
 
 
+def test_view_cache_entries_setting_reaches_every_projection_cache(tmp_path: Path) -> None:
+    from consumers.rows import DEFAULT_CACHE_ENTRIES
+    from ledger.application import Ledger
+    from pdl.service import QueryService
+
+    assert Settings.from_env({}).view_cache_entries == DEFAULT_CACHE_ENTRIES
+    with pytest.raises(ConfigurationError, match="LEDGER_VIEW_CACHE_ENTRIES=0 must be at least 1"):
+        Settings.from_env({"LEDGER_VIEW_CACHE_ENTRIES": "0"})
+    settings = Settings.from_env({"LEDGER_VIEW_CACHE_ENTRIES": "1000", "LEDGER_DEMO": "1",
+                                  "LEDGER_DATA_DIR": str(tmp_path)})
+    with QueryService(Ledger(settings)) as service:
+        caps = {p.name: p.cache.capacity for p in service.projections if hasattr(p, "cache")}
+    # findings keeps people's states, each ~4x a pair: a quarter as many
+    assert caps == {"datamap": 1000, "holdings": 1000, "findings": 250}
+
+
 def test_view_store_refuses_a_cache_below_one_mb() -> None:
     with pytest.raises(ConfigurationError, match="LEDGER_VIEW_CACHE_MB"):
         SQLiteViewStore(cache_mb=0)
