@@ -47,6 +47,8 @@ BOUNDS: tuple[int, ...] = tuple(round(3_600_000_000 * 2 ** (j / 2))
 assert BOUNDS[::4] == SPAN_BOUNDS
 #: Past this many people changed since the last look, reading the whole view is cheaper.
 _RELOAD_PEOPLE = 50_000
+#: Likewise past this many journal rows (each an insertion into a sorted array).
+_RELOAD_ROWS = 100_000
 
 
 class _Held:
@@ -142,7 +144,9 @@ class ScopeIndex:
     """The holdings view of one view store, in memory, kept level with it (see module doc).
 
     Attach it to the store (``attach``) and every ``consumers.scope.exposed`` on that
-    store, so every scope query, is answered from it. Thread-safe: one answer at a time.
+    store, so every scope query, is answered from it. One answer at a time (a lock); it
+    reads through the store's own connection, so callers serialise their use of the store
+    as ``pdl.service.QueryService`` does.
     """
 
     def __init__(self, store: ViewStore):
@@ -198,7 +202,7 @@ class ScopeIndex:
                 "SELECT pseudonym, store, collected_at, categories FROM holdings_journal "
                 "WHERE seq > ? ORDER BY seq", (self._seq,))
             people = {row[0] for row in journal if row[1] is None}
-            if len(people) > _RELOAD_PEOPLE:
+            if len(people) > _RELOAD_PEOPLE or len(journal) > _RELOAD_ROWS:
                 self._load(view, generation, high)
                 return
             name = self._name
