@@ -77,7 +77,7 @@ class QueryService:
         cores and more than one projection to rebuild, else 1.
 
         Measured (bench/replay.py, 1M events, 2 vCPUs): two processes rebuild all views
-        at 0.24–0.32×R against 0.16–0.17×R for one, for twice the memory (two ~275 MB
+        at 0.24–0.32×R against 0.16–0.17×R for one, for twice the memory (two ~345 MB
         processes). On Kafka each worker reads and decodes the whole topic, and on two
         cores shared with a broker that cancels the split (bench/kafka.py): 1 there.
         """
