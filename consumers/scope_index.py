@@ -49,6 +49,8 @@ assert BOUNDS[::4] == SPAN_BOUNDS
 _RELOAD_PEOPLE = 50_000
 #: Likewise past this many journal rows (each an insertion into a sorted array).
 _RELOAD_ROWS = 100_000
+#: Past this many segments a load moves its objects out of the cyclic GC's reach.
+_FREEZE_SEGMENTS = 200_000
 
 
 class _Held:
@@ -286,9 +288,13 @@ class ScopeIndex:
         self._generation, self._seq = generation, seq
         self.loads += 1
         # The arrays' lists hold millions of references; every full collection of the
-        # cyclic GC would walk them (~50 ms on the bench machine: the p99 of a scope
-        # answer). Nothing in them forms cycles: move what exists now out of its reach.
-        gc.freeze()
+        # cyclic GC would walk them (~50 ms on the bench machine at 3M segments: the p99 of
+        # a scope answer). Nothing in them forms cycles: once big enough to matter, collect
+        # what is garbage now and move what is left out of the collector's reach (freezing
+        # garbage would keep it for good).
+        if self.segments() > _FREEZE_SEGMENTS:
+            gc.collect()
+            gc.freeze()
 
     # --- answering --------------------------------------------------------------------------
 
@@ -344,6 +350,11 @@ class ScopeIndex:
                 if x | m != x:
                     merged[p] = x | m
         return merged
+
+    def segments(self) -> int:
+        """Held and ended segments in memory (gone ones not yet compacted included)."""
+        return (sum(len(h.times) for h in self._held.values())
+                + sum(len(e.ends) for cl in self._ended.values() for e in cl))
 
     def stats(self) -> dict[str, Any]:
         """Sizes, for the bench and ``pdl status``-like reports."""
