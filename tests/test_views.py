@@ -28,6 +28,13 @@ from schemas.events import DataUsed
 # --- first_time: one query and one executemany per batch ---------------------------------
 
 
+
+def _logged(tmp_path: Path, *, seed: int, n: int) -> SQLiteEventLog:
+    """A SQLite log in ``tmp_path`` holding ``n`` reproducible random events."""
+    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+    log_events(log, random_events(seed=seed, n=n))
+    return log
+
 def test_first_time_marks_an_id_once_within_a_batch_and_across_batches() -> None:
     store = SQLiteViewStore()
     try:
@@ -79,8 +86,7 @@ def _copies(records: list[LogRecord], partitions: int) -> list[LogRecord]:
 
 @pytest.mark.parametrize("batch_size", [7, 10_000])
 def test_an_event_on_several_partitions_is_applied_once(tmp_path: Path, batch_size: int) -> None:
-    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
-    log_events(log, random_events(seed=5, n=300))
+    log = _logged(tmp_path, seed=5, n=300)
     records = list(log.read())
     once = SQLiteViewStore()
     thrice = SQLiteViewStore()
@@ -202,8 +208,7 @@ def test_parallel_rebuild_equals_a_rebuild_in_one_process(
 
 
 def test_a_failed_parallel_rebuild_leaves_the_views_as_they_were(tmp_path: Path) -> None:
-    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
-    log_events(log, random_events(seed=7, n=200))
+    log = _logged(tmp_path, seed=7, n=200)
     store = SQLiteViewStore(tmp_path / "views.db")
     try:
         ProjectionRunner(log, store, all_projections()).run()
@@ -234,8 +239,7 @@ def test_projections_split_by_cost() -> None:
 def test_a_runner_decodes_only_the_types_its_projections_want(tmp_path: Path) -> None:
     """On the SQLite log (whose type column the ledger wrote from the validated event) a
     record of a type no projection of the runner wants is not decoded at all."""
-    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
-    log_events(log, random_events(seed=8, n=120))
+    log = _logged(tmp_path, seed=8, n=120)
     # a record that does not decode, of a type the disclosure register does not read
     log.append([NewRecord("not-json-1", DataUsed.TYPE, None, b"\x00 not json")])
     store = SQLiteViewStore(tmp_path / "views.db")
@@ -273,8 +277,7 @@ def _indexes(store: SQLiteViewStore) -> set[str]:
 
 
 def test_a_rebuild_makes_the_query_indexes_after_its_replay(tmp_path: Path) -> None:
-    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
-    log_events(log, random_events(seed=9, n=300))
+    log = _logged(tmp_path, seed=9, n=300)
     store = SQLiteViewStore(tmp_path / "views.db")
     query_indexes = {"disclosures_recipient", "disclosures_subject", "disclosures_time",
                      "holdings_by_store", "holdings_erased_by_span"}
@@ -313,8 +316,7 @@ def test_projecting_pauses_the_cyclic_gc_and_restores_it(tmp_path: Path) -> None
 
     from consumers.projection import paused_gc
 
-    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
-    log_events(log, random_events(seed=10, n=80))
+    log = _logged(tmp_path, seed=10, n=80)
     store = SQLiteViewStore(tmp_path / "views.db")
     states: list[bool] = []
 
