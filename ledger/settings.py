@@ -129,8 +129,8 @@ class Settings:
                 raise ConfigurationError(f"{PREFIX}{key}={value} must be at least {minimum}")
             return value
 
-        def flag(key: str) -> bool:
-            raw = (get(key) or "0").lower()
+        def flag(key: str, default: bool = False) -> bool:
+            raw = (get(key) or ("1" if default else "0")).lower()
             if raw not in ("0", "1", "true", "false", "yes", "no"):
                 raise ConfigurationError(f"{PREFIX}{key}={raw!r} must be 1 or 0")
             return raw in ("1", "true", "yes")
@@ -185,6 +185,6 @@ class Settings:
             view_cache_mb=integer("VIEW_CACHE_MB", 32, 1),
             rebuild_batch=integer("REBUILD_BATCH", 20_000, 1),
             view_cache_entries=integer("VIEW_CACHE_ENTRIES", 150_000, 1),
-            scope_index=flag("SCOPE_INDEX") if get("SCOPE_INDEX") is not None else True,
+            scope_index=flag("SCOPE_INDEX", default=True),
             kafka=kafka,
         )
