@@ -25,12 +25,14 @@ in this order, against the same broker:
   ``read_committed``, the ledger reader's fetch sizes) reads the ledger topic of this repeat
   and ``json.loads`` each value;
 - rebuild: ``ProjectionRunner(KafkaEventLog, SQLiteViewStore(file), all_projections(),
-  batch_size=REBUILD_BATCH_SIZE).rebuild()`` (as `pdl rebuild --all`)
-  over that topic into an empty view store: the full rebuild of every view;
-- rebuild, 2 workers: the same with ``rebuild(workers=2)`` (as `pdl rebuild --all
-  --workers 2`): two processes, each reading the whole topic and rebuilding half of the
-  projections (by cost) into a file of its own, swapped in at the end. Its views must have
-  as many rows per table as the one-process rebuild's (checked like the group's);
+  batch_size=REBUILD_BATCH_SIZE).rebuild()`` (as `pdl rebuild --all --workers 1`)
+  over that topic into an empty view store: the full rebuild of every view in one process;
+- rebuild, 2 workers: the same with ``rebuild(workers=2)`` (as `pdl rebuild --all`, whose
+  default on 2+ cores this is): two processes, each rebuilding every view from its own
+  share of the partitions (3 of the 6) into a file of its own, merged into the store at
+  the end (``consumers.parallel``). The time includes starting the processes and the
+  merge. Its views must have as many rows per table as the one-process rebuild's (checked
+  like the group's);
 - group consumer: ``KafkaGroupConsumer`` (one member of a fresh group) doing the same, timed
   from ``run`` until its last record is applied (the group join is included). Its views
   must have as many rows per table as the rebuild's; if not, the difference is printed and
@@ -721,7 +723,8 @@ def profile(bootstrap: str | None, n: int, top: int) -> str:
         log = bench.open_log(topic)
         store = SQLiteViewStore(bench.workdir / "profile-views.db")
         try:
-            runner = ProjectionRunner(log, store, all_projections(), batch_size=BATCH)
+            runner = ProjectionRunner(log, store, all_projections(),
+                                      batch_size=REBUILD_BATCH_SIZE)
             parts.append(_profiled(f"ProjectionRunner.run (rebuild of every view) over {n:,} "
                                    "events", runner.run, top))
         finally:

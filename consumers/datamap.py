@@ -422,5 +422,5 @@ class DataMapProjection(MaskedProjection):
             subject = event.subject
             if subject is not None:
                 # one string per person in the cache's keys, not one per event
-                handlers[event.type](batch, intern(subject), to_us(event.time), event.data)
+                handlers[event.type](batch, intern(subject), item.at, event.data)
         batch.write(tx)

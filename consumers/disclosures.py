@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consumers.projection import Item
-from consumers.rows import MaskedProjection, mask_of, to_us
+from consumers.rows import MaskedProjection, mask_of
 from consumers.views import ViewTransaction
 from schemas.events import DataShared, RecipientRegistered
 
@@ -91,7 +91,7 @@ class DisclosureProjection(MaskedProjection):
         for item in items:
             event = item.event
             data = event.data
-            t = to_us(event.time)
+            t = item.at
             if isinstance(data, DataShared):
                 if event.subject is None:
                     continue

@@ -440,7 +440,7 @@ class _Batch:
     def flag(self, clause: str, item: Item, explanation: str) -> None:
         record, event = item.record, item.event
         self.findings.append((clause, event.subject, record.event_id, record.partition,
-                              record.offset, to_us(event.time), explanation))
+                              record.offset, item.at, explanation))
 
     def flush(self) -> None:
         tx_ = self.tx
@@ -650,7 +650,7 @@ def _on_used(batch: _Batch, item: Item) -> None:
     assert isinstance(data, ev.DataUsed)
     pseudonym = item.event.subject or ""
     state = batch.subject(pseudonym)
-    at = to_us(item.event.time)
+    at = item.at
     purpose, cats, ground, kind = data.purpose, data.categories, data.legal_ground, data.message_kind
     _out_of_scope(batch, item)
     if ground is not None and ground.value not in USE_GROUNDS:
@@ -708,7 +708,7 @@ def _on_shared(batch: _Batch, item: Item) -> None:
     assert isinstance(data, ev.DataShared)
     pseudonym = item.event.subject or ""
     state = batch.subject(pseudonym)
-    at = to_us(item.event.time)
+    at = item.at
     purpose, cats, recipient = data.purpose, data.categories, data.recipient
     clause = data.clause.value if data.clause is not None else None
     ground = data.legal_ground.value if data.legal_ground is not None else None
@@ -769,7 +769,7 @@ def _on_collected(batch: _Batch, item: Item) -> None:
     assert isinstance(data, ev.DataCollected)
     pseudonym = item.event.subject or ""
     state = batch.subject(pseudonym)
-    at = to_us(item.event.time)
+    at = item.at
     cats = data.categories
     _out_of_scope(batch, item)
     if data.retention_days != 0 and not BIOMETRIC_TOUCH.isdisjoint(cats):
@@ -835,7 +835,7 @@ def _on_erased(batch: _Batch, item: Item) -> None:
     data = item.event.data
     assert isinstance(data, ev.DataErased)
     _out_of_scope(batch, item)
-    at = to_us(item.event.time)
+    at = item.at
     stores = frozenset(data.stores)
     needles: list[str] | None = None
     covered = _covered_by(tuple(data.categories))
@@ -904,7 +904,7 @@ def _on_closed(batch: _Batch, item: Item) -> None:
     assert isinstance(data, ev.SubjectClosed)
     _out_of_scope(batch, item)
     pseudonym = item.event.subject or ""
-    at = to_us(item.event.time)
+    at = item.at
     until = to_us(data.legal_hold_until) if data.legal_hold_until is not None else None
     held = list(dict.fromkeys(data.legal_hold_categories))
     batch.subject(pseudonym)["closed"] = [at, held, until]
@@ -919,7 +919,7 @@ def _on_consent_granted(batch: _Batch, item: Item) -> None:
     pseudonym = item.event.subject or ""
     notice = data.cross_border
     batch.subject(pseudonym).setdefault("consents", {})[data.consent_id] = [
-        data.purpose, data.policy_version, to_us(item.event.time), None,
+        data.purpose, data.policy_version, item.at, None,
         notice.destination_country if notice is not None else None,
     ]
     batch.changed(pseudonym)
@@ -930,7 +930,7 @@ def _on_consent_withdrawn(batch: _Batch, item: Item) -> None:
     assert isinstance(data, ev.ConsentWithdrawn)
     pseudonym = item.event.subject or ""
     consents: dict[str, list[Any]] = batch.subject(pseudonym).setdefault("consents", {})
-    at = to_us(item.event.time)
+    at = item.at
     # An unknown id still withdraws: the person meant every consent for that purpose.
     targets = ([consents[data.consent_id]] if data.consent_id in consents
                else [c for c in consents.values() if tx.covers(data.purpose, c[0])])
@@ -945,7 +945,7 @@ def _on_subscription(batch: _Batch, item: Item) -> None:
     assert isinstance(data, ev.SubscriptionChanged)
     pseudonym = item.event.subject or ""
     batch.subject(pseudonym).setdefault("subs", {})[data.kind] = [
-        data.subscribed, to_us(item.event.time), item.record.partition, item.record.offset]
+        data.subscribed, item.at, item.record.partition, item.record.offset]
     batch.changed(pseudonym)
 
 
@@ -978,7 +978,7 @@ def _on_request_received(batch: _Batch, item: Item) -> None:
     record = item.record
     batch.requests_received.append(
         (item.event.subject, data.request_id, record.event_id, record.partition, record.offset,
-         data.kind.value, to_us(item.event.time), to_us(data.due) if data.due is not None else None))
+         data.kind.value, item.at, to_us(data.due) if data.due is not None else None))
 
 
 def _on_identity_verified(batch: _Batch, item: Item) -> None:
@@ -986,7 +986,7 @@ def _on_identity_verified(batch: _Batch, item: Item) -> None:
     assert isinstance(data, ev.RequestIdentityVerified)
     pseudonym = item.event.subject or ""
     verified: dict[str, int] = batch.subject(pseudonym).setdefault("verified", {})
-    verified.setdefault(data.request_id, to_us(item.event.time))
+    verified.setdefault(data.request_id, item.at)
     batch.changed(pseudonym)
 
 
@@ -994,7 +994,7 @@ def _on_request_answered(batch: _Batch, item: Item) -> None:
     data = item.event.data
     assert isinstance(data, ev.RequestFulfilled | ev.RequestRefused)
     pseudonym = item.event.subject or ""
-    at = to_us(item.event.time)
+    at = item.at
     batch.requests_answered.append((pseudonym, data.request_id, at))
     if isinstance(data, ev.RequestFulfilled):
         verified = batch.subject(pseudonym).get("verified", {}).get(data.request_id)
@@ -1009,20 +1009,20 @@ def _on_incident_opened(batch: _Batch, item: Item) -> None:
     record = item.record
     batch.incidents_opened.append(
         (data.incident_id, record.event_id, record.partition, record.offset,
-         to_us(item.event.time), json.dumps(sorted(set(data.stores))),
+         item.at, json.dumps(sorted(set(data.stores))),
          json.dumps(sorted(set(data.categories))), to_us(data.window_start), to_us(data.window_end)))
 
 
 def _on_incident_reported(batch: _Batch, item: Item) -> None:
     data = item.event.data
     assert isinstance(data, ev.IncidentReported)
-    batch.incidents_reported.append((data.incident_id, to_us(item.event.time)))
+    batch.incidents_reported.append((data.incident_id, item.at))
 
 
 def _on_incident_closed(batch: _Batch, item: Item) -> None:
     data = item.event.data
     assert isinstance(data, ev.IncidentClosed)
-    batch.incidents_closed.append((data.incident_id, to_us(item.event.time)))
+    batch.incidents_closed.append((data.incident_id, item.at))
 
 
 def _on_notified(batch: _Batch, item: Item) -> None:
@@ -1083,6 +1083,15 @@ class FindingsProjection(Projection):
     def drop(self, tx: ViewTransaction) -> None:
         super().drop(tx)
         drop_meta(tx, self.name)
+
+    def merge(self, tx: ViewTransaction, source: str) -> None:
+        # A finding about no one comes from an event about no one: every share has it,
+        # naming its own partition's copy. Keep the first share's, as for keyed tables.
+        super().merge(tx, source)
+        tx.execute(
+            f"DELETE FROM main.{FINDINGS_TABLE} AS f WHERE f.pseudonym IS NULL AND EXISTS ("
+            f"SELECT 1 FROM main.{FINDINGS_TABLE} AS g WHERE g.pseudonym IS NULL "
+            "AND g.event_id = f.event_id AND g.clause = f.clause AND g.rowid < f.rowid)")
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
         states = self.cache.begin(tx)

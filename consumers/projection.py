@@ -15,13 +15,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from schemas import Event, decode
 
 from consumers.views import ViewStore, ViewTransaction
-from ledger.errors import LedgerError
+from ledger.errors import IntegrityError, LedgerError
 from ledger.persistence import EventLog, LogRecord, Position
 
 
@@ -31,6 +31,13 @@ class Item:
 
     record: LogRecord
     event: Event
+    #: ``event.time`` in microseconds since the epoch (``consumers.rows.to_us``), computed
+    #: once for every projection that reads it.
+    at: int
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
 class Projection(ABC):
@@ -71,9 +78,43 @@ class Projection(ABC):
         for table in self.tables:
             tx.execute(f"DROP TABLE IF EXISTS {table}")
 
+    def merge(self, tx: ViewTransaction, source: str) -> None:
+        """Add the rows this projection built in the attached view store ``source`` (one
+        share of a partition-split rebuild, ``consumers.parallel``) to its tables here.
+
+        Shares hold disjoint people; events about no one are in every share, so the rows
+        they write come once per share. A table keyed by them keeps the first share's copy
+        (``INSERT OR IGNORE``); a projection with unkeyed rows about no one overrides this.
+        Volatile tables are not copied: they describe how one run was batched.
+        Raises ``IntegrityError`` if one person's rows are in two shares (their events were
+        in two partitions: partitions added to the topic, or a producer that did not key
+        by pseudonym), because the merged rows would then be wrong.
+        """
+        for table in self.tables:
+            if table in self.volatile:
+                continue
+            _check_people_disjoint(tx, table, source)
+            tx.execute(f"INSERT OR IGNORE INTO main.{table} SELECT * FROM {source}.{table}")
+
     @abstractmethod
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
         """Write the view rows for these events (already filtered to ``topics``, in log order)."""
+
+
+def _check_people_disjoint(tx: ViewTransaction, table: str, source: str) -> None:
+    """Refuse to merge a share whose people (a table keyed by ``pseudonym`` alone) are
+    already here."""
+    keys = [row[1] for row in tx.query(f"PRAGMA {source}.table_info({table})") if row[5]]
+    if keys != ["pseudonym"]:
+        return
+    clash = tx.query(f"SELECT 1 FROM {source}.{table} WHERE pseudonym IN "
+                     f"(SELECT pseudonym FROM main.{table}) LIMIT 1")
+    if clash:
+        raise IntegrityError(
+            f"a person's events are in more than one partition of the log (found merging "
+            f"{table}): the log cannot be rebuilt a share of partitions per process. Were "
+            "partitions added to the topic? Rebuild in one process (--workers 1)"
+        )
 
 
 class BadRecord(LedgerError):
@@ -199,7 +240,8 @@ class ProjectionRunner:
         should_stop: Callable[[], bool] | None = None,
         partitions: Iterable[int] | None = None,
     ) -> RunStats:
-        """Catch up with the log as it is now (or as it stood at ``until``)."""
+        """Catch up with the log as it is now (or as it stood at ``until``), on every
+        partition or on ``partitions`` only."""
         with paused_gc():
             return self._run(until, progress, should_stop, partitions)
 
@@ -209,10 +251,8 @@ class ProjectionRunner:
         positions = self.positions()
         stats = RunStats()
         batch: list[LogRecord] = []
-        wanted_partitions = set(partitions) if partitions is not None else None
-        for record in self.log.read(self._start(positions), until=until):
-            if wanted_partitions is not None and record.partition not in wanted_partitions:
-                continue
+        wanted = frozenset(partitions) if partitions is not None else None
+        for record in self.log.read(self._start(positions), until=until, partitions=wanted):
             batch.append(record)
             if len(batch) >= self.batch_size:
                 self._apply(batch, stats)
@@ -252,7 +292,7 @@ class ProjectionRunner:
                 stats.bad += 1
                 self.on_bad_record(record, _reason(exc))
                 continue
-            items.append(Item(record, event))
+            items.append(Item(record, event, (event.time - EPOCH) // MICROSECOND))
         stats.records += len(batch)
         # where the batch starts and ends, per partition (once for every projection)
         first: Position = {}
@@ -296,12 +336,15 @@ class ProjectionRunner:
 
     def rebuild(self, progress: Callable[[int], None] | None = None,
                 until: datetime | None = None, *, batch_size: int | None = None,
-                workers: int = 1) -> RunStats:
+                workers: int = 1, partitions: Iterable[int] | None = None,
+                indexes: bool = True) -> RunStats:
         """Drop every view of this runner and replay the log from position zero, in
-        transactions of ``batch_size`` records (default: the runner's).
+        transactions of ``batch_size`` records (default: the runner's); only ``partitions``
+        if given (a share of a partition-split rebuild, see ``consumers.parallel``), and
+        without the query indexes if ``indexes`` is False (a share, merged elsewhere).
 
-        ``workers`` > 1 rebuilds groups of projections in that many processes and swaps
-        the views in at the end (``consumers.parallel``), where the store and log allow.
+        ``workers`` > 1 rebuilds in that many processes and swaps the views in at the end
+        (``consumers.parallel``), where the store and log allow.
         """
         if workers > 1:
             from consumers.parallel import parallel_rebuild
@@ -320,12 +363,13 @@ class ProjectionRunner:
         if batch_size is not None:
             self.batch_size = batch_size
         try:
-            stats = self.run(progress=progress, until=until)
+            stats = self.run(progress=progress, until=until, partitions=partitions)
         finally:
             self.batch_size = kept
-        with self.store.transaction() as tx:
-            for p in self.projections:
-                p.create_indexes(tx)
+        if indexes:
+            with self.store.transaction() as tx:
+                for p in self.projections:
+                    p.create_indexes(tx)
         return stats
 
     def status(self) -> list[dict[str, Any]]:

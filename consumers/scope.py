@@ -357,7 +357,7 @@ class HoldingsProjection(MaskedProjection):
             event = item.event
             data = event.data
             p = event.subject
-            t = to_us(event.time)
+            t = item.at
             if isinstance(data, DataCollected):
                 if p is None or data.retention_days == 0:
                     continue  # compared and discarded: held nowhere

@@ -11,6 +11,7 @@ projections. Projections write portable SQL with ``?`` placeholders and ``ON CON
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,7 +28,8 @@ DEFAULT_CACHE_MB = 32
 #: pages all over its tables, and a page written by several batches is copied back to the
 #: database once per checkpoint.
 WAL_AUTOCHECKPOINT = 10_000
-_CHUNK = 500  # bound on "IN (?, ...)" lists
+#: ``first_time`` inserts with RETURNING (3.35) from ``json_each`` (built in since 3.38).
+MIN_SQLITE = (3, 38)
 
 TRACKING_SCHEMA = """
 CREATE TABLE IF NOT EXISTS tracking (
@@ -79,22 +81,15 @@ class ViewTransaction(ABC):
 
         Used when the log may deliver an event id twice (a retried Kafka publish, an event
         about no one written to every partition). An id repeated within ``event_ids`` is
-        new at most once, at its first occurrence. One query and one ``executemany`` per
-        500 ids, not a statement per event.
+        new at most once, at its first occurrence. One statement for the whole batch: it
+        inserts the ids not yet marked and returns them (one index probe per id).
         """
-        unique = list(dict.fromkeys(event_ids))
-        known: set[str] = set()
-        for start in range(0, len(unique), _CHUNK):
-            chunk = unique[start : start + _CHUNK]
-            known.update(row[0] for row in self.query(
-                "SELECT event_id FROM applied_events WHERE projection = ? AND event_id IN "
-                f"({','.join('?' * len(chunk))})", (projection, *chunk)))
-        new = [event_id for event_id in unique if event_id not in known]
-        if new:
-            self.executemany(
-                "INSERT INTO applied_events (projection, event_id) VALUES (?, ?)",
-                [(projection, event_id) for event_id in new])
-        pending = set(new)
+        if not event_ids:
+            return []
+        pending = {row[0] for row in self.query(
+            "INSERT OR IGNORE INTO applied_events (projection, event_id) "
+            "SELECT ?, value FROM json_each(?) RETURNING event_id",
+            (projection, json.dumps(list(event_ids))))}
         out = []
         for event_id in event_ids:
             if event_id in pending:
@@ -174,6 +169,10 @@ class SQLiteViewStore(ViewStore):
                 f"LEDGER_VIEW_CACHE_MB={cache_mb!r}: the view store's page cache must be a "
                 "whole number of MB, at least 1"
             )
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise ConfigurationError(
+                f"the view store needs SQLite {'.'.join(map(str, MIN_SQLITE))} or later "
+                f"(RETURNING, json_each); this Python has {sqlite3.sqlite_version}")
         self.path = str(path)
         self.cache_mb = cache_mb
         if self.path != ":memory:":
@@ -230,30 +229,65 @@ class SQLiteViewStore(ViewStore):
         Each projection's tables are dropped and created afresh here, so the copy of each
         table is into an empty one of the same schema (SQLite's fast transfer).
         """
-        aliases = [f"rebuilt_{i}" for i in range(len(sources))]
-        attached: list[str] = []
+        with self._attached(sources) as aliases, self.transaction() as tx:
+            for alias, projections in zip(aliases, groups, strict=True):
+                for p in projections:
+                    p.drop(tx)
+                    for table in ("tracking", "applied_events"):
+                        tx.execute(f"DELETE FROM main.{table} WHERE projection = ?",
+                                   (p.name,))
+                    p.create(tx)
+                    for table in (*p.tables, "tracking", "applied_events"):
+                        where = (" WHERE projection = ?"
+                                 if table in ("tracking", "applied_events") else "")
+                        tx.execute(f"INSERT INTO main.{table} SELECT * FROM "
+                                   f"{alias}.{table}{where}", (p.name,) if where else ())
+
+    def merge(self, sources: Sequence[str], projections: Sequence[Any]) -> int:
+        """Replace the views of ``projections`` by the union of the views built in the
+        SQLite files ``sources`` (each from its own share of the log's partitions, see
+        ``consumers.parallel``): rows (``Projection.merge``), tracking and applied event
+        ids, in ONE transaction. Raises ``IntegrityError`` (nothing changed) if a person's
+        rows are in two shares.
+
+        Returns the applications made in more than one share (an event about no one is in
+        every partition, so every share applied it), for the caller's count.
+        """
+        repeated = 0
+        with self._attached(sources) as aliases, self.transaction() as tx:
+            for p in projections:
+                p.drop(tx)
+                for table in ("tracking", "applied_events"):
+                    tx.execute(f"DELETE FROM main.{table} WHERE projection = ?", (p.name,))
+                p.create(tx, indexes=False)
+            # share by share, so the first copies into empty tables (SQLite's fast transfer)
+            for alias in aliases:
+                for p in projections:
+                    p.merge(tx, alias)
+                    tx.execute(f"INSERT INTO main.tracking SELECT * FROM {alias}.tracking "
+                               "WHERE projection = ?", (p.name,))
+                    (applied,), = tx.query(f"SELECT count(*) FROM {alias}.applied_events "
+                                           "WHERE projection = ?", (p.name,))
+                    repeated += applied - tx.execute(
+                        f"INSERT OR IGNORE INTO main.applied_events SELECT * FROM "
+                        f"{alias}.applied_events WHERE projection = ?", (p.name,))
+            for p in projections:
+                p.create_indexes(tx)
+        return repeated
+
+    @contextmanager
+    def _attached(self, sources: Sequence[str]) -> Iterator[list[str]]:
+        aliases: list[str] = []
         try:
-            for alias, path in zip(aliases, sources, strict=True):
-                self._db.execute("ATTACH DATABASE ? AS " + alias, (path,))
-                attached.append(alias)
-            with self.transaction() as tx:
-                for alias, projections in zip(aliases, groups, strict=True):
-                    for p in projections:
-                        p.drop(tx)
-                        for table in ("tracking", "applied_events"):
-                            tx.execute(f"DELETE FROM main.{table} WHERE projection = ?",
-                                       (p.name,))
-                        p.create(tx)
-                        for table in (*p.tables, "tracking", "applied_events"):
-                            where = (" WHERE projection = ?"
-                                     if table in ("tracking", "applied_events") else "")
-                            tx.execute(f"INSERT INTO main.{table} SELECT * FROM "
-                                       f"{alias}.{table}{where}", (p.name,) if where else ())
+            for i, path in enumerate(sources):
+                self._db.execute(f"ATTACH DATABASE ? AS rebuilt_{i}", (path,))
+                aliases.append(f"rebuilt_{i}")
+            yield aliases
         except sqlite3.Error as exc:
             raise PersistenceError(f"adopting rebuilt views into {self.path} failed: {exc}"
                                    ) from exc
         finally:
-            for alias in attached:
+            for alias in aliases:
                 self._db.execute(f"DETACH DATABASE {alias}")
 
     def close(self) -> None:

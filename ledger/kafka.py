@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -153,6 +153,7 @@ class KafkaEventLog(EventLog):
     """
 
     name = "kafka"
+    self_contained_partitions = True
 
     def __init__(
         self,
@@ -684,15 +685,20 @@ class KafkaEventLog(EventLog):
                 )
 
     def _log_record(self, record: ConsumerRecord) -> LogRecord:
-        headers = dict(record.headers or ())
+        # A record written by something other than the ledger may have no headers; it is
+        # returned anyway (projections report an undecodable payload as a bad record).
+        event_id = event_type = b""
+        for name, value in record.headers or ():
+            if name == HEADER_EVENT_ID:
+                event_id = value or b""
+            elif name == HEADER_EVENT_TYPE:
+                event_type = value or b""
         key = record.key
         return LogRecord(
             partition=record.partition,
             offset=record.offset,
-            # A record written by something other than the ledger has no headers; it is
-            # returned anyway (projections report an undecodable payload as a bad record).
-            event_id=(headers.get(HEADER_EVENT_ID) or b"").decode(),
-            event_type=(headers.get(HEADER_EVENT_TYPE) or b"").decode(),
+            event_id=event_id.decode(),
+            event_type=event_type.decode(),
             subject=None if key is None or key == NO_SUBJECT_KEY else key.decode(),
             recorded_at=EPOCH + timedelta(milliseconds=record.timestamp),
             payload=record.value,
@@ -704,8 +710,10 @@ class KafkaEventLog(EventLog):
         *,
         until: datetime | None = None,
         limit: int | None = None,
+        partitions: Collection[int] | None = None,
     ) -> Iterator[LogRecord]:
-        """Committed records after ``after``, stamped by the broker at or before ``until``.
+        """Committed records after ``after``, stamped by the broker at or before ``until``,
+        of ``partitions`` only if given.
 
         The end of each partition is fixed when ``read`` is called; records of one partition
         come in offset order, partitions interleaved. Raises ``IntegrityError`` if records
@@ -721,6 +729,8 @@ class KafkaEventLog(EventLog):
             raise self._error(exc, "reading") from exc
         ranges: dict[int, tuple[int, int]] = {}
         for partition, (first, stop) in bounds.items():
+            if partitions is not None and partition not in partitions:
+                continue
             start = (after or {}).get(partition, -1) + 1
             if after is not None and partition in after and start < first:
                 raise IntegrityError(

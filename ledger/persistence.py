@@ -8,7 +8,7 @@ read}``; reading "after" a position yields every later record. Offsets are never
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
@@ -80,10 +80,12 @@ class EventLog(ABC):
         *,
         until: datetime | None = None,
         limit: int | None = None,
+        partitions: Collection[int] | None = None,
     ) -> Iterator[LogRecord]:
         """Records after ``after`` (all if None), recorded at or before ``until``, in log order
 
-        (per partition). Stops at the end of the log as it is when called.
+        (per partition), of ``partitions`` only if given. Stops at the end of the log as it
+        is when called.
         """
 
     def read_about(self, subject: str, *, until: datetime | None = None) -> Iterator[LogRecord]:
@@ -99,6 +101,15 @@ class EventLog(ABC):
     @abstractmethod
     def log_id(self) -> str:
         """Identifies this log (file or topic), so a view never mixes positions of two logs."""
+
+    #: Whether each partition can be projected on its own: every person's events sit in one
+    #: partition and every event about no one is in every partition (Kafka), so views built
+    #: from disjoint shares of the partitions merge into the views of the whole log.
+    self_contained_partitions: bool = False
+
+    def partitions(self) -> list[int]:
+        """The log's partitions (SQLite: one, numbered 0)."""
+        return sorted(self.end_position())
 
     def reopener(self) -> Callable[[], EventLog] | None:
         """A picklable callable that opens this same log again (in another process), or

@@ -20,7 +20,7 @@ import hashlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -287,7 +287,10 @@ class SQLiteEventLog(EventLog):
         *,
         until: datetime | None = None,
         limit: int | None = None,
+        partitions: Collection[int] | None = None,
     ) -> Iterator[LogRecord]:
+        if partitions is not None and 0 not in partitions:
+            return iter(())
         return self._scan((after or {}).get(0, -1), self._last_position(until),
                           -1 if limit is None else limit)
 

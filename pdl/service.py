@@ -73,17 +73,21 @@ class QueryService:
             return self.runner().run(progress=progress)
 
     def default_workers(self, names: list[str] | None = None) -> int:
-        """Processes ``rebuild`` uses unless told: 2 on the SQLite log with two or more
-        cores and more than one projection to rebuild, else 1.
+        """Processes ``rebuild`` uses unless told: 2 where the machine has two or more
+        cores and the rebuild can be split (``consumers.parallel``), else 1.
 
-        Measured (bench/replay.py, 1M events, 2 vCPUs): two processes rebuild all views
-        at 0.24–0.32×R against 0.16–0.17×R for one, for twice the memory (two ~345 MB
-        processes). On Kafka each worker reads and decodes the whole topic, and on two
-        cores shared with a broker that cancels the split (bench/kafka.py): 1 there.
+        The SQLite log splits by projection (more than one to rebuild): measured with
+        bench/replay.py, 1M events, 2 vCPUs, two processes rebuild all views at
+        0.24-0.32xR against 0.16-0.17xR for one, for twice the memory. A Kafka log splits
+        by partition (two or more), each process reading its own share of the topic:
+        see bench/kafka.py and the README for the figures.
         """
-        many = names is None or len(names) > 1
-        cores = os.cpu_count() or 1
-        return 2 if many and cores >= 2 and self.ledger.log.name == "sqlite" else 1
+        if (os.cpu_count() or 1) < 2:
+            return 1
+        log = self.ledger.log
+        if log.self_contained_partitions:
+            return 2 if len(log.partitions()) >= 2 else 1
+        return 2 if names is None or len(names) > 1 else 1
 
     def rebuild(self, names: list[str] | None = None,
                 progress: Progress | None = None, workers: int | None = None) -> RunStats:

@@ -105,8 +105,8 @@ class GatedLog(EventLog):
         return self.inner.append(records)
 
     def read(self, after: Mapping[int, int] | None = None, *, until: datetime | None = None,
-             limit: int | None = None) -> Any:
-        return self.inner.read(after, until=until, limit=limit)
+             limit: int | None = None, partitions: Any = None) -> Any:
+        return self.inner.read(after, until=until, limit=limit, partitions=partitions)
 
     def end_position(self, until: datetime | None = None) -> Position:
         return self.inner.end_position(until)

@@ -310,3 +310,102 @@ def test_pdl_consume_stops_cleanly_on_sigterm(kafka: Settings, tmp_path: Path) -
                             capture_output=True, timeout=60)
     assert status.returncode == 0, status.stderr
     assert all(row["lag"] == 0 for row in json.loads(status.stdout))
+
+
+# --- a rebuild split by partition ------------------------------------------------------------
+
+
+def _positions_of_copies_blanked(dump: dict[str, list[tuple[Any, ...]]]
+                                 ) -> dict[str, list[tuple[Any, ...]]]:
+    """Views with the (partition, offset) of rows about no one blanked: an event about no
+    one is on every partition, and each such row names the copy its reader met first."""
+    out = dict(dump)
+    out["findings"] = sorted(
+        ((*r[:3], None, None, *r[5:]) if r[1] is None else r for r in dump["findings"]),
+        key=repr)
+    out["findings_incidents"] = sorted(
+        ((*r[:2], None, None, *r[4:]) for r in dump["findings_incidents"]), key=repr)
+    return out
+
+
+def _about_no_one(i: int) -> list[dict[str, Any]]:
+    """Events about no one that write rows of their own, one of them a finding (1.3)."""
+    return [
+        {**EXAMPLES["recipient.registered"], "id": f"kc-cloud-{i}",
+         "data": {**EXAMPLES["recipient.registered"]["data"], "recipient": f"cloud-{i}",
+                  "allowed_categories": ["customer.content"]}},
+        {**EXAMPLES["incident.opened"], "id": f"kc-incident-{i}",
+         "data": {**EXAMPLES["incident.opened"]["data"], "incident_id": f"inc-{i}",
+                  "stores": ["db-1"]}},
+        {**EXAMPLES["incident.reported"], "id": f"kc-reported-{i}",
+         "data": {**EXAMPLES["incident.reported"]["data"], "incident_id": f"inc-{i}"}},
+    ]
+
+
+def test_a_rebuild_split_by_partition_equals_a_rebuild_in_one_process(
+        kafka: Settings, tmp_path: Path) -> None:
+    from consumers.parallel import can_rebuild_in_parallel, shares
+
+    with Ledger(kafka) as ledger:
+        ledger.publish([{**EXAMPLES["recipient.registered"], "id": "kc-recipient"}])
+        for start in range(0, 600, 200):
+            ledger.publish([wire(i) for i in range(start, start + 200)])
+            ledger.publish(_about_no_one(start))
+        ledger.publish([paid(i) for i in range(40)])
+        ledger.publish([wire(i) for i in range(550, 600)])  # a retried publish
+        split = shares(ledger.log, 2)
+        assert split is not None and sorted(map(len, split)) == [2, 2]
+        assert sorted(p for share in split for p in share) == [0, 1, 2, 3]
+        serial = SQLiteViewStore(tmp_path / "serial.db")
+        split = SQLiteViewStore(tmp_path / "split.db")
+        serial_stats = ProjectionRunner(ledger.log, serial, all_projections()).rebuild()
+        runner = ProjectionRunner(ledger.log, split, all_projections())
+        assert can_rebuild_in_parallel(runner)
+        seen: list[int] = []
+        stats = runner.rebuild(workers=2, progress=seen.append)
+        assert (stats.records, stats.applied, stats.duplicates) == (
+            serial_stats.records, serial_stats.applied, serial_stats.duplicates)
+        assert sum(seen) == stats.records
+        views = dump_views(split, all_projections())
+        assert _positions_of_copies_blanked(views) == _positions_of_copies_blanked(
+            dump_views(serial, all_projections()))
+        # each event about no one counted once, though every partition holds a copy
+        about_no_one = [r for r in views["findings"] if r[1] is None]
+        assert sorted(r[2] for r in about_no_one) == ["kc-cloud-0", "kc-cloud-200",
+                                                      "kc-cloud-400"]
+        assert len(views["findings_incidents"]) == len(views["incidents"]) == 3
+        assert runner.positions() == ProjectionRunner(
+            ledger.log, serial, all_projections()).positions()
+        # and the views go on from there as any others would
+        ledger.publish([wire(i) for i in range(600, 700)] + _about_no_one(600))
+        runner.run()
+        ProjectionRunner(ledger.log, serial, all_projections()).run()
+        assert _positions_of_copies_blanked(dump_views(split, all_projections())) == (
+            _positions_of_copies_blanked(dump_views(serial, all_projections())))
+        serial.close()
+        split.close()
+
+
+def test_a_person_on_two_partitions_makes_the_split_rebuild_fall_back(
+        kafka: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from ledger.kafka import KafkaEventLog
+
+    with Ledger(kafka) as ledger:
+        ledger.publish([wire(i) for i in range(200)])
+        # as if partitions had been added to the topic: the same people land elsewhere
+        real = KafkaEventLog._partition_of  # the partitioner under test
+
+        def moved(self: KafkaEventLog, key: bytes, producer: Any) -> int:
+            return (real(self, key, producer) + 1) % 4
+
+        monkeypatch.setattr(KafkaEventLog, "_partition_of", moved)
+        ledger.publish([{**wire(i), "id": f"kc-moved-{i}"} for i in range(200)])
+        store = SQLiteViewStore(tmp_path / "views.db")
+        with caplog.at_level("WARNING", logger="consumers.parallel"):
+            stats = ProjectionRunner(ledger.log, store, all_projections()).rebuild(workers=2)
+        assert "more than one partition" in caplog.text
+        assert "rebuilding in one process instead" in caplog.text
+        assert stats.records == 400
+        assert dump_views(store, all_projections()) == fresh_rebuild(ledger)
+        store.close()

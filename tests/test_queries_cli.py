@@ -248,16 +248,22 @@ def test_rebuild_uses_two_processes_by_default_only_where_it_pays(
 
     from pdl.service import QueryService
 
-    def workers(log: str, cores: int, names: list[str] | None) -> int:
+    def workers(log: str, cores: int, names: list[str] | None, partitions: int = 1) -> int:
         monkeypatch.setattr("os.cpu_count", lambda: cores)
-        fake = SimpleNamespace(ledger=SimpleNamespace(log=SimpleNamespace(name=log)))
+        fake = SimpleNamespace(ledger=SimpleNamespace(log=SimpleNamespace(
+            name=log, self_contained_partitions=log == "kafka",
+            partitions=lambda: list(range(partitions)))))
         return QueryService.default_workers(fake, names)  # type: ignore[arg-type]
 
     assert workers("sqlite", 2, None) == 2
     assert workers("sqlite", 8, ["datamap", "findings"]) == 2
     assert workers("sqlite", 2, ["datamap"]) == 1  # one projection: nothing to split
     assert workers("sqlite", 1, None) == 1
-    assert workers("kafka", 8, None) == 1  # each worker would read the whole topic
+    # Kafka splits by partition, so one projection is split too, but one partition is not
+    assert workers("kafka", 2, None, partitions=6) == 2
+    assert workers("kafka", 2, ["datamap"], partitions=3) == 2
+    assert workers("kafka", 8, None, partitions=1) == 1
+    assert workers("kafka", 1, None, partitions=6) == 1
 
 
 def test_queries_catch_up_unless_told_not_to(env: Settings, capsys: Capture) -> None:

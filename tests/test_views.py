@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from eventkit import dump_views, log_events, random_events
 
-from consumers.parallel import ParallelRebuildError, can_rebuild_in_parallel, groups
+from consumers.parallel import ParallelRebuildError, can_rebuild_in_parallel, groups, shares
 from consumers.projection import (
     REBUILD_BATCH_SIZE,
     BadRecord,
@@ -180,7 +180,8 @@ class _Boom(Projection):
 
 def test_parallel_rebuild_equals_a_rebuild_in_one_process(
         tmp_path: Path, make_log: Callable[[], EventLog]) -> None:
-    # On every backend: Kafka workers each open the topic again and read every partition.
+    # On every backend: the SQLite log splits by projection, Kafka (three partitions here)
+    # by partition (tests/test_kafka_consume.py has events about no one in the shares).
     log = make_log()
     log_events(log, random_events(seed=6, n=500))
     serial = SQLiteViewStore(tmp_path / "serial.db")
@@ -190,6 +191,12 @@ def test_parallel_rebuild_equals_a_rebuild_in_one_process(
         runner = ProjectionRunner(log, parallel, all_projections(), batch_size=40)
         runner.run()  # views to replace
         assert can_rebuild_in_parallel(runner)
+        split = shares(log, 2)
+        if log.name == "kafka":
+            assert split is not None and len(split) == 2
+            assert sorted(p for share in split for p in share) == [0, 1, 2]
+        else:
+            assert split is None
         seen: list[int] = []
         stats = runner.rebuild(workers=2, progress=seen.append)
         assert stats.records == serial_stats.records >= 500
@@ -348,3 +355,21 @@ def test_projecting_pauses_the_cyclic_gc_and_restores_it(tmp_path: Path) -> None
     finally:
         log.close()
         store.close()
+
+
+def test_partitions_are_shared_out_by_their_records() -> None:
+    from types import SimpleNamespace
+
+    def split(ends: dict[int, int], workers: int) -> list[list[int]] | None:
+        log = SimpleNamespace(self_contained_partitions=True, end_position=lambda: ends,
+                              partitions=lambda: sorted(ends))
+        return shares(log, workers)  # type: ignore[arg-type]
+
+    # the largest first, each into the smallest share so far
+    assert split({0: 99, 1: 9, 2: 49, 3: 49, 4: -1}, 2) == [[0, 1], [2, 3, 4]]  # 110, 100
+    assert split({0: 10, 1: 10, 2: 10}, 3) == [[0], [1], [2]]
+    assert split({0: 10, 1: 10}, 5) == [[0], [1]]  # no more shares than partitions
+    assert split({0: 10}, 2) is None
+    assert split({0: 10, 1: 10}, 1) is None
+    sqlite = SimpleNamespace(self_contained_partitions=False)
+    assert shares(sqlite, 2) is None  # type: ignore[arg-type]
