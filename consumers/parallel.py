@@ -175,11 +175,11 @@ def parallel_rebuild(
 
     repeated = 0
     overlapped = False
+    reported = 0
+    results: dict[int, tuple[int, int, int, int]] = {}
     try:
         for proc in procs:
             proc.start()
-        reported = 0
-        results: dict[int, tuple[int, int, int, int]] = {}
         while len(results) < len(tasks):
             try:
                 kind, index, value = out.get(timeout=1.0)
@@ -200,12 +200,11 @@ def parallel_rebuild(
                 results[index] = value
             else:
                 part, partitions = tasks[index]
-                what = (f"partitions {', '.join(map(str, partitions))}" if partitions is not None
-                        else ", ".join(p.name for p in part))
+                what = (f"partitions {', '.join(map(str, partitions))}"
+                        if partitions is not None else ", ".join(p.name for p in part))
                 raise ParallelRebuildError(
                     f"rebuild of {what} failed; the views are unchanged: {value}")
-        for proc in procs:
-            proc.join()
+        # each worker closed its store before saying done: no need to wait for its exit
         if by_partition:
             try:
                 repeated = store.merge(paths, runner.projections)
@@ -215,7 +214,9 @@ def parallel_rebuild(
         else:
             store.adopt(paths, [part for part, _ in tasks])
     finally:
-        for proc in procs:
+        for i, proc in enumerate(procs):
+            if i in results:  # done: it is only exiting
+                proc.join(timeout=30)
             if proc.is_alive():
                 proc.kill()
                 proc.join()
