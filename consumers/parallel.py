@@ -79,8 +79,8 @@ def shares(log: EventLog, workers: int) -> list[list[int]] | None:
     cannot be rebuilt a share of partitions at a time (or has one partition)."""
     if not log.self_contained_partitions or workers < 2:
         return None
-    ends = log.end_position()
-    partitions = sorted(set(log.partitions()) | set(ends))
+    ends = log.end_position()  # every partition, with its last offset
+    partitions = sorted(ends)
     n = min(workers, len(partitions))
     if n < 2:
         return None
@@ -103,12 +103,17 @@ def _tasks(runner: ProjectionRunner, workers: int
     return [(part, None) for part in groups(runner.projections, workers)], False
 
 
-def can_rebuild_in_parallel(runner: ProjectionRunner, workers: int = 2) -> bool:
-    """Whether ``parallel_rebuild`` would use worker processes for this runner."""
+def _workers_can_build(runner: ProjectionRunner) -> bool:
+    """Whether other processes can rebuild this runner's views: a store file to put theirs
+    beside, a log they can open again, and no bad-record handler of this process's."""
     store = runner.store
     return (isinstance(store, SQLiteViewStore) and store.path != ":memory:"
-            and _opener(runner.log) is not None and runner.on_bad_record is _refuse
-            and len(_tasks(runner, workers)[0]) > 1)
+            and _opener(runner.log) is not None and runner.on_bad_record is _refuse)
+
+
+def can_rebuild_in_parallel(runner: ProjectionRunner, workers: int = 2) -> bool:
+    """Whether ``parallel_rebuild`` would use worker processes for this runner."""
+    return _workers_can_build(runner) and len(_tasks(runner, workers)[0]) > 1
 
 
 def _worker(index: int, open_log: Callable[[], EventLog], projections: list[Projection],
@@ -148,8 +153,10 @@ def parallel_rebuild(
     the shares of a split by partition overlap (a person's events in two partitions), it
     says so in the log and rebuilds in this process instead.
     """
+    if not _workers_can_build(runner):
+        return runner.rebuild(progress=progress, until=until, batch_size=batch_size)
     tasks, by_partition = _tasks(runner, workers)
-    if len(tasks) < 2 or not can_rebuild_in_parallel(runner, workers):
+    if len(tasks) < 2:
         return runner.rebuild(progress=progress, until=until, batch_size=batch_size)
     store = runner.store
     assert isinstance(store, SQLiteViewStore)

@@ -31,13 +31,18 @@ class Item:
 
     record: LogRecord
     event: Event
-    #: ``event.time`` in microseconds since the epoch (``consumers.rows.to_us``), computed
+    #: ``event.time`` in microseconds since the epoch (``to_us``), computed
     #: once for every projection that reads it.
     at: int
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_us(value: datetime) -> int:
+    """A timezone-aware time as integer microseconds since the epoch."""
+    return (value - EPOCH) // _MICROSECOND
 
 
 class Projection(ABC):
@@ -77,6 +82,14 @@ class Projection(ABC):
     def drop(self, tx: ViewTransaction) -> None:
         for table in self.tables:
             tx.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def reset(self, tx: ViewTransaction, *, indexes: bool) -> None:
+        """Empty views, as before the first event: tables dropped and made again (query
+        indexes too if ``indexes``), tracking and applied event ids forgotten."""
+        self.drop(tx)
+        for table in ("tracking", "applied_events"):
+            tx.execute(f"DELETE FROM main.{table} WHERE projection = ?", (self.name,))
+        self.create(tx, indexes=indexes)
 
     def merge(self, tx: ViewTransaction, source: str) -> None:
         """Add the rows this projection built in the attached view store ``source`` (one
@@ -292,7 +305,7 @@ class ProjectionRunner:
                 stats.bad += 1
                 self.on_bad_record(record, _reason(exc))
                 continue
-            items.append(Item(record, event, (event.time - EPOCH) // MICROSECOND))
+            items.append(Item(record, event, to_us(event.time)))
         stats.records += len(batch)
         # where the batch starts and ends, per partition (once for every projection)
         first: Position = {}
@@ -353,12 +366,9 @@ class ProjectionRunner:
                                     batch_size=batch_size)
         with self.store.transaction() as tx:
             for p in self.projections:
-                p.drop(tx)
-                tx.execute("DELETE FROM tracking WHERE projection = ?", (p.name,))
-                tx.execute("DELETE FROM applied_events WHERE projection = ?", (p.name,))
                 # query indexes come after the replay; one killed before then gets them
                 # back from the next runner's create()
-                p.create(tx, indexes=False)
+                p.reset(tx, indexes=False)
         kept = self.batch_size
         if batch_size is not None:
             self.batch_size = batch_size

@@ -17,23 +17,16 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Hashable, Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import islice
 from typing import Any
 
-from consumers.projection import Projection
+from consumers.projection import EPOCH, Projection
+from consumers.projection import to_us as to_us  # noqa: PLC0414 - re-exported, one definition
 from consumers.views import ViewTransaction
 from ledger.errors import ConfigurationError
 from schemas.taxonomy import CATEGORIES, covers, is_sensitive
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICRO = timedelta(microseconds=1)
-
-
-def to_us(value: datetime) -> int:
-    """A timezone-aware time as integer microseconds since the epoch."""
-    return (value - EPOCH) // _MICRO
 
 
 def from_us(value: int) -> datetime:

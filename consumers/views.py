@@ -232,11 +232,7 @@ class SQLiteViewStore(ViewStore):
         with self._attached(sources) as aliases, self.transaction() as tx:
             for alias, projections in zip(aliases, groups, strict=True):
                 for p in projections:
-                    p.drop(tx)
-                    for table in ("tracking", "applied_events"):
-                        tx.execute(f"DELETE FROM main.{table} WHERE projection = ?",
-                                   (p.name,))
-                    p.create(tx)
+                    p.reset(tx, indexes=True)
                     for table in (*p.tables, "tracking", "applied_events"):
                         where = (" WHERE projection = ?"
                                  if table in ("tracking", "applied_events") else "")
@@ -256,10 +252,7 @@ class SQLiteViewStore(ViewStore):
         repeated = 0
         with self._attached(sources) as aliases, self.transaction() as tx:
             for p in projections:
-                p.drop(tx)
-                for table in ("tracking", "applied_events"):
-                    tx.execute(f"DELETE FROM main.{table} WHERE projection = ?", (p.name,))
-                p.create(tx, indexes=False)
+                p.reset(tx, indexes=False)
             # share by share, so the first copies into empty tables (SQLite's fast transfer)
             for alias in aliases:
                 for p in projections:
