@@ -23,6 +23,7 @@ from schemas import Event, decode
 from consumers.views import ViewStore, ViewTransaction
 from ledger.errors import IntegrityError, LedgerError
 from ledger.persistence import EventLog, LogRecord, Position
+from ledger.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +198,7 @@ def paused_gc() -> Iterator[None]:
 #: Records per transaction of a rebuild: a person's events cluster in the log, so a big
 #: batch reads and writes each person's rows once for several of their events, and each
 #: commit copies fewer pages per record. The decoded batch is the memory it costs.
-REBUILD_BATCH_SIZE = 20_000
+REBUILD_BATCH_SIZE = Settings.rebuild_batch
 
 
 class ProjectionRunner:
