@@ -220,12 +220,12 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.on_bad_record = on_bad_record or _refuse
         # The SQLite log stores an event id once; Kafka may carry a retried publish twice.
-        self.dedupe = log.name != "sqlite" if dedupe is None else dedupe
+        self.dedupe = not log.stores_ids_once if dedupe is None else dedupe
         # Records of a type no projection here wants are not decoded. Only where the log
         # wrote the type itself from the validated event (SQLite): a Kafka record's type
         # header comes from its producer, and a malformed record must reach the handler.
         self.types: frozenset[str] | None = None
-        if log.name == "sqlite" and all(p.topics for p in self.projections):
+        if log.trusted_types and all(p.topics for p in self.projections):
             self.types = frozenset().union(*(p.topics for p in self.projections))
         with store.transaction() as tx:
             for p in self.projections:

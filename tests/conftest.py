@@ -90,7 +90,7 @@ def backend_settings(request: pytest.FixtureRequest, settings: Settings) -> Sett
 @pytest.fixture
 def make_log(backend_settings: Settings) -> Iterator[Callable[[], EventLog]]:
     """A factory of logs of the backend under test; every log it opens is closed after."""
-    from ledger.persistence import create_log
+    from ledger.factory import create_log
 
     opened: list[EventLog] = []
 

@@ -18,7 +18,8 @@ from kafka.admin import ConfigResource, ConfigResourceType  # type: ignore[impor
 
 from ledger.errors import ConfigurationError, IntegrityError, OperationalError
 from ledger.kafka import HEADER_EVENT_ID, HEADER_EVENT_TYPE, NO_SUBJECT_KEY, KafkaEventLog
-from ledger.persistence import NewRecord, create_log
+from ledger.factory import create_log
+from ledger.persistence import NewRecord
 from ledger.settings import KafkaSettings, Settings
 from schemas import uuid7
 
