@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import ConfigurationError
+from ledger.files import private_dir, write_private
 
 PREFIX = "LEDGER_"
 BACKENDS = ("sqlite", "kafka")
@@ -46,6 +47,24 @@ def generate_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 
 
+def _master_key(raw: str | None, file: str | None) -> bytes | None:
+    """LEDGER_MASTER_KEY, or the key in the file LEDGER_MASTER_KEY_FILE names (a Docker
+    secret under /run/secrets); not both."""
+    if raw and file:
+        raise ConfigurationError(
+            f"set {PREFIX}MASTER_KEY or {PREFIX}MASTER_KEY_FILE, not both")
+    if file:
+        try:
+            raw = Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(
+                f"{PREFIX}MASTER_KEY_FILE={file!r} cannot be read "
+                f"({type(exc).__name__}: {getattr(exc, 'strerror', None) or 'not text'})"
+            ) from None
+        return decode_key(raw, f"{PREFIX}MASTER_KEY_FILE ({file})")
+    return decode_key(raw, PREFIX + "MASTER_KEY") if raw else None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the ledger. ``from_env`` is the only place that reads the environment."""
@@ -75,6 +94,9 @@ class Settings:
     #: (``LEDGER_SCOPE_INDEX``; ``consumers.scope_index``): milliseconds per scope answer
     #: instead of tens to hundreds, for ~30 bytes per segment (~130 MB at 10M events).
     scope_index: bool = True
+    #: A first admin token for ``pdl serve`` to accept (``LEDGER_ADMIN_TOKEN_FILE``, a
+    #: Docker secret made with ``pdl token new``); only its hash is stored.
+    admin_token_file: Path | None = None
     kafka: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,9 +121,8 @@ class Settings:
         if self.demo:
             path = self.data_dir / "demo-master.key"
             if not path.exists():
-                self.data_dir.mkdir(parents=True, exist_ok=True)
-                path.write_text(generate_key())
-                path.chmod(0o600)
+                private_dir(self.data_dir)
+                write_private(path, generate_key())
             return decode_key(path.read_text(), f"demo key file {path}")
         raise ConfigurationError(
             "LEDGER_MASTER_KEY is not set: the ledger needs it to seal personal values. "
@@ -145,8 +166,7 @@ class Settings:
             raise ConfigurationError(
                 f"{PREFIX}SQLITE_SYNCHRONOUS={sync!r} is not one of {', '.join(SYNCHRONOUS)}"
             )
-        raw_key = get("MASTER_KEY")
-        master_key = decode_key(raw_key, PREFIX + "MASTER_KEY") if raw_key else None
+        master_key = _master_key(get("MASTER_KEY"), get("MASTER_KEY_FILE"))
         bootstrap = get("KAFKA_BOOTSTRAP_SERVERS")
         if backend == "kafka" and not bootstrap:
             raise ConfigurationError(
@@ -186,5 +206,7 @@ class Settings:
             rebuild_batch=integer("REBUILD_BATCH", 20_000, 1),
             view_cache_entries=integer("VIEW_CACHE_ENTRIES", 150_000, 1),
             scope_index=flag("SCOPE_INDEX", default=True),
+            admin_token_file=Path(admin_token) if (admin_token := get("ADMIN_TOKEN_FILE"))
+            else None,
             kafka=kafka,
         )

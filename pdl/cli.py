@@ -143,6 +143,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     with open_ledger(args) as ledger:
         after = {0: args.after} if args.after is not None else None
         rows = []
+        opened: list[str] = []  # pseudonyms of the people whose values were unsealed
         for record, event in ledger.events(after, until=args.as_of, subject=args.subject,
                                            limit=None if args.subject else args.limit):
             item = event.model_dump(mode="json", exclude_none=True)
@@ -151,11 +152,14 @@ def cmd_log(args: argparse.Namespace) -> int:
             if args.unseal:
                 item["personal"] = ledger.unseal(event)
                 item.pop("sealed", None)
+                if event.sealed and event.subject:
+                    opened.append(event.subject)
             rows.append(item)
             if args.subject and len(rows) >= args.limit:
                 break
         if args.unseal:
-            ledger.audit("log --unseal", {"count": str(len(rows))})
+            ledger.audit("log --unseal", {"count": str(len(rows))}, people=opened,
+                         reason=args.reason, clear=True)
 
         def render() -> None:
             table = Table(title=f"{len(rows)} event(s)")
@@ -265,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--subject", help="only this person's events (real identifier)")
     p.add_argument("--as-of", type=parse_time, help="the log as it stood at this time")
-    p.add_argument("--unseal", action="store_true", help="open sealed values (audited)")
+    p.add_argument("--unseal", action="store_true",
+                   help="open sealed values (audited: whose values were opened, and why)")
+    p.add_argument("--reason", metavar="TEXT",
+                   help="why the values are opened (a ticket or reason; recorded)")
 
     p = add("erase", cmd_erase, "crypto-shred a person: destroy their key, record the erasure")
     p.add_argument("subject", help="the person's real identifier")
@@ -289,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--output", "-o", default="-")
 
-    for module in ("pdl.cli_queries", "pdl.cli_consume"):
+    for module in ("pdl.cli_queries", "pdl.cli_consume", "pdl.cli_access"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:
