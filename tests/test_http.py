@@ -45,8 +45,8 @@ def test_health_needs_no_token_and_status_needs_one(live: Live) -> None:
 
 def test_lookup_by_real_id_in_a_body_audits_the_principal_not_a_header(live: Live) -> None:
     with live.client(Role.COMPLIANCE) as client:
-        client.headers["X-Actor"] = "ceo@example.cn"
-        response = client.post("/subjects/lookup", json={"subject": ALICE, "reason": "DSR-1"})
+        response = client.post("/subjects/lookup", json={"subject": ALICE, "reason": "DSR-1"},
+                               headers={"X-Actor": "ceo@example.cn"})
     assert response.status_code == 200, response.text
     answer = response.json()
     assert {c["category"] for c in answer["categories"]} == {"user.contact.email", BANK}
