@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from rich.table import Table
 
 from ledger.principals import Role, SQLitePrincipalStore, new_token
-from pdl.cli import console, emit, err_console, parse_time, settings_from
-
-Add = Callable[..., argparse.ArgumentParser]
+from pdl.context import Add, settings_from
+from pdl.output import console, emit, err_console, parse_time
 
 
 def _store(args: argparse.Namespace) -> SQLitePrincipalStore:

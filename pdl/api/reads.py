@@ -12,7 +12,7 @@ from fastapi import Query
 from consumers.views import ViewStore
 from pdl.api.deps import ApiState, Principal
 from pdl.api.problems import BadRequest
-from pdl.cli import parse_time
+from pdl.output import parse_time
 
 T = TypeVar("T")
 
