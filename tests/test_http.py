@@ -64,7 +64,8 @@ def test_data_map_by_pseudonym_is_an_opaque_handle(live: Live) -> None:
         answer = client.get(f"/subjects/{handle}")
         assert answer.status_code == 200 and answer.json()["pseudonym"] == handle
         assert client.get("/subjects/p_" + "a" * 32).status_code == 404
-        assert client.get(f"/subjects/{ALICE}").status_code == 400  # not a pseudonym
+        assert client.get(f"/subjects/{ALICE}").status_code == 404  # not a pseudonym
+        assert client.get("/subjects/export").status_code == 405  # POST only
 
 
 def test_export_needs_a_reason_and_is_recorded_as_a_clear_read(live: Live) -> None:
@@ -132,7 +133,9 @@ def test_findings_over_http(live: Live) -> None:
     (Role.RESPONDER, "/scope?stores=a&from=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
      400),
     (Role.RESPONDER, "/scope?stores=accounts-db&from=2026-01-01T00:00:00Z"
-                     "&until=2026-02-01T00:00:00Z&categories=user.nonsense", 422),
+                     "&until=2026-02-01T00:00:00Z&categories=user.nonsense", 400),
+    (Role.COMPLIANCE, "/disclosures?category=user.nonsense", 400),
+    (Role.COMPLIANCE, "/findings?as_of=0.5", 400),  # a time is ISO text, not seconds
     (Role.RESPONDER, "/scope?incident=nope", 404),
     (Role.RESPONDER, "/nowhere", 404),
     (Role.RESPONDER, "/subjects/x/y/z", 404),

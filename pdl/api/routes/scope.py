@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict
 from consumers import queries
 from pdl.api.deps import Limit, Principal, Role, require, state
 from pdl.api.problems import ERROR_RESPONSES, BadRequest
-from pdl.api.reads import AsOf, TimeParam, read, when
+from pdl.api.reads import AsOf, TimeParam, read, utc
+from pdl.api.reads import categories as category_keys
 
 router = APIRouter(tags=["incidents"], responses=ERROR_RESPONSES)
 
@@ -49,8 +50,8 @@ def scope(request: Request, principal: Annotated[Principal, require(Role.RESPOND
           = None) -> Any:
     """The people an incident exposed, with regulator counts; by ``incident`` or by
     ``stores`` + ``from`` + ``until`` (responder)."""
-    store_list, category_list = _split(stores), _split(categories)
-    start, end = when(since, "from"), when(until, "until")
+    store_list, category_list = _split(stores), category_keys(categories)
+    start, end = utc(since), utc(until)
     if incident is None:
         if not store_list or start is None or end is None:
             raise BadRequest("give stores, from and until (or incident)", field="stores")
@@ -68,7 +69,7 @@ def scope(request: Request, principal: Annotated[Principal, require(Role.RESPOND
         "incident": incident, "stores": ",".join(store_list) or None,
         "from": start.isoformat() if start else None,
         "until": end.isoformat() if end else None,
-        "categories": ",".join(category_list) or None}, as_of=when(as_of, "as_of"),
+        "categories": ",".join(category_list) or None}, as_of=utc(as_of),
         needs="holdings", answer=answer)
 
 
@@ -76,5 +77,5 @@ def scope(request: Request, principal: Annotated[Principal, require(Role.RESPOND
 def incidents(request: Request, principal: Annotated[Principal, require(Role.RESPONDER)],
               as_of: AsOf = None) -> Any:
     """The incidents recorded in the log, newest first (responder)."""
-    return read(state(request), principal, "incidents", {}, as_of=when(as_of, "as_of"),
+    return read(state(request), principal, "incidents", {}, as_of=utc(as_of),
                 needs="holdings", answer=queries.incidents)
