@@ -67,10 +67,11 @@ class QueryService:
         """Records the slowest projection still has to read."""
         return max((s["lag"] for s in self.status()), default=0)
 
-    def catch_up(self, progress: Progress | None = None) -> RunStats:
-        """Bring every projection up to the end of the log."""
+    def catch_up(self, progress: Progress | None = None,
+                 names: list[str] | None = None) -> RunStats:
+        """Bring every projection (or those ``names``) up to the end of the log."""
         with self.lock:
-            return self.runner().run(progress=progress)
+            return self.runner(names).run(progress=progress)
 
     def default_workers(self, names: list[str] | None = None) -> int:
         """Processes ``rebuild`` uses unless told: 2 where the machine has two or more

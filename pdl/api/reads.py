@@ -69,7 +69,8 @@ def read(api: ApiState, principal: Principal, query: str,
                       actor=principal.name, role=principal.role.value, people=people,
                       reason=reason, clear=clear)
         if as_of is None and api.catch_up:
-            service.catch_up()
+            # only the view this question reads: the others catch up when they are asked
+            service.catch_up(names=[needs])
         with service.views_at(as_of, needs=[needs]) as views:
             return answer(views)
 
