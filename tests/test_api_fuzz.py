@@ -27,7 +27,7 @@ MAX_EXAMPLES = int(os.environ.get("PDL_FUZZ_EXAMPLES", "5"))
 #: A principal's sources are for publishers only (422 otherwise).
 CROSS_CHECKED = {name: ["2xx", 400, 401, 403, 404] for name in (
     "GET /disclosures", "GET /findings", "GET /access-log", "GET /principals", "GET /tokens",
-    "POST /log/unseal", "GET /scope")} | {"POST /principals": ["2xx", 401, 403, 404, 409, 422]}
+    "POST /log/unseal", "GET /scope", "GET /incidents")} | {"POST /principals": ["2xx", 401, 403, 404, 409, 422]}
 #: The role each operation is fuzzed with: the first its x-pdl-roles allows, in this order.
 PREFERENCE = (Role.PRIVACY_OFFICER, Role.COMPLIANCE, Role.RESPONDER, Role.ADMIN,
               Role.PUBLISHER)

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from consumers import queries
-from pdl.api.deps import Limit, Principal, Role, require, state
+from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES, BadRequest
-from pdl.api.reads import AsOf, TimeParam, read, utc
+from pdl.api.reads import AsOf, TimeParam, page_of, read, utc
 from pdl.api.reads import categories as category_keys
 
 router = APIRouter(tags=["incidents"], responses=ERROR_RESPONSES)
@@ -33,6 +33,11 @@ class ScopeAnswer(BaseModel):
 class Incident(BaseModel):
     model_config = ConfigDict(extra="allow")
     incident_id: str
+
+
+class IncidentPage(BaseModel):
+    items: list[Incident]
+    next: str | None
 
 
 def _split(text: str | None) -> list[str]:
@@ -73,9 +78,16 @@ def scope(request: Request, principal: Annotated[Principal, require(Role.RESPOND
         needs="holdings", answer=answer)
 
 
-@router.get("/incidents", response_model=list[Incident])
+@router.get("/incidents", response_model=IncidentPage)
 def incidents(request: Request, principal: Annotated[Principal, require(Role.RESPONDER)],
-              as_of: AsOf = None) -> Any:
-    """The incidents recorded in the log, newest first (responder)."""
+              as_of: AsOf = None, limit: Limit = 100, cursor: Cursor = None) -> Any:
+    """The incidents recorded in the log, newest first, a page at a time (responder)."""
+    key = decode_cursor(cursor, (int,))
+    start = key[0] if key else 0
+
+    def answer(views: Any) -> dict[str, Any]:
+        window = queries.incidents(views)[start:start + limit + 1]
+        return page_of(window, limit, lambda _last: [start + limit])
+
     return read(state(request), principal, "incidents", {}, as_of=utc(as_of),
-                needs="holdings", answer=queries.incidents)
+                needs="holdings", answer=answer)
