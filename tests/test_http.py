@@ -256,3 +256,16 @@ def test_incidents_are_paged(live: Live) -> None:
         assert rest["next"] is None
         scope = client.get("/scope", params={"incident": "inc-1"}).json()
         assert scope["counts"]["people"] == 2
+
+
+def test_every_package_is_installed_by_pyproject() -> None:
+    """pyproject lists packages one by one: a new subpackage (pdl.api.routes) must be there,
+    or `pip install .` (the Docker image) leaves it out."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for top in listed if "." not in top
+             for p in (root / top).rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
