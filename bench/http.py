@@ -26,24 +26,24 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import importlib.util
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
+import httpx
 
 
 def _load_replay() -> Any:
@@ -57,10 +57,10 @@ def _load_replay() -> Any:
 _replay = _load_replay()
 ensure_log, settings_for = _replay.ensure_log, _replay.settings_for
 
-from consumers.queries import subject_map  # noqa: E402
-from consumers.views import SQLiteViewStore  # noqa: E402
-from ledger.principals import Role, SQLitePrincipalStore  # noqa: E402
-from pdl.service import QueryService  # noqa: E402
+from consumers.queries import subject_map
+from consumers.views import SQLiteViewStore
+from ledger.principals import Role, SQLitePrincipalStore
+from pdl.service import QueryService
 
 DATAMAP_P50_MS = 20
 
@@ -99,7 +99,7 @@ class Bench:
         if role not in self.tokens:
             name = f"bench-{role.value}"
             with SQLitePrincipalStore.for_data_dir(self.directory) as store:
-                if name not in {p.principal.name for p in store.list()}:
+                if name not in {p.principal.name for p in store.principals()}:
                     store.add(name, role, sources)
                 self.tokens[role] = store.issue(name, label="bench/http.py").token
         return self.tokens[role]
@@ -111,7 +111,7 @@ def say(text: str) -> None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _free_port() -> int:

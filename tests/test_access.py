@@ -140,7 +140,7 @@ def _free_port() -> int:
 
 def _pdl(env: dict[str, str], *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pdl.cli", *argv], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _environ(settings: Settings, **extra: str) -> dict[str, str]:
@@ -188,7 +188,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
 
 
 def test_first_admin_token_from_a_secret_file(served: tuple[str, str, Path]) -> None:
-    url, token, data_dir = served
+    url, token, _ = served
     auth = {"Authorization": f"Bearer {token}"}
     me = httpx.get(f"{url}/whoami", headers=auth, timeout=10).json()
     assert me["role"] == "admin"

@@ -48,7 +48,7 @@ def import_admin_token(principals: SQLitePrincipalStore, path: Path) -> bool:
         return False  # imported before
     except LedgerError:
         pass
-    names = {p.principal.name for p in principals.list()}
+    names = {p.principal.name for p in principals.principals()}
     if BOOTSTRAP_ADMIN not in names:
         principals.add(BOOTSTRAP_ADMIN, Role.ADMIN)
     elif principals.get(BOOTSTRAP_ADMIN).principal.role is not Role.ADMIN:
