@@ -32,7 +32,7 @@ from pdl.api.problems import BadRequest
 from pdl.service import QueryService
 
 __all__ = ["ApiState", "CurrentPrincipal", "Cursor", "Limit", "Metrics", "Principal", "Role",
-           "authenticate", "require", "resolve_token", "state"]
+           "authenticate", "check_role", "require", "resolve_token", "state"]
 
 log = logging.getLogger("pdl.api")
 
@@ -143,15 +143,22 @@ def strict_query(request: Request) -> None:
                          field=unknown[0][:100])
 
 
+def check_role(principal: Principal, allowed: frozenset[Role] | set[Role]) -> Principal:
+    """``principal`` if its role is one of ``allowed`` (any if empty), else ``Forbidden``
+    (403): the one role check, for bearer tokens and browser sessions alike."""
+    if allowed and principal.role not in allowed:
+        names = ", ".join(sorted(r.value for r in allowed))
+        raise Forbidden(f"the {principal.role.value} role may not do this (needs: {names})")
+    return principal
+
+
 def require(*roles: Role) -> Any:
     """A dependency: the authenticated caller, if its role is one of ``roles`` (any role
     if none are given); else 403. Unknown query parameters are then refused (400)."""
     allowed = frozenset(roles)
 
     def check(request: Request, principal: CurrentPrincipal) -> Principal:
-        if allowed and principal.role not in allowed:
-            names = ", ".join(sorted(r.value for r in allowed))
-            raise Forbidden(f"the {principal.role.value} role may not do this (needs: {names})")
+        check_role(principal, allowed)
         strict_query(request)
         return principal
 
