@@ -144,7 +144,7 @@ def _refuse(record: LogRecord, reason: str) -> None:
 
 
 def _check_stored(event: Event) -> None:
-    if event.personal:
+    if event.data.personal:
         raise ValueError("clear personal values in the log: events must be sealed (publish via pdl)")
 
 

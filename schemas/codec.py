@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, ValidationError, create_model
 
-from schemas.events import DATA_MODELS, EVENT_TYPES, Event, EventData, dataschema_uri
+from schemas.events import DATA_MODELS, EVENT_TYPES, Event, EventData, Personal, dataschema_uri
 
 # --- typed envelopes ------------------------------------------------------------------
 
@@ -57,6 +57,33 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
 
 def current_version(event_type: str) -> int:
     return EVENT_TYPES[event_type].SCHEMA_VERSION
+
+
+#: Placeholder id an id-less event is validated under before its content id replaces it.
+_NO_ID = "-"
+
+
+def upcast_envelope(obj: dict[str, Any]) -> dict[str, Any]:
+    """Envelope 1 -> 2, for producers of the old form (a copy; ``obj`` is not changed).
+
+    Envelope 1 had ``personal`` as a top-level attribute (an object, which CloudEvents
+    extensions may not be) and let ``specversion`` and ``id`` be left out. Here the values
+    move to ``data.personal``, a missing ``specversion`` becomes "1.0", and a missing id
+    becomes a placeholder that ``parse_wire`` replaces by the content id (``content_id``),
+    the same id envelope 1 derived, so a retry of an old id-less line is still no duplicate.
+    """
+    obj = dict(obj)
+    obj.setdefault("specversion", "1.0")
+    if obj.get("id") is None:
+        obj["id"] = _NO_ID
+    if "personal" in obj:
+        data = obj.get("data")
+        if obj["personal"] is None:
+            del obj["personal"]
+        elif isinstance(data, dict) and "personal" not in data:
+            obj["data"] = {**data, "personal": obj.pop("personal")}
+        # else: both forms at once; validation names the top-level one as unknown
+    return obj
 
 
 def upcast(obj: dict[str, Any]) -> dict[str, Any]:
@@ -161,12 +188,20 @@ def uuid7(unix_ms: int | None = None, rand: bytes | None = None) -> str:
     return str(uuid.UUID(int=value))
 
 
+_CANONICAL_EXCLUDE: Any = {"id": True, "sealed": True, "publisher": True, "data": {"personal"}}
+_PERSONAL_JSON = TypeAdapter(Personal | None).serializer.to_json
+
+
 def content_id(event: Event) -> str:
     """The id of an event published without one: UUIDv7 from its time and its content.
 
     Deterministic, so publishing the same id-less line twice (a retry) stores it once.
+    The hashed form is envelope 1's JSON (``personal`` after ``data``, then a null
+    ``sealed``), so an id-less line keeps the id it was given before envelope 2.
     """
-    canonical = event.model_dump_json(exclude={"id"}).encode()
+    body = type(event).__pydantic_serializer__.to_json(event, exclude=_CANONICAL_EXCLUDE)
+    canonical = (body[:-1] + b',"personal":' + _PERSONAL_JSON(event.data.personal)
+                 + b',"sealed":null}')
     digest = hashlib.sha256(canonical).digest()
     return uuid7(int(event.time.timestamp() * 1000), digest[:10])
 
@@ -177,9 +212,9 @@ def content_id(event: Event) -> str:
 def _check_subject(event: Event) -> None:
     if type(event.data).SUBJECT_REQUIRED and not event.subject:
         raise EventInvalid([FieldError("subject", f"required for {event.type} events")])
-    if not type(event.data).SUBJECT_REQUIRED and event.personal:
+    if not type(event.data).SUBJECT_REQUIRED and event.data.personal:
         raise EventInvalid(
-            [FieldError("personal", f"{event.type} events are not about a person")]
+            [FieldError("data.personal", f"{event.type} events are not about a person")]
         )
 
 
@@ -204,14 +239,22 @@ def parse_wire(obj: Any) -> Event:
     if event is None:
         if not isinstance(obj, dict):
             raise EventInvalid([FieldError("(line)", "must be a JSON object")])
+        if obj.get("personal") is not None and isinstance(obj.get("data"), dict) \
+                and "personal" in obj["data"]:
+            raise EventInvalid([FieldError(
+                "personal", "given twice (top level and data.personal): send only data.personal")])
         try:
-            event = EVENT_ADAPTER.validate_python(upcast(dict(obj)))
+            event = EVENT_ADAPTER.validate_python(upcast(upcast_envelope(obj)))
         except ValidationError as exc:
             raise EventInvalid(field_errors(exc)) from None
     if event.sealed is not None:
-        raise EventInvalid([FieldError("sealed", "set by the ledger; send values in 'personal'")])
+        raise EventInvalid(
+            [FieldError("sealed", "set by the ledger; send values in 'data.personal'")])
+    if event.publisher is not None:
+        raise EventInvalid(
+            [FieldError("publisher", "set by the ledger from the authenticated principal")])
     _check_subject(event)
-    if event.id is None:
+    if event.id == _NO_ID:
         event = event.model_copy(update={"id": content_id(event)})
     return event
 
@@ -231,9 +274,9 @@ def parse_wire_lines(lines: Sequence[str | bytes]) -> list[Event | EventInvalid]
             event = None
         if event is not None:
             data = type(event.data)
-            if (event.id is None or event.sealed is not None
-                    or event.schemaversion != data.SCHEMA_VERSION
-                    or (not event.subject if data.SUBJECT_REQUIRED else event.personal)):
+            if (event.sealed is not None or event.publisher is not None
+                    or event.id == _NO_ID or event.schemaversion != data.SCHEMA_VERSION
+                    or (not event.subject if data.SUBJECT_REQUIRED else event.data.personal)):
                 event = None
         if event is None:
             try:
@@ -245,7 +288,7 @@ def parse_wire_lines(lines: Sequence[str | bytes]) -> list[Event | EventInvalid]
     return out
 
 
-_NOT_STORED = {"personal", "subject", "sealed"}
+_NOT_STORED: Any = {"subject": True, "sealed": True, "publisher": True, "data": {"personal"}}
 
 
 def encode(event: Event) -> bytes:
@@ -253,12 +296,14 @@ def encode(event: Event) -> bytes:
     return event.model_dump_json(exclude_none=True).encode()
 
 
-def encode_sealed(event: Event, subject: str | None, sealed: str | None) -> bytes:
-    """The stored form of a wire event: its subject replaced, ``personal`` replaced by a token.
+def encode_sealed(event: Event, subject: str | None, sealed: str | None,
+                  publisher: str | None = None) -> bytes:
+    """The stored form of a wire event: its subject replaced, ``data.personal`` by a token.
 
     Same JSON as ``encode(event.model_copy(update=...))`` up to key order, without the
     cost of copying a pydantic model (the publish hot path). ``subject`` and ``sealed``
-    are a pseudonym and a base64url token, plain ASCII that needs no JSON escaping.
+    are a pseudonym and a base64url token, plain ASCII that needs no JSON escaping;
+    ``publisher`` (the principal's name, set by the ledger) is escaped.
     """
     # The model's serializer called directly: model_dump_json's bytes, without its
     # wrapper and the decode/encode round trip.
@@ -269,6 +314,8 @@ def encode_sealed(event: Event, subject: str | None, sealed: str | None) -> byte
         extra += b',"subject":"' + subject.encode() + b'"'
     if sealed is not None:
         extra += b',"sealed":"' + sealed.encode() + b'"'
+    if publisher is not None:
+        extra += b',"publisher":' + json.dumps(publisher).encode()
     return body[:-1] + extra + b"}" if extra else body
 
 
