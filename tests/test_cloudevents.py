@@ -9,10 +9,16 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from cloudevents.core.bindings import kafka as kafka_binding
+from cloudevents.core.bindings.kafka import KafkaMessage
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from conftest import kafka_settings
+from kafka import KafkaConsumer, KafkaProducer  # type: ignore[import-untyped]
 
-from schemas import ENVELOPES, decode, encode_sealed, json_schema, parse_wire
+from ledger.application import Ledger, Publisher
+from ledger.settings import Settings
+from schemas import ENVELOPES, decode, encode, encode_sealed, json_schema, parse_wire
 from schemas.examples import EXAMPLES
 
 FORMAT = JSONFormat()
@@ -124,3 +130,61 @@ def test_clear_values_given_in_both_places_are_refused_by_name() -> None:
     both["data"]["personal"] = both["personal"]
     with pytest.raises(ValueError, match=r"^personal: given twice"):
         parse_wire(both)
+
+
+# --- the ledger's own records on Kafka ----------------------------------------------------
+
+
+@pytest.mark.kafka
+def test_kafka_records_are_binary_mode_cloudevents(settings: Settings,
+                                                  kafka_bootstrap: str) -> None:
+    """Read back with kafka-python, each of the ledger's records parses with the SDK's Kafka
+    binding (binary mode: ce_* headers, the data as value) into the event the ledger reads,
+    with nothing lost; a record in the stored form (no ce_* headers) still reads."""
+    kafka = kafka_settings(settings, kafka_bootstrap, partitions=2)
+    events = [copy.deepcopy(EXAMPLES[t]) for t in ("data.collected", "data.used",
+                                                     "recipient.registered")]
+    events[1]["source"] = 'svc/"quoted" 服务'  # a value that needs JSON escaping
+    with Ledger(kafka) as ledger:
+        ledger.publish_lines([json.dumps(e, ensure_ascii=False) for e in events],
+                             publisher=Publisher("svc-example",
+                                                 frozenset(e["source"] for e in events)))
+        log = ledger.log
+        topic = log.topic  # type: ignore[attr-defined]
+        # a record as written before binary mode: the stored form as value, no ce_* headers
+        before = parse_wire({**copy.deepcopy(EXAMPLES["data.used"]), "id": "stored-form-1"})
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+        producer.send(topic, key=b"p_before", value=encode(before.model_copy(
+            update={"subject": "p_before"})), headers=[("pdl-event-id", b"stored-form-1")])
+        producer.flush()
+        producer.close()
+        read = {r.event_id: decode(r.payload) for r in log.read()}
+    assert read.pop("stored-form-1").model_copy(update={"subject": None}) == \
+        before.model_copy(update={"subject": None})
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                             isolation_level="read_committed", enable_auto_commit=False,
+                             consumer_timeout_ms=5000)
+    try:
+        consumer.subscribe([topic])
+        raw = [r for r in consumer if r.key != b"p_before"]
+    finally:
+        consumer.close()
+    assert len(raw) == 2 + 2  # the recipient (about no one) is on both partitions
+    for record in raw:
+        headers = dict(record.headers)
+        assert headers["content-type"] == b"application/json"
+        assert {"ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time"} <= set(headers)
+        event = kafka_binding.from_kafka(
+            KafkaMessage(headers=headers, key=record.key, value=record.value), FORMAT)
+        assert_scalar_attributes(event)
+        stored = read[event.get_id()]
+        assert (event.get_type(), event.get_source(), event.get_time()) == (
+            stored.type, stored.source, stored.time)
+        assert event.get_subject() == stored.subject and event.get_subject() != "acct:10001"
+        assert event.get_extension("publisher") == "svc-example"
+        assert event.get_extension("sealed") == stored.sealed
+        assert event.get_data() == stored.data.model_dump(mode="json", exclude_none=True)
+        # nothing lost: the SDK's event, written out (less the key it adds), is the event
+        attributes = {k: v for k, v in event.get_attributes().items() if k != "partitionkey"}
+        attributes["schemaversion"] = int(attributes["schemaversion"])
+        assert decode(FORMAT.write(CloudEvent(attributes, event.get_data()))) == stored
