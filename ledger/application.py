@@ -25,7 +25,7 @@ from schemas import Event, EventInvalid, decode, encode_sealed, parse_wire, pars
 from schemas.events import DataErased, LedgerQueried
 from schemas.taxonomy import ErasureMethod
 
-from ledger.errors import InvalidInput, NotFound, NotPermitted, SubjectErased
+from ledger.errors import InvalidInput, NotFound, Forbidden, SubjectErased
 from ledger.factory import create_log
 from ledger.files import private_dir
 from ledger.persistence import AppendResult, EventLog, LogRecord, NewRecord
@@ -67,11 +67,11 @@ class Publisher:
     sources: frozenset[str]
 
     def check(self, events: Sequence[Event], lines: Sequence[int] | None = None) -> None:
-        """Raise ``NotPermitted`` naming the first event whose source is not registered."""
+        """Raise ``Forbidden`` naming the first event whose source is not registered."""
         for index, event in enumerate(events):
             if event.source not in self.sources:
                 line = lines[index] if lines else index + 1
-                raise NotPermitted(
+                raise Forbidden(
                     f"line {line}: source {event.source!r} is not registered to publisher "
                     f"{self.name!r}; nothing was appended")
 
@@ -131,7 +131,7 @@ class Sealing:
                 publisher: Publisher | None = None) -> Prepared:
         """Validate (and seal, unless ``seal`` is False) one chunk of numbered lines.
 
-        Raises ``NotPermitted`` if a valid event names a source ``publisher`` may not use.
+        Raises ``Forbidden`` if a valid event names a source ``publisher`` may not use.
         """
         events: list[Event] = []
         numbers: list[int] = []
@@ -341,7 +341,7 @@ class Ledger:
         is appended. A crash in phase 2 leaves whole batches only; publishing the same
         input again completes it without duplicates (ids are kept or derived from content).
         With a ``publisher`` (an authenticated caller of the HTTP API) an event naming a
-        source not registered to it raises ``NotPermitted``, nothing appended, and every
+        source not registered to it raises ``Forbidden``, nothing appended, and every
         stored event records the publisher's name.
         """
         with _few_collections():

@@ -31,12 +31,6 @@ class InvalidInput(LedgerError):
         super().__init__(message)
 
 
-class NotPermitted(LedgerError):
-    """The caller may not do this (a publisher naming a source not registered to it)."""
-
-    exit_code = 77  # EX_NOPERM
-
-
 class PersistenceError(LedgerError):
     """The log or a view store failed."""
 

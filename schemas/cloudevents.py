@@ -122,8 +122,9 @@ def batch_lines(body: bytes) -> list[bytes]:
 
 
 def json_lines(body: bytes) -> list[bytes]:
-    """JSON Lines: one event per non-blank line."""
-    return [line for line in body.splitlines() if line.strip()]
+    """JSON Lines: one event per non-blank line; blank ones are kept (and skipped by the
+    publisher) so that errors and results number lines as they were sent."""
+    return body.splitlines()
 
 
 def binary_lines(headers: Iterable[tuple[str, str]], body: bytes) -> list[bytes]:

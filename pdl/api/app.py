@@ -22,6 +22,7 @@ from pdl.api.routes import (
     access,
     principals,
     disclosures,
+    events,
     findings,
     health,
     log,
@@ -31,7 +32,8 @@ from pdl.api.routes import (
 )
 from pdl.service import QueryService
 
-ROUTERS = (health, subjects, disclosures, findings, scope, log, access, principals, tokens)
+ROUTERS = (health, events, subjects, disclosures, findings, scope, log, access, principals,
+           tokens)
 
 request_log = logging.getLogger("pdl.api.requests")
 
