@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -188,3 +192,64 @@ def test_the_json_schemas_are_served_without_a_token(live: Live) -> None:
     assert {"id", "specversion"} <= set(one.json()["required"])
     assert live.client().get("/schemas/no.such_type").status_code == 404
     assert live.client().get("/schemas", params={"typo": "1"}).status_code == 400
+
+
+# --- the worked examples of docs/ingest.md ----------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def shop_token(live: Live) -> str:
+    """A publisher for the examples' source, svc/example-shop."""
+    if "svc-example-shop" not in {p.principal.name for p in live.principals.list()}:
+        live.principals.add("svc-example-shop", Role.PUBLISHER, ["svc/example-shop"])
+    return live.principals.issue("svc-example-shop").token
+
+
+def test_the_documented_curl_example_answers_as_documented(live: Live) -> None:
+    if shutil.which("curl") is None:
+        pytest.fail("curl is missing (apt-get install curl)") if IN_CI else pytest.skip("no curl")
+    doc = (REPO / "docs" / "ingest.md").read_text()
+    block = doc.split("runs this block against a real server", 1)[1].split("```sh\n", 1)[1]
+    script = block.split("```", 1)[0]
+    documented = doc.split('{"events":2,', 1)[1].split("\n", 1)[0]
+    env = {**os.environ, "PDL_URL": live.url, "PDL_TOKEN": shop_token(live)}
+    first = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert first.stdout.startswith("HTTP/1.1 200 OK"), first.stdout + first.stderr
+    answer = json.loads(first.stdout.split("\n\n", 1)[1])
+    want = json.loads('{"events":2,' + documented)
+    for a, w in zip(answer["results"], want["results"], strict=True):
+        assert {**a, "offset": 0} == {**w, "offset": 0}  # offsets depend on the log
+    again = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert json.loads(again.stdout.split("\n\n", 1)[1])["duplicates"] == 2
+
+
+def test_the_go_example_builds_and_publishes(live: Live, tmp_path: Path) -> None:
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists()
+                                else None)
+    if go is None:
+        pytest.fail("go is missing (Go 1.26)") if IN_CI else pytest.skip("no go toolchain")
+    binary = tmp_path / "go-publisher"
+    built = subprocess.run([go, "build", "-o", str(binary), "."], cwd=REPO / "examples" /
+                           "go-publisher", capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    before = live.records()
+    env = {**os.environ, "PDL_URL": live.url, "PDL_TOKEN": shop_token(live),
+           "PDL_SOURCE": "svc/example-shop", "PDL_PEOPLE": "2", "PDL_SHOW": "1"}
+    ran = subprocess.run([str(binary)], env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    answer = json.loads(ran.stdout)
+    assert (answer["events"], answer["appended"]) == (6, 6)
+    assert "Content-Type: application/cloudevents-batch+json" in ran.stderr
+    assert live.records() == before + 6
+    collected = stored(live, answer["results"][1]["id"])
+    assert collected.type == "data.collected" and collected.publisher == "svc-example-shop"
+    assert live.service.ledger.unseal(collected)["user.contact.email"].endswith(  # type: ignore[index]
+        "@example.invalid")
+    # a wrong source is refused, and the program says so and exits 1
+    wrong = subprocess.run([str(binary)], env={**env, "PDL_SOURCE": "svc/other"},
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 1 and "refused (403)" in wrong.stderr
