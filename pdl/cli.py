@@ -25,12 +25,12 @@ from rich.table import Table
 
 from ledger.errors import ConfigurationError, InvalidInput, LedgerError
 from ledger.settings import generate_key
-from pdl import cli_access, cli_consume, cli_queries
+from pdl import cli_access, cli_consume, cli_quarantine, cli_queries
 from pdl.context import Handler, open_ledger
 from pdl.output import console, emit, err_console, parse_time, progress_bar, report_invalid
 
 #: The modules whose ``register(sub, add)`` adds their subcommands, in help order.
-GROUPS = (cli_queries, cli_consume, cli_access)
+GROUPS = (cli_queries, cli_consume, cli_quarantine, cli_access)
 
 # --- log commands ---------------------------------------------------------------------
 
@@ -157,7 +157,7 @@ def cmd_schema_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ledger.simulate import simulate
+    from workload import simulate
 
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     try:

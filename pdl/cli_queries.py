@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -125,11 +125,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         def render() -> None:
             table = Table(title="projections")
-            for col in ("projection", "position", "end of log", "lag"):
+            for col in ("projection", "position", "end of log", "lag", "quarantined"):
                 table.add_column(col)
             for r in rows:
-                table.add_row(r["projection"], _pos(r["position"]), _pos(r["end"]), str(r["lag"]))
+                table.add_row(r["projection"], _pos(r["position"]), _pos(r["end"]), str(r["lag"]),
+                              str(r["quarantined"]))
             console.print(table)
+            quarantined = max((r["quarantined"] for r in rows), default=0)
+            if quarantined:
+                console.print(f"[yellow]{quarantined} record(s) of the log quarantined[/]: "
+                              "see pdl quarantine list")
 
         emit(args, rows, render)
     return 0
