@@ -155,3 +155,10 @@ def test_a_publisher_reads_nothing(live: Live) -> None:
     with live.client(Role.PUBLISHER) as client:
         me = client.get("/whoami").json()
     assert me == {"name": "publisher@tests", "role": "publisher", "sources": ["tests/api"]}
+
+
+def test_an_admin_cannot_disable_itself(live: Live) -> None:
+    with live.client(Role.ADMIN) as admin:
+        refused = admin.post("/principals/admin@tests/disable")
+        assert refused.status_code == 409
+        assert admin.get("/whoami").status_code == 200

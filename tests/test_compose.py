@@ -124,3 +124,13 @@ def test_refuses_to_resolve_without_postgres_password(docker_compose: str, tmp_p
     result = compose_config(docker_compose, tmp_path, LEDGER_MASTER_KEY="a-key")
     assert result.returncode != 0
     assert "LEDGER_POSTGRES_PASSWORD" in result.stderr
+
+
+def test_the_api_takes_its_first_admin_token_from_a_secret(resolved: dict[str, Any]) -> None:
+    api = resolved["services"]["api"]
+    assert [s["source"] for s in api["secrets"]] == ["admin-token"]
+    assert api["environment"]["LEDGER_ADMIN_TOKEN_FILE"] == "/run/secrets/admin-token"
+    assert resolved["secrets"]["admin-token"]["file"].endswith("secrets/admin-token")
+    # the token itself is in no environment variable of any service
+    for service in resolved["services"].values():
+        assert not any("TOKEN" in k and "FILE" not in k for k in service.get("environment", {}))

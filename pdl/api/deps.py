@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import Convertor, register_url_convertor
 
 from consumers.scope_index import ScopeIndex
 from ledger.errors import Forbidden, Unauthenticated
@@ -155,7 +156,38 @@ def require(*roles: Role) -> Any:
         return principal
 
     check.__doc__ = "roles: " + (", ".join(r.value for r in roles) or "any")
+    check.pdl_roles = tuple(roles) or tuple(Role)  # type: ignore[attr-defined]
     return Depends(check)
+
+
+def route_roles(dependant: Any) -> tuple[Role, ...] | None:
+    """The roles ``require`` declared on a route (None: a public route)."""
+    for sub in dependant.dependencies:
+        roles = getattr(sub.call, "pdl_roles", None)
+        if roles is not None:
+            return roles  # type: ignore[no-any-return]
+    return None
+
+
+# --- path parameters -------------------------------------------------------------------
+
+PSEUDONYM = r"p_[a-z2-7]{32}"
+
+
+class PseudonymConvertor(Convertor[str]):
+    """``{pseudonym:pseudonym}``: only a pseudonym matches, so ``/subjects/export`` is never
+    taken for a person (GET on it is 405, not a bad pseudonym)."""
+
+    regex = PSEUDONYM
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("pseudonym", PseudonymConvertor())
 
 
 # --- paging ------------------------------------------------------------------------------

@@ -4,33 +4,57 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Query
+from pydantic import BeforeValidator, WithJsonSchema
 
 from consumers.views import ViewStore
 from pdl.api.deps import ApiState, Principal
 from pdl.api.problems import BadRequest
 from pdl.output import parse_time
+from schemas.taxonomy import CATEGORIES
 
 T = TypeVar("T")
 
-#: A time in a query string: ISO 8601 with a zone (parsed by ``when``).
-TimeParam = Annotated[str | None, Query(max_length=64, description="ISO 8601 time with a zone")]
-AsOf = Annotated[str | None, Query(max_length=64, description="answer from the log as it "
-                                   "stood at this time (ISO 8601 with a zone)")]
 
-
-def when(raw: str | None, name: str) -> datetime | None:
-    """A time parameter, or a 400 naming it."""
-    if raw is None or raw == "":
-        return None
+def _iso_time(value: object) -> datetime:
+    """An ISO 8601 time with a zone, from text only (not a number of seconds)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("a time needs a zone (add Z or +08:00)")
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 time with a zone")
     try:
-        return parse_time(raw)
+        return parse_time(value)
     except argparse.ArgumentTypeError:
-        raise BadRequest(f"{name}: not an ISO 8601 time with a zone "
-                         "(e.g. 2026-01-01T00:00:00Z)", field=name) from None
+        raise ValueError("expected an ISO 8601 time with a zone, e.g. 2026-01-01T00:00:00Z"
+                         ) from None
+
+
+#: A time: ISO 8601 text with a zone (no bare numbers, no zone-less times), in UTC.
+Time = Annotated[datetime, BeforeValidator(_iso_time),
+                 WithJsonSchema({"type": "string", "format": "date-time"})]
+TimeParam = Annotated[Time | None, Query(description="ISO 8601 time with a zone")]
+AsOf = Annotated[Time | None, Query(description="answer from the log as it stood "
+                                   "at this time (ISO 8601 with a zone)")]
+#: A data category key (fideslang or a documented extension).
+CategoryKey = Literal[tuple(CATEGORIES)]  # type: ignore[valid-type]
+
+
+def categories(text: str | None, name: str = "categories") -> list[str]:
+    """Comma-separated category keys, each known; else a 400 naming ``name``."""
+    keys = [c for c in (text or "").split(",") if c]
+    unknown = [c for c in keys if c not in CATEGORIES]
+    if unknown:
+        raise BadRequest(f"{name}: unknown data category (see docs/events.md)", field=name)
+    return keys
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    return moment.astimezone(timezone.utc) if moment is not None else None
 
 
 def read(api: ApiState, principal: Principal, query: str,
@@ -45,7 +69,8 @@ def read(api: ApiState, principal: Principal, query: str,
                       actor=principal.name, role=principal.role.value, people=people,
                       reason=reason, clear=clear)
         if as_of is None and api.catch_up:
-            service.catch_up()
+            # only the view this question reads: the others catch up when they are asked
+            service.catch_up(names=[needs])
         with service.views_at(as_of, needs=[needs]) as views:
             return answer(views)
 

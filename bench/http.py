@@ -1,0 +1,243 @@
+"""HTTP API figures, each against an in-process baseline measured in the same run.
+
+    python bench/http.py                        # 200k-event log, every row
+    python bench/http.py --events 1000000       # the issue's size (building it takes minutes)
+    python bench/http.py --only datamap --json
+
+Rows (``ROWS``; a row is a function of the shared ``Bench`` returning a ``Row``):
+
+- ``datamap``: p50/p99 of an authenticated ``GET /subjects/{pseudonym}`` against a real
+  ``pdl serve`` (uvicorn, in its own process, keep-alive connection), for random people of
+  the log; baseline: ``consumers.queries.subject_map`` for the same people in this process
+  (no HTTP, no token check, no audit). Every HTTP read is accountable: it appends a
+  ``ledger.queried`` event (durable) and catches the views up before answering, and that
+  is part of what is measured. Target: p50 <= 20 ms.
+
+More rows (HTTP ingest, ``POST /events``) add a function to ``ROWS``. The log is built
+once under ``--out`` (git-ignored) by ``bench/replay.py``'s builder and reused.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is called http.py: its folder must not shadow the standard library's http.
+BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+
+def _load_replay() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_replay", BENCH / "replay.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_replay = _load_replay()
+ensure_log, settings_for = _replay.ensure_log, _replay.settings_for
+
+from consumers.queries import subject_map  # noqa: E402
+from consumers.views import SQLiteViewStore  # noqa: E402
+from ledger.principals import Role, SQLitePrincipalStore  # noqa: E402
+from pdl.service import QueryService  # noqa: E402
+
+DATAMAP_P50_MS = 20
+
+
+@dataclass
+class Row:
+    """One line of the report: the API's figure, its baseline, and their ratio."""
+
+    name: str
+    what: str
+    baseline: str
+    value: str
+    ratio: float | None
+    target: str
+    met: bool | None
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Bench:
+    """What the rows share: the log's folder, its settings, and a running server."""
+
+    directory: Path
+    events: int
+    requests: int
+    seed: int
+    url: str = ""
+    tokens: dict[Role, str] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Any:
+        return settings_for(self.directory)
+
+    def token(self, role: Role, sources: tuple[str, ...] = ()) -> str:
+        """A fresh token of a bench principal with ``role`` (made on first use)."""
+        if role not in self.tokens:
+            name = f"bench-{role.value}"
+            with SQLitePrincipalStore.for_data_dir(self.directory) as store:
+                if name not in {p.principal.name for p in store.list()}:
+                    store.add(name, role, sources)
+                self.tokens[role] = store.issue(name, label="bench/http.py").token
+        return self.tokens[role]
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def served(bench: Bench) -> Iterator[str]:
+    """``pdl serve`` on the bench's data directory, in its own process."""
+    port = _free_port()
+    env = {**os.environ, "LEDGER_DATA_DIR": str(bench.directory), "LEDGER_DEMO": "1",
+           "LEDGER_ACTOR": "bench", "LEDGER_SCOPE_INDEX": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "pdl.cli", "serve", "--port", str(port)],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("pdl serve did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def prepare(bench: Bench) -> None:
+    """The log (built once) and views caught up with it."""
+    ensure_log(bench.directory, bench.events, bench.seed)
+    with QueryService.open(bench.settings) as service:
+        lag = service.lag()
+        if lag:
+            say(f"projecting {lag:,} records ...")
+            started = time.perf_counter()
+            service.catch_up()
+            say(f"  projected in {time.perf_counter() - started:.0f} s")
+
+
+def people(bench: Bench, n: int) -> list[str]:
+    store = SQLiteViewStore(bench.settings.views_file)
+    try:
+        every = [r[0] for r in store.query("SELECT pseudonym FROM dm_subjects")]
+    finally:
+        store.close()
+    return random.Random(bench.seed).sample(every, min(n, len(every)))
+
+
+# --- rows -------------------------------------------------------------------------------
+
+
+def datamap(bench: Bench) -> Row:
+    """Authenticated GET of a data map over HTTP against subject_map in process."""
+    chosen = people(bench, bench.requests)
+    store = SQLiteViewStore(bench.settings.views_file)
+    try:
+        for p in chosen[:20]:
+            subject_map(store, p)
+        local = []
+        for p in chosen:
+            started = time.perf_counter()
+            subject_map(store, p)
+            local.append((time.perf_counter() - started) * 1000)
+    finally:
+        store.close()
+    headers = {"Authorization": f"Bearer {bench.token(Role.COMPLIANCE)}"}
+    remote = []
+    with httpx.Client(base_url=bench.url, headers=headers, timeout=60) as client:
+        for p in chosen[:20]:
+            client.get(f"/subjects/{p}").raise_for_status()
+        for p in chosen:
+            started = time.perf_counter()
+            client.get(f"/subjects/{p}").raise_for_status()
+            remote.append((time.perf_counter() - started) * 1000)
+    p50, p99 = statistics.median(remote), percentile(remote, 0.99)
+    b50, b99 = statistics.median(local), percentile(local, 0.99)
+    return Row(
+        "datamap", f"GET /subjects/{{pseudonym}} (compliance token), {len(chosen)} people",
+        f"subject_map in process: p50 {b50:.2f} ms, p99 {b99:.2f} ms",
+        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", p50 / b50 if b50 else None,
+        f"p50 <= {DATAMAP_P50_MS} ms", p50 <= DATAMAP_P50_MS,
+        {"p50_ms": p50, "p99_ms": p99, "baseline_p50_ms": b50, "baseline_p99_ms": b99,
+         "requests": len(chosen)})
+
+
+#: Every row, in report order: name -> function of the shared bench.
+ROWS: dict[str, Callable[[Bench], Row]] = {"datamap": datamap}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--requests", type=int, default=500, help="requests per latency row")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "out"))
+    parser.add_argument("--only", help=f"comma-separated rows of: {', '.join(ROWS)}")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else list(ROWS)
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        parser.error(f"unknown row {unknown[0]!r}; rows: {', '.join(ROWS)}")
+    bench = Bench(Path(args.out) / f"http-{args.events}", args.events, args.requests,
+                  args.seed)
+    prepare(bench)
+    with served(bench) as url:
+        bench.url = url
+        rows = [ROWS[name](bench) for name in names]
+    if args.json:
+        print(json.dumps({"events": args.events, "rows": [asdict(r) for r in rows]}, indent=2))
+        return 0
+    print(f"log: {args.events:,} events ({bench.directory})")
+    for r in rows:
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
+        status = "met" if r.met else ("MISSED" if r.met is not None else "-")
+        print(f"{r.name}: {r.what}\n  baseline: {r.baseline}\n  api:      {r.value}"
+              f"\n  ratio {ratio}; target {r.target}: {status}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
