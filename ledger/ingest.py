@@ -67,7 +67,7 @@ class Ingest:
             lines = lines_of(content_type, headers, body)
         except BindingError as exc:
             raise InvalidInput(f"not a CloudEvent: {exc}; nothing was appended",
-                               [(1, exc.field, exc.reason)]) from None
+                               [(exc.line, exc.field, exc.reason)]) from None
         numbers = [n for n, line in enumerate(lines, 1) if line.strip()]
         if len(numbers) > self.max_events:
             raise TooLarge(f"{len(numbers)} events in one request; the most is "
