@@ -35,26 +35,26 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
+import httpx
 
 
 def _load_replay() -> Any:
@@ -68,12 +68,12 @@ def _load_replay() -> Any:
 _replay = _load_replay()
 ensure_log, settings_for = _replay.ensure_log, _replay.settings_for
 
-from consumers.queries import subject_map  # noqa: E402
-from consumers.views import SQLiteViewStore  # noqa: E402
-from ledger.application import Ledger  # noqa: E402
-from ledger.principals import Role, SQLitePrincipalStore  # noqa: E402
-from ledger.settings import Settings  # noqa: E402
-from pdl.service import QueryService  # noqa: E402
+from consumers.queries import subject_map
+from consumers.views import SQLiteViewStore
+from ledger.application import Ledger
+from ledger.principals import Role, SQLitePrincipalStore
+from ledger.settings import Settings
+from pdl.service import QueryService
 
 DATAMAP_P50_MS = 20
 INGEST_RATIO = 0.5  # the target; the aim is 0.8
@@ -116,7 +116,7 @@ class Bench:
         if role not in self.tokens:
             name = f"bench-{role.value}"
             with SQLitePrincipalStore.for_data_dir(self.directory) as store:
-                if name not in {p.principal.name for p in store.list()}:
+                if name not in {p.principal.name for p in store.principals()}:
                     store.add(name, role, sources)
                 self.tokens[role] = store.issue(name, label="bench/http.py").token
         return self.tokens[role]
@@ -128,7 +128,7 @@ def say(text: str) -> None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _free_port() -> int:

@@ -132,8 +132,8 @@ def test_findings_over_http(live: Live) -> None:
     (Role.RESPONDER, "/scope?stores=accounts-db&from=2026-01-01T00:00:00Z", 400),
     (Role.RESPONDER, "/scope?stores=a&from=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
      400),
-    (Role.RESPONDER, "/scope?stores=accounts-db&from=2026-01-01T00:00:00Z"
-                     "&until=2026-02-01T00:00:00Z&categories=user.nonsense", 400),
+    (Role.RESPONDER, ("/scope?stores=accounts-db&from=2026-01-01T00:00:00Z"
+                      "&until=2026-02-01T00:00:00Z&categories=user.nonsense"), 400),
     (Role.COMPLIANCE, "/disclosures?category=user.nonsense", 400),
     (Role.COMPLIANCE, "/findings?as_of=0.5", 400),  # a time is ISO text, not seconds
     (Role.RESPONDER, "/scope?incident=nope", 404),

@@ -21,15 +21,15 @@ from pdl.api import problems
 from pdl.api.deps import ApiState, route_roles
 from pdl.api.routes import (
     access,
-    principals,
     disclosures,
     events,
     findings,
     health,
     log,
+    principals,
     scope,
-    tokens,
     subjects,
+    tokens,
 )
 from pdl.service import QueryService
 
@@ -67,7 +67,7 @@ def create_app(service: QueryService, principals: SQLitePrincipalStore | None = 
     for module in ROUTERS:
         _declare_roles(module.router)
         app.include_router(module.router)
-    app.add_middleware(Edges, api=app, quiet=quiet)  # type: ignore[arg-type]
+    app.add_middleware(Edges, api=app, quiet=quiet)
     return app
 
 

@@ -122,7 +122,7 @@ def _known_query(request: Request) -> set[str]:
     if known is None:
         known = _query_names(dependant)
         route._pdl_query_names = known  # type: ignore[union-attr]
-    return known  # type: ignore[no-any-return]
+    return known
 
 
 def _query_names(dependant: Any) -> set[str]:

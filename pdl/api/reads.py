@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Query
@@ -26,7 +26,8 @@ def _iso_time(value: object) -> datetime:
             raise ValueError("a time needs a zone (add Z or +08:00)")
         return value
     if not isinstance(value, str):
-        raise ValueError("expected an ISO 8601 time with a zone")
+        # pydantic reports a ValueError as a validation error (a TypeError would be a 500)
+        raise ValueError("expected an ISO 8601 time with a zone")  # noqa: TRY004
     try:
         return parse_time(value)
     except argparse.ArgumentTypeError:
@@ -54,7 +55,7 @@ def categories(text: str | None, name: str = "categories") -> list[str]:
 
 
 def utc(moment: datetime | None) -> datetime | None:
-    return moment.astimezone(timezone.utc) if moment is not None else None
+    return moment.astimezone(UTC) if moment is not None else None
 
 
 def read(api: ApiState, principal: Principal, query: str,

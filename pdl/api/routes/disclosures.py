@@ -18,7 +18,8 @@ from pdl.api.reads import AsOf, CategoryKey, TimeParam, page_of, read, utc
 router = APIRouter(prefix="/disclosures", tags=["registers"], responses=ERROR_RESPONSES)
 
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
-CategoryQuery = Annotated[CategoryKey | None, Query(description="a data category key")]
+CategoryQuery = Annotated[CategoryKey | None,  # type: ignore[valid-type]
+                          Query(description="a data category key")]
 
 
 class Disclosure(BaseModel):

@@ -47,7 +47,7 @@ def list_principals(request: Request, principal: Annotated[Principal, require(Ro
                     limit: Limit = 100, cursor: Cursor = None) -> Any:
     """Principals by name (admin)."""
     key = decode_cursor(cursor, (str,))
-    rows = state(request).principals.list(after=key[0] if key else None, limit=limit + 1)
+    rows = state(request).principals.principals(after=key[0] if key else None, limit=limit + 1)
     return page_of([r.as_dict() for r in rows], limit, lambda r: [r["name"]])
 
 
