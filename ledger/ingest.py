@@ -12,7 +12,7 @@ registered to its principal (``Forbidden``, nothing appended).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +64,7 @@ class Ingest:
             raise TooLarge(f"the body is {len(body)} bytes; the most one request takes is "
                            f"{self.max_bytes} (LEDGER_INGEST_MAX_BYTES): send smaller batches")
         try:
-            lines = lines_of(content_type, headers, body)
+            lines: Sequence[str | bytes] = lines_of(content_type, headers, body)
         except BindingError as exc:
             raise InvalidInput(f"not a CloudEvent: {exc}; nothing was appended",
                                [(exc.line, exc.field, exc.reason)]) from None

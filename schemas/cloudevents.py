@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -185,7 +185,7 @@ def binary_lines(headers: Iterable[tuple[str, str]], body: bytes) -> list[bytes]
 
 
 def lines_of(content_type: str | None, headers: Mapping[str, str] | Iterable[tuple[str, str]],
-             body: bytes) -> list[bytes] | list[str]:
+             body: bytes) -> Sequence[bytes | str]:
     """The wire events of an HTTP message, one JSON line each, by its content mode.
 
     A message with ``ce-specversion`` among its headers is binary mode whatever its
