@@ -13,8 +13,17 @@ Rows (``ROWS``; a row is a function of the shared ``Bench`` returning a ``Row``)
   ``ledger.queried`` event (durable) and catches the views up before answering, and that
   is part of what is measured. Target: p50 <= 20 ms.
 
-More rows (HTTP ingest, ``POST /events``) add a function to ``ROWS``. The log is built
-once under ``--out`` (git-ignored) by ``bench/replay.py``'s builder and reused.
+- ``ingest``: throughput of ``POST /events`` (publisher token, batches of ``--batch``
+  events, one request after another on a keep-alive connection, against a real ``pdl
+  serve``) in two content modes: JSON Lines (``application/x-ndjson``, the lines as they
+  are) and a CloudEvents batch (``application/cloudevents-batch+json``, a JSON array);
+  baseline: ``Ledger.publish_lines`` of the same events in this process, the same batches,
+  into a fresh log with the same settings (durable: ``synchronous=FULL``). Each repeat uses
+  fresh data folders; medians over ``--repeat``. Target: >= 0.5x (aim 0.8x).
+
+More rows add a function to ``ROWS`` (``NEEDS_LOG``: rows that read the shared log). The
+log is built once under ``--out`` (git-ignored) by ``bench/replay.py``'s builder and
+reused; the ingest row does not need it.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -34,6 +44,7 @@ import random
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -59,10 +70,13 @@ ensure_log, settings_for = _replay.ensure_log, _replay.settings_for
 
 from consumers.queries import subject_map
 from consumers.views import SQLiteViewStore
+from ledger.application import Ledger
 from ledger.principals import Role, SQLitePrincipalStore
+from ledger.settings import Settings
 from pdl.service import QueryService
 
 DATAMAP_P50_MS = 20
+INGEST_RATIO = 0.5  # the target; the aim is 0.8
 
 
 @dataclass
@@ -87,6 +101,9 @@ class Bench:
     events: int
     requests: int
     seed: int
+    ingest_events: int = 20_000
+    batch: int = 1000
+    repeat: int = 3
     url: str = ""
     tokens: dict[Role, str] = field(default_factory=dict)
 
@@ -215,8 +232,79 @@ def datamap(bench: Bench) -> Row:
          "load_average": os.getloadavg()[0]})
 
 
+def ingest_lines(n: int, seed: int) -> list[bytes]:
+    """``n`` simulated wire events (another seed than the shared log's)."""
+    from itertools import islice
+
+    from workload import simulate
+
+    return [line.encode() for line in islice(simulate(people=n // 20 + 1, seed=seed), n)]
+
+
+def ingest(bench: Bench) -> Row:
+    """POST /events over HTTP against Ledger.publish_lines in process, same events."""
+    lines = ingest_lines(bench.ingest_events + bench.batch, bench.seed + 1000)
+    warm, lines = lines[:bench.batch], lines[bench.batch:]
+    sources = tuple(sorted({json.loads(line)["source"] for line in warm + lines}))
+    batches = [lines[i:i + bench.batch] for i in range(0, len(lines), bench.batch)]
+    modes: dict[str, Callable[[list[bytes]], bytes]] = {
+        "application/x-ndjson": lambda b: b"\n".join(b) + b"\n",
+        "application/cloudevents-batch+json": lambda b: b"[" + b",".join(b) + b"]",
+    }
+    rates: dict[str, list[float]] = {"in process": [], **{m: [] for m in modes}}
+    parent = bench.directory.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    for repeat in range(bench.repeat):
+        with tempfile.TemporaryDirectory(dir=parent, prefix="ingest-") as tmp, \
+                contextlib.ExitStack() as stack:
+            say(f"ingest: repeat {repeat + 1}/{bench.repeat}, {len(lines):,} events")
+            settings = Settings(data_dir=Path(tmp) / "local", demo=True, actor="bench")
+            ledger = stack.enter_context(Ledger(settings))
+            ledger.publish_lines(warm, batch_size=bench.batch)
+            clients: dict[str, httpx.Client] = {}
+            for mode, body in modes.items():
+                server = Bench(Path(tmp) / mode.split("/")[1], 0, 0, bench.seed)
+                headers = {"Authorization": f"Bearer {server.token(Role.PUBLISHER, sources)}",
+                           "Content-Type": mode}
+                url = stack.enter_context(served(server))
+                clients[mode] = stack.enter_context(
+                    httpx.Client(base_url=url, headers=headers, timeout=300))
+                clients[mode].post("/events", content=body(warm)).raise_for_status()
+            spent = dict.fromkeys(rates, 0.0)
+            # Batch by batch, each contender in turn: the machine's load (shared, noisy)
+            # weighs on all of them alike.
+            for b in batches:
+                started = time.perf_counter()
+                ledger.publish_lines(b, batch_size=bench.batch)
+                spent["in process"] += time.perf_counter() - started
+                for mode, body in modes.items():
+                    content = body(b)
+                    started = time.perf_counter()
+                    answer = clients[mode].post("/events", content=content)
+                    answer.raise_for_status()
+                    spent[mode] += time.perf_counter() - started
+                    assert answer.json()["appended"] == len(b)
+            for name, seconds in spent.items():
+                rates[name].append(len(lines) / seconds)
+    local = statistics.median(rates["in process"])
+    medians = {m: statistics.median(r) for m, r in rates.items()}
+    lines_rate, batch_rate = medians["application/x-ndjson"], \
+        medians["application/cloudevents-batch+json"]
+    ratio = lines_rate / local
+    return Row(
+        "ingest", f"POST /events, {len(batches)} batches of {bench.batch} (publisher token)",
+        f"Ledger.publish_lines in process: {local:,.0f} events/s",
+        f"JSON Lines {lines_rate:,.0f} events/s ({ratio:.2f}x); CloudEvents batch "
+        f"{batch_rate:,.0f} events/s ({batch_rate / local:.2f}x)", ratio,
+        f">= {INGEST_RATIO}x (aim 0.8x)", ratio >= INGEST_RATIO and batch_rate / local >= INGEST_RATIO,
+        {"events": len(lines), "batch": bench.batch, "repeats": bench.repeat,
+         "events_per_s": medians, "runs": rates})
+
+
 #: Every row, in report order: name -> function of the shared bench.
-ROWS: dict[str, Callable[[Bench], Row]] = {"datamap": datamap}
+ROWS: dict[str, Callable[[Bench], Row]] = {"datamap": datamap, "ingest": ingest}
+#: Rows that read the shared log (built once) through one server on it.
+NEEDS_LOG = {"datamap"}
 
 
 def main() -> int:
@@ -226,6 +314,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default=str(ROOT / "bench" / "out"))
     parser.add_argument("--only", help=f"comma-separated rows of: {', '.join(ROWS)}")
+    parser.add_argument("--ingest-events", type=int, default=20_000,
+                        help="events the ingest row publishes each repeat")
+    parser.add_argument("--batch", type=int, default=1000, help="events per ingest request")
+    parser.add_argument("--repeat", type=int, default=3, help="repeats of the ingest row")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else list(ROWS)
@@ -233,16 +325,21 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown row {unknown[0]!r}; rows: {', '.join(ROWS)}")
     bench = Bench(Path(args.out) / f"http-{args.events}", args.events, args.requests,
-                  args.seed)
-    prepare(bench)
-    with served(bench) as url:
-        bench.url = url
-        rows = [ROWS[name](bench) for name in names]
+                  args.seed, args.ingest_events, args.batch, args.repeat)
+    rows: list[Row] = []
+    if NEEDS_LOG & set(names):
+        prepare(bench)
+        with served(bench) as url:
+            bench.url = url
+            rows += [ROWS[name](bench) for name in names if name in NEEDS_LOG]
+    rows += [ROWS[name](bench) for name in names if name not in NEEDS_LOG]
+    rows.sort(key=lambda r: names.index(r.name))
     if args.json:
         print(json.dumps({"events": args.events, "rows": [asdict(r) for r in rows]}, indent=2))
         return 0
-    print(f"log: {args.events:,} events ({bench.directory}); load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if NEEDS_LOG & set(names):
+        print(f"log: {args.events:,} events ({bench.directory})")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for r in rows:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
         status = "met" if r.met else ("MISSED" if r.met is not None else "-")

@@ -121,7 +121,7 @@ def log_events(log: EventLog, events: Iterable[Mapping[str, Any]]) -> list[Appen
     records = []
     for raw in events:
         event = parse_wire(dict(raw))
-        assert event.id is not None and not event.personal
+        assert event.id is not None and not event.data.personal
         records.append(NewRecord(event_id=event.id, event_type=event.type, subject=event.subject,
                                  payload=encode(event)))
     return log.append(records)

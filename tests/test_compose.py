@@ -80,7 +80,25 @@ def test_dependencies_wait_for_health(resolved: dict[str, Any]) -> None:
     assert {"consumers", "api"} <= with_deps.keys()
     for name, deps in with_deps.items():
         for dep, spec in deps.items():
+            if spec.get("condition") == "service_completed_successfully":
+                # only a one-shot setup step may be waited for to finish
+                assert services[dep].get("restart") == "no", f"{name} -> {dep}: {spec}"
+                continue
             assert spec.get("condition") == "service_healthy", f"{name} -> {dep}: {spec}"
+
+
+def test_the_example_publisher_posts_to_the_api_with_a_publisher_token(
+        resolved: dict[str, Any]) -> None:
+    services = resolved["services"]
+    publisher = services["example-publisher"]
+    assert publisher["environment"]["PDL_URL"] == "http://api:8080"
+    assert publisher["environment"]["PDL_SOURCE"] == "svc/example-shop"
+    mounts = [v if isinstance(v, str) else f"{v.get('source')}:{v.get('target')}"
+              for v in publisher["volumes"]]
+    assert any(m.split(":")[0].endswith("examples/go-publisher") for m in mounts), mounts
+    setup = " ".join(services["publisher-setup"]["command"])
+    assert "--role publisher --source svc/example-shop" in setup
+    assert "umask 077" in setup  # the token file is private
 
 
 def test_stateful_services_have_healthchecks(resolved: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from pdl.api.deps import ApiState, route_roles
 from pdl.api.routes import (
     access,
     disclosures,
+    events,
     findings,
     health,
     log,
@@ -32,7 +33,8 @@ from pdl.api.routes import (
 )
 from pdl.service import QueryService
 
-ROUTERS = (health, subjects, disclosures, findings, scope, log, access, principals, tokens)
+ROUTERS = (health, events, subjects, disclosures, findings, scope, log, access, principals,
+           tokens)
 
 request_log = logging.getLogger("pdl.api.requests")
 
