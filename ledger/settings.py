@@ -19,6 +19,7 @@ from ledger.errors import ConfigurationError
 PREFIX = "LEDGER_"
 BACKENDS = ("sqlite", "kafka")
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+OPERATOR_KINDS = ("cii", "state_organ", "other")
 
 
 def decode_key(raw: str, name: str = "LEDGER_MASTER_KEY") -> bytes:
@@ -76,6 +77,17 @@ class Settings:
     #: instead of tens to hundreds, for ~30 bytes per segment (~130 MB at 10M events).
     scope_index: bool = True
     kafka: dict[str, Any] = field(default_factory=dict)
+    #: Who the company is under the CAC incident measures (``LEDGER_OPERATOR_KIND``):
+    #: ``cii`` (critical information infrastructure), ``state_organ`` or ``other``.
+    operator_kind: str = "other"
+    #: People affected from which an incident is graded 较大, 重大, 特别重大
+    #: (``LEDGER_INCIDENT_GRADE_THRESHOLDS``); None: the rule table's (cases/deadlines.toml).
+    grade_thresholds: tuple[int, int, int] | None = None
+
+    @property
+    def cases_file(self) -> Path:
+        """The case files' own event store (the eventsourcing library's SQLite recorder)."""
+        return self.data_dir / "cases.db"
 
     @property
     def log_path(self) -> Path:
@@ -168,6 +180,12 @@ class Settings:
             "ssl_cafile": get("KAFKA_SSL_CAFILE"),
             "request_timeout_ms": integer("KAFKA_REQUEST_TIMEOUT_MS", 30000, 1000),
         }
+        operator_kind = (get("OPERATOR_KIND") or "other").lower()
+        if operator_kind not in OPERATOR_KINDS:
+            raise ConfigurationError(
+                f"{PREFIX}OPERATOR_KIND={operator_kind!r} is not one of {', '.join(OPERATOR_KINDS)}"
+            )
+        grade_thresholds = _thresholds(get("INCIDENT_GRADE_THRESHOLDS"))
         path = get("SQLITE_PATH")
         vault = get("VAULT_PATH")
         views = get("VIEWS_PATH")
@@ -187,4 +205,22 @@ class Settings:
             view_cache_entries=integer("VIEW_CACHE_ENTRIES", 150_000, 1),
             scope_index=flag("SCOPE_INDEX", default=True),
             kafka=kafka,
+            operator_kind=operator_kind,
+            grade_thresholds=grade_thresholds,
         )
+
+
+def _thresholds(raw: str | None) -> tuple[int, int, int] | None:
+    """``LEDGER_INCIDENT_GRADE_THRESHOLDS``: three increasing whole numbers of people."""
+    if raw is None:
+        return None
+    key = f"{PREFIX}INCIDENT_GRADE_THRESHOLDS"
+    try:
+        values = tuple(int(v.replace("_", "")) for v in raw.split(","))
+    except ValueError:
+        raise ConfigurationError(f"{key}={raw!r}: give three whole numbers, e.g. "
+                                 "1000000,10000000,100000000") from None
+    if len(values) != 3 or not 0 < values[0] < values[1] < values[2]:
+        raise ConfigurationError(f"{key}={raw!r}: give three increasing numbers of people "
+                                 "(较大, 重大, 特别重大), e.g. 1000000,10000000,100000000")
+    return values  # type: ignore[return-value]

@@ -445,6 +445,17 @@ class IncidentNoticeDrafted(EventData):
     digest: Sha256 = Field(description="SHA-256 of the rendered Markdown")
 
 
+class IncidentNoticesSent(EventData):
+    """The notice to individuals went out (each person's also an incident.subject_notified)."""
+
+    TYPE = "incident.notices_sent"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    duty: Name = Field(description="the notice duty it discharges, e.g. pipl57_individuals")
+    channel: Name
+    people: Count
+
+
 class IncidentAnnounced(EventData):
     """A public announcement (公告) was made for the people who cannot be contacted."""
 
@@ -499,6 +510,7 @@ DATA_MODELS: tuple[type[EventData], ...] = (
     IncidentGraded,
     IncidentExemptionRecorded,
     IncidentNoticeDrafted,
+    IncidentNoticesSent,
     IncidentAnnounced,
     LedgerQueried,
 )

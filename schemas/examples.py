@@ -180,6 +180,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
          "digest": "0" * 63 + "2"},
         subject=None,
     ),
+    "incident.notices_sent": _event(
+        "incident.notices_sent",
+        {"incident_id": "inc-1", "duty": "pipl57_individuals", "channel": "email",
+         "people": 1150},
+        subject=None,
+    ),
     "incident.announced": _event(
         "incident.announced",
         {"incident_id": "inc-1", "channel": "website", "people": 50,
