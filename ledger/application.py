@@ -467,8 +467,10 @@ class Ledger:
         )
         return self.commits.append(self.seal([event]))[0]
 
-    def audit(self, query: str, arguments: Mapping[str, str] | None = None) -> None:
-        """Record that somebody queried the ledger (6.2.1b). Arguments hold no clear values."""
+    def audit(self, query: str, arguments: Mapping[str, str] | None = None) -> AppendResult:
+        """Record that somebody queried the ledger (6.2.1b). Arguments hold no clear values.
+
+        Returns where the audit event landed (its id links a rights request to its export)."""
         event = parse_wire(
             {
                 "source": "pdl/query",
@@ -478,7 +480,7 @@ class Ledger:
                          "arguments": dict(arguments or {})},
             }
         )
-        self.commits.append(self.seal([event]))
+        return self.commits.append(self.seal([event]))[0]
 
     def verify(self, progress: Callable[[int], None] | None = None) -> int:
         """Check the log's hash chain (SQLite) and that every record decodes."""
