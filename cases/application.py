@@ -10,8 +10,11 @@ ledger log as the catalogue event ``LEDGER_TYPES`` names. Exactly once:
   after a crash is the same event, which the log stores once (SQLite: unique event id;
   Kafka: marked duplicate, applied once by every projection);
 - the follower's position is a ``Tracking`` row in the same file (the library's
-  ``SQLiteTrackingRecorder``), written after the ledger append: a crash between the two
-  writes repeats at most that batch, which the event ids make harmless.
+  ``SQLiteTrackingRecorder``), written after the ledger append. Before the append it
+  writes an *intent* row (the batch's last notification id, as application
+  ``cases.intent``). A crash between the two writes leaves intent ahead of position: the
+  next pull reads the log for that batch's event ids and appends only the missing ones, so
+  no copy is repeated on either backend (a full read of the log, paid only after a crash).
 """
 
 from __future__ import annotations
@@ -130,21 +133,38 @@ class LedgerFollower:
     def lag(self) -> int:
         return (self.cases.recorder.max_notification_id() or 0) - self.position
 
+    @property
+    def intent(self) -> int:
+        return self.tracking.max_tracking_id(self.cases.name + ".intent") or 0
+
     def pull(self) -> int:
         """Copy every event not yet copied; returns how many were copied."""
         copied = 0
+        recovering = self.intent > self.position
         while True:
             start = self.position
             page = self.cases.recorder.select_notifications(start, self.BATCH,
                                                             inclusive_of_start=False)
             if not page:
                 return copied
+            if recovering:
+                page = [n for n in page if n.id <= self.intent]
             records = [self._record(self.cases.mapper.to_domain_event(n)) for n in page]
-            self.ledger.commits.append(records)
-            # A crash here leaves the tracking row behind: the next pull repeats this
-            # batch, with the same event ids, which the log does not store twice.
+            if recovering:
+                # The last run died between its append and its tracking row: what of
+                # this batch reached the log is not appended again.
+                there = self._in_log({r.event_id for r in records})
+                records = [r for r in records if r.event_id not in there]
+                recovering = False
+            else:
+                self.tracking.insert_tracking(Tracking(self.cases.name + ".intent", page[-1].id))
+            if records:
+                self.ledger.commits.append(records)
             self.tracking.insert_tracking(Tracking(self.cases.name, page[-1].id))
             copied += len(records)
+
+    def _in_log(self, event_ids: set[str]) -> set[str]:
+        return {r.event_id for r in self.ledger.log.read() if r.event_id in event_ids}
 
     def _owner(self, originator_id: UUID) -> tuple[str, str | None]:
         """(incident or request id, pseudonym) of the aggregate an event belongs to."""
