@@ -18,10 +18,10 @@ from rich.table import Table
 
 from cases import clocks, snapshot
 from cases.desk import CaseDesk, incident_summary, read_facts
-from pdl.cli import console, emit, open_ledger, parse_time, progress_bar
+from pdl.context import Add, open_ledger
+from pdl.output import console, emit, parse_time, progress_bar
 from schemas.taxonomy import RequestKind
 
-Add = Callable[..., argparse.ArgumentParser]
 
 
 @contextmanager
