@@ -358,6 +358,8 @@ def render_scope(answer: dict[str, Any], show: int = 10) -> None:
                           str(p["records"]),
                           "yes" if p["reachable"] else f"[red]no[/]: {p['unreachable_reason']}")
         console.print(table)
+    for name, where in answer.get("links", {}).items():
+        console.print(f"{name.replace('_', ' ')}: {where}", markup=False)
 
 
 # --- findings ---------------------------------------------------------------------------
