@@ -323,10 +323,26 @@ def incident_summary(incident: Incident, settings: Any, now: datetime) -> dict[s
         "announced": ({**incident.announced, "at": incident.announced["at"].isoformat()}
                       if incident.announced else None),
         "drafts": dict(incident.drafts),
+        "folder": str(snapshot.folder(settings.data_dir, incident.incident_id)),
+        "notify": _notify_counts(settings.data_dir, incident),
         "clocks": [c.as_dict() for c in clock_rows],
         "findings": [c.duty for c in clock_rows if c.finding],
         "now": now.isoformat(),
     }
+
+
+def _notify_counts(data_dir: Path, incident: Incident) -> dict[str, Any] | None:
+    """The counts of the notify list taken from the current snapshot, if one was taken."""
+    if incident.snapshot is None:
+        return None
+    path = (snapshot.folder(data_dir, incident.incident_id)
+            / f"notify-{incident.snapshot['hash'][:16]}.json")
+    if not path.exists():
+        return None
+    answer = json.loads(path.read_text("utf-8"))
+    return {"listed": answer["counts"]["listed"],
+            "announcement": answer["announcement"]["people"],
+            "reasons": answer["announcement"]["reasons"]}
 
 
 def read_facts(path: str | None) -> dict[str, str]:

@@ -97,8 +97,14 @@ def render_status(s: dict[str, Any]) -> None:
                       c["due"] or ("on closing" if c["state"] == "waiting" else "undue delay"),
                       _left(c["remaining_s"]), c["done_at"] or "", c["citation"][:90])
     console.print(table)
+    if s["notify"]:
+        n = s["notify"]
+        console.print(f"notify list: {n['listed']} reachable people with a contact; "
+                      f"{n['announcement']} to the public announcement (公告): "
+                      f"{n['reasons']}", markup=False, highlight=False)
     for name, digest in s["drafts"].items():
-        console.print(f"draft {name}: sha256 {digest[:16]}…", markup=False)
+        console.print(f"draft {name}: {s['folder']}/drafts/{name}.md (.json), "
+                      f"sha256 {digest[:16]}…", markup=False)
     if s["findings"]:
         console.print(f"[bold red]findings[/]: overdue or late clocks: {', '.join(s['findings'])}")
 
@@ -121,7 +127,10 @@ def cmd_incident_adopt(args: argparse.Namespace) -> int:
     with _desk(args) as desk, _views(desk) as views:
         incident = desk.adopt(args.id, views, args.grade, args.justification)
         s = incident_summary(incident, desk.settings, _now(args))
-        emit(args, s, lambda: render_status(s))
+        emit(args, s, lambda: console.print(
+            f"incident {args.id} adopted from the log ({s['status']}): scope snapshot "
+            f"{(s['snapshot'] or {}).get('hash')}, grade {s['grade']} ({s['grade_basis']}); "
+            f"duties: {', '.join(s['duties']) or 'none'}", markup=False))
     return 0
 
 
