@@ -65,7 +65,7 @@ class CaseFiles(Application[UUID]):
 
     def incident(self, incident_id: str) -> Incident:
         try:
-            aggregate = self.repository.get(Incident.create_id(incident_id))
+            aggregate: Any = self.repository.get(Incident.create_id(incident_id))
         except Exception as exc:  # AggregateNotFoundError, by its library name
             if type(exc).__name__ == "AggregateNotFoundError":
                 raise NotFound(f"no case file for incident {incident_id!r} "
@@ -79,7 +79,7 @@ class CaseFiles(Application[UUID]):
 
     def request(self, request_id: str) -> RightsRequest:
         try:
-            aggregate = self.repository.get(RightsRequest.create_id(request_id))
+            aggregate: Any = self.repository.get(RightsRequest.create_id(request_id))
         except Exception as exc:
             if type(exc).__name__ == "AggregateNotFoundError":
                 raise NotFound(f"no rights request {request_id!r} (pdl request open)") from None
@@ -100,9 +100,10 @@ class CaseFiles(Application[UUID]):
             if not page:
                 return
             for n in page:
-                if n.originator_id not in seen:
-                    seen.add(n.originator_id)
-                    case = self.repository.get(n.originator_id)
+                originator = UUID(str(n.originator_id))
+                if originator not in seen:
+                    seen.add(originator)
+                    case: Any = self.repository.get(originator)
                     assert isinstance(case, (Incident, RightsRequest))
                     yield case
             start = page[-1].id
@@ -170,7 +171,7 @@ class LedgerFollower:
         """(incident or request id, pseudonym) of the aggregate an event belongs to."""
         known = self._ids.get(originator_id)
         if known is None:
-            case = self.cases.repository.get(originator_id)
+            case: Any = self.cases.repository.get(originator_id)
             if isinstance(case, Incident):
                 known = (case.incident_id, None)
             else:

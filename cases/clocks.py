@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -109,7 +109,7 @@ def rule_of(duty: str) -> dict[str, Any]:
     base = duty.split(":", 1)[0]
     for rule in table()["clock"]:
         if rule["id"].split(":", 1)[0] == base:
-            return rule
+            return dict(rule)
     raise KeyError(duty)
 
 
@@ -203,4 +203,4 @@ def request_due(received: datetime, settings: Settings) -> datetime:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -10,9 +10,9 @@ one catalogue event (``LEDGER_TYPES``): its fields are the catalogue event's dat
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, NAMESPACE_URL, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 from pydantic import ValidationError
@@ -27,7 +27,7 @@ GRADE_NAMES_ZH = {"general": "一般", "relatively_major": "较大", "major": "�
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _checked(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def _time(at: datetime | None) -> datetime:
         return now()
     if at.tzinfo is None:
         raise InvalidInput("at: a time needs a zone (add Z or +08:00)", [(1, "at", "no zone")])
-    return at.astimezone(timezone.utc)
+    return at.astimezone(UTC)
 
 
 class Incident(Aggregate):

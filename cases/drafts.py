@@ -69,15 +69,15 @@ def fields(draft: str, incident: Incident, snapshot: dict[str, Any],
         "missing": missing,
     }
     if draft in ("notice_zh", "notice_en"):
-        return {**base, **{
+        return {**base, 
             "categories": categories,
             "sensitive_categories": [c for c in categories if c["sensitive"]],
             "cause": facts["cause"], "harm": facts["harm"], "remedies": facts["remedies"],
             "advice": facts["advice"], "contact": facts["contact"],
             "dpo_contact": facts["dpo_contact"],
             "window_start": snapshot["window_start"], "window_end": snapshot["window_end"],
-            "description": incident.description,
-        }}
+            "description": incident.description
+        }
     grade = incident.grade or "not graded"
     common = {
         "company": facts["company"],

@@ -10,7 +10,7 @@ import argparse
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from cases.desk import CaseDesk, incident_summary, read_facts
 from pdl.context import Add, open_ledger
 from pdl.output import console, emit, parse_time, progress_bar
 from schemas.taxonomy import RequestKind
-
 
 
 @contextmanager
@@ -51,7 +50,7 @@ def _views(desk: CaseDesk) -> Iterator[Any]:
 
 
 def _now(args: argparse.Namespace) -> datetime:
-    return getattr(args, "now", None) or datetime.now(timezone.utc)
+    return getattr(args, "now", None) or datetime.now(UTC)
 
 
 def _split(text: str | None) -> list[str]:
@@ -232,9 +231,13 @@ def cmd_incident_notify_list(args: argparse.Namespace) -> int:
 def cmd_incident_draft(args: argparse.Namespace) -> int:
     with _desk(args) as desk:
         written = desk.draft(args.id, read_facts(args.facts))
-        emit(args, written, lambda: [console.print(
-            f"{name}: {info['markdown']} and .json (sha256 {info['digest'][:16]}…)",
-            markup=False) for name, info in written.items()])
+
+        def render() -> None:
+            for name, info in written.items():
+                console.print(f"{name}: {info['markdown']} and .json "
+                              f"(sha256 {info['digest'][:16]}…)", markup=False)
+
+        emit(args, written, render)
     return 0
 
 

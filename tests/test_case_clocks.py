@@ -4,7 +4,7 @@ and the rights-request deadline."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,7 @@ from cases.domain import Incident, RightsRequest
 from ledger.errors import ConfigurationError
 from ledger.settings import Settings
 
-FOUND = datetime(2026, 2, 2, 9, 0, tzinfo=timezone.utc)  # after the CAC measures' start
+FOUND = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)  # after the CAC measures' start
 H = timedelta(hours=1)
 COUNTS = {"people": 2_500_000, "records": 9_000_000, "reachable": 2_400_000,
           "unreachable": 100_000, "erased": 30_000, "people_with_sensitive_data": 12,
@@ -94,7 +94,7 @@ def test_cac_clock_is_1_2_or_4_hours_from_discovery_by_operator_kind() -> None:
 
 
 def test_cac_duties_do_not_apply_before_the_measures_took_effect() -> None:
-    before = graded(found=datetime(2025, 10, 31, 23, 0, tzinfo=timezone.utc))
+    before = graded(found=datetime(2025, 10, 31, 23, 0, tzinfo=UTC))
     assert "cac_report" not in before.duties and "cac_summary" not in before.duties
     assert "pipl57_regulator" in before.duties and "gdpr33:DE" in before.duties
     general = graded(counts={**COUNTS, "people": 5000, "people_with_sensitive_data": 0,

@@ -10,19 +10,17 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from cases.application import SOURCE, CaseFiles, LedgerFollower
-from cases.domain import Incident, RightsRequest
+from cases.domain import Incident
 from ledger.application import Ledger
 from ledger.settings import Settings
 from schemas import decode
 
 ROOT = Path(__file__).resolve().parents[1]
-T0 = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 KILLED = textwrap.dedent("""
     import os, signal, sys

@@ -7,7 +7,7 @@ has no new pending event.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ import pytest
 from cases.domain import Incident, RightsRequest
 from ledger.errors import CaseRefused, InvalidInput
 
-T0 = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 HASH = "ab" * 32
 COUNTS = {"people": 120, "records": 300, "reachable": 100, "unreachable": 20, "erased": 5,
           "people_with_sensitive_data": 3, "cross_border_people": 2,

@@ -243,7 +243,7 @@ def test_reports_exemption_announcement_and_closing(env: Settings, scoped: dict[
     assert main(["incident", "close", "inc-w", "--at", "2026-02-10T00:00:00Z"]) == 0
     code, rows = run(capsys, "incidents", "--status", "closed", "--now",
                      "2026-02-12T00:00:00Z")
-    assert [r["incident_id"] for r in rows] == ["inc-w"]
+    assert code == 0 and [r["incident_id"] for r in rows] == ["inc-w"]
     clocks = {c["duty"]: c["state"] for c in rows[0]["clocks"]}
     assert clocks["cac_summary"] == "running" and clocks["gdpr33:DE"] == "exempted"
     assert rows[0]["announced"]["people"] == 2
