@@ -64,10 +64,11 @@ def _env(settings: Settings) -> dict[str, str]:
            "LEDGER_SQLITE_SYNCHRONOUS": "NORMAL"}
     if settings.backend == "kafka":
         k = settings.kafka
-        env |= {"LEDGER_KAFKA_BOOTSTRAP_SERVERS": k["bootstrap_servers"],
-                "LEDGER_KAFKA_TOPIC": k["topic"],
-                "LEDGER_KAFKA_DEAD_LETTER_TOPIC": k["dead_letter_topic"],
-                "LEDGER_KAFKA_PARTITIONS": str(k["partitions"])}
+        assert k.bootstrap_servers and k.dead_letter_topic
+        env |= {"LEDGER_KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
+                "LEDGER_KAFKA_TOPIC": k.topic,
+                "LEDGER_KAFKA_DEAD_LETTER_TOPIC": k.dead_letter_topic,
+                "LEDGER_KAFKA_PARTITIONS": str(k.partitions)}
     return env
 
 
