@@ -152,7 +152,7 @@ def cmd_schema_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ledger.simulate import simulate
+    from workload import simulate
 
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     try:
