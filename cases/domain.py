@@ -398,3 +398,9 @@ LEDGER_TYPES: dict[type, str] = {
     RightsRequest.Fulfilled: "request.fulfilled",  # type: ignore[attr-defined]
     RightsRequest.Refused: "request.refused",  # type: ignore[attr-defined]
 }
+
+#: Catalogue types only the case files write (producers send the others too).
+CASE_ONLY_TYPES: frozenset[str] = frozenset({
+    "incident.scoped", "incident.graded", "incident.exemption_recorded",
+    "incident.notice_drafted", "incident.notices_sent", "incident.announced", "request.linked",
+})
