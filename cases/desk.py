@@ -155,13 +155,15 @@ class CaseDesk:
         self.save(incident)
         return incident
 
-    def notify_list(self, incident_id: str, reason: str) -> dict[str, Any]:
+    def notify_list(self, incident_id: str, reason: str, *, actor: str | None = None,
+                    role: str | None = None) -> dict[str, Any]:
         """The audited notify list (privacy officer only: the caller checks the role)."""
         if not reason.strip():
             raise InvalidInput("reason: required: say why the contacts are needed",
                                [(1, "reason", "required")])
         incident = self.cases.incident(incident_id)
-        answer, audit = notify_list(self.ledger, self.snapshot_of(incident), reason.strip())
+        answer, audit = notify_list(self.ledger, self.snapshot_of(incident), reason.strip(),
+                                    actor=actor, role=role)
         answer["audit_event_id"] = audit.event_id
         return answer
 
@@ -282,8 +284,9 @@ class CaseDesk:
                                   "person who made the request")
             if action == "export":
                 exported = self.ledger.export(subject_id)
-                done = self.ledger.audit("export", {"pseudonym": request.subject,
-                                                    "request_id": request_id})
+                done = self.ledger.audit("export", {"request_id": request_id},
+                                         people=[request.subject],
+                                         reason=f"rights request {request_id}", clear=True)
             else:
                 done = self.ledger.erase(subject_id, reason="request", request_id=request_id)
             request.link(action, done.event_id, actions, at=at)

@@ -46,8 +46,9 @@ def contacts(ledger: Ledger, pseudonyms: set[str]) -> dict[str, tuple[str, str]]
     return out
 
 
-def notify_list(ledger: Ledger, snapshot: dict[str, Any],
-                reason: str) -> tuple[dict[str, Any], AppendResult]:
+def notify_list(ledger: Ledger, snapshot: dict[str, Any], reason: str, *,
+                actor: str | None = None, role: str | None = None
+                ) -> tuple[dict[str, Any], AppendResult]:
     """The notify list of a snapshot, and the audit event recording who took it and why."""
     reachable = [p["pseudonym"] for p in people_of(snapshot, True)]
     found = contacts(ledger, set(reachable))
@@ -60,7 +61,8 @@ def notify_list(ledger: Ledger, snapshot: dict[str, Any],
         reasons[NO_VALUE] += missing
     audit = ledger.audit("incident notify-list", {
         "incident_id": snapshot["incident_id"], "snapshot": snapshot["hash"],
-        "reason": reason, "listed": str(len(listed))})
+        "listed": str(len(listed))}, actor=actor, role=role,
+        people=[p["pseudonym"] for p in listed], reason=reason, clear=True)
     return {
         "incident_id": snapshot["incident_id"],
         "snapshot_hash": snapshot["hash"],

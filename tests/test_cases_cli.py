@@ -186,8 +186,9 @@ def test_notify_list_needs_a_reason_is_audited_and_lists_only_reachable_people(
               and e.data.query == "incident notify-list"]
     assert len(audits) == 1 and audits[0].id == full["audit_event_id"]
     assert audits[0].data.actor == "dpo@tests"
-    assert audits[0].data.arguments["reason"] == "PIPL 57 notice to the people affected"
-    assert audits[0].data.arguments["listed"] == "3"
+    assert audits[0].data.reason == "PIPL 57 notice to the people affected"
+    assert audits[0].data.arguments["listed"] == "3" and audits[0].data.clear
+    assert len(audits[0].data.people) == 3  # by pseudonym
     assert "a.li@example.cn" not in json.dumps(audits[0].model_dump(mode="json"))
 
 
@@ -298,7 +299,8 @@ def test_an_access_request_runs_the_export_and_links_its_audit_event(
     (link,) = done["links"]
     audit = [e for e in log_events(env) if e.id == link["event_id"]]
     assert audit[0].type == "ledger.queried" and audit[0].data.query == "export"
-    assert audit[0].data.arguments["request_id"] == "r-acc"
+    assert audit[0].data.arguments["request_id"] == "r-acc" and audit[0].data.clear
+    assert audit[0].data.reason == "rights request r-acc"
 
 
 def test_a_real_name_correction_needs_verification_and_requests_list(
