@@ -20,6 +20,7 @@ from pdl.api import problems
 from pdl.api.deps import ApiState
 from pdl.api.routes import (
     access,
+    cases,
     principals,
     disclosures,
     findings,
@@ -31,7 +32,8 @@ from pdl.api.routes import (
 )
 from pdl.service import QueryService
 
-ROUTERS = (health, subjects, disclosures, findings, scope, log, access, principals, tokens)
+ROUTERS = (health, subjects, disclosures, findings, scope, log, access, principals, tokens,
+           cases)
 
 request_log = logging.getLogger("pdl.api.requests")
 
