@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -68,7 +68,7 @@ def _desk(request: Request) -> Iterator[CaseDesk]:
 
 
 def _now(raw: str | None) -> datetime:
-    return when(raw, "now") or datetime.now(timezone.utc)
+    return when(raw, "now") or datetime.now(UTC)
 
 
 @router.get("/incidents/{incident_id}/case", response_model=Case)
