@@ -1212,10 +1212,38 @@ def _incidents(store: ViewStore, now: int) -> Iterator[Finding]:
                     and (not cats or any(_overlaps(c, category) for c in cats))
                     for category, kept_in, erased in json.loads(cells)):
                 affected.add(pseudonym)
-        for pseudonym in sorted(affected - notified):
+        # People who cannot be told are routed to the public announcement (公告), never
+        # contacted: not notifying them is no finding (docs/cases.md, the notify list).
+        unreachable = _unreachable(store, affected - notified, now)
+        for pseudonym in sorted(affected - notified - unreachable):
             yield Finding("6.2.1a", pseudonym, event_id, int(partition), int(offset), due,
                           f"person with data in {_names(stores)} during an incident was not "
                           "notified")
+
+
+def _is_contact(category: str) -> bool:
+    return (category == "user.contact" or category.startswith("user.contact.")) and \
+        category != "user.contact.organization"
+
+
+def _unreachable(store: ViewStore, people: set[str], now: int) -> set[str]:
+    """Of ``people``, those who cannot be reached now: no contact data held in any store
+    (this projection's holdings), or their data key destroyed (the holdings projection's
+    ``scope_people``, read where that projection is in the same store)."""
+    if not people:
+        return set()
+    reachable: set[str] = set()
+    for pseudonym, cells in store.query(f"SELECT pseudonym, cells FROM {HOLDINGS_TABLE}"):
+        if pseudonym in people and pseudonym not in reachable and any(
+                _is_contact(category) and (erased is None or erased > now)
+                for category, _, erased in json.loads(cells)):
+            reachable.add(pseudonym)
+    out = people - reachable
+    if store.tracked_logs("holdings"):
+        out |= {p for (p,) in store.query(
+            "SELECT pseudonym FROM scope_people WHERE shredded_at IS NOT NULL "
+            "OR contact_stores = 0") if p in people}
+    return out
 
 
 def list_findings(store: ViewStore, clause: str | None = None, now: datetime | None = None, *,
