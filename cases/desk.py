@@ -334,6 +334,30 @@ def incident_summary(incident: Incident, settings: Any, now: datetime) -> dict[s
     }
 
 
+def clock_findings(views: ViewStore, desk: CaseDesk, now: datetime,
+                   clause: str | None = None) -> list[dict[str, Any]]:
+    """Overdue or late clocks of the incident cases, as findings of clause 6.2.1a (the
+    position is the incident's ``incident.opened`` in the log, as the findings view has it)."""
+    from consumers.findings import INCIDENTS_TABLE
+
+    if clause is not None and not "6.2.1a".startswith(clause):
+        return []
+    out: list[dict[str, Any]] = []
+    for incident in desk.cases.incidents():
+        rows = views.query(f'SELECT event_id, partition, "offset" FROM {INCIDENTS_TABLE} '
+                           "WHERE incident_id = ?", (incident.incident_id,))
+        event_id, partition, offset = rows[0] if rows else (None, None, None)
+        for c in clocks.incident_clocks(incident, desk.settings, now):
+            if c.finding:
+                assert c.due is not None
+                out.append({
+                    "clause": "6.2.1a", "pseudonym": None, "event_id": event_id,
+                    "partition": partition, "offset": offset, "time": c.due.isoformat(),
+                    "explanation": f"incident {incident.incident_id}: {c.duty} {c.state} "
+                                   f"(due {c.due.isoformat()}; {c.citation.split(':')[0]})"})
+    return out
+
+
 def _notify_counts(data_dir: Path, incident: Incident) -> dict[str, Any] | None:
     """The counts of the notify list taken from the current snapshot, if one was taken."""
     if incident.snapshot is None:

@@ -377,12 +377,29 @@ def cmd_findings(args: argparse.Namespace) -> int:
         with _views(service, args, ["findings"]) as views:
             found = service.findings(views, args.clause, args.as_of,
                                      service.ledger.settings.request_deadline_days)
+            found += _case_clock_findings(service, views, args)
     if args.summary:
         summary = findings_summary(found)
         emit(args, summary, lambda: _render_findings_summary(summary))
     else:
         emit(args, found, lambda: _render_findings(found))
     return 1 if found else 0
+
+
+def _case_clock_findings(service: QueryService, views: ViewStore,
+                         args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The case files' overdue or late deadline clocks (``pdl incident status``)."""
+    from datetime import datetime, timezone
+
+    from cases.desk import CaseDesk, clock_findings
+
+    if not service.ledger.settings.cases_file.exists():
+        return []
+    desk = CaseDesk(service.ledger)
+    try:
+        return clock_findings(views, desk, args.as_of or datetime.now(timezone.utc), args.clause)
+    finally:
+        desk.close()
 
 
 def _render_findings_summary(rows: list[dict[str, Any]]) -> None:

@@ -252,6 +252,17 @@ def test_reports_exemption_announcement_and_closing(env: Settings, scoped: dict[
     assert types.count("incident.closed") == 1 and "incident.announced" in types
 
 
+def test_overdue_clocks_are_findings(env: Settings, scoped: dict[str, Any],
+                                     capsys: Capture) -> None:
+    code, found = run(capsys, "findings", "--clause", "6.2.1a")
+    assert code == 1
+    mine = [f["explanation"] for f in found if f["explanation"].startswith("incident inc-w")]
+    # closed on 2026-02-10: the CAC summary was due 30 days later and is not filed
+    assert any("cac_summary overdue" in e for e in mine), found
+    opened = [f for f in found if f["explanation"].startswith("incident inc-w")][0]
+    assert opened["event_id"] and opened["offset"] is not None
+
+
 def test_scope_answers_link_to_their_case(env: Settings, scoped: dict[str, Any],
                                           capsys: Capture) -> None:
     code, answer = run(capsys, "scope", "--incident", "inc-w")
