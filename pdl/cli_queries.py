@@ -389,7 +389,7 @@ def cmd_findings(args: argparse.Namespace) -> int:
 def _case_clock_findings(service: QueryService, views: ViewStore,
                          args: argparse.Namespace) -> list[dict[str, Any]]:
     """The case files' overdue or late deadline clocks (``pdl incident status``)."""
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     from cases.desk import CaseDesk, clock_findings
 
@@ -397,7 +397,7 @@ def _case_clock_findings(service: QueryService, views: ViewStore,
         return []
     desk = CaseDesk(service.ledger)
     try:
-        return clock_findings(views, desk, args.as_of or datetime.now(timezone.utc), args.clause)
+        return clock_findings(views, desk, args.as_of or datetime.now(UTC), args.clause)
     finally:
         desk.close()
 

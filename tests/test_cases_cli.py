@@ -259,7 +259,7 @@ def test_overdue_clocks_are_findings(env: Settings, scoped: dict[str, Any],
     mine = [f["explanation"] for f in found if f["explanation"].startswith("incident inc-w")]
     # closed on 2026-02-10: the CAC summary was due 30 days later and is not filed
     assert any("cac_summary overdue" in e for e in mine), found
-    opened = [f for f in found if f["explanation"].startswith("incident inc-w")][0]
+    opened = next(f for f in found if f["explanation"].startswith("incident inc-w"))
     assert opened["event_id"] and opened["offset"] is not None
 
 
