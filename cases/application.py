@@ -31,6 +31,7 @@ from eventsourcing.utils import Environment
 from cases.domain import LEDGER_TYPES, NAMESPACE, Incident, RightsRequest
 from ledger.application import Ledger
 from ledger.errors import NotFound
+from ledger.files import private_dir, private_file
 from ledger.persistence import NewRecord
 from ledger.settings import Settings
 from schemas import encode_sealed, parse_wire
@@ -47,14 +48,11 @@ class CaseFiles(Application[UUID]):
     name = "cases"
 
     def __init__(self, settings: Settings) -> None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = settings.cases_file
-        fresh = not path.exists()
+        private_dir(settings.data_dir)
+        path = private_file(settings.cases_file)  # 0600 before SQLite opens it (and its WAL)
         self.settings = settings
         super().__init__({"PERSISTENCE_MODULE": "eventsourcing.sqlite",
                           "SQLITE_DBNAME": str(path), "SQLITE_LOCK_TIMEOUT": "10"})
-        if fresh and path.exists():
-            path.chmod(0o600)
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         # Only what the ledger passes: settings come from LEDGER_* variables alone, so a

@@ -17,7 +17,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from cases.domain import GRADE_NAMES_ZH, Incident
-from cases.snapshot import folder, write_private
+from cases.snapshot import folder
+from ledger.files import private_dir, write_private
 from schemas.taxonomy import CATEGORIES
 
 DRAFTS = ("notice_zh", "notice_en", "report_cac", "report_gdpr")
@@ -116,8 +117,7 @@ def write(data_dir: Path, incident: Incident, snapshot: dict[str, Any], given: d
           drafts: tuple[str, ...] = DRAFTS) -> dict[str, dict[str, str]]:
     """Render and write each draft (0600) under the incident's folder; per draft: its paths
     and the SHA-256 of its Markdown (recorded as ``incident.notice_drafted``)."""
-    out_dir = folder(data_dir, incident.incident_id) / "drafts"
-    out_dir.mkdir(exist_ok=True, mode=0o700)
+    out_dir = private_dir(folder(data_dir, incident.incident_id) / "drafts")
     written: dict[str, dict[str, str]] = {}
     for draft in drafts:
         markdown, as_json = render(draft, fields(draft, incident, snapshot, given))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
@@ -23,6 +22,7 @@ from typing import Any
 from cases.domain import Incident
 from consumers.queries import UNREACHABLE_ERASED, scope
 from consumers.views import ViewStore
+from ledger.files import private_dir, write_private
 from ledger.persistence import EventLog
 from schemas import decode
 from schemas.events import SubjectRegistered
@@ -107,20 +107,8 @@ def verify(snapshot: dict[str, Any]) -> bool:
 def folder(data_dir: Path, incident_id: str) -> Path:
     """Where an incident's snapshots, notify lists and drafts are written (0700)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in incident_id)
-    path = data_dir / "cases" / safe
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for p in (data_dir / "cases", path):
-        p.chmod(0o700)
-    return path
-
-
-def write_private(path: Path, text: str) -> Path:
-    """Write a file only its owner can read (0600 from the start, not chmod after)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    path.chmod(0o600)
-    return path
+    private_dir(data_dir / "cases")
+    return private_dir(data_dir / "cases" / safe)
 
 
 def save(snapshot: dict[str, Any], data_dir: Path) -> Path:

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cases import clocks, snapshot
 from cases.desk import CaseDesk, incident_summary, read_facts
+from ledger.files import write_private
 from pdl.context import Add, open_ledger
 from pdl.output import console, emit, parse_time, progress_bar
 from schemas.taxonomy import RequestKind
@@ -218,7 +219,7 @@ def cmd_incident_notify_list(args: argparse.Namespace) -> int:
         out = Path(args.output) if args.output else (
             snapshot.folder(desk.settings.data_dir, args.id)
             / f"notify-{answer['snapshot_hash'][:16]}.json")
-        snapshot.write_private(out, json.dumps(answer, ensure_ascii=False, indent=1) + "\n")
+        write_private(out, json.dumps(answer, ensure_ascii=False, indent=1) + "\n")
         summary = {k: v for k, v in answer.items() if k != "people"} | {"file": str(out)}
         emit(args, summary, lambda: console.print(
             f"notify list: {answer['counts']['listed']} reachable people with a contact "
@@ -301,8 +302,7 @@ def cmd_request_fulfil(args: argparse.Namespace) -> int:
         if exported is not None:
             path = Path(args.output) if args.output else (
                 desk.settings.data_dir / "cases" / f"export-{args.id}.json")
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            snapshot.write_private(path, json.dumps(exported, ensure_ascii=False, indent=1))
+            write_private(path, json.dumps(exported, ensure_ascii=False, indent=1))
             out["export_file"] = str(path)
         emit(args, out, lambda: console.print(
             f"request {args.id} fulfilled" + "".join(
