@@ -338,7 +338,7 @@ def clock_findings(views: ViewStore, desk: CaseDesk, now: datetime,
                    clause: str | None = None) -> list[dict[str, Any]]:
     """Overdue or late clocks of the incident cases, as findings of clause 6.2.1a (the
     position is the incident's ``incident.opened`` in the log, as the findings view has it)."""
-    from consumers.findings import INCIDENTS_TABLE
+    from consumers.findings.store import INCIDENTS_TABLE
 
     if clause is not None and not "6.2.1a".startswith(clause):
         return []

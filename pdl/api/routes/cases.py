@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cases.desk import CaseDesk, incident_summary
 from pdl.api.deps import Principal, Role, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import TimeParam, when
+from pdl.api.reads import TimeParam, utc
 
 router = APIRouter(tags=["cases"], responses=ERROR_RESPONSES)
 
@@ -67,8 +67,8 @@ def _desk(request: Request) -> Iterator[CaseDesk]:
             desk.close()
 
 
-def _now(raw: str | None) -> datetime:
-    return when(raw, "now") or datetime.now(UTC)
+def _now(moment: datetime | None) -> datetime:
+    return utc(moment) or datetime.now(UTC)
 
 
 @router.get("/incidents/{incident_id}/case", response_model=Case)
