@@ -5,10 +5,9 @@ library's own persistence (its ``SQLiteApplicationRecorder``, in ``cases.db`` of
 dir), and ``LedgerFollower`` copies each stored event, in notification order, to the
 ledger log as the catalogue event ``LEDGER_TYPES`` names. Exactly once:
 
-- each copy's event id is derived from (aggregate id, version) — or is the id the event
-  already had in the ledger, for an incident adopted from the log — so a copy repeated
-  after a crash is the same event, which the log stores once (SQLite: unique event id;
-  Kafka: marked duplicate, applied once by every projection);
+- each copy's event id is derived from (aggregate id, version), so a copy repeated after a
+  crash would be the same event; an event adopted from the log (an incident a producer
+  recorded) keeps its ledger id and is not copied at all;
 - the follower's position is a ``Tracking`` row in the same file (the library's
   ``SQLiteTrackingRecorder``), written after the ledger append. Before the append it
   writes an *intent* row (the batch's last notification id, as application
@@ -148,7 +147,10 @@ class LedgerFollower:
                 return copied
             if recovering:
                 page = [n for n in page if n.id <= self.intent]
-            records = [self._record(self.cases.mapper.to_domain_event(n)) for n in page]
+            events = [self.cases.mapper.to_domain_event(n) for n in page]
+            # An event adopted from the log (it carries its ledger id) is there already.
+            records = [self._record(e) for e in events
+                       if not getattr(e, "ledger_event_id", None)]
             if recovering:
                 # The last run died between its append and its tracking row: what of
                 # this batch reached the log is not appended again.
