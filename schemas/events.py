@@ -45,6 +45,10 @@ MAX_SCHEMA_VERSION = 1_000
 MAX_LINE_BYTES = 1_048_576
 #: Deepest nesting of objects and arrays in one event (a valid event needs 4).
 MAX_DEPTH = 16
+#: The form of a subject in the log: ``p_`` and 32 base32 characters, the ledger's keyed
+#: pseudonym (``ledger.sealing.Pseudonymiser``). Readers of a log other producers write to
+#: (Kafka) refuse any other subject: it may be a person's real identifier.
+PSEUDONYM = re.compile(r"p_[a-z2-7]{32}")
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
 
 
