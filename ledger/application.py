@@ -88,6 +88,11 @@ class Erasure:
     already: bool
 
     @property
+    def event_id(self) -> str:
+        """The id of the ``data.erased`` event that records the erasure."""
+        return self.result.event_id
+
+    @property
     def partition(self) -> int:
         return self.result.partition
 
@@ -564,11 +569,12 @@ class Ledger:
     def audit(self, query: str, arguments: Mapping[str, str] | None = None, *,
               actor: str | None = None, role: str | None = None,
               people: Sequence[str] = (), reason: str | None = None,
-              clear: bool = False) -> None:
+              clear: bool = False) -> AppendResult:
         """Record that somebody queried the ledger (6.2.1b): who (``actor``, default the
         configured one, and ``role``), about whom (``people``: pseudonyms), the query, and
         why. Arguments hold no clear values. Many people are recorded in several events of
-        at most 1000 people each, appended in one batch."""
+        at most 1000 people each, appended in one batch. Returns where the first landed (its
+        id links a rights request to the export it audits)."""
         people = list(dict.fromkeys(people))
         chunks = [people[i:i + 1000] for i in range(0, len(people), 1000)] or [[]]
         now = datetime.now(timezone.utc).isoformat()
@@ -583,7 +589,7 @@ class Ledger:
             })
             for chunk in chunks
         ]
-        self.commits.append(self.seal(events))
+        return self.commits.append(self.seal(events))[0]
 
     def verify(self, progress: Callable[[int], None] | None = None) -> int:
         """Check the log's hash chain (SQLite) and that every record decodes."""
