@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ledger.persistence import EventLog
+from pgkit import postgres_server, postgres_url  # noqa: F401 - session PostgreSQL fixtures
 from ledger.settings import Settings, generate_key
 
 ROOT = Path(__file__).resolve().parent.parent
