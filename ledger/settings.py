@@ -42,6 +42,18 @@ def decode_key(raw: str, name: str = "LEDGER_MASTER_KEY") -> bytes:
     return key
 
 
+def postgres_url(raw: str | None, name: str) -> str | None:
+    """A ``postgresql://`` URL (or None); the error names the variable, never the value
+    (it may hold a password)."""
+    if raw is None:
+        return None
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise ConfigurationError(
+            f"{name} must be a postgresql:// URL, for example "
+            "postgresql://pdl@db.internal:5432/pdl (the password in ~/.pgpass or PGPASSWORD)")
+    return raw
+
+
 def generate_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 
@@ -58,6 +70,10 @@ class Settings:
     sqlite_path: Path | None = None
     vault_path: Path | None = None
     views_path: Path | None = None
+    #: A shared view store (``LEDGER_VIEWS_URL=postgresql://...``); None: the SQLite file.
+    views_url: str | None = None
+    #: A shared key vault (``LEDGER_VAULT_URL=postgresql://...``); None: the SQLite file.
+    vault_url: str | None = None
     sqlite_synchronous: str = "FULL"
     request_deadline_days: int = 15
     #: SQLite page cache of the view store, in MB (``LEDGER_VIEW_CACHE_MB``): a fixed part
@@ -171,6 +187,8 @@ class Settings:
         path = get("SQLITE_PATH")
         vault = get("VAULT_PATH")
         views = get("VIEWS_PATH")
+        views_url = postgres_url(get("VIEWS_URL"), PREFIX + "VIEWS_URL")
+        vault_url = postgres_url(get("VAULT_URL"), PREFIX + "VAULT_URL")
         return cls(
             data_dir=Path(get("DATA_DIR", ".pdl-data") or ".pdl-data"),
             backend=backend,
@@ -180,6 +198,8 @@ class Settings:
             sqlite_path=Path(path) if path else None,
             vault_path=Path(vault) if vault else None,
             views_path=Path(views) if views else None,
+            views_url=views_url,
+            vault_url=vault_url,
             sqlite_synchronous=sync,
             request_deadline_days=integer("REQUEST_DEADLINE_DAYS", 15, 1),
             view_cache_mb=integer("VIEW_CACHE_MB", 32, 1),
