@@ -21,7 +21,7 @@ differs is translated here, once per statement text (``to_postgres``):
 Invariants it keeps:
 
 - view rows and tracking positions commit in one transaction (``transaction``);
-- write transactions are serialised store-wide (a transaction-scoped advisory lock, the
+- write transactions are serialised per schema (a transaction-scoped advisory lock, the
   equivalent of SQLite's ``BEGIN IMMEDIATE``): a transaction reads its positions and the
   cache tokens (``consumers.rows.WriteCache``) knowing no other writer is half-way, and
   identity values (``rowid``, the holdings journal's ``seq``) grow in commit order, which
@@ -49,8 +49,10 @@ from psycopg.pq import Format
 from consumers.views import TRACKING_SCHEMA, ViewStore, ViewTransaction
 from ledger.errors import ConfigurationError, IntegrityError, OperationalError, PersistenceError
 
-#: Key of the advisory lock that serialises writers of one database (any fixed number).
-WRITE_LOCK = 0x70646C5F76696577  # "pdl_view"
+#: First key of the advisory lock that serialises the writers of one set of views (the
+#: second is the schema's hash: views in two schemas of one database do not wait for
+#: each other).
+WRITE_LOCK = 0x70646C76  # "pdlv"
 
 _CREATE_TABLE = re.compile(r"^\s*CREATE TABLE (IF NOT EXISTS )?(\w+)\s*\(", re.I)
 _INSERT_OR_IGNORE = re.compile(r"\bINSERT OR IGNORE INTO\b", re.I)
@@ -126,18 +128,24 @@ def _translate(exc: psycopg.Error, what: str) -> PersistenceError:
 
 
 class _PostgresTransaction(ViewTransaction):
-    def __init__(self, conn: psycopg.Connection[Any]):
+    """Runs in pipeline mode: writes are queued and sent together, and a round trip is
+    paid only where a result is needed (a query, a row count)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline):
         self._conn = conn
+        self._pipeline = pipeline
+        self._cur = conn.cursor()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cur = self._conn.execute(to_postgres(sql), params or None)
+        cur = self._cur
+        cur.execute(to_postgres(sql), params or None)
+        self._pipeline.sync()
         return max(cur.rowcount, 0)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = rows if isinstance(rows, list) else list(rows)
         if rows:
-            with self._conn.cursor() as cur:
-                cur.executemany(to_postgres(sql), rows)
+            self._cur.executemany(to_postgres(sql), rows)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn.execute(to_postgres(sql), params or None).fetchall()
@@ -182,12 +190,14 @@ class PostgresViewStore(ViewStore):
         conn = self._conn
         try:
             conn.execute("BEGIN")
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
+                         (WRITE_LOCK,))
         except psycopg.Error as exc:
             self._rollback()
             raise _translate(exc, f"the view store {self.where} is unavailable") from exc
         try:
-            yield _PostgresTransaction(conn)
+            with conn.pipeline() as pipeline:
+                yield _PostgresTransaction(conn, pipeline)
         except psycopg.Error as exc:
             self._rollback()
             raise _translate(exc, f"writing views to {self.where} failed") from exc

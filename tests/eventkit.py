@@ -137,7 +137,8 @@ def dump_views(store: Any, projections: Iterable[Any]) -> dict[str, list[tuple[A
                 # PostgreSQL spells out the rowid SQLite keeps hidden (consumers.postgres)
                 names = [r[0] for r in store.query(
                     "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_name = ? ORDER BY ordinal_position", (table,))]
+                    "WHERE table_name = ? AND table_schema = current_schema() "
+                    "ORDER BY ordinal_position", (table,))]
                 if "rowid" in names:
                     rows = [r[:names.index("rowid")] + r[names.index("rowid") + 1:]
                             for r in rows]
@@ -257,7 +258,7 @@ def new_view_store(backend: str, request: pytest.FixtureRequest, path: Any) -> A
     if backend == "postgres":
         from consumers.postgres import PostgresViewStore
 
-        return PostgresViewStore(request.getfixturevalue("postgres_server").new_database())
+        return PostgresViewStore(request.getfixturevalue("postgres_server").new_schema())
     from consumers.views import SQLiteViewStore
 
     return SQLiteViewStore(path, synchronous="OFF")

@@ -3,8 +3,8 @@
 ``postgres_server`` (session scope) runs ``initdb`` and ``pg_ctl`` in a temporary folder:
 trust authentication for one test user, a unix socket in that folder and a loopback port.
 As root the server runs as the ``postgres`` user (PostgreSQL refuses to run as root),
-over a folder chowned to it. Each test asks for databases of its own
-(``PostgresServer.new_database``): ``CREATE DATABASE`` from a template takes milliseconds.
+over a folder chowned to it. Each test asks for a schema of its own (``PostgresServer.new_schema``,
+selected by the URL's ``search_path``; or a whole database, ``new_database``).
 
 Under ``CI=true`` a missing server is a failure, never a skip. ``LEDGER_TEST_PG_PORT``
 picks the port (default: a free one); ``LEDGER_TEST_PG_BIN`` the folder holding
@@ -67,6 +67,7 @@ class PostgresServer:
         self.port = port
         self._names = itertools.count(1)
         self._as: list[str] = []
+        self._shared: str | None = None  # the database new_schema() makes schemas in
         if os.geteuid() == 0:
             # PostgreSQL will not run as root: run it as the package's system user.
             pwd.getpwnam("postgres")
@@ -105,6 +106,20 @@ class PostgresServer:
         if tcp:
             return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
         return f"postgresql://{USER}@/{database}?host={self.socket_dir}&port={self.port}"
+
+    def new_schema(self, *, tcp: bool = True) -> str:
+        """A fresh, empty schema of the test's own in the shared test database: its URL
+        sets the ``search_path``, so everything the ledger creates lands there. Much
+        cheaper than a database (no 7 MB copy), and as separate for the ledger's tables."""
+        import psycopg
+
+        name = f"t{os.getpid()}_{next(self._names)}"
+        if self._shared is None:
+            self._shared = self.new_database()
+        with psycopg.connect(self._shared, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        base = self.url(self._shared.rsplit("/", 1)[1], tcp=tcp)
+        return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{name}"
 
     def new_database(self, *, tcp: bool = True) -> str:
         """A fresh, empty database of the test's own; returns its URL."""
@@ -146,5 +161,5 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> str:
-    """The URL of a fresh, empty database on the session's server."""
-    return postgres_server.new_database()
+    """The URL of a fresh, empty schema (of a database) on the session's server."""
+    return postgres_server.new_schema()

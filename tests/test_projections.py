@@ -316,7 +316,7 @@ def test_incremental_projection_equals_rebuild_on_postgres(
     from consumers.postgres import PostgresViewStore
 
     _incremental_equals_rebuild(
-        events, data, lambda: PostgresViewStore(postgres_server.new_database(tcp=False)))
+        events, data, lambda: PostgresViewStore(postgres_server.new_schema(tcp=False)))
 
 
 def _incremental_equals_rebuild(events: list[dict[str, Any]], data: st.DataObject,
