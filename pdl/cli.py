@@ -24,12 +24,12 @@ from rich.table import Table
 
 from ledger.errors import ConfigurationError, InvalidInput, LedgerError
 from ledger.settings import generate_key
-from pdl import cli_consume, cli_queries
+from pdl import cli_consume, cli_queries, cli_vault
 from pdl.context import Handler, open_ledger
 from pdl.output import console, emit, err_console, parse_time, progress_bar, report_invalid
 
 #: The modules whose ``register(sub, add)`` adds their subcommands, in help order.
-GROUPS = (cli_queries, cli_consume)
+GROUPS = (cli_queries, cli_consume, cli_vault)
 
 # --- log commands ---------------------------------------------------------------------
 
