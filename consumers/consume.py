@@ -138,6 +138,7 @@ class KafkaGroupConsumer:
             auto_offset_reset="earliest",
             max_poll_records=self.batch_size,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            session_timeout_ms=self.log.session_timeout_ms,
             **self.log._client_config,  # noqa: SLF001
         )
         self._consumer = consumer

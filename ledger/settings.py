@@ -80,6 +80,10 @@ class KafkaSettings:
     sasl_plain_password: str | None = field(default=None, repr=False)
     ssl_cafile: str | None = None
     request_timeout_ms: int = 30000
+    #: How long a silent consumer-group member keeps its partitions: after a `pdl consume`
+    #: process dies, the others take over its partitions within this time (kafka-python's
+    #: default is 45 s; the broker accepts 6 s at least).
+    session_timeout_ms: int = 10000
     #: Set by code, never by the environment: a fixed producer identity (tests, benches).
     transactional_id: str | None = None
 
@@ -281,6 +285,7 @@ KAFKA_ENV: tuple[Var, ...] = (
     Var("sasl_plain_password", "KAFKA_SASL_PASSWORD"),
     Var("ssl_cafile", "KAFKA_SSL_CAFILE"),
     Var("request_timeout_ms", "KAFKA_REQUEST_TIMEOUT_MS", integer(1000)),
+    Var("session_timeout_ms", "KAFKA_SESSION_TIMEOUT_MS", integer(6000)),
 )
 
 T = TypeVar("T")
