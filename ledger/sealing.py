@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ledger.errors import PersistenceError, SealingError, SubjectErased
+from ledger.files import private_file
 
 TOKEN_PREFIX = "v1."
 # json.dumps(values, separators=(",", ":"), ensure_ascii=False), without building an
@@ -188,7 +189,7 @@ class SQLiteKeyVault(KeyVault):
     def __init__(self, path: str | Path, master_key: bytes):
         super().__init__(master_key)
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         self._cache: dict[str, AESGCM] = {}
         self._lock = threading.RLock()
         try:

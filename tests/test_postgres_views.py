@@ -23,7 +23,7 @@ from consumers.postgres import PostgresViewStore, to_postgres
 from consumers.projection import ProjectionRunner
 from consumers.registry import all_projections
 from consumers.views import SQLiteViewStore, ViewStore
-from ledger import simulate
+from workload import simulate
 from ledger.application import Ledger
 from ledger.settings import Settings
 
@@ -36,7 +36,7 @@ def both(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFacto
     tmp = tmp_path_factory.mktemp("pgviews")
     settings = Settings(data_dir=tmp / "data", master_key=decode_key(generate_key()),
                         sqlite_synchronous="OFF", actor="tests")
-    lines = list(simulate.simulate(120, seed=11))
+    lines = list(simulate(120, seed=11))
     end = max(datetime.fromisoformat(json.loads(line)["time"]) for line in lines)
     sqlite, pg = SQLiteViewStore(tmp / "views.db"), PostgresViewStore(postgres_server.new_schema())
     with Ledger(settings) as ledger:
