@@ -66,7 +66,7 @@ _spec.loader.exec_module(kb)
 
 console = Console(stderr=True)
 EVENTS = 20_000
-BATCH = 1000
+BATCH = 1000  # `pdl consume --batch-size` default
 TARGETS = {"SQLite, 1 process / raw": 0.5, "PostgreSQL, 1 process / raw": 0.35}
 TWO_PROCESS_TARGET = 1.5
 
