@@ -102,7 +102,7 @@ def to_postgres(sql: str) -> str:
         if "PRIMARY KEY" not in sql.upper():
             head = _CREATE_TABLE.match(sql)
             assert head is not None
-            sql = (sql[: head.end()] + "rowid BIGINT GENERATED ALWAYS AS IDENTITY, "
+            sql = (sql[: head.end()] + "rowid BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
                    + sql[head.end():])
     return _placeholders(sql)
 
