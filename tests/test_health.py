@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
 
 from ledger.application import Ledger
 from ledger.settings import Settings
+from pdl.cli import main
 from pdl.health import STALLED, check_lag
 from schemas.examples import EXAMPLES
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def rows(offset: int, end: int) -> list[dict]:
@@ -34,22 +32,25 @@ def test_lag_that_moves_or_is_zero_is_healthy_and_lag_that_stops_is_not(tmp_path
     assert oct(state.stat().st_mode & 0o777) == "0o600"
 
 
-def test_pdl_status_check_lag_exit_codes(settings: Settings, tmp_path: Path) -> None:
+def test_pdl_status_check_lag_exit_codes(settings: Settings, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     with Ledger(settings) as ledger:
         ledger.publish([{**EXAMPLES["data.collected"], "id": f"h-{i}"} for i in range(3)])
     assert settings.master_key is not None
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEDGER_DATA_DIR": str(settings.data_dir),
-           "LEDGER_MASTER_KEY": base64.urlsafe_b64encode(settings.master_key).decode()}
+    monkeypatch.setenv("LEDGER_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("LEDGER_MASTER_KEY",
+                       base64.urlsafe_b64encode(settings.master_key).decode())
 
-    def pdl(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pdl.cli", *args], cwd=ROOT, env=env,
-                              text=True, capture_output=True, check=False)
+    def pdl(*args: str) -> tuple[int, dict]:
+        code = main(list(args))
+        out = capsys.readouterr().out
+        return code, json.loads(out) if "--json" in args else {}
 
     check = ("status", "--check-lag", "--stalled-after", "0", "--json")
-    first = pdl(*check)
-    assert first.returncode == 0, first.stderr  # nothing to compare with yet
-    stuck = pdl(*check)  # lag, and nothing moved since
-    assert stuck.returncode == STALLED and json.loads(stuck.stdout)["healthy"] is False
-    assert pdl("project").returncode == 0
-    caught_up = pdl(*check)
-    assert caught_up.returncode == 0 and "up to date" in json.loads(caught_up.stdout)["message"]
+    assert pdl(*check)[0] == 0  # nothing to compare with yet
+    code, answer = pdl(*check)  # lag, and nothing moved since
+    assert code == STALLED and answer["healthy"] is False and "stuck" in answer["message"]
+    assert pdl("project")[0] == 0
+    code, answer = pdl(*check)
+    assert code == 0 and "up to date" in answer["message"]
