@@ -1,7 +1,7 @@
 """The same log gives the same views and answers in SQLite and in PostgreSQL.
 
 The view contract (tests/test_projections.py, test_views.py, test_scope.py,
-test_scope_index.py) runs on both stores through ``eventkit.make_view_store``. Here the
+test_scope_index.py) runs on both stores through the ``make_view_store`` fixture (tests/conftest.py). Here the
 whole simulated workload (every projection, findings included, and the planted
 violations) is projected into both, and every table and every query answer compared.
 """
