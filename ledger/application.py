@@ -26,10 +26,10 @@ from schemas.events import DataErased, LedgerQueried
 from schemas.taxonomy import ErasureMethod
 
 from ledger.errors import InvalidInput, NotFound, Forbidden, SubjectErased
-from ledger.factory import create_log
+from ledger.factory import create_log, open_vault
 from ledger.files import private_dir
 from ledger.persistence import AppendResult, EventLog, LogRecord, NewRecord
-from ledger.sealing import Pseudonymiser, Sealer, SQLiteKeyVault
+from ledger.sealing import Pseudonymiser, Sealer
 from ledger.settings import Settings
 
 LineError = tuple[int, str, str]  # (line number, field, reason)
@@ -106,8 +106,9 @@ class Sealing:
 
     def __init__(self, settings: Settings):
         master = settings.require_master_key()
-        self.pseudonymise = Pseudonymiser(master)
-        self.vault = SQLiteKeyVault(settings.vault_file, master)
+        self.vault = open_vault(settings, master)
+        # after a master-key rotation the vault keeps the pseudonym key (unchanged)
+        self.pseudonymise = Pseudonymiser(master, self.vault.pseudonym_key())
         self.sealer = Sealer(self.vault)
 
     def close(self) -> None:

@@ -47,6 +47,18 @@ def decode_key(raw: str, name: str = "LEDGER_MASTER_KEY") -> bytes:
     return key
 
 
+def postgres_url(raw: str | None, name: str) -> str | None:
+    """A ``postgresql://`` URL (or None); the error names the variable, never the value
+    (it may hold a password)."""
+    if raw is None:
+        return None
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise ConfigurationError(
+            f"{name} must be a postgresql:// URL, for example "
+            "postgresql://pdl@db.internal:5432/pdl (the password in ~/.pgpass or PGPASSWORD)")
+    return raw
+
+
 def generate_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 
@@ -81,6 +93,10 @@ class KafkaSettings:
     sasl_plain_password: str | None = field(default=None, repr=False)
     ssl_cafile: str | None = None
     request_timeout_ms: int = 30000
+    #: How long a silent consumer-group member keeps its partitions: after a `pdl consume`
+    #: process dies, the others take over its partitions within this time (kafka-python's
+    #: default is 45 s; the broker accepts 6 s at least).
+    session_timeout_ms: int = 10000
     #: Set by code, never by the environment: a fixed producer identity (tests, benches).
     transactional_id: str | None = None
     #: Set by code, never by the environment: False only for logs written by hand in tests
@@ -116,6 +132,10 @@ class Settings:
     sqlite_path: Path | None = None
     vault_path: Path | None = None
     views_path: Path | None = None
+    #: A shared view store (``LEDGER_VIEWS_URL=postgresql://...``); None: the SQLite file.
+    views_url: str | None = None
+    #: A shared key vault (``LEDGER_VAULT_URL=postgresql://...``); None: the SQLite file.
+    vault_url: str | None = None
     sqlite_synchronous: str = "FULL"
     request_deadline_days: int = 15
     #: SQLite page cache of the view store, in MB (``LEDGER_VIEW_CACHE_MB``): a fixed part
@@ -299,6 +319,8 @@ ENV: tuple[Var, ...] = (
     Var("sqlite_path", "SQLITE_PATH", path),
     Var("vault_path", "VAULT_PATH", path),
     Var("views_path", "VIEWS_PATH", path),
+    Var("views_url", "VIEWS_URL", postgres_url),
+    Var("vault_url", "VAULT_URL", postgres_url),
     Var("sqlite_synchronous", "SQLITE_SYNCHRONOUS", choice(SYNCHRONOUS, str.upper)),
     Var("request_deadline_days", "REQUEST_DEADLINE_DAYS", integer(1)),
     Var("view_cache_mb", "VIEW_CACHE_MB", integer(1)),
@@ -327,6 +349,7 @@ KAFKA_ENV: tuple[Var, ...] = (
     Var("sasl_plain_password", "KAFKA_SASL_PASSWORD"),
     Var("ssl_cafile", "KAFKA_SSL_CAFILE"),
     Var("request_timeout_ms", "KAFKA_REQUEST_TIMEOUT_MS", integer(1000)),
+    Var("session_timeout_ms", "KAFKA_SESSION_TIMEOUT_MS", integer(6000)),
 )
 
 T = TypeVar("T")

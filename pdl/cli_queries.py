@@ -144,8 +144,22 @@ def cmd_status(args: argparse.Namespace) -> int:
                     console.print(f"  {person['pseudonym']}: partitions "
                                   + ", ".join(map(str, person["partitions"])), highlight=False)
 
+        if args.check_lag:
+            return _check_lag(args, rows, service.ledger.settings.data_dir)
         emit(args, rows, render)
     return 0
+
+
+def _check_lag(args: argparse.Namespace, rows: list[dict[str, Any]], data_dir: Any) -> int:
+    from pathlib import Path
+
+    from pdl.health import check_lag
+
+    state = Path(args.state_file) if args.state_file else Path(data_dir) / "lag-check.json"
+    code, message = check_lag(rows, state, args.stalled_after)
+    emit(args, {"healthy": code == 0, "message": message, "projections": rows},
+         lambda: (console if code == 0 else err_console).print(message, highlight=False))
+    return code
 
 
 def _pos(position: dict[int, int]) -> str:
@@ -463,7 +477,14 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
                    help="rebuild groups of projections in N processes, then swap the views "
                         "in at once (views in a SQLite file; either log backend; default: "
                         "2 for --all on the SQLite log with 2+ cores, else 1)")
-    add("status", cmd_status, "each projection's position and lag behind the log")
+    p = add("status", cmd_status, "each projection's position and lag behind the log")
+    p.add_argument("--check-lag", action="store_true",
+                   help="exit 1 if there is lag and no position moved for --stalled-after "
+                        "seconds (a consumer's healthcheck; remembers the last check)")
+    p.add_argument("--stalled-after", type=float, default=60.0, metavar="SECONDS")
+    p.add_argument("--state-file", metavar="FILE",
+                   help="where --check-lag keeps its last observation "
+                        "(default DATA_DIR/lag-check.json)")
 
     p = _query_options(add("subject", cmd_subject,
                            "the data map of one person (real identifier; audited)"))
