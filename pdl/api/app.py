@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consumers.scope_index import ScopeIndex
 from ledger.principals import SQLitePrincipalStore
+from pdl import web
 from pdl.api import problems
 from pdl.api.deps import ApiState, route_roles
 from pdl.api.routes import (
@@ -68,6 +69,7 @@ def create_app(service: QueryService, principals: SQLitePrincipalStore | None = 
     for module in ROUTERS:
         _declare_roles(module.router)
         app.include_router(module.router)
+    web.install(app)
     app.add_middleware(Edges, api=app, quiet=quiet)
     return app
 

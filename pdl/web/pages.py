@@ -1,0 +1,518 @@
+"""The dashboard's routes: sign-in, overview, disclosure register (+ CSV), a person.
+
+Roles mirror the JSON routes: the register is compliance's (``GET /disclosures``), a
+person's data map compliance's and the privacy officer's (``POST /subjects/lookup``), the
+unsealed export the privacy officer's alone (``POST /subjects/export``). Every query is
+audited in the log like the API's, in the signed-in principal's name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from consumers import queries
+from consumers.findings import CLAUSES
+from ledger.errors import Forbidden, LedgerError, NotFound, Unauthenticated
+from ledger.principals import Principal, Role
+from pdl.api.deps import ApiState, check_role, resolve_token, state
+from pdl.api.reads import read
+from pdl.service import findings_summary
+from pdl.web import charts
+from pdl.web.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, same
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                        autoescape=select_autoescape(["html"]))
+
+#: Who sees what (the JSON routes' roles).
+SIGNED_IN = (Role.COMPLIANCE, Role.RESPONDER, Role.PRIVACY_OFFICER, Role.ADMIN)
+REGISTER_ROLES = (Role.COMPLIANCE,)
+PERSON_ROLES = (Role.COMPLIANCE, Role.PRIVACY_OFFICER)
+UNSEAL_ROLES = (Role.PRIVACY_OFFICER,)
+PAGE_SIZE = 50
+
+
+class SignIn(Exception):
+    """No live session: back to the sign-in form."""
+
+
+class WebError(Exception):
+    """A page refused: its status and a message naming the reason (never a value)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Viewer:
+    """The signed-in principal and its session."""
+
+    principal: Principal
+    session: Session
+
+    def may(self, roles: tuple[Role, ...]) -> bool:
+        return self.principal.role in roles
+
+
+def _sessions(request: Request) -> SessionStore:
+    return request.app.state.web  # type: ignore[no-any-return]
+
+
+def signed_in(request: Request, roles: tuple[Role, ...]) -> Viewer:
+    """The viewer, resolved from the session's token by the API's ``resolve_token`` and
+    checked by its ``check_role``; ``SignIn`` without a live session, 403 without the role."""
+    store = _sessions(request)
+    cookie = request.cookies.get(COOKIE)
+    session = store.get(cookie)
+    if session is None:
+        raise SignIn()
+    try:
+        principal = resolve_token(state(request), session.token)
+    except Unauthenticated:
+        store.close(cookie)
+        raise SignIn() from None
+    request.state.principal = principal.name
+    try:
+        check_role(principal, frozenset(roles))
+    except Forbidden as exc:
+        raise WebError(403, str(exc)) from None
+    return Viewer(principal, session)
+
+
+def page(*roles: Role) -> Any:
+    """A dependency: the signed-in viewer if its role is one of ``roles``."""
+    def viewer(request: Request) -> Viewer:
+        return signed_in(request, roles)
+
+    return Depends(viewer)
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """The POSTed form (urlencoded), its CSRF token checked against the session's."""
+    if request.headers.get("content-type", "").split(";")[0] != \
+            "application/x-www-form-urlencoded":
+        raise WebError(400, "the form must be sent as application/x-www-form-urlencoded")
+    body = await request.body()
+    if len(body) > 16_384:
+        raise WebError(400, "the form is too large")
+    try:
+        fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except (UnicodeDecodeError, ValueError):
+        raise WebError(400, "the form could not be read") from None
+    session = _sessions(request).get(request.cookies.get(COOKIE))
+    expected = session.csrf if session else request.cookies.get(LOGIN_COOKIE)
+    if not same(fields.get("csrf"), expected):
+        raise WebError(403, "the form's CSRF token is missing or stale: reload the page")
+    return fields
+
+
+Form = Annotated[dict[str, str], Depends(form_of)]
+
+
+def render(request: Request, template: str, viewer: Viewer | None, status: int = 200,
+           **context: Any) -> HTMLResponse:
+    html = TEMPLATES.get_template(template).render(
+        viewer=viewer, csrf=viewer.session.csrf if viewer else context.pop("csrf", ""),
+        roles=Role, register_roles=REGISTER_ROLES, person_roles=PERSON_ROLES, **context)
+    return HTMLResponse(html, status_code=status)
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SignIn)
+    async def _sign_in(request: Request, exc: SignIn) -> Response:
+        return RedirectResponse("/ui/login", status_code=303)
+
+    @app.exception_handler(WebError)
+    async def _refused(request: Request, exc: WebError) -> Response:
+        return render(request, "error.html", None, status=exc.status, message=exc.message)
+
+
+def _cookie(response: Response, name: str, value: str, max_age: int | None = None) -> None:
+    response.set_cookie(name, value, max_age=max_age, path="/ui", httponly=True, secure=True,
+                        samesite="strict")
+
+
+# --- sign-in ----------------------------------------------------------------------------
+
+@router.get("/login")
+def login_form(request: Request) -> Response:
+    import secrets
+
+    token = secrets.token_urlsafe(32)
+    response = render(request, "login.html", None, csrf=token, message=None)
+    _cookie(response, LOGIN_COOKIE, token, max_age=600)
+    return response
+
+
+@router.post("/login")
+def login(request: Request, form: Form) -> Response:
+    token = form.get("token", "").strip()
+    api = state(request)
+    try:
+        if not token or len(token) > 400:
+            raise Unauthenticated("no token")
+        principal = resolve_token(api, token)
+    except Unauthenticated:
+        return render(request, "login.html", None, status=401, csrf=form["csrf"],
+                      message="That token was not accepted (unknown, expired or revoked).")
+    if principal.role is Role.PUBLISHER:
+        return render(request, "login.html", None, status=403, csrf=form["csrf"],
+                      message="The publisher role has no pages: it only sends events.")
+    cookie, _ = _sessions(request).open(token)
+    response = RedirectResponse("/ui/", status_code=303)
+    _cookie(response, COOKIE, cookie)
+    response.delete_cookie(LOGIN_COOKIE, path="/ui")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, viewer: Annotated[Viewer, page()], form: Form) -> Response:
+    _sessions(request).close(request.cookies.get(COOKIE))
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/ui", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+# --- overview ---------------------------------------------------------------------------
+
+def _day(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).date().isoformat()
+
+
+def activity(views: Any, days: int = 30) -> tuple[list[str], dict[str, list[int]]]:
+    """Per day (the last ``days`` with activity): first collections, first uses,
+    disclosures and erasures recorded in the views."""
+    sources = {
+        "collected": "SELECT first_at AS t FROM dm_collections",
+        "used": "SELECT first_at AS t FROM dm_uses",
+        "shared": "SELECT time AS t FROM disclosures",
+        "erased": "SELECT erased_at AS t FROM dm_stores WHERE erased_at IS NOT NULL",
+    }
+    counts: dict[str, Counter[str]] = {}
+    for name, sql in sources.items():
+        rows = views.query(f"SELECT CAST(t / 86400000000 AS INTEGER) AS d, COUNT(*) "
+                           f"FROM ({sql}) AS s GROUP BY d")
+        c: Counter[str] = Counter()
+        for d, n in rows:
+            c[(date(1970, 1, 1) + timedelta(days=int(d))).isoformat()] += int(n)
+        counts[name] = c
+    all_days = sorted(set().union(*counts.values()))[-days:]
+    return all_days, {name: [c.get(d, 0) for d in all_days] for name, c in counts.items()}
+
+
+@router.get("/")
+def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> Response:
+    api = state(request)
+    service = api.service
+    role = viewer.principal.role
+    projections = service.status()
+    quarantine = service.quarantine_counts()
+    findings = incidents = reqs = None
+
+    def answer(views: Any) -> dict[str, Any]:
+        nonlocal findings, incidents
+        service.catch_up(names=["datamap"])
+        days, series = activity(views)
+        if role is Role.COMPLIANCE:
+            service.catch_up(names=["findings"])
+            findings = [{**row, "meaning": CLAUSES.get(row["clause"], "")}
+                        for row in findings_summary(service.findings(views))]
+        if role is Role.RESPONDER:
+            service.catch_up(names=["holdings"])
+            incidents = [i for i in queries.incidents(views) if not i["closed_at"]]
+        return {"chart": charts.stacked_bars(days, series, title="Activity per day by kind")}
+
+    data = read(api, viewer.principal, "dashboard overview", {}, as_of=None,
+                needs="disclosures", answer=answer)
+    if role in (Role.COMPLIANCE, Role.PRIVACY_OFFICER):
+        reqs = _open_requests(request)
+    return render(request, "overview.html", viewer, projections=projections, quarantine=quarantine,
+                  findings=findings, incidents=incidents, requests=reqs, **data)
+
+
+def _open_requests(request: Request) -> list[dict[str, Any]]:
+    from cases.desk import CaseDesk
+
+    service = state(request).service
+    now = datetime.now(UTC)
+    with service.lock:
+        desk = CaseDesk(service.ledger)
+        try:
+            rows = [desk.request_status(r, now) for r in desk.cases.requests()]
+        finally:
+            desk.close()
+    return sorted((r for r in rows if r["status"] == "open"), key=lambda r: r["due"])[:20]
+
+
+# --- disclosure register ----------------------------------------------------------------
+
+REGISTER_PARAMS = ("from", "until", "recipient", "clause", "category", "cross_border",
+                   "flagged", "group", "page")
+
+
+@dataclass
+class RegisterQuery:
+    """The register's filters, from the query string (never a personal value)."""
+
+    since: datetime | None
+    until: datetime | None
+    recipient: str | None
+    clause: str | None
+    category: str | None
+    cross_border: str  # "", "yes", "no"
+    flagged: bool
+    group: str  # "", "clause", "recipient"
+    page: int
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> RegisterQuery:
+        unknown = sorted(set(params) - set(REGISTER_PARAMS))
+        if unknown:
+            raise WebError(400, f"unknown filter {unknown[0][:40]!r}")
+
+        def text(name: str) -> str | None:
+            value = params.get(name, "").strip()
+            if len(value) > 200:
+                raise WebError(400, f"{name}: at most 200 characters")
+            return value or None
+
+        def moment(name: str) -> datetime | None:
+            value = text(name)
+            if value is None:
+                return None
+            try:
+                return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+            except ValueError:
+                raise WebError(400, f"{name}: not a date (YYYY-MM-DD)") from None
+
+        category = text("category")
+        if category is not None and category not in _category_keys():
+            raise WebError(400, "category: not a data category key")
+        cross = params.get("cross_border", "")
+        if cross not in ("", "yes", "no"):
+            raise WebError(400, "cross_border: yes, no or empty")
+        group = params.get("group", "")
+        if group not in ("", "clause", "recipient"):
+            raise WebError(400, "group: clause, recipient or empty")
+        try:
+            number = int(params.get("page") or 1)
+        except ValueError:
+            raise WebError(400, "page: not a number") from None
+        if not 1 <= number <= 1_000_000:
+            raise WebError(400, "page: 1 or more")
+        return cls(moment("from"), moment("until"), text("recipient"), text("clause"),
+                   category, cross, params.get("flagged", "") == "yes", group, number)
+
+    def query_string(self, **changes: Any) -> str:
+        values = {
+            "from": self.since.date().isoformat() if self.since else "",
+            "until": self.until.date().isoformat() if self.until else "",
+            "recipient": self.recipient or "", "clause": self.clause or "",
+            "category": self.category or "", "cross_border": self.cross_border,
+            "flagged": "yes" if self.flagged else "", "group": self.group,
+            "page": str(self.page),
+        }
+        values.update({k: str(v) for k, v in changes.items()})
+        if values["page"] == "1":
+            del values["page"]
+        return urlencode({k: v for k, v in values.items() if v})
+
+
+def _category_keys() -> set[str]:
+    from schemas.taxonomy import CATEGORIES
+
+    return set(CATEGORIES)
+
+
+COLUMNS = ("time", "recipient", "recipient_name", "clause", "legal_ground", "purpose",
+           "categories", "cross_border", "flagged", "pseudonym", "event_id")
+GROUP_COLUMNS = ("key", "disclosures", "people", "cross_border", "flagged", "first", "last")
+
+
+def register_rows(api: ApiState, principal: Principal, q: RegisterQuery
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, int]:
+    """The page of rows shown (with the groups, if grouped) and the total matching."""
+
+    def answer(views: Any) -> list[dict[str, Any]]:
+        rows = queries.disclosures(views, q.recipient, q.clause, q.category, q.since, q.until)
+        flagged: set[str] = set()
+        if q.flagged or rows:
+            api.service.catch_up(names=["findings"])
+            flagged = {f["event_id"] for f in api.service.findings(views)}
+        out = []
+        for r in rows:
+            crossing = bool(r["cross_border"])
+            if (q.cross_border == "yes" and not crossing) or \
+                    (q.cross_border == "no" and crossing):
+                continue
+            is_flagged = r["event_id"] in flagged
+            if q.flagged and not is_flagged:
+                continue
+            cb = r["cross_border"]
+            out.append({
+                "time": r["time"], "recipient": r["recipient"],
+                "recipient_name": r["recipient_name"] or "", "clause": r["clause"] or "",
+                "legal_ground": r["legal_ground"] or "", "purpose": r["purpose"] or "",
+                "categories": " ".join(r["categories"]),
+                "cross_border": (cb.get("country") or "yes") if isinstance(cb, dict)
+                else ("yes" if cb else ""),
+                "flagged": "yes" if is_flagged else "", "pseudonym": r["pseudonym"],
+                "event_id": r["event_id"]})
+        return out
+
+    arguments = {"from": q.since.isoformat() if q.since else None,
+                 "until": q.until.isoformat() if q.until else None,
+                 "recipient": q.recipient, "clause": q.clause, "category": q.category,
+                 "cross_border": q.cross_border or None, "flagged": "yes" if q.flagged else None}
+    rows = read(api, principal, "disclosures", arguments, as_of=None, needs="disclosures",
+                answer=answer)
+    groups = None
+    if q.group:
+        by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            by[r[q.group] or "(none)"].append(r)
+        groups = [{"key": k, "disclosures": len(v), "people": len({r["pseudonym"] for r in v}),
+                   "cross_border": sum(1 for r in v if r["cross_border"]),
+                   "flagged": sum(1 for r in v if r["flagged"]),
+                   "first": v[0]["time"], "last": v[-1]["time"]}
+                  for k, v in sorted(by.items())]
+    start = (q.page - 1) * PAGE_SIZE
+    return rows[start:start + PAGE_SIZE], groups, len(rows)
+
+
+@router.get("/register")
+def register(request: Request, viewer: Annotated[Viewer, page(*REGISTER_ROLES)]) -> Response:
+    q = RegisterQuery.parse(request.query_params)
+    shown, groups, total = register_rows(state(request), viewer.principal, q)
+    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    return render(request, "register.html", viewer, q=q, rows=shown, groups=groups,
+                  total=total, pages=pages, columns=COLUMNS, group_columns=GROUP_COLUMNS,
+                  categories=sorted(_category_keys()),
+                  csv_link="/ui/register.csv?" + q.query_string(),
+                  prev_link=("?" + q.query_string(page=q.page - 1)) if q.page > 1 else None,
+                  next_link=("?" + q.query_string(page=q.page + 1)) if q.page < pages else None)
+
+
+@router.get("/register.csv")
+def register_csv(request: Request, viewer: Annotated[Viewer, page(*REGISTER_ROLES)]
+                 ) -> Response:
+    """Exactly what the page with the same query string shows: its groups (if grouped)
+    and its page of rows."""
+    q = RegisterQuery.parse(request.query_params)
+    shown, groups, _ = register_rows(state(request), viewer.principal, q)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    if groups is not None:
+        writer.writerow([q.group, *GROUP_COLUMNS[1:]])
+        writer.writerows([[g[c] for c in GROUP_COLUMNS] for g in groups])
+        writer.writerow([])
+    writer.writerow(COLUMNS)
+    writer.writerows([[r[c] for c in COLUMNS] for r in shown])
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
+        "content-disposition": 'attachment; filename="disclosure-register.csv"'})
+
+
+# --- a person ---------------------------------------------------------------------------
+
+def timeline(data_map: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The data map as dated steps per category: collected, stored/erased, used, shared."""
+    steps = []
+    for cat in data_map["categories"]:
+        def step(when: str | None, what: str, where: str, c: Mapping[str, Any] = cat) -> None:
+            steps.append({"time": when or "", "category": c["category"],
+                          "sensitive": c["sensitive"], "what": what, "where": where})
+        for s in cat["sources"]:
+            step(s["first"], "collected", f"{s['source']} {s['party'] or ''} for {s['purpose']}")
+        for s in cat["stores"]:
+            step(s["since"], s["status"] if s["status"] != "held" else "stored",
+                 s["store"] + (" (backup)" if s["backup"] else "") +
+                 (" - retention overdue" if s["overdue"] else ""))
+        for u in cat["uses"]:
+            step(u["first"], "used", u["purpose"])
+        for r in cat["recipients"]:
+            step(r["first"], "shared", r["recipient"])
+    return sorted(steps, key=lambda s: (s["time"], s["category"]))
+
+
+@router.get("/person")
+def person_form(request: Request, viewer: Annotated[Viewer, page(*PERSON_ROLES)]) -> Response:
+    return render(request, "person.html", viewer, found=None)
+
+
+def _subject(form: Mapping[str, str]) -> str:
+    subject = form.get("subject", "").strip()
+    if not subject or len(subject) > 256:
+        raise WebError(400, "subject: between 1 and 256 characters")
+    return subject
+
+
+def _reason(form: Mapping[str, str], required: bool) -> str | None:
+    reason = form.get("reason", "").strip()
+    if len(reason) > 200:
+        raise WebError(400, "reason: at most 200 characters")
+    if required and not reason:
+        raise WebError(400, "reason: required to unseal (a ticket number or why)")
+    return reason or None
+
+
+@router.post("/person")
+def person(request: Request, viewer: Annotated[Viewer, page(*PERSON_ROLES)],
+           form: Form) -> Response:
+    api = state(request)
+    subject = _subject(form)
+    pseudonym = api.service.pseudonym(subject)
+
+    def answer(views: Any) -> dict[str, Any]:
+        try:
+            data_map = queries.subject_map(views, pseudonym)
+        except NotFound:
+            return {}
+        api.service.catch_up(names=["disclosures", "findings"])
+        return {"map": data_map, "steps": timeline(data_map),
+                "disclosures": queries.disclosures(views, pseudonym=pseudonym),
+                "findings": [{**f, "meaning": CLAUSES.get(f["clause"], "")}
+                             for f in api.service.findings(views)
+                             if f["pseudonym"] == pseudonym]}
+
+    found = read(api, viewer.principal, "subject", {}, as_of=None, needs="datamap",
+                 people=[pseudonym], reason=_reason(form, False), answer=answer)
+    if not found:
+        return render(request, "person.html", viewer, status=404, found=None,
+                      message="The ledger knows nothing about this person.")
+    return render(request, "person.html", viewer, found=found, subject=subject,
+                  may_unseal=viewer.may(UNSEAL_ROLES))
+
+
+@router.post("/person/export")
+def person_export(request: Request, viewer: Annotated[Viewer, page(*UNSEAL_ROLES)],
+                  form: Form) -> Response:
+    api = state(request)
+    subject = _subject(form)
+    reason = _reason(form, True)
+    pseudonym = api.service.pseudonym(subject)
+    try:
+        exported = read(api, viewer.principal, "export", {"format": "html"}, as_of=None,
+                        needs="datamap", people=[pseudonym], reason=reason, clear=True,
+                        answer=lambda views: api.service.export(views, subject, None))
+    except NotFound:
+        raise WebError(404, "the ledger holds no event about this person") from None
+    except LedgerError as exc:
+        raise WebError(400, str(exc)) from None
+    return render(request, "export.html", viewer, exported=exported,
+                  events=exported["events"], pseudonym=pseudonym)
+

@@ -1,0 +1,147 @@
+"""The dashboard over HTTP (no browser): sign-in, sessions, CSRF, headers, roles, pages.
+
+The browser tests (``test_dashboard_browser.py``) drive the same pages in chromium; these
+check what a browser cannot show: refused forms, cookie attributes, stale sessions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from test_queries_cli import ALICE
+from webkit import CSRF, WebLive, signed_in, web_server
+
+from ledger.principals import Role
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebLive]:
+    with web_server(tmp_path_factory.mktemp("web") / "data") as server:
+        yield server
+
+
+def test_a_page_without_a_session_sends_to_the_sign_in_form(web: WebLive) -> None:
+    for path in ("/ui/", "/ui/register", "/ui/person"):
+        answer = httpx.get(web.url + path)
+        assert answer.status_code == 303 and answer.headers["location"] == "/ui/login"
+
+
+def test_sign_in_sets_a_strict_session_cookie_and_security_headers(web: WebLive) -> None:
+    with httpx.Client(base_url=web.url) as client:
+        form = client.get("/ui/login")
+        assert form.status_code == 200
+        csp = form.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert "unsafe-inline" not in csp
+        assert form.headers["x-content-type-options"] == "nosniff"
+        assert form.headers["referrer-policy"] == "no-referrer"
+        csrf = CSRF.search(form.text).group(1)  # type: ignore[union-attr]
+        client.cookies.set("pdl_login_csrf", form.cookies["pdl_login_csrf"])
+        answer = client.post("/ui/login", data={"csrf": csrf,
+                                                "token": web.live.tokens[Role.COMPLIANCE]})
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"].lower()
+    for flag in ("httponly", "secure", "samesite=strict", "path=/ui"):
+        assert flag in cookie, cookie
+    assert web.live.tokens[Role.COMPLIANCE] not in answer.headers["set-cookie"]
+
+
+def test_sign_in_refuses_a_bad_token_a_missing_csrf_and_the_publisher(web: WebLive) -> None:
+    with httpx.Client(base_url=web.url) as client:
+        form = client.get("/ui/login")
+        csrf = CSRF.search(form.text).group(1)  # type: ignore[union-attr]
+        client.cookies.set("pdl_login_csrf", form.cookies["pdl_login_csrf"])
+        bad = client.post("/ui/login", data={"csrf": csrf, "token": "pdl_nope_nope"})
+        assert bad.status_code == 401 and "set-cookie" not in {
+            k.lower() for k in bad.headers if "pdl_session" in bad.headers.get(k, "")}
+        no_csrf = client.post("/ui/login", data={"token": web.live.tokens[Role.COMPLIANCE]})
+        assert no_csrf.status_code == 403 and "CSRF" in no_csrf.text
+        publisher = client.post("/ui/login", data={"csrf": csrf,
+                                                   "token": web.live.tokens[Role.PUBLISHER]})
+        assert publisher.status_code == 403
+
+
+def test_roles_without_the_right_get_403(web: WebLive) -> None:
+    responder, csrf = signed_in(web, Role.RESPONDER)
+    assert responder.get("/ui/register").status_code == 403
+    assert responder.get("/ui/register.csv").status_code == 403
+    assert responder.get("/ui/person").status_code == 403
+    compliance, ccsrf = signed_in(web, Role.COMPLIANCE)
+    refused = compliance.post("/ui/person/export",
+                              data={"csrf": ccsrf, "subject": ALICE, "reason": "DSR-9"})
+    assert refused.status_code == 403 and "privacy_officer" in refused.text
+    assert ALICE not in refused.text
+
+
+def test_a_post_without_the_session_csrf_token_is_refused(web: WebLive) -> None:
+    client, csrf = signed_in(web, Role.COMPLIANCE)
+    assert client.post("/ui/person", data={"subject": ALICE}).status_code == 403
+    assert client.post("/ui/person", data={"subject": ALICE, "csrf": "x" + csrf}
+                       ).status_code == 403
+    assert client.post("/ui/person", data={"subject": ALICE, "csrf": csrf}).status_code == 200
+
+
+def test_logout_and_revocation_end_the_session(web: WebLive) -> None:
+    client, csrf = signed_in(web, Role.COMPLIANCE)
+    assert client.post("/ui/logout", data={"csrf": csrf}).status_code == 303
+    assert client.get("/ui/").status_code == 303
+    name = "revoked-web@tests"
+    web.live.principals.add(name, Role.COMPLIANCE)
+    issued = web.live.principals.issue(name)
+    tokens = dict(web.live.tokens)
+    web.live.tokens[Role.COMPLIANCE] = issued.token
+    try:
+        client, _ = signed_in(web, Role.COMPLIANCE)
+    finally:
+        web.live.tokens.update(tokens)
+    web.live.principals.revoke(issued.info.id)
+    assert client.get("/ui/").status_code == 303
+
+
+def test_register_csv_is_what_the_page_shows_and_matches_the_api(web: WebLive) -> None:
+    client, _ = signed_in(web, Role.COMPLIANCE)
+    query = {"from": "2024-01-01", "until": "2027-01-01", "cross_border": "no"}
+    page = client.get("/ui/register", params=query)
+    assert page.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(client.get("/ui/register.csv", params=query).text)))
+    assert rows and all(r["cross_border"] == "" for r in rows)
+    for r in rows:
+        assert r["event_id"] in page.text
+    api = web.live.client(Role.COMPLIANCE).get("/disclosures", params={
+        "from": "2024-01-01T00:00:00Z", "until": "2027-01-01T00:00:00Z", "limit": 1000})
+    crossing = {d["event_id"] for d in api.json()["items"] if d["cross_border"]}
+    expected = [d["event_id"] for d in api.json()["items"] if not d["cross_border"]]
+    assert [r["event_id"] for r in rows] == expected[:50]
+    assert not crossing & {r["event_id"] for r in rows}
+
+
+def test_register_refuses_bad_filters_with_a_reason(web: WebLive) -> None:
+    client, _ = signed_in(web, Role.COMPLIANCE)
+    for params, field in (({"from": "yesterday"}, "from"), ({"category": "nope"}, "category"),
+                          ({"group": "person"}, "group"), ({"subject": ALICE}, "unknown"),
+                          ({"page": "0"}, "page")):
+        answer = client.get("/ui/register", params=params)
+        assert answer.status_code == 400 and field in answer.text
+        assert ALICE not in answer.text
+
+
+def test_grouping_by_clause_counts_every_matching_disclosure(web: WebLive) -> None:
+    client, _ = signed_in(web, Role.COMPLIANCE)
+    text = client.get("/ui/register.csv", params={"group": "clause"}).text
+    head, _, detail = text.partition("\r\n\r\n")
+    groups = list(csv.DictReader(io.StringIO(head)))
+    api = web.live.client(Role.COMPLIANCE).get("/disclosures", params={"limit": 1000}).json()
+    assert sum(int(g["disclosures"]) for g in groups) == len(api["items"])
+    assert "5.1.1" in {g["clause"] for g in groups}
+    assert detail.startswith("time,")
+
+
+def test_no_personal_value_in_the_server_log(web: WebLive) -> None:
+    client, csrf = signed_in(web, Role.PRIVACY_OFFICER)
+    assert client.post("/ui/person", data={"subject": ALICE, "csrf": csrf}).status_code == 200
+    assert web.log.lines, "the server logged nothing"
+    assert not [line for line in web.log.lines if ALICE in line]

@@ -1,0 +1,78 @@
+"""A live server for the dashboard's tests: the sample events plus a small simulated
+workload, a case file, a token per role, and the server's log lines collected."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+from apikit import Live, live_server, open_sample_case, publish_sample, sample_settings
+
+from ledger.application import Ledger
+from ledger.principals import Role
+from workload import simulate
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+class Lines(logging.Handler):
+    """Every log line the server writes, formatted."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@dataclass
+class WebLive:
+    live: Live
+    log: Lines
+
+    @property
+    def url(self) -> str:
+        return self.live.url
+
+
+@contextmanager
+def web_server(data_dir: object) -> Iterator[WebLive]:
+    from pathlib import Path
+
+    settings = sample_settings(Path(str(data_dir)))
+    publish_sample(settings)
+    with Ledger(settings) as ledger:
+        ledger.publish_lines(list(simulate(30, seed=11)))
+    open_sample_case(settings, "inc-web")
+    lines = Lines()
+    loggers = [logging.getLogger(n) for n in ("pdl.api", "pdl.api.requests", "uvicorn")]
+    for logger in loggers:
+        logger.addHandler(lines)
+        logger.setLevel(logging.INFO)
+    try:
+        with live_server(settings, quiet=False) as live:
+            yield WebLive(live, lines)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(lines)
+
+
+def signed_in(web: WebLive, role: Role) -> tuple[httpx.Client, str]:
+    """An HTTP client signed in as ``role`` (cookies kept) and its session's CSRF token."""
+    client = httpx.Client(base_url=web.url, timeout=60)
+    form = client.get("/ui/login")
+    csrf = CSRF.search(form.text).group(1)  # type: ignore[union-attr]
+    # the cookie is Secure: httpx would keep it from plain http, so pass it on by hand
+    client.cookies.set("pdl_login_csrf", form.cookies["pdl_login_csrf"])
+    answer = client.post("/ui/login", data={"csrf": csrf, "token": web.live.tokens[role]})
+    assert answer.status_code == 303, answer.text
+    client.cookies.clear()
+    client.cookies.set("pdl_session", answer.cookies["pdl_session"])
+    page = client.get("/ui/")
+    assert page.status_code == 200, page.text
+    return client, CSRF.search(page.text).group(1)  # type: ignore[union-attr]
