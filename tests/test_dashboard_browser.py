@@ -82,6 +82,7 @@ class Browser:
         self.go("/ui/login")
         self.type("token", self.web.live.tokens[role])
         self.click("sign-in")
+        assert self.has("who"), self.driver.page_source[:2000]
         assert role.value in self.text("who")
 
     def session_client(self) -> httpx.Client:
