@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from test_queries_cli import ALICE
-from webkit import CSRF, WebLive, signed_in, web_server
+from webkit import CSRF, WebLive, cli_scope, signed_in, web_server
 
 from ledger.principals import Role
 
@@ -145,3 +145,41 @@ def test_no_personal_value_in_the_server_log(web: WebLive) -> None:
     assert client.post("/ui/person", data={"subject": ALICE, "csrf": csrf}).status_code == 200
     assert web.log.lines, "the server logged nothing"
     assert not [line for line in web.log.lines if ALICE in line]
+
+
+def test_findings_page_explains_each_clause_and_drills_down_to_the_events(
+        web: WebLive) -> None:
+    client, _ = signed_in(web, Role.COMPLIANCE)
+    page = client.get("/ui/findings")
+    assert page.status_code == 200 and "<svg" in page.text
+    api = web.live.client(Role.COMPLIANCE).get("/findings/summary").json()
+    assert api
+    clause = api[0]["clause"]
+    assert f">{clause}</a>" in page.text
+    detail = client.get("/ui/findings", params={"clause": clause})
+    events = web.live.client(Role.COMPLIANCE).get(
+        "/findings", params={"clause": clause, "limit": 1000}).json()["items"]
+    exact = [f for f in events if f["clause"] == clause]
+    assert exact and all(f["event_id"] in detail.text for f in exact)
+    assert client.get("/ui/findings", params={"clause": "9.9.9"}).status_code == 400
+    responder, _ = signed_in(web, Role.RESPONDER)
+    assert responder.get("/ui/findings").status_code == 403
+
+
+def test_incident_scope_counts_match_the_cli(web: WebLive) -> None:
+    client, _ = signed_in(web, Role.RESPONDER)
+    params = {"stores": "accounts-db,payments-db", "from": "2024-01-01", "until": "2027-01-01"}
+    page = client.get("/ui/incident", params=params)
+    assert page.status_code == 200
+    cli = cli_scope(web, "--stores", params["stores"], "--from", "2024-01-01T00:00:00Z",
+                    "--until", "2027-01-01T00:00:00Z")
+    counts = cli["counts"]
+    assert isinstance(counts, dict) and counts["people"] > 0
+    for key in ("people", "records", "reachable", "sensitive_records"):
+        assert f'id="count-{key}">{counts[key]}<' in page.text
+    case = client.get("/ui/incident", params={"incident": "inc-web"})
+    assert case.status_code == 200 and 'id="clocks"' in case.text
+    assert client.get("/ui/incident", params={"stores": "accounts-db"}).status_code == 400
+    assert client.get("/ui/incident", params={"incident": "no-such"}).status_code == 404
+    compliance, _ = signed_in(web, Role.COMPLIANCE)
+    assert compliance.get("/ui/incident").status_code == 403

@@ -22,7 +22,7 @@ from selenium.common.exceptions import NoSuchElementException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from test_queries_cli import ALICE
-from webkit import WebLive, web_server
+from webkit import WebLive, cli_scope, web_server
 
 from ledger.principals import Role
 
@@ -196,6 +196,39 @@ def test_a_role_without_the_right_is_refused_in_the_browser(browser: Browser) ->
     with browser.session_client() as client:
         answer = client.post("/ui/person/export", data={"subject": ALICE, "reason": "x"})
     assert answer.status_code == 403
+
+
+def test_findings_drill_down_in_the_browser(browser: Browser) -> None:
+    browser.sign_in(Role.COMPLIANCE)
+    browser.go("/ui/findings")
+    assert browser.driver.find_element(By.CSS_SELECTOR, "svg.chart")
+    browser.shot("findings")
+    first = browser.driver.find_element(By.CSS_SELECTOR, "#clauses tbody a")
+    clause = first.text
+    first.click()
+    browser.landed()
+    assert clause in browser.text("detail-h")
+    assert browser.driver.find_elements(By.CSS_SELECTOR, "#detail tbody tr")
+    browser.shot("findings-clause")
+
+
+def test_run_a_scope_in_the_browser_and_match_the_cli(browser: Browser) -> None:
+    browser.sign_in(Role.RESPONDER)
+    browser.go("/ui/incident")
+    browser.type("s-stores", "accounts-db,payments-db")
+    browser.type("s-from", "01/01/2024")
+    browser.type("s-until", "01/01/2027")
+    browser.click("run-scope")
+    cli = cli_scope(browser.web, "--stores", "accounts-db,payments-db", "--from",
+                    "2024-01-01T00:00:00Z", "--until", "2027-01-01T00:00:00Z")
+    counts = cli["counts"]
+    assert isinstance(counts, dict)
+    for key in ("people", "records", "reachable", "unreachable", "sensitive_records"):
+        assert browser.text(f"count-{key}") == str(counts[key])
+    browser.shot("incident-scope")
+    browser.go("/ui/incident?incident=inc-web")
+    assert browser.has("clocks") and browser.has("notify")
+    browser.shot("incident-case")
 
 
 def test_no_personal_value_in_any_url_visited_or_log_line(browser: Browser) -> None:

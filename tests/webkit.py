@@ -76,3 +76,24 @@ def signed_in(web: WebLive, role: Role) -> tuple[httpx.Client, str]:
     page = client.get("/ui/")
     assert page.status_code == 200, page.text
     return client, CSRF.search(page.text).group(1)  # type: ignore[union-attr]
+
+
+def cli_scope(web: WebLive, *args: str) -> dict[str, object]:
+    """``pdl scope ... --json`` run as a user would, over the server's data directory."""
+    import base64
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    settings = web.live.settings
+    assert settings.master_key is not None
+    env = {**os.environ, "LEDGER_DATA_DIR": str(settings.data_dir),
+           "LEDGER_MASTER_KEY": base64.urlsafe_b64encode(settings.master_key).decode()
+           .rstrip("="), "LEDGER_ACTOR": "cli@tests"}
+    pdl = Path(sys.executable).parent / "pdl"
+    done = subprocess.run([str(pdl), "scope", *args, "--json"], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]

@@ -516,3 +516,145 @@ def person_export(request: Request, viewer: Annotated[Viewer, page(*UNSEAL_ROLES
     return render(request, "export.html", viewer, exported=exported,
                   events=exported["events"], pseudonym=pseudonym)
 
+
+
+# --- findings ---------------------------------------------------------------------------
+
+FINDINGS_ROLES = (Role.COMPLIANCE,)
+
+
+def _promises() -> dict[str, dict[str, str]]:
+    """Each clause's promise in English (COMMITMENTS.md) and the policy's Chinese text
+    (privacy-policy.zh.txt, its numbered section), bundled as ``promises.json``."""
+    import json
+
+    return json.loads((Path(__file__).parent / "promises.json").read_text(encoding="utf-8"))
+
+
+def _clause_param(params: Mapping[str, str], allowed: tuple[str, ...]) -> str | None:
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise WebError(400, f"unknown parameter {unknown[0][:40]!r}")
+    clause = params.get("clause", "").strip() or None
+    if clause is not None and clause not in CLAUSES:
+        raise WebError(400, "clause: not a clause the findings rules check")
+    return clause
+
+
+@router.get("/findings")
+def findings_page(request: Request, viewer: Annotated[Viewer, page(*FINDINGS_ROLES)]
+                  ) -> Response:
+    """By clause with the promise (Chinese and English) and its meaning, a monthly trend,
+    and one clause's findings down to the events (``?clause=``)."""
+    api = state(request)
+    clause = _clause_param(request.query_params, ("clause",))
+
+    def answer(views: Any) -> list[dict[str, Any]]:
+        api.service.catch_up(names=["findings"])
+        return api.service.findings(views)
+
+    found = read(api, viewer.principal, "findings", {"clause": clause}, as_of=None,
+                 needs="findings", answer=answer)
+    promises = _promises()
+    clauses = [{**row, "meaning": CLAUSES.get(row["clause"], ""),
+                "promise": promises.get(row["clause"], {})}
+               for row in findings_summary(found)]
+    months = sorted({f["time"][:7] for f in found})
+    per_month = Counter(f["time"][:7] for f in found)
+    chart = charts.stacked_bars(months, {"findings": [per_month[m] for m in months]},
+                                title="Findings per month")
+    detail = [f for f in found if f["clause"] == clause] if clause else None
+    return render(request, "findings.html", viewer, clauses=clauses, chart=chart,
+                  clause=clause, detail=detail, promise=promises.get(clause or "", {}),
+                  meaning=CLAUSES.get(clause or "", ""))
+
+
+# --- incident: breach scope -------------------------------------------------------------
+
+INCIDENT_ROLES = (Role.RESPONDER,)
+SCOPE_PARAMS = ("incident", "stores", "from", "until", "categories")
+
+
+def _scope_query(params: Mapping[str, str]) -> dict[str, Any] | None:
+    unknown = sorted(set(params) - set(SCOPE_PARAMS))
+    if unknown:
+        raise WebError(400, f"unknown parameter {unknown[0][:40]!r}")
+    if not any(params.get(k) for k in SCOPE_PARAMS):
+        return None
+    for name in SCOPE_PARAMS:
+        if len(params.get(name, "")) > 2000:
+            raise WebError(400, f"{name}: at most 2000 characters")
+    incident = params.get("incident", "").strip() or None
+    stores = [s.strip() for s in params.get("stores", "").split(",") if s.strip()]
+    categories = [c.strip() for c in params.get("categories", "").split(",") if c.strip()]
+    bad = [c for c in categories if c not in _category_keys()]
+    if bad:
+        raise WebError(400, f"categories: {bad[0][:60]!r} is not a data category key")
+    window = []
+    for name in ("from", "until"):
+        value = params.get(name, "").strip()
+        try:
+            window.append(datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+                          if value else None)
+        except ValueError:
+            raise WebError(400, f"{name}: not a date (YYYY-MM-DD)") from None
+    if incident is None:
+        if not stores or window[0] is None or window[1] is None:
+            raise WebError(400, "stores, from and until are needed (or an incident id)")
+        if window[1] < window[0]:
+            raise WebError(400, "until: before from")
+    return {"incident": incident, "stores": stores, "since": window[0], "until": window[1],
+            "categories": categories}
+
+
+@router.get("/incident")
+def incident_page(request: Request, viewer: Annotated[Viewer, page(*INCIDENT_ROLES)]
+                  ) -> Response:
+    """The breach-scope form; its counts, per-category bars and, for a case file, its
+    clocks, per-country counts, notify counts and drafts."""
+    api = state(request)
+    q = _scope_query(request.query_params)
+    result = case = None
+    if q is not None:
+        def answer(views: Any) -> dict[str, Any]:
+            if q["incident"]:
+                return queries.incident_scope(views, q["incident"], limit=1).as_dict()
+            return queries.scope(views, q["stores"], q["since"], q["until"],
+                                 q["categories"] or None, limit=1).as_dict()
+
+        try:
+            result = read(api, viewer.principal, "scope", {
+                "incident": q["incident"], "stores": ",".join(q["stores"]) or None,
+                "from": q["since"].isoformat() if q["since"] else None,
+                "until": q["until"].isoformat() if q["until"] else None,
+                "categories": ",".join(q["categories"]) or None}, as_of=None,
+                needs="holdings", answer=answer)
+        except LedgerError as exc:
+            raise WebError(404 if isinstance(exc, NotFound) else 400, str(exc)) from None
+        if q["incident"]:
+            case = _case(request, q["incident"])
+    bars = None
+    if result is not None:
+        cats = sorted(result["counts"].get("categories", {}).items(), key=lambda kv: -kv[1])
+        bars = {"categories": charts.hbars(cats, title="People per category")}
+        residence = ((case or {}).get("snapshot") or {}).get("residence") or {}
+        if residence:
+            bars["countries"] = charts.hbars(sorted(residence.items(), key=lambda kv: -kv[1]),
+                                             title="People per country of residence")
+    return render(request, "incident.html", viewer, params=request.query_params,
+                  result=result, case=case, bars=bars)
+
+
+def _case(request: Request, incident_id: str) -> dict[str, Any] | None:
+    from cases.desk import CaseDesk, incident_summary
+
+    service = state(request).service
+    with service.lock:
+        desk = CaseDesk(service.ledger)
+        try:
+            return incident_summary(desk.cases.incident(incident_id), desk.settings,
+                                    datetime.now(UTC))
+        except LedgerError:
+            return None  # no case file for this incident (yet): scope and counts alone
+        finally:
+            desk.close()
