@@ -183,3 +183,15 @@ def test_incident_scope_counts_match_the_cli(web: WebLive) -> None:
     assert client.get("/ui/incident", params={"incident": "no-such"}).status_code == 404
     compliance, _ = signed_in(web, Role.COMPLIANCE)
     assert compliance.get("/ui/incident").status_code == 403
+
+
+def test_flagged_filter_keeps_the_disclosures_a_finding_names(web: WebLive) -> None:
+    client, _ = signed_in(web, Role.COMPLIANCE)
+    rows = list(csv.DictReader(io.StringIO(
+        client.get("/ui/register.csv", params={"flagged": "yes"}).text)))
+    api = web.live.client(Role.COMPLIANCE)
+    named = {f["event_id"] for f in api.get("/findings", params={"limit": 1000}).json()["items"]}
+    disclosed = {d["event_id"] for d in api.get("/disclosures", params={"limit": 1000}
+                                                 ).json()["items"]}
+    assert rows and all(r["flagged"] == "yes" for r in rows)
+    assert {r["event_id"] for r in rows} == named & disclosed

@@ -43,16 +43,16 @@ def stacked_bars(days: Sequence[str], series: Mapping[str, Sequence[int]], *,
     return "".join(parts)
 
 
-def hbars(rows: Sequence[tuple[str, int]], *, title: str, width: int = 480) -> str:
+def hbars(rows: Sequence[tuple[str, int]], *, title: str, width: int = 640) -> str:
     """Horizontal bars, one per (label, value)."""
     top = max((v for _, v in rows), default=0) or 1
     height = 22 * len(rows) + 8
     parts = [f'<svg role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" '
              f'width="100%" class="chart"><title>{escape(title)}</title>']
     for i, (label, v) in enumerate(rows):
-        w = v / top * (width - 220)
+        w = v / top * (width - 330)
         parts.append(f'<text x="0" y="{i * 22 + 16}" font-size="12">{escape(label)}</text>'
-                     f'<rect x="160" y="{i * 22 + 4}" width="{w:.1f}" height="16" '
+                     f'<rect x="270" y="{i * 22 + 4}" width="{w:.1f}" height="16" '
                      f'fill="{PALETTE[0]}"/><text x="{165 + w:.1f}" y="{i * 22 + 16}" '
                      f'font-size="12">{v}</text>')
     parts.append("</svg>")

@@ -351,9 +351,13 @@ def register_rows(api: ApiState, principal: Principal, q: RegisterQuery
     def answer(views: Any) -> list[dict[str, Any]]:
         rows = queries.disclosures(views, q.recipient, q.clause, q.category, q.since, q.until)
         flagged: set[str] = set()
-        if q.flagged or rows:
+        if rows:
+            # a disclosure is flagged when a finding names its event (findings that hang on
+            # a clock name the event that started it, never a disclosure)
             api.service.catch_up(names=["findings"])
-            flagged = {f["event_id"] for f in api.service.findings(views)}
+            flagged = {r[0] for r in views.query(
+                "SELECT DISTINCT f.event_id FROM findings f "
+                "JOIN disclosures d ON d.event_id = f.event_id")}
         out = []
         for r in rows:
             crossing = bool(r["cross_border"])
