@@ -88,6 +88,11 @@ class Erasure:
     already: bool
 
     @property
+    def event_id(self) -> str:
+        """The id of the ``data.erased`` event that records the erasure."""
+        return self.result.event_id
+
+    @property
     def partition(self) -> int:
         return self.result.partition
 
