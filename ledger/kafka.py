@@ -164,6 +164,7 @@ class KafkaEventLog(EventLog):
         transactional_id: str | None = None,
         request_timeout_ms: int = KafkaSettings.request_timeout_ms,
         security: Mapping[str, Any] | None = None,
+        check_subjects: bool = True,
         session_timeout_ms: int = KafkaSettings.session_timeout_ms,
     ) -> None:
         """Connect, create the topics if missing, and refuse a topic that would lose events.
@@ -187,6 +188,7 @@ class KafkaEventLog(EventLog):
                 "refused for lack of in-sync replicas"
             )
         self.bootstrap = ",".join(servers)
+        self.checks_subjects = check_subjects
         self._security = dict(security or {})
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
@@ -237,6 +239,7 @@ class KafkaEventLog(EventLog):
             transactional_id=k.transactional_id,
             request_timeout_ms=k.request_timeout_ms,
             security=k.security(),
+            check_subjects=k.check_subjects,
             session_timeout_ms=k.session_timeout_ms,
         )
 
@@ -248,6 +251,7 @@ class KafkaEventLog(EventLog):
             partitions=self._partitions, replication_factor=self._replication_factor,
             min_insync_replicas=self._min_insync_replicas,
             request_timeout_ms=self._timeout_ms, security=self._security,
+            check_subjects=self.checks_subjects,
         )
 
     @property

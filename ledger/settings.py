@@ -23,6 +23,7 @@ from ledger.files import private_dir, write_private
 PREFIX = "LEDGER_"
 BACKENDS = ("sqlite", "kafka")
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+OPERATOR_KINDS = ("cii", "state_organ", "other")
 
 
 def decode_key(raw: str, name: str = "LEDGER_MASTER_KEY") -> bytes:
@@ -98,6 +99,9 @@ class KafkaSettings:
     session_timeout_ms: int = 10000
     #: Set by code, never by the environment: a fixed producer identity (tests, benches).
     transactional_id: str | None = None
+    #: Set by code, never by the environment: False only for logs written by hand in tests
+    #: of other properties, whose subjects are readable stand-ins for pseudonyms.
+    check_subjects: bool = True
 
     #: The settings passed to the kafka-python clients as they are.
     SECURITY_KEYS: ClassVar[tuple[str, ...]] = (
@@ -160,6 +164,17 @@ class Settings:
     #: past it). One request is validated whole before anything is appended.
     ingest_max_events: int = 10_000
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    #: Who the company is under the CAC incident measures (``LEDGER_OPERATOR_KIND``):
+    #: ``cii`` (critical information infrastructure), ``state_organ`` or ``other``.
+    operator_kind: str = "other"
+    #: People affected from which an incident is graded 较大, 重大, 特别重大
+    #: (``LEDGER_INCIDENT_GRADE_THRESHOLDS``); None: the rule table's (cases/deadlines.toml).
+    grade_thresholds: tuple[int, int, int] | None = None
+
+    @property
+    def cases_file(self) -> Path:
+        """The case files' own event store (the eventsourcing library's SQLite recorder)."""
+        return self.data_dir / "cases.db"
 
     @property
     def log_path(self) -> Path:
@@ -263,6 +278,19 @@ def choice(options: tuple[str, ...], case: Callable[[str], str] = str.lower) -> 
     return parse
 
 
+def thresholds(raw: str, name: str) -> tuple[int, int, int]:
+    """Three increasing whole numbers of people (较大, 重大, 特别重大)."""
+    try:
+        values = tuple(int(v.strip().replace("_", "")) for v in raw.split(","))
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r}: give three whole numbers, e.g. "
+                                 "1000000,10000000,100000000") from None
+    if len(values) != 3 or not 0 < values[0] < values[1] < values[2]:
+        raise ConfigurationError(f"{name}={raw!r}: give three increasing numbers of people "
+                                 "(较大, 重大, 特别重大), e.g. 1000000,10000000,100000000")
+    return values  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Var:
     """One row of a settings table: ``LEDGER_<variable>`` sets ``field`` through ``parser``.
@@ -302,6 +330,8 @@ ENV: tuple[Var, ...] = (
     Var("admin_token_file", "ADMIN_TOKEN_FILE", path),
     Var("ingest_max_bytes", "INGEST_MAX_BYTES", integer(1024)),
     Var("ingest_max_events", "INGEST_MAX_EVENTS", integer(1)),
+    Var("operator_kind", "OPERATOR_KIND", choice(OPERATOR_KINDS)),
+    Var("grade_thresholds", "INCIDENT_GRADE_THRESHOLDS", thresholds),
 )
 
 #: Every ``LEDGER_KAFKA_*`` variable of ``KafkaSettings``.

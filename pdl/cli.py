@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,12 +26,12 @@ from rich.table import Table
 
 from ledger.errors import ConfigurationError, InvalidInput, LedgerError
 from ledger.settings import generate_key
-from pdl import cli_access, cli_consume, cli_quarantine, cli_queries, cli_vault
+from pdl import cli_access, cli_cases, cli_consume, cli_quarantine, cli_queries, cli_vault
 from pdl.context import Handler, open_ledger
 from pdl.output import console, emit, err_console, parse_time, progress_bar, report_invalid
 
 #: The modules whose ``register(sub, add)`` adds their subcommands, in help order.
-GROUPS = (cli_queries, cli_consume, cli_quarantine, cli_access, cli_vault)
+GROUPS = (cli_queries, cli_consume, cli_quarantine, cli_access, cli_cases, cli_vault)
 
 # --- log commands ---------------------------------------------------------------------
 
@@ -108,10 +109,14 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 def cmd_erase(args: argparse.Namespace) -> int:
     with open_ledger(args) as ledger:
-        result = ledger.erase(args.subject, reason=args.reason, request_id=args.request_id)
-        emit(args, {"erased": True, "offset": result.offset},
-             lambda: console.print("key destroyed; erasure recorded at "
-                                   f"{result.partition}:{result.offset}"))
+        result = ledger.erase(args.subject, reason=args.reason, request_id=args.request_id,
+                              record_anyway=args.record_anyway)
+        where = f"{result.partition}:{result.offset}"
+        emit(args, {"erased": True, "already": result.already, "partition": result.partition,
+                    "offset": result.offset},
+             lambda: console.print(f"already erased (recorded at {where}); nothing appended"
+                                   if result.already else
+                                   f"key destroyed; erasure recorded at {where}"))
     return 0
 
 
@@ -208,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("subject", help="the person's real identifier")
     p.add_argument("--reason", default="request")
     p.add_argument("--request-id")
+    p.add_argument("--record-anyway", action="store_true",
+                   help="record an erasure request for an id the ledger never saw "
+                        "(else: exit 66, nothing recorded)")
 
     add("verify", cmd_verify, "verify the log's hash chain and that every record decodes")
     add("keygen", cmd_keygen, "print a new random master key for LEDGER_MASTER_KEY", False)
@@ -245,6 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``pdl simulate | head``): end quietly, as a shell pipeline
+        # expects, and keep the interpreter's last flush of stdout from failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
 
 
 if __name__ == "__main__":

@@ -135,6 +135,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             if quarantined:
                 console.print(f"[yellow]{quarantined} record(s) of the log quarantined[/]: "
                               "see pdl quarantine list")
+            split = max((r["split_people"] for r in rows), default=0)
+            if split:
+                console.print(f"[bold red]{split} person(s) found in more than one partition[/]"
+                              " (a producer not keying by pseudonym with murmur2; their views "
+                              "may be wrong, see docs/robustness.md):")
+                for person in rows[0]["split_examples"]:
+                    console.print(f"  {person['pseudonym']}: partitions "
+                                  + ", ".join(map(str, person["partitions"])), highlight=False)
 
         if args.check_lag:
             return _check_lag(args, rows, service.ledger.settings.data_dir)
@@ -377,6 +385,8 @@ def render_scope(answer: dict[str, Any], show: int = 10) -> None:
                           str(p["records"]),
                           "yes" if p["reachable"] else f"[red]no[/]: {p['unreachable_reason']}")
         console.print(table)
+    for name, where in answer.get("links", {}).items():
+        console.print(f"{name.replace('_', ' ')}: {where}", markup=False)
 
 
 # --- findings ---------------------------------------------------------------------------
@@ -389,12 +399,29 @@ def cmd_findings(args: argparse.Namespace) -> int:
         with _views(service, args, ["findings"]) as views:
             found = service.findings(views, args.clause, args.as_of,
                                      service.ledger.settings.request_deadline_days)
+            found += _case_clock_findings(service, views, args)
     if args.summary:
         summary = findings_summary(found)
         emit(args, summary, lambda: _render_findings_summary(summary))
     else:
         emit(args, found, lambda: _render_findings(found))
     return 1 if found else 0
+
+
+def _case_clock_findings(service: QueryService, views: ViewStore,
+                         args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The case files' overdue or late deadline clocks (``pdl incident status``)."""
+    from datetime import UTC, datetime
+
+    from cases.desk import CaseDesk, clock_findings
+
+    if not service.ledger.settings.cases_file.exists():
+        return []
+    desk = CaseDesk(service.ledger)
+    try:
+        return clock_findings(views, desk, args.as_of or datetime.now(UTC), args.clause)
+    finally:
+        desk.close()
 
 
 def _render_findings_summary(rows: list[dict[str, Any]]) -> None:

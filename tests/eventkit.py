@@ -213,7 +213,8 @@ def random_events(seed: int, n: int) -> list[dict[str, Any]]:
     import random
 
     rnd = random.Random(seed)
-    people = [f"p_{i}" for i in range(12)]
+    # in the ledger's pseudonym form (p_ + 32 base32 characters): Kafka readers check it
+    people = [f"p_{letter * 32}" for letter in "abcdefghijkl"]
     stores = ["accounts-db", "logs", "payments-db"]
     cats = ["user.contact.email", "user.contact.phone_number", "user.financial.bank_account",
             "user.device.ip_address"]
