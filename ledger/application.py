@@ -25,7 +25,7 @@ from schemas import Event, EventInvalid, decode, encode_sealed, parse_wire, pars
 from schemas.events import DataErased, LedgerQueried
 from schemas.taxonomy import ErasureMethod
 
-from ledger.errors import InvalidInput, NotFound, SubjectErased
+from ledger.errors import InvalidInput, NotFound, SubjectErased, TamperedLogError
 from ledger.persistence import AppendResult, EventLog, LogRecord, NewRecord, create_log
 from ledger.sealing import Pseudonymiser, Sealer, SQLiteKeyVault
 from ledger.settings import Settings
@@ -481,15 +481,17 @@ class Ledger:
         self.commits.append(self.seal([event]))
 
     def verify(self, progress: Callable[[int], None] | None = None) -> int:
-        """Check the log's hash chain (SQLite) and that every record decodes."""
-        verify = getattr(self.log, "verify", None)
-        if verify is not None:
-            return int(verify(progress))
-        checked = 0
-        for record in self.log.read():
-            decode(record.payload)
-            checked += 1
-        return checked
+        """Check the log against its Merkle trees and signed checkpoints (with the verifier
+        key of the settings, if any; no trust state) and that every record decodes; return
+        the number of records checked. Raises ``TamperedLogError`` naming the problems.
+        ``pdl verify`` (``ledger.verification``) is the full check, with trust state."""
+        from ledger.verification import verify_log
+
+        report = verify_log(self.log, self.settings, trust=None, progress=progress)
+        if not report.ok:
+            problems = "; ".join(p for t in report.trees for p in t.problems)
+            raise TamperedLogError(f"the log does not verify: {problems}")
+        return report.records
 
 
 @contextmanager

@@ -182,7 +182,7 @@ class HashSource:
     """Hashes of any subtree of a tree of a given size, from tiles (``stored``)."""
 
     def __init__(self, stored: StoredHashes):
-        self._stored = stored
+        self.stored = stored
 
     @classmethod
     def from_leaves(cls, leaf_hashes: Sequence[bytes]) -> HashSource:
@@ -198,7 +198,7 @@ class HashSource:
         """The root of the perfect subtree of ``height`` over leaves from ``index << height``."""
         level, rest = divmod(height, TILE_HEIGHT)
         width = 1 << rest
-        hashes = self._stored(level, index * width, width)
+        hashes = self.stored(level, index * width, width)
         if len(hashes) != width:
             raise ProofError(f"the tree store lacks hashes at height {height}, node {index}")
         return _fold(hashes)

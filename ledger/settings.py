@@ -76,6 +76,19 @@ class Settings:
     #: instead of tens to hundreds, for ~30 bytes per segment (~130 MB at 10M events).
     scope_index: bool = True
     kafka: dict[str, Any] = field(default_factory=dict)
+    #: Verifiable log (docs/verification.md): the checkpoint signing key, kept outside the
+    #: log (``LEDGER_SIGNING_KEY`` or ``LEDGER_SIGNING_KEY_FILE``), the key verifiers pin
+    #: (``LEDGER_VERIFIER_KEY``), how often a checkpoint is signed, where checkpoint files
+    #: go, the log's origin line, the verifier's trust state and the Kafka trees' file.
+    signing_key: str | None = None
+    signing_key_file: Path | None = None
+    verifier_key: str | None = None
+    checkpoint_records: int = 10_000
+    checkpoint_seconds: int = 10
+    checkpoint_dir: Path | None = None
+    log_origin: str | None = None
+    trust_path: Path | None = None
+    tree_path: Path | None = None
 
     @property
     def log_path(self) -> Path:
@@ -88,6 +101,19 @@ class Settings:
     @property
     def views_file(self) -> Path:
         return self.views_path or self.data_dir / "views.db"
+
+    @property
+    def checkpoint_folder(self) -> Path:
+        return self.checkpoint_dir or self.data_dir / "checkpoints"
+
+    @property
+    def trust_file(self) -> Path:
+        return self.trust_path or self.data_dir / "verify-trust.json"
+
+    @property
+    def tree_file(self) -> Path:
+        """The Kafka log's trees (the SQLite log keeps its tree in ``log.db``)."""
+        return self.tree_path or self.data_dir / "kafka-trees.db"
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -171,6 +197,8 @@ class Settings:
         path = get("SQLITE_PATH")
         vault = get("VAULT_PATH")
         views = get("VIEWS_PATH")
+        key_file, checkpoint_dir = get("SIGNING_KEY_FILE"), get("CHECKPOINT_DIR")
+        trust, tree = get("TRUST_FILE"), get("TREE_PATH")
         return cls(
             data_dir=Path(get("DATA_DIR", ".pdl-data") or ".pdl-data"),
             backend=backend,
@@ -187,4 +215,13 @@ class Settings:
             view_cache_entries=integer("VIEW_CACHE_ENTRIES", 150_000, 1),
             scope_index=flag("SCOPE_INDEX", default=True),
             kafka=kafka,
+            signing_key=get("SIGNING_KEY"),
+            signing_key_file=Path(key_file) if key_file else None,
+            verifier_key=get("VERIFIER_KEY"),
+            checkpoint_records=integer("CHECKPOINT_RECORDS", 10_000, 1),
+            checkpoint_seconds=integer("CHECKPOINT_SECONDS", 10, 0),
+            checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+            log_origin=get("LOG_ORIGIN"),
+            trust_path=Path(trust) if trust else None,
+            tree_path=Path(tree) if tree else None,
         )

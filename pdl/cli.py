@@ -181,19 +181,12 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    with open_ledger(args) as ledger:
-        total = ledger.log.count()
-        with progress_bar() as bar:
-            task = bar.add_task("verifying", total=total, rate="")
-            checked = ledger.verify(progress=lambda n: bar.update(task, completed=n))
-            bar.update(task, completed=checked)
-        emit(args, {"verified": checked, "ok": True},
-             lambda: console.print(f"[green]ok[/]: {checked} record(s), hash chain intact"))
-    return 0
-
-
 def cmd_keygen(args: argparse.Namespace) -> int:
+    if args.signing or args.witness:
+        from pdl.cli_verify import keygen_note_key
+
+        sys.stdout.write(keygen_note_key(args.signing or args.witness, bool(args.witness)))
+        return 0
     sys.stdout.write(generate_key() + "\n")
     return 0
 
@@ -272,8 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="request")
     p.add_argument("--request-id")
 
-    add("verify", cmd_verify, "verify the log's hash chain and that every record decodes")
-    add("keygen", cmd_keygen, "print a new random master key for LEDGER_MASTER_KEY", False)
+    p = add("keygen", cmd_keygen, "print a new random master key for LEDGER_MASTER_KEY", False)
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--signing", metavar="NAME", help="instead: a checkpoint signing key "
+                      "(LEDGER_SIGNING_KEY) and, on the next line, its verifier key")
+    kind.add_argument("--witness", metavar="NAME", help="instead: a witness's cosigning key "
+                      "and its verifier key")
 
     p = add("schema", lambda a: 2, "the event catalogue", False)
     schema_sub = p.add_subparsers(dest="schema_command", required=True)
@@ -289,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--output", "-o", default="-")
 
-    for module in ("pdl.cli_queries", "pdl.cli_consume"):
+    for module in ("pdl.cli_queries", "pdl.cli_consume", "pdl.cli_verify"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:
