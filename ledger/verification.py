@@ -251,6 +251,7 @@ def verify_tree(
     first_changed: int | None = None
     tile_cache: tuple[int, list[bytes]] = (-1, [])
     previous_offset: int | None = None
+    moved = 0
     index = 0
     for row in rows:
         offset = row[0]
@@ -262,11 +263,13 @@ def verify_tree(
                 report.offset_gaps += 1
             if next_expected is not None:
                 if next_expected[1] != offset:
-                    report.problem(
-                        f"leaf {index} was sealed at offset {next_expected[1]}, the log has it at "
-                        f"offset {offset}: records were removed or inserted"
-                        + (" (the log now starts later: log start offset > 0)"
-                           if index == 0 and offset > next_expected[1] else ""))
+                    moved += 1
+                    if moved == 1:
+                        report.problem(
+                            f"leaf {index} was sealed at offset {next_expected[1]}, the log has "
+                            f"it at offset {offset}: records were removed or inserted"
+                            + (" (the log now starts later: log start offset > 0)"
+                               if index == 0 and offset > next_expected[1] else ""))
                 next_expected = next(expected_offsets, None)
         elif offset != index + 1:
             report.problem(f"position {index + 1} is missing from the log (next is {offset})")
@@ -292,6 +295,8 @@ def verify_tree(
             progress(index)
     report.size = index
     report.root = cr.root().hex()
+    if moved > 1:
+        report.problem(f"{moved} leaves in all are at other offsets than when they were sealed")
     if check_offsets and report.first_offset and not store.checkpoints(tree):
         report.notes.append(f"the partition starts at offset {report.first_offset} "
                             "(log start offset > 0)")

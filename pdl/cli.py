@@ -183,9 +183,14 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     if args.signing or args.witness:
-        from pdl.cli_verify import keygen_note_key
+        from ledger.checkpoint import ALG_COSIGNATURE_V1, ALG_ED25519, NoteError, Signer
 
-        sys.stdout.write(keygen_note_key(args.signing or args.witness, bool(args.witness)))
+        try:
+            signer = Signer.generate(args.signing or args.witness,
+                                     ALG_COSIGNATURE_V1 if args.witness else ALG_ED25519)
+        except NoteError as exc:
+            raise InvalidInput(f"key name: {exc}", [(0, "name", str(exc))]) from None
+        sys.stdout.write(f"{signer}\n{signer.verifier}\n")
         return 0
     sys.stdout.write(generate_key() + "\n")
     return 0

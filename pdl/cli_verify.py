@@ -295,15 +295,6 @@ def _witness_tree(store: SQLiteTreeStore, tree: int, verifier: Verifier, witness
 # --- keys -----------------------------------------------------------------------------
 
 
-def keygen_note_key(name: str, witness: bool) -> str:
-    """A new signer key and its verifier key, as ``pdl keygen --signing/--witness`` prints."""
-    try:
-        signer = Signer.generate(name, ALG_COSIGNATURE_V1 if witness else 0x01)
-    except NoteError as exc:
-        raise InvalidInput(f"key name: {exc}", [(0, "name", str(exc))]) from None
-    return f"{signer}\n{signer.verifier}\n"
-
-
 def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore[type-arg]
     """Add the verifiable-log commands to ``pdl``."""
     p = add("verify", cmd_verify, "check the log against its Merkle trees and signed "
