@@ -80,6 +80,9 @@ class SQLiteEventLog(EventLog):
     """The embedded append-only log (one partition, offsets = positions from 1)."""
 
     name = "sqlite"
+    stores_ids_once = True
+    trusted_types = True
+    can_verify = True
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", timeout: float = 30.0,
                  tree: TreeOptions | None = None, merkle: bool = True):
@@ -457,7 +460,7 @@ class SQLiteEventLog(EventLog):
 
     # --- tamper evidence --------------------------------------------------------------
 
-    def verify(self, progress: object = None) -> int:
+    def verify(self, progress: Callable[[int], None] | None = None) -> int:
         """Recompute the tree from the log and compare it with the stored tree and
         checkpoints (signatures checked when this log has the signing key); return the
         number of records. Raises ``TamperedLogError`` naming what does not verify.
@@ -470,7 +473,7 @@ class SQLiteEventLog(EventLog):
         signer = self._tree.options.signer
         report = verify_sqlite(self, signer.verifier if signer else None, None,
                                folder=self._tree.options.folder, decode_records=False,
-                               progress=progress)  # type: ignore[arg-type]
+                               progress=progress)
         if not report.ok:
             raise TamperedLogError("the log does not verify: "
                                    + "; ".join(p for t in report.trees for p in t.problems))

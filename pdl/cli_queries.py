@@ -21,10 +21,10 @@ from consumers.projection import RunStats
 from consumers.queries import DisclosureFilter
 from consumers.registry import projection_names
 from consumers.views import ViewStore
-from pdl.cli import console, emit, err_console, open_ledger, parse_time, progress_bar
+from pdl.context import Add, open_ledger
+from pdl.output import console, emit, err_console, parse_time, progress_bar
 from pdl.service import QueryService, findings_summary
 
-Add = Callable[..., argparse.ArgumentParser]
 
 
 def _service(args: argparse.Namespace) -> QueryService:

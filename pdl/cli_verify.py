@@ -37,7 +37,8 @@ from ledger.verification import (
     open_tree_file,
     verify_log,
 )
-from pdl.cli import console, emit, err_console, open_ledger, progress_bar, settings_from
+from pdl.context import open_ledger, settings_from
+from pdl.output import console, emit, err_console, progress_bar
 
 Add = Callable[..., argparse.ArgumentParser]
 
@@ -52,7 +53,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     with open_ledger(args) as ledger:
         log = ledger.log
         if args.rebuild_tree:
-            if log.name != "sqlite":
+            if not log.can_verify:
                 raise ConfigurationError("--rebuild-tree is for the SQLite log; on Kafka, "
                                          "remove LEDGER_TREE_PATH's file and run `pdl checkpoint`")
             log.rebuild_tree()
@@ -96,7 +97,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     with open_ledger(args) as ledger:
         log = ledger.log
-        if log.name == "sqlite":
+        if log.can_verify:
             if log.tree is None or log.tree.options.signer is None:
                 raise ConfigurationError("no signing key: set LEDGER_SIGNING_KEY or "
                                          "LEDGER_SIGNING_KEY_FILE (`pdl keygen --signing NAME`)")
@@ -135,7 +136,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 def _tree_reader(ledger: Any, settings: Any) -> tuple[Any, SQLiteTreeStore]:
     """(connection to close, read-only tree store) for either backend."""
-    if ledger.log.name == "kafka":
+    if not ledger.log.can_verify:
         db = open_tree_file(settings.tree_file)
     else:
         db = ledger.log.snapshot()
@@ -148,7 +149,7 @@ def cmd_proof(args: argparse.Namespace) -> int:
     if verifier is None:
         raise ConfigurationError("no verifier key: set LEDGER_VERIFIER_KEY or the signing key")
     with open_ledger(args) as ledger:
-        if args.subject is not None and ledger.log.name == "sqlite":
+        if args.subject is not None and ledger.log.can_verify:
             ledger.log.seal()  # cover the person's newest events, when this process can sign
         db, store = _tree_reader(ledger, settings)
         try:
@@ -196,7 +197,7 @@ def _subject_bundle(ledger: Any, store: SQLiteTreeStore, verifier: Verifier,
     for r in records:
         row = (r.offset, r.event_id, r.event_type, r.subject, recorded_us(r.recorded_at),
                r.payload)
-        if ledger.log.name == "kafka":
+        if not ledger.log.can_verify:
             got = store.db.execute("SELECT idx FROM merkle_offsets WHERE tree = ? AND offset = ?",
                                    (tree, r.offset)).fetchone()
             if got is None:

@@ -27,7 +27,8 @@ from conftest import kafka_settings
 from ledger.application import Ledger
 from ledger.checkpoint import Signer
 from ledger.kafka import HEADER_EVENT_ID, HEADER_EVENT_TYPE, NO_SUBJECT_KEY, topic_configs
-from ledger.persistence import LogRecord, create_log
+from ledger.factory import create_log
+from ledger.persistence import LogRecord
 from ledger.sealer import KafkaTreeSealer
 from ledger.settings import Settings
 from ledger.simulate import simulate
@@ -45,9 +46,10 @@ def _env(s: Settings) -> dict[str, str]:
 
     assert s.master_key is not None
     k = s.kafka
-    return {"LEDGER_BACKEND": "kafka", "LEDGER_KAFKA_BOOTSTRAP_SERVERS": k["bootstrap_servers"],
-            "LEDGER_KAFKA_TOPIC": k["topic"], "LEDGER_KAFKA_DEAD_LETTER_TOPIC":
-            k["dead_letter_topic"], "LEDGER_KAFKA_PARTITIONS": str(k["partitions"]),
+    assert k.bootstrap_servers is not None and k.dead_letter_topic is not None
+    return {"LEDGER_BACKEND": "kafka", "LEDGER_KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
+            "LEDGER_KAFKA_TOPIC": k.topic, "LEDGER_KAFKA_DEAD_LETTER_TOPIC": k.dead_letter_topic,
+            "LEDGER_KAFKA_PARTITIONS": str(k.partitions),
             "LEDGER_DATA_DIR": str(s.data_dir), "LEDGER_SIGNING_KEY": str(SIGNER),
             "LEDGER_MASTER_KEY": urlsafe_b64encode(s.master_key).decode()}
 
@@ -112,8 +114,8 @@ def _copy(s: Settings, admin: KafkaAdminClient,
     to each record's fields (None drops the record); returns the copy's name."""
     topic = f"pdl-forged-{uuid.uuid4().hex[:10]}"
     configs = {**topic_configs(1), "message.timestamp.type": "CreateTime"}
-    admin.create_topics([NewTopic(topic, s.kafka["partitions"], 1, topic_configs=configs)])
-    producer = KafkaProducer(bootstrap_servers=s.kafka["bootstrap_servers"],
+    admin.create_topics([NewTopic(topic, s.kafka.partitions, 1, topic_configs=configs)])
+    producer = KafkaProducer(bootstrap_servers=s.kafka.bootstrap_servers,
                              transactional_id=f"forge-{topic}", enable_idempotence=True)
     producer.init_transactions()
     by_partition: dict[int, list[LogRecord]] = {}
@@ -165,7 +167,7 @@ def test_sealed_partitions_verify_with_their_offset_gaps(
         assert tree["size"] == tree["signed_size"] == tree["trusted_size"] > 0
         assert tree["offset_gaps"] > 0  # transaction markers: leaf index != offset
         assert tree["first_offset"] == 0
-    folder = env.checkpoint_folder / f"kafka-{env.kafka['topic']}"
+    folder = env.checkpoint_folder / f"kafka-{env.kafka.topic}"
     assert sorted(p.name for p in folder.iterdir()) == ["0", "1", "2"]
 
 
@@ -229,12 +231,12 @@ def test_a_resealed_copy_signed_with_another_key_is_detected(
     target = _target(env)
     topic = _copy(env, admin, lambda r, f: {**f, "type": "data.deleted"}
                   if r.offset == target.offset and r.partition == 1 else f)
-    forged = env.with_(kafka={**env.kafka, "topic": topic, "dead_letter_topic": topic + ".dl"})
+    forged = env.with_(kafka=env.kafka.with_(topic=topic, dead_letter_topic=topic + ".dl"))
     log = create_log(forged)
     other = Signer.generate("pdl-test-kafka")
     sealer = KafkaTreeSealer(log, tmp_path / "forged-trees.db",
                              TreeOptions(signer=other, folder=tmp_path / "forged-cp"),
-                             f"pdl.local/kafka/{env.kafka['topic']}")
+                             f"pdl.local/kafka/{env.kafka.topic}")
     sealer.run_once()
     sealer.close()
     log.close()
