@@ -153,12 +153,26 @@ class TileWriter:
             tile0 = self.tiles[0] = bytearray()
         full = TILE_WIDTH * HASH_SIZE
         self.touched.add(0)
+        # CompactRange.append inlined: this loop runs once per record appended.
+        edge = cr.edge
+        size = cr.size
+        sha256 = _sha256
         for h in leaf_hashes:
             tile0 += h
             if len(tile0) == full:
-                self.done[(0, cr.size >> TILE_HEIGHT)] = bytes(tile0)
+                self.done[(0, size >> TILE_HEIGHT)] = bytes(tile0)
                 tile0.clear()
-            cr.append(h, on_node)
+            s = size
+            height = 0
+            while s & 1:
+                h = sha256(b"\x01" + edge.pop() + h).digest()
+                s >>= 1
+                height += 1
+                if not height & 7:
+                    on_node(height, s, h)
+            edge.append(h)
+            size += 1
+        cr.size = size
 
     def take_changes(self) -> list[tuple[int, int, bytes]]:
         """(level, tile index, hashes) of every tile written since the last call."""

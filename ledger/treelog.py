@@ -31,7 +31,7 @@ from ledger.checkpoint import (
     NoteError,
     Signer,
     Verifier,
-    encode_leaf,
+    leaf_hashes,
     leaf_prefix,
     sign_checkpoint,
 )
@@ -43,7 +43,6 @@ from ledger.merkle import (
     CompactRange,
     HashSource,
     TileWriter,
-    leaf_hash,
 )
 
 if TYPE_CHECKING:
@@ -283,13 +282,7 @@ class SQLiteTreeStore:
             raise PersistenceError(
                 f"the Merkle tree {tree} has {state.size} leaves but the log's next record is "
                 f"number {first_index}: rebuild it with `pdl verify --rebuild-tree`")
-        prefix = state.prefix
-        index = first_index
-        hashes = []
-        for offset, event_id, event_type, subject, rec_us, payload in records:
-            hashes.append(leaf_hash(encode_leaf(prefix, index, offset, event_id, event_type,
-                                                subject, rec_us, payload)))
-            index += 1
+        hashes = leaf_hashes(state.prefix, first_index, records)
         try:
             state.writer.extend(hashes)
             self._save(state, records[-1][0])
