@@ -81,7 +81,8 @@ class KafkaTreeSealer:
             nonlocal size
             if not batch:
                 return
-            self._write(lambda: store.grow(p, size, batch))
+            self._write(lambda: store.grow(p, size, [r[1:4] + r[5:] for r in batch],
+                                           [r[0] for r in batch], [r[4] for r in batch]))
             size += len(batch)
             batch.clear()
             if progress is not None:

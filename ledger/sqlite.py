@@ -181,8 +181,8 @@ class SQLiteEventLog(EventLog):
                     if rows[0][0] != done + 1:
                         raise TamperedLogError(f"position {done + 1} is missing from the log "
                                                f"(next is {rows[0][0]})")
-                    tree.grow(0, done, [(p, e, t, s, recorded_us(r), b)
-                                        for p, e, t, s, r, b in rows])
+                    tree.grow(0, done, [(e, t, s, b) for _, e, t, s, _, b in rows],
+                              [p for p, *_ in rows], [recorded_us(r[4]) for r in rows])
                     done = rows[-1][0]
                     if progress is not None:
                         progress(done)  # type: ignore[operator]
@@ -271,8 +271,7 @@ class SQLiteEventLog(EventLog):
                 (last + 1, r.event_id, r.event_type, r.subject, now, r.payload),
             )
             if tree is not None:
-                tree.grow(0, last, ((last + 1, r.event_id, r.event_type, r.subject,
-                                     recorded_us(now), r.payload),))
+                tree.grow(0, last, (r,), (last + 1,), recorded_us(now))
                 db.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
             self._rollback()
@@ -333,9 +332,8 @@ class SQLiteEventLog(EventLog):
                     " VALUES (?, ?, ?, ?, ?)", (*new[-1], now),
                 ).lastrowid - len(new) + 1
                 if self._tree is not None:
-                    us = recorded_us(now)
-                    self._tree.grow(0, first - 1, [
-                        (first + i, r[0], r[1], r[2], us, r[3]) for i, r in enumerate(new)])
+                    self._tree.grow(0, first - 1, new, range(first, first + len(new)),
+                                    recorded_us(now))
             db.execute("COMMIT")
             if new:
                 self._cached_head = (first + len(new) - 1, now)

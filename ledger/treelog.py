@@ -16,6 +16,7 @@ Invariants kept here:
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import time
@@ -71,10 +72,6 @@ CREATE TABLE IF NOT EXISTS merkle_checkpoints (
     PRIMARY KEY (tree, size)
 ) WITHOUT ROWID;
 """
-
-#: One record as a leaf needs it: (offset, event id, type, subject, recorded µs, payload).
-LeafInput = tuple[int, str, str, "str | None", int, bytes]
-
 
 @dataclass(frozen=True)
 class TreeOptions:
@@ -272,9 +269,13 @@ class SQLiteTreeStore:
         self._states[tree] = state
         return state
 
-    def grow(self, tree: int, first_index: int, records: Sequence[LeafInput]) -> None:
-        """Add the leaves of ``records`` (leaf indexes from ``first_index``), in the caller's
-        transaction; sign a checkpoint if one is due."""
+    def grow(self, tree: int, first_index: int,
+             records: Sequence[tuple[str, str, str | None, bytes]],
+             offsets: Sequence[int], recorded: Sequence[int] | int) -> None:
+        """Add the leaves of ``records`` ((event id, type, subject, payload), as
+        ``NewRecord``), at ``offsets``, recorded at ``recorded`` µs (one time for all, or one
+        each), leaf indexes from ``first_index``, in the caller's transaction; sign a
+        checkpoint if one is due."""
         if not records:
             return
         state = self._load(tree)
@@ -282,14 +283,16 @@ class SQLiteTreeStore:
             raise PersistenceError(
                 f"the Merkle tree {tree} has {state.size} leaves but the log's next record is "
                 f"number {first_index}: rebuild it with `pdl verify --rebuild-tree`")
-        hashes = leaf_hashes(state.prefix, first_index, records)
+        times = itertools.repeat(recorded) if isinstance(recorded, int) else recorded
+        hashes = leaf_hashes(state.prefix, first_index, records, offsets, times)
         try:
             state.writer.extend(hashes)
-            self._save(state, records[-1][0])
+            self._save(state, offsets[-1])
             if self.options.offsets:
                 self.db.executemany(
                     "INSERT INTO merkle_offsets (tree, idx, offset) VALUES (?, ?, ?)",
-                    [(tree, first_index + i, r[0]) for i, r in enumerate(records)])
+                    zip(itertools.repeat(tree), range(first_index, first_index + len(records)),
+                        offsets))
             now = time.time()
             if self.options.signer is not None and (
                 state.size - state.checkpoint_size >= self.options.every_records

@@ -27,6 +27,7 @@ from ledger.checkpoint import (
     open_checkpoint,
 )
 from ledger.errors import ConfigurationError, InvalidInput, NotFound, PersistenceError
+from ledger.factory import create_log
 from ledger.merkle import ProofError, verify_consistency
 from ledger.treelog import SQLiteTreeStore, verifier_from, write_private
 from ledger.verification import (
@@ -50,8 +51,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.trust_file:
         settings = settings.with_(trust_path=Path(args.trust_file))
-    with open_ledger(args) as ledger:
-        log = ledger.log
+    with create_log(settings) as log:  # the log alone: no master key needed to verify
         if args.rebuild_tree:
             if not log.can_verify:
                 raise ConfigurationError("--rebuild-tree is for the SQLite log; on Kafka, "
@@ -95,8 +95,7 @@ def _render(report: Report) -> None:
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    with open_ledger(args) as ledger:
-        log = ledger.log
+    with create_log(settings) as log:
         if log.can_verify:
             if log.tree is None or log.tree.options.signer is None:
                 raise ConfigurationError("no signing key: set LEDGER_SIGNING_KEY or "
@@ -134,12 +133,12 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 # --- pdl proof ------------------------------------------------------------------------
 
 
-def _tree_reader(ledger: Any, settings: Any) -> tuple[Any, SQLiteTreeStore]:
+def _tree_reader(log: Any, settings: Any) -> tuple[Any, SQLiteTreeStore]:
     """(connection to close, read-only tree store) for either backend."""
-    if not ledger.log.can_verify:
+    if not log.can_verify:
         db = open_tree_file(settings.tree_file)
     else:
-        db = ledger.log.snapshot()
+        db = log.snapshot()
     return db, SQLiteTreeStore.reader(db)
 
 
@@ -151,7 +150,7 @@ def cmd_proof(args: argparse.Namespace) -> int:
     with open_ledger(args) as ledger:
         if args.subject is not None and ledger.log.can_verify:
             ledger.log.seal()  # cover the person's newest events, when this process can sign
-        db, store = _tree_reader(ledger, settings)
+        db, store = _tree_reader(ledger.log, settings)
         try:
             if args.consistency:
                 old_size, new_size = args.consistency
@@ -231,10 +230,10 @@ def cmd_witness(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     results: list[dict[str, Any]] = []
     failed = False
-    with open_ledger(args) as ledger:
+    with create_log(settings) as log:
         verifier = state.verifier(verifier_from(settings))
         while True:
-            db, store = _tree_reader(ledger, settings)
+            db, store = _tree_reader(log, settings)
             try:
                 for tree in store.trees():
                     result = _witness_tree(store, tree, verifier, witness, state, out_dir)

@@ -72,8 +72,13 @@ def test_a_leaf_decodes_to_what_was_encoded(index: int, offset: int, subject: st
     assert (leaf.event_time, leaf.schema_version) == ("2024-03-01T10:00:00+08:00", 2)
     assert leaf.recorded_us == recorded and leaf.payload_size == len(PAYLOAD + payload)
     # The append path's inlined form gives the same leaf hashes.
-    assert leaf_hashes(prefix, index, [(offset, "id-1", "data.used", subject, recorded,
-                                        PAYLOAD + payload)]) == [leaf_hash(raw)]
+    assert leaf_hashes(prefix, index, [("id-1", "data.used", subject, PAYLOAD + payload)],
+                       [offset], [recorded]) == [leaf_hash(raw)]
+    for odd in (b'"schemaversion":12,', b'"schemaversion":x', b'"schemaversion":',
+                b'"time":"' + b"x" * 70_000 + b'"'):
+        raw = encode_leaf(prefix, index, offset, "i", "t", subject, recorded, odd + payload)
+        assert leaf_hashes(prefix, index, [("i", "t", subject, odd + payload)], [offset],
+                           [recorded]) == [leaf_hash(raw)]
 
 
 def test_a_payload_without_time_or_version_still_has_a_leaf() -> None:
