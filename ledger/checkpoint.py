@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import re
 import struct
 import time
@@ -240,9 +241,12 @@ def recorded_us(moment: datetime | float) -> int:
     """Microseconds since the epoch of a recorded time: exactly the microseconds of the
     ``datetime`` the log reads back (the SQLite log stores a float and reads it back as
     ``datetime.fromtimestamp``, whose rounding ``round(ts * 1e6)`` would not always match)."""
-    if not isinstance(moment, datetime):
-        moment = datetime.fromtimestamp(moment, timezone.utc)
-    return (moment - _EPOCH) // _MICROSECOND
+    if isinstance(moment, datetime):
+        return (moment - _EPOCH) // _MICROSECOND
+    # What datetime.fromtimestamp does (modf, then the fraction rounded half to even to
+    # microseconds), without building a datetime per record.
+    whole = math.floor(moment)
+    return whole * 1_000_000 + round((moment - whole) * 1e6)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -25,6 +25,7 @@ from ledger.checkpoint import (
     SignedCheckpoint,
     Verifier,
     encode_leaf,
+    leaf_hashes,
     leaf_prefix,
     open_checkpoint,
     recorded_us,
@@ -36,7 +37,7 @@ from ledger.merkle import (
     CompactRange,
     HashSource,
     ProofError,
-    leaf_hash,
+    TileWriter,
     verify_consistency,
 )
 from ledger.treelog import SQLiteTreeStore, write_private
@@ -188,15 +189,19 @@ def _checkpoints(store: SQLiteTreeStore, tree: int, folder: Path | None,
     return valid
 
 
-def _fields_match(row: Row, report: TreeReport, where: str) -> None:
+def _fields_match(row: Row, report: TreeReport, place: Callable[[int, int], str],
+                  index: int) -> None:
     """Decode the record and compare it with the columns stored beside it."""
     offset, event_id, event_type, subject, _, payload = row
     try:
         event = decode(payload)
     except Exception as exc:  # noqa: BLE001 - any decoding failure is the finding
         reason = str(exc).splitlines()[0][:120]
-        report.problem(f"the record at {where} does not decode: {reason}")
+        report.problem(f"the record at {place(index, offset)} does not decode: {reason}")
         return
+    if event.id == event_id and event.type == event_type and event.subject == subject:
+        return
+    where = place(index, offset)
     if event.id != event_id:
         report.problem(f"the record at {where}: stored event id differs from the payload's")
     if event.type != event_type:
@@ -242,15 +247,42 @@ def verify_tree(
     next_expected = next(expected_offsets, None)
     tiles = store.hashes(tree)
     first_changed: int | None = None
-    tile_cache: tuple[int, list[bytes]] = (-1, [])
     previous_offset: int | None = None
     moved = 0
-    index = 0
+    index = 0  # the leaf index of the first row of ``chunk``
+    chunk: list[Row] = []
+    acc = TileWriter(cr, {})
+
+    def flush() -> None:
+        """Hash the chunk's leaves, compare them with the stored tiles, grow the tree,
+        noting its root at each size a checkpoint or the trust state names."""
+        nonlocal index, first_changed
+        if not chunk:
+            return
+        hashes = leaf_hashes(prefix, index, [r[1:4] + r[5:] for r in chunk],
+                             [r[0] for r in chunk], [r[4] for r in chunk])
+        if first_changed is None and index < stored_size:
+            got = hashes[: stored_size - index]
+            stored = tiles.stored(0, index, len(got))
+            if stored != got:
+                first_changed = index + next(
+                    (k for k, (a, b) in enumerate(zip(got, stored)) if a != b), len(stored))
+        start = 0
+        for size in sorted(w for w in wanted if index < w <= index + len(hashes)):
+            acc.extend(hashes[start : size - index])
+            start = size - index
+            roots[size] = cr.root()
+        acc.extend(hashes[start:])
+        acc.take_changes()  # the tiles themselves are not kept
+        index += len(hashes)
+        chunk.clear()
+        if progress is not None:
+            progress(index)
+
     for row in rows:
         offset = row[0]
-        if index == 0:
+        if previous_offset is None:
             report.first_offset = offset
-        at = where(index, offset)
         if check_offsets:
             if previous_offset is not None and offset != previous_offset + 1:
                 report.offset_gaps += 1
@@ -258,34 +290,24 @@ def verify_tree(
                 if next_expected[1] != offset:
                     moved += 1
                     if moved == 1:
+                        leaf = index + len(chunk)
                         report.problem(
-                            f"leaf {index} was sealed at offset {next_expected[1]}, the log has "
+                            f"leaf {leaf} was sealed at offset {next_expected[1]}, the log has "
                             f"it at offset {offset}: records were removed or inserted"
                             + (" (the log now starts later: log start offset > 0)"
-                               if index == 0 and offset > next_expected[1] else ""))
+                               if leaf == 0 and offset > next_expected[1] else ""))
                 next_expected = next(expected_offsets, None)
-        elif offset != index + 1:
+        elif offset != index + len(chunk) + 1:
+            flush()
             report.problem(f"position {index + 1} is missing from the log (next is {offset})")
             index = offset - 1  # keep going; every later root will differ anyway
         previous_offset = offset
         if decode_records:
-            _fields_match(row, report, at)
-        h = leaf_hash(encode_leaf(prefix, index, *row))
-        if first_changed is None and index < stored_size:
-            tile_index = index >> TILE_HEIGHT
-            if tile_cache[0] != tile_index:
-                tile_cache = (tile_index, tiles.stored(0, tile_index << TILE_HEIGHT,
-                                                       1 << TILE_HEIGHT))
-            stored = tile_cache[1]
-            pos = index - (tile_index << TILE_HEIGHT)
-            if pos >= len(stored) or stored[pos] != h:
-                first_changed = index
-        cr.append(h)
-        index += 1
-        if index in wanted:
-            roots[index] = cr.root()
-        if progress is not None and not index % 10_000:
-            progress(index)
+            _fields_match(row, report, where, index + len(chunk))
+        chunk.append(row)
+        if len(chunk) >= 2000:
+            flush()
+    flush()
     report.size = index
     report.root = cr.root().hex()
     if moved > 1:

@@ -55,16 +55,10 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for i in range(0, len(lines), BATCH):
             ledger.publish_lines(lines[i : i + BATCH])
     env = _env(data)
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # the CLI reads the environment
+        for k, v in env.items():
+            mp.setenv(k, v)
         assert main(["verify"]) == 0
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return data
 
 

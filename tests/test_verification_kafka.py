@@ -67,17 +67,11 @@ def sealed(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> It
     with Ledger(s) as ledger:
         for i in range(0, len(lines), 100):
             ledger.publish_lines(lines[i : i + 100])
-    old = {k: os.environ.get(k) for k in _env(s)}
-    os.environ.update(_env(s))
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # the CLI reads the environment
+        for k, v in _env(s).items():
+            mp.setenv(k, v)
         assert main(["checkpoint"]) == 0
         assert main(["verify"]) == 0
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     yield s
 
 
