@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ledger.checkpoint import recorded_us
 from ledger.errors import OperationalError, PersistenceError
+from ledger.files import private_file
 from ledger.persistence import EventLog
 from ledger.treelog import SQLiteTreeStore, TreeOptions
 
@@ -32,10 +33,9 @@ class KafkaTreeSealer:
     def __init__(self, log: EventLog, path: Path, options: TreeOptions, origin: str):
         self.log = log
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_file(path)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
-            path.chmod(0o600)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.store = SQLiteTreeStore(self.db, replace(options, offsets=True), origin)
             topic = getattr(log, "topic", "log")

@@ -33,6 +33,7 @@ from ledger.errors import (
     PersistenceError,
     TamperedLogError,
 )
+from ledger.files import private_file
 from ledger.persistence import (
     AppendResult,
     EventLog,
@@ -89,7 +90,7 @@ class SQLiteEventLog(EventLog):
         """``tree``: how checkpoints are signed (default: the tree is kept, none signed);
         ``merkle=False`` keeps no tree at all (benchmarks' baseline only)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         self._cached_head: tuple[int, float] | None = None
         self._tree: SQLiteTreeStore | None = None
         # One connection, shared by the threads of a process: a write transaction and the

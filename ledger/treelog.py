@@ -37,6 +37,7 @@ from ledger.checkpoint import (
     sign_checkpoint,
 )
 from ledger.errors import ConfigurationError, PersistenceError
+from ledger.files import private_dir
 from ledger.merkle import (
     HASH_SIZE,
     TILE_HEIGHT,
@@ -97,29 +98,15 @@ class TreeOptions:
         )
 
 
-def _private_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, 0600, in 0700 folders."""
-    private_folder(path.parent)
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file renamed over it),
+    0600, in 0700 folders: checkpoint files and trust states are never seen half written."""
+    private_dir(path.parent, tighten=False)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
-
-
-def private_folder(folder: Path) -> None:
-    """Create ``folder`` and any missing parents 0700 (mkdir's mode covers only the last)."""
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for f in reversed(missing):
-        f.mkdir(mode=0o700, exist_ok=True)
-
-
-def write_private(path: Path, text: str) -> None:
-    """Public wrapper: a file the ledger writes (0600, folders 0700)."""
-    _private_file(path, text)
 
 
 def signer_from(settings: Settings) -> Signer | None:
@@ -135,7 +122,7 @@ def signer_from(settings: Settings) -> Signer | None:
     if raw is None and settings.demo:
         path = settings.data_dir / "demo-signing.key"
         if not path.exists():
-            _private_file(path, str(Signer.generate("pdl-demo")) + "\n")
+            write_atomic(path, str(Signer.generate("pdl-demo")) + "\n")
         raw, where = path.read_text(), f"demo signing key {path}"
     if raw is None:
         return None
@@ -345,8 +332,8 @@ class SQLiteTreeStore:
             return
         for tree, note, size in pending:
             try:
-                _private_file(folder / str(tree) / f"{size:015d}.checkpoint", note)
-                _private_file(folder / str(tree) / "latest.checkpoint", note)
+                write_atomic(folder / str(tree) / f"{size:015d}.checkpoint", note)
+                write_atomic(folder / str(tree) / "latest.checkpoint", note)
             except OSError as exc:
                 raise PersistenceError(f"cannot write checkpoint files under {folder}: "
                                        f"{exc.strerror}") from None

@@ -40,7 +40,7 @@ from ledger.merkle import (
     TileWriter,
     verify_consistency,
 )
-from ledger.treelog import SQLiteTreeStore, write_private
+from ledger.treelog import SQLiteTreeStore, write_atomic
 from schemas.codec import decode
 
 #: One record as verify reads it: (offset, event id, type, subject, recorded, payload); the
@@ -125,7 +125,7 @@ class TrustState:
         return cls(path, data)
 
     def save(self) -> None:
-        write_private(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+        write_atomic(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
 
     def verifier(self, configured: Verifier | None) -> Verifier:
         """The pinned key; pinned now from ``configured`` on first use."""

@@ -6,7 +6,8 @@ Exit codes scripts can trust: 0 ok; 1 a check found problems (findings, tamperin
 
 Subcommand groups live in their own modules and register themselves through
 ``register(subparsers, add)``: ``pdl.cli`` (log), ``pdl.cli_queries`` (projections and
-queries), ``pdl.cli_consume`` (the long-lived consumer). A new group is a module
+queries), ``pdl.cli_consume`` (the long-lived consumer), ``pdl.cli_access`` (principals, tokens,
+the access log). A new group is a module
 ``pdl/cli_<area>.py`` added to ``GROUPS`` below. They share ``pdl.output`` (consoles,
 ``--json``, progress, times) and ``pdl.context`` (settings and the ledger), never this module.
 """
@@ -24,12 +25,12 @@ from rich.table import Table
 
 from ledger.errors import ConfigurationError, InvalidInput, LedgerError
 from ledger.settings import generate_key
-from pdl import cli_consume, cli_queries, cli_verify
+from pdl import cli_access, cli_consume, cli_quarantine, cli_queries, cli_verify
 from pdl.context import Handler, open_ledger
 from pdl.output import console, emit, err_console, parse_time, progress_bar, report_invalid
 
 #: The modules whose ``register(sub, add)`` adds their subcommands, in help order.
-GROUPS = (cli_queries, cli_consume, cli_verify)
+GROUPS = (cli_queries, cli_consume, cli_quarantine, cli_access, cli_verify)
 
 # --- log commands ---------------------------------------------------------------------
 
@@ -72,6 +73,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     with open_ledger(args) as ledger:
         after = {0: args.after} if args.after is not None else None
         rows = []
+        opened: list[str] = []  # pseudonyms of the people whose values were unsealed
         for record, event in ledger.events(after, until=args.as_of, subject=args.subject,
                                            limit=None if args.subject else args.limit):
             item = event.model_dump(mode="json", exclude_none=True)
@@ -80,11 +82,14 @@ def cmd_log(args: argparse.Namespace) -> int:
             if args.unseal:
                 item["personal"] = ledger.unseal(event)
                 item.pop("sealed", None)
+                if event.sealed and event.subject:
+                    opened.append(event.subject)
             rows.append(item)
             if args.subject and len(rows) >= args.limit:
                 break
         if args.unseal:
-            ledger.audit("log --unseal", {"count": str(len(rows))})
+            ledger.audit("log --unseal", {"count": str(len(rows))}, people=opened,
+                         reason=args.reason, clear=True)
 
         def render() -> None:
             table = Table(title=f"{len(rows)} event(s)")
@@ -150,7 +155,7 @@ def cmd_schema_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ledger.simulate import simulate
+    from workload import simulate
 
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     try:
@@ -192,7 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--subject", help="only this person's events (real identifier)")
     p.add_argument("--as-of", type=parse_time, help="the log as it stood at this time")
-    p.add_argument("--unseal", action="store_true", help="open sealed values (audited)")
+    p.add_argument("--unseal", action="store_true",
+                   help="open sealed values (audited: whose values were opened, and why)")
+    p.add_argument("--reason", metavar="TEXT",
+                   help="why the values are opened (a ticket or reason; recorded)")
 
     p = add("erase", cmd_erase, "crypto-shred a person: destroy their key, record the erasure")
     p.add_argument("subject", help="the person's real identifier")

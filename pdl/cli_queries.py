@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -125,11 +125,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         def render() -> None:
             table = Table(title="projections")
-            for col in ("projection", "position", "end of log", "lag"):
+            for col in ("projection", "position", "end of log", "lag", "quarantined"):
                 table.add_column(col)
             for r in rows:
-                table.add_row(r["projection"], _pos(r["position"]), _pos(r["end"]), str(r["lag"]))
+                table.add_row(r["projection"], _pos(r["position"]), _pos(r["end"]), str(r["lag"]),
+                              str(r["quarantined"]))
             console.print(table)
+            quarantined = max((r["quarantined"] for r in rows), default=0)
+            if quarantined:
+                console.print(f"[yellow]{quarantined} record(s) of the log quarantined[/]: "
+                              "see pdl quarantine list")
 
         emit(args, rows, render)
     return 0
@@ -145,7 +150,7 @@ def _pos(position: dict[int, int]) -> str:
 def cmd_subject(args: argparse.Namespace) -> int:
     with _service(args) as service:
         pseudonym = service.pseudonym(args.id)
-        service.audit("subject", {"pseudonym": pseudonym, **_as_of(args)})
+        service.audit("subject", {**_as_of(args)}, people=[pseudonym], reason=args.reason)
         with _views(service, args, ["datamap"]) as views:
             answer = queries.subject_map(views, pseudonym, now=args.as_of)
         emit(args, answer, lambda: render_data_map(answer))
@@ -205,8 +210,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     as_json = args.json or args.format == "json"
     with _service(args) as service:
         pseudonym = service.pseudonym(args.id)
-        service.audit("export", {"pseudonym": pseudonym, "format": "json" if as_json else "text",
-                                 **_as_of(args)})
+        service.audit("export", {"format": "json" if as_json else "text", **_as_of(args)},
+                      people=[pseudonym], reason=args.reason, clear=True)
         with _views(service, args, ["datamap"]) as views:
             answer = service.export(views, args.id, args.as_of)
     if as_json:
@@ -401,7 +406,7 @@ def _render_findings(rows: list[dict[str, Any]]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pdl.http import serve
+    from pdl.api.server import serve
 
     with _service(args) as service:
         serve(service, args.host, args.port)
@@ -414,6 +419,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _query_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=parse_time, metavar="TIME",
                    help="answer from the log as it stood at this time (ISO 8601 with zone)")
+    p.add_argument("--reason", metavar="TEXT",
+                   help="why you ask (a ticket or reason): recorded in the audit event")
     p.add_argument("--no-catch-up", action="store_true",
                    help="answer from the views as they are, without projecting new events")
     return p
@@ -468,7 +475,7 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p.add_argument("--clause", help="only findings of this policy clause")
     p.add_argument("--summary", action="store_true", help="counts per clause")
 
-    p = add("serve", cmd_serve, "serve the queries as a JSON HTTP API", json_flag=False)
+    p = add("serve", cmd_serve, "serve the queries as an authenticated HTTP API (FastAPI)", json_flag=False)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     p.add_argument("--port", type=int, default=8080)
 

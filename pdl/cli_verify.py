@@ -29,7 +29,7 @@ from ledger.checkpoint import (
 from ledger.errors import ConfigurationError, InvalidInput, NotFound, PersistenceError
 from ledger.factory import create_log
 from ledger.merkle import ProofError, verify_consistency
-from ledger.treelog import SQLiteTreeStore, verifier_from, write_private
+from ledger.treelog import SQLiteTreeStore, verifier_from, write_atomic
 from ledger.verification import (
     Report,
     TrustState,
@@ -168,7 +168,7 @@ def cmd_proof(args: argparse.Namespace) -> int:
             db.close()
     text = json.dumps(bundle, indent=2) + "\n"
     if args.output and args.output != "-":
-        write_private(Path(args.output), text)
+        write_atomic(Path(args.output), text)
         err_console.print(f"wrote a {bundle['kind']} proof bundle to {args.output}")
     else:
         sys.stdout.write(text)
@@ -286,8 +286,8 @@ def _witness_tree(store: SQLiteTreeStore, tree: int, verifier: Verifier, witness
                 "problem": f"not consistent with the checkpoint cosigned before "
                            f"(a fork or rewritten history): {exc}"}
     cosigned = cosign(newest.note, witness)
-    write_private(out_dir / str(tree) / f"{newest.size:015d}.checkpoint", str(cosigned))
-    write_private(out_dir / str(tree) / "latest.checkpoint", str(cosigned))
+    write_atomic(out_dir / str(tree) / f"{newest.size:015d}.checkpoint", str(cosigned))
+    write_atomic(out_dir / str(tree) / "latest.checkpoint", str(cosigned))
     state.trust(key, open_checkpoint(str(cosigned), verifier))
     return {"tree": tree, "ok": True, "size": newest.size, "checkpoint": str(cosigned)}
 

@@ -1,0 +1,60 @@
+"""Accountable reads: every query is audited with its principal before it is answered."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Query
+
+from consumers.views import ViewStore
+from pdl.api.deps import ApiState, Principal
+from pdl.api.problems import BadRequest
+from pdl.output import parse_time
+
+T = TypeVar("T")
+
+#: A time in a query string: ISO 8601 with a zone (parsed by ``when``).
+TimeParam = Annotated[str | None, Query(max_length=64, description="ISO 8601 time with a zone")]
+AsOf = Annotated[str | None, Query(max_length=64, description="answer from the log as it "
+                                   "stood at this time (ISO 8601 with a zone)")]
+
+
+def when(raw: str | None, name: str) -> datetime | None:
+    """A time parameter, or a 400 naming it."""
+    if raw is None or raw == "":
+        return None
+    try:
+        return parse_time(raw)
+    except argparse.ArgumentTypeError:
+        raise BadRequest(f"{name}: not an ISO 8601 time with a zone "
+                         "(e.g. 2026-01-01T00:00:00Z)", field=name) from None
+
+
+def read(api: ApiState, principal: Principal, query: str,
+         arguments: Mapping[str, str | None], *, as_of: datetime | None, needs: str,
+         answer: Callable[[ViewStore], T], people: Sequence[str] = (),
+         reason: str | None = None, clear: bool = False) -> T:
+    """Audit the query in the principal's name, then answer it from views caught up now
+    or replayed to ``as_of``."""
+    service = api.service
+    with service.lock:
+        service.audit(query, {**arguments, "as_of": as_of.isoformat() if as_of else None},
+                      actor=principal.name, role=principal.role.value, people=people,
+                      reason=reason, clear=clear)
+        if as_of is None and api.catch_up:
+            service.catch_up()
+        with service.views_at(as_of, needs=[needs]) as views:
+            return answer(views)
+
+
+def page_of(items: list[dict[str, Any]], limit: int, key: Callable[[dict[str, Any]], list[Any]]
+            ) -> dict[str, Any]:
+    """A page from ``limit + 1`` fetched items: the first ``limit``, and a cursor if more."""
+    from pdl.api.deps import encode_cursor
+
+    more = len(items) > limit
+    items = items[:limit]
+    return {"items": items, "next": encode_cursor(key(items[-1])) if more and items else None}
