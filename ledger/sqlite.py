@@ -93,6 +93,7 @@ class SQLiteEventLog(EventLog):
         private_file(self.path)
         self._cached_head: tuple[int, float] | None = None
         self._tree: SQLiteTreeStore | None = None
+        self._appended = False
         # One connection, shared by the threads of a process: a write transaction and the
         # statements of other threads must not interleave on it.
         self._lock = threading.RLock()
@@ -120,7 +121,9 @@ class SQLiteEventLog(EventLog):
 
     def close(self) -> None:
         try:
-            if self._tree is not None and self._tree.options.signer is not None:
+            # Only a process that appended signs on closing: a reader must not wait for
+            # the write lock.
+            if self._appended and self._tree is not None and self._tree.options.signer:
                 self.seal()
         except LedgerError:
             pass  # a busy log: the next writer's checkpoint covers these records
@@ -291,6 +294,7 @@ class SQLiteEventLog(EventLog):
             raise
         if tree is not None:
             tree.flush_files()
+        self._appended = True
         self._cached_head = (last + 1, now)
         return last + 1
 
@@ -351,6 +355,7 @@ class SQLiteEventLog(EventLog):
             raise
         if self._tree is not None:
             self._tree.flush_files()
+        self._appended = self._appended or bool(fresh)
         return first, existing, fresh
 
     def _head(self) -> float:

@@ -23,7 +23,7 @@ from ledger.application import Ledger
 from ledger.checkpoint import ALG_COSIGNATURE_V1, Signer, decode_leaf
 from ledger.errors import TamperedLogError
 from ledger.settings import Settings, generate_key
-from ledger.simulate import simulate
+from workload import simulate
 from ledger.sqlite import SQLiteEventLog
 from ledger.treelog import TreeOptions
 from pdl.cli import main

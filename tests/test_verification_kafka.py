@@ -31,7 +31,7 @@ from ledger.factory import create_log
 from ledger.persistence import LogRecord
 from ledger.sealer import KafkaTreeSealer
 from ledger.settings import Settings
-from ledger.simulate import simulate
+from workload import simulate
 from ledger.treelog import TreeOptions
 from pdl.cli import main
 
