@@ -94,6 +94,8 @@ class SQLiteKeyVault:
         self._wrap = AESGCM(_derive(master_key, b"pdl key-wrap v1"))
         self._check = _derive(master_key, b"pdl key-check v1")
         self._cache: dict[str, AESGCM] = {}
+        #: The vault's erasure count when the cache was last known good.
+        self._erasures_seen = -1
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30,
@@ -140,8 +142,16 @@ class SQLiteKeyVault:
     def keys_for(self, pseudonyms: Iterable[str], create: bool = True) -> dict[str, AESGCM]:
         """Data keys of these people, creating missing ones in one transaction.
 
-        People whose key was destroyed are left out of the answer (see ``state``).
+        People whose key was destroyed are left out of the answer (see ``state``), even
+        if another process destroyed it a moment ago: unwrapped keys are cached, but every
+        call first reads the vault's erasure count (one primary-key read) and forgets every
+        cached key if it moved, so an erasure anywhere is obeyed at once.
         """
+        erasures = self._erasures()
+        if erasures != self._erasures_seen:
+            # someone (maybe another process) destroyed a key since: trust no cached key
+            self._cache.clear()
+            self._erasures_seen = erasures
         wanted = [p for p in dict.fromkeys(pseudonyms) if p not in self._cache]
         if wanted:
             found: dict[str, bytes | None] = {}
@@ -184,6 +194,10 @@ class SQLiteKeyVault:
                     self._cache[p] = self._unwrap(p, wrapped)
         return {p: self._cache[p] for p in pseudonyms if p in self._cache}
 
+    def _erasures(self) -> int:
+        row = self._db.execute("SELECT value FROM vault_meta WHERE name = 'erasures'").fetchone()
+        return int(row[0]) if row else 0
+
     @_locked
     def state(self, pseudonym: str) -> str:
         """``active``, ``destroyed`` or ``unknown``."""
@@ -196,17 +210,26 @@ class SQLiteKeyVault:
     def destroy(self, pseudonym: str) -> bool:
         """Destroy a person's data key for good. Returns False if there was none to destroy."""
         self._cache.pop(pseudonym, None)
-        cur = self._db.execute(
-            "UPDATE subject_keys SET wrapped = NULL, destroyed_at = ? "
-            "WHERE pseudonym = ? AND wrapped IS NOT NULL",
-            (time.time(), pseudonym),
-        )
-        if cur.rowcount == 0:
-            self._db.execute(
-                "INSERT OR IGNORE INTO subject_keys (pseudonym, wrapped, created_at, destroyed_at)"
-                " VALUES (?, NULL, ?, ?)",
-                (pseudonym, time.time(), time.time()),
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self._db.execute(
+                "UPDATE subject_keys SET wrapped = NULL, destroyed_at = ? "
+                "WHERE pseudonym = ? AND wrapped IS NOT NULL",
+                (time.time(), pseudonym),
             )
+            if cur.rowcount == 0:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO subject_keys (pseudonym, wrapped, created_at, "
+                    "destroyed_at) VALUES (?, NULL, ?, ?)",
+                    (pseudonym, time.time(), time.time()),
+                )
+            # every process's keys_for sees this count move and forgets its cached keys
+            self._db.execute("INSERT INTO vault_meta (name, value) VALUES ('erasures', 1) "
+                             "ON CONFLICT (name) DO UPDATE SET value = value + 1")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return cur.rowcount > 0
 

@@ -82,6 +82,9 @@ class KafkaSettings:
     request_timeout_ms: int = 30000
     #: Set by code, never by the environment: a fixed producer identity (tests, benches).
     transactional_id: str | None = None
+    #: Set by code, never by the environment: False only for logs written by hand in tests
+    #: of other properties, whose subjects are readable stand-ins for pseudonyms.
+    check_subjects: bool = True
 
     #: The settings passed to the kafka-python clients as they are.
     SECURITY_KEYS: ClassVar[tuple[str, ...]] = (
@@ -132,6 +135,13 @@ class Settings:
     #: A first admin token for ``pdl serve`` to accept (``LEDGER_ADMIN_TOKEN_FILE``, a
     #: Docker secret made with ``pdl token new``); only its hash is stored.
     admin_token_file: Path | None = None
+    #: The largest body ``POST /events`` reads (``LEDGER_INGEST_MAX_BYTES``); past it the
+    #: request is refused with 413 and nothing is appended. 16 MiB: batches of 10,000
+    #: typical events (~0.6 KB each) with room to spare.
+    ingest_max_bytes: int = 16 * 1024 * 1024
+    #: The most events one ``POST /events`` may carry (``LEDGER_INGEST_MAX_EVENTS``; 413
+    #: past it). One request is validated whole before anything is appended.
+    ingest_max_events: int = 10_000
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     #: Verifiable log (docs/verification.md): the checkpoint signing key, kept outside the
     #: log (``LEDGER_SIGNING_KEY`` or ``LEDGER_SIGNING_KEY_FILE``), the key verifiers pin
@@ -297,6 +307,8 @@ ENV: tuple[Var, ...] = (
     Var("view_cache_entries", "VIEW_CACHE_ENTRIES", integer(1)),
     Var("scope_index", "SCOPE_INDEX", flag),
     Var("admin_token_file", "ADMIN_TOKEN_FILE", path),
+    Var("ingest_max_bytes", "INGEST_MAX_BYTES", integer(1024)),
+    Var("ingest_max_events", "INGEST_MAX_EVENTS", integer(1)),
     Var("signing_key", "SIGNING_KEY"),
     Var("signing_key_file", "SIGNING_KEY_FILE", path),
     Var("verifier_key", "VERIFIER_KEY"),

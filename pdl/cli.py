@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,10 +109,14 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 def cmd_erase(args: argparse.Namespace) -> int:
     with open_ledger(args) as ledger:
-        result = ledger.erase(args.subject, reason=args.reason, request_id=args.request_id)
-        emit(args, {"erased": True, "offset": result.offset},
-             lambda: console.print("key destroyed; erasure recorded at "
-                                   f"{result.partition}:{result.offset}"))
+        result = ledger.erase(args.subject, reason=args.reason, request_id=args.request_id,
+                              record_anyway=args.record_anyway)
+        where = f"{result.partition}:{result.offset}"
+        emit(args, {"erased": True, "already": result.already, "partition": result.partition,
+                    "offset": result.offset},
+             lambda: console.print(f"already erased (recorded at {where}); nothing appended"
+                                   if result.already else
+                                   f"key destroyed; erasure recorded at {where}"))
     return 0
 
 
@@ -206,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("subject", help="the person's real identifier")
     p.add_argument("--reason", default="request")
     p.add_argument("--request-id")
+    p.add_argument("--record-anyway", action="store_true",
+                   help="record an erasure request for an id the ledger never saw "
+                        "(else: exit 66, nothing recorded)")
 
     p = add("keygen", cmd_keygen, "print a new random master key for LEDGER_MASTER_KEY", False)
     kind = p.add_mutually_exclusive_group()
@@ -247,6 +255,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``pdl simulate | head``): end quietly, as a shell pipeline
+        # expects, and keep the interpreter's last flush of stdout from failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
 
 
 if __name__ == "__main__":

@@ -135,6 +135,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             if quarantined:
                 console.print(f"[yellow]{quarantined} record(s) of the log quarantined[/]: "
                               "see pdl quarantine list")
+            split = max((r["split_people"] for r in rows), default=0)
+            if split:
+                console.print(f"[bold red]{split} person(s) found in more than one partition[/]"
+                              " (a producer not keying by pseudonym with murmur2; their views "
+                              "may be wrong, see docs/robustness.md):")
+                for person in rows[0]["split_examples"]:
+                    console.print(f"  {person['pseudonym']}: partitions "
+                                  + ", ".join(map(str, person["partitions"])), highlight=False)
 
         emit(args, rows, render)
     return 0

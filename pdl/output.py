@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ledger.errors import InvalidInput
+from schemas.events import MAX_TIME, MIN_TIME
 
 
 def _width(stream: object) -> int | None:
@@ -46,19 +47,19 @@ def progress_bar(transient: bool = False) -> Progress:
 
 
 def parse_time(text: str) -> datetime:
-    """An ISO 8601 time; a time without a zone is refused rather than guessed."""
+    """An ISO 8601 time; a time without a zone is refused rather than guessed, and so is
+    one outside the contract's range (``schemas.events.MIN_TIME``..``MAX_TIME``)."""
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +08:00)")
-    from schemas.events import MAX_TIME, MIN_TIME
-
     # Compared before converting: a time near year 1 or 9999 may not convert to UTC at all.
     if not MIN_TIME <= value <= MAX_TIME:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is outside {MIN_TIME:%Y-%m-%dT%H:%M:%SZ}..{MAX_TIME:%Y-%m-%dT%H:%M:%SZ}")
+            f"{text!r} is outside {MIN_TIME:%Y-%m-%dT%H:%M:%SZ}..{MAX_TIME:%Y-%m-%dT%H:%M:%SZ}"
+            " (the times the contract accepts)")
     return value.astimezone(timezone.utc)
 
 

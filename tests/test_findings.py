@@ -353,6 +353,15 @@ def consent_from_superseded_policy(ok: bool) -> list[Wire]:
             used(ALICE, at(25), [BROWSING], "personalize.profiling", consent_id="c-prof")]
 
 
+def clear_read_without_reason(ok: bool) -> list[Wire]:
+    """An export opens values in clear: it needs a recorded reason (6.2.1b)."""
+    return [wire("ledger.queried", at(1), None, actor="dpo@tests", role="privacy_officer",
+                 query="export", people=["p_" + "a" * 32], clear=True,
+                 reason="ticket DSR-7" if ok else None),
+            wire("ledger.queried", at(2), None, actor="ir@tests", role="responder",
+                 query="scope", people=["p_" + "b" * 32])]  # not in clear: no reason needed
+
+
 @dataclass(frozen=True)
 class Rule:
     story: Callable[[bool], list[Wire]]
@@ -403,6 +412,7 @@ RULES = [
     Rule(request_overdue, ("7.1",)),
     Rule(request_unverified, ("9.2",)),
     Rule(consent_from_superseded_policy, ("8",)),
+    Rule(clear_read_without_reason, ("6.2.1b",)),
 ]
 
 

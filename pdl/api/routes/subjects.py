@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from consumers import queries
 from pdl.api.deps import Principal, Role, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import AsOf, read, when
+from pdl.api.reads import AsOf, Time, read, utc
 
 router = APIRouter(prefix="/subjects", tags=["subjects"], responses=ERROR_RESPONSES)
 
@@ -34,7 +34,7 @@ class Lookup(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     subject: SubjectId
-    as_of: AwareDatetime | None = Field(default=None, description="the log as it stood then")
+    as_of: Time | None = Field(default=None, description="the log as it stood then")
     reason: Reason | None = None
 
 
@@ -44,7 +44,7 @@ class Export(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject: SubjectId
     reason: Reason
-    as_of: AwareDatetime | None = None
+    as_of: Time | None = None
 
 
 class Erase(BaseModel):
@@ -55,6 +55,9 @@ class Erase(BaseModel):
     reason: Reason
     request_id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")] | None = Field(
         default=None, description="the rights request this fulfils")
+    record_anyway: bool = Field(
+        default=False, description="record an erasure request for an id the ledger never "
+        "saw (else 404, nothing recorded)")
 
 
 class DataMap(BaseModel):
@@ -75,16 +78,18 @@ class Exported(BaseModel):
 
 class Erased(BaseModel):
     erased: bool
+    #: True if the person was erased before: nothing was appended this time.
+    already: bool = False
     pseudonym: str
     position: dict[str, int]
 
 
-@router.get("/{pseudonym}", response_model=DataMap)
+@router.get("/{pseudonym:pseudonym}", response_model=DataMap)
 def data_map(request: Request, pseudonym: Pseudonym,
              principal: Annotated[Principal, require(*DATA_MAP_ROLES)],
              as_of: AsOf = None) -> Any:
     """A person's data map by pseudonym (compliance, responder, privacy_officer)."""
-    moment = when(as_of, "as_of")
+    moment = utc(as_of)
     return read(state(request), principal, "subject", {}, as_of=moment, needs="datamap",
                 people=[pseudonym],
                 answer=lambda views: queries.subject_map(views, pseudonym, now=moment))
@@ -123,6 +128,7 @@ def erase(request: Request, body: Erase,
         service.audit("erase", {"request_id": body.request_id}, actor=principal.name,
                       role=principal.role.value, people=[pseudonym], reason=body.reason)
         result = service.ledger.erase(body.subject, reason=body.reason,
-                                      request_id=body.request_id, source="pdl/api")
-    return {"erased": True, "pseudonym": pseudonym,
+                                      request_id=body.request_id, source="pdl/api",
+                                      record_anyway=body.record_anyway)
+    return {"erased": True, "already": result.already, "pseudonym": pseudonym,
             "position": {"partition": result.partition, "offset": result.offset}}
