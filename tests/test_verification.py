@@ -245,8 +245,12 @@ def test_crypto_shredding_leaves_every_leaf_alone(data: Path,
     settings = _settings(data)
     with Ledger(settings) as ledger:
         person = next(json.loads(line)["subject"] for line in simulate(people=30, seed=7)
-                      if json.loads(line).get("personal"))
+                      if json.loads(line).get("subject"))
         ledger.erase(person)
+    db = _db(data)
+    assert db.execute("SELECT count(*) FROM events WHERE event_type = 'data.erased'"
+                      ).fetchone()[0] >= 1
+    db.close()
     code, out = _verify(capsys)
     assert code == 0, out
 
