@@ -26,10 +26,10 @@ from schemas.events import DataErased, LedgerQueried
 from schemas.taxonomy import ErasureMethod
 
 from ledger.errors import Forbidden, InvalidInput, NotFound, SubjectErased, TamperedLogError
-from ledger.factory import create_log
+from ledger.factory import create_log, open_vault
 from ledger.files import private_dir
 from ledger.persistence import AppendResult, EventLog, LogRecord, NewRecord
-from ledger.sealing import Pseudonymiser, Sealer, SQLiteKeyVault
+from ledger.sealing import Pseudonymiser, Sealer
 from ledger.settings import Settings
 
 LineError = tuple[int, str, str]  # (line number, field, reason)
@@ -88,6 +88,11 @@ class Erasure:
     already: bool
 
     @property
+    def event_id(self) -> str:
+        """The id of the ``data.erased`` event that records the erasure."""
+        return self.result.event_id
+
+    @property
     def partition(self) -> int:
         return self.result.partition
 
@@ -101,8 +106,9 @@ class Sealing:
 
     def __init__(self, settings: Settings):
         master = settings.require_master_key()
-        self.pseudonymise = Pseudonymiser(master)
-        self.vault = SQLiteKeyVault(settings.vault_file, master)
+        self.vault = open_vault(settings, master)
+        # after a master-key rotation the vault keeps the pseudonym key (unchanged)
+        self.pseudonymise = Pseudonymiser(master, self.vault.pseudonym_key())
         self.sealer = Sealer(self.vault)
 
     def close(self) -> None:
@@ -564,11 +570,12 @@ class Ledger:
     def audit(self, query: str, arguments: Mapping[str, str] | None = None, *,
               actor: str | None = None, role: str | None = None,
               people: Sequence[str] = (), reason: str | None = None,
-              clear: bool = False) -> None:
+              clear: bool = False) -> AppendResult:
         """Record that somebody queried the ledger (6.2.1b): who (``actor``, default the
         configured one, and ``role``), about whom (``people``: pseudonyms), the query, and
         why. Arguments hold no clear values. Many people are recorded in several events of
-        at most 1000 people each, appended in one batch."""
+        at most 1000 people each, appended in one batch. Returns where the first landed (its
+        id links a rights request to the export it audits)."""
         people = list(dict.fromkeys(people))
         chunks = [people[i:i + 1000] for i in range(0, len(people), 1000)] or [[]]
         now = datetime.now(timezone.utc).isoformat()
@@ -583,7 +590,7 @@ class Ledger:
             })
             for chunk in chunks
         ]
-        self.commits.append(self.seal(events))
+        return self.commits.append(self.seal(events))[0]
 
     def verify(self, progress: Callable[[int], None] | None = None) -> int:
         """Check the log against its Merkle trees and signed checkpoints (with the verifier

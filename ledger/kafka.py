@@ -165,6 +165,7 @@ class KafkaEventLog(EventLog):
         request_timeout_ms: int = KafkaSettings.request_timeout_ms,
         security: Mapping[str, Any] | None = None,
         check_subjects: bool = True,
+        session_timeout_ms: int = KafkaSettings.session_timeout_ms,
     ) -> None:
         """Connect, create the topics if missing, and refuse a topic that would lose events.
 
@@ -192,6 +193,7 @@ class KafkaEventLog(EventLog):
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
         self.group_id = group_id
+        self.session_timeout_ms = session_timeout_ms
         self.transactional_id = transactional_id or f"pdl-{topic}-{uuid.uuid4()}"
         self._partitions = partitions
         self._replication_factor = replication_factor
@@ -238,6 +240,7 @@ class KafkaEventLog(EventLog):
             request_timeout_ms=k.request_timeout_ms,
             security=k.security(),
             check_subjects=k.check_subjects,
+            session_timeout_ms=k.session_timeout_ms,
         )
 
     def reopener(self) -> Callable[[], KafkaEventLog]:

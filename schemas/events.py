@@ -98,10 +98,15 @@ class SubjectRegistered(EventData):
     """A person became known to the company: an account, an enterprise contact, a non-user."""
 
     TYPE = "subject.registered"
-    SCHEMA_VERSION = 2  # v2 added subject_kind (upcast: v1 registrations were all users)
+    # v2 added subject_kind (upcast: v1 registrations were all users); v3 added residence
+    # (upcast: unknown), which decides whose supervisory authority a breach is reported to.
+    SCHEMA_VERSION = 3
     subject_kind: tx.SubjectKind
     channel: Name = "web"
     policy_version: Name | None = None
+    residence: Country | None = Field(
+        default=None, description="country of residence (ISO 3166 alpha-2), if known"
+    )
 
 
 class SubjectClosed(EventData):
@@ -373,6 +378,15 @@ class RequestRefused(EventData):
     reason: Name
 
 
+class RequestLinked(EventData):
+    """The ledger event that carried a request out (the erasure, the audited export)."""
+
+    TYPE = "request.linked"
+    request_id: Name
+    action: Literal["export", "erase", "correct"]
+    event_id: Name = Field(description="id of the ledger event that carried it out")
+
+
 # --- incidents (6.2.1) ---------------------------------------------------------------
 
 
@@ -395,9 +409,13 @@ class IncidentOpened(EventData):
 
 class IncidentReported(EventData):
     TYPE = "incident.reported"
+    SCHEMA_VERSION = 2  # v2 added duty (upcast: none named)
     SUBJECT_REQUIRED = False
     incident_id: Name
     authority: Name
+    duty: Name | None = Field(
+        default=None, description="the reporting duty this report discharges, e.g. cac_report"
+    )
 
 
 class IncidentSubjectNotified(EventData):
@@ -410,6 +428,92 @@ class IncidentClosed(EventData):
     TYPE = "incident.closed"
     SUBJECT_REQUIRED = False
     incident_id: Name
+
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Count = Annotated[int, Field(ge=0)]
+
+
+class IncidentScoped(EventData):
+    """The incident's scope was taken from the ledger; the snapshot is cited by its hash."""
+
+    TYPE = "incident.scoped"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    snapshot_hash: Sha256 = Field(description="SHA-256 of the snapshot's canonical JSON")
+    people: Count
+    records: Count
+    reachable: Count
+    unreachable: Count
+    erased: Count
+    people_with_sensitive_data: Count = 0
+    cross_border_people: Count = 0
+    residence: dict[str, Count] = Field(
+        default_factory=dict, description="people per country of residence ('unknown' too)"
+    )
+
+
+class IncidentGraded(EventData):
+    """The incident's grade under the CAC measures: computed from the scope, or judged."""
+
+    TYPE = "incident.graded"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    grade: Literal["especially_major", "major", "relatively_major", "general"]
+    basis: Literal["threshold", "judgment"]
+    justification: str | None = Field(default=None, max_length=4000)
+    snapshot_hash: Sha256
+    duties: list[Name] = Field(default_factory=list, description="reporting duties that apply")
+
+    @model_validator(mode="after")
+    def _judged(self) -> IncidentGraded:
+        if self.basis == "judgment" and not (self.justification or "").strip():
+            raise ValueError("justification is required when the grade is a judgment")
+        return self
+
+
+class IncidentExemptionRecorded(EventData):
+    """A duty does not apply to this incident, and why (instead of a report)."""
+
+    TYPE = "incident.exemption_recorded"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    duty: Name
+    justification: Annotated[str, StringConstraints(min_length=10, max_length=4000,
+                                                    strip_whitespace=True)]
+
+
+class IncidentNoticeDrafted(EventData):
+    """A notice or report was drafted from a scope snapshot (the draft stays outside the log)."""
+
+    TYPE = "incident.notice_drafted"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    draft: Literal["notice_zh", "notice_en", "report_cac", "report_gdpr"]
+    snapshot_hash: Sha256
+    digest: Sha256 = Field(description="SHA-256 of the rendered Markdown")
+
+
+class IncidentNoticesSent(EventData):
+    """The notice to individuals went out (each person's also an incident.subject_notified)."""
+
+    TYPE = "incident.notices_sent"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    duty: Name = Field(description="the notice duty it discharges, e.g. pipl57_individuals")
+    channel: Name
+    people: Count
+
+
+class IncidentAnnounced(EventData):
+    """A public announcement (公告) was made for the people who cannot be contacted."""
+
+    TYPE = "incident.announced"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    channel: Name = Field(description="where it was published, e.g. website")
+    people: Count = Field(description="unreachable and erased people it stands in for")
+    snapshot_hash: Sha256
 
 
 # --- the ledger's own audit trail (6.2.1b) -------------------------------------------
@@ -453,10 +557,17 @@ DATA_MODELS: tuple[type[EventData], ...] = (
     RequestIdentityVerified,
     RequestFulfilled,
     RequestRefused,
+    RequestLinked,
     IncidentOpened,
     IncidentReported,
     IncidentSubjectNotified,
     IncidentClosed,
+    IncidentScoped,
+    IncidentGraded,
+    IncidentExemptionRecorded,
+    IncidentNoticeDrafted,
+    IncidentNoticesSent,
+    IncidentAnnounced,
     LedgerQueried,
 )
 

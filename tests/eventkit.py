@@ -137,6 +137,15 @@ def dump_views(store: Any, projections: Iterable[Any]) -> dict[str, list[tuple[A
             if table in projection.volatile:
                 continue
             rows = store.query(f"SELECT * FROM {table}")
+            if type(store).__name__ == "PostgresViewStore":
+                # PostgreSQL spells out the rowid SQLite keeps hidden (consumers.postgres)
+                names = [r[0] for r in store.query(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = ? AND table_schema = current_schema() "
+                    "ORDER BY ordinal_position", (table,))]
+                if "rowid" in names:
+                    rows = [r[:names.index("rowid")] + r[names.index("rowid") + 1:]
+                            for r in rows]
             out[table] = sorted(rows, key=repr)
     return out
 
