@@ -30,7 +30,7 @@ from ledger.checkpoint import (
     open_checkpoint,
     recorded_us,
 )
-from ledger.errors import ConfigurationError, PersistenceError
+from ledger.errors import ConfigurationError, NotFound, PersistenceError
 from ledger.merkle import (
     HASH_SIZE,
     TILE_HEIGHT,
@@ -534,7 +534,7 @@ def newest_checkpoint(store: SQLiteTreeStore, tree: int, verifier: Verifier,
     """The newest stored checkpoint of the tree (of exactly ``size`` if given), checked."""
     found = [(s, n) for s, n in store.checkpoints(tree) if size is None or s == size]
     if not found:
-        raise PersistenceError(f"no checkpoint of tree {tree}"
+        raise NotFound(f"no checkpoint of tree {tree}"
                                + (f" of size {size}" if size is not None else "")
                                + " is stored: sign one with `pdl checkpoint`")
     try:

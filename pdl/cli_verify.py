@@ -1,7 +1,8 @@
 """``pdl verify``, ``pdl checkpoint``, ``pdl proof`` and ``pdl witness``: the verifiable log.
 
 Exit codes: 0 every check passed; 1 a check failed (tampering, a fork, a bad signature);
-65 bad input (a malformed proof request); 66 not found; 74 the log or its trees cannot be
+65 bad input (a malformed proof request); 66 not found (no such person's events, no
+checkpoint of the sizes asked for); 74 the log or its trees cannot be
 read; 78 configuration (no verifier key, a pinned key that differs). See
 docs/verification.md.
 """
