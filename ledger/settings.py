@@ -103,6 +103,9 @@ class KafkaSettings:
     #: of other properties, whose subjects are readable stand-ins for pseudonyms.
     check_subjects: bool = True
 
+    #: Fields set by code only, never by a variable (so they have no row in ``KAFKA_ENV``).
+    SET_BY_CODE: ClassVar[frozenset[str]] = frozenset({"transactional_id", "check_subjects"})
+
     #: The settings passed to the kafka-python clients as they are.
     SECURITY_KEYS: ClassVar[tuple[str, ...]] = (
         "security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
