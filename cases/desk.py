@@ -288,7 +288,7 @@ class CaseDesk:
                                          people=[request.subject],
                                          reason=f"rights request {request_id}", clear=True)
             else:
-                done = self.ledger.erase(subject_id, reason="request", request_id=request_id)
+                done = self.ledger.erase(subject_id, reason="request", request_id=request_id).result
             request.link(action, done.event_id, actions, at=at)
         request.fulfil(rules["verification_required"], rules["real_name_categories"],
                        actions, at=at)
