@@ -114,8 +114,11 @@ async def form_of(request: Request) -> dict[str, str]:
         fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     except (UnicodeDecodeError, ValueError):
         raise WebError(400, "the form could not be read") from None
-    session = _sessions(request).get(request.cookies.get(COOKIE))
-    expected = session.csrf if session else request.cookies.get(LOGIN_COOKIE)
+    if request.url.path == "/ui/login":
+        expected = request.cookies.get(LOGIN_COOKIE)
+    else:
+        session = _sessions(request).get(request.cookies.get(COOKIE))
+        expected = session.csrf if session else None
     if not same(fields.get("csrf"), expected):
         raise WebError(403, "the form's CSRF token is missing or stale: reload the page")
     return fields
@@ -173,6 +176,7 @@ def login(request: Request, form: Form) -> Response:
     if principal.role is Role.PUBLISHER:
         return render(request, "login.html", None, status=403, csrf=form["csrf"],
                       message="The publisher role has no pages: it only sends events.")
+    _sessions(request).close(request.cookies.get(COOKIE))  # a new id at every sign-in
     cookie, _ = _sessions(request).open(token)
     response = RedirectResponse("/ui/", status_code=303)
     _cookie(response, COOKIE, cookie)
