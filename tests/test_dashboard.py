@@ -195,3 +195,17 @@ def test_flagged_filter_keeps_the_disclosures_a_finding_names(web: WebLive) -> N
                                                  ).json()["items"]}
     assert rows and all(r["flagged"] == "yes" for r in rows)
     assert {r["event_id"] for r in rows} == named & disclosed
+
+
+def test_pages_of_the_register_follow_each_other_without_gap_or_overlap(web: WebLive) -> None:
+    client, _ = signed_in(web, Role.COMPLIANCE)
+    api = web.live.client(Role.COMPLIANCE).get("/disclosures", params={"limit": 1000}).json()
+    everyone = [d["event_id"] for d in api["items"]]
+    assert len(everyone) > 50
+    seen: list[str] = []
+    for number in range(1, (len(everyone) + 49) // 50 + 2):
+        text = client.get("/ui/register.csv", params={"page": str(number)}).text
+        seen += [r["event_id"] for r in csv.DictReader(io.StringIO(text))]
+    assert seen == everyone
+    pages = (len(everyone) + 49) // 50
+    assert f"page 1 of {pages}." in client.get("/ui/register").text

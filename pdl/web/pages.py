@@ -352,16 +352,36 @@ def register_rows(api: ApiState, principal: Principal, q: RegisterQuery
                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, int]:
     """The page of rows shown (with the groups, if grouped) and the total matching."""
 
+    total = 0
+    # without a filter or grouping SQL cannot express, SQL counts and reads one page
+    paged = not (q.cross_border or q.flagged or q.group)
+
     def answer(views: Any) -> list[dict[str, Any]]:
-        rows = queries.disclosures(views, q.recipient, q.clause, q.category, q.since, q.until)
+        nonlocal total
+        if paged:
+            where, params = queries.DisclosureFilter(q.recipient, q.clause, q.category,
+                                                     q.since, q.until).where()
+            total = int(views.query(f"SELECT COUNT(*) FROM disclosures d{where}", params)[0][0])
+            rows = queries.disclosures(views, q.recipient, q.clause, q.category, q.since,
+                                       q.until, limit=q.page * PAGE_SIZE
+                                       )[(q.page - 1) * PAGE_SIZE:]
+        else:
+            rows = queries.disclosures(views, q.recipient, q.clause, q.category, q.since,
+                                       q.until)
         flagged: set[str] = set()
         if rows:
             # a disclosure is flagged when a finding names its event (findings that hang on
             # a clock name the event that started it, never a disclosure)
             api.service.catch_up(names=["findings"])
-            flagged = {r[0] for r in views.query(
-                "SELECT DISTINCT f.event_id FROM findings f "
-                "JOIN disclosures d ON d.event_id = f.event_id")}
+            if paged:
+                ids = [r["event_id"] for r in rows]
+                flagged = {r[0] for r in views.query(
+                    "SELECT DISTINCT event_id FROM findings WHERE event_id IN "
+                    f"({', '.join('?' for _ in ids)})", ids)}
+            else:
+                flagged = {r[0] for r in views.query(
+                    "SELECT DISTINCT f.event_id FROM findings f "
+                    "JOIN disclosures d ON d.event_id = f.event_id")}
         out = []
         for r in rows:
             crossing = bool(r["cross_border"])
@@ -399,6 +419,8 @@ def register_rows(api: ApiState, principal: Principal, q: RegisterQuery
                    "flagged": sum(1 for r in v if r["flagged"]),
                    "first": v[0]["time"], "last": v[-1]["time"]}
                   for k, v in sorted(by.items())]
+    if paged:
+        return rows, None, total
     start = (q.page - 1) * PAGE_SIZE
     return rows[start:start + PAGE_SIZE], groups, len(rows)
 
