@@ -354,14 +354,18 @@ def register_rows(api: ApiState, principal: Principal, q: RegisterQuery
 
     total = 0
     # without a filter or grouping SQL cannot express, SQL counts and reads one page
-    paged = not (q.cross_border or q.flagged or q.group)
+    paged = not (q.cross_border or q.flagged)
+    sql_groups: list[dict[str, Any]] | None = None
 
     def answer(views: Any) -> list[dict[str, Any]]:
-        nonlocal total
+        nonlocal total, sql_groups
         if paged:
             where, params = queries.DisclosureFilter(q.recipient, q.clause, q.category,
                                                      q.since, q.until).where()
             total = int(views.query(f"SELECT COUNT(*) FROM disclosures d{where}", params)[0][0])
+            if q.group:
+                api.service.catch_up(names=["findings"])
+                sql_groups = _groups_sql(views, q.group, where, params)
             rows = queries.disclosures(views, q.recipient, q.clause, q.category, q.since,
                                        q.until, limit=q.page * PAGE_SIZE
                                        )[(q.page - 1) * PAGE_SIZE:]
@@ -409,8 +413,8 @@ def register_rows(api: ApiState, principal: Principal, q: RegisterQuery
                  "cross_border": q.cross_border or None, "flagged": "yes" if q.flagged else None}
     rows = read(api, principal, "disclosures", arguments, as_of=None, needs="disclosures",
                 answer=answer)
-    groups = None
-    if q.group:
+    groups = sql_groups
+    if q.group and not paged:
         by: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
             by[r[q.group] or "(none)"].append(r)
@@ -420,9 +424,27 @@ def register_rows(api: ApiState, principal: Principal, q: RegisterQuery
                    "first": v[0]["time"], "last": v[-1]["time"]}
                   for k, v in sorted(by.items())]
     if paged:
-        return rows, None, total
+        return rows, groups, total
     start = (q.page - 1) * PAGE_SIZE
     return rows[start:start + PAGE_SIZE], groups, len(rows)
+
+
+def _groups_sql(views: Any, group: str, where: str, params: list[Any]
+                ) -> list[dict[str, Any]]:
+    """The register's groups by ``clause`` or ``recipient``, counted in SQL."""
+    from consumers.rows import iso
+
+    column = {"clause": "d.clause", "recipient": "d.recipient"}[group]
+    rows = views.query(
+        f"SELECT COALESCE(NULLIF({column}, ''), '(none)') AS k, COUNT(*), "
+        "COUNT(DISTINCT d.pseudonym), "
+        "SUM(CASE WHEN d.cross_border IS NOT NULL AND d.cross_border NOT IN "
+        "('', 'null', '{}', '[]') THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN d.event_id IN (SELECT event_id FROM findings) THEN 1 ELSE 0 END), "
+        f"MIN(d.time), MAX(d.time) FROM disclosures d{where} GROUP BY k ORDER BY k", params)
+    return [{"key": k, "disclosures": n, "people": people, "cross_border": crossing,
+             "flagged": flagged, "first": iso(first), "last": iso(last)}
+            for k, n, people, crossing, flagged, first, last in rows]
 
 
 @router.get("/register")
