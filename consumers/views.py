@@ -6,7 +6,10 @@ exactly where its last committed transaction ended: nothing skipped, nothing twi
 
 A view store is a SQL database behind a small interface (``transaction()`` yielding a
 ``ViewTransaction``), so a second backend (PostgreSQL) plugs in without touching the
-projections. Projections write portable SQL with ``?`` placeholders and ``ON CONFLICT``.
+projections. Projections write portable SQL with ``?`` placeholders and ``ON CONFLICT``;
+a backend translates what its dialect spells otherwise (``consumers.postgres``), and
+the statements that differ most (``ViewTransaction.new_ids``) are methods of the
+transaction.
 """
 
 from __future__ import annotations
@@ -151,10 +154,7 @@ class ViewTransaction(ABC):
         """
         if not event_ids:
             return []
-        pending = {row[0] for row in self.query(
-            "INSERT OR IGNORE INTO applied_events (projection, event_id) "
-            "SELECT ?, value FROM json_each(?) RETURNING event_id",
-            (projection, json.dumps(list(event_ids))))}
+        pending = self.new_ids(projection, event_ids)
         out = []
         for event_id in event_ids:
             if event_id in pending:
@@ -163,6 +163,11 @@ class ViewTransaction(ABC):
             else:
                 out.append(False)
         return out
+
+    @abstractmethod
+    def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
+        """Insert the ``(projection, id)`` pairs not yet in ``applied_events``, in one
+        statement; return the ids inserted (each once)."""
 
 
 class ViewStore(ABC):
@@ -302,6 +307,12 @@ class _SQLiteTransaction(ViewTransaction):
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._db.execute(sql, params).fetchall()
+
+    def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
+        return {row[0] for row in self._db.execute(
+            "INSERT OR IGNORE INTO applied_events (projection, event_id) "
+            "SELECT ?, value FROM json_each(?) RETURNING event_id",
+            (projection, json.dumps(list(event_ids))))}
 
 
 class SQLiteViewStore(ViewStore):

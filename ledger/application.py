@@ -1,7 +1,7 @@
 """The ledger application: validate, pseudonymise, seal and append; read back; erase.
 
 This is the only place where clear personal values and the log meet. They arrive in a
-wire event's ``personal`` map and leave this module sealed; nothing here logs them.
+wire event's ``data.personal`` map and leave this module sealed; nothing here logs them.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from schemas import Event, EventInvalid, decode, encode_sealed, parse_wire, pars
 from schemas.events import DataErased, LedgerQueried
 from schemas.taxonomy import ErasureMethod
 
-from ledger.errors import InvalidInput, NotFound, SubjectErased
-from ledger.factory import create_log
+from ledger.errors import InvalidInput, NotFound, Forbidden, SubjectErased
+from ledger.factory import create_log, open_vault
 from ledger.files import private_dir
 from ledger.persistence import AppendResult, EventLog, LogRecord, NewRecord
-from ledger.sealing import Pseudonymiser, Sealer, SQLiteKeyVault
+from ledger.sealing import Pseudonymiser, Sealer
 from ledger.settings import Settings
 
 LineError = tuple[int, str, str]  # (line number, field, reason)
@@ -58,6 +58,27 @@ class PublishSummary:
 
 
 @dataclass(frozen=True)
+class Publisher:
+    """Who publishes through an edge of the ledger (the HTTP API), as authenticated there.
+
+    Its ``name`` is recorded with each event it publishes (the ``publisher`` attribute,
+    never taken from the producer), and it may publish only for its registered ``sources``.
+    """
+
+    name: str
+    sources: frozenset[str]
+
+    def check(self, events: Sequence[Event], lines: Sequence[int] | None = None) -> None:
+        """Raise ``Forbidden`` naming the first event whose source is not registered."""
+        for index, event in enumerate(events):
+            if event.source not in self.sources:
+                line = lines[index] if lines else index + 1
+                raise Forbidden(
+                    f"line {line}: source {event.source!r} is not registered to publisher "
+                    f"{self.name!r}; nothing was appended")
+
+
+@dataclass(frozen=True)
 class Erasure:
     """What ``Ledger.erase`` did: where the erasure is recorded, and whether it was
     recorded before this call (nothing appended then)."""
@@ -65,6 +86,11 @@ class Erasure:
     pseudonym: str
     result: AppendResult
     already: bool
+
+    @property
+    def event_id(self) -> str:
+        """The id of the ``data.erased`` event that records the erasure."""
+        return self.result.event_id
 
     @property
     def partition(self) -> int:
@@ -80,21 +106,25 @@ class Sealing:
 
     def __init__(self, settings: Settings):
         master = settings.require_master_key()
-        self.pseudonymise = Pseudonymiser(master)
-        self.vault = SQLiteKeyVault(settings.vault_file, master)
+        self.vault = open_vault(settings, master)
+        # after a master-key rotation the vault keeps the pseudonym key (unchanged)
+        self.pseudonymise = Pseudonymiser(master, self.vault.pseudonym_key())
         self.sealer = Sealer(self.vault)
 
     def close(self) -> None:
         self.vault.close()
 
-    def seal(self, events: Sequence[Event], lines: Sequence[int] | None = None) -> list[NewRecord]:
+    def seal(self, events: Sequence[Event], lines: Sequence[int] | None = None,
+             publisher: Publisher | None = None) -> list[NewRecord]:
         """Pseudonymise and seal validated wire events into records for the log.
 
         Raises ``InvalidInput`` (naming ``lines[i]``) if a person whose key was destroyed
-        comes with personal values: they can never be sealed again.
+        comes with personal values: they can never be sealed again. With a ``publisher``
+        its name is recorded in each record.
         """
         pseudonyms = self.pseudonymise.many([e.subject for e in events])
-        needs_key = [p for p, e in zip(pseudonyms, events) if e.personal and p]
+        needs_key = [p for p, e in zip(pseudonyms, events) if e.data.personal and p]
+        by = publisher.name if publisher is not None else None
         keys = self.vault.keys_for(needs_key) if needs_key else {}
         nonces = os.urandom(12 * len(needs_key))  # one draw for the batch, 12 bytes a token
         seal = self.sealer.seal
@@ -105,7 +135,8 @@ class Sealing:
             event_id = event.id
             assert event_id is not None
             token = None
-            if event.personal and pseudonym:
+            personal = event.data.personal
+            if personal and pseudonym:
                 key = keys.get(pseudonym)
                 if key is None:
                     errors.append(
@@ -113,17 +144,21 @@ class Sealing:
                          "this person was erased (key destroyed); personal values cannot be sealed")
                     )
                     continue
-                token = seal(key, pseudonym, event_id, event.personal,
+                token = seal(key, pseudonym, event_id, personal,
                              nonces[sealed : sealed + 12])
                 sealed += 12
             records.append(NewRecord(event_id, event.type, pseudonym,
-                                     encode_sealed(event, pseudonym, token)))
+                                     encode_sealed(event, pseudonym, token, by)))
         if errors:
             raise InvalidInput(f"{len(errors)} event(s) refused; nothing was appended", errors)
         return records
 
-    def prepare(self, chunk: Chunk, *, seal: bool = True) -> Prepared:
-        """Validate (and seal, unless ``seal`` is False) one chunk of numbered lines."""
+    def prepare(self, chunk: Chunk, *, seal: bool = True,
+                publisher: Publisher | None = None) -> Prepared:
+        """Validate (and seal, unless ``seal`` is False) one chunk of numbered lines.
+
+        Raises ``Forbidden`` if a valid event names a source ``publisher`` may not use.
+        """
         events: list[Event] = []
         numbers: list[int] = []
         errors: list[LineError] = []
@@ -136,10 +171,12 @@ class Sealing:
             else:
                 events.append(item)
                 numbers.append(number)
+        if publisher is not None:
+            publisher.check(events, numbers)
         if errors or not seal:
             return [], errors, bad
         try:
-            return self.seal(events, numbers), [], 0
+            return self.seal(events, numbers, publisher), [], 0
         except InvalidInput as exc:
             return [], exc.errors, len(exc.errors)
 
@@ -155,9 +192,9 @@ def _worker_init(settings: Settings) -> None:
     _worker = Sealing(settings)
 
 
-def _worker_prepare(chunk: Chunk, seal: bool) -> Prepared:
+def _worker_prepare(chunk: Chunk, seal: bool, publisher: Publisher | None) -> Prepared:
     assert _worker is not None
-    return _worker.prepare(chunk, seal=seal)
+    return _worker.prepare(chunk, seal=seal, publisher=publisher)
 
 
 def _chunks(lines: Iterable[str | bytes], size: int,
@@ -319,6 +356,7 @@ class Ledger:
         progress: Callable[[int], None] | None = None,
         keep_results: bool = False,
         workers: int = 1,
+        publisher: Publisher | None = None,
     ) -> PublishSummary:
         """Publish JSON Lines, all or nothing with respect to validation.
 
@@ -328,13 +366,17 @@ class Ledger:
         bad line refuses the whole input: ``InvalidInput`` lists each bad line and nothing
         is appended. A crash in phase 2 leaves whole batches only; publishing the same
         input again completes it without duplicates (ids are kept or derived from content).
+        With a ``publisher`` (an authenticated caller of the HTTP API) an event naming a
+        source not registered to it raises ``Forbidden``, nothing appended, and every
+        stored event records the publisher's name.
         """
         with _few_collections():
-            return self._publish_lines(lines, batch_size, progress, keep_results, workers)
+            return self._publish_lines(lines, batch_size, progress, keep_results, workers,
+                                       publisher)
 
     def _publish_lines(self, lines: Iterable[str | bytes], batch_size: int,
                        progress: Callable[[int], None] | None, keep_results: bool,
-                       workers: int) -> PublishSummary:
+                       workers: int, publisher: Publisher | None) -> PublishSummary:
         errors: list[LineError] = []
         bad_lines = 0
         spool = _Spool()
@@ -353,10 +395,10 @@ class Ledger:
             counted: list[int] = []
             chunks = _chunks(lines, batch_size, counted)
             if workers > 1:
-                self._prepare_parallel(chunks, workers, take, lambda: not errors)
+                self._prepare_parallel(chunks, workers, take, lambda: not errors, publisher)
             else:
                 for chunk in chunks:
-                    take(self.sealing.prepare(chunk, seal=not errors))
+                    take(self.sealing.prepare(chunk, seal=not errors, publisher=publisher))
             count = counted[0]
             if errors or bad_lines:
                 raise InvalidInput(
@@ -381,7 +423,8 @@ class Ledger:
             spool.close()
 
     def _prepare_parallel(self, chunks: Iterator[Chunk], workers: int,
-                          take: Callable[[Prepared], None], sealing: Callable[[], bool]) -> None:
+                          take: Callable[[Prepared], None], sealing: Callable[[], bool],
+                          publisher: Publisher | None) -> None:
         # fork: workers start in milliseconds and inherit the loaded schemas. They open
         # their own vault connection and never touch the parent's connections.
         context = multiprocessing.get_context("fork")
@@ -389,7 +432,7 @@ class Ledger:
                                  initargs=(self.settings,)) as pool:
             pending: deque[Future[Prepared]] = deque()
             for chunk in chunks:
-                pending.append(pool.submit(_worker_prepare, chunk, sealing()))
+                pending.append(pool.submit(_worker_prepare, chunk, sealing(), publisher))
                 if len(pending) >= 2 * workers:  # bounded: memory stays flat
                     take(pending.popleft().result())
             while pending:
@@ -527,11 +570,12 @@ class Ledger:
     def audit(self, query: str, arguments: Mapping[str, str] | None = None, *,
               actor: str | None = None, role: str | None = None,
               people: Sequence[str] = (), reason: str | None = None,
-              clear: bool = False) -> None:
+              clear: bool = False) -> AppendResult:
         """Record that somebody queried the ledger (6.2.1b): who (``actor``, default the
         configured one, and ``role``), about whom (``people``: pseudonyms), the query, and
         why. Arguments hold no clear values. Many people are recorded in several events of
-        at most 1000 people each, appended in one batch."""
+        at most 1000 people each, appended in one batch. Returns where the first landed (its
+        id links a rights request to the export it audits)."""
         people = list(dict.fromkeys(people))
         chunks = [people[i:i + 1000] for i in range(0, len(people), 1000)] or [[]]
         now = datetime.now(timezone.utc).isoformat()
@@ -546,7 +590,7 @@ class Ledger:
             })
             for chunk in chunks
         ]
-        self.commits.append(self.seal(events))
+        return self.commits.append(self.seal(events))[0]
 
     def verify(self, progress: Callable[[int], None] | None = None) -> int:
         """Check the log's hash chain (SQLite) and that every record decodes."""

@@ -26,12 +26,12 @@ from rich.table import Table
 
 from ledger.errors import ConfigurationError, InvalidInput, LedgerError
 from ledger.settings import generate_key
-from pdl import cli_access, cli_consume, cli_quarantine, cli_queries
+from pdl import cli_access, cli_cases, cli_consume, cli_quarantine, cli_queries, cli_vault
 from pdl.context import Handler, open_ledger
 from pdl.output import console, emit, err_console, parse_time, progress_bar, report_invalid
 
 #: The modules whose ``register(sub, add)`` adds their subcommands, in help order.
-GROUPS = (cli_queries, cli_consume, cli_quarantine, cli_access)
+GROUPS = (cli_queries, cli_consume, cli_quarantine, cli_access, cli_cases, cli_vault)
 
 # --- log commands ---------------------------------------------------------------------
 

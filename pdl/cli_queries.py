@@ -144,8 +144,22 @@ def cmd_status(args: argparse.Namespace) -> int:
                     console.print(f"  {person['pseudonym']}: partitions "
                                   + ", ".join(map(str, person["partitions"])), highlight=False)
 
+        if args.check_lag:
+            return _check_lag(args, rows, service.ledger.settings.data_dir)
         emit(args, rows, render)
     return 0
+
+
+def _check_lag(args: argparse.Namespace, rows: list[dict[str, Any]], data_dir: Any) -> int:
+    from pathlib import Path
+
+    from pdl.health import check_lag
+
+    state = Path(args.state_file) if args.state_file else Path(data_dir) / "lag-check.json"
+    code, message = check_lag(rows, state, args.stalled_after)
+    emit(args, {"healthy": code == 0, "message": message, "projections": rows},
+         lambda: (console if code == 0 else err_console).print(message, highlight=False))
+    return code
 
 
 def _pos(position: dict[int, int]) -> str:
@@ -371,6 +385,8 @@ def render_scope(answer: dict[str, Any], show: int = 10) -> None:
                           str(p["records"]),
                           "yes" if p["reachable"] else f"[red]no[/]: {p['unreachable_reason']}")
         console.print(table)
+    for name, where in answer.get("links", {}).items():
+        console.print(f"{name.replace('_', ' ')}: {where}", markup=False)
 
 
 # --- findings ---------------------------------------------------------------------------
@@ -383,12 +399,29 @@ def cmd_findings(args: argparse.Namespace) -> int:
         with _views(service, args, ["findings"]) as views:
             found = service.findings(views, args.clause, args.as_of,
                                      service.ledger.settings.request_deadline_days)
+            found += _case_clock_findings(service, views, args)
     if args.summary:
         summary = findings_summary(found)
         emit(args, summary, lambda: _render_findings_summary(summary))
     else:
         emit(args, found, lambda: _render_findings(found))
     return 1 if found else 0
+
+
+def _case_clock_findings(service: QueryService, views: ViewStore,
+                         args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The case files' overdue or late deadline clocks (``pdl incident status``)."""
+    from datetime import UTC, datetime
+
+    from cases.desk import CaseDesk, clock_findings
+
+    if not service.ledger.settings.cases_file.exists():
+        return []
+    desk = CaseDesk(service.ledger)
+    try:
+        return clock_findings(views, desk, args.as_of or datetime.now(UTC), args.clause)
+    finally:
+        desk.close()
 
 
 def _render_findings_summary(rows: list[dict[str, Any]]) -> None:
@@ -444,7 +477,14 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
                    help="rebuild groups of projections in N processes, then swap the views "
                         "in at once (views in a SQLite file; either log backend; default: "
                         "2 for --all on the SQLite log with 2+ cores, else 1)")
-    add("status", cmd_status, "each projection's position and lag behind the log")
+    p = add("status", cmd_status, "each projection's position and lag behind the log")
+    p.add_argument("--check-lag", action="store_true",
+                   help="exit 1 if there is lag and no position moved for --stalled-after "
+                        "seconds (a consumer's healthcheck; remembers the last check)")
+    p.add_argument("--stalled-after", type=float, default=60.0, metavar="SECONDS")
+    p.add_argument("--state-file", metavar="FILE",
+                   help="where --check-lag keeps its last observation "
+                        "(default DATA_DIR/lag-check.json)")
 
     p = _query_options(add("subject", cmd_subject,
                            "the data map of one person (real identifier; audited)"))

@@ -66,10 +66,17 @@ def _iso_time_only(value: Any) -> Any:
 # an offset is refused rather than guessed, and so is one outside MIN_TIME..MAX_TIME.
 UtcTime = Annotated[AwareDatetime, BeforeValidator(_iso_time_only),
                     Field(ge=MIN_TIME, le=MAX_TIME)]
+#: Clear identifying values of one event: data category -> value.
+Personal = dict[CategoryKey, Annotated[str, StringConstraints(min_length=1, max_length=4096)]]
 
 
 class EventData(BaseModel):
-    """Base of every event's ``data``: frozen, unknown fields refused."""
+    """Base of every event's ``data``: frozen, unknown fields refused.
+
+    ``personal`` is a reserved member of every event's data (envelope 2): the clear values
+    travel inside ``data`` because CloudEvents extension attributes must be scalars. The
+    ledger seals them before the log, so a stored event's data never holds them.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -77,6 +84,11 @@ class EventData(BaseModel):
     SCHEMA_VERSION: ClassVar[int] = 1
     #: Whether the envelope's ``subject`` must name a person.
     SUBJECT_REQUIRED: ClassVar[bool] = True
+
+    personal: Personal | None = Field(
+        default=None,
+        description="wire only: data category -> clear value; sealed by the ledger, never stored",
+    )
 
 
 # --- subjects -------------------------------------------------------------------------
@@ -86,10 +98,15 @@ class SubjectRegistered(EventData):
     """A person became known to the company: an account, an enterprise contact, a non-user."""
 
     TYPE = "subject.registered"
-    SCHEMA_VERSION = 2  # v2 added subject_kind (upcast: v1 registrations were all users)
+    # v2 added subject_kind (upcast: v1 registrations were all users); v3 added residence
+    # (upcast: unknown), which decides whose supervisory authority a breach is reported to.
+    SCHEMA_VERSION = 3
     subject_kind: tx.SubjectKind
     channel: Name = "web"
     policy_version: Name | None = None
+    residence: Country | None = Field(
+        default=None, description="country of residence (ISO 3166 alpha-2), if known"
+    )
 
 
 class SubjectClosed(EventData):
@@ -361,6 +378,15 @@ class RequestRefused(EventData):
     reason: Name
 
 
+class RequestLinked(EventData):
+    """The ledger event that carried a request out (the erasure, the audited export)."""
+
+    TYPE = "request.linked"
+    request_id: Name
+    action: Literal["export", "erase", "correct"]
+    event_id: Name = Field(description="id of the ledger event that carried it out")
+
+
 # --- incidents (6.2.1) ---------------------------------------------------------------
 
 
@@ -383,9 +409,13 @@ class IncidentOpened(EventData):
 
 class IncidentReported(EventData):
     TYPE = "incident.reported"
+    SCHEMA_VERSION = 2  # v2 added duty (upcast: none named)
     SUBJECT_REQUIRED = False
     incident_id: Name
     authority: Name
+    duty: Name | None = Field(
+        default=None, description="the reporting duty this report discharges, e.g. cac_report"
+    )
 
 
 class IncidentSubjectNotified(EventData):
@@ -398,6 +428,92 @@ class IncidentClosed(EventData):
     TYPE = "incident.closed"
     SUBJECT_REQUIRED = False
     incident_id: Name
+
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Count = Annotated[int, Field(ge=0)]
+
+
+class IncidentScoped(EventData):
+    """The incident's scope was taken from the ledger; the snapshot is cited by its hash."""
+
+    TYPE = "incident.scoped"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    snapshot_hash: Sha256 = Field(description="SHA-256 of the snapshot's canonical JSON")
+    people: Count
+    records: Count
+    reachable: Count
+    unreachable: Count
+    erased: Count
+    people_with_sensitive_data: Count = 0
+    cross_border_people: Count = 0
+    residence: dict[str, Count] = Field(
+        default_factory=dict, description="people per country of residence ('unknown' too)"
+    )
+
+
+class IncidentGraded(EventData):
+    """The incident's grade under the CAC measures: computed from the scope, or judged."""
+
+    TYPE = "incident.graded"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    grade: Literal["especially_major", "major", "relatively_major", "general"]
+    basis: Literal["threshold", "judgment"]
+    justification: str | None = Field(default=None, max_length=4000)
+    snapshot_hash: Sha256
+    duties: list[Name] = Field(default_factory=list, description="reporting duties that apply")
+
+    @model_validator(mode="after")
+    def _judged(self) -> IncidentGraded:
+        if self.basis == "judgment" and not (self.justification or "").strip():
+            raise ValueError("justification is required when the grade is a judgment")
+        return self
+
+
+class IncidentExemptionRecorded(EventData):
+    """A duty does not apply to this incident, and why (instead of a report)."""
+
+    TYPE = "incident.exemption_recorded"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    duty: Name
+    justification: Annotated[str, StringConstraints(min_length=10, max_length=4000,
+                                                    strip_whitespace=True)]
+
+
+class IncidentNoticeDrafted(EventData):
+    """A notice or report was drafted from a scope snapshot (the draft stays outside the log)."""
+
+    TYPE = "incident.notice_drafted"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    draft: Literal["notice_zh", "notice_en", "report_cac", "report_gdpr"]
+    snapshot_hash: Sha256
+    digest: Sha256 = Field(description="SHA-256 of the rendered Markdown")
+
+
+class IncidentNoticesSent(EventData):
+    """The notice to individuals went out (each person's also an incident.subject_notified)."""
+
+    TYPE = "incident.notices_sent"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    duty: Name = Field(description="the notice duty it discharges, e.g. pipl57_individuals")
+    channel: Name
+    people: Count
+
+
+class IncidentAnnounced(EventData):
+    """A public announcement (公告) was made for the people who cannot be contacted."""
+
+    TYPE = "incident.announced"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    channel: Name = Field(description="where it was published, e.g. website")
+    people: Count = Field(description="unreachable and erased people it stands in for")
+    snapshot_hash: Sha256
 
 
 # --- the ledger's own audit trail (6.2.1b) -------------------------------------------
@@ -441,36 +557,42 @@ DATA_MODELS: tuple[type[EventData], ...] = (
     RequestIdentityVerified,
     RequestFulfilled,
     RequestRefused,
+    RequestLinked,
     IncidentOpened,
     IncidentReported,
     IncidentSubjectNotified,
     IncidentClosed,
+    IncidentScoped,
+    IncidentGraded,
+    IncidentExemptionRecorded,
+    IncidentNoticeDrafted,
+    IncidentNoticesSent,
+    IncidentAnnounced,
     LedgerQueried,
 )
 
 EVENT_TYPES: dict[str, type[EventData]] = {m.TYPE: m for m in DATA_MODELS}
-
-Personal = dict[CategoryKey, Annotated[str, StringConstraints(min_length=1, max_length=4096)]]
-
 
 def dataschema_uri(event_type: str, version: int) -> str:
     return f"urn:pdl:schema:{event_type}:{version}"
 
 
 class Event(BaseModel):
-    """A CloudEvents 1.0 envelope around one event's data.
+    """A CloudEvents 1.0 envelope around one event's data (envelope 2).
 
-    On the wire (``pdl publish``) ``subject`` is the person's real identifier and
-    ``personal`` holds identifying values in clear. In the log ``subject`` is the keyed
-    pseudonym and ``personal`` is replaced by ``sealed``, an AES-GCM token under the
-    person's own key.
+    On the wire ``subject`` is the person's real identifier and ``data.personal`` holds
+    identifying values in clear. In the log ``subject`` is the keyed pseudonym and the
+    values are replaced by ``sealed``, an AES-GCM token under the person's own key.
+    Every attribute but ``data`` is a scalar, as CloudEvents requires of extensions.
+    Envelope 1 (``personal`` at the top level, ``id`` and ``specversion`` optional) is
+    upcast by ``schemas.codec``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    specversion: Literal["1.0"] = Field(default="1.0", description="CloudEvents version")
-    id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
-        default=None, description="unique event id; if absent a UUIDv7 is derived from the content"
+    specversion: Literal["1.0"] = Field(description="CloudEvents version")
+    id: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="unique event id (a retry keeps it); see 'Ids' below for id-less producers"
     )
     source: Name = Field(description="the service that did it, e.g. svc/accounts")
     type: str = Field(description="the event type, one of those below")
@@ -485,9 +607,11 @@ class Event(BaseModel):
     schemaversion: int = Field(default=1, ge=1, le=MAX_SCHEMA_VERSION,
                                description="schema version of data; older ones are upcast")
     data: EventData
-    personal: Personal | None = Field(
-        default=None, description="wire only: data category -> clear value; sealed by the ledger"
-    )
     sealed: str | None = Field(
         default=None, description="log only: AES-GCM token of the values under the person's key"
+    )
+    publisher: Name | None = Field(
+        default=None,
+        description="log only: the authenticated principal that published it over HTTP; "
+        "set by the ledger, refused from a producer",
     )

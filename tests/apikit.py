@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -49,6 +49,27 @@ def publish_sample(settings: Settings) -> None:
         ])
 
 
+def open_sample_case(settings: Settings, incident_id: str) -> None:
+    """A case file with a scope snapshot for ``incident_id`` over the sample's accounts-db."""
+    from datetime import datetime
+
+    from cases.desk import CaseDesk
+    from pdl.service import QueryService
+
+    with Ledger(settings) as ledger:
+        desk = CaseDesk(ledger)
+        service = QueryService(ledger)
+        try:
+            desk.open_incident(incident_id, "sample", ["accounts-db"],
+                               datetime.fromisoformat(JAN["from"]),
+                               datetime.fromisoformat(JAN["until"]))
+            service.catch_up()
+            desk.take_scope(incident_id, service.views)
+        finally:
+            service.views.close()
+            desk.close()
+
+
 class Caller:
     """Requests with fixed headers on a shared client (a context manager, like a client)."""
 
@@ -56,7 +77,7 @@ class Caller:
         self.http = http
         self.headers = headers
 
-    def __enter__(self) -> Caller:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

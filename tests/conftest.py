@@ -1,4 +1,6 @@
-"""Shared fixtures: settings in a temp dir, and the log backends every contract test runs on.
+"""Shared fixtures: settings in a temp dir, the logs of every backend (``backend_settings``,
+``make_log``, ``event_log``: each test using one runs once per backend) and the view stores
+(``make_view_store``, ``view_store``).
 
 Kafka tests need a real broker. ``LEDGER_KAFKA_BOOTSTRAP_SERVERS`` points at one; else, if a
 JDK and Maven are here, ``scripts/kafka-dev`` starts one for the session and stops it after.
@@ -13,12 +15,16 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from itertools import count
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from consumers.views import SQLiteViewStore, ViewStore
+from ledger.factory import create_log
 from ledger.persistence import EventLog
+from pgkit import postgres_server, postgres_url  # noqa: F401 - session PostgreSQL fixtures
 from ledger.settings import Settings, generate_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,11 +93,15 @@ def backend_settings(request: pytest.FixtureRequest, settings: Settings) -> Sett
     return settings
 
 
-@pytest.fixture
-def make_log(backend_settings: Settings) -> Iterator[Callable[[], EventLog]]:
-    """A factory of logs of the backend under test; every log it opens is closed after."""
-    from ledger.factory import create_log
+#: Opens the log under test (each call: a new connection to the same log).
+MakeLog = Callable[[], EventLog]
+#: Opens a new, empty view store of the backend under test.
+MakeViewStore = Callable[[], ViewStore]
 
+
+@pytest.fixture
+def make_log(backend_settings: Settings) -> Iterator[MakeLog]:
+    """A factory of logs of the backend under test; every log it opens is closed after."""
     opened: list[EventLog] = []
 
     def make() -> EventLog:
@@ -102,3 +112,68 @@ def make_log(backend_settings: Settings) -> Iterator[Callable[[], EventLog]]:
     yield make
     for log in opened:
         log.close()
+
+
+@pytest.fixture
+def event_log(backend_settings: Settings) -> Iterator[EventLog]:
+    """One empty log of each backend: projection tests run on SQLite and on Kafka.
+
+    On Kafka, one partition: hand-built sequences mix people with registries of recipients
+    and incidents, whose relative order only a single partition keeps."""
+    settings = backend_settings
+    if settings.backend == "kafka":
+        # Their subjects are readable stand-ins for pseudonyms ("p_ann"): not checked.
+        settings = settings.with_(kafka=settings.kafka.with_(partitions=1, check_subjects=False))
+    log = create_log(settings)
+    yield log
+    log.close()
+
+
+VIEW_BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(params=VIEW_BACKENDS)
+def make_view_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeViewStore]:
+    """A factory of empty view stores of the backend under test (the view contract runs on
+    every store: a SQLite file, or a schema of its own on the session's PostgreSQL server,
+    tests/pgkit.py); closed after the test."""
+    opened: list[ViewStore] = []
+    counter = count()
+
+    def make() -> ViewStore:
+        store: ViewStore
+        if request.param == "postgres":
+            from consumers.postgres import PostgresViewStore
+
+            store = PostgresViewStore(request.getfixturevalue("postgres_server").new_schema())
+        else:
+            store = SQLiteViewStore(tmp_path / f"views-{next(counter)}.db", synchronous="OFF")
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def view_store(make_view_store: MakeViewStore) -> ViewStore:
+    """One empty view store of the backend under test."""
+    return make_view_store()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The log backend and the view store are independent: a view test runs on every log
+    into SQLite views, and on the SQLite log into PostgreSQL views, not on every pair
+    (Kafka into PostgreSQL adds time, not coverage). Deselected, never skipped."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (params.get("backend_settings") == "kafka"
+                and params.get("make_view_store") == "postgres"):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -7,22 +7,33 @@ a test fails if the OpenAPI document lists an operation the matrix does not cove
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from apikit import JAN, Caller, Live, live_server, publish_sample, sample_settings
+from apikit import (
+    JAN,
+    Caller,
+    Live,
+    live_server,
+    open_sample_case,
+    publish_sample,
+    sample_settings,
+)
 from test_queries_cli import ALICE
 
 from ledger.principals import Role
+from schemas.examples import EXAMPLES
 
 P, C, R, O, A = (Role.PUBLISHER, Role.COMPLIANCE, Role.RESPONDER, Role.PRIVACY_OFFICER,
                  Role.ADMIN)
 ANY = frozenset(Role)
 
 #: (method, path, request keywords, roles allowed). In paths, ``{pseudonym}`` is Alice's,
-#: ``{name}`` a principal and ``{token_id}`` a token made for the call.
+#: ``{name}`` a principal, ``{token_id}`` a token made for the call and ``{incident_id}``
+#: the sample's case file.
 MATRIX: list[tuple[str, str, dict[str, Any], frozenset[Role]]] = [
     ("GET", "/status", {}, ANY),
     ("GET", "/whoami", {}, ANY),
@@ -40,6 +51,10 @@ MATRIX: list[tuple[str, str, dict[str, Any], frozenset[Role]]] = [
     ("GET", "/findings/summary", {}, frozenset({C})),
     ("GET", "/scope", {"params": {"stores": "accounts-db", **JAN}}, frozenset({R})),
     ("GET", "/incidents", {}, frozenset({R})),
+    ("GET", "/incidents/{incident_id}/case", {}, frozenset({R, O, C})),
+    ("POST", "/incidents/{incident_id}/notify-list", {"json": {"reason": "DSR-4"}},
+     frozenset({O})),
+    ("GET", "/requests", {}, frozenset({C, O})),
     ("POST", "/log/verify", {}, frozenset({R})),
     ("POST", "/log/unseal", {"json": {"subject": ALICE, "reason": "DSR-3"}}, frozenset({O})),
     ("GET", "/access-log", {}, frozenset({C, O})),
@@ -50,15 +65,19 @@ MATRIX: list[tuple[str, str, dict[str, Any], frozenset[Role]]] = [
     ("GET", "/tokens", {}, frozenset({A})),
     ("POST", "/tokens", {"json": {"principal": "compliance@tests"}}, frozenset({A})),
     ("POST", "/tokens/{token_id}/revoke", {}, frozenset({A})),
+    ("POST", "/events", {"content": json.dumps({**EXAMPLES["data.used"], "source": "tests/api"}),
+                         "headers": {"content-type": "application/cloudevents+json"}},
+     frozenset({P})),
 ]
 #: Routes anybody may call (no token).
-PUBLIC = {("GET", "/health")}
+PUBLIC = {("GET", "/health"), ("GET", "/schemas"), ("GET", "/schemas/{event_type}")}
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     settings = sample_settings(tmp_path_factory.mktemp("roles") / "data")
     publish_sample(settings)
+    open_sample_case(settings, "inc-matrix")
     with live_server(settings) as server:
         yield server
 
@@ -73,6 +92,7 @@ def _fill(live: Live, text: str) -> str:
         text = text.replace("{name}", victim)
     if "{token_id}" in text:
         text = text.replace("{token_id}", live.principals.issue("responder@tests").info.id)
+    text = text.replace("{incident_id}", "inc-matrix")
     return text.replace("{pseudonym}", live.service.pseudonym(ALICE))
 
 
@@ -151,3 +171,10 @@ def test_a_publisher_reads_nothing(live: Live) -> None:
     with live.client(Role.PUBLISHER) as client:
         me = client.get("/whoami").json()
     assert me == {"name": "publisher@tests", "role": "publisher", "sources": ["tests/api"]}
+
+
+def test_an_admin_cannot_disable_itself(live: Live) -> None:
+    with live.client(Role.ADMIN) as admin:
+        refused = admin.post("/principals/admin@tests/disable")
+        assert refused.status_code == 409
+        assert admin.get("/whoami").status_code == 200

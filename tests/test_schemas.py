@@ -75,8 +75,13 @@ def test_subject_rule(event_type: str) -> None:
         bad = {k: v for k, v in EXAMPLES[event_type].items() if k != "subject"}
         assert _errors(bad) == [f"subject: required for {event_type} events"]
     else:
-        bad = {**EXAMPLES[event_type], "subject": "acct:1", "personal": {"user.name": "x"}}
-        assert _errors(bad) == [f"personal: {event_type} events are not about a person"]
+        bad = copy.deepcopy(EXAMPLES[event_type])
+        bad["subject"] = "acct:1"
+        bad["data"]["personal"] = {"user.name": "x"}
+        assert _errors(bad) == [f"data.personal: {event_type} events are not about a person"]
+        # the same in envelope 1's form (personal at the top level), upcast first
+        old = {**EXAMPLES[event_type], "subject": "acct:1", "personal": {"user.name": "x"}}
+        assert _errors(old) == [f"data.personal: {event_type} events are not about a person"]
 
 
 def test_field_errors_name_the_path_and_reason() -> None:
@@ -96,10 +101,13 @@ def test_unknown_type_bad_json_and_clear_personal_keys() -> None:
     ]
     assert _errors("{not json") [0].startswith("(line): not valid JSON")
     assert _errors({**EXAMPLES["data.used"], "personal": {"user.bogus": "x"}})[0].startswith(
-        "personal.user.bogus"
+        "data.personal.user.bogus"
     )
     assert _errors({**EXAMPLES["data.used"], "sealed": "v1.x"}) == [
-        "sealed: set by the ledger; send values in 'personal'"
+        "sealed: set by the ledger; send values in 'data.personal'"
+    ]
+    assert _errors({**EXAMPLES["data.used"], "publisher": "svc-x"}) == [
+        "publisher: set by the ledger from the authenticated principal"
     ]
 
 
@@ -112,14 +120,35 @@ def test_version_1_record_still_reads_after_the_schema_gained_a_field() -> None:
         b'"schemaversion":1,"data":{"channel":"app"}}'
     )
     event = decode(stored_v1)
-    assert event.schemaversion == 2
+    assert event.schemaversion == 3  # through v2 (subject_kind) and v3 (residence)
     assert event.data.subject_kind == "user"  # type: ignore[attr-defined]
     assert event.data.channel == "app"  # type: ignore[attr-defined]
-    assert event.dataschema == "urn:pdl:schema:subject.registered:2"
+    assert event.data.residence is None  # type: ignore[attr-defined]
+    assert event.dataschema == "urn:pdl:schema:subject.registered:3"
     # and a producer still sending version 1 is upcast on the way in
     wire = {**EXAMPLES["subject.registered"], "schemaversion": 1}
     wire["data"] = {"channel": "web"}
     assert parse_wire(wire).data.subject_kind == "user"  # type: ignore[attr-defined]
+
+
+def test_incident_reported_v1_reads_with_no_duty_named() -> None:
+    stored_v1 = (
+        b'{"specversion":"1.0","id":"0190a1b2-0000-7000-8000-000000000002","source":"svc/sec",'
+        b'"type":"incident.reported","time":"2024-06-01T00:00:00Z",'
+        b'"schemaversion":1,"data":{"incident_id":"inc-1","authority":"CAC"}}'
+    )
+    event = decode(stored_v1)
+    assert event.schemaversion == 2
+    assert event.data.duty is None  # type: ignore[attr-defined]
+    assert event.data.authority == "CAC"  # type: ignore[attr-defined]
+
+
+def test_a_judged_grade_needs_its_justification() -> None:
+    wire = {**EXAMPLES["incident.graded"]}
+    wire["data"] = {**wire["data"], "justification": "  "}
+    with pytest.raises(EventInvalid) as info:
+        parse_wire(wire)
+    assert "justification is required" in str(info.value.errors)
 
 
 def test_ids_are_uuid7_time_ordered_and_derived_deterministically() -> None:

@@ -26,7 +26,7 @@ from consumers.registry import all_projections
 from consumers.rows import BIT, to_us
 from consumers.scope import HoldingsProjection, exposed, exposed_sql
 from consumers.scope_index import BOUNDS, ScopeIndex, _Held
-from consumers.views import SQLiteViewStore
+from consumers.views import SQLiteViewStore, ViewStore
 from ledger.settings import Settings
 from ledger.sqlite import SQLiteEventLog
 
@@ -47,7 +47,7 @@ def _windows(rnd: random.Random, n: int) -> list[tuple[list[str], int, int, int 
     return out
 
 
-def _same(index: ScopeIndex, reader: SQLiteViewStore, rnd: random.Random, n: int = 12) -> None:
+def _same(index: ScopeIndex, reader: ViewStore, rnd: random.Random, n: int = 12) -> None:
     for stores, start, end, cats in _windows(rnd, n):
         assert index.exposed(stores, start, end, cats) == exposed_sql(
             reader, stores, start, end, cats), (stores, start, end, cats)
@@ -92,12 +92,22 @@ def test_the_index_equals_sql_after_every_step_of_a_random_history(
             reader.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_the_index_catches_up_from_the_journal_and_reloads_only_when_it_must(
-    tmp_path: Path,
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest,
 ) -> None:
     log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
-    writer = SQLiteViewStore(tmp_path / "views.db", synchronous="OFF")
-    reader = SQLiteViewStore(tmp_path / "views.db")
+    writer: ViewStore
+    reader: ViewStore
+    if backend == "postgres":
+        # two connections to one shared database, as two machines would hold
+        from consumers.postgres import PostgresViewStore
+
+        url = request.getfixturevalue("postgres_url")
+        writer, reader = PostgresViewStore(url), PostgresViewStore(url)
+    else:
+        writer = SQLiteViewStore(tmp_path / "views.db", synchronous="OFF")
+        reader = SQLiteViewStore(tmp_path / "views.db")
     rnd = random.Random(3)
     kept = scope_module.JOURNAL_KEEP
     try:
@@ -133,7 +143,8 @@ def test_the_index_catches_up_from_the_journal_and_reloads_only_when_it_must(
         _same(index, reader, rnd)
         assert index.loads == 3
 
-        # so is a parallel rebuild's swap (rows copied in, journal and all)
+        # so is a parallel rebuild's swap (rows copied in, journal and all; PostgreSQL
+        # rebuilds in one process)
         log_events(log, events[2500:])
         parallel_rebuild(ProjectionRunner(log, writer, all_projections()), workers=2)
         _same(index, reader, rnd)
@@ -177,7 +188,7 @@ def test_finer_span_classes_nest_in_the_sql_ones() -> None:
 
 def test_the_http_api_answers_scope_from_the_index_unless_told_not_to(tmp_path: Path) -> None:
     from ledger.application import Ledger
-    from pdl.http import make_server
+    from pdl.api.app import create_app
     from pdl.service import QueryService
 
     def service(**env: str) -> QueryService:
@@ -186,19 +197,14 @@ def test_the_http_api_answers_scope_from_the_index_unless_told_not_to(tmp_path: 
         return QueryService(Ledger(settings))
 
     with service() as on:
-        server = make_server(on, port=0)
-        try:
-            assert isinstance(server.scope_index, ScopeIndex)
-            assert scope_module._INDEXES.get(on.views) is server.scope_index
-        finally:
-            server.server_close()
+        app = create_app(on, quiet=True)
+        index = app.state.pdl.scope_index
+        assert isinstance(index, ScopeIndex)
+        assert scope_module._INDEXES.get(on.views) is index
     with service(LEDGER_SCOPE_INDEX="0") as off:
-        server = make_server(off, port=0)
-        try:
-            assert server.scope_index is None
-            assert scope_module._INDEXES.get(off.views) is None
-        finally:
-            server.server_close()
+        app = create_app(off, quiet=True)
+        assert app.state.pdl.scope_index is None
+        assert scope_module._INDEXES.get(off.views) is None
     with pytest.raises(Exception, match="LEDGER_SCOPE_INDEX"):
         Settings.from_env({"LEDGER_SCOPE_INDEX": "maybe"})
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import (
+    CaseRefused,
     ConfigurationError,
     Forbidden,
     InvalidInput,
@@ -139,6 +140,8 @@ def ledger_problem(exc: LedgerError) -> JSONResponse:
         return problem(422, str(exc), kind="invalid-input", errors=errors or None)
     if isinstance(exc, NotFound):
         return problem(404, str(exc), kind="not-found")
+    if isinstance(exc, CaseRefused):
+        return problem(409, str(exc), kind="case-refused")
     if exc.retriable:
         return problem(503, f"{exc} (temporary: try again)", kind="unavailable",
                        headers={"Retry-After": "5"})
@@ -158,5 +161,5 @@ def _route(request: Request) -> str:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": HTTPStatus(status).phrase,
              "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-    for status in (400, 401, 403, 404, 422, 503)
+    for status in (400, 401, 403, 404, 409, 422, 503)
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -12,11 +13,13 @@ from consumers.queries import DisclosureFilter
 from consumers.rows import to_us
 from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import AsOf, TimeParam, page_of, read, when
+from pdl.api.reads import AsOf, CategoryKey, TimeParam, page_of, read, utc
 
 router = APIRouter(prefix="/disclosures", tags=["registers"], responses=ERROR_RESPONSES)
 
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
+CategoryQuery = Annotated[CategoryKey | None,  # type: ignore[valid-type]
+                          Query(description="a data category key")]
 
 
 class Disclosure(BaseModel):
@@ -37,13 +40,13 @@ class RecipientSummary(BaseModel):
 
 
 def _filters(recipient: str | None, clause: str | None, category: str | None,
-             since: str | None, until: str | None) -> DisclosureFilter:
-    return DisclosureFilter(recipient, clause, category, when(since, "from"), when(until, "until"))
+             since: datetime | None, until: datetime | None) -> DisclosureFilter:
+    return DisclosureFilter(recipient, clause, category, utc(since), utc(until))
 
 
 @router.get("", response_model=DisclosurePage)
 def disclosures(request: Request, principal: Annotated[Principal, require(Role.COMPLIANCE)],
-                recipient: Text = None, clause: Text = None, category: Text = None,
+                recipient: Text = None, clause: Text = None, category: CategoryQuery = None,
                 since: Annotated[TimeParam, Query(alias="from")] = None,
                 until: TimeParam = None, as_of: AsOf = None,
                 limit: Limit = 100, cursor: Cursor = None) -> Any:
@@ -59,23 +62,21 @@ def disclosures(request: Request, principal: Annotated[Principal, require(Role.C
             to_us(_parse(r["time"])), r["position"]["partition"], r["position"]["offset"]])
 
     return read(state(request), principal, "disclosures", filters.as_arguments(),
-                as_of=when(as_of, "as_of"), needs="disclosures", answer=answer)
+                as_of=utc(as_of), needs="disclosures", answer=answer)
 
 
 @router.get("/summary", response_model=list[RecipientSummary])
 def summary(request: Request, principal: Annotated[Principal, require(Role.COMPLIANCE)],
-            recipient: Text = None, clause: Text = None, category: Text = None,
+            recipient: Text = None, clause: Text = None, category: CategoryQuery = None,
             since: Annotated[TimeParam, Query(alias="from")] = None,
             until: TimeParam = None, as_of: AsOf = None) -> Any:
     """Per recipient: how many disclosures, of whom, of what (compliance)."""
     filters = _filters(recipient, clause, category, since, until)
     return read(state(request), principal, "disclosures",
-                {**filters.as_arguments(), "summary": "yes"}, as_of=when(as_of, "as_of"),
+                {**filters.as_arguments(), "summary": "yes"}, as_of=utc(as_of),
                 needs="disclosures",
                 answer=lambda views: queries.disclosure_summary(views, filters))
 
 
-def _parse(iso: str) -> Any:
-    from datetime import datetime
-
+def _parse(iso: str) -> datetime:
     return datetime.fromisoformat(iso)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -9,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import AsOf, page_of, read, when
+from pdl.api.reads import AsOf, page_of, read, utc
 from pdl.service import QueryService, findings_summary
 
 router = APIRouter(prefix="/findings", tags=["registers"], responses=ERROR_RESPONSES)
@@ -34,10 +35,11 @@ class ClauseSummary(BaseModel):
     people: int
 
 
-def _found(request: Request, principal: Principal, clause: str | None, as_of: str | None,
+def _found(request: Request, principal: Principal, clause: str | None,
+           as_of: datetime | None,
            summary: bool) -> list[dict[str, Any]]:
     api = state(request)
-    moment = when(as_of, "as_of")
+    moment = utc(as_of)
     days = api.service.ledger.settings.request_deadline_days
     return read(api, principal, "findings",
                 {"clause": clause, "summary": "yes" if summary else None}, as_of=moment,

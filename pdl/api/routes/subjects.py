@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from consumers import queries
 from pdl.api.deps import Principal, Role, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import AsOf, read, when
+from pdl.api.reads import AsOf, Time, read, utc
 
 router = APIRouter(prefix="/subjects", tags=["subjects"], responses=ERROR_RESPONSES)
 
@@ -34,7 +34,7 @@ class Lookup(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     subject: SubjectId
-    as_of: AwareDatetime | None = Field(default=None, description="the log as it stood then")
+    as_of: Time | None = Field(default=None, description="the log as it stood then")
     reason: Reason | None = None
 
 
@@ -44,7 +44,7 @@ class Export(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject: SubjectId
     reason: Reason
-    as_of: AwareDatetime | None = None
+    as_of: Time | None = None
 
 
 class Erase(BaseModel):
@@ -84,12 +84,12 @@ class Erased(BaseModel):
     position: dict[str, int]
 
 
-@router.get("/{pseudonym}", response_model=DataMap)
+@router.get("/{pseudonym:pseudonym}", response_model=DataMap)
 def data_map(request: Request, pseudonym: Pseudonym,
              principal: Annotated[Principal, require(*DATA_MAP_ROLES)],
              as_of: AsOf = None) -> Any:
     """A person's data map by pseudonym (compliance, responder, privacy_officer)."""
-    moment = when(as_of, "as_of")
+    moment = utc(as_of)
     return read(state(request), principal, "subject", {}, as_of=moment, needs="datamap",
                 people=[pseudonym],
                 answer=lambda views: queries.subject_map(views, pseudonym, now=moment))
