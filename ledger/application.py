@@ -25,7 +25,7 @@ from schemas import Event, EventInvalid, decode, encode_sealed, parse_wire, pars
 from schemas.events import DataErased, LedgerQueried
 from schemas.taxonomy import ErasureMethod
 
-from ledger.errors import InvalidInput, NotFound, Forbidden, SubjectErased
+from ledger.errors import Forbidden, InvalidInput, NotFound, SubjectErased, TamperedLogError
 from ledger.factory import create_log, open_vault
 from ledger.files import private_dir
 from ledger.persistence import AppendResult, EventLog, LogRecord, NewRecord
@@ -593,14 +593,24 @@ class Ledger:
         return self.commits.append(self.seal(events))[0]
 
     def verify(self, progress: Callable[[int], None] | None = None) -> int:
-        """Check the log's hash chain (SQLite) and that every record decodes."""
-        if self.log.can_verify:
-            return self.log.verify(progress)
-        checked = 0
-        for record in self.log.read():
-            decode(record.payload)
-            checked += 1
-        return checked
+        """Check the log against its Merkle trees and signed checkpoints (with the verifier
+        key of the settings, if any; no trust state) and that every record decodes; return
+        the number of records checked. Raises ``TamperedLogError`` naming the problems.
+        ``pdl verify`` (``ledger.verification``) is the full check, with trust state. A
+        Kafka topic no sealing consumer has sealed yet: every record decoded, no more."""
+        from ledger.verification import verify_log
+
+        if not self.log.can_verify and not self.settings.tree_file.exists():
+            checked = 0
+            for record in self.log.read():
+                decode(record.payload)
+                checked += 1
+            return checked
+        report = verify_log(self.log, self.settings, trust=None, progress=progress)
+        if not report.ok:
+            problems = "; ".join(p for t in report.trees for p in t.problems)
+            raise TamperedLogError(f"the log does not verify: {problems}")
+        return report.records
 
 
 @contextmanager

@@ -22,8 +22,10 @@ def create_log(settings: Settings) -> EventLog:
 
         return KafkaEventLog.from_settings(settings)
     from ledger.sqlite import SQLiteEventLog
+    from ledger.treelog import TreeOptions
 
-    return SQLiteEventLog(settings.log_path, synchronous=settings.sqlite_synchronous)
+    return SQLiteEventLog(settings.log_path, synchronous=settings.sqlite_synchronous,
+                          tree=TreeOptions.from_settings(settings))
 
 
 def open_vault(settings: Settings, master_key: bytes) -> KeyVault:

@@ -72,12 +72,14 @@ class EventLog(ABC):
     #: SQLite's subject column is written by the ledger itself from its pseudonymiser.
     checks_subjects: bool = False
 
-    #: Whether ``verify`` checks the records against a chain the log keeps (SQLite).
+    #: Whether the log keeps its own Merkle tree and signed checkpoints, grown with each
+    #: append, which ``verify`` checks (SQLite); else (Kafka) a sealing consumer keeps them
+    #: beside it (``ledger.sealer``).
     can_verify: bool = False
 
     def verify(self, progress: Callable[[int], None] | None = None) -> int:
-        """Check every record against the log's integrity chain; return how many were
-        checked. Only logs whose ``can_verify`` is true keep such a chain."""
+        """Check every record against the log's own tree; return how many were checked.
+        Only logs whose ``can_verify`` is true keep one."""
         raise NotImplementedError(f"the {self.name or type(self).__name__} log keeps no chain "
                                   "to verify")
 

@@ -103,6 +103,9 @@ class KafkaSettings:
     #: of other properties, whose subjects are readable stand-ins for pseudonyms.
     check_subjects: bool = True
 
+    #: Fields set by code only, never by a variable (so they have no row in ``KAFKA_ENV``).
+    SET_BY_CODE: ClassVar[frozenset[str]] = frozenset({"transactional_id", "check_subjects"})
+
     #: The settings passed to the kafka-python clients as they are.
     SECURITY_KEYS: ClassVar[tuple[str, ...]] = (
         "security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
@@ -171,6 +174,20 @@ class Settings:
     #: (``LEDGER_INCIDENT_GRADE_THRESHOLDS``); None: the rule table's (cases/deadlines.toml).
     grade_thresholds: tuple[int, int, int] | None = None
 
+    #: Verifiable log (docs/verification.md): the checkpoint signing key, kept outside the
+    #: log (``LEDGER_SIGNING_KEY`` or ``LEDGER_SIGNING_KEY_FILE``), the key verifiers pin
+    #: (``LEDGER_VERIFIER_KEY``), how often a checkpoint is signed, where checkpoint files
+    #: go, the log's origin line, the verifier's trust state and the Kafka trees' file.
+    signing_key: str | None = None
+    signing_key_file: Path | None = None
+    verifier_key: str | None = None
+    checkpoint_records: int = 10_000
+    checkpoint_seconds: int = 10
+    checkpoint_dir: Path | None = None
+    log_origin: str | None = None
+    trust_path: Path | None = None
+    tree_path: Path | None = None
+
     @property
     def cases_file(self) -> Path:
         """The case files' own event store (the eventsourcing library's SQLite recorder)."""
@@ -187,6 +204,19 @@ class Settings:
     @property
     def views_file(self) -> Path:
         return self.views_path or self.data_dir / "views.db"
+
+    @property
+    def checkpoint_folder(self) -> Path:
+        return self.checkpoint_dir or self.data_dir / "checkpoints"
+
+    @property
+    def trust_file(self) -> Path:
+        return self.trust_path or self.data_dir / "verify-trust.json"
+
+    @property
+    def tree_file(self) -> Path:
+        """The Kafka log's trees (the SQLite log keeps its tree in ``log.db``)."""
+        return self.tree_path or self.data_dir / "kafka-trees.db"
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -332,6 +362,15 @@ ENV: tuple[Var, ...] = (
     Var("ingest_max_events", "INGEST_MAX_EVENTS", integer(1)),
     Var("operator_kind", "OPERATOR_KIND", choice(OPERATOR_KINDS)),
     Var("grade_thresholds", "INCIDENT_GRADE_THRESHOLDS", thresholds),
+    Var("signing_key", "SIGNING_KEY"),
+    Var("signing_key_file", "SIGNING_KEY_FILE", path),
+    Var("verifier_key", "VERIFIER_KEY"),
+    Var("checkpoint_records", "CHECKPOINT_RECORDS", integer(1)),
+    Var("checkpoint_seconds", "CHECKPOINT_SECONDS", integer(1)),
+    Var("checkpoint_dir", "CHECKPOINT_DIR", path),
+    Var("log_origin", "LOG_ORIGIN"),
+    Var("trust_path", "TRUST_FILE", path),
+    Var("tree_path", "TREE_PATH", path),
 )
 
 #: Every ``LEDGER_KAFKA_*`` variable of ``KafkaSettings``.

@@ -7,9 +7,10 @@ Invariants kept here:
 - ``event_id`` is unique: a re-published event is reported as a duplicate, not stored;
 - positions are rowids; since triggers refuse UPDATE and DELETE, no row ever leaves and
   a position is never reused (a rolled-back batch's rowids were never visible);
-- the last row of each batch carries a SHA-256 hash chained over every earlier row, so
-  tampering with the file by other means is detected by ``verify`` (hashing per batch
-  rather than per row keeps the append path cheap; ``verify`` checks at batch ends);
+- every record is a leaf of the log's Merkle tree (``ledger.treelog``), grown in the same
+  transaction as the rows and signed in checkpoints, so tampering with the file by other
+  means is detected by ``ledger.verification`` (logs written before the tree carry a
+  per-batch hash ``chain``: it is checked once, when their tree is first built);
 - ``recorded_at`` never decreases, so "the log as of T" is a binary search, not an index.
 """
 
@@ -24,7 +25,14 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ledger.errors import IntegrityError, OperationalError, PersistenceError, TamperedLogError
+from ledger.checkpoint import recorded_us
+from ledger.errors import (
+    IntegrityError,
+    LedgerError,
+    OperationalError,
+    PersistenceError,
+    TamperedLogError,
+)
 from ledger.files import private_file
 from ledger.persistence import (
     AppendResult,
@@ -34,6 +42,7 @@ from ledger.persistence import (
     Position,
     check_batch,
 )
+from ledger.treelog import SQLiteTreeStore, TreeOptions
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -76,10 +85,15 @@ class SQLiteEventLog(EventLog):
     trusted_types = True
     can_verify = True
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL", timeout: float = 30.0):
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", timeout: float = 30.0,
+                 tree: TreeOptions | None = None, merkle: bool = True):
+        """``tree``: how checkpoints are signed (default: the tree is kept, none signed);
+        ``merkle=False`` keeps no tree at all (benchmarks' baseline only)."""
         self.path = Path(path)
         private_file(self.path)
-        self._cached_head: tuple[int, float, bytes] | None = None
+        self._cached_head: tuple[int, float] | None = None
+        self._tree: SQLiteTreeStore | None = None
+        self._appended = False
         # One connection, shared by the threads of a process: a write transaction and the
         # statements of other threads must not interleave on it.
         self._lock = threading.RLock()
@@ -90,6 +104,14 @@ class SQLiteEventLog(EventLog):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(SCHEMA)
+            if merkle:
+                origin = "pdl.local/log/" + SQLiteTreeStore.log_uuid(self._db)
+                self._tree = SQLiteTreeStore(self._db, tree or TreeOptions(), origin)
+                # A log from before the tree, or one another process has not finished
+                # building: grow the tree over what it lacks. A tree larger than the log
+                # is left for verify to report (records were removed).
+                if self._tree.size(0) < max(self._last_position_locked(None), 0):
+                    self.build_tree()
         except sqlite3.Error as exc:
             raise PersistenceError(f"cannot open the log at {self.path}: {exc}") from exc
 
@@ -98,7 +120,95 @@ class SQLiteEventLog(EventLog):
         return f"sqlite:{self.path.resolve()}"
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            # Only a process that appended signs on closing: a reader must not wait for
+            # the write lock.
+            if self._appended and self._tree is not None and self._tree.options.signer:
+                self.seal()
+        except LedgerError:
+            pass  # a busy log: the next writer's checkpoint covers these records
+        finally:
+            self._db.close()
+
+    # --- the Merkle tree ----------------------------------------------------------------
+
+    @property
+    def tree(self) -> SQLiteTreeStore | None:
+        """The log's tree store (on this log's connection; hold ``lock`` to use it)."""
+        return self._tree
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def seal(self) -> bool:
+        """Sign a checkpoint of everything appended so far, if anything is new."""
+        if self._tree is None:
+            return False
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                done = self._tree.seal(0)
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                self._tree.rolled_back()
+                raise OperationalError(f"cannot sign a checkpoint of {self.path}: {exc}") from exc
+            self._tree.flush_files()
+            return done
+
+    def build_tree(self, progress: object = None) -> int:
+        """Grow the tree over every record the tree does not cover yet (a log written before
+        trees existed, or after ``reset``), in one transaction; return its size.
+
+        A log from before the tree carries the old per-batch hash chain: it is checked
+        first, so the new tree never seals records that the old chain already shows altered.
+        """
+        assert self._tree is not None
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if db.execute("SELECT 1 FROM events WHERE chain IS NOT NULL LIMIT 1").fetchone():
+                    self._verify(db, None)
+                tree = self._tree
+                done = tree.size(0)
+                while True:
+                    rows = db.execute(
+                        "SELECT position, event_id, event_type, subject, recorded_at, payload "
+                        "FROM events WHERE position > ? ORDER BY position LIMIT ?",
+                        (done, 20_000)).fetchall()
+                    if not rows:
+                        break
+                    if rows[0][0] != done + 1:
+                        raise TamperedLogError(f"position {done + 1} is missing from the log "
+                                               f"(next is {rows[0][0]})")
+                    tree.grow(0, done, [(e, t, s, b) for _, e, t, s, _, b in rows],
+                              [p for p, *_ in rows], [recorded_us(r[4]) for r in rows])
+                    done = rows[-1][0]
+                    if progress is not None:
+                        progress(done)  # type: ignore[operator]
+                tree.seal(0)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                self._tree.rolled_back()
+                raise
+            self._tree.flush_files()
+            return done
+
+    def rebuild_tree(self, progress: object = None) -> int:
+        """Throw the tree's tiles and state away and grow them again from the log
+        (``pdl verify --rebuild-tree``); stored checkpoints stay, and verify compares."""
+        assert self._tree is not None
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._tree.reset(0)
+            self._db.execute("COMMIT")
+        return self.build_tree(progress)
 
     def reopener(self) -> Callable[[], SQLiteEventLog]:
         return functools.partial(SQLiteEventLog, self.path)
@@ -153,26 +263,46 @@ class SQLiteEventLog(EventLog):
         is taken and the INSERT fails, and None sends the caller the locked way.
         """
         assert self._cached_head is not None
-        last, recorded_at, chain = self._cached_head
+        last, recorded_at = self._cached_head
         now = max(time.time(), recorded_at)
-        value = chain_hash(chain, ((r.event_id, r.payload),))
+        db, tree = self._db, self._tree
         try:
-            self._db.execute(
+            if tree is not None:
+                db.execute("BEGIN IMMEDIATE")
+            db.execute(
                 "INSERT INTO events (position, event_id, event_type, subject, recorded_at,"
-                " payload, chain) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (last + 1, r.event_id, r.event_type, r.subject, now, r.payload, value),
+                " payload) VALUES (?, ?, ?, ?, ?, ?)",
+                (last + 1, r.event_id, r.event_type, r.subject, now, r.payload),
             )
+            if tree is not None:
+                tree.grow(0, last, (r,), (last + 1,), recorded_us(now))
+                db.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
+            self._rollback()
             if getattr(exc, "sqlite_errorname", "") == "SQLITE_CONSTRAINT_UNIQUE":
                 raise _Duplicates() from exc  # the event id, not the position
             self._cached_head = None
             return None
-        except sqlite3.OperationalError:
-            # A stale snapshot (busy): nothing was written; take the locked way.
+        except (sqlite3.OperationalError, PersistenceError):
+            # A stale snapshot (busy), or a tree another writer moved: nothing was
+            # written; take the locked way.
+            self._rollback()
             self._cached_head = None
             return None
-        self._cached_head = (last + 1, now, value)
+        except BaseException:
+            self._rollback()
+            raise
+        if tree is not None:
+            tree.flush_files()
+        self._appended = True
+        self._cached_head = (last + 1, now)
         return last + 1
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        if self._tree is not None:
+            self._tree.rolled_back()
 
     def _append(self, records: Sequence[NewRecord],
                 check_existing: bool) -> tuple[int, dict[str, int], dict[str, int]]:
@@ -184,7 +314,7 @@ class SQLiteEventLog(EventLog):
         try:
             existing = self._existing([r.event_id for r in records]) if check_existing else {}
             last = self._head()
-            now = max(time.time(), last[0] if last else 0.0)
+            now = max(time.time(), last)
             # event id -> index in records, of the records to store now (first of each id)
             fresh = dict(zip([r.event_id for r in records], range(len(records))))
             if existing or len(fresh) < len(records):
@@ -195,8 +325,6 @@ class SQLiteEventLog(EventLog):
             new = records if len(fresh) == len(records) else [records[i] for i in fresh.values()]
             first = 0
             if new:
-                chain = chain_hash(last[1] if last else GENESIS,
-                                   ((r.event_id, r.payload) for r in new))
                 # NewRecord is (event_id, event_type, subject, payload): bound as it is.
                 if len(new) > 1:
                     db.executemany(
@@ -205,41 +333,44 @@ class SQLiteEventLog(EventLog):
                         [r + (now,) for r in new[:-1]],
                     )
                 first = db.execute(
-                    "INSERT INTO events (event_id, event_type, subject, payload, recorded_at,"
-                    " chain) VALUES (?, ?, ?, ?, ?, ?)", (*new[-1], now, chain),
+                    "INSERT INTO events (event_id, event_type, subject, payload, recorded_at)"
+                    " VALUES (?, ?, ?, ?, ?)", (*new[-1], now),
                 ).lastrowid - len(new) + 1
+                if self._tree is not None:
+                    self._tree.grow(0, first - 1, new, range(first, first + len(new)),
+                                    recorded_us(now))
             db.execute("COMMIT")
             if new:
-                self._cached_head = (first + len(new) - 1, now, chain)
+                self._cached_head = (first + len(new) - 1, now)
         except sqlite3.IntegrityError as exc:
-            db.execute("ROLLBACK")
+            self._rollback()
             if "UNIQUE" in str(exc) and not check_existing:
                 raise _Duplicates() from exc
             raise IntegrityError(f"the log refused the batch: {exc}") from exc
         except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            self._rollback()
             raise OperationalError(f"appending to {self.path} failed: {exc}") from exc
         except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            self._rollback()
             raise
+        if self._tree is not None:
+            self._tree.flush_files()
+        self._appended = self._appended or bool(fresh)
         return first, existing, fresh
 
-    def _head(self) -> tuple[float, bytes] | None:
-        """(recorded_at, chain) of the last batch, read inside the write transaction.
+    def _head(self) -> float:
+        """recorded_at of the last record (0 if none), read inside the write transaction.
 
-        Cached: while the last position is the one this process wrote, the cached chain
-        value is current (another writer would have moved the position).
+        Cached: while the last position is the one this process wrote, the cached time is
+        current (another writer would have moved the position).
         """
         last = self._db.execute("SELECT max(position) FROM events").fetchone()[0]
         cached = self._cached_head
         if cached is not None and cached[0] == last:
-            return cached[1], cached[2]
-        return self._db.execute(
-            "SELECT recorded_at, chain FROM events WHERE chain IS NOT NULL "
-            "ORDER BY position DESC LIMIT 1"
-        ).fetchone()  # type: ignore[no-any-return]
+            return cached[1]
+        row = self._db.execute(
+            "SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1").fetchone()
+        return float(row[0]) if row else 0.0
 
     def _existing(self, ids: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -334,21 +465,34 @@ class SQLiteEventLog(EventLog):
     # --- tamper evidence --------------------------------------------------------------
 
     def verify(self, progress: Callable[[int], None] | None = None) -> int:
-        """Recompute the hash chain over the whole log; return the number of records checked.
+        """Recompute the tree from the log and compare it with the stored tree and
+        checkpoints (signatures checked when this log has the signing key); return the
+        number of records. Raises ``TamperedLogError`` naming what does not verify.
+        ``Ledger.verify`` also decodes every record; ``pdl verify`` adds the verifier's
+        trust state (``ledger.verification``)."""
+        from ledger.verification import verify_sqlite
 
-        Raises ``TamperedLogError`` naming the first position that does not verify. Reads
-        one snapshot through a connection of its own, so publishing goes on meanwhile and
-        a batch being appended is never half seen.
-        """
+        if self._tree is None:
+            raise PersistenceError("this log keeps no Merkle tree (opened with merkle=False)")
+        signer = self._tree.options.signer
+        report = verify_sqlite(self, signer.verifier if signer else None, None,
+                               folder=self._tree.options.folder, decode_records=False,
+                               progress=progress)
+        if not report.ok:
+            raise TamperedLogError("the log does not verify: "
+                                   + "; ".join(p for t in report.trees for p in t.problems))
+        return report.records
+
+    def snapshot(self) -> sqlite3.Connection:
+        """A connection of its own, in a read transaction: one WAL snapshot of the log and
+        its tree, so publishing goes on while ``ledger.verification`` reads it."""
         snapshot = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        try:
-            snapshot.execute("BEGIN")  # a read transaction: one WAL snapshot throughout
-            return self._verify(snapshot, progress)
-        finally:
-            snapshot.close()
+        snapshot.execute("BEGIN")
+        return snapshot
 
     @staticmethod
     def _verify(db: sqlite3.Connection, progress: object) -> int:
+        """Check the per-batch hash chain of a log written before the Merkle tree."""
         hasher = hashlib.sha256(GENESIS)
         expected, checked, open_since = None, 0, None
         for position, event_id, payload, chain in db.execute(

@@ -26,12 +26,21 @@ from rich.table import Table
 
 from ledger.errors import ConfigurationError, InvalidInput, LedgerError
 from ledger.settings import generate_key
-from pdl import cli_access, cli_cases, cli_consume, cli_quarantine, cli_queries, cli_vault
+from pdl import (
+    cli_access,
+    cli_cases,
+    cli_consume,
+    cli_quarantine,
+    cli_queries,
+    cli_vault,
+    cli_verify,
+)
 from pdl.context import Handler, open_ledger
 from pdl.output import console, emit, err_console, parse_time, progress_bar, report_invalid
 
 #: The modules whose ``register(sub, add)`` adds their subcommands, in help order.
-GROUPS = (cli_queries, cli_consume, cli_quarantine, cli_access, cli_cases, cli_vault)
+GROUPS = (cli_queries, cli_consume, cli_quarantine, cli_access, cli_cases, cli_vault,
+          cli_verify)
 
 # --- log commands ---------------------------------------------------------------------
 
@@ -120,19 +129,17 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    with open_ledger(args) as ledger:
-        total = ledger.log.count()
-        with progress_bar() as bar:
-            task = bar.add_task("verifying", total=total, rate="")
-            checked = ledger.verify(progress=lambda n: bar.update(task, completed=n))
-            bar.update(task, completed=checked)
-        emit(args, {"verified": checked, "ok": True},
-             lambda: console.print(f"[green]ok[/]: {checked} record(s), hash chain intact"))
-    return 0
-
-
 def cmd_keygen(args: argparse.Namespace) -> int:
+    if args.signing or args.witness:
+        from ledger.checkpoint import ALG_COSIGNATURE_V1, ALG_ED25519, NoteError, Signer
+
+        try:
+            signer = Signer.generate(args.signing or args.witness,
+                                     ALG_COSIGNATURE_V1 if args.witness else ALG_ED25519)
+        except NoteError as exc:
+            raise InvalidInput(f"key name: {exc}", [(0, "name", str(exc))]) from None
+        sys.stdout.write(f"{signer}\n{signer.verifier}\n")
+        return 0
     sys.stdout.write(generate_key() + "\n")
     return 0
 
@@ -217,8 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record an erasure request for an id the ledger never saw "
                         "(else: exit 66, nothing recorded)")
 
-    add("verify", cmd_verify, "verify the log's hash chain and that every record decodes")
-    add("keygen", cmd_keygen, "print a new random master key for LEDGER_MASTER_KEY", False)
+    p = add("keygen", cmd_keygen, "print a new random master key for LEDGER_MASTER_KEY", False)
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--signing", metavar="NAME", help="instead: a checkpoint signing key "
+                      "(LEDGER_SIGNING_KEY) and, on the next line, its verifier key")
+    kind.add_argument("--witness", metavar="NAME", help="instead: a witness's cosigning key "
+                      "and its verifier key")
 
     p = add("schema", lambda a: 2, "the event catalogue", False)
     schema_sub = p.add_subparsers(dest="schema_command", required=True)

@@ -226,8 +226,10 @@ def test_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
             # -wal/-shm exist while a connection is open: check them now
             assert {"log.db", "vault.db", "views.db", "access.db", "demo-master.key",
                     "views.db-wal"} <= written
-            for path in data.iterdir():
-                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+            for path in data.rglob("*"):  # files 0600, folders (checkpoints/...) 0700
+                want = 0o700 if path.is_dir() else 0o600
+                assert stat.S_IMODE(path.stat().st_mode) == want, path.name
+            assert (data / "checkpoints" / "0" / "latest.checkpoint").exists()
         assert stat.S_IMODE(data.stat().st_mode) == 0o700
     finally:
         os.umask(previous)

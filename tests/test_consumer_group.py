@@ -64,8 +64,8 @@ def workload() -> list[dict[str, Any]]:
             events.append({**base, "type": "data.collected", "data": {
                 "categories": ["user.contact.email", "user.financial.bank_account"],
                 "source": {"kind": "subject"}, "purpose": "essential.service.authentication",
-                "store": f"db-{step % 3}", "store_location": "CN", "retention_days": 365},
-                "personal": {"user.contact.email": f"p{person}@example.cn"}})
+                "store": f"db-{step % 3}", "store_location": "CN", "retention_days": 365,
+                "personal": {"user.contact.email": f"p{person}@example.cn"}}})
     return events
 
 

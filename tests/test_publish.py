@@ -173,19 +173,25 @@ def test_the_log_refuses_updates_and_deletes(settings: Settings) -> None:
 
 def test_verify_detects_tampering(settings: Settings, capsys: pytest.CaptureFixture[str],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick check; tests/test_verification.py has every case of issue 14."""
+    from ledger.checkpoint import Signer
+
+    signer = Signer.generate("pdl-test")
+    settings = settings.with_(signing_key=str(signer))
     with Ledger(settings) as ledger:
         for start in (0, 10, 20):
             ledger.publish([json.loads(line(i)) for i in range(start, start + 10)])
         assert ledger.verify() == 30
     for key, value in env_for(settings).items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LEDGER_SIGNING_KEY", str(signer))
     assert main(["verify"]) == 0
     db = sqlite3.connect(settings.log_path, isolation_level=None)
     db.execute("DROP TRIGGER events_no_update")  # what an attacker with file access could do
     db.execute("UPDATE events SET payload = CAST(replace(payload, 'mailer-13', 'mailer-99') AS BLOB) "
                "WHERE position = 14")
     db.close()
-    with pytest.raises(TamperedLogError, match="positions 11-20"):
-        SQLiteEventLog(settings.log_path).verify()
-    assert main(["verify"]) == 74
-    assert "does not match the hash chain" in capsys.readouterr().err
+    with pytest.raises(TamperedLogError, match="do not match the checkpoint signed"):
+        Ledger(settings).verify()
+    assert main(["verify"]) == 1
+    assert "do not match the checkpoint signed" in capsys.readouterr().err

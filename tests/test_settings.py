@@ -17,8 +17,7 @@ from ledger.settings import ENV, KAFKA_ENV, KafkaSettings, Settings, Var, intege
 def test_every_setting_has_one_variable_and_every_variable_one_setting() -> None:
     settable = {f.name for f in dataclasses.fields(Settings)} - {"kafka"}
     assert sorted(v.field for v in ENV) == sorted(settable)
-    kafka_settable = {f.name for f in dataclasses.fields(KafkaSettings)} - {
-        "transactional_id", "check_subjects"}  # set by code only
+    kafka_settable = {f.name for f in dataclasses.fields(KafkaSettings)} - KafkaSettings.SET_BY_CODE
     assert sorted(v.field for v in KAFKA_ENV) == sorted(kafka_settable)
     names = [v.name for v in ENV + KAFKA_ENV]
     assert len(names) == len(set(names))

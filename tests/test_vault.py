@@ -30,7 +30,7 @@ def wire(subject: str, personal: dict[str, str] | None) -> dict:
     event = json.loads(json.dumps(EXAMPLES["data.collected"]))
     event["subject"] = subject
     event["data"]["categories"] = sorted(personal) if personal else ["user.device.ip_address"]
-    event.pop("id", None)
+    event.pop("id", None)  # derived from the content
     if personal:
         event["data"]["personal"] = personal
     else:
