@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from consumers.clock import ClockProjection
 from consumers.datamap import DataMapProjection
 from consumers.disclosures import DisclosureProjection
 from consumers.projection import Projection
@@ -18,7 +19,7 @@ def all_projections(cache_entries: int = DEFAULT_CACHE_ENTRIES) -> list[Projecti
     (``LEDGER_VIEW_CACHE_ENTRIES``, see ``consumers.rows.WriteCache``)."""
     projections: list[Projection] = [
         DataMapProjection(cache_entries), DisclosureProjection(),
-        HoldingsProjection(cache_entries),
+        HoldingsProjection(cache_entries), ClockProjection(),
     ]
     try:
         from consumers.findings import FindingsProjection

@@ -55,11 +55,19 @@ def progress_bar(transient: bool = False) -> Progress:
 
 
 def parse_time(text: str) -> datetime:
-    """An ISO 8601 time; a time without a zone is refused rather than guessed."""
+    """An ISO 8601 time with a zone, or a plain date (``2024-07-01``) meaning midnight UTC;
+    a time of day without a zone is refused rather than guessed."""
+    if len(text) == 10 and text[4] == "-" and text[7] == "-":
+        try:
+            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2024-07-01T08:00:00Z) or date "
+            "(2024-07-01, midnight UTC)") from None
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +08:00)")
     return value.astimezone(timezone.utc)
@@ -139,12 +147,23 @@ def report_invalid(args: argparse.Namespace, exc: InvalidInput) -> None:
     err_console.print(f"error: {exc}", style="bold red", markup=False)
 
 
+def cut(text: str, width: int) -> str:
+    """``text`` at most ``width`` characters, a cut marked with "…"."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def cmd_log(args: argparse.Namespace) -> int:
+    from consumers.replay import QueryTime, time_warnings
+
+    when = QueryTime(as_of=args.as_of, valid_at=args.valid_at)
+    filtered = args.subject is not None or args.valid_at is not None
     with open_ledger(args) as ledger:
         after = {0: args.after} if args.after is not None else None
         rows = []
         for record, event in ledger.events(after, until=args.as_of, subject=args.subject,
-                                           limit=None if args.subject else args.limit):
+                                           limit=None if filtered else args.limit):
+            if args.valid_at is not None and event.time > args.valid_at:
+                continue
             item = event.model_dump(mode="json", exclude_none=True)
             item["position"] = f"{record.partition}:{record.offset}"
             item["recorded_at"] = record.recorded_at.isoformat()
@@ -152,22 +171,29 @@ def cmd_log(args: argparse.Namespace) -> int:
                 item["personal"] = ledger.unseal(event)
                 item.pop("sealed", None)
             rows.append(item)
-            if args.subject and len(rows) >= args.limit:
+            if filtered and len(rows) >= args.limit:
                 break
         if args.unseal:
             ledger.audit("log --unseal", {"count": str(len(rows))})
+        warnings = time_warnings(ledger.log, QueryTime(as_of=args.as_of), None)
+        if args.valid_at is not None and not rows and not warnings:
+            warnings.append(f"no event recorded happened by --valid-at {args.valid_at.isoformat()}")
 
         def render() -> None:
+            for w in warnings:
+                err_console.print(f"warning: {w}", style="yellow", markup=False)
             table = Table(title=f"{len(rows)} event(s)")
             for col in ("position", "time", "type", "subject", "data", "personal"):
                 table.add_column(col, overflow="fold")
             for r in rows:
                 personal = r.get("personal") if args.unseal else ("sealed" if r.get("sealed") else "")
                 table.add_row(r["position"], r["time"], r["type"], r.get("subject") or "",
-                              json.dumps(r["data"], ensure_ascii=False)[:160],
+                              cut(json.dumps(r["data"], ensure_ascii=False), 160),
                               json.dumps(personal, ensure_ascii=False) if args.unseal else personal)
             console.print(table)
 
+        if warnings and getattr(args, "json", False):
+            err_console.file.write(json.dumps({"warnings": warnings}) + "\n")
         emit(args, rows, render)
     return 0
 
@@ -264,7 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--after", type=int, help="start after this position")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--subject", help="only this person's events (real identifier)")
-    p.add_argument("--as-of", type=parse_time, help="the log as it stood at this time")
+    p.add_argument("--as-of", type=parse_time, metavar="TIME",
+                   help="recorded time: the log as it stood at TIME (ISO 8601 with a zone, "
+                        "or a plain date 2024-07-01 = midnight UTC)")
+    p.add_argument("--valid-at", type=parse_time, metavar="TIME",
+                   help="event time: only events that happened by TIME (same formats)")
     p.add_argument("--unseal", action="store_true", help="open sealed values (audited)")
 
     p = add("erase", cmd_erase, "crypto-shred a person: destroy their key, record the erasure")

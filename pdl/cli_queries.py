@@ -1,7 +1,10 @@
 """``pdl`` commands over the projections: project, rebuild, status, and the queries.
 
-Queries catch the views up with the log first (unless ``--no-catch-up``), or with
-``--as-of T`` answer from the log as it stood at T. Every query is audited in the log.
+Queries catch the views up with the log first (unless ``--no-catch-up``), or answer from
+the log replayed in memory: ``--as-of T`` as it stood at T (recorded time), ``--valid-at T``
+the events that happened by T (event time), or both. A time before the log's first record
+or before the first event is warned about (stderr; ``warnings`` in JSON objects, a JSON
+line ``{"warnings": [...]}`` on stderr beside JSON lists). Every query is audited in the log.
 ``subject`` and ``export`` take a person's real identifier; it is pseudonymised at once
 and never written anywhere.
 """
@@ -20,9 +23,9 @@ from consumers import queries
 from consumers.projection import RunStats
 from consumers.queries import DisclosureFilter
 from consumers.registry import projection_names
-from consumers.views import ViewStore
+from consumers.replay import QueryTime
 from pdl.cli import console, emit, err_console, open_ledger, parse_time, progress_bar
-from pdl.service import QueryService, findings_summary
+from pdl.service import Answering, QueryService, findings_summary
 
 Add = Callable[..., argparse.ArgumentParser]
 
@@ -37,26 +40,48 @@ def _catch_up(service: QueryService, transient: bool = True) -> RunStats:
         return service.catch_up(progress=lambda n: bar.advance(task, n))
 
 
+def _when(args: argparse.Namespace) -> QueryTime:
+    return QueryTime(as_of=args.as_of, valid_at=getattr(args, "valid_at", None))
+
+
 @contextmanager
 def _views(service: QueryService, args: argparse.Namespace,
-           needs: list[str]) -> Iterator[ViewStore]:
-    """The views a query reads: caught up now, or the projections it ``needs`` replayed to
-    ``--as-of``."""
-    if args.as_of is None:
+           needs: list[str]) -> Iterator[Answering]:
+    """The views a query reads: caught up now, or the projections it ``needs`` replayed
+    from the log to ``--as-of`` / ``--valid-at``; warnings about the time go to stderr."""
+    when = _when(args)
+    if when.now:
         if not args.no_catch_up:
             _catch_up(service)
-        yield service.views
+        yield Answering(service.views, when)
         return
+    label = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in when.arguments().items() if v)
     with progress_bar(transient=True) as bar:
-        task = bar.add_task(f"replaying to {args.as_of.isoformat()}",
-                            total=service.records_until(args.as_of), rate="")
-        with service.views_at(args.as_of, lambda n: bar.advance(task, n), needs) as views:
+        task = bar.add_task(f"replaying ({label})",
+                            total=service.records_until(when.as_of), rate="")
+        with service.answering(when, lambda n: bar.advance(task, n), needs) as answer:
             bar.update(task, visible=False)
-            yield views
+            warn(args, answer.warnings)
+            yield answer
+
+
+def warn(args: argparse.Namespace, warnings: list[str]) -> None:
+    """Warnings on stderr: a line each for people, one JSON object with ``--json``."""
+    if not warnings:
+        return
+    if getattr(args, "json", False):
+        err_console.file.write(json.dumps({"warnings": warnings}) + "\n")
+        return
+    for w in warnings:
+        err_console.print(f"warning: {w}", style="yellow", markup=False, highlight=False)
 
 
 def _as_of(args: argparse.Namespace) -> dict[str, str | None]:
-    return {"as_of": args.as_of.isoformat() if args.as_of else None}
+    return dict(_when(args).arguments())
+
+
+def _with_warnings(answer: dict[str, Any], found: Answering) -> dict[str, Any]:
+    return {**answer, **found.when.arguments(), "warnings": found.warnings}
 
 
 def _positive(raw: str) -> int:
@@ -122,15 +147,37 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     with _service(args) as service:
         rows = service.status()
+        clock = service.clock()
 
         def render() -> None:
             table = Table(title="projections")
             for col in ("projection", "position", "end of log", "lag"):
                 table.add_column(col)
             for r in rows:
-                table.add_row(r["projection"], _pos(r["position"]), _pos(r["end"]), str(r["lag"]))
+                lag = str(r["lag"])
+                if r["lag"] and r["audit_lag"] == r["lag"]:
+                    lag += " (audit records only)"
+                elif r["audit_lag"]:
+                    lag += f" ({r['audit_lag']} audit)"
+                table.add_row(r["projection"], _pos(r["position"]), _pos(r["end"]), lag)
             console.print(table)
+            if any(r["audit_lag"] for r in rows):
+                _say("Audit records (ledger.queried: every query records itself, 6.2.1b) are "
+                     "appended after the views were caught up; no view reads them, and the "
+                     "next catch-up (any query, or pdl project) passes over them.")
+            if clock:
+                _say(f"events about people: {clock['events']}, happened "
+                     f"{_day(clock['first_event_at'])} – {_day(clock['last_event_at'])}, "
+                     f"recorded {_day(clock['first_recorded_at'])} – "
+                     f"{_day(clock['last_recorded_at'])}")
+                _say(f"late events (recorded over {clock['late_after_hours']} h after they "
+                     f"happened): {clock['late_events']}"
+                     + (f", the longest {clock['longest_delay_hours']} h after"
+                        if clock["late_events"] else ""))
 
+        for r in rows:
+            if r["projection"] == "clock":
+                r["summary"] = clock
         emit(args, rows, render)
     return 0
 
@@ -146,8 +193,9 @@ def cmd_subject(args: argparse.Namespace) -> int:
     with _service(args) as service:
         pseudonym = service.pseudonym(args.id)
         service.audit("subject", {"pseudonym": pseudonym, **_as_of(args)})
-        with _views(service, args, ["datamap"]) as views:
-            answer = queries.subject_map(views, pseudonym, now=args.as_of)
+        with _views(service, args, ["datamap"]) as found:
+            answer = _with_warnings(
+                queries.subject_map(found.views, pseudonym, now=found.when.reference), found)
         emit(args, answer, lambda: render_data_map(answer))
     return 0
 
@@ -207,8 +255,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         pseudonym = service.pseudonym(args.id)
         service.audit("export", {"pseudonym": pseudonym, "format": "json" if as_json else "text",
                                  **_as_of(args)})
-        with _views(service, args, ["datamap"]) as views:
-            answer = service.export(views, args.id, args.as_of)
+        with _views(service, args, ["datamap"]) as found:
+            answer = {**service.export(found.views, args.id, found.when),
+                      "warnings": found.warnings}
     if as_json:
         args.json = True
         emit(args, answer, lambda: None)
@@ -226,13 +275,19 @@ def render_export(answer: dict[str, Any]) -> None:
     """The access-request answer for a person to read: the data map, then every event."""
     _say(f"Everything the ledger holds about {answer['subject']}", "bold")
     _say(f"(pseudonym {answer['pseudonym']}; data key {answer['key']}"
-         + (f"; as the log stood at {answer['as_of']}" if answer["as_of"] else "") + ")")
+         + (f"; as the log stood at {answer['as_of']}" if answer["as_of"] else "")
+         + (f"; events that happened by {answer['valid_at']}" if answer.get("valid_at") else "")
+         + ")")
     if answer["data_map"]:
         render_data_map(answer["data_map"])
-    _say(f"\n{len(answer['events'])} event(s), oldest first:", "bold")
+    late = answer.get("late_events") or 0
+    _say(f"\n{len(answer['events'])} event(s) by the time they happened, oldest first"
+         + (f"; {late} recorded late (marked 'late')" if late else "") + ":", "bold")
     for e in answer["events"]:
         data = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in e["data"].items())
-        _say(f"{e['time']}  {e['type']}  {data}")
+        mark = (f"  [late: recorded {e['recorded_at']}, {e['recorded_after_hours']} h after]"
+                if e.get("late") else "")
+        _say(f"{e['time']}  {e['type']}  {data}{mark}")
         personal = e.get("personal")
         if isinstance(personal, dict):
             for key, value in personal.items():
@@ -251,7 +306,8 @@ def cmd_disclosures(args: argparse.Namespace) -> int:
         service.audit("disclosures", {**filters.as_arguments(),
                                       "summary": "yes" if args.summary else None,
                                       **_as_of(args)})
-        with _views(service, args, ["disclosures"]) as views:
+        with _views(service, args, ["disclosures"]) as found:
+            views = found.views
             if args.summary:
                 summary = queries.disclosure_summary(views, filters)
                 emit(args, summary, lambda: _render_disclosure_summary(summary))
@@ -314,7 +370,8 @@ def cmd_scope(args: argparse.Namespace) -> int:
             "from": args.since.isoformat() if args.since else None,
             "until": args.until.isoformat() if args.until else None,
             "categories": ",".join(categories) or None, **_as_of(args)})
-        with _views(service, args, ["holdings"]) as views:
+        with _views(service, args, ["holdings"]) as found:
+            views = found.views
             # a table shows --show people; JSON lists everyone unless paged with --limit
             limit = args.limit if args.limit is not None or args.json else args.show
             if args.incident is not None:
@@ -323,7 +380,7 @@ def cmd_scope(args: argparse.Namespace) -> int:
             else:
                 result = queries.scope(views, stores, args.since, args.until,
                                        categories or None, limit=limit, after=args.after)
-        answer = result.as_dict()
+        answer = _with_warnings(result.as_dict(), found)
         emit(args, answer, lambda: render_scope(answer, args.show))
     return 0
 
@@ -367,8 +424,8 @@ def cmd_findings(args: argparse.Namespace) -> int:
     with _service(args) as service:
         service.audit("findings", {"clause": args.clause, "summary": "yes" if args.summary
                                    else None, **_as_of(args)})
-        with _views(service, args, ["findings"]) as views:
-            found = service.findings(views, args.clause, args.as_of,
+        with _views(service, args, ["findings"]) as answering:
+            found = service.findings(answering.views, args.clause, answering.when,
                                      service.ledger.settings.request_deadline_days)
     if args.summary:
         summary = findings_summary(found)
@@ -413,7 +470,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _query_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=parse_time, metavar="TIME",
-                   help="answer from the log as it stood at this time (ISO 8601 with zone)")
+                   help="recorded time: answer from the log as it stood at TIME, i.e. what "
+                        "the ledger knew then (ISO 8601 with a zone, or a plain date "
+                        "2024-07-01 = midnight UTC)")
+    p.add_argument("--valid-at", type=parse_time, metavar="TIME",
+                   help="event time: the state of the world at TIME, from the events that "
+                        "happened by then, whenever they were recorded; combine with "
+                        "--as-of (same formats)")
     p.add_argument("--no-catch-up", action="store_true",
                    help="answer from the views as they are, without projecting new events")
     return p
