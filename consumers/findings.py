@@ -157,7 +157,10 @@ CATEGORY_FIELDS: Final[dict[type[ev.EventData], tuple[str, ...]]] = {
                              "allowed_categories") if f in model.model_fields)
     for model in ev.DATA_MODELS
 }
-OUT_OF_SCOPE: Final = _touching(tx.OUT_OF_SCOPE_CATEGORIES)
+# customer data and its parts; not the categories containing it ("user", a whole-person
+# erasure, is not a record of customer data)
+OUT_OF_SCOPE: Final = frozenset(c for c in tx.CATEGORIES
+                                if any(tx.covers(g, c) for g in tx.OUT_OF_SCOPE_CATEGORIES))
 
 
 # --- helpers -----------------------------------------------------------------------------

@@ -95,7 +95,7 @@ class Violation:
 VIOLATIONS: dict[str, Violation] = {
     "customer_content_recorded": Violation(
         "1.3", "customer data is out of scope",
-        "a support collection of category customer.content"),
+        "a support collection of customer data (user.content.private.customer_data)"),
     "password_stored_plain": Violation(
         "2.1.1(1)a", "passwords are stored hashed or encrypted",
         "the registration password collected with protection=plain"),
@@ -573,7 +573,7 @@ _SHARE_ANALYTICS_BARE = _shared(ANALYTICS_PARTNER, [BROWSING, DEVICE_ID], "analy
 # Support tickets (3.1).
 _TICKET = _collected([TICKET], SUPPORT, TICKETS, retention=TICKET_RETENTION_DAYS)
 _USE_TICKET = _used([TICKET, EMAIL], SUPPORT, "ticket-system")
-_CUSTOMER_CONTENT = _collected(["customer.content"], SUPPORT, TICKETS)
+_CUSTOMER_CONTENT = _collected(["user.content.private.customer_data"], SUPPORT, TICKETS)
 _TRAIN_AI = _used([TICKET, BROWSING], "train_ai_system", "llm-finetune")
 # Marketing (3.3, 4.2).
 _MARKETING_EMAIL = _used([EMAIL], M_EMAIL, "campaign-mailer", message_kind=M_EMAIL)

@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--output", "-o", default="-")
 
-    for module in ("pdl.cli_queries", "pdl.cli_consume"):
+    for module in ("pdl.cli_queries", "pdl.cli_consume", "pdl.cli_policy"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:
