@@ -17,7 +17,8 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from importlib import metadata
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -80,11 +81,16 @@ def open_ledger(args: argparse.Namespace) -> Any:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    """The settings, from ``LEDGER_*`` and the global options. Only the commands that
+    append events of their own (``publish``, ``erase``, ``consume``: ``prepares_log``)
+    create missing Kafka topics; the others find them or say the log is empty."""
     settings = Settings.from_env()
     if getattr(args, "data_dir", None):
         settings = settings.with_(data_dir=Path(args.data_dir))
     if getattr(args, "demo", False):
         settings = settings.with_(demo=True)
+    if not getattr(args, "prepares_log", False):
+        settings = settings.with_(kafka={**settings.kafka, "prepare_topics": False})
     return settings
 
 
@@ -184,7 +190,7 @@ def cmd_log(args: argparse.Namespace) -> int:
                 err_console.print(f"warning: {w}", style="yellow", markup=False)
             table = Table(title=f"{len(rows)} event(s)")
             for col in ("position", "time", "type", "subject", "data", "personal"):
-                table.add_column(col, overflow="fold")
+                table.add_column(col, overflow="ellipsis")
             for r in rows:
                 personal = r.get("personal") if args.unseal else ("sealed" if r.get("sealed") else "")
                 table.add_row(r["position"], r["time"], r["type"], r.get("subject") or "",
@@ -220,7 +226,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    sys.stdout.write(generate_key() + "\n")
+    key = generate_key()
+    if args.json:
+        sys.stdout.write(json.dumps({"key": key}) + "\n")
+    else:
+        sys.stdout.write(key + "\n")
     return 0
 
 
@@ -233,7 +243,8 @@ def cmd_schema_export(args: argparse.Namespace) -> int:
         (out / f"{event_type}.schema.json").write_text(
             json.dumps(json_schema(event_type), indent=2, ensure_ascii=False) + "\n"
         )
-    console.print(f"wrote {len(EVENT_TYPES)} JSON Schema file(s) to {out}")
+    emit(args, {"written": len(EVENT_TYPES), "dir": str(out)},
+         lambda: console.print(f"wrote {len(EVENT_TYPES)} JSON Schema file(s) to {out}"))
     return 0
 
 
@@ -242,9 +253,10 @@ def cmd_schema_docs(args: argparse.Namespace) -> int:
 
     text = render_catalogue()
     if args.output == "-":
-        sys.stdout.write(text)
+        emit(args, {"markdown": text}, lambda: sys.stdout.write(text))
     else:
         Path(args.output).write_text(text)
+        emit(args, {"written": args.output}, lambda: None)
     return 0
 
 
@@ -260,14 +272,48 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-    err_console.print(f"simulated {n} event(s) for {args.people} people (seed {args.seed})")
+    summary = {"events": n, "people": args.people, "seed": args.seed, "output": args.output}
+    if args.json and args.output != "-":
+        sys.stdout.write(json.dumps(summary) + "\n")
+    elif args.json:  # stdout carries the events
+        err_console.file.write(json.dumps(summary) + "\n")
+    else:
+        err_console.print(f"simulated {n} event(s) for {args.people} people (seed {args.seed})")
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as JSON on stdout when ``--json`` was given (exit 2)."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if Parser.json_errors:
+            sys.stdout.write(json.dumps({"error": message, "exit_code": 2, "usage":
+                                         self.format_usage().strip()}) + "\n")
+            raise SystemExit(2)
+        super().error(message)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("personal-data-ledger")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "unknown"
+
+
+TIME_HELP = "ISO 8601 with a zone, or a plain date 2024-07-01 = midnight UTC"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pdl", description="Personal-Data Ledger: record, prove and query personal-data use."
+    parser = Parser(
+        prog="pdl", description="Personal-Data Ledger: record, prove and query personal-data use.",
+        epilog="Exit codes: 0 ok, 1 a check found problems, 2 usage, 65 bad input, 66 not "
+               "found, 74 storage failure, 75 temporary failure (retry), 78 configuration. "
+               "Settings: LEDGER_* environment variables (docs/settings.md).",
     )
+    parser.add_argument("--version", action="version", version=f"pdl {_version()}",
+                        help="print the version and exit")
     parser.add_argument("--data-dir", help="where the embedded log, vault and views live "
                         "(LEDGER_DATA_DIR; default .pdl-data)")
     parser.add_argument("--demo", action="store_true",
@@ -277,47 +323,57 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, handler: Handler, help: str, json_flag: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         if json_flag:
-            p.add_argument("--json", action="store_true", help="machine-readable output")
+            json_option(p)
         p.set_defaults(handler=handler)
         return p
 
     p = add("publish", cmd_publish, "validate, seal and append JSON Lines events (FILE or -)")
+    p.set_defaults(prepares_log=True)
     p.add_argument("file", help="JSON Lines file in the wire format, or - for stdin")
-    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=1000, metavar="N",
+                   help="events per append transaction (default 1000)")
     p.add_argument("--results", action="store_true", help="report each event's position")
 
     p = add("log", cmd_log, "show events in the log (personal values stay sealed by default)")
-    p.add_argument("--after", type=int, help="start after this position")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--after", type=int, metavar="OFFSET", help="start after this position")
+    p.add_argument("--limit", type=int, default=50, metavar="N",
+                   help="show at most N events (default 50)")
     p.add_argument("--subject", help="only this person's events (real identifier)")
     p.add_argument("--as-of", type=parse_time, metavar="TIME",
-                   help="recorded time: the log as it stood at TIME (ISO 8601 with a zone, "
-                        "or a plain date 2024-07-01 = midnight UTC)")
+                   help=f"recorded time: the log as it stood at TIME ({TIME_HELP})")
     p.add_argument("--valid-at", type=parse_time, metavar="TIME",
                    help="event time: only events that happened by TIME (same formats)")
     p.add_argument("--unseal", action="store_true", help="open sealed values (audited)")
 
     p = add("erase", cmd_erase, "crypto-shred a person: destroy their key, record the erasure")
+    p.set_defaults(prepares_log=True)
     p.add_argument("subject", help="the person's real identifier")
-    p.add_argument("--reason", default="request")
-    p.add_argument("--request-id")
+    p.add_argument("--reason", default="request",
+                   help="why, recorded in the erasure event (default: request)")
+    p.add_argument("--request-id", help="the rights request this erasure answers, if any")
 
     add("verify", cmd_verify, "verify the log's hash chain and that every record decodes")
-    add("keygen", cmd_keygen, "print a new random master key for LEDGER_MASTER_KEY", False)
+    add("keygen", cmd_keygen, "print a new random master key for LEDGER_MASTER_KEY")
 
     p = add("schema", lambda a: 2, "the event catalogue", False)
-    schema_sub = p.add_subparsers(dest="schema_command", required=True)
+    schema_sub = p.add_subparsers(dest="schema_command", required=True, metavar="COMMAND")
     e = schema_sub.add_parser("export", help="write one JSON Schema per event type to DIR")
-    e.add_argument("dir")
+    e.add_argument("dir", help="folder to write the *.schema.json files to (created)")
+    json_option(e)
     e.set_defaults(handler=cmd_schema_export)
     d = schema_sub.add_parser("docs", help="print the event catalogue as Markdown")
-    d.add_argument("--output", default="-")
+    d.add_argument("--output", default="-", metavar="FILE",
+                   help="write to FILE instead of stdout (docs/events.md is this output)")
+    json_option(d)
     d.set_defaults(handler=cmd_schema_docs)
 
-    p = add("simulate", cmd_simulate, "generate a realistic, deterministic workload", False)
-    p.add_argument("--people", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--output", "-o", default="-")
+    p = add("simulate", cmd_simulate, "generate a realistic, deterministic workload")
+    p.add_argument("--people", type=int, default=1000, metavar="N",
+                   help="simulated people (default 1000)")
+    p.add_argument("--seed", type=int, default=1, metavar="S",
+                   help="random seed: the same seed gives the same events (default 1)")
+    p.add_argument("--output", "-o", default="-", metavar="FILE",
+                   help="JSON Lines file to write (default - : stdout)")
 
     for module in ("pdl.cli_queries", "pdl.cli_consume", "pdl.cli_policy"):
         try:
@@ -330,20 +386,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output (errors too, as {\"error\": ...} on stdout)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    Parser.json_errors = "--json" in words
+    try:
+        args = parser.parse_args(words)
+    finally:
+        Parser.json_errors = False
     try:
         return int(args.handler(args))
     except ConfigurationError as exc:
-        err_console.print(f"configuration error: {exc}", style="bold red", markup=False)
-        return exc.exit_code
+        return _fail(args, f"configuration error: {exc}", exc)
     except LedgerError as exc:
         retry = " (temporary: try again)" if exc.retriable else ""
-        err_console.print(f"error: {exc}{retry}", style="bold red", markup=False)
-        return exc.exit_code
+        return _fail(args, f"error: {exc}{retry}", exc)
     except KeyboardInterrupt:
         return 130
+
+
+def _fail(args: argparse.Namespace, text: str, exc: LedgerError) -> int:
+    """Report an error: one JSON object on stdout with ``--json``, else a line on stderr."""
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps({"error": str(exc), "type": type(exc).__name__,
+                                     "exit_code": exc.exit_code,
+                                     "retriable": exc.retriable}) + "\n")
+    else:
+        err_console.print(text, style="bold red", markup=False)
+    return exc.exit_code
 
 
 if __name__ == "__main__":

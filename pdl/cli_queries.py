@@ -24,7 +24,15 @@ from consumers.projection import RunStats
 from consumers.queries import DisclosureFilter
 from consumers.registry import projection_names
 from consumers.replay import QueryTime
-from pdl.cli import console, emit, err_console, open_ledger, parse_time, progress_bar
+from pdl.cli import (
+    TIME_HELP,
+    console,
+    emit,
+    err_console,
+    open_ledger,
+    parse_time,
+    progress_bar,
+)
 from pdl.service import Answering, QueryService, findings_summary
 
 Add = Callable[..., argparse.ArgumentParser]
@@ -63,6 +71,20 @@ def _views(service: QueryService, args: argparse.Namespace,
             bar.update(task, visible=False)
             warn(args, answer.warnings)
             yield answer
+
+
+def _check_today(service: QueryService, args: argparse.Namespace, projection: str,
+                 **names: Any) -> None:
+    """Before a question about another time, check the names it filters on against
+    today's views (caught up unless ``--no-catch-up``): a name recorded only later is
+    known, and answered "none then"; a misspelt one is not found. Questions about now
+    check against the views they read."""
+    if _when(args).now:
+        return
+    if not args.no_catch_up:
+        _catch_up(service)
+    if service.views.position(projection, service.ledger.log.log_id):
+        queries.check_names(service.views, **names)
 
 
 def warn(args: argparse.Namespace, warnings: list[str]) -> None:
@@ -162,15 +184,15 @@ def cmd_status(args: argparse.Namespace) -> int:
                 table.add_row(r["projection"], _pos(r["position"]), _pos(r["end"]), lag)
             console.print(table)
             if any(r["audit_lag"] for r in rows):
-                _say("Audit records (ledger.queried: every query records itself, 6.2.1b) are "
+                _note("Audit records (ledger.queried: every query records itself, 6.2.1b) are "
                      "appended after the views were caught up; no view reads them, and the "
                      "next catch-up (any query, or pdl project) passes over them.")
             if clock:
-                _say(f"events about people: {clock['events']}, happened "
+                _note(f"events about people: {clock['events']}, happened "
                      f"{_day(clock['first_event_at'])} – {_day(clock['last_event_at'])}, "
                      f"recorded {_day(clock['first_recorded_at'])} – "
                      f"{_day(clock['last_recorded_at'])}")
-                _say(f"late events (recorded over {clock['late_after_hours']} h after they "
+                _note(f"late events (recorded over {clock['late_after_hours']} h after they "
                      f"happened): {clock['late_events']}"
                      + (f", the longest {clock['longest_delay_hours']} h after"
                         if clock["late_events"] else ""))
@@ -180,6 +202,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                 r["summary"] = clock
         emit(args, rows, render)
     return 0
+
+
+def _note(text: str) -> None:
+    """A paragraph for people: wrapped at word boundaries to the terminal's width."""
+    console.print(text, markup=False, highlight=False)
 
 
 def _pos(position: dict[int, int]) -> str:
@@ -217,7 +244,7 @@ def render_data_map(answer: dict[str, Any]) -> None:
     table = Table(title="data map", show_lines=True)
     for col in ("category", "collected from, for", "used for (ground / consent)", "stores",
                 "sent to"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="ellipsis")
     for c in answer["categories"]:
         sources = "\n".join(
             f"{x['source']}{' ' + x['party'] if x['party'] else ''}: {x['purpose']}"
@@ -306,15 +333,19 @@ def cmd_disclosures(args: argparse.Namespace) -> int:
         service.audit("disclosures", {**filters.as_arguments(),
                                       "summary": "yes" if args.summary else None,
                                       **_as_of(args)})
+        if filters.recipient or filters.clause:
+            _check_today(service, args, "disclosures", recipient=filters.recipient,
+                         clause=filters.clause)
         with _views(service, args, ["disclosures"]) as found:
             views = found.views
+            check = found.when.now
             if args.summary:
-                summary = queries.disclosure_summary(views, filters)
+                summary = queries.disclosure_summary(views, filters, check=check)
                 emit(args, summary, lambda: _render_disclosure_summary(summary))
             else:
                 rows = queries.disclosures(views, filters.recipient, filters.clause,
                                            filters.category, filters.since, filters.until,
-                                           limit=args.limit)
+                                           limit=args.limit, check=check)
                 emit(args, rows, lambda: _render_disclosures(rows))
     return 0
 
@@ -328,7 +359,7 @@ def _render_disclosure_summary(rows: list[dict[str, Any]]) -> None:
     table.add_column("recipient", no_wrap=True)
     for col in ("kind", "disclosures", "people", "categories", "clauses", "cross-border",
                 "period"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="ellipsis")
     for r in rows:
         table.add_row(
             r["recipient"], (r["kind"] or "").replace("_", " "), str(r["disclosures"]),
@@ -343,7 +374,7 @@ def _render_disclosures(rows: list[dict[str, Any]]) -> None:
     table = Table(title=f"{len(rows)} disclosure(s)")
     table.add_column("day", no_wrap=True)
     for col in ("person", "recipient", "categories", "clause", "purpose", "cross-border"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="ellipsis")
     for r in rows:
         cb = r["cross_border"]
         table.add_row(_day(r["time"]), r["pseudonym"], r["recipient"],
@@ -370,6 +401,8 @@ def cmd_scope(args: argparse.Namespace) -> int:
             "from": args.since.isoformat() if args.since else None,
             "until": args.until.isoformat() if args.until else None,
             "categories": ",".join(categories) or None, **_as_of(args)})
+        if stores and args.incident is None:
+            _check_today(service, args, "holdings", stores=stores)
         with _views(service, args, ["holdings"]) as found:
             views = found.views
             # a table shows --show people; JSON lists everyone unless paged with --limit
@@ -379,7 +412,8 @@ def cmd_scope(args: argparse.Namespace) -> int:
                                                 after=args.after)
             else:
                 result = queries.scope(views, stores, args.since, args.until,
-                                       categories or None, limit=limit, after=args.after)
+                                       categories or None, limit=limit, after=args.after,
+                                       check=found.when.now)
         answer = _with_warnings(result.as_dict(), found)
         emit(args, answer, lambda: render_scope(answer, args.show))
     return 0
@@ -409,7 +443,7 @@ def render_scope(answer: dict[str, Any], show: int = 10) -> None:
                       " --json for all)")
         table.add_column("person", no_wrap=True)
         for col in ("categories", "stores", "records", "reachable"):
-            table.add_column(col, overflow="fold")
+            table.add_column(col, overflow="ellipsis")
         for p in people[:show]:
             table.add_row(p["pseudonym"], "\n".join(p["categories"]), ", ".join(p["stores"]),
                           str(p["records"]),
@@ -447,9 +481,10 @@ def _render_findings_summary(rows: list[dict[str, Any]]) -> None:
 def _render_findings(rows: list[dict[str, Any]]) -> None:
     table = Table(title=f"{len(rows)} finding(s)")
     for col in ("clause", "person", "time", "position", "explanation"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="ellipsis")
     for f in rows:
-        table.add_row(str(f["clause"]), str(f.get("pseudonym") or ""), str(f["time"]),
+        table.add_row(str(f["clause"]), str(f.get("pseudonym") or ""),
+                      str(f["time"])[:16].replace("T", " "),
                       f"{f['partition']}:{f['offset']}", str(f["explanation"]))
     console.print(table if rows else "[green]no findings[/]")
 
@@ -501,23 +536,30 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p = _query_options(add("export", cmd_export,
                            "everything the ledger holds about one person, unsealed (7.1)"))
     p.add_argument("id", help="the person's real identifier")
-    p.add_argument("--format", choices=("json", "text"), default="text")
+    p.add_argument("--format", choices=("json", "text"), default="text",
+                   help="text for the person to read (default), or json (same as --json)")
 
     p = _query_options(add("disclosures", cmd_disclosures,
                            "the disclosure register (section 5), filtered"))
-    p.add_argument("--recipient")
-    p.add_argument("--clause", help="5.1.1, or 5.1 for all of 5.1.x, or none")
+    p.add_argument("--recipient", help="a recipient id (unknown: exit 66 with the nearest)")
+    p.add_argument("--clause", help="5.1.1, or 5.1 for all of 5.1.x, or none "
+                   "(unknown: exit 66 with the nearest)")
     p.add_argument("--category", help="a data category; its sub-categories match too")
-    p.add_argument("--from", dest="since", type=parse_time, metavar="TIME")
-    p.add_argument("--until", type=parse_time, metavar="TIME")
+    p.add_argument("--from", dest="since", type=parse_time, metavar="TIME",
+                   help=f"disclosures at or after TIME, event time ({TIME_HELP})")
+    p.add_argument("--until", type=parse_time, metavar="TIME",
+                   help="disclosures at or before TIME, event time (same formats)")
     p.add_argument("--limit", type=int, help="at most this many disclosures")
     p.add_argument("--summary", action="store_true", help="one row per recipient")
 
     p = _query_options(add("scope", cmd_scope,
                            "who a breach affected (6.2.1): stores and a time window"))
-    p.add_argument("--stores", help="comma-separated stores or systems")
-    p.add_argument("--from", dest="since", type=parse_time, metavar="TIME")
-    p.add_argument("--until", type=parse_time, metavar="TIME")
+    p.add_argument("--stores", help="comma-separated stores or systems (unknown: exit 66 "
+                   "with the nearest)")
+    p.add_argument("--from", dest="since", type=parse_time, metavar="TIME",
+                   help=f"start of the exposure window, event time ({TIME_HELP})")
+    p.add_argument("--until", type=parse_time, metavar="TIME",
+                   help="end of the exposure window, event time (same formats)")
     p.add_argument("--categories", help="comma-separated categories exposed (default: all)")
     p.add_argument("--incident", help="an incident recorded in the log, instead of the above")
     p.add_argument("--show", type=int, default=10, help="people listed in the table")
@@ -528,10 +570,12 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
 
     p = _query_options(add("findings", cmd_findings,
                            "broken promises found in the log (exit 1 if any)"))
-    p.add_argument("--clause", help="only findings of this policy clause")
+    p.add_argument("--clause", help="only findings of this policy clause or its sub-clauses "
+                   "(unknown: exit 66 with the nearest)")
     p.add_argument("--summary", action="store_true", help="counts per clause")
 
-    p = add("serve", cmd_serve, "serve the queries as a JSON HTTP API", json_flag=False)
+    p = add("serve", cmd_serve, "serve the queries as a JSON HTTP API")
+    p.set_defaults(prepares_log=True)  # it may publish
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
 

@@ -239,8 +239,10 @@ class QueryService:
         ``deadline_days`` is the default due date of rights requests
         (LEDGER_REQUEST_DEADLINE_DAYS).
         """
-        from consumers.findings import list_findings
+        from consumers.findings import CLAUSES, list_findings
 
+        if clause and not any(c.startswith(clause) for c in CLAUSES):
+            raise queries.unknown_name("clause", clause, CLAUSES, "among the findings' clauses")
         now = query_time(as_of).reference
         return [f.as_dict() for f in list_findings(views, clause=clause, now=now,
                                                    deadline_days=deadline_days)]
