@@ -304,18 +304,18 @@ class Bench:
     def stored(self) -> int:
         """Records in a topic the ledger published the events to: an event about no one is
         on every partition (see ``KafkaEventLog.append``)."""
-        partitions = int(self.settings("-").kafka["partitions"])
+        partitions = self.settings("-").kafka.partitions
         return sum(1 if r.subject is not None else partitions for r in self.records)
 
     def settings(self, topic: str, data_dir: Path | None = None) -> Settings:
         """Settings of the ledger on ``topic``, as ``LEDGER_*`` would give them."""
-        kafka = {
-            **Settings.from_env({"LEDGER_BACKEND": "kafka",
-                                 "LEDGER_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap}).kafka,
-            "topic": topic,
-            "dead_letter_topic": None,  # the simulated events all decode
-            "group_id": f"{topic}-group",
-        }
+        kafka = Settings.from_env({"LEDGER_BACKEND": "kafka",
+                                   "LEDGER_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap}
+                                  ).kafka.with_(
+            topic=topic,
+            dead_letter_topic=None,  # the simulated events all decode
+            group_id=f"{topic}-group",
+        )
         return Settings(data_dir=data_dir or self.workdir / "data", master_key=self.master_key,
                         backend="kafka", kafka=kafka, actor="bench")
 

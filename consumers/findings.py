@@ -42,11 +42,12 @@ from consumers.rows import (
     to_us,
 )
 from consumers.views import ViewStore, ViewTransaction
+from ledger.settings import Settings
 from schemas import events as ev
 from schemas import taxonomy as tx
 
 #: Days a rights request may stay open when it names no due date (7.1).
-DEFAULT_DEADLINE_DAYS: Final = 15
+DEFAULT_DEADLINE_DAYS: Final = Settings.request_deadline_days
 #: Days after a retention deadline (or the end of a legal hold) by which an erasure is on
 #: time: erasure jobs run nightly, so data is gone the night after its deadline.
 ERASURE_GRACE_DAYS: Final = 2

@@ -23,6 +23,7 @@ from schemas import Event, decode
 from consumers.views import ViewStore, ViewTransaction
 from ledger.errors import IntegrityError, LedgerError
 from ledger.persistence import EventLog, LogRecord, Position
+from ledger.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +206,7 @@ def paused_gc() -> Iterator[None]:
 #: Records per transaction of a rebuild: a person's events cluster in the log, so a big
 #: batch reads and writes each person's rows once for several of their events, and each
 #: commit copies fewer pages per record. The decoded batch is the memory it costs.
-REBUILD_BATCH_SIZE = 20_000
+REBUILD_BATCH_SIZE = Settings.rebuild_batch
 
 
 class ProjectionRunner:
@@ -231,12 +232,12 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.on_bad_record = on_bad_record or _refuse
         # The SQLite log stores an event id once; Kafka may carry a retried publish twice.
-        self.dedupe = log.name != "sqlite" if dedupe is None else dedupe
+        self.dedupe = not log.stores_ids_once if dedupe is None else dedupe
         # Records of a type no projection here wants are not decoded. Only where the log
         # wrote the type itself from the validated event (SQLite): a Kafka record's type
         # header comes from its producer, and a malformed record must reach the handler.
         self.types: frozenset[str] | None = None
-        if log.name == "sqlite" and all(p.topics for p in self.projections):
+        if log.trusted_types and all(p.topics for p in self.projections):
             self.types = frozenset().union(*(p.topics for p in self.projections))
         with store.transaction() as tx:
             for p in self.projections:

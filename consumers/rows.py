@@ -26,6 +26,7 @@ from consumers.projection import EPOCH, Projection
 from consumers.projection import to_us as to_us  # noqa: PLC0414 - re-exported, one definition
 from consumers.views import ViewTransaction
 from ledger.errors import ConfigurationError
+from ledger.settings import Settings
 from schemas.taxonomy import CATEGORIES, covers, is_sensitive
 
 
@@ -137,8 +138,8 @@ class MaskedProjection(Projection):
 #: for findings (a state is ~4x bigger). 150,000 is ~6 pairs for each of 25,000 people;
 #: measured on a 1M-event log (bench/replay.py), all views from one process: 79.7 -> 71.4
 #: CPU s against 40,000, for +58 MB of resident memory (a fixed amount, whatever the
-#: number of people).
-DEFAULT_CACHE_ENTRIES = 150_000
+#: number of people). The default is ``Settings.view_cache_entries``'s.
+DEFAULT_CACHE_ENTRIES = Settings.view_cache_entries
 
 
 class WriteCache:

@@ -21,9 +21,10 @@ from typing import Any
 
 from ledger.errors import ConfigurationError, OperationalError, PersistenceError
 from ledger.persistence import Position
+from ledger.settings import Settings
 
 #: Default SQLite page cache of a view store, in MB (``LEDGER_VIEW_CACHE_MB``).
-DEFAULT_CACHE_MB = 32
+DEFAULT_CACHE_MB = Settings.view_cache_mb
 #: WAL pages between checkpoints (SQLite's default is 1000): a projection's batches touch
 #: pages all over its tables, and a page written by several batches is copied back to the
 #: database once per checkpoint.

@@ -26,7 +26,8 @@ from schemas.events import DataErased, LedgerQueried
 from schemas.taxonomy import ErasureMethod
 
 from ledger.errors import InvalidInput, NotFound, SubjectErased
-from ledger.persistence import AppendResult, EventLog, LogRecord, NewRecord, create_log
+from ledger.factory import create_log
+from ledger.persistence import AppendResult, EventLog, LogRecord, NewRecord
 from ledger.sealing import Pseudonymiser, Sealer, SQLiteKeyVault
 from ledger.settings import Settings
 
@@ -482,9 +483,8 @@ class Ledger:
 
     def verify(self, progress: Callable[[int], None] | None = None) -> int:
         """Check the log's hash chain (SQLite) and that every record decodes."""
-        verify = getattr(self.log, "verify", None)
-        if verify is not None:
-            return int(verify(progress))
+        if self.log.can_verify:
+            return self.log.verify(progress)
         checked = 0
         for record in self.log.read():
             decode(record.payload)

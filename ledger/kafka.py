@@ -44,12 +44,12 @@ from ledger.persistence import (
     Position,
     check_batch,
 )
+from ledger.settings import KafkaSettings, Settings
 
 if TYPE_CHECKING:
     from kafka.consumer.fetcher import ConsumerRecord  # type: ignore[import-untyped]
     from kafka.producer.future import RecordMetadata  # type: ignore[import-untyped]
 
-    from ledger.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,6 @@ HEADER_EVENT_ID = "pdl-event-id"
 HEADER_EVENT_TYPE = "pdl-event-type"
 #: Key of records without a subject. Pseudonyms start with ``p_``, so it never collides.
 NO_SUBJECT_KEY = b"_ledger"
-#: Settings passed through to every client when not None.
-SECURITY_KEYS = (
-    "security_protocol",
-    "sasl_mechanism",
-    "sasl_plain_username",
-    "sasl_plain_password",
-    "ssl_cafile",
-)
 POLL_RECORDS = 5000
 POLL_MS = 200
 MAX_IDLE_READERS = 4
@@ -163,11 +155,11 @@ class KafkaEventLog(EventLog):
         *,
         dead_letter_topic: str | None = None,
         group_id: str | None = None,
-        partitions: int = 6,
-        replication_factor: int = 1,
-        min_insync_replicas: int = 1,
+        partitions: int = KafkaSettings.partitions,
+        replication_factor: int = KafkaSettings.replication_factor,
+        min_insync_replicas: int = KafkaSettings.min_insync_replicas,
         transactional_id: str | None = None,
-        request_timeout_ms: int = 30000,
+        request_timeout_ms: int = KafkaSettings.request_timeout_ms,
         security: Mapping[str, Any] | None = None,
         prepare_topics: bool = True,
     ) -> None:
@@ -225,26 +217,26 @@ class KafkaEventLog(EventLog):
             raise
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KafkaEventLog:
+    def from_settings(cls, settings: Settings | KafkaSettings) -> KafkaEventLog:
         """The log named by ``settings.kafka`` (the ``LEDGER_KAFKA_*`` variables)."""
-        k = settings.kafka
-        if not k.get("bootstrap_servers"):
+        k = settings.kafka if isinstance(settings, Settings) else settings
+        if not k.bootstrap_servers:
             raise ConfigurationError(
                 "LEDGER_BACKEND=kafka needs LEDGER_KAFKA_BOOTSTRAP_SERVERS "
                 "(for example 127.0.0.1:19092; `scripts/kafka-dev start` runs a local broker)"
             )
         return cls(
-            k["bootstrap_servers"],
-            k.get("topic") or "pdl.events",
-            dead_letter_topic=k.get("dead_letter_topic"),
-            group_id=k.get("group_id"),
-            partitions=int(k.get("partitions") or 6),
-            replication_factor=int(k.get("replication_factor") or 1),
-            min_insync_replicas=int(k.get("min_insync_replicas") or 1),
-            transactional_id=k.get("transactional_id"),
-            request_timeout_ms=int(k.get("request_timeout_ms") or 30000),
-            security={key: k.get(key) for key in SECURITY_KEYS},
-            prepare_topics=bool(k.get("prepare_topics", True)),
+            k.bootstrap_servers,
+            k.topic,
+            dead_letter_topic=k.dead_letter_topic,
+            group_id=k.group_id,
+            partitions=k.partitions,
+            replication_factor=k.replication_factor,
+            min_insync_replicas=k.min_insync_replicas,
+            transactional_id=k.transactional_id,
+            request_timeout_ms=k.request_timeout_ms,
+            security=k.security(),
+            prepare_topics=k.prepare_topics,
         )
 
     def reopener(self) -> Callable[[], KafkaEventLog]:

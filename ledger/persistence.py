@@ -11,12 +11,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from ledger.errors import IntegrityError
-
-if TYPE_CHECKING:
-    from ledger.settings import Settings
 
 Position = dict[int, int]
 
@@ -56,8 +53,27 @@ class AppendResult:
 class EventLog(ABC):
     """An append-only, replayable log of sealed events."""
 
-    #: Backend name used in messages and in projections' tracking rows.
+    #: Backend name used in messages and in projections' tracking rows. Code that needs to
+    #: know what a log can do asks its capabilities below, never its name.
     name: str = ""
+
+    #: Whether an event id is stored once whatever the retries (SQLite), so a reader need
+    #: not drop duplicates; else (Kafka) a retried publish may be carried twice.
+    stores_ids_once: bool = False
+
+    #: Whether a record's ``event_type`` was written by the log itself from the validated
+    #: event (SQLite), so a reader may skip records by type without decoding them; else
+    #: (Kafka) the type header comes from the producer and a malformed record must be read.
+    trusted_types: bool = False
+
+    #: Whether ``verify`` checks the records against a chain the log keeps (SQLite).
+    can_verify: bool = False
+
+    def verify(self, progress: Callable[[int], None] | None = None) -> int:
+        """Check every record against the log's integrity chain; return how many were
+        checked. Only logs whose ``can_verify`` is true keep such a chain."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} log keeps no chain "
+                                  "to verify")
 
     @abstractmethod
     def append(self, records: Sequence[NewRecord]) -> list[AppendResult]:
@@ -143,13 +159,3 @@ def check_batch(records: Sequence[NewRecord]) -> None:
         if not r.event_id or not r.event_type:
             raise IntegrityError(f"record {index} has no event id or type")
 
-
-def create_log(settings: Settings) -> EventLog:
-    """The factory: pick the backend named by ``LEDGER_BACKEND``."""
-    if settings.backend == "kafka":
-        from ledger.kafka import KafkaEventLog
-
-        return KafkaEventLog.from_settings(settings)
-    from ledger.sqlite import SQLiteEventLog
-
-    return SQLiteEventLog(settings.log_path, synchronous=settings.sqlite_synchronous)

@@ -1,6 +1,9 @@
 """Settings, read once from ``LEDGER_*`` environment variables by ``Settings.from_env``.
 
-Every error names the variable, the value's problem and what to do.
+Each setting has one source: its default is the dataclass field's, and ``ENV`` /
+``KAFKA_ENV`` say which variable sets it, how the text is parsed and its bounds. Modules
+that need a default import it from here (``Settings.view_cache_entries``). Every error
+names the variable, the value's problem and what to do.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ import binascii
 import os
 import secrets
 from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from ledger.errors import ConfigurationError
 
@@ -47,6 +51,44 @@ def generate_key() -> str:
 
 
 @dataclass(frozen=True)
+class KafkaSettings:
+    """How to reach the Kafka backend's topic (the ``LEDGER_KAFKA_*`` variables)."""
+
+    bootstrap_servers: str | None = None
+    topic: str = "pdl.events"
+    #: None: records that do not decode are not set aside (the bench's all decode).
+    dead_letter_topic: str | None = "pdl.events.dead-letter"
+    group_id: str = "pdl-projections"
+    partitions: int = 6
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    request_timeout_ms: int = 30000
+    #: Set by code, never by the environment: a fixed producer identity (tests, benches).
+    transactional_id: str | None = None
+    #: Set by code: whether opening the log creates missing topics. The CLI turns it off
+    #: for commands that do not publish events of their own (``pdl.cli.settings_from``).
+    prepare_topics: bool = True
+
+    #: The settings passed to the kafka-python clients as they are.
+    SECURITY_KEYS: ClassVar[tuple[str, ...]] = (
+        "security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+        "ssl_cafile",
+    )
+
+    def security(self) -> dict[str, str | None]:
+        """The client security settings, by kafka-python's names."""
+        return {key: getattr(self, key) for key in self.SECURITY_KEYS}
+
+    def with_(self, **changes: Any) -> KafkaSettings:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting of the ledger. ``from_env`` is the only place that reads the environment."""
 
@@ -75,7 +117,7 @@ class Settings:
     #: (``LEDGER_SCOPE_INDEX``; ``consumers.scope_index``): milliseconds per scope answer
     #: instead of tens to hundreds, for ~30 bytes per segment (~130 MB at 10M events).
     scope_index: bool = True
-    kafka: dict[str, Any] = field(default_factory=dict)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     @property
     def log_path(self) -> Path:
@@ -111,80 +153,131 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings named by ``env`` (default ``os.environ``), by the ``ENV`` tables.
+
+        Raises ``ConfigurationError`` naming the variable for any value out of bounds."""
         env = os.environ if env is None else env
-
-        def get(key: str, default: str | None = None) -> str | None:
-            value = env.get(PREFIX + key)
-            return default if value is None or value == "" else value
-
-        def integer(key: str, default: int, minimum: int = 0) -> int:
-            raw = get(key)
-            if raw is None:
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ConfigurationError(f"{PREFIX}{key}={raw!r} is not a whole number") from None
-            if value < minimum:
-                raise ConfigurationError(f"{PREFIX}{key}={value} must be at least {minimum}")
-            return value
-
-        def flag(key: str, default: bool = False) -> bool:
-            raw = (get(key) or ("1" if default else "0")).lower()
-            if raw not in ("0", "1", "true", "false", "yes", "no"):
-                raise ConfigurationError(f"{PREFIX}{key}={raw!r} must be 1 or 0")
-            return raw in ("1", "true", "yes")
-
-        backend = (get("BACKEND") or "sqlite").lower()
-        if backend not in BACKENDS:
-            raise ConfigurationError(
-                f"{PREFIX}BACKEND={backend!r} is not one of {', '.join(BACKENDS)}"
-            )
-        sync = (get("SQLITE_SYNCHRONOUS") or "FULL").upper()
-        if sync not in SYNCHRONOUS:
-            raise ConfigurationError(
-                f"{PREFIX}SQLITE_SYNCHRONOUS={sync!r} is not one of {', '.join(SYNCHRONOUS)}"
-            )
-        raw_key = get("MASTER_KEY")
-        master_key = decode_key(raw_key, PREFIX + "MASTER_KEY") if raw_key else None
-        bootstrap = get("KAFKA_BOOTSTRAP_SERVERS")
-        if backend == "kafka" and not bootstrap:
+        kafka = _read(KafkaSettings, KAFKA_ENV, env)
+        settings = _read(cls, ENV, env, kafka=kafka)
+        if settings.backend == "kafka" and not kafka.bootstrap_servers:
             raise ConfigurationError(
                 f"{PREFIX}BACKEND=kafka needs {PREFIX}KAFKA_BOOTSTRAP_SERVERS "
                 "(for example 127.0.0.1:19092; `scripts/kafka-dev start` runs a local broker)"
             )
-        kafka: dict[str, Any] = {
-            "bootstrap_servers": bootstrap,
-            "topic": get("KAFKA_TOPIC", "pdl.events"),
-            "dead_letter_topic": get("KAFKA_DEAD_LETTER_TOPIC", "pdl.events.dead-letter"),
-            "group_id": get("KAFKA_GROUP_ID", "pdl-projections"),
-            "partitions": integer("KAFKA_PARTITIONS", 6, 1),
-            "replication_factor": integer("KAFKA_REPLICATION_FACTOR", 1, 1),
-            "min_insync_replicas": integer("KAFKA_MIN_INSYNC_REPLICAS", 1, 1),
-            "security_protocol": get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-            "sasl_mechanism": get("KAFKA_SASL_MECHANISM"),
-            "sasl_plain_username": get("KAFKA_SASL_USERNAME"),
-            "sasl_plain_password": get("KAFKA_SASL_PASSWORD"),
-            "ssl_cafile": get("KAFKA_SSL_CAFILE"),
-            "request_timeout_ms": integer("KAFKA_REQUEST_TIMEOUT_MS", 30000, 1000),
-        }
-        path = get("SQLITE_PATH")
-        vault = get("VAULT_PATH")
-        views = get("VIEWS_PATH")
-        return cls(
-            data_dir=Path(get("DATA_DIR", ".pdl-data") or ".pdl-data"),
-            backend=backend,
-            master_key=master_key,
-            demo=flag("DEMO"),
-            actor=get("ACTOR") or env.get("USER") or "unknown",
-            sqlite_path=Path(path) if path else None,
-            vault_path=Path(vault) if vault else None,
-            views_path=Path(views) if views else None,
-            sqlite_synchronous=sync,
-            request_deadline_days=integer("REQUEST_DEADLINE_DAYS", 15, 1),
-            view_cache_mb=integer("VIEW_CACHE_MB", 32, 1),
-            rebuild_batch=integer("REBUILD_BATCH", 20_000, 1),
-            view_cache_entries=integer("VIEW_CACHE_ENTRIES", 150_000, 1),
-            scope_index=flag("SCOPE_INDEX", default=True),
-            kafka=kafka,
-        )
+        return settings
+
+
+# -- parsers: (text, variable name) -> value; each error names the variable -----------------
+
+Parser = Callable[[str, str], Any]
+
+
+def text(raw: str, name: str) -> str:
+    return raw
+
+
+def path(raw: str, name: str) -> Path:
+    return Path(raw)
+
+
+def flag(raw: str, name: str) -> bool:
+    raw = raw.lower()
+    if raw not in ("0", "1", "true", "false", "yes", "no"):
+        raise ConfigurationError(f"{name}={raw!r} must be 1 or 0")
+    return raw in ("1", "true", "yes")
+
+
+def integer(minimum: int) -> Parser:
+    """A whole number of at least ``minimum``."""
+
+    def parse(raw: str, name: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
+        if value < minimum:
+            raise ConfigurationError(f"{name}={value} must be at least {minimum}")
+        return value
+
+    parse.__doc__ = f"whole number >= {minimum}"
+    return parse
+
+
+def choice(options: tuple[str, ...], case: Callable[[str], str] = str.lower) -> Parser:
+    """One of ``options``, compared after ``case`` (lower or upper)."""
+
+    def parse(raw: str, name: str) -> str:
+        value = case(raw)
+        if value not in options:
+            raise ConfigurationError(f"{name}={value!r} is not one of {', '.join(options)}")
+        return value
+
+    parse.__doc__ = " | ".join(options)
+    return parse
+
+
+@dataclass(frozen=True)
+class Var:
+    """One row of a settings table: ``LEDGER_<variable>`` sets ``field`` through ``parser``.
+
+    ``fallback`` names a variable without the prefix read when this one is unset (``USER``
+    for the actor). An unset or empty variable leaves the field's default."""
+
+    field: str
+    variable: str
+    parser: Parser = text
+    fallback: str | None = None
+
+    @property
+    def name(self) -> str:
+        return PREFIX + self.variable
+
+
+#: Every ``LEDGER_*`` variable of ``Settings`` (bounds are in the parsers).
+ENV: tuple[Var, ...] = (
+    Var("data_dir", "DATA_DIR", path),
+    Var("backend", "BACKEND", choice(BACKENDS)),
+    Var("master_key", "MASTER_KEY", decode_key),
+    Var("demo", "DEMO", flag),
+    Var("actor", "ACTOR", text, fallback="USER"),
+    Var("sqlite_path", "SQLITE_PATH", path),
+    Var("vault_path", "VAULT_PATH", path),
+    Var("views_path", "VIEWS_PATH", path),
+    Var("sqlite_synchronous", "SQLITE_SYNCHRONOUS", choice(SYNCHRONOUS, str.upper)),
+    Var("request_deadline_days", "REQUEST_DEADLINE_DAYS", integer(1)),
+    Var("view_cache_mb", "VIEW_CACHE_MB", integer(1)),
+    Var("rebuild_batch", "REBUILD_BATCH", integer(1)),
+    Var("view_cache_entries", "VIEW_CACHE_ENTRIES", integer(1)),
+    Var("scope_index", "SCOPE_INDEX", flag),
+)
+
+#: Every ``LEDGER_KAFKA_*`` variable of ``KafkaSettings``.
+KAFKA_ENV: tuple[Var, ...] = (
+    Var("bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
+    Var("topic", "KAFKA_TOPIC"),
+    Var("dead_letter_topic", "KAFKA_DEAD_LETTER_TOPIC"),
+    Var("group_id", "KAFKA_GROUP_ID"),
+    Var("partitions", "KAFKA_PARTITIONS", integer(1)),
+    Var("replication_factor", "KAFKA_REPLICATION_FACTOR", integer(1)),
+    Var("min_insync_replicas", "KAFKA_MIN_INSYNC_REPLICAS", integer(1)),
+    Var("security_protocol", "KAFKA_SECURITY_PROTOCOL"),
+    Var("sasl_mechanism", "KAFKA_SASL_MECHANISM"),
+    Var("sasl_plain_username", "KAFKA_SASL_USERNAME"),
+    Var("sasl_plain_password", "KAFKA_SASL_PASSWORD"),
+    Var("ssl_cafile", "KAFKA_SSL_CAFILE"),
+    Var("request_timeout_ms", "KAFKA_REQUEST_TIMEOUT_MS", integer(1000)),
+)
+
+T = TypeVar("T")
+
+
+def _read(cls: type[T], table: tuple[Var, ...], env: Mapping[str, str], **given: Any) -> T:
+    """An instance of ``cls`` with each table row read from ``env``; unset rows keep the
+    dataclass default."""
+    values: dict[str, Any] = dict(given)
+    for var in table:
+        raw = env.get(var.name) or (env.get(var.fallback) if var.fallback else None)
+        if raw:
+            values[var.field] = var.parser(raw, var.name)
+    return cls(**values)
+

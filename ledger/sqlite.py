@@ -71,6 +71,9 @@ class SQLiteEventLog(EventLog):
     """The embedded append-only log (one partition, offsets = positions from 1)."""
 
     name = "sqlite"
+    stores_ids_once = True
+    trusted_types = True
+    can_verify = True
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", timeout: float = 30.0):
         self.path = Path(path)
@@ -329,7 +332,7 @@ class SQLiteEventLog(EventLog):
 
     # --- tamper evidence --------------------------------------------------------------
 
-    def verify(self, progress: object = None) -> int:
+    def verify(self, progress: Callable[[int], None] | None = None) -> int:
         """Recompute the hash chain over the whole log; return the number of records checked.
 
         Raises ``TamperedLogError`` naming the first position that does not verify. Reads

@@ -5,102 +5,42 @@ Exit codes scripts can trust: 0 ok; 1 a check found problems (findings, tamperin
 78 configuration; 2 usage.
 
 Subcommand groups live in their own modules and register themselves through
-``register(subparsers)``: ``pdl.cli`` (log), ``pdl.cli_queries`` (projections and queries).
+``register(subparsers, add)``: ``pdl.cli`` (log), ``pdl.cli_queries`` (projections and
+queries), ``pdl.cli_consume`` (the long-lived consumer), ``pdl.cli_policy`` (the policy's
+vocabulary: ``fides export``). A new group is a module
+``pdl/cli_<area>.py`` added to ``GROUPS`` below. They share ``pdl.output`` (consoles,
+``--json``, progress, times) and ``pdl.context`` (settings and the ledger), never this module.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
-from pathlib import Path
+from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any, NoReturn
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ledger.errors import ConfigurationError, InvalidInput, LedgerError
-from ledger.settings import Settings, generate_key
+from ledger.settings import generate_key
+from pdl import cli_consume, cli_policy, cli_queries
+from pdl.context import Handler, open_ledger
+from pdl.output import (
+    TIME_HELP,
+    console,
+    cut,
+    emit,
+    err_console,
+    parse_time,
+    progress_bar,
+    report_invalid,
+)
 
-Handler = Callable[[argparse.Namespace], int]
-
-def _width(stream: object) -> int | None:
-    """Rich's width, except that piped tables get 160 columns instead of wrapping at 80."""
-    isatty = getattr(stream, "isatty", None)
-    if (isatty is not None and isatty()) or os.environ.get("COLUMNS"):
-        return None
-    return 160
-
-
-console = Console(stderr=False, width=_width(sys.stdout))
-err_console = Console(stderr=True, width=_width(sys.stderr))
-
-
-def progress_bar(transient: bool = False) -> Progress:
-    """The progress bar used by every long-running command (written to stderr)."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=transient,
-        disable=not err_console.is_terminal,
-    )
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 time with a zone, or a plain date (``2024-07-01``) meaning midnight UTC;
-    a time of day without a zone is refused rather than guessed."""
-    if len(text) == 10 and text[4] == "-" and text[7] == "-":
-        try:
-            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time (e.g. 2024-07-01T08:00:00Z) or date "
-            "(2024-07-01, midnight UTC)") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +08:00)")
-    return value.astimezone(timezone.utc)
-
-
-def open_ledger(args: argparse.Namespace) -> Any:
-    from ledger.application import Ledger
-
-    return Ledger(settings_from(args))
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    """The settings, from ``LEDGER_*`` and the global options. Only the commands that
-    append events of their own (``publish``, ``erase``, ``consume``: ``prepares_log``)
-    create missing Kafka topics; the others find them or say the log is empty."""
-    settings = Settings.from_env()
-    if getattr(args, "data_dir", None):
-        settings = settings.with_(data_dir=Path(args.data_dir))
-    if getattr(args, "demo", False):
-        settings = settings.with_(demo=True)
-    if not getattr(args, "prepares_log", False):
-        settings = settings.with_(kafka={**settings.kafka, "prepare_topics": False})
-    return settings
-
-
-def emit(args: argparse.Namespace, payload: Any, render: Callable[[], None]) -> None:
-    """JSON for machines with ``--json``, else a human rendering."""
-    if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str, indent=2) + "\n")
-    else:
-        render()
-
+#: The modules whose ``register(sub, add)`` adds their subcommands, in help order.
+GROUPS = (cli_queries, cli_consume, cli_policy)
 
 # --- log commands ---------------------------------------------------------------------
 
@@ -137,25 +77,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
             f"{summary.duplicates} duplicate(s) already in the log"
         ))
     return 0
-
-
-def report_invalid(args: argparse.Namespace, exc: InvalidInput) -> None:
-    if getattr(args, "json", False):
-        sys.stdout.write(json.dumps({
-            "error": str(exc),
-            "errors": [{"line": n, "field": f, "reason": r} for n, f, r in exc.errors],
-        }) + "\n")
-        return
-    for n, field, reason in exc.errors[:100]:
-        err_console.print(f"line {n}: {field}: {reason}", markup=False, highlight=False)
-    if len(exc.errors) > 100:
-        err_console.print(f"... and {len(exc.errors) - 100} more", markup=False)
-    err_console.print(f"error: {exc}", style="bold red", markup=False)
-
-
-def cut(text: str, width: int) -> str:
-    """``text`` at most ``width`` characters, a cut marked with "…"."""
-    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -375,14 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default="-", metavar="FILE",
                    help="JSON Lines file to write (default - : stdout)")
 
-    for module in ("pdl.cli_queries", "pdl.cli_consume", "pdl.cli_policy"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(sub, add)
+    for group in GROUPS:
+        group.register(sub, add)
     return parser
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-from collections.abc import Callable
+
 from typing import Any
 
 from consumers.consume import make_consumer
 from consumers.projection import RunStats
 from consumers.registry import open_views, select
-from pdl.cli import emit, err_console, open_ledger
+from pdl.context import Add, open_ledger
+from pdl.output import emit, err_console
 
-Add = Callable[..., argparse.ArgumentParser]
 
 
 def cmd_consume(args: argparse.Namespace) -> int:

@@ -12,14 +12,12 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from ledger.errors import InvalidInput
-from pdl.cli import console, emit
 from pdl.cli_queries import _as_of, _query_options, _service, _views
-
-Add = Callable[..., argparse.ArgumentParser]
+from pdl.context import Add
+from pdl.output import console, emit
 
 
 def cmd_fides_export(args: argparse.Namespace) -> int:

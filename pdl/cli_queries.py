@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,18 +24,10 @@ from consumers.projection import RunStats
 from consumers.queries import DisclosureFilter
 from consumers.registry import projection_names
 from consumers.replay import QueryTime
-from pdl.cli import (
-    TIME_HELP,
-    console,
-    emit,
-    err_console,
-    open_ledger,
-    parse_time,
-    progress_bar,
-)
+from pdl.context import Add, open_ledger
+from pdl.output import TIME_HELP, console, emit, err_console, parse_time, progress_bar
 from pdl.service import Answering, QueryService, findings_summary
 
-Add = Callable[..., argparse.ArgumentParser]
 
 
 def _service(args: argparse.Namespace) -> QueryService:

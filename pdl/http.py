@@ -34,7 +34,7 @@ from consumers import queries
 from consumers.queries import DisclosureFilter
 from consumers.scope_index import ScopeIndex
 from ledger.errors import InvalidInput, LedgerError, NotFound
-from pdl.cli import parse_time
+from pdl.output import parse_time
 from pdl.service import QueryService, findings_summary
 
 _ACTOR = re.compile(r"^[\w.@:+-][\w .@:+-]{0,199}$")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -67,18 +68,14 @@ def settings(tmp_path: Path) -> Settings:
                     sqlite_synchronous="NORMAL", actor="tests")
 
 
-def kafka_settings(base: Settings, bootstrap: str, **overrides: object) -> Settings:
+def kafka_settings(base: Settings, bootstrap: str, **overrides: Any) -> Settings:
     """Settings for the Kafka backend on a topic of the test's own."""
     topic = f"pdl-test-{uuid.uuid4().hex[:12]}"
-    kafka = {
-        **Settings.from_env({"LEDGER_BACKEND": "kafka",
-                             "LEDGER_KAFKA_BOOTSTRAP_SERVERS": bootstrap}).kafka,
-        "topic": topic,
-        "dead_letter_topic": topic + ".dead-letter",
-        "group_id": topic + "-group",
-        "partitions": 3,
-        **overrides,
-    }
+    kafka = Settings.from_env({"LEDGER_BACKEND": "kafka",
+                               "LEDGER_KAFKA_BOOTSTRAP_SERVERS": bootstrap}).kafka.with_(
+        **{"topic": topic, "dead_letter_topic": topic + ".dead-letter",
+           "group_id": topic + "-group", "partitions": 3, **overrides},
+    )
     return base.with_(backend="kafka", kafka=kafka)
 
 
@@ -93,7 +90,7 @@ def backend_settings(request: pytest.FixtureRequest, settings: Settings) -> Sett
 @pytest.fixture
 def make_log(backend_settings: Settings) -> Iterator[Callable[[], EventLog]]:
     """A factory of logs of the backend under test; every log it opens is closed after."""
-    from ledger.persistence import create_log
+    from ledger.factory import create_log
 
     opened: list[EventLog] = []
 

@@ -196,7 +196,7 @@ def own_broker(kafka_bootstrap: str) -> Iterator[None]:
 
 def test_broker_killed_mid_publish_loses_and_doubles_nothing(kafka: Settings, own_broker: None,
                                                              tmp_path: Path) -> None:
-    short = kafka.with_(kafka={**kafka.kafka, "request_timeout_ms": 5000})
+    short = kafka.with_(kafka=kafka.kafka.with_(request_timeout_ms=5000))
     acknowledged: set[str] = set()
     failures: list[str] = []
     with Ledger(short) as ledger:
@@ -285,10 +285,10 @@ def test_pdl_consume_stops_cleanly_on_sigterm(kafka: Settings, tmp_path: Path) -
     env = {**os.environ,
            "LEDGER_BACKEND": "kafka", "LEDGER_DATA_DIR": str(kafka.data_dir),
            "LEDGER_MASTER_KEY": urlsafe_b64encode(kafka.master_key).decode(),
-           "LEDGER_KAFKA_BOOTSTRAP_SERVERS": kafka.kafka["bootstrap_servers"],
-           "LEDGER_KAFKA_TOPIC": kafka.kafka["topic"],
-           "LEDGER_KAFKA_DEAD_LETTER_TOPIC": kafka.kafka["dead_letter_topic"],
-           "LEDGER_KAFKA_GROUP_ID": kafka.kafka["group_id"]}
+           "LEDGER_KAFKA_BOOTSTRAP_SERVERS": kafka.kafka.bootstrap_servers,
+           "LEDGER_KAFKA_TOPIC": kafka.kafka.topic,
+           "LEDGER_KAFKA_DEAD_LETTER_TOPIC": kafka.kafka.dead_letter_topic,
+           "LEDGER_KAFKA_GROUP_ID": kafka.kafka.group_id}
     proc = subprocess.Popen([sys.executable, "-m", "pdl.cli", "consume", "--json"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     views = kafka.views_file

@@ -18,8 +18,9 @@ from kafka.admin import ConfigResource, ConfigResourceType  # type: ignore[impor
 
 from ledger.errors import ConfigurationError, IntegrityError, OperationalError
 from ledger.kafka import HEADER_EVENT_ID, HEADER_EVENT_TYPE, NO_SUBJECT_KEY, KafkaEventLog
-from ledger.persistence import NewRecord, create_log
-from ledger.settings import Settings
+from ledger.factory import create_log
+from ledger.persistence import NewRecord
+from ledger.settings import KafkaSettings, Settings
 from schemas import uuid7
 
 pytestmark = pytest.mark.kafka
@@ -75,7 +76,7 @@ def new_settings(settings: Settings, kafka_bootstrap: str,
         return s
 
     yield make
-    names = {t for s in made for t in (s.kafka["topic"], s.kafka["dead_letter_topic"])}
+    names = {t for s in made for t in (s.kafka.topic, s.kafka.dead_letter_topic)}
     existing = set(admin.list_topics())
     if names & existing:
         admin.delete_topics(sorted(names & existing), raise_errors=False)
@@ -160,7 +161,7 @@ def test_an_existing_topic_that_would_lose_events_is_refused(
     override: dict[str, str], named: str, why: str,
 ) -> None:
     s = new_settings()
-    topic = s.kafka["topic"]
+    topic = s.kafka.topic
     admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1,
                                  "configs": {**SAFE, **override}}}, wait_for_metadata=True)
     with pytest.raises(ConfigurationError) as refused:
@@ -175,7 +176,7 @@ def test_a_topic_with_broker_defaults_is_refused_naming_each_problem(
     new_settings: Callable[..., Settings], admin: KafkaAdminClient
 ) -> None:
     s = new_settings()
-    admin.create_topics({s.kafka["topic"]: {"num_partitions": 1, "replication_factor": 1}},
+    admin.create_topics({s.kafka.topic: {"num_partitions": 1, "replication_factor": 1}},
                         wait_for_metadata=True)
     with pytest.raises(ConfigurationError) as refused:
         create_log(s)
@@ -187,7 +188,7 @@ def test_a_dead_letter_topic_with_limited_retention_is_refused(
     new_settings: Callable[..., Settings], admin: KafkaAdminClient
 ) -> None:
     s = new_settings()
-    dead = s.kafka["dead_letter_topic"]
+    dead = s.kafka.dead_letter_topic
     admin.create_topics({dead: {"num_partitions": 1, "replication_factor": 1,
                                 "configs": {**SAFE, "retention.ms": "86400000"}}},
                         wait_for_metadata=True)
@@ -199,7 +200,7 @@ def test_settings_that_cannot_be_met_are_refused(settings: Settings) -> None:
     with pytest.raises(ConfigurationError, match="LEDGER_KAFKA_MIN_INSYNC_REPLICAS=2"):
         KafkaEventLog("127.0.0.1:1", "t", replication_factor=1, min_insync_replicas=2)
     with pytest.raises(ConfigurationError, match="LEDGER_KAFKA_BOOTSTRAP_SERVERS"):
-        KafkaEventLog.from_settings(settings.with_(backend="kafka", kafka={"topic": "t"}))
+        KafkaEventLog.from_settings(settings.with_(backend="kafka", kafka=KafkaSettings(topic="t")))
 
 
 def test_an_unreachable_broker_is_a_retriable_error_naming_it() -> None:
