@@ -36,7 +36,7 @@ UtcTime = AwareDatetime
 class EventData(BaseModel):
     """Base of every event's ``data``: frozen, unknown fields refused."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     TYPE: ClassVar[str] = ""
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -53,8 +53,11 @@ class SubjectRegistered(EventData):
     TYPE = "subject.registered"
     SCHEMA_VERSION = 2  # v2 added subject_kind (upcast: v1 registrations were all users)
     subject_kind: tx.SubjectKind
+    """who the person is to the company (see SubjectKind); each kind maps to a fideslang data subject"""
     channel: Name = "web"
+    """where the person became known, e.g. web, app, api, invitation"""
     policy_version: Name | None = None
+    """the privacy policy version the person accepted on registration (8)"""
 
 
 class SubjectClosed(EventData):
@@ -62,9 +65,13 @@ class SubjectClosed(EventData):
 
     TYPE = "subject.closed"
     reason: Name = "user_request"
+    """why the account was closed, e.g. user_request, inactivity"""
     request_id: Name | None = None
+    """the closure request this answers (7.6), if any"""
     legal_hold_categories: list[CategoryKey] = Field(default_factory=list)
+    """categories the law requires to keep after closure (6.3b)"""
     legal_hold_until: UtcTime | None = None
+    """when the legal hold ends; those categories must be gone by then"""
 
 
 # --- collection (section 2) ----------------------------------------------------------
@@ -73,8 +80,9 @@ class SubjectClosed(EventData):
 class Source(BaseModel):
     """Where collected data came from (2.1.1 the person, 2.1.2 the device, 2.1.3 a third party)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
     kind: tx.SourceKind
+    """who provided it (see SourceKind)"""
     party: Name | None = Field(default=None, description="third party the data came from")
     provenance_verified: bool | None = Field(
         default=None, description="the third party's legal source was confirmed (2.1.3)"
@@ -98,20 +106,29 @@ class DataCollected(EventData):
 
     TYPE = "data.collected"
     categories: Categories
+    """data categories collected (taxonomy keys, see below)"""
     source: Source
+    """where the data came from (see Source)"""
     purpose: UseKey
+    """the purpose it was collected for (a data use key); later uses for another purpose need consent (3.4)"""
     optional: bool = False
+    """the person could refuse it and still use the service (2.1.1(1)c)"""
     legal_ground: tx.LegalGround | None = None
+    """the ground for collecting without consent (3.5.x), if any"""
     consent_id: Name | None = None
+    """the consent it relies on (2.1.1(4)), if any"""
     notice_ref: Name | None = Field(default=None, description="the notice shown (2.1.1(4))")
     mechanism: tx.Mechanism = tx.Mechanism.FORM
+    """how it was collected (see Mechanism)"""
     store: Name = Field(description="system that keeps it, e.g. 'accounts-db'")
     store_location: Country
+    """ISO 3166 country code of the store; outside CN needs a cross-border record (6.3c)"""
     backups: list[Name] = Field(default_factory=list, description="backup stores that also keep it")
     retention_days: int | None = Field(
         default=None, ge=0, description="0 = not retained (compared, never stored); null = until closure"
     )
     protection: tx.Protection = tx.Protection.ENCRYPTED
+    """how the stored value is protected at rest (see Protection); a password must be hashed or encrypted"""
     cross_border_ref: Name | None = Field(
         default=None, description="id of the cross-border disclosure for a store outside China"
     )
@@ -126,7 +143,9 @@ class CollectionRefused(EventData):
 
     TYPE = "data.collection_refused"
     categories: Categories
+    """the categories the person declined to give"""
     purpose: UseKey
+    """the purpose they were asked for"""
 
 
 class ServiceDenied(EventData):
@@ -134,8 +153,11 @@ class ServiceDenied(EventData):
 
     TYPE = "service.denied"
     service: Name
+    """the service refused"""
     reason: Name
+    """why, e.g. missing_optional_data, unverified"""
     missing_categories: list[CategoryKey] = Field(default_factory=list)
+    """categories whose absence caused the refusal"""
 
 
 class DataLinked(EventData):
@@ -143,9 +165,13 @@ class DataLinked(EventData):
 
     TYPE = "data.linked"
     categories: Categories
+    """device or log categories joined to the account"""
     purpose: UseKey
+    """what the joined data is used for"""
     authorised: bool
+    """the person authorised the joining (2.1.2 note)"""
     de_identified: bool
+    """the joined data was de-identified"""
 
 
 # --- use (section 3) ----------------------------------------------------------------
@@ -156,11 +182,17 @@ class DataUsed(EventData):
 
     TYPE = "data.used"
     categories: Categories
+    """data categories used"""
     purpose: UseKey
+    """what for (a data use key); an undeclared one needs consent (3.4b)"""
     system: Name
+    """the system that used it, e.g. campaign-mailer"""
     legal_ground: tx.LegalGround | None = None
+    """the ground for use without consent (3.5.x), if any"""
     consent_id: Name | None = None
+    """the consent relied on, if any"""
     anonymised: bool = False
+    """only anonymised aggregates were used (3.2a)"""
     message_kind: UseKey | None = Field(
         default=None, description="for a message sent: the subscription kind it belongs to"
     )
@@ -171,8 +203,11 @@ class DataCorrected(EventData):
 
     TYPE = "data.corrected"
     categories: Categories
+    """the categories corrected"""
     store: Name
+    """the store where they were corrected"""
     request_id: Name | None = None
+    """the correction request this answers (7.5), if any"""
 
 
 # --- sharing (section 5, 6.3d) -------------------------------------------------------
@@ -181,14 +216,21 @@ class DataCorrected(EventData):
 class CrossBorder(BaseModel):
     """What the person must be told before a transfer out of China (6.3d)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
     destination_country: Country
+    """ISO 3166 country code of the recipient abroad"""
     recipient_name: str | None = None
+    """the recipient's name, as told to the person"""
     recipient_contact: str | None = None
+    """how to contact the recipient"""
     processing: str | None = None
+    """how the recipient processes the data"""
     purpose: str | None = None
+    """why the data leaves China"""
     categories: list[CategoryKey] = Field(default_factory=list)
+    """the categories transferred"""
     rights_howto: str | None = None
+    """how the person exercises their rights with the recipient"""
 
     REQUIRED: ClassVar[tuple[str, ...]] = (
         "recipient_name",
@@ -209,13 +251,21 @@ class DataShared(EventData):
     TYPE = "data.shared"
     recipient: Name = Field(description="id of a registered recipient")
     recipient_kind: tx.RecipientKind
+    """the recipient's relation to the company (see RecipientKind)"""
     categories: Categories
+    """data categories disclosed"""
     purpose: UseKey
+    """what the recipient may use them for"""
     clause: tx.SharingClause | None = None
+    """the clause of policy section 5 relied on (see Sharing clauses)"""
     legal_ground: tx.LegalGround | None = None
+    """a 5.3.x ground for disclosure without consent, if any"""
     consent_id: Name | None = None
+    """the consent relied on, if any"""
     agreement_ref: Name | None = None
+    """the agreement binding the recipient (confidentiality, purpose; 5.1, 6.3)"""
     cross_border: CrossBorder | None = None
+    """for a transfer out of China: what the person was told (see CrossBorder)"""
 
 
 class RecipientRegistered(EventData):
@@ -224,14 +274,23 @@ class RecipientRegistered(EventData):
     TYPE = "recipient.registered"
     SUBJECT_REQUIRED = False
     recipient: Name
+    """the recipient's id, used by data.shared"""
     name: Name
+    """its legal name"""
     kind: tx.RecipientKind
+    """its relation to the company (see RecipientKind)"""
     location: Country
+    """ISO 3166 country code where it processes the data"""
     roles: list[tx.RecipientRole] = Field(default_factory=list)
+    """what it is contracted for (see RecipientRole)"""
     allowed_purposes: list[UseKey] = Field(default_factory=list)
+    """purposes its agreement allows"""
     allowed_categories: list[CategoryKey] = Field(default_factory=list)
+    """categories its agreement allows"""
     agreement_ref: Name | None = None
+    """the agreement binding it"""
     confidentiality: bool = True
+    """the agreement binds it to confidentiality (5.1)"""
 
 
 # --- erasure (6.3, 7.6) --------------------------------------------------------------
@@ -242,10 +301,15 @@ class DataErased(EventData):
 
     TYPE = "data.erased"
     categories: Categories
+    """the categories erased or anonymised (\"user\": everything about the person)"""
     stores: Annotated[list[Name], Field(min_length=1)]
+    """the stores (backups included) it was erased from"""
     method: tx.ErasureMethod = tx.ErasureMethod.ERASED
+    """how (see ErasureMethod)"""
     reason: Name = "retention_expired"
+    """why, e.g. retention_expired, account_closed, user_request"""
     request_id: Name | None = None
+    """the erasure request this answers, if any"""
 
 
 # --- consent and preferences (3.2b, 3.3, 4, 7.3, 8) ----------------------------------
@@ -254,17 +318,25 @@ class DataErased(EventData):
 class ConsentGranted(EventData):
     TYPE = "consent.granted"
     consent_id: Name
+    """the consent's id, named by later uses and withdrawals"""
     purpose: UseKey
+    """the purpose consented to (a data use key)"""
     policy_version: Name
+    """the policy version the consent was given under (8)"""
     categories: list[CategoryKey] = Field(default_factory=list)
+    """the categories it covers (empty: those the purpose needs)"""
     notice_ref: Name | None = None
+    """the notice the person was shown"""
     cross_border: CrossBorder | None = None
+    """for consent to a transfer out of China: what the person was told (6.3d)"""
 
 
 class ConsentWithdrawn(EventData):
     TYPE = "consent.withdrawn"
     consent_id: Name
+    """the consent withdrawn"""
     purpose: UseKey
+    """its purpose"""
 
 
 class SubscriptionChanged(EventData):
@@ -272,7 +344,9 @@ class SubscriptionChanged(EventData):
 
     TYPE = "subscription.changed"
     kind: UseKey
+    """the message or tracking kind (a data use key among the subscription kinds)"""
     subscribed: bool
+    """true: subscribed; false: opted out (3.3, 4.2, 7.3)"""
 
     @model_validator(mode="after")
     def _kind(self) -> SubscriptionChanged:
@@ -285,15 +359,21 @@ class PolicyPublished(EventData):
     TYPE = "policy.published"
     SUBJECT_REQUIRED = False
     policy_version: Name
+    """the new policy version"""
     effective_at: UtcTime
+    """when it takes effect; a material change must be notified before (8)"""
     material: bool = False
+    """the change reduces the person's rights or widens collection or use (8)"""
     summary: str = ""
+    """what changed"""
 
 
 class PolicyNoticeSent(EventData):
     TYPE = "policy.notice_sent"
     policy_version: Name
+    """the version the notice announces"""
     channel: Literal["email", "sms", "push", "announcement"]
+    """how the person was told"""
 
 
 # --- rights requests (7, 9.2) --------------------------------------------------------
@@ -302,26 +382,34 @@ class PolicyNoticeSent(EventData):
 class RequestReceived(EventData):
     TYPE = "request.received"
     request_id: Name
+    """the request's id"""
     kind: tx.RequestKind
+    """what is asked (see RequestKind)"""
     due: UtcTime | None = Field(default=None, description="deadline; default set by the ledger")
     categories: list[CategoryKey] = Field(default_factory=list)
+    """the categories concerned, if the request names them"""
 
 
 class RequestIdentityVerified(EventData):
     TYPE = "request.identity_verified"
     request_id: Name
+    """the request"""
     method: Name
+    """how the identity was verified, e.g. sms_code, id_document (9.2)"""
 
 
 class RequestFulfilled(EventData):
     TYPE = "request.fulfilled"
     request_id: Name
+    """the request fulfilled"""
 
 
 class RequestRefused(EventData):
     TYPE = "request.refused"
     request_id: Name
+    """the request refused"""
     reason: Name
+    """why, e.g. identity_not_verified"""
 
 
 # --- incidents (6.2.1) ---------------------------------------------------------------
@@ -331,11 +419,17 @@ class IncidentOpened(EventData):
     TYPE = "incident.opened"
     SUBJECT_REQUIRED = False
     incident_id: Name
+    """the incident's id"""
     description: str
+    """what happened"""
     stores: Annotated[list[Name], Field(min_length=1)]
+    """the stores or systems exposed"""
     window_start: UtcTime
+    """start of the exposure window"""
     window_end: UtcTime
+    """end of the exposure window"""
     categories: list[CategoryKey] = Field(default_factory=list)
+    """the categories exposed (empty: all)"""
 
     @model_validator(mode="after")
     def _window(self) -> IncidentOpened:
@@ -348,19 +442,24 @@ class IncidentReported(EventData):
     TYPE = "incident.reported"
     SUBJECT_REQUIRED = False
     incident_id: Name
+    """the incident"""
     authority: Name
+    """the authority reported to, under the national emergency plan (6.2.1)"""
 
 
 class IncidentSubjectNotified(EventData):
     TYPE = "incident.subject_notified"
     incident_id: Name
+    """the incident"""
     channel: Literal["email", "sms", "push", "announcement"]
+    """how the person was told"""
 
 
 class IncidentClosed(EventData):
     TYPE = "incident.closed"
     SUBJECT_REQUIRED = False
     incident_id: Name
+    """the incident closed"""
 
 
 # --- the ledger's own audit trail (6.2.1b) -------------------------------------------
@@ -372,8 +471,11 @@ class LedgerQueried(EventData):
     TYPE = "ledger.queried"
     SUBJECT_REQUIRED = False
     actor: Name
+    """who queried (LEDGER_ACTOR, or the API's principal)"""
     query: Name
+    """the query, e.g. subject, disclosures, findings"""
     arguments: dict[str, str] = Field(default_factory=dict)
+    """its arguments; a person appears by pseudonym, never by real identifier"""
 
 
 DATA_MODELS: tuple[type[EventData], ...] = (
@@ -422,7 +524,7 @@ class Event(BaseModel):
     person's own key.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     specversion: Literal["1.0"] = Field(default="1.0", description="CloudEvents version")
     id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(

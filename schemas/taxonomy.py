@@ -253,6 +253,9 @@ class SharingClause(StrEnum):
 
 
 class RecipientKind(StrEnum):
+    """A recipient's relation to the company (section 5): affiliate, service provider, agent,
+    partner (5.1), acquirer (5.2), authority (5.3), or an unrelated third party."""
+
     AFFILIATE = "affiliate"
     SERVICE_PROVIDER = "service_provider"
     AGENT = "agent"
@@ -278,6 +281,9 @@ class RecipientRole(StrEnum):
 
 
 class SourceKind(StrEnum):
+    """Who provided collected data: the person (2.1.1), their device while using the
+    service (2.1.2), or a third party (2.1.3)."""
+
     SUBJECT = "subject"  # the person typed or uploaded it
     DEVICE = "device"  # collected automatically while using the service
     THIRD_PARTY = "third_party"  # 2.1.3
@@ -303,6 +309,9 @@ FIDES_DATA_SUBJECTS: Final[dict[SubjectKind, str]] = {
 
 
 class Mechanism(StrEnum):
+    """How data was collected: a form, an SDK, server logs, a cookie, a web beacon or pixel
+    (4.2), an API, a bulk import, or a face scan (2.1.1(2), never stored)."""
+
     FORM = "form"
     SDK = "sdk"
     SERVER_LOG = "server_log"
@@ -323,12 +332,18 @@ class Protection(StrEnum):
 
 
 class ErasureMethod(StrEnum):
+    """How data was removed: deleted, anonymised (6.3), or made unreadable by destroying
+    the person's key (crypto-shredding, ``pdl erase``)."""
+
     ERASED = "erased"
     ANONYMISED = "anonymised"
     CRYPTO_SHREDDED = "crypto_shredded"
 
 
 class RequestKind(StrEnum):
+    """What a rights request asks (7.1-7.6, 3.2b): access, correction, erasure, account
+    closure, withdrawal of consent, or a complaint (9.1)."""
+
     ACCESS = "access"
     CORRECTION = "correction"
     ERASURE = "erasure"

@@ -222,3 +222,19 @@ def test_a_query_does_not_create_a_missing_topic(kafka_bootstrap: str, tmp_path:
         assert topic not in admin.list_topics()
     finally:
         admin.close()
+
+
+def test_event_catalogue_explains_every_field_and_defines_every_type() -> None:
+    from schemas.docs import render_catalogue
+
+    text = render_catalogue()
+    assert text == (ROOT / "docs" / "events.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    field_rows = [r for r in rows if r.count("|") == 5]  # field | type | required | meaning
+    assert len(field_rows) > 100
+    for row in field_rows:
+        assert row.split("|")[4].strip(), f"no meaning: {row}"
+    headings = set(re.findall(r"^### (\w+)$", text, flags=re.M))
+    for name in set(re.findall(r"\[(\w+)\]\(#\w+\)", text)):
+        assert name in headings, f"{name} is referred to but not defined"
+    assert {"Source", "CrossBorder", "SubjectKind", "Mechanism"} <= headings
