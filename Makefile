@@ -9,7 +9,7 @@ DEMO_DIR := .pdl-data/demo
 DEMO_PEOPLE := 2000
 DEMO_SEED := 7
 # A simulated account with a full life: collections, uses, disclosures, a consent, an
-# opt-out, erasures and the incident's notice (ledger.simulate.account_id(5)).
+# opt-out, erasures and the incident's notice (workload.account_id(5)).
 DEMO_SUBJECT := 1000000005
 DEMO_INCIDENT := inc-2024-001
 DEMO := LEDGER_DEMO=1 LEDGER_DATA_DIR=$(DEMO_DIR) LEDGER_ACTOR=make-demo $(PDL)

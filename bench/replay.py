@@ -79,7 +79,7 @@ def _ensure_log(directory: Path, events: int, seed: int) -> Path:
     done = directory / "built.json"
     if done.exists() and json.loads(done.read_text()).get("events") == events:
         return directory / "log.db"
-    from ledger.simulate import simulate
+    from workload import simulate
 
     for name in ("log.db", "log.db-wal", "log.db-shm", "vault.db", "views.db"):
         (directory / name).unlink(missing_ok=True)

@@ -6,8 +6,11 @@ store tracks — consumer-group offsets are committed only as a hint for tools. 
 rows and positions commit in one view transaction, and the runner re-reads the tracked
 position inside it, so a rebalance, a zombie member or a crash loses and doubles nothing.
 
-A record that does not decode or validate goes to the dead-letter topic with the reason and
-its original position, before the batch's positions commit; the projection goes on.
+A record that cannot be applied (it does not decode or validate, or a projection fails on
+it) is quarantined: a row of the view store's ``quarantine`` table, with its reason, commits
+with the batch's positions, and the projection goes on. On Kafka every quarantined record is
+then also written to the dead-letter topic with the reason and its original position
+(``DeadLetters``, at least once: a row is marked sent after the broker acknowledged it).
 
 On SQLite, the same command polls the log file.
 """
@@ -22,8 +25,8 @@ from typing import Any
 
 from consumers.projection import Projection, ProjectionRunner, RunStats
 from consumers.views import ViewStore
-from ledger.errors import OperationalError, PersistenceError
-from ledger.persistence import EventLog, LogRecord
+from ledger.errors import OperationalError
+from ledger.persistence import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -70,40 +73,11 @@ class KafkaGroupConsumer:
         self.group_id = group_id or log.group_id or "pdl-projections"
         self.batch_size = batch_size
         self.dead_letter_topic = dead_letter_topic or log.dead_letter_topic
-        self.runner = ProjectionRunner(log, store, projections, batch_size=batch_size,
-                                       on_bad_record=self._dead_letter)
-        self._producer: Any = None
+        self.runner = ProjectionRunner(log, store, projections, batch_size=batch_size)
+        self.dead_letters = DeadLetters(log, self.dead_letter_topic)
         self._consumer: Any = None
         self.assigned: set[int] = set()  # partitions this member owns now
         self.ever_assigned: set[int] = set()
-
-    # --- dead letters -----------------------------------------------------------------
-
-    def _dead_letter(self, record: LogRecord, reason: str) -> None:
-        if not self.dead_letter_topic:
-            raise PersistenceError(
-                f"record {record.partition}:{record.offset} does not decode ({reason}) and no "
-                "dead-letter topic is configured (LEDGER_KAFKA_DEAD_LETTER_TOPIC)"
-            )
-        from kafka import KafkaProducer
-
-        if self._producer is None:
-            self._producer = KafkaProducer(acks="all", enable_idempotence=True,
-                                           client_id=f"pdl-dead-letter-{self.log.topic}",
-                                           **self.log._client_config)  # noqa: SLF001
-        origin = f"{self.log.topic}:{record.partition}:{record.offset}"
-        headers = [(HEADER_REASON, reason.encode()[:4000]), (HEADER_ORIGIN, origin.encode())]
-        try:
-            # Waited for, so the dead letter is stored before the batch's position commits.
-            self._producer.send(self.dead_letter_topic, value=record.payload,
-                                key=(record.subject or "").encode() or None,
-                                headers=headers).get(timeout=30)
-        except Exception as exc:  # noqa: BLE001 - any failure here must stop the batch
-            raise OperationalError(
-                f"could not write record {origin} to the dead-letter topic "
-                f"{self.dead_letter_topic!r}: {exc}"
-            ) from exc
-        log.warning("record %s went to the dead-letter topic: %s", origin, reason)
 
     # --- the group member ---------------------------------------------------------------
 
@@ -144,6 +118,7 @@ class KafkaGroupConsumer:
         consumer.subscribe([self.log.topic], listener=Listener())
         total, idle_since = RunStats(), time.monotonic()
         try:
+            self.dead_letters.flush(self.store)  # any a crash left unsent
             while not stop.is_set():
                 polled = consumer.poll(timeout_ms=500, max_records=self.batch_size)
                 records = [self.log._log_record(r)  # noqa: SLF001
@@ -159,6 +134,8 @@ class KafkaGroupConsumer:
                 records.sort(key=lambda r: (r.partition, r.offset))
                 stats = self.runner.process(records)
                 total.add(stats)
+                if stats.bad:
+                    self.dead_letters.flush(self.store)
                 if on_batch:
                     on_batch(stats)
                 hint = {tp: OffsetAndMetadata(batch[-1].offset + 1, "", -1)
@@ -169,9 +146,60 @@ class KafkaGroupConsumer:
                     log.info("group offset hint not committed: %s", exc)
         finally:
             consumer.close(autocommit=False)
-            if self._producer is not None:
-                self._producer.close(timeout=5)
+            self.dead_letters.close()
         return total
+
+
+class DeadLetters:
+    """Writes the records a view store quarantined from a Kafka log to its dead-letter topic,
+    each at least once, with the reason and the original position in headers."""
+
+    def __init__(self, log: EventLog, topic: str | None = None):
+        self.log = log
+        self.topic = topic or getattr(log, "dead_letter_topic", None)
+        self._producer: Any = None
+
+    def flush(self, store: ViewStore) -> int:
+        """Send every quarantined record of this log not sent yet; return how many."""
+        if self.log.name != "kafka":
+            return 0
+        rows = store.query(
+            'SELECT partition, "offset", subject, reason, payload FROM quarantine '
+            'WHERE log_id = ? AND dead_lettered = 0 ORDER BY partition, "offset"',
+            (self.log.log_id,))
+        if not rows:
+            return 0
+        if not self.topic:
+            log.warning("%d record(s) quarantined in the view store and no dead-letter topic "
+                        "is configured (LEDGER_KAFKA_DEAD_LETTER_TOPIC)", len(rows))
+            return 0
+        from kafka import KafkaProducer
+
+        if self._producer is None:
+            self._producer = KafkaProducer(acks="all", enable_idempotence=True,
+                                           client_id=f"pdl-dead-letter-{self.log.topic}",  # type: ignore[attr-defined]
+                                           **self.log._client_config)  # type: ignore[attr-defined]  # noqa: SLF001
+        for partition, offset, subject, reason, payload in rows:
+            origin = f"{self.log.topic}:{partition}:{offset}"  # type: ignore[attr-defined]
+            headers = [(HEADER_REASON, reason.encode()[:4000]), (HEADER_ORIGIN, origin.encode())]
+            try:
+                self._producer.send(self.topic, value=payload,
+                                    key=(subject or "").encode() or None,
+                                    headers=headers).get(timeout=30)
+            except Exception as exc:  # noqa: BLE001 - left unsent: the next flush retries
+                raise OperationalError(
+                    f"could not write record {origin} to the dead-letter topic "
+                    f"{self.topic!r}: {exc}") from exc
+            with store.transaction() as tx:
+                tx.execute('UPDATE quarantine SET dead_lettered = 1 WHERE log_id = ? AND '
+                           'partition = ? AND "offset" = ?', (self.log.log_id, partition, offset))
+            log.warning("record %s went to the dead-letter topic: %s", origin, reason)
+        return len(rows)
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
 
 
 def make_consumer(log: EventLog, store: ViewStore, projections: Sequence[Projection],

@@ -1,7 +1,13 @@
-"""Rebuilding views in several processes, then swapping them in with one transaction.
+"""Rebuilding views aside, in this process or in several, then swapping them in with one
+transaction: a rebuild that fails or is killed, for any reason and in any mode, leaves the
+previous views and positions exactly as they were.
 
-A rebuild is CPU-bound Python (decoding, then each projection's rules), so one process uses
-one core. ``parallel_rebuild`` splits the work one of two ways:
+``parallel_rebuild`` builds every view of a runner in scratch stores beside the real one
+(``ViewStore.scratch``), and only when the build succeeded swaps them in with ONE
+transaction of the real store (``ViewStore.adopt`` or ``ViewStore.merge``): readers see the
+old views until that commit and the new ones after it. With one worker (``--workers 1``)
+the build runs in this process; with more, a rebuild is CPU-bound Python (decoding, then
+each projection's rules), so it is split one of two ways:
 
 - **by partition** (Kafka: ``EventLog.self_contained_partitions``): each worker rebuilds
   every projection from its own share of the topic's partitions. Every person's events sit
@@ -13,43 +19,42 @@ one core. ``parallel_rebuild`` splits the work one of two ways:
   equal cost (``Projection.cost``), each group rebuilt by a process of its own reading the
   whole log; the groups' tables are copied in (``SQLiteViewStore.adopt``).
 
-Each worker writes into a view store of its own beside the real one (SQLite lets one
-writer at a time into a file). When every worker is done, one transaction of the real
-store drops the projections' old tables, copies the new rows in and the tracking rows:
-readers see the old views until that commit and the new ones after it, and a rebuild
-killed before it leaves the old views and positions as they were, to be rebuilt again.
-
-Only a file-backed SQLite view store can be rebuilt this way, from a log that can be opened
-again in another process (``EventLog.reopener``: the SQLite log by its file, Kafka by its
-topic; each worker reads to the end the log has when it starts); anything else is rebuilt by
-``ProjectionRunner.rebuild`` in this process. Each projection's tracking row (by partition)
-comes from the worker that read that partition, so one that read a little further (events
-appended meanwhile) simply has a later position.
+Records that cannot be applied are quarantined in the scratch store like anywhere else and
+copied in with the views. Worker processes die with their parent (``PR_SET_PDEATHSIG`` on
+Linux, and a watchdog on the parent's pid everywhere), so a killed rebuild leaves nothing
+running. A store that cannot build aside (an in-memory replay, which nobody reads while it
+fills) is rebuilt in place by ``ProjectionRunner.rebuild``. Worker processes need a log
+that can be opened again in another process (``EventLog.reopener``: the SQLite log by its
+file, Kafka by its topic; each worker reads to the end the log has when it starts).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
+import pickle
 import queue as queue_module
-import shutil
+import signal
+import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from consumers.projection import (
-    Projection,
-    ProjectionRunner,
-    RunStats,
-    _refuse,  # noqa: PLC2701 - the default handler is the only one a worker can use
-)
-from consumers.views import SQLiteViewStore
+from consumers.projection import Projection, ProjectionRunner, RunStats
+from consumers.views import ViewStore
 from ledger.errors import IntegrityError, LedgerError
 from ledger.persistence import EventLog
 
 log = logging.getLogger(__name__)
+
+#: prctl(2) option: the signal a process gets when its parent dies (Linux).
+PR_SET_PDEATHSIG = 1
+#: Seconds between a worker's checks that its parent is still alive (the fallback).
+WATCHDOG_INTERVAL = 1.0
 
 
 class ParallelRebuildError(LedgerError):
@@ -67,10 +72,6 @@ def groups(projections: Sequence[Projection], workers: int) -> list[list[Project
         load[i] += p.cost
     order = {id(p): n for n, p in enumerate(projections)}
     return [sorted(b, key=lambda p: order[id(p)]) for b in bins if b]
-
-
-def _opener(log: EventLog) -> Callable[[], EventLog] | None:
-    return log.reopener()
 
 
 def shares(log: EventLog, workers: int) -> list[list[int]] | None:
@@ -104,11 +105,9 @@ def _tasks(runner: ProjectionRunner, workers: int
 
 
 def _workers_can_build(runner: ProjectionRunner) -> bool:
-    """Whether other processes can rebuild this runner's views: a store file to put theirs
-    beside, a log they can open again, and no bad-record handler of this process's."""
-    store = runner.store
-    return (isinstance(store, SQLiteViewStore) and store.path != ":memory:"
-            and _opener(runner.log) is not None and runner.on_bad_record is _refuse)
+    """Whether other processes can rebuild this runner's views: a store that builds aside
+    and a log they can open again."""
+    return runner.store.builds_aside and runner.log.reopener() is not None
 
 
 def can_rebuild_in_parallel(runner: ProjectionRunner, workers: int = 2) -> bool:
@@ -116,63 +115,117 @@ def can_rebuild_in_parallel(runner: ProjectionRunner, workers: int = 2) -> bool:
     return _workers_can_build(runner) and len(_tasks(runner, workers)[0]) > 1
 
 
-def _worker(index: int, open_log: Callable[[], EventLog], projections: list[Projection],
-            partitions: list[int] | None, path: str, cache_mb: int, batch_size: int,
-            dedupe: bool, until: datetime | None, out: Any) -> None:
-    try:
-        log = open_log()
-        store = SQLiteViewStore(path, synchronous="OFF", cache_mb=cache_mb)
+def die_with_parent(parent: int) -> None:
+    """Make this process end when ``parent`` does: the kernel's parent-death signal on
+    Linux, and a thread that watches the parent's pid (anywhere, and for the race where
+    the parent died before the signal was armed)."""
+    if sys.platform.startswith("linux"):
         try:
-            runner = ProjectionRunner(log, store, projections, batch_size=batch_size,
-                                      dedupe=dedupe)
-            stats = runner.rebuild(progress=lambda n: out.put(("progress", index, n)),
-                                   until=until, partitions=partitions,
-                                   indexes=partitions is None)
-        finally:
-            store.close()
-            log.close()
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no libc prctl: the watchdog alone
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            threading.Event().wait(WATCHDOG_INTERVAL)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _worker(index: int, parent: int, open_log: Callable[[], EventLog],
+            open_store: Callable[[str], ViewStore], projections: list[Projection],
+            partitions: list[int] | None, place: str, batch_size: int,
+            dedupe: bool, until: datetime | None, out: Any) -> None:
+    die_with_parent(parent)
+    try:
+        stats = _build(open_log(), open_store(place), projections, partitions, batch_size,
+                       dedupe, until, lambda n: out.put(("progress", index, n)),
+                       close_log=True)
         out.put(("done", index, (stats.records, stats.applied, stats.bad, stats.duplicates)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
         out.put(("error", index, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
 
 
+def _build(log: EventLog, store: ViewStore, projections: list[Projection],
+           partitions: list[int] | None, batch_size: int, dedupe: bool,
+           until: datetime | None, progress: Callable[[int], None] | None,
+           *, close_log: bool) -> RunStats:
+    """Rebuild ``projections`` into the scratch ``store`` (closed after)."""
+    try:
+        runner = ProjectionRunner(log, store, projections, batch_size=batch_size, dedupe=dedupe)
+        return runner.rebuild(progress=progress, until=until, partitions=partitions,
+                              indexes=partitions is None)
+    finally:
+        store.close()
+        if close_log:
+            log.close()
+
+
 def parallel_rebuild(
     runner: ProjectionRunner,
     *,
-    workers: int = 2,
+    workers: int = 1,
     progress: Callable[[int], None] | None = None,
     until: datetime | None = None,
     batch_size: int | None = None,
 ) -> RunStats:
-    """Rebuild ``runner``'s projections in up to ``workers`` processes (see the module
-    docstring); falls back to ``runner.rebuild`` where that is not possible.
+    """Rebuild ``runner``'s projections aside and swap them in on success (see the module
+    docstring): in this process with ``workers`` 1 (or where workers cannot be used), in
+    up to ``workers`` processes otherwise.
 
     ``progress`` gets the records read: split by partition, all workers' together; split
     by projection, the slowest worker's (each reads the whole log).
-    Raises ``ParallelRebuildError`` if a worker fails, leaving the views as they were. If
-    the shares of a split by partition overlap (a person's events in two partitions), it
-    says so in the log and rebuilds in this process instead.
+    Raises ``ParallelRebuildError`` if a worker fails, and whatever the build raised in
+    this process; either way the views and positions are left as they were. If the shares
+    of a split by partition overlap (a person's events in two partitions), it says so in
+    the log and rebuilds in this process instead.
     """
-    if not _workers_can_build(runner):
-        return runner.rebuild(progress=progress, until=until, batch_size=batch_size)
-    tasks, by_partition = _tasks(runner, workers)
-    if len(tasks) < 2:
-        return runner.rebuild(progress=progress, until=until, batch_size=batch_size)
     store = runner.store
-    assert isinstance(store, SQLiteViewStore)
-    open_log = _opener(runner.log)
+    batch = batch_size or runner.batch_size
+    if workers > 1 and _workers_can_build(runner):
+        tasks, by_partition = _tasks(runner, workers)
+        if len(tasks) > 1:
+            stats = _in_workers(runner, tasks, by_partition, progress, until, batch)
+            if stats is not None:
+                return stats
+            progress = None  # the shares overlapped: once more, here
+    places = store.scratch(1)
+    if places is None:
+        return runner.rebuild(progress=progress, until=until, batch_size=batch_size)
+    try:
+        # copies, as a worker process gets: the runner's own objects keep their caches
+        projections: list[Projection] = pickle.loads(pickle.dumps(runner.projections))
+        stats = _build(runner.log, store.scratch_opener()(places[0]), projections, None,
+                       batch, runner.dedupe, until, progress, close_log=False)
+        store.adopt(places, [runner.projections])
+    finally:
+        store.drop_scratch()
+    return stats
+
+
+def _in_workers(runner: ProjectionRunner,
+                tasks: list[tuple[list[Projection], list[int] | None]], by_partition: bool,
+                progress: Callable[[int], None] | None, until: datetime | None,
+                batch_size: int) -> RunStats | None:
+    """The rebuild in worker processes; None if the shares overlapped (nothing changed)."""
+    store = runner.store
+    open_log = runner.log.reopener()
     assert open_log is not None
-    scratch = Path(store.path + ".rebuild")
-    shutil.rmtree(scratch, ignore_errors=True)  # a rebuild killed earlier left it
-    scratch.mkdir(parents=True)
+    places = store.scratch(len(tasks))
+    assert places is not None
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    paths = [str(scratch / f"views-{i}.db") for i in range(len(tasks))]
+    open_store = store.scratch_opener()
     procs = [
         context.Process(
             target=_worker, name=f"pdl-rebuild-{i}", daemon=True,
-            args=(i, open_log, part, partitions, paths[i], store.cache_mb,
-                  batch_size or runner.batch_size, runner.dedupe, until, out))
+            args=(i, os.getpid(), open_log, open_store, part, partitions, places[i],
+                  batch_size, runner.dedupe, until, out))
         for i, (part, partitions) in enumerate(tasks)
     ]
     read = [0] * len(tasks)
@@ -214,12 +267,12 @@ def parallel_rebuild(
         # each worker closed its store before saying done: no need to wait for its exit
         if by_partition:
             try:
-                repeated = store.merge(paths, runner.projections)
+                repeated = store.merge(places, runner.projections)
             except IntegrityError as exc:
                 log.warning("%s; rebuilding in one process instead", exc)
                 overlapped = True
         else:
-            store.adopt(paths, [part for part, _ in tasks])
+            store.adopt(places, [part for part, _ in tasks])
     finally:
         for i, proc in enumerate(procs):
             if i in results:  # done: it is only exiting
@@ -228,22 +281,21 @@ def parallel_rebuild(
                 proc.kill()
                 proc.join()
         out.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+        store.drop_scratch()
     if overlapped:
-        return runner.rebuild(progress=None, until=until, batch_size=batch_size)
+        return None
     total = sum(read) if by_partition else max(read)
     if progress and total > reported:
         progress(total - reported)
     counts = results.values()
     if by_partition:
         # an event about no one was applied once per share: count it applied once
-        stats = RunStats(records=sum(r[0] for r in counts),
-                         applied=sum(r[1] for r in counts) - repeated,
-                         bad=sum(r[2] for r in counts),
-                         duplicates=sum(r[3] for r in counts) + repeated)
-    else:
-        stats = RunStats(records=max(r[0] for r in counts), bad=max(r[2] for r in counts))
-        for _, applied, _, duplicates in counts:
-            stats.applied += applied
-            stats.duplicates += duplicates
+        return RunStats(records=sum(r[0] for r in counts),
+                        applied=sum(r[1] for r in counts) - repeated,
+                        bad=sum(r[2] for r in counts),
+                        duplicates=sum(r[3] for r in counts) + repeated)
+    stats = RunStats(records=max(r[0] for r in counts), bad=max(r[2] for r in counts))
+    for _, applied, _, duplicates in counts:
+        stats.applied += applied
+        stats.duplicates += duplicates
     return stats

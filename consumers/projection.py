@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from schemas import Event, decode
 
 from consumers.views import ViewStore, ViewTransaction
-from ledger.errors import IntegrityError, LedgerError
+from ledger.errors import IntegrityError
 from ledger.persistence import EventLog, LogRecord, Position
 from ledger.settings import Settings
 
@@ -131,17 +131,14 @@ def _check_people_disjoint(tx: ViewTransaction, table: str, source: str) -> None
         )
 
 
-class BadRecord(LedgerError):
-    """A log record that does not decode into a valid event."""
-
-
 BadRecordHandler = Callable[[LogRecord, str], None]
 
-
-def _refuse(record: LogRecord, reason: str) -> None:
-    raise BadRecord(
-        f"record {record.partition}:{record.offset} does not decode: {reason}"
-    )
+#: Exceptions a projection raises on one record's content (a value it cannot store or
+#: compute with), as opposed to the store or the machine failing: the record is isolated
+#: and quarantined, and the projection goes on. Anything else stops the run.
+POISON: tuple[type[BaseException], ...] = (
+    ArithmeticError, ValueError, TypeError, LookupError, AttributeError, RecursionError,
+)
 
 
 def _check_stored(event: Event) -> None:
@@ -230,7 +227,8 @@ class ProjectionRunner:
         self.store = store
         self.projections = list(projections)
         self.batch_size = batch_size
-        self.on_bad_record = on_bad_record or _refuse
+        #: Told of each record set aside (after the quarantine row is written), if given.
+        self.on_bad_record = on_bad_record
         # The SQLite log stores an event id once; Kafka may carry a retried publish twice.
         self.dedupe = not log.stores_ids_once if dedupe is None else dedupe
         # Records of a type no projection here wants are not decoded. Only where the log
@@ -306,20 +304,40 @@ class ProjectionRunner:
         return stats
 
     def _apply(self, batch: list[LogRecord], stats: RunStats) -> None:
+        """Apply a batch in one transaction. If a projection fails on the batch's content
+        (``POISON``), the batch is applied again a record at a time, and the record it
+        fails on is quarantined: nothing stops the run, nothing else is skipped."""
+        try:
+            stats.add(self._apply_batch(batch))
+        except POISON as exc:
+            if len(batch) > 1:
+                for record in batch:
+                    self._apply([record], stats)
+                return
+            reason = f"a projection failed on it: {type(exc).__name__}: {exc}"
+            stats.add(self._apply_batch(batch, poisoned=reason))
+
+    def _apply_batch(self, batch: list[LogRecord], poisoned: str | None = None) -> RunStats:
+        stats = RunStats()
         items: list[Item] = []
+        bad: list[tuple[LogRecord, str]] = []
         types = self.types
         for record in batch:
             if types is not None and record.event_type not in types:
                 continue
+            if poisoned is not None:
+                bad.append((record, poisoned))
+                continue
             try:
                 event = decode(record.payload)
                 _check_stored(event)
+                at = to_us(event.time)
             except Exception as exc:  # noqa: BLE001 - any decode failure is a bad record
-                stats.bad += 1
-                self.on_bad_record(record, _reason(exc))
+                bad.append((record, _reason(exc)))
                 continue
-            items.append(Item(record, event, to_us(event.time)))
+            items.append(Item(record, event, at))
         stats.records += len(batch)
+        stats.bad += len(bad)
         if self.valid_until_us is not None and items:
             earliest = min(i.at for i in items)
             if stats.earliest_us is None or earliest < stats.earliest_us:
@@ -339,6 +357,8 @@ class ProjectionRunner:
                 last[p] = o
         log_id = self.log.log_id
         with self.store.transaction() as tx:
+            if bad:
+                tx.quarantine(log_id, bad)
             for projection in self.projections:
                 # Read inside the transaction: another process of the same consumer group
                 # may have moved it since we last looked (a rebalance).
@@ -367,24 +387,23 @@ class ProjectionRunner:
                         new[partition] = offset
                 if new != done:
                     tx.track(projection.name, log_id, new)
+        if self.on_bad_record is not None:
+            for record, reason in bad:
+                self.on_bad_record(record, reason)
+        return stats
 
     def rebuild(self, progress: Callable[[int], None] | None = None,
                 until: datetime | None = None, *, batch_size: int | None = None,
-                workers: int = 1, partitions: Iterable[int] | None = None,
-                indexes: bool = True) -> RunStats:
-        """Drop every view of this runner and replay the log from position zero, in
-        transactions of ``batch_size`` records (default: the runner's); only ``partitions``
-        if given (a share of a partition-split rebuild, see ``consumers.parallel``), and
-        without the query indexes if ``indexes`` is False (a share, merged elsewhere).
+                partitions: Iterable[int] | None = None, indexes: bool = True) -> RunStats:
+        """Drop every view of this runner and replay the log from position zero, IN PLACE,
+        in transactions of ``batch_size`` records (default: the runner's); only
+        ``partitions`` if given (a share of a partition-split rebuild), and without the
+        query indexes if ``indexes`` is False (a share, merged elsewhere).
 
-        ``workers`` > 1 rebuilds in that many processes and swaps the views in at the end
-        (``consumers.parallel``), where the store and log allow.
+        In place means readers see the views empty, then filling: use it on a store
+        nobody reads yet (a scratch store, an in-memory replay). Views people read are
+        rebuilt aside and swapped in by ``consumers.parallel.parallel_rebuild``.
         """
-        if workers > 1:
-            from consumers.parallel import parallel_rebuild
-
-            return parallel_rebuild(self, workers=workers, progress=progress, until=until,
-                                    batch_size=batch_size)
         with self.store.transaction() as tx:
             for p in self.projections:
                 # query indexes come after the replay; one killed before then gets them
@@ -404,13 +423,15 @@ class ProjectionRunner:
         return stats
 
     def status(self) -> list[dict[str, Any]]:
-        """Per projection: its position and its lag behind the end of the log."""
+        """Per projection: its position, its lag behind the end of the log, and the records
+        of the log quarantined in this view store (every projection skips those)."""
         end = self.log.end_position()
+        quarantined = self.store.quarantine_counts().get(self.log.log_id, 0)
         out = []
         for name, pos in self.positions().items():
             lag = sum(max(0, o - pos.get(p, -1)) for p, o in end.items())
             out.append({"projection": name, "log": self.log.log_id, "position": pos,
-                        "end": end, "lag": lag})
+                        "end": end, "lag": lag, "quarantined": quarantined})
         return out
 
 

@@ -290,6 +290,19 @@ class DisclosureFilter:
         return out
 
 
+#: Largest ``limit`` a query takes: any list longer than this is paged anyway, and a
+#: bigger number would not fit the view store's 64-bit integers.
+MAX_LIMIT = 10_000_000
+
+
+def check_limit(limit: int | None, name: str = "limit") -> int | None:
+    """``limit`` if it is None or a whole number 0..``MAX_LIMIT``; else ``InvalidInput``."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or not 0 <= limit <= MAX_LIMIT):
+        raise InvalidInput(f"{name}: must be a whole number from 0 to {MAX_LIMIT}")
+    return limit
+
+
 def disclosures(
     store: ViewStore,
     recipient: str | None = None,
@@ -307,6 +320,7 @@ def disclosures(
     against today's views, and these are of another time)."""
     if check:
         check_names(store, recipient=recipient, clause=clause)
+    check_limit(limit)
     where, params = DisclosureFilter(recipient, clause, category, since, until,
                                      pseudonym).where()
     sql = (
@@ -455,8 +469,7 @@ def scope(
     """
     if window_end < window_start:
         raise ValueError("the window ends before it starts")
-    if limit is not None and limit < 0:
-        raise InvalidInput("limit: must be 0 or more")
+    check_limit(limit)
     wanted = category_mask(categories) if categories else None
     hit = exposed(store, stores, to_us(window_start), to_us(window_end), wanted)
     people = hit.people()

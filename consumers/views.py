@@ -11,16 +11,19 @@ projections. Projections write portable SQL with ``?`` placeholders and ``ON CON
 
 from __future__ import annotations
 
+import functools
 import json
+import shutil
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ledger.errors import ConfigurationError, OperationalError, PersistenceError
-from ledger.persistence import Position
+from ledger.persistence import LogRecord, Position
 from ledger.settings import Settings
 
 #: Default SQLite page cache of a view store, in MB (``LEDGER_VIEW_CACHE_MB``).
@@ -45,7 +48,26 @@ CREATE TABLE IF NOT EXISTS applied_events (
     event_id    TEXT NOT NULL,
     PRIMARY KEY (projection, event_id)
 );
+CREATE TABLE IF NOT EXISTS quarantine (
+    log_id         TEXT NOT NULL,
+    partition      INTEGER NOT NULL,
+    "offset"       INTEGER NOT NULL,
+    event_id       TEXT NOT NULL,
+    event_type     TEXT NOT NULL,
+    subject        TEXT,
+    reason         TEXT NOT NULL,
+    payload        BLOB,
+    recorded_at    TEXT NOT NULL,
+    quarantined_at TEXT NOT NULL,
+    dead_lettered  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (log_id, partition, "offset")
+);
 """
+#: Columns of a quarantine row, in table order.
+QUARANTINE_COLUMNS = ("log_id", "partition", "offset", "event_id", "event_type", "subject",
+                      "reason", "payload", "recorded_at", "quarantined_at", "dead_lettered")
+#: Longest reason kept for a quarantined record.
+MAX_REASON = 2000
 
 
 class ViewTransaction(ABC):
@@ -76,6 +98,19 @@ class ViewTransaction(ABC):
             (projection, log_id),
         )
         return {int(p): int(o) for p, o in rows}
+
+    def quarantine(self, log_id: str, entries: Sequence[tuple[LogRecord, str]]) -> None:
+        """Set aside records that cannot be applied, with their reasons: committed with the
+        positions that move past them. A record already set aside stays as it was."""
+        now = datetime.now(UTC).isoformat()
+        self.executemany(
+            'INSERT INTO quarantine (log_id, partition, "offset", event_id, event_type, '
+            "subject, reason, payload, recorded_at, quarantined_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            'ON CONFLICT (log_id, partition, "offset") DO NOTHING',
+            [(log_id, r.partition, r.offset, r.event_id[:200], r.event_type[:200],
+              r.subject[:300] if r.subject else None, reason[:MAX_REASON], r.payload,
+              r.recorded_at.isoformat(), now) for r, reason in entries])
 
     def first_time(self, projection: str, event_ids: Sequence[str]) -> list[bool]:
         """Mark events as applied by ``projection``; per id, whether it is its first time.
@@ -125,6 +160,43 @@ class ViewStore(ABC):
         )
         return {int(p): int(o) for p, o in rows}
 
+    def quarantine_counts(self) -> dict[str, int]:
+        """Records set aside, per log."""
+        return {log_id: int(n) for log_id, n in self.query(
+            "SELECT log_id, count(*) FROM quarantine GROUP BY log_id")}
+
+    def quarantined(self, log_id: str | None = None, *, limit: int = 100,
+                    after: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """Quarantined records in log order (without payloads), ``limit`` of them after the
+        position ``after``."""
+        where, params = [], []
+        if log_id is not None:
+            where.append("log_id = ?")
+            params.append(log_id)
+        if after is not None:
+            where.append('(partition > ? OR (partition = ? AND "offset" > ?))')
+            params += [after[0], after[0], after[1]]
+        sql = ('SELECT log_id, partition, "offset", event_id, event_type, subject, reason, '
+               "recorded_at, quarantined_at, dead_lettered FROM quarantine"
+               + (" WHERE " + " AND ".join(where) if where else "")
+               + ' ORDER BY log_id, partition, "offset" LIMIT ?')
+        names = ("log_id", "partition", "offset", "event_id", "event_type", "subject",
+                 "reason", "recorded_at", "quarantined_at", "dead_lettered")
+        return [dict(zip(names, row, strict=True))
+                for row in self.query(sql, (*params, limit))]
+
+    def quarantined_record(self, partition: int, offset: int,
+                           log_id: str | None = None) -> dict[str, Any] | None:
+        """One quarantined record, payload included."""
+        sql = ("SELECT " + ", ".join(f'"{c}"' for c in QUARANTINE_COLUMNS)
+               + ' FROM quarantine WHERE partition = ? AND "offset" = ?')
+        params: list[Any] = [partition, offset]
+        if log_id is not None:
+            sql += " AND log_id = ?"
+            params.append(log_id)
+        rows = self.query(sql + " ORDER BY log_id LIMIT 1", params)
+        return dict(zip(QUARANTINE_COLUMNS, rows[0], strict=True)) if rows else None
+
     def tracked_logs(self, projection: str) -> list[str]:
         return [r[0] for r in self.query(
             "SELECT DISTINCT log_id FROM tracking WHERE projection = ?", (projection,))]
@@ -137,6 +209,38 @@ class ViewStore(ABC):
         transactions) override it.
         """
         yield self
+
+    # --- rebuilding aside: build views in scratch stores, then swap them in at once ---------
+
+    @property
+    def builds_aside(self) -> bool:
+        """Whether ``scratch`` gives places to build views aside."""
+        return False
+
+    def scratch(self, count: int) -> list[str] | None:
+        """Places for ``count`` fresh, empty stores beside this one, in which a rebuild
+        builds views aside (``open_scratch``, or in another process ``scratch_opener()``)
+        before ``adopt`` or ``merge`` swaps them in with one transaction; anything left from
+        an earlier rebuild is cleared first. None if this store cannot build aside (one
+        nobody else reads, such as an in-memory replay, is rebuilt in place)."""
+        return None
+
+    def scratch_opener(self) -> Callable[[str], ViewStore]:
+        """Opens a scratch store by its place (picklable: a worker process calls it)."""
+        raise NotImplementedError
+
+    def drop_scratch(self) -> None:  # noqa: B027 - optional hook
+        """Remove every scratch store (after a rebuild, whatever its outcome)."""
+
+    def adopt(self, sources: Sequence[str], groups: Sequence[Sequence[Any]]) -> None:
+        """Replace the views of the projections ``groups[i]`` by those built in the scratch
+        store ``sources[i]``, rows, tracking and quarantine, in ONE transaction."""
+        raise NotImplementedError
+
+    def merge(self, sources: Sequence[str], projections: Sequence[Any]) -> int:
+        """Replace the views of ``projections`` by the union of those built in the scratch
+        stores ``sources`` (one share of the log's partitions each), in ONE transaction."""
+        raise NotImplementedError
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -223,9 +327,32 @@ class SQLiteViewStore(ViewStore):
         finally:
             self._db.execute("COMMIT")
 
+    @property
+    def builds_aside(self) -> bool:
+        return self.path != ":memory:"
+
+    def scratch(self, count: int) -> list[str] | None:
+        if not self.builds_aside:
+            return None
+        self.drop_scratch()  # a rebuild killed earlier left it
+        folder = Path(self.path + ".rebuild")
+        folder.mkdir(parents=True, mode=0o700)
+        return [str(folder / f"views-{i}.db") for i in range(count)]
+
+    def scratch_opener(self) -> Callable[[str], ViewStore]:
+        return functools.partial(SQLiteViewStore, synchronous="OFF", cache_mb=self.cache_mb)
+
+    def drop_scratch(self) -> None:
+        if self.path != ":memory:":
+            shutil.rmtree(self.path + ".rebuild", ignore_errors=True)
+
+    def _copy_quarantine(self, tx: ViewTransaction, alias: str) -> None:
+        tx.execute(f"INSERT OR IGNORE INTO main.quarantine SELECT * FROM {alias}.quarantine")
+
     def adopt(self, sources: Sequence[str], groups: Sequence[Sequence[Any]]) -> None:
         """Replace the views of the projections ``groups[i]`` by those in the SQLite file
-        ``sources[i]`` (built there by a runner), rows and tracking, in ONE transaction.
+        ``sources[i]`` (built there by a runner), rows, tracking and the records it
+        quarantined, in ONE transaction.
 
         Each projection's tables are dropped and created afresh here, so the copy of each
         table is into an empty one of the same schema (SQLite's fast transfer).
@@ -239,6 +366,7 @@ class SQLiteViewStore(ViewStore):
                                  if table in ("tracking", "applied_events") else "")
                         tx.execute(f"INSERT INTO main.{table} SELECT * FROM "
                                    f"{alias}.{table}{where}", (p.name,) if where else ())
+                self._copy_quarantine(tx, alias)
 
     def merge(self, sources: Sequence[str], projections: Sequence[Any]) -> int:
         """Replace the views of ``projections`` by the union of the views built in the
@@ -265,6 +393,8 @@ class SQLiteViewStore(ViewStore):
                     repeated += applied - tx.execute(
                         f"INSERT OR IGNORE INTO main.applied_events SELECT * FROM "
                         f"{alias}.applied_events WHERE projection = ?", (p.name,))
+            for alias in aliases:
+                self._copy_quarantine(tx, alias)
             for p in projections:
                 p.create_indexes(tx)
         return repeated

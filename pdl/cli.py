@@ -26,7 +26,7 @@ from rich.table import Table
 
 from ledger.errors import ConfigurationError, InvalidInput, LedgerError
 from ledger.settings import generate_key
-from pdl import cli_consume, cli_policy, cli_queries
+from pdl import cli_consume, cli_policy, cli_quarantine, cli_queries
 from pdl.context import Handler, open_ledger
 from pdl.output import (
     TIME_HELP,
@@ -40,7 +40,7 @@ from pdl.output import (
 )
 
 #: The modules whose ``register(sub, add)`` adds their subcommands, in help order.
-GROUPS = (cli_queries, cli_consume, cli_policy)
+GROUPS = (cli_queries, cli_consume, cli_quarantine, cli_policy)
 
 # --- log commands ---------------------------------------------------------------------
 
@@ -182,7 +182,7 @@ def cmd_schema_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ledger.simulate import simulate
+    from workload import simulate
 
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     try:

@@ -165,7 +165,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         def render() -> None:
             table = Table(title="projections")
-            for col in ("projection", "position", "end of log", "lag"):
+            for col in ("projection", "position", "end of log", "lag", "quarantined"):
                 table.add_column(col)
             for r in rows:
                 lag = str(r["lag"])
@@ -173,8 +173,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                     lag += " (audit records only)"
                 elif r["audit_lag"]:
                     lag += f" ({r['audit_lag']} audit)"
-                table.add_row(r["projection"], _pos(r["position"]), _pos(r["end"]), lag)
+                table.add_row(r["projection"], _pos(r["position"]), _pos(r["end"]), lag,
+                              str(r["quarantined"]))
             console.print(table)
+            quarantined = max((r["quarantined"] for r in rows), default=0)
+            if quarantined:
+                console.print(f"[yellow]{quarantined} record(s) of the log quarantined[/]: "
+                              "see pdl quarantine list")
             if any(r["audit_lag"] for r in rows):
                 _note("Audit records (ledger.queried: every query records itself, 6.2.1b) are "
                      "appended after the views were caught up; no view reads them, and the "

@@ -65,6 +65,12 @@ def parse_time(text: str) -> datetime:
             "(2024-07-01, midnight UTC)") from None
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +08:00)")
+    from schemas.events import MAX_TIME, MIN_TIME
+
+    # Compared before converting: a time near year 1 or 9999 may not convert to UTC at all.
+    if not MIN_TIME <= value <= MAX_TIME:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is outside {MIN_TIME:%Y-%m-%dT%H:%M:%SZ}..{MAX_TIME:%Y-%m-%dT%H:%M:%SZ}")
     return value.astimezone(timezone.utc)
 
 

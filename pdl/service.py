@@ -21,6 +21,8 @@ from typing import Any, Self
 
 from consumers import queries
 from consumers.clock import LATE_AFTER, clock_summary
+from consumers.consume import DeadLetters
+from consumers.parallel import parallel_rebuild
 from consumers.projection import ProjectionRunner, RunStats
 from consumers.registry import all_projections, open_views, select
 from consumers.replay import QueryTime, records_until, time_warnings, views_as_of
@@ -93,7 +95,25 @@ class QueryService:
     def catch_up(self, progress: Progress | None = None) -> RunStats:
         """Bring every projection up to the end of the log."""
         with self.lock:
-            return self.runner().run(progress=progress)
+            stats = self.runner().run(progress=progress)
+            if stats.bad:
+                self.send_dead_letters()
+            return stats
+
+    def send_dead_letters(self) -> int:
+        """On Kafka, write the records quarantined since the last call to the dead-letter
+        topic (a no-op on SQLite, whose quarantine is the view store's table alone)."""
+        with self.lock:
+            sender = DeadLetters(self.ledger.log)
+            try:
+                return sender.flush(self.views)
+            finally:
+                sender.close()
+
+    def quarantine_counts(self) -> dict[str, int]:
+        """Records set aside by the projections, per log."""
+        with self.lock:
+            return self.views.quarantine_counts()
 
     def default_workers(self, names: list[str] | None = None) -> int:
         """Processes ``rebuild`` uses unless told: 2 where the machine has two or more
@@ -114,15 +134,17 @@ class QueryService:
 
     def rebuild(self, names: list[str] | None = None,
                 progress: Progress | None = None, workers: int | None = None) -> RunStats:
-        """Drop the named projections' views (all if None) and replay the log from zero
-        (in ``workers`` processes, see ``consumers.parallel``; default
-        ``default_workers``)."""
+        """Rebuild the named projections' views (all if None) from the log, aside, and swap
+        them in on success (in ``workers`` processes, see ``consumers.parallel``; default
+        ``default_workers``): a failed rebuild leaves the views as they were."""
         if workers is None:
             workers = self.default_workers(names)
         with self.lock:
-            return self.runner(names).rebuild(progress=progress,
-                                              batch_size=self.ledger.settings.rebuild_batch,
-                                              workers=workers)
+            stats = parallel_rebuild(self.runner(names), workers=workers, progress=progress,
+                                     batch_size=self.ledger.settings.rebuild_batch)
+            if stats.bad:
+                self.send_dead_letters()
+            return stats
 
     def status(self) -> list[dict[str, Any]]:
         """Per projection: position, end of log, lag, and ``audit_lag``: how much of the

@@ -19,7 +19,17 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, ValidationError, create_model
 
-from schemas.events import DATA_MODELS, EVENT_TYPES, Event, EventData, dataschema_uri
+from schemas.events import (
+    DATA_MODELS,
+    EVENT_TYPES,
+    MAX_DEPTH,
+    MAX_LINE_BYTES,
+    MAX_TIME,
+    MIN_TIME,
+    Event,
+    EventData,
+    dataschema_uri,
+)
 from schemas.taxonomy import RENAMED_CATEGORIES
 
 # --- typed envelopes ------------------------------------------------------------------
@@ -33,7 +43,7 @@ def _typed_envelope(model: type[EventData]) -> type[Event]:
         __doc__=f"Envelope of a {model.TYPE} event.",
         type=(Literal[model.TYPE], ...),
         data=(model, ...),
-        schemaversion=(int, Field(default=model.SCHEMA_VERSION, ge=1,
+        schemaversion=(int, Field(default=model.SCHEMA_VERSION, ge=1, le=model.SCHEMA_VERSION,
                                   description="schema version of data; older ones are upcast")),
         dataschema=(str, dataschema_uri(model.TYPE, model.SCHEMA_VERSION)),
     )
@@ -156,6 +166,9 @@ def _reason(err: Mapping[str, Any]) -> str:
         return "missing: every event needs a 'type'"
     if kind == "extra_forbidden":
         return "unknown field (not in the schema)"
+    if kind in ("greater_than_equal", "less_than_equal") and "datetime" in str(err.get("ctx")):
+        return (f"must be between {MIN_TIME:%Y-%m-%dT%H:%M:%SZ} and "
+                f"{MAX_TIME:%Y-%m-%dT%H:%M:%SZ} once converted to UTC")
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
 
@@ -199,29 +212,119 @@ def _check_subject(event: Event) -> None:
         raise EventInvalid(
             [FieldError("personal", f"{event.type} events are not about a person")]
         )
+    _check_personal(event)
+
+
+def _check_personal(event: Event) -> None:
+    """Keys of ``personal`` must be among the event's ``categories`` (or under one of them),
+    where the event lists categories: a value of a category the event does not declare
+    would be sealed under a promise nobody made."""
+    if not event.personal:
+        return
+    declared: list[str] | None = getattr(event.data, "categories", None)
+    if not declared:
+        return
+    stray = [k for k in event.personal
+             if k not in declared and not any(k.startswith(c + ".") for c in declared)]
+    if stray:
+        raise EventInvalid([FieldError(f"personal.{k}", "not among data.categories")
+                            for k in stray])
+
+
+def _may_hold_nul(line: str | bytes | bytearray) -> bool:
+    """Whether a JSON line may hold NUL: the escape ``\\u0000`` appears in it (a raw NUL
+    byte is not valid JSON and fails parsing anyway). Such a line is parsed on the slow
+    path, which finds the field."""
+    return ("\\u0000" if isinstance(line, str) else b"\\u0000") in line
+
+
+def _nul_path(obj: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (value or key) holding NUL in ``obj``."""
+    if isinstance(obj, str):
+        return (path or "(event)") if "\x00" in obj else None
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            here = f"{path}.{k}" if path else str(k)
+            if isinstance(k, str) and "\x00" in k:
+                return path or "(event)"
+            found = _nul_path(v, here)
+            if found:
+                return found
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            found = _nul_path(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def _depth(obj: Any) -> int:
+    if isinstance(obj, dict):
+        return 1 + max(map(_depth, obj.values()), default=0)
+    if isinstance(obj, list):
+        return 1 + max(map(_depth, obj), default=0)
+    return 0
+
+
+def _as_bytes(text: str | bytes | bytearray) -> bytes:
+    return text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+
+
+def _check_line(text: str | bytes | bytearray) -> None:
+    """The bound a line must keep before it is parsed at all: its size."""
+    raw = _as_bytes(text)
+    if len(raw) > MAX_LINE_BYTES:
+        raise EventInvalid([FieldError(
+            "(line)", f"longer than {MAX_LINE_BYTES} bytes ({len(raw)}); split the values")])
+
+
+def _load(text: str | bytes | bytearray) -> Any:
+    """``json.loads`` with every way it can fail reported as a line error."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EventInvalid([FieldError(
+                "(line)", f"not valid UTF-8 (byte {exc.start + 1} of the line)")]) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EventInvalid([FieldError("(line)", f"not valid JSON: {exc.msg}")]) from None
+    except RecursionError:
+        raise EventInvalid([FieldError(
+            "(line)", f"nested deeper than {MAX_DEPTH} levels")]) from None
+
+
+def _check_tree(obj: Any) -> None:
+    """Bounds on a parsed line: nesting depth, no NUL in any string."""
+    if _depth(obj) > MAX_DEPTH:
+        raise EventInvalid([FieldError("(line)", f"nested deeper than {MAX_DEPTH} levels")])
+    where = _nul_path(obj)
+    if where is not None:
+        raise EventInvalid([FieldError(where, "contains a NUL character (\\u0000)")])
 
 
 def parse_wire(obj: Any) -> Event:
     """Validate one wire event (a dict or JSON text); raise ``EventInvalid`` naming fields."""
     event: Event | None = None
     if isinstance(obj, (str, bytes, bytearray)):
+        _check_line(obj)
         # Fast path: pydantic-core parses and validates the JSON in one go. An event of an
-        # older schema version, or one that fails, takes the dict path for upcasting and
-        # for the same error messages.
+        # older schema version, one that fails, or one with a NUL escape takes the dict
+        # path for upcasting and for the same error messages.
         try:
             event = _VALIDATE_JSON(obj)
-            if event.schemaversion != type(event.data).SCHEMA_VERSION:
+            if (event.schemaversion != type(event.data).SCHEMA_VERSION
+                    or _may_hold_nul(obj)):
                 event = None
         except ValidationError:
             event = None
         if event is None:
-            try:
-                obj = json.loads(obj)
-            except json.JSONDecodeError as exc:
-                raise EventInvalid([FieldError("(line)", f"not valid JSON: {exc.msg}")]) from None
+            obj = _load(obj)
     if event is None:
         if not isinstance(obj, dict):
             raise EventInvalid([FieldError("(line)", "must be a JSON object")])
+        _check_tree(obj)
         try:
             event = EVENT_ADAPTER.validate_python(upcast(dict(obj)))
         except ValidationError as exc:
@@ -243,16 +346,25 @@ def parse_wire_lines(lines: Sequence[str | bytes]) -> list[Event | EventInvalid]
     validate = _VALIDATE_JSON
     out: list[Event | EventInvalid] = []
     for line in lines:
-        try:
-            event: Event | None = validate(line)
-        except ValidationError:
-            event = None
+        event: Event | None = None
+        if len(line) <= MAX_LINE_BYTES // 4:  # longer ones: parse_wire measures in bytes
+            try:
+                event = validate(line)
+            except ValidationError:
+                event = None
         if event is not None:
             data = type(event.data)
             if (event.id is None or event.sealed is not None
                     or event.schemaversion != data.SCHEMA_VERSION
-                    or (not event.subject if data.SUBJECT_REQUIRED else event.personal)):
+                    or (not event.subject if data.SUBJECT_REQUIRED else event.personal)
+                    or _may_hold_nul(line)):
                 event = None
+            elif event.personal:
+                try:
+                    _check_personal(event)
+                except EventInvalid as exc:
+                    out.append(exc)
+                    continue
         if event is None:
             try:
                 event = parse_wire(line)
@@ -305,6 +417,22 @@ def decode(payload: bytes | str) -> Event:
 def json_schema(event_type: str) -> dict[str, Any]:
     """The JSON Schema of the wire form of one event type (for producers in other languages)."""
     schema = ENVELOPES[event_type].model_json_schema()
+    _time_bounds(schema)
     schema["$id"] = dataschema_uri(event_type, current_version(event_type))
     schema["title"] = event_type
     return schema
+
+
+def _time_bounds(node: Any) -> None:
+    """pydantic writes a time's bounds as ``ge``/``le``, which JSON Schema does not know:
+    rename them ``formatMinimum``/``formatMaximum`` (the format-assertion vocabulary)."""
+    if isinstance(node, dict):
+        if node.get("format") == "date-time":
+            for ours, theirs in (("ge", "formatMinimum"), ("le", "formatMaximum")):
+                if ours in node:
+                    node[theirs] = node.pop(ours)
+        for value in node.values():
+            _time_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _time_bounds(value)

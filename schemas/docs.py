@@ -6,7 +6,16 @@ import json
 from typing import Any
 
 from schemas.codec import ENVELOPES, json_schema
-from schemas.events import DATA_MODELS, Event
+from schemas.events import (
+    DATA_MODELS,
+    MAX_DEPTH,
+    MAX_LINE_BYTES,
+    MAX_RETENTION_DAYS,
+    MAX_SCHEMA_VERSION,
+    MAX_TIME,
+    MIN_TIME,
+    Event,
+)
 from schemas.examples import EXAMPLES
 from schemas.events import CrossBorder, Source
 from schemas.taxonomy import (
@@ -99,6 +108,25 @@ def render_catalogue() -> str:
         "categories to clear values; the ledger stores the keyed pseudonym and a `sealed` "
         "token instead. `id` may be omitted: the ledger then derives a UUIDv7 from the "
         "event's time and content, so a retried publish is not a duplicate.",
+        "",
+        "## Bounds",
+        "",
+        "Every event the contract accepts can be stored by every view and answered by every "
+        "query (`tests/test_robustness.py` checks this on random events generated from these "
+        "schemas). So the contract refuses, with the line and the field, exit 65:",
+        "",
+        "| what | bound |",
+        "|---|---|",
+        f"| a line | at most {MAX_LINE_BYTES:,} bytes of UTF-8 (invalid UTF-8 is refused) |",
+        f"| nesting | objects and arrays at most {MAX_DEPTH} levels deep (a valid event needs 4) |",
+        f"| every time (`time`, `effective_at`, `due`, `window_*`, `legal_hold_until`) | an "
+        f"ISO 8601 string with an offset (epoch numbers refused), between "
+        f"{MIN_TIME:%Y-%m-%dT%H:%M:%SZ} and {MAX_TIME:%Y-%m-%dT%H:%M:%SZ} once converted to UTC |",
+        f"| `data.retention_days` | 0 to {MAX_RETENTION_DAYS} (100 years), or null |",
+        f"| `schemaversion` | 1 to the type's current version (at most {MAX_SCHEMA_VERSION}) |",
+        "| every string, key or value | no NUL character (`\\u0000`) |",
+        "| keys of `personal` | among the event's `data.categories` (or under one of them), "
+        "where the event lists categories |",
         "",
         "## Event types",
         "",

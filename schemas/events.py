@@ -7,11 +7,14 @@ so that events stored under the old version still read.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -28,9 +31,37 @@ CategoryKey = Literal[tuple(tx.CATEGORIES)]  # type: ignore[valid-type]
 UseKey = Literal[tuple(tx.USES)]  # type: ignore[valid-type]
 Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 Categories = Annotated[list[CategoryKey], Field(min_length=1)]
+# --- bounds: what every projection and query can store and compute with ---------------
+#: Earliest and latest time any event may carry, compared after conversion to UTC, so that
+#: every accepted time converts to UTC and to integer microseconds without overflow.
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(2200, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+#: Longest retention a collection may declare (100 years).
+MAX_RETENTION_DAYS = 36_500
+#: Highest schema version the envelope may name (a newer one than the ledger knows is
+#: refused by each event type's envelope anyway).
+MAX_SCHEMA_VERSION = 1_000
+#: Longest wire line (JSON text of one event), in bytes.
+MAX_LINE_BYTES = 1_048_576
+#: Deepest nesting of objects and arrays in one event (a valid event needs 4).
+MAX_DEPTH = 16
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def _iso_time_only(value: Any) -> Any:
+    """Refuse epoch numbers (and numeric strings) that pydantic would read as a time."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_TIME.match(value):
+        raise ValueError("must be an ISO 8601 time with an offset, e.g. "
+                         "'2024-05-01T08:00:00+08:00' (epoch numbers are refused)")
+    return value
+
+
 # Times keep the offset the producer sent (comparisons are offset-aware); a time without
-# an offset is refused rather than guessed.
-UtcTime = AwareDatetime
+# an offset is refused rather than guessed, and so is one outside MIN_TIME..MAX_TIME.
+UtcTime = Annotated[AwareDatetime, BeforeValidator(_iso_time_only),
+                    Field(ge=MIN_TIME, le=MAX_TIME)]
 
 
 class EventData(BaseModel):
@@ -125,7 +156,9 @@ class DataCollected(EventData):
     """ISO 3166 country code of the store; outside CN needs a cross-border record (6.3c)"""
     backups: list[Name] = Field(default_factory=list, description="backup stores that also keep it")
     retention_days: int | None = Field(
-        default=None, ge=0, description="0 = not retained (compared, never stored); null = until closure"
+        default=None, ge=0, le=MAX_RETENTION_DAYS,
+        description="0 = not retained (compared, never stored); null = until closure; "
+                    f"at most {MAX_RETENTION_DAYS} (100 years)"
     )
     protection: tx.Protection = tx.Protection.ENCRYPTED
     """how the stored value is protected at rest (see Protection); a password must be hashed or encrypted"""
@@ -540,7 +573,8 @@ class Event(BaseModel):
         default="application/json", description="always application/json"
     )
     dataschema: str | None = Field(default=None, description="urn:pdl:schema:TYPE:VERSION")
-    schemaversion: int = Field(default=1, ge=1, description="schema version of data; older ones are upcast")
+    schemaversion: int = Field(default=1, ge=1, le=MAX_SCHEMA_VERSION,
+                               description="schema version of data; older ones are upcast")
     data: EventData
     personal: Personal | None = Field(
         default=None, description="wire only: data category -> clear value; sealed by the ledger"

@@ -37,9 +37,9 @@ from consumers import findings as findings_module
 from consumers.findings import CLAUSES, Finding, FindingsProjection, list_findings, summary
 from consumers.projection import Item, Projection, ProjectionRunner
 from consumers.views import SQLiteViewStore, ViewTransaction
-from ledger import simulate
 from ledger.application import Ledger
 from ledger.settings import Settings
+from workload import Planted, planted, simulate
 
 Wire = dict[str, Any]
 
@@ -654,20 +654,20 @@ def test_every_violation_the_simulator_plants_is_found(ledger: Ledger) -> None:
     30-day export, which an incident event (stores and a window) cannot say, so findings
     count everybody with data in the store during the window."""
     people = 300
-    lines = list(simulate.simulate(people, seed=7))
+    lines = list(simulate(people, seed=7))
     ledger.publish_lines(lines)
     end = max(datetime.fromisoformat(json.loads(line)["time"]) for line in lines)
     found = list_findings(project(ledger), now=end)
     by_person: dict[str | None, set[str]] = {}
     for f in found:
         by_person.setdefault(f.pseudonym, set()).add(f.clause)
-    planted: dict[str, set[str]] = {}
-    for kind, subjects in simulate.planted(people).items():
-        assert subjects, f"{kind} was not planted"
-        for subject in subjects:
-            planted.setdefault(ledger.pseudonymise(subject), set()).add(
-                simulate.VIOLATIONS[kind].clause)
-    missed = {p: clauses - by_person.get(p, set()) for p, clauses in planted.items()}
+    who = planted(people)
+    expected: dict[str, set[str]] = {}
+    for kind in Planted:  # every kind of the enum is planted on someone, and found
+        assert who[kind], f"{kind} was not planted"
+        for subject in who[kind]:
+            expected.setdefault(ledger.pseudonymise(subject), set()).add(kind.clause)
+    missed = {p: clauses - by_person.get(p, set()) for p, clauses in expected.items()}
     assert {p: c for p, c in missed.items() if c} == {}
-    others = {c for p, cs in by_person.items() if p not in planted for c in cs}
+    others = {c for p, cs in by_person.items() if p not in expected for c in cs}
     assert others <= {"6.2.1a"}

@@ -19,6 +19,7 @@ import pytest
 
 from consumers.findings import list_findings
 from consumers.consume import HEADER_ORIGIN, HEADER_REASON, KafkaGroupConsumer
+from consumers.parallel import parallel_rebuild
 from consumers.projection import ProjectionRunner
 from consumers.registry import all_projections
 from consumers.views import SQLiteViewStore
@@ -362,7 +363,7 @@ def test_a_rebuild_split_by_partition_equals_a_rebuild_in_one_process(
         runner = ProjectionRunner(ledger.log, split, all_projections())
         assert can_rebuild_in_parallel(runner)
         seen: list[int] = []
-        stats = runner.rebuild(workers=2, progress=seen.append)
+        stats = parallel_rebuild(runner, workers=2, progress=seen.append)
         assert (stats.records, stats.applied, stats.duplicates) == (
             serial_stats.records, serial_stats.applied, serial_stats.duplicates)
         assert sum(seen) == stats.records
@@ -403,7 +404,8 @@ def test_a_person_on_two_partitions_makes_the_split_rebuild_fall_back(
         ledger.publish([{**wire(i), "id": f"kc-moved-{i}"} for i in range(200)])
         store = SQLiteViewStore(tmp_path / "views.db")
         with caplog.at_level("WARNING", logger="consumers.parallel"):
-            stats = ProjectionRunner(ledger.log, store, all_projections()).rebuild(workers=2)
+            stats = parallel_rebuild(ProjectionRunner(ledger.log, store, all_projections()),
+                                     workers=2)
         assert "more than one partition" in caplog.text
         assert "rebuilding in one process instead" in caplog.text
         assert stats.records == 400

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers import scope as scope_module
+from consumers.parallel import parallel_rebuild
 from consumers.projection import ProjectionRunner
 from consumers.registry import all_projections
 from consumers.rows import BIT, to_us
@@ -134,7 +135,7 @@ def test_the_index_catches_up_from_the_journal_and_reloads_only_when_it_must(
 
         # so is a parallel rebuild's swap (rows copied in, journal and all)
         log_events(log, events[2500:])
-        ProjectionRunner(log, writer, all_projections()).rebuild(workers=2)
+        parallel_rebuild(ProjectionRunner(log, writer, all_projections()), workers=2)
         _same(index, reader, rnd)
         assert index.loads == 4
         stats = index.stats()

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ledger.simulate import VIOLATIONS, account_id, planted, simulate
+from workload import VIOLATIONS, account_id, planted, simulate
 from schemas import EVENT_TYPES, parse_wire
 from schemas import taxonomy as tx
 
@@ -132,7 +132,7 @@ def test_a_million_events_in_flat_memory(tmp_path: Path) -> None:
     # process it was started from (Linux records the old image's peak across exec).
     script = (
         "import itertools, re\n"
-        "from ledger.simulate import simulate\n"
+        "from workload import simulate\n"
         "n = sum(1 for _ in itertools.islice(simulate(10**6, seed=1), 10**6))\n"
         "status = open('/proc/self/status').read()\n"
         "print(n, re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1))\n"
