@@ -313,16 +313,22 @@ def disclosures(
     *,
     pseudonym: str | None = None,
     limit: int | None = None,
+    after: tuple[int, int, int] | None = None,
     check: bool = True,
 ) -> list[dict[str, Any]]:
-    """Disclosures matching the filters, oldest first. An unknown recipient or clause is
-    ``NotFound``, not an empty register (unless ``check`` is False: names were checked
-    against today's views, and these are of another time)."""
+    """Disclosures matching the filters, oldest first; ``after`` a row's (time in µs,
+    partition, offset) for the next page. An unknown recipient or clause is ``NotFound``,
+    not an empty register (unless ``check`` is False: names were checked against today's
+    views, and these are of another time)."""
     if check:
         check_names(store, recipient=recipient, clause=clause)
     check_limit(limit)
     where, params = DisclosureFilter(recipient, clause, category, since, until,
                                      pseudonym).where()
+    if after is not None:
+        where += (" AND " if where else " WHERE ") + \
+            "(d.time, d.log_partition, d.log_offset) > (?, ?, ?)"
+        params.extend(after)
     sql = (
         "SELECT d.event_id, d.pseudonym, d.recipient, r.name, d.recipient_kind, d.time, "
         "d.clause, d.legal_ground, d.consent_id, d.purpose, d.categories, d.agreement_ref, "

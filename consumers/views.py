@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import ConfigurationError, OperationalError, PersistenceError
+from ledger.files import private_file
 from ledger.persistence import LogRecord, Position
 from ledger.settings import Settings
 
@@ -281,7 +282,7 @@ class SQLiteViewStore(ViewStore):
         self.path = str(path)
         self.cache_mb = cache_mb
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=60,
                                        check_same_thread=False)

@@ -27,6 +27,7 @@ from schemas.taxonomy import ErasureMethod
 
 from ledger.errors import InvalidInput, NotFound, SubjectErased
 from ledger.factory import create_log
+from ledger.files import private_dir
 from ledger.persistence import AppendResult, EventLog, LogRecord, NewRecord
 from ledger.sealing import Pseudonymiser, Sealer, SQLiteKeyVault
 from ledger.settings import Settings
@@ -250,6 +251,7 @@ class Ledger:
 
     def __init__(self, settings: Settings, log: EventLog | None = None):
         self.settings = settings
+        private_dir(settings.data_dir)
         self.sealing = Sealing(settings)
         self.pseudonymise = self.sealing.pseudonymise
         self.vault = self.sealing.vault
@@ -468,18 +470,29 @@ class Ledger:
         )
         return self.commits.append(self.seal([event]))[0]
 
-    def audit(self, query: str, arguments: Mapping[str, str] | None = None) -> None:
-        """Record that somebody queried the ledger (6.2.1b). Arguments hold no clear values."""
-        event = parse_wire(
-            {
+    def audit(self, query: str, arguments: Mapping[str, str] | None = None, *,
+              actor: str | None = None, role: str | None = None,
+              people: Sequence[str] = (), reason: str | None = None,
+              clear: bool = False) -> None:
+        """Record that somebody queried the ledger (6.2.1b): who (``actor``, default the
+        configured one, and ``role``), about whom (``people``: pseudonyms), the query, and
+        why. Arguments hold no clear values. Many people are recorded in several events of
+        at most 1000 people each, appended in one batch."""
+        people = list(dict.fromkeys(people))
+        chunks = [people[i:i + 1000] for i in range(0, len(people), 1000)] or [[]]
+        now = datetime.now(timezone.utc).isoformat()
+        events = [
+            parse_wire({
                 "source": "pdl/query",
                 "type": LedgerQueried.TYPE,
-                "time": datetime.now(timezone.utc).isoformat(),
-                "data": {"actor": self.settings.actor, "query": query,
-                         "arguments": dict(arguments or {})},
-            }
-        )
-        self.commits.append(self.seal([event]))
+                "time": now,
+                "data": {"actor": actor or self.settings.actor, "role": role, "query": query,
+                         "arguments": dict(arguments or {}), "people": chunk,
+                         "reason": reason, "clear": clear},
+            })
+            for chunk in chunks
+        ]
+        self.commits.append(self.seal(events))
 
     def verify(self, progress: Callable[[int], None] | None = None) -> int:
         """Check the log's hash chain (SQLite) and that every record decodes."""

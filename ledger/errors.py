@@ -64,3 +64,17 @@ class NotFound(LedgerError):
     """The named person, projection or incident is not known to the ledger."""
 
     exit_code = 66  # EX_NOINPUT
+
+
+class Unauthenticated(LedgerError):
+    """No credentials, or credentials that are unknown, expired, revoked or disabled.
+
+    The message never quotes the credential."""
+
+    exit_code = 77  # EX_NOPERM
+
+
+class Forbidden(LedgerError):
+    """The caller is known but its role may not do this."""
+
+    exit_code = 77  # EX_NOPERM

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ledger.errors import PersistenceError, SealingError, SubjectErased
+from ledger.files import private_file
 
 TOKEN_PREFIX = "v1."
 # json.dumps(values, separators=(",", ":"), ensure_ascii=False), without building an
@@ -89,7 +90,7 @@ class SQLiteKeyVault:
 
     def __init__(self, path: str | Path, master_key: bytes):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         self._wrap = AESGCM(_derive(master_key, b"pdl key-wrap v1"))
         self._check = _derive(master_key, b"pdl key-check v1")
         self._cache: dict[str, AESGCM] = {}

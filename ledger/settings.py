@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from ledger.errors import ConfigurationError
+from ledger.files import private_dir, write_private
 
 PREFIX = "LEDGER_"
 BACKENDS = ("sqlite", "kafka")
@@ -47,6 +48,18 @@ def decode_key(raw: str, name: str = "LEDGER_MASTER_KEY") -> bytes:
 
 def generate_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+
+
+def key_file(file: str, name: str) -> bytes:
+    """The master key in the file ``name`` names (a Docker secret under /run/secrets)."""
+    try:
+        raw = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(
+            f"{name}={file!r} cannot be read "
+            f"({type(exc).__name__}: {getattr(exc, 'strerror', None) or 'not text'})"
+        ) from None
+    return decode_key(raw, f"{name} ({file})")
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,9 @@ class Settings:
     data_dir: Path = Path(".pdl-data")
     backend: str = "sqlite"
     master_key: bytes | None = None
+    #: Where the master key is read from instead (``LEDGER_MASTER_KEY_FILE``: a Docker
+    #: secret such as /run/secrets/ledger-master-key); not with ``LEDGER_MASTER_KEY``.
+    master_key_file: Path | None = None
     demo: bool = False
     actor: str = "unknown"
     sqlite_path: Path | None = None
@@ -116,6 +132,9 @@ class Settings:
     #: (``LEDGER_SCOPE_INDEX``; ``consumers.scope_index``): milliseconds per scope answer
     #: instead of tens to hundreds, for ~30 bytes per segment (~130 MB at 10M events).
     scope_index: bool = True
+    #: A first admin token for ``pdl serve`` to accept (``LEDGER_ADMIN_TOKEN_FILE``, a
+    #: Docker secret made with ``pdl token new``); only its hash is stored.
+    admin_token_file: Path | None = None
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     @property
@@ -140,9 +159,8 @@ class Settings:
         if self.demo:
             path = self.data_dir / "demo-master.key"
             if not path.exists():
-                self.data_dir.mkdir(parents=True, exist_ok=True)
-                path.write_text(generate_key())
-                path.chmod(0o600)
+                private_dir(self.data_dir)
+                write_private(path, generate_key())
             return decode_key(path.read_text(), f"demo key file {path}")
         raise ConfigurationError(
             "LEDGER_MASTER_KEY is not set: the ledger needs it to seal personal values. "
@@ -158,6 +176,12 @@ class Settings:
         env = os.environ if env is None else env
         kafka = _read(KafkaSettings, KAFKA_ENV, env)
         settings = _read(cls, ENV, env, kafka=kafka)
+        if settings.master_key_file is not None:
+            if settings.master_key is not None:
+                raise ConfigurationError(
+                    f"set {PREFIX}MASTER_KEY or {PREFIX}MASTER_KEY_FILE, not both")
+            settings = settings.with_(master_key=key_file(str(settings.master_key_file),
+                                                          PREFIX + "MASTER_KEY_FILE"))
         if settings.backend == "kafka" and not kafka.bootstrap_servers:
             raise ConfigurationError(
                 f"{PREFIX}BACKEND=kafka needs {PREFIX}KAFKA_BOOTSTRAP_SERVERS "
@@ -237,6 +261,7 @@ ENV: tuple[Var, ...] = (
     Var("data_dir", "DATA_DIR", path),
     Var("backend", "BACKEND", choice(BACKENDS)),
     Var("master_key", "MASTER_KEY", decode_key),
+    Var("master_key_file", "MASTER_KEY_FILE", path),
     Var("demo", "DEMO", flag),
     Var("actor", "ACTOR", text, fallback="USER"),
     Var("sqlite_path", "SQLITE_PATH", path),
@@ -248,6 +273,7 @@ ENV: tuple[Var, ...] = (
     Var("rebuild_batch", "REBUILD_BATCH", integer(1)),
     Var("view_cache_entries", "VIEW_CACHE_ENTRIES", integer(1)),
     Var("scope_index", "SCOPE_INDEX", flag),
+    Var("admin_token_file", "ADMIN_TOKEN_FILE", path),
 )
 
 #: Every ``LEDGER_KAFKA_*`` variable of ``KafkaSettings``.

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ledger.errors import IntegrityError, OperationalError, PersistenceError, TamperedLogError
+from ledger.files import private_file
 from ledger.persistence import (
     AppendResult,
     EventLog,
@@ -77,7 +78,7 @@ class SQLiteEventLog(EventLog):
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", timeout: float = 30.0):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         self._cached_head: tuple[int, float, bytes] | None = None
         # One connection, shared by the threads of a process: a write transaction and the
         # statements of other threads must not interleave on it.

@@ -6,8 +6,8 @@ Exit codes scripts can trust: 0 ok; 1 a check found problems (findings, tamperin
 
 Subcommand groups live in their own modules and register themselves through
 ``register(subparsers, add)``: ``pdl.cli`` (log), ``pdl.cli_queries`` (projections and
-queries), ``pdl.cli_consume`` (the long-lived consumer), ``pdl.cli_policy`` (the policy's
-vocabulary: ``fides export``). A new group is a module
+queries), ``pdl.cli_consume`` (the long-lived consumer), ``pdl.cli_access`` (principals, tokens,
+the access log), ``pdl.cli_policy`` (the policy's vocabulary: ``fides export``). A new group is a module
 ``pdl/cli_<area>.py`` added to ``GROUPS`` below. They share ``pdl.output`` (consoles,
 ``--json``, progress, times) and ``pdl.context`` (settings and the ledger), never this module.
 """
@@ -26,7 +26,7 @@ from rich.table import Table
 
 from ledger.errors import ConfigurationError, InvalidInput, LedgerError
 from ledger.settings import generate_key
-from pdl import cli_consume, cli_policy, cli_quarantine, cli_queries
+from pdl import cli_access, cli_consume, cli_policy, cli_quarantine, cli_queries
 from pdl.context import Handler, open_ledger
 from pdl.output import (
     TIME_HELP,
@@ -40,7 +40,7 @@ from pdl.output import (
 )
 
 #: The modules whose ``register(sub, add)`` adds their subcommands, in help order.
-GROUPS = (cli_queries, cli_consume, cli_quarantine, cli_policy)
+GROUPS = (cli_queries, cli_consume, cli_quarantine, cli_access, cli_policy)
 
 # --- log commands ---------------------------------------------------------------------
 
@@ -87,6 +87,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     with open_ledger(args) as ledger:
         after = {0: args.after} if args.after is not None else None
         rows = []
+        opened: list[str] = []  # pseudonyms of the people whose values were unsealed
         for record, event in ledger.events(after, until=args.as_of, subject=args.subject,
                                            limit=None if filtered else args.limit):
             if args.valid_at is not None and event.time > args.valid_at:
@@ -97,11 +98,14 @@ def cmd_log(args: argparse.Namespace) -> int:
             if args.unseal:
                 item["personal"] = ledger.unseal(event)
                 item.pop("sealed", None)
+                if event.sealed and event.subject:
+                    opened.append(event.subject)
             rows.append(item)
             if filtered and len(rows) >= args.limit:
                 break
         if args.unseal:
-            ledger.audit("log --unseal", {"count": str(len(rows))})
+            ledger.audit("log --unseal", {"count": str(len(rows))}, people=opened,
+                         reason=args.reason, clear=True)
         warnings = time_warnings(ledger.log, QueryTime(as_of=args.as_of), None)
         if args.valid_at is not None and not rows and not warnings:
             warnings.append(f"no event recorded happened by --valid-at {args.valid_at.isoformat()}")
@@ -264,7 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"recorded time: the log as it stood at TIME ({TIME_HELP})")
     p.add_argument("--valid-at", type=parse_time, metavar="TIME",
                    help="event time: only events that happened by TIME (same formats)")
-    p.add_argument("--unseal", action="store_true", help="open sealed values (audited)")
+    p.add_argument("--unseal", action="store_true",
+                   help="open sealed values (audited: whose values were opened, and why)")
+    p.add_argument("--reason", metavar="TEXT",
+                   help="why the values are opened (a ticket or reason; recorded)")
 
     p = add("erase", cmd_erase, "crypto-shred a person: destroy their key, record the erasure")
     p.set_defaults(prepares_log=True)

@@ -216,7 +216,7 @@ def _pos(position: dict[int, int]) -> str:
 def cmd_subject(args: argparse.Namespace) -> int:
     with _service(args) as service:
         pseudonym = service.pseudonym(args.id)
-        service.audit("subject", {"pseudonym": pseudonym, **_as_of(args)})
+        service.audit("subject", {**_as_of(args)}, people=[pseudonym], reason=args.reason)
         with _views(service, args, ["datamap"]) as found:
             answer = _with_warnings(
                 queries.subject_map(found.views, pseudonym, now=found.when.reference), found)
@@ -277,8 +277,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     as_json = args.json or args.format == "json"
     with _service(args) as service:
         pseudonym = service.pseudonym(args.id)
-        service.audit("export", {"pseudonym": pseudonym, "format": "json" if as_json else "text",
-                                 **_as_of(args)})
+        service.audit("export", {"format": "json" if as_json else "text", **_as_of(args)},
+                      people=[pseudonym], reason=args.reason, clear=True)
         with _views(service, args, ["datamap"]) as found:
             answer = {**service.export(found.views, args.id, found.when),
                       "warnings": found.warnings}
@@ -490,7 +490,7 @@ def _render_findings(rows: list[dict[str, Any]]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pdl.http import serve
+    from pdl.api.server import serve
 
     with _service(args) as service:
         serve(service, args.host, args.port)
@@ -509,6 +509,8 @@ def _query_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="event time: the state of the world at TIME, from the events that "
                         "happened by then, whenever they were recorded; combine with "
                         "--as-of (same formats)")
+    p.add_argument("--reason", metavar="TEXT",
+                   help="why you ask (a ticket or reason): recorded in the audit event")
     p.add_argument("--no-catch-up", action="store_true",
                    help="answer from the views as they are, without projecting new events")
     return p
@@ -571,7 +573,7 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
                    "(unknown: exit 66 with the nearest)")
     p.add_argument("--summary", action="store_true", help="counts per clause")
 
-    p = add("serve", cmd_serve, "serve the queries as a JSON HTTP API")
+    p = add("serve", cmd_serve, "serve the queries as an authenticated HTTP API (FastAPI)")
     p.set_defaults(prepares_log=True)  # it may publish
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")

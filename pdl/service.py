@@ -203,20 +203,16 @@ class QueryService:
     # --- audit --------------------------------------------------------------------------
 
     def audit(self, query: str, arguments: Mapping[str, str | None],
-              actor: str | None = None) -> None:
-        """Record the query in the log; ``actor`` overrides the configured one (HTTP)."""
+              actor: str | None = None, *, role: str | None = None,
+              people: Sequence[str] = (), reason: str | None = None,
+              clear: bool = False) -> None:
+        """Record the query in the log: who (``actor``, default the configured one; over
+        HTTP the authenticated principal and its ``role``), about whom (``people``, by
+        pseudonym), why (``reason``) and whether clear values were read."""
         args = {k: v for k, v in arguments.items() if v is not None and v != ""}
         with self.lock:
-            if actor is None or actor == self.ledger.settings.actor:
-                self.ledger.audit(query, args)
-                return
-            # Ledger.audit takes its actor from the settings: swap them under the lock.
-            configured = self.ledger.settings
-            self.ledger.settings = configured.with_(actor=actor)
-            try:
-                self.ledger.audit(query, args)
-            finally:
-                self.ledger.settings = configured
+            self.ledger.audit(query, args, actor=actor, role=role, people=people,
+                              reason=reason, clear=clear)
 
     # --- queries ------------------------------------------------------------------------
 

@@ -63,7 +63,19 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 #: (event type, version it reads) -> function turning that version's data into the next.
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("subject.registered", 1): lambda d: {"subject_kind": "user", **d},
+    ("ledger.queried", 1): lambda d: _queried_v2(d),
 }
+
+#: v1 queries that opened sealed values.
+_CLEAR_V1 = ("export", "log --unseal")
+
+
+def _queried_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 named the person in ``arguments.pseudonym`` and gave no role nor reason."""
+    arguments = data.get("arguments")
+    person = arguments.get("pseudonym") if isinstance(arguments, dict) else None
+    return {"role": None, "people": [person] if isinstance(person, str) else [],
+            "reason": None, "clear": data.get("query") in _CLEAR_V1, **data}
 
 
 def current_version(event_type: str) -> int:

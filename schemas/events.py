@@ -502,13 +502,19 @@ class LedgerQueried(EventData):
     """Somebody queried the ledger: access to personal information is itself recorded."""
 
     TYPE = "ledger.queried"
+    SCHEMA_VERSION = 2  # v2: role, people, reason, clear (upcast from v1's arguments)
     SUBJECT_REQUIRED = False
-    actor: Name
-    """who queried (LEDGER_ACTOR, or the API's principal)"""
+    actor: Name = Field(description="who asked: the authenticated principal, or the CLI user")
+    role: Name | None = Field(default=None, description="the principal's role (None: CLI)")
     query: Name
     """the query, e.g. subject, disclosures, findings"""
     arguments: dict[str, str] = Field(default_factory=dict)
     """its arguments; a person appears by pseudonym, never by real identifier"""
+    people: Annotated[list[Name], Field(max_length=1000)] = Field(
+        default_factory=list, description="pseudonyms of the people whose data was read")
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = Field(
+        default=None, description="why: a ticket or reason the reader gave")
+    clear: bool = Field(default=False, description="whether clear personal values were read")
 
 
 DATA_MODELS: tuple[type[EventData], ...] = (

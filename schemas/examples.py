@@ -150,7 +150,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "incident.closed": _event("incident.closed", {"incident_id": "inc-1"}, subject=None),
     "ledger.queried": _event(
         "ledger.queried",
-        {"actor": "dpo@example.cn", "query": "subject", "arguments": {"pseudonym": "p_x"}},
+        {"actor": "dpo@example.cn", "role": "privacy_officer", "query": "export",
+         "arguments": {"format": "json"}, "people": ["p_x"], "reason": "ticket DSR-1042",
+         "clear": True},
         subject=None,
     ),
 }

@@ -1,126 +1,211 @@
-"""The JSON HTTP API on a real server bound to 127.0.0.1 on an ephemeral port."""
+"""The HTTP API on a real uvicorn server: queries, paging, problems, accountable reads."""
 
 from __future__ import annotations
 
-import threading
+import json
 from collections.abc import Iterator
-from urllib.parse import quote
+from pathlib import Path
 
 import httpx
 import pytest
-import test_queries_cli
-from test_queries_cli import ALICE, ALICE_EMAIL, BANK, audits, shared
+from apikit import ALICE_EMAIL, JAN, Live, live_server, publish_sample, sample_settings
+from test_queries_cli import ALICE, BANK
 
 from ledger.application import Ledger
-from ledger.settings import Settings
-from pdl.http import SCOPE_PAGE, make_server
-from pdl.service import QueryService
+from ledger.principals import Role
+from pdl.api.routes.scope import SCOPE_PAGE
 
-env = test_queries_cli.env  # the same published events as the CLI tests
-
-JAN = "from=2026-01-01T00:00:00Z&until=2026-02-01T00:00:00Z"
+PROBLEM = "application/problem+json"
 
 
-@pytest.fixture
-def api(env: Settings) -> Iterator[httpx.Client]:
-    service = QueryService(Ledger(env))
-    server = make_server(service, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    port = server.server_address[1]
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.shutdown()
-        server.server_close()
-        service.close()
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    settings = sample_settings(tmp_path_factory.mktemp("http") / "data")
+    publish_sample(settings)
+    with live_server(settings) as server:
+        yield server
 
 
-def test_health_and_status(api: httpx.Client) -> None:
-    assert api.get("/health").json() == {"status": "ok"}
-    status = api.get("/status")
-    assert status.status_code == 200
-    assert {s["projection"] for s in status.json()} >= {"datamap", "disclosures", "holdings"}
+def pseudonym(live: Live, subject: str) -> str:
+    return live.service.pseudonym(subject)
 
 
-def test_subject_by_real_id_is_audited_with_the_callers_actor(
-    api: httpx.Client, env: Settings, capsys: pytest.CaptureFixture[str]
-) -> None:
-    response = api.get(f"/subjects/{quote(ALICE)}", headers={"X-Actor": "ir-team@corp"})
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("application/json")
+def test_health_needs_no_token_and_status_needs_one(live: Live) -> None:
+    with live.client() as anon:
+        assert anon.get("/health").json() == {"status": "ok"}
+        refused = anon.get("/status")
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == PROBLEM
+        assert refused.headers["www-authenticate"] == "Bearer"
+    with live.client(Role.RESPONDER) as client:
+        status = client.get("/status")
+        assert status.status_code == 200
+        assert {s["projection"] for s in status.json()} >= {"datamap", "disclosures", "holdings"}
+
+
+def test_lookup_by_real_id_in_a_body_audits_the_principal_not_a_header(live: Live) -> None:
+    with live.client(Role.COMPLIANCE) as client:
+        response = client.post("/subjects/lookup", json={"subject": ALICE, "reason": "DSR-1"},
+                               headers={"X-Actor": "ceo@example.cn"})
+    assert response.status_code == 200, response.text
     answer = response.json()
     assert {c["category"] for c in answer["categories"]} == {"user.contact.email", BANK}
-    audit = audits(env)[-1]
-    assert (audit["query"], audit["actor"]) == ("subject", "ir-team@corp")
-    assert audit["arguments"] == {"pseudonym": answer["pseudonym"]}
-    # the request log names the route, never the identifier in the path
-    err = capsys.readouterr().err
-    assert "GET /subjects/{id} 200" in err and ALICE not in err
+    audit = live.audits()[-1]
+    assert (audit["query"], audit["actor"], audit["role"]) == (
+        "subject", "compliance@tests", "compliance")
+    assert audit["people"] == [answer["pseudonym"]] and audit["reason"] == "DSR-1"
+    assert "ceo@example.cn" not in json.dumps(live.audits())
+    assert ALICE not in json.dumps(live.audits())
 
 
-def test_export_over_http(api: httpx.Client, env: Settings) -> None:
-    answer = api.get(f"/subjects/{ALICE}/export").json()
+def test_data_map_by_pseudonym_is_an_opaque_handle(live: Live) -> None:
+    handle = pseudonym(live, ALICE)
+    with live.client(Role.RESPONDER) as client:
+        answer = client.get(f"/subjects/{handle}")
+        assert answer.status_code == 200 and answer.json()["pseudonym"] == handle
+        assert client.get("/subjects/p_" + "a" * 32).status_code == 404
+        assert client.get(f"/subjects/{ALICE}").status_code == 400  # not a pseudonym
+
+
+def test_export_needs_a_reason_and_is_recorded_as_a_clear_read(live: Live) -> None:
+    with live.client(Role.PRIVACY_OFFICER) as client:
+        missing = client.post("/subjects/export", json={"subject": ALICE})
+        assert missing.status_code == 422 and missing.headers["content-type"] == PROBLEM
+        assert missing.json()["errors"][0]["field"] == "reason"
+        before = len(live.audits())
+        response = client.post("/subjects/export", json={"subject": ALICE,
+                                                         "reason": "ticket DSR-7"})
+    assert response.status_code == 200
     assert any(e.get("personal", {}).get("user.contact.email") == ALICE_EMAIL
-               for e in answer["events"])
-    assert audits(env)[-1]["actor"] == "dpo@tests"  # no X-Actor: the configured actor
+               for e in response.json()["events"])
+    audits = live.audits()
+    assert len(audits) == before + 1  # the refused request appended nothing
+    assert audits[-1]["clear"] is True and audits[-1]["reason"] == "ticket DSR-7"
 
 
-def test_disclosures_filters_summary_and_as_of(api: httpx.Client, env: Settings) -> None:
-    rows = api.get("/disclosures", params={"recipient": "payco", "clause": "5.1"}).json()
-    assert [r["clause"] for r in rows] == ["5.1.1"]
-    assert api.get("/disclosures?clause=5.3").json() == []
-    summary = api.get("/disclosures?summary=1").json()
-    assert summary[0]["recipient"] == "payco"
-    with Ledger(env) as ledger:
+def test_disclosures_are_paged_with_a_cursor(live: Live) -> None:
+    with Ledger(live.settings) as ledger:
+        from test_queries_cli import shared
         ledger.publish([shared(ALICE, "2026-02-01T00:00:00Z", "payco", [BANK], "5.1.2")])
-    assert len(api.get("/disclosures").json()) == 2  # caught up before answering
-    assert api.get("/disclosures?as_of=2020-01-01T00:00:00Z").json() == []
+    with live.client(Role.COMPLIANCE) as client:
+        everything = client.get("/disclosures").json()
+        assert len(everything["items"]) == 2 and everything["next"] is None
+        first = client.get("/disclosures", params={"limit": 1}).json()
+        assert len(first["items"]) == 1 and first["next"]
+        rest = client.get("/disclosures", params={"limit": 1, "cursor": first["next"]}).json()
+        assert first["items"] + rest["items"] == everything["items"] and rest["next"] is None
+        assert client.get("/disclosures", params={"clause": "5.3"}).json()["items"] == []
+        assert client.get("/disclosures/summary").json()[0]["recipient"] == "payco"
+        old = client.get("/disclosures", params={"as_of": "2020-01-01T00:00:00Z"})
+        assert old.json()["items"] == []
 
 
-def test_scope_over_http(api: httpx.Client) -> None:
-    answer = api.get(f"/scope?stores=accounts-db,accounts-backup&{JAN}").json()
-    assert answer["counts"]["people"] == 2
-    only = api.get(f"/scope?stores=payments-db&{JAN}&categories=user.financial").json()
-    assert only["counts"]["sensitive_records"] == 1
-    page = api.get(f"/scope?stores=accounts-db,accounts-backup&{JAN}&limit=1").json()
-    assert len(page["people"]) == 1 and page["counts"] == answer["counts"]
-    last = api.get(f"/scope?stores=accounts-db,accounts-backup&{JAN}&limit=1"
-                   f"&after={page['page']['next']}").json()
-    assert last["people"] == answer["people"][1:] and last["page"]["next"] is None
-    # paged by default (SCOPE_PAGE people); limit=all lists everyone
-    assert answer["page"]["limit"] == SCOPE_PAGE
-    every = api.get(f"/scope?stores=accounts-db,accounts-backup&{JAN}&limit=all").json()
-    assert every["page"]["limit"] is None and every["people"] == answer["people"]
+def test_scope_pages_people_and_counts_everyone(live: Live) -> None:
+    stores = {"stores": "accounts-db,accounts-backup", **JAN}
+    with live.client(Role.RESPONDER) as client:
+        answer = client.get("/scope", params=stores).json()
+        assert answer["counts"]["people"] == 2 and answer["page"]["limit"] == SCOPE_PAGE
+        page = client.get("/scope", params={**stores, "limit": 1}).json()
+        assert len(page["people"]) == 1 and page["counts"] == answer["counts"]
+        last = client.get("/scope", params={**stores, "limit": 1,
+                                            "after": page["page"]["next"]}).json()
+        assert last["people"] == answer["people"][1:] and last["page"]["next"] is None
+    assert live.service.ledger.settings.scope_index  # the index answered (attached in serve)
 
 
-def test_findings_over_http(api: httpx.Client) -> None:
-    response = api.get("/findings")
-    assert response.status_code == 200 and isinstance(response.json(), list)
-    assert isinstance(api.get("/findings?summary=1&clause=5").json(), list)
+def test_findings_over_http(live: Live) -> None:
+    with live.client(Role.COMPLIANCE) as client:
+        page = client.get("/findings")
+        assert page.status_code == 200 and isinstance(page.json()["items"], list)
+        assert isinstance(client.get("/findings/summary", params={"clause": "5"}).json(), list)
 
 
-@pytest.mark.parametrize(("path", "status"), [
-    ("/subjects/acct-nobody", 404),
-    ("/nowhere", 404),
-    ("/subjects/x/y/z", 404),
-    ("/scope?stores=accounts-db&from=2026-01-01T00:00:00Z", 400),
-    (f"/scope?stores=accounts-db&{JAN}&categories=user.nonsense", 400),
-    ("/scope?stores=a&from=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", 400),
-    ("/disclosures?from=yesterday", 400),
-    ("/disclosures?until=2026-01-01T00:00:00", 400),
-    ("/disclosures?limit=-1", 400),
-    (f"/scope?stores=accounts-db&{JAN}&limit=many", 400),
-    ("/subjects/x?as_of=soon", 400),
+@pytest.mark.parametrize(("role", "path", "status"), [
+    (Role.COMPLIANCE, "/disclosures?recipent=x", 400),  # the issue's misspelt parameter
+    (Role.COMPLIANCE, "/disclosures?limit=0", 400),
+    (Role.COMPLIANCE, "/disclosures?limit=1001", 400),
+    (Role.COMPLIANCE, "/disclosures?limit=-1", 400),
+    (Role.COMPLIANCE, "/disclosures?from=yesterday", 400),
+    (Role.COMPLIANCE, "/disclosures?until=2026-01-01T00:00:00", 400),
+    (Role.COMPLIANCE, "/disclosures?cursor=bm9wZQ", 400),
+    (Role.RESPONDER, "/scope?stores=accounts-db&from=2026-01-01T00:00:00Z", 400),
+    (Role.RESPONDER, "/scope?stores=a&from=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+     400),
+    (Role.RESPONDER, "/scope?stores=accounts-db&from=2026-01-01T00:00:00Z"
+                     "&until=2026-02-01T00:00:00Z&categories=user.nonsense", 422),
+    (Role.RESPONDER, "/scope?incident=nope", 404),
+    (Role.RESPONDER, "/nowhere", 404),
+    (Role.RESPONDER, "/subjects/x/y/z", 404),
 ])
-def test_errors_are_json_with_the_right_status(api: httpx.Client, path: str, status: int) -> None:
-    response = api.get(path)
-    assert response.status_code == status
-    assert "error" in response.json()
+def test_errors_are_problem_details(live: Live, role: Role, path: str, status: int) -> None:
+    before = len(live.audits())
+    with live.client(role) as client:
+        response = client.get(path)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["status"] == status and body["title"]
+    if status == 400:
+        assert len(live.audits()) == before  # refused before anything was recorded
 
 
-def test_only_get_and_a_sane_actor(api: httpx.Client) -> None:
-    assert api.post("/health").status_code == 405
-    response = api.get("/disclosures", headers={"X-Actor": "<script>"})
-    assert response.status_code == 400 and "X-Actor" in response.json()["error"]
+def test_head_options_and_wrong_methods(live: Live) -> None:
+    with live.client(Role.COMPLIANCE) as client:
+        head = client.head("/health")
+        assert head.status_code == 200 and head.content == b""
+        options = client.options("/disclosures")
+        assert options.status_code == 204
+        assert set(options.headers["allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+        assert client.options("/nowhere").status_code == 404
+        wrong = client.delete("/disclosures")
+        assert wrong.status_code == 405 and wrong.headers["content-type"] == PROBLEM
+
+
+def test_docs_and_openapi_are_served_offline(live: Live) -> None:
+    with live.client() as anon:
+        spec = anon.get("/openapi.json").json()
+        assert "/subjects/lookup" in spec["paths"]
+        page = anon.get("/docs").text
+        assert "/docs/static/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+        assert anon.get("/docs/static/swagger-ui-bundle.js").status_code == 200
+
+
+def test_no_real_identifier_in_any_route(live: Live) -> None:
+    spec = httpx.get(f"{live.url}/openapi.json").json()
+    for path in spec["paths"]:
+        assert "{id}" not in path and "{subject}" not in path
+
+
+def test_request_log_names_route_and_principal_not_values(tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    settings = sample_settings(tmp_path / "data")
+    publish_sample(settings)
+    with caplog.at_level("INFO", logger="pdl.api"), live_server(settings, quiet=False) as live:
+        with live.client(Role.COMPLIANCE) as client:
+            assert client.post("/subjects/lookup", json={"subject": ALICE}).status_code == 200
+        with live.client() as anon:
+            bad = anon.get("/disclosures", headers={"Authorization": "Bearer pdl_nope"})
+            assert bad.status_code == 401
+        with live.client(Role.ADMIN) as admin:
+            metrics = admin.get("/metrics").text
+    text = caplog.text
+    assert "POST /subjects/lookup 200 compliance@tests" in text
+    assert "authentication failed: malformed token" in text
+    assert ALICE not in text and "pdl_nope" not in text
+    assert 'pdl_auth_failures_total{reason="malformed_token"} 1' in metrics
+
+
+def test_valid_at_and_unknown_names_over_http(live: Live) -> None:
+    """The service layer's two kinds of time, and not-found names, reach the HTTP API."""
+    with live.client(Role.COMPLIANCE) as client:
+        before = client.get("/disclosures", params={"valid_at": "2026-01-03"})
+        assert before.status_code == 200 and before.json()["items"] == []
+        after = client.get("/disclosures", params={"valid_at": "2026-01-05T00:00:00Z",
+                                                   "as_of": "2100-01-01"})
+        assert len(after.json()["items"]) == 1
+        assert client.get("/disclosures", params={"valid_at": "soon"}).status_code == 400
+        missing = client.get("/disclosures", params={"recipient": "payc0"})
+        assert missing.status_code == 404 and "payco" in missing.text
+        assert client.get("/findings/summary", params={"clause": "3.33"}).status_code == 404
+    assert live.audits()[-3]["arguments"]["valid_at"].startswith("2026-01-05")

@@ -107,7 +107,8 @@ def test_subject_answers_by_real_id_and_audits_the_pseudonym(env: Settings, caps
     assert answer["opt_outs"] == ["marketing.communications.sms"]
     audit = audits(env)[-1]
     assert audit["query"] == "subject" and audit["actor"] == "dpo@tests"
-    assert audit["arguments"] == {"pseudonym": pseudonym}
+    assert audit["arguments"] == {} and audit["people"] == [pseudonym]
+    assert audit["role"] is None and audit["clear"] is False
     assert ALICE not in json.dumps(audits(env))
 
 

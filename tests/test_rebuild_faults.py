@@ -24,7 +24,7 @@ from consumers.parallel import ParallelRebuildError, parallel_rebuild
 from consumers.projection import Item, Projection, ProjectionRunner
 from consumers.registry import all_projections
 from consumers.views import SQLiteViewStore, ViewTransaction
-from ledger.persistence import create_log
+from ledger.factory import create_log
 from ledger.settings import Settings, generate_key
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,64 @@
+"""Findings: promises the log shows broken (compliance)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict
+
+from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
+from pdl.api.problems import ERROR_RESPONSES
+from pdl.api.reads import AsOf, ValidAt, at, page_of, read
+from pdl.service import QueryService, findings_summary
+
+router = APIRouter(prefix="/findings", tags=["registers"], responses=ERROR_RESPONSES)
+
+Clause = Annotated[str | None, Query(min_length=1, max_length=50,
+                                     description='clause prefix, e.g. "3" or "2.1.1(2)b"')]
+
+
+class Finding(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    clause: str
+
+
+class FindingPage(BaseModel):
+    items: list[Finding]
+    next: str | None
+
+
+class ClauseSummary(BaseModel):
+    clause: str
+    findings: int
+    people: int
+
+
+def _found(request: Request, principal: Principal, clause: str | None, as_of: str | None,
+           summary: bool, valid_at: str | None = None) -> list[dict[str, Any]]:
+    api = state(request)
+    moment = at(as_of, valid_at)
+    days = api.service.ledger.settings.request_deadline_days
+    return read(api, principal, "findings",
+                {"clause": clause, "summary": "yes" if summary else None}, as_of=moment,
+                needs="findings",
+                answer=lambda views: QueryService.findings(views, clause, moment, days))
+
+
+@router.get("", response_model=FindingPage)
+def findings(request: Request, principal: Annotated[Principal, require(Role.COMPLIANCE)],
+             clause: Clause = None, as_of: AsOf = None, valid_at: ValidAt = None,
+             limit: Limit = 100, cursor: Cursor = None) -> Any:
+    """Findings by time, a page at a time (compliance)."""
+    key = decode_cursor(cursor, (int,))
+    start = key[0] if key else 0
+    found = _found(request, principal, clause, as_of, False, valid_at)
+    window = found[start:start + limit + 1]
+    return page_of(window, limit, lambda _last: [start + limit])
+
+
+@router.get("/summary", response_model=list[ClauseSummary])
+def summary(request: Request, principal: Annotated[Principal, require(Role.COMPLIANCE)],
+            clause: Clause = None, as_of: AsOf = None, valid_at: ValidAt = None) -> Any:
+    """Per clause: how many findings and how many people (compliance)."""
+    return findings_summary(_found(request, principal, clause, as_of, True, valid_at))

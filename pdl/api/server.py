@@ -1,0 +1,102 @@
+"""``pdl serve``: the API under uvicorn.
+
+It refuses to listen beyond loopback while no principal is configured (nobody could call
+it, and a misconfigured deployment should fail loudly), takes a first admin token from
+``LEDGER_ADMIN_TOKEN_FILE`` (a Docker secret), and loads the breach-scope index before it
+accepts requests. uvicorn's own access log is off: the API logs one line per request with
+the route template instead of the path, which never carries a person's identifier anyway.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+import time
+from pathlib import Path
+
+import uvicorn
+
+from ledger.errors import ConfigurationError, LedgerError
+from ledger.principals import Role, SQLitePrincipalStore
+from pdl.api.app import create_app
+from pdl.service import QueryService
+
+log = logging.getLogger("pdl.api")
+BOOTSTRAP_ADMIN = "admin"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def import_admin_token(principals: SQLitePrincipalStore, path: Path) -> bool:
+    """Accept the token in ``path`` as the ``admin`` principal's (created if missing);
+    True if it was new. The file holds one token from ``pdl token new``."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"LEDGER_ADMIN_TOKEN_FILE={str(path)!r} cannot be read "
+                                 f"({type(exc).__name__})") from None
+    try:
+        principals.resolve(token)
+        return False  # imported before
+    except LedgerError:
+        pass
+    names = {p.principal.name for p in principals.list()}
+    if BOOTSTRAP_ADMIN not in names:
+        principals.add(BOOTSTRAP_ADMIN, Role.ADMIN)
+    elif principals.get(BOOTSTRAP_ADMIN).principal.role is not Role.ADMIN:
+        raise ConfigurationError("LEDGER_ADMIN_TOKEN_FILE: the principal 'admin' exists "
+                                 "with another role; rename it or unset the variable")
+    try:
+        principals.issue(BOOTSTRAP_ADMIN, ttl=None, token=token,
+                         label="first admin token (LEDGER_ADMIN_TOKEN_FILE)")
+    except ConfigurationError:
+        raise ConfigurationError("LEDGER_ADMIN_TOKEN_FILE does not hold a pdl token "
+                                 "(make one with `pdl token new`)") from None
+    except LedgerError as exc:
+        raise ConfigurationError(f"LEDGER_ADMIN_TOKEN_FILE: the token was refused ({exc}); "
+                                 "it may have been revoked: make a new one") from None
+    return True
+
+
+def serve(service: QueryService, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve until interrupted."""
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    settings = service.ledger.settings
+    principals = SQLitePrincipalStore.for_data_dir(settings.data_dir)
+    if settings.admin_token_file is not None and import_admin_token(
+            principals, settings.admin_token_file):
+        log.info("accepted the first admin token from LEDGER_ADMIN_TOKEN_FILE")
+    if principals.active_count() == 0:
+        if not is_loopback(host):
+            raise ConfigurationError(
+                f"refusing to listen on {host}: no principal is configured, so nobody could "
+                "use the API. Add one (`pdl principal add NAME --role ROLE`, then "
+                "`pdl token issue NAME`) or set LEDGER_ADMIN_TOKEN_FILE")
+        log.warning("no principal is configured: every request will be refused "
+                    "(`pdl principal add`, `pdl token issue`)")
+    app = create_app(service, principals)
+    index = app.state.pdl.scope_index
+    if index is not None:
+        started = time.perf_counter()
+        with service.lock:
+            service.catch_up()
+            index.refresh()
+        stats = index.stats()
+        log.info("breach-scope index: %s segments of %s people in memory (%.1f s; "
+                 "LEDGER_SCOPE_INDEX=0 to answer from SQL)",
+                 f"{stats['held'] + stats['ended']:,}", f"{stats['people']:,}",
+                 time.perf_counter() - started)
+    log.info("serving the ledger's API on http://%s:%s (docs at /docs)", host, port)
+    try:
+        uvicorn.run(app, host=host, port=port, access_log=False, server_header=False,
+                    log_config=None, log_level="info")
+    finally:
+        principals.close()
