@@ -1,0 +1,143 @@
+"""What may be collected and kept, and how (sections 1.3, 2.1, 4.1)."""
+
+from __future__ import annotations
+
+from consumers.findings.registry import rule
+from consumers.findings.store import Batch
+from consumers.findings.vocabulary import (
+    BIOMETRIC_TOUCH,
+    CATEGORY_FIELDS,
+    DISCLOSURE_GROUNDS,
+    OUT_OF_SCOPE,
+    PASSWORD_TOUCH,
+    VERIFICATION,
+    VERIFICATION_TOUCH,
+    names,
+    overlaps,
+)
+from consumers.projection import Item
+from schemas import events as ev
+from schemas import taxonomy as tx
+
+#: Every event type that can name categories (1.3 reads them all).
+_NAMING_CATEGORIES = (
+    ev.DataUsed, ev.DataShared, ev.DataCollected, ev.DataErased, ev.DataLinked,
+    ev.DataCorrected, ev.CollectionRefused, ev.ServiceDenied, ev.SubjectClosed,
+    ev.ConsentGranted, ev.RecipientRegistered, ev.RequestReceived, ev.IncidentOpened,
+)
+
+
+@rule("1.3", "customer content recorded in the ledger", reads=_NAMING_CATEGORIES)
+def customer_content(batch: Batch, item: Item, data: ev.EventData) -> str | None:
+    """Customer content (what users store on the cloud) is never recorded."""
+    for field in CATEGORY_FIELDS[type(data)]:
+        if not OUT_OF_SCOPE.isdisjoint(getattr(data, field)):
+            return f"customer content named in {field} of a {item.event.type} event"
+    cross_border = getattr(data, "cross_border", None) if isinstance(
+        data, ev.DataShared | ev.ConsentGranted) else None
+    if cross_border is not None and not OUT_OF_SCOPE.isdisjoint(cross_border.categories):
+        return f"customer content named in a {item.event.type} event"
+    return None
+
+
+@rule("2.1.1(1)a", "password collected or stored unprotected", reads=(ev.DataCollected,))
+def password_unprotected(batch: Batch, item: Item, data: ev.DataCollected) -> str | None:
+    if (data.protection is tx.Protection.PLAIN and data.mechanism is not tx.Mechanism.COOKIE
+            and not PASSWORD_TOUCH.isdisjoint(data.categories)):
+        return (f"password ({names(c for c in data.categories if c in PASSWORD_TOUCH)}) "
+                f"collected unprotected via {data.mechanism.value}")
+    return None
+
+
+@rule("4.1", "cookie holding an unprotected password", reads=(ev.DataCollected,))
+def password_in_cookie(batch: Batch, item: Item, data: ev.DataCollected) -> str | None:
+    if (data.protection is tx.Protection.PLAIN and data.mechanism is tx.Mechanism.COOKIE
+            and not PASSWORD_TOUCH.isdisjoint(data.categories)):
+        return (f"password ({names(c for c in data.categories if c in PASSWORD_TOUCH)}) "
+                f"collected unprotected via {data.mechanism.value}")
+    return None
+
+
+@rule("2.1.1(1)c", "service denied after optional data was refused", reads=(ev.ServiceDenied,))
+def denied_for_optional_data(batch: Batch, item: Item, data: ev.ServiceDenied) -> str | None:
+    person = batch.person(item)
+    optional = [*person.refused, *person.optional]
+    missing = [m for m in data.missing_categories if any(overlaps(m, o) for o in optional)]
+    if missing:
+        return f"service denied for want of optional data the person may refuse ({names(missing)})"
+    return None
+
+
+@rule("2.1.1(2)a", "face / biometric data stored", reads=(ev.DataCollected,))
+def biometric_stored(batch: Batch, item: Item, data: ev.DataCollected) -> str | None:
+    if data.retention_days != 0 and not BIOMETRIC_TOUCH.isdisjoint(data.categories):
+        kept = ("until closure" if data.retention_days is None
+                else f"for {data.retention_days} days")
+        return (f"biometric data ({names(c for c in data.categories if c in BIOMETRIC_TOUCH)})"
+                f" stored {kept} in {data.store}")
+    return None
+
+
+@rule("2.1.1(2)b", "real-name verification data used or shared for another purpose",
+      reads=(ev.DataUsed, ev.DataShared))
+def verification_data_elsewhere(batch: Batch, item: Item,
+                                data: ev.DataUsed | ev.DataShared) -> str | None:
+    """Verification-only data serves verification, or a legal ground of 5.3."""
+    ground = data.legal_ground
+    if (data.purpose in VERIFICATION or VERIFICATION_TOUCH.isdisjoint(data.categories)
+            or (ground is not None and ground.value in DISCLOSURE_GROUNDS)):
+        return None
+    touched = names(c for c in data.categories if c in VERIFICATION_TOUCH)
+    if isinstance(data, ev.DataShared):
+        return (f"verification-only data ({touched}) shared with {data.recipient} for "
+                f"{data.purpose}")
+    return f"verification-only data ({touched}) used for {data.purpose}"
+
+
+@rule("2.1.2-note", "device / log data linked to an account without authorisation",
+      reads=(ev.DataLinked,))
+def linked_without_authorisation(batch: Batch, item: Item, data: ev.DataLinked) -> str | None:
+    if not data.authorised and not data.de_identified:
+        return (f"device or log data ({names(data.categories)}) linked to the account without "
+                "authorisation or de-identification")
+    return None
+
+
+@rule("2.1.3", "third-party data unverified or used beyond its authorised scope",
+      reads=(ev.DataCollected,))
+def third_party_unverified(batch: Batch, item: Item, data: ev.DataCollected) -> str | None:
+    source = data.source
+    if source.kind is tx.SourceKind.THIRD_PARTY and source.provenance_verified is False:
+        return (f"third-party data ({names(data.categories)}) collected without verifying its "
+                "legal source")
+    return None
+
+
+@rule("2.1.3", "third-party data unverified or used beyond its authorised scope",
+      reads=(ev.DataUsed, ev.DataShared))
+def third_party_beyond_scope(batch: Batch, item: Item,
+                             data: ev.DataUsed | ev.DataShared) -> str | None:
+    """Third-party data may only be used within the scope the person authorised.
+
+    A use is of third-party data if it names a category the third party supplied, or one
+    containing it, and the person did not give that category themselves. A narrower
+    category (search history, of third-party ``user.behavior``) may well be the person's own.
+    """
+    person = batch.person(item)
+    third_party = person.third_party
+    if not third_party:
+        return None
+    first_party, purpose = person.first_party, data.purpose
+    beyond = {
+        tp_cat
+        for c in data.categories
+        for tp_cat, scope in third_party.items()
+        if tx.covers(c, tp_cat)
+        and not any(tx.covers(f, tp_cat) for f in first_party)
+        and not any(tx.covers(s, purpose) for s in scope)
+    }
+    if beyond:
+        what = "shared" if isinstance(data, ev.DataShared) else "used"
+        return (f"third-party data ({names(beyond)}) {what} for {purpose}, beyond its "
+                "authorised scope")
+    return None

@@ -1,0 +1,428 @@
+"""The findings' SQL: the tables, the batch that reads and writes them, and the queries
+the timed rules run.
+
+Each batch reads the state of the people and recipients it mentions (one query per kind,
+not per event), changes it in log order and writes it back with ``executemany``. Nothing
+depends on batch boundaries or the clock, so applying the log in any batch sizes gives the
+same rows as one rebuild.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from consumers.findings.state import Person, Policy, Recipient
+from consumers.projection import Item
+from consumers.rows import recent
+from consumers.views import ViewStore, ViewTransaction
+from schemas import events as ev
+
+FINDINGS_TABLE: Final = "findings"
+SUBJECTS_TABLE: Final = "findings_subjects"
+HOLDINGS_TABLE: Final = "findings_holdings"
+CLOSURES_TABLE: Final = "findings_closures"
+REQUESTS_TABLE: Final = "findings_requests"
+RECIPIENTS_TABLE: Final = "findings_recipients"
+POLICIES_TABLE: Final = "findings_policies"
+INCIDENTS_TABLE: Final = "findings_incidents"
+NOTICES_TABLE: Final = "findings_incident_notices"
+
+SCHEMA: Final[tuple[str, ...]] = (
+    f"""CREATE TABLE IF NOT EXISTS {FINDINGS_TABLE} (
+        clause      TEXT NOT NULL,
+        pseudonym   TEXT,
+        event_id    TEXT NOT NULL,
+        partition   INTEGER NOT NULL,
+        "offset"    INTEGER NOT NULL,
+        time        BIGINT NOT NULL,
+        explanation TEXT NOT NULL
+    )""",
+    # Per person, what the event-time rules need: one JSON document, read and written once
+    # per batch that mentions the person.
+    f"""CREATE TABLE IF NOT EXISTS {SUBJECTS_TABLE} (
+        pseudonym TEXT PRIMARY KEY,
+        state     TEXT NOT NULL
+    )""",
+    # One row per collection of data kept (retention != 0). ``cells`` is a JSON list of
+    # [category, store, erased_at or null], backups being stores; ``open`` counts the cells
+    # not erased and ``last_erased`` is the latest erasure, so queries can skip rows in SQL.
+    f"""CREATE TABLE IF NOT EXISTS {HOLDINGS_TABLE} (
+        event_id    TEXT PRIMARY KEY,
+        pseudonym   TEXT NOT NULL,
+        partition   INTEGER NOT NULL,
+        "offset"    INTEGER NOT NULL,
+        time        BIGINT NOT NULL,
+        deadline    BIGINT,
+        open        INTEGER NOT NULL,
+        last_erased BIGINT,
+        cells       TEXT NOT NULL
+    )""",
+    f"""CREATE INDEX IF NOT EXISTS {HOLDINGS_TABLE}_open ON {HOLDINGS_TABLE} (pseudonym)
+        WHERE open > 0""",
+    f"""CREATE TABLE IF NOT EXISTS {CLOSURES_TABLE} (
+        pseudonym  TEXT PRIMARY KEY,
+        time       BIGINT NOT NULL,
+        held       TEXT NOT NULL,
+        hold_until BIGINT
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {REQUESTS_TABLE} (
+        pseudonym   TEXT NOT NULL,
+        request_id  TEXT NOT NULL,
+        event_id    TEXT,
+        partition   INTEGER,
+        "offset"    INTEGER,
+        kind        TEXT,
+        received_at BIGINT,
+        due         BIGINT,
+        answered_at BIGINT,
+        PRIMARY KEY (pseudonym, request_id)
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {RECIPIENTS_TABLE} (
+        recipient TEXT PRIMARY KEY,
+        state     TEXT NOT NULL
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {POLICIES_TABLE} (
+        version      TEXT PRIMARY KEY,
+        effective_at BIGINT NOT NULL,
+        material     INTEGER NOT NULL
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {INCIDENTS_TABLE} (
+        incident_id  TEXT PRIMARY KEY,
+        event_id     TEXT,
+        partition    INTEGER,
+        "offset"     INTEGER,
+        opened_at    BIGINT,
+        stores       TEXT,
+        categories   TEXT,
+        window_start BIGINT,
+        window_end   BIGINT,
+        reported_at  BIGINT,
+        closed_at    BIGINT
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {NOTICES_TABLE} (
+        incident_id TEXT NOT NULL,
+        pseudonym   TEXT NOT NULL,
+        PRIMARY KEY (incident_id, pseudonym)
+    )""",
+)
+
+TABLES: Final = (FINDINGS_TABLE, SUBJECTS_TABLE, HOLDINGS_TABLE, CLOSURES_TABLE, REQUESTS_TABLE,
+                 RECIPIENTS_TABLE, POLICIES_TABLE, INCIDENTS_TABLE, NOTICES_TABLE)
+
+CHUNK: Final = 500  # bound on "IN (?, ...)" lists
+
+
+def chunks(keys: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(keys), CHUNK):
+        yield keys[i : i + CHUNK]
+
+
+def marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+#: A holding's cell: ``[category, store, erased at or None]``, as stored in ``cells``;
+#: read through the indexes below.
+Cell = list[Any]
+CATEGORY, STORE, ERASED = 0, 1, 2
+
+FindingRow = tuple[str, str | None, str, int, int, int, str]
+
+
+@dataclass(slots=True)
+class Holding:
+    """A collection's data kept, in memory while a batch collects or erases it.
+
+    Its ``cells`` stay JSON ``text`` until an erasure names one of its stores: most
+    erasures concern few of a person's holdings, and a new holding's text is a shape that
+    collections share.
+    """
+
+    event_id: str
+    pseudonym: str
+    partition: int
+    offset: int
+    time: int
+    deadline: int | None
+    unerased: int  # cells not erased, while ``cells`` is not parsed
+    text: str
+    cells: list[Cell] | None = None
+    stores: frozenset[str] | None = None  # known once parsed, or from the shape
+    shape: tuple[tuple[str, str], ...] = ()  # (category, store) of a holding made here
+    new: bool = False
+    changed: bool = False
+
+    def parsed(self) -> list[Cell]:
+        """The cells, parsed on first need."""
+        if self.cells is None:
+            if self.shape:
+                self.cells = [[c, s, None] for c, s in self.shape]
+            else:
+                self.cells = json.loads(self.text)
+                self.stores = frozenset(c[1] for c in self.cells)
+        return self.cells
+
+    def row(self) -> tuple[Any, ...]:
+        """The ``findings_holdings`` row."""
+        if self.cells is None:
+            return (self.event_id, self.pseudonym, self.partition, self.offset, self.time,
+                    self.deadline, self.unerased, None, self.text)
+        erased = [c[ERASED] for c in self.cells if c[ERASED] is not None]
+        return (self.event_id, self.pseudonym, self.partition, self.offset, self.time,
+                self.deadline, len(self.cells) - len(erased), max(erased, default=None),
+                dumps(self.cells))
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def like(store: str) -> str:
+    """A LIKE pattern (escape ``!``) matching cells JSON that names ``store``."""
+    needle = json.dumps(store).replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%{needle}%"
+
+
+@functools.lru_cache(maxsize=1024)
+def shape(categories: tuple[str, ...], stores: tuple[str, ...]
+           ) -> tuple[tuple[tuple[str, str], ...], str, frozenset[str]]:
+    """A fresh holding's (category, store) cells, as JSON too, and its stores: collections
+    repeat a few shapes."""
+    cells = tuple((c, s) for s in dict.fromkeys(stores) for c in dict.fromkeys(categories))
+    return cells, dumps([[c, s, None] for c, s in cells]), frozenset(stores)
+
+
+class Batch:
+    """The state one ``apply`` call reads, changes in log order, and writes back, and the
+    findings its rules raise."""
+
+    def __init__(self, tx_: ViewTransaction, items: Sequence[Item], states: dict[str, Person],
+                 complete: bool):
+        self.tx = tx_
+        self.findings: list[FindingRow] = []
+        subjects: set[str] = set()
+        erasing: set[str] = set()
+        erased_stores: set[str] = set()
+        recipients: set[str] = set()
+        for item in items:
+            event = item.event
+            data = event.data
+            if event.subject:
+                subjects.add(event.subject)
+                if isinstance(data, ev.DataErased):
+                    erasing.add(event.subject)
+                    erased_stores.update(data.stores)
+            if isinstance(data, ev.DataShared | ev.RecipientRegistered):
+                recipients.add(data.recipient)
+        # ``states`` is the projection's cache (see ``WriteCache``): the state of people
+        # seen lately, as the view holds it; when ``complete``, a person missing has no row.
+        self.subjects = states
+        missing = [p for p in subjects if recent(states, p) is None]
+        for keys in chunks([] if complete else sorted(missing)):
+            for pseudonym, text in tx_.query(
+                f"SELECT pseudonym, state FROM {SUBJECTS_TABLE} "
+                f"WHERE pseudonym IN ({marks(len(keys))})", keys):
+                self.subjects[pseudonym] = Person.loads(text)
+        self.dirty: set[str] = set()
+        self.recipients: dict[str, Recipient] = {}
+        for keys in chunks(sorted(recipients)):
+            for recipient, text in tx_.query(
+                f"SELECT recipient, state FROM {RECIPIENTS_TABLE} "
+                f"WHERE recipient IN ({marks(len(keys))})", keys):
+                self.recipients[recipient] = Recipient.loads(text)
+        self.recipient_rows: dict[str, str] = {}
+        self.policies: dict[str, Policy] = {
+            version: Policy(effective, bool(material))
+            for version, effective, material in tx_.query(
+                f"SELECT version, effective_at, material FROM {POLICIES_TABLE}")
+        }
+        self.policy_rows: list[tuple[str, int, int]] = []
+        # Only erasures need holdings, and only those in a store some erasure of the batch
+        # names can be touched: only those are read.
+        self.holdings: dict[str, list[Holding]] = {p: [] for p in erasing}
+        patterns = [like(store) for store in sorted(erased_stores)]
+        in_stores = " OR ".join(["cells LIKE ? ESCAPE '!'"] * len(patterns))
+        for keys in chunks(sorted(erasing)):
+            for e, p, part, off, t, deadline, unerased, cells in tx_.query(
+                f'SELECT event_id, pseudonym, partition, "offset", time, deadline, open, cells '
+                f"FROM {HOLDINGS_TABLE} WHERE open > 0 AND pseudonym IN ({marks(len(keys))}) "
+                f"AND ({in_stores})", (*keys, *patterns)):
+                self.holdings[p].append(Holding(e, p, part, off, t, deadline, unerased, cells))
+        self.new_holdings: list[Holding] = []
+        self.closures: list[tuple[str, int, str, int | None]] = []
+        self.requests_received: list[tuple[Any, ...]] = []
+        self.requests_answered: list[tuple[str, str, int]] = []
+        self.incidents_opened: list[tuple[Any, ...]] = []
+        self.incidents_reported: list[tuple[str, int]] = []
+        self.incidents_closed: list[tuple[str, int]] = []
+        self.notices: list[tuple[str, str]] = []
+        #: cells the erasure being folded left in a store it did not name (6.3a)
+        self.skipped: list[Cell] = []
+
+    def person(self, item: Item) -> Person:
+        """The state of the event's person, created empty on first sight."""
+        pseudonym = item.event.subject or ""
+        state = self.subjects.get(pseudonym)
+        if state is None:
+            state = self.subjects[pseudonym] = Person()
+        return state
+
+    def changed(self, item: Item) -> None:
+        """Mark the event's person's state to be written back."""
+        self.dirty.add(item.event.subject or "")
+
+    def flag(self, clause: str, item: Item, explanation: str) -> None:
+        """Record a finding of ``clause`` on ``item``'s event."""
+        record, event = item.record, item.event
+        self.findings.append((clause, event.subject, record.event_id, record.partition,
+                              record.offset, item.at, explanation))
+
+    def flush(self) -> None:
+        """Write every change of the batch, one ``executemany`` per kind."""
+        tx_ = self.tx
+        if self.findings:
+            tx_.executemany(
+                f'INSERT INTO {FINDINGS_TABLE} (clause, pseudonym, event_id, partition, "offset",'
+                " time, explanation) VALUES (?, ?, ?, ?, ?, ?, ?)", self.findings)
+        if self.dirty:
+            tx_.executemany(
+                f"INSERT INTO {SUBJECTS_TABLE} (pseudonym, state) VALUES (?, ?) "
+                "ON CONFLICT (pseudonym) DO UPDATE SET state = excluded.state",
+                [(p, self.subjects[p].dumps()) for p in sorted(self.dirty)])
+        if self.new_holdings:
+            tx_.executemany(
+                f'INSERT INTO {HOLDINGS_TABLE} (event_id, pseudonym, partition, "offset", time,'
+                " deadline, open, last_erased, cells) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (event_id) DO NOTHING", [h.row() for h in self.new_holdings])
+        changed = [h.row() for held in self.holdings.values() for h in held
+                   if h.changed and not h.new]
+        if changed:
+            tx_.executemany(
+                f"UPDATE {HOLDINGS_TABLE} SET open = ?, last_erased = ?, cells = ? "
+                "WHERE event_id = ?", [(r[6], r[7], r[8], r[0]) for r in changed])
+        if self.closures:
+            tx_.executemany(
+                f"INSERT INTO {CLOSURES_TABLE} (pseudonym, time, held, hold_until) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (pseudonym) DO UPDATE SET time = excluded.time,"
+                " held = excluded.held, hold_until = excluded.hold_until", self.closures)
+        if self.recipient_rows:
+            tx_.executemany(
+                f"INSERT INTO {RECIPIENTS_TABLE} (recipient, state) VALUES (?, ?) "
+                "ON CONFLICT (recipient) DO UPDATE SET state = excluded.state",
+                sorted(self.recipient_rows.items()))
+        if self.policy_rows:
+            tx_.executemany(
+                f"INSERT INTO {POLICIES_TABLE} (version, effective_at, material) VALUES (?, ?, ?)"
+                " ON CONFLICT (version) DO UPDATE SET effective_at = excluded.effective_at,"
+                " material = excluded.material", self.policy_rows)
+        # Requests and incidents are written by upserts that only fill empty columns, each
+        # column in log order, so running them grouped by kind gives the same rows as
+        # running them one event at a time.
+        if self.requests_received:
+            tx_.executemany(
+                f'INSERT INTO {REQUESTS_TABLE} (pseudonym, request_id, event_id, partition, "offset",'
+                " kind, received_at, due) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (pseudonym, request_id) DO UPDATE SET "
+                "event_id = COALESCE(findings_requests.event_id, excluded.event_id), "
+                "partition = COALESCE(findings_requests.partition, excluded.partition), "
+                '"offset" = COALESCE(findings_requests."offset", excluded."offset"), '
+                "kind = COALESCE(findings_requests.kind, excluded.kind), "
+                "received_at = COALESCE(findings_requests.received_at, excluded.received_at), "
+                "due = COALESCE(findings_requests.due, excluded.due)", self.requests_received)
+        if self.requests_answered:
+            tx_.executemany(
+                f"INSERT INTO {REQUESTS_TABLE} (pseudonym, request_id, answered_at) "
+                "VALUES (?, ?, ?) ON CONFLICT (pseudonym, request_id) DO UPDATE SET answered_at"
+                " = COALESCE(findings_requests.answered_at, excluded.answered_at)",
+                self.requests_answered)
+        if self.incidents_opened:
+            tx_.executemany(
+                f'INSERT INTO {INCIDENTS_TABLE} (incident_id, event_id, partition, "offset",'
+                " opened_at, stores, categories, window_start, window_end)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET "
+                "event_id = excluded.event_id, partition = excluded.partition, "
+                '"offset" = excluded."offset", opened_at = excluded.opened_at, '
+                "stores = excluded.stores, categories = excluded.categories, "
+                "window_start = excluded.window_start, window_end = excluded.window_end "
+                "WHERE findings_incidents.event_id IS NULL", self.incidents_opened)
+        for column, rows in (("reported_at", self.incidents_reported),
+                             ("closed_at", self.incidents_closed)):
+            if rows:
+                tx_.executemany(
+                    f"INSERT INTO {INCIDENTS_TABLE} (incident_id, {column}) VALUES (?, ?) "
+                    f"ON CONFLICT (incident_id) DO UPDATE SET {column} = "
+                    f"COALESCE(findings_incidents.{column}, excluded.{column})", rows)
+        if self.notices:
+            tx_.executemany(
+                f"INSERT INTO {NOTICES_TABLE} (incident_id, pseudonym) VALUES (?, ?) "
+                "ON CONFLICT (incident_id, pseudonym) DO NOTHING", self.notices)
+
+
+# --- what the timed rules read -------------------------------------------------------------
+
+
+def stored_findings(store: ViewStore, prefix: str | None) -> list[tuple[Any, ...]]:
+    """The ``findings`` rows whose clause starts with ``prefix`` (all if None)."""
+    sql = (f'SELECT clause, pseudonym, event_id, partition, "offset", time, explanation '
+           f"FROM {FINDINGS_TABLE}")
+    params: tuple[Any, ...] = ()
+    if prefix:
+        sql += " WHERE substr(clause, 1, ?) = ?"
+        params = (len(prefix), prefix)
+    return store.query(sql, params)
+
+
+def expired_holdings(store: ViewStore, before: int, late: int) -> list[tuple[Any, ...]]:
+    """Holdings whose retention deadline is before ``before`` and that were still open, or
+    erased more than ``late`` after it: (event_id, pseudonym, partition, offset, collected,
+    deadline, cells JSON)."""
+    return store.query(
+        f'SELECT event_id, pseudonym, partition, "offset", time, deadline, cells '
+        f"FROM {HOLDINGS_TABLE} WHERE deadline IS NOT NULL AND deadline < ? "
+        "AND (open > 0 OR last_erased > deadline + ?)", (before, late))
+
+
+def holdings_after_closure(store: ViewStore) -> list[tuple[Any, ...]]:
+    """Holdings of closed accounts not all erased by the closure: (event_id, pseudonym,
+    partition, offset, cells JSON, closed at, held JSON, hold until)."""
+    return store.query(
+        f'SELECT h.event_id, h.pseudonym, h.partition, h."offset", h.cells, c.time, c.held, '
+        f"c.hold_until FROM {HOLDINGS_TABLE} h "
+        f"JOIN {CLOSURES_TABLE} c ON c.pseudonym = h.pseudonym "
+        "WHERE h.open > 0 OR h.last_erased > c.time")
+
+
+def requests(store: ViewStore) -> list[tuple[Any, ...]]:
+    """Received requests: (pseudonym, event_id, partition, offset, kind, received, due,
+    answered)."""
+    return store.query(
+        f'SELECT pseudonym, event_id, partition, "offset", kind, received_at, due, answered_at '
+        f"FROM {REQUESTS_TABLE} WHERE received_at IS NOT NULL")
+
+
+def incidents(store: ViewStore) -> list[tuple[Any, ...]]:
+    """Opened incidents: (incident_id, event_id, partition, offset, opened, stores JSON,
+    categories JSON, window start, window end, reported, closed)."""
+    return store.query(
+        f'SELECT incident_id, event_id, partition, "offset", opened_at, stores, categories, '
+        f"window_start, window_end, reported_at, closed_at FROM {INCIDENTS_TABLE} "
+        "WHERE event_id IS NOT NULL")
+
+
+def notified(store: ViewStore, incident_id: str) -> set[str]:
+    """The people notified of an incident."""
+    return {p for (p,) in store.query(
+        f"SELECT pseudonym FROM {NOTICES_TABLE} WHERE incident_id = ?", (incident_id,))}
+
+
+def holdings_during(store: ViewStore, start: int, end: int) -> Iterator[tuple[str, list[Cell]]]:
+    """(pseudonym, cells) of holdings collected by ``end`` and not all erased before
+    ``start``."""
+    for pseudonym, cells in store.query(
+            f"SELECT pseudonym, cells FROM {HOLDINGS_TABLE} WHERE time <= ? "
+            "AND (open > 0 OR last_erased >= ?)", (end, start)):
+        yield pseudonym, json.loads(cells)

@@ -1,0 +1,97 @@
+"""``FindingsProjection``: folds each event into the state, then runs the event's rules.
+
+Per event type one handler is compiled from the registry (its fold, then its rules in
+registration order), so applying an event costs one dictionary lookup and the calls of
+the rules that read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from consumers.findings import rules as _rules  # noqa: F401 - registers every rule
+from consumers.findings.folds import FOLDS, Fold
+from consumers.findings.registry import RULES, EventCheck, Rule
+from consumers.findings.store import FINDINGS_TABLE, SCHEMA, SUBJECTS_TABLE, TABLES, Batch
+from consumers.projection import Item, Projection
+from consumers.rows import DEFAULT_CACHE_ENTRIES, WriteCache, create_meta, drop_meta
+from consumers.views import ViewTransaction
+
+Handler = Callable[[Batch, Item], None]
+
+
+def _compile(event_type: str, fold: Fold | None,
+             checks: Sequence[tuple[str, EventCheck]]) -> Handler:
+    """One function running the fold then each rule in turn, written out rather than
+    looped: the findings projection is the slowest, and a loop over a dozen rules per
+    event costs as much as some of the rules."""
+    scope: dict[str, object] = {"fold": fold}
+    lines = ["def handle(batch, item):", "    data = item.event.data"]
+    if fold is not None:
+        lines.append("    fold(batch, item, data)")
+    for i, (clause, check) in enumerate(checks):
+        scope[f"check{i}"] = check
+        lines += [f"    why = check{i}(batch, item, data)",
+                  "    if why is not None:",
+                  f"        batch.flag({clause!r}, item, why)"]
+    exec(compile("\n".join(lines), f"<findings handler of {event_type}>", "exec"), scope)  # noqa: S102 - our own source, built from the registry
+    handle: Handler = scope["handle"]  # type: ignore[assignment]
+    return handle
+
+
+def handlers(rules: Sequence[Rule]) -> dict[str, Handler]:
+    """Event type -> what applying an event of that type does."""
+    folds = {model.TYPE: fold for model, fold in FOLDS.items()}
+    checks: dict[str, list[tuple[str, EventCheck]]] = {}
+    for r in rules:
+        if r.check is not None:
+            for event_type in r.types:
+                checks.setdefault(event_type, []).append((r.clause, r.check))
+    return {t: _compile(t, folds.get(t), checks.get(t, ())) for t in sorted({*folds, *checks})}
+
+
+_HANDLERS: Final = handlers(RULES)
+
+
+class FindingsProjection(Projection):
+    """The compliance findings view: one ``findings`` row per event that breaks a promise,
+    plus the ``findings_*`` state the rules and the time-dependent queries need."""
+
+    name = "findings"
+    topics = frozenset(_HANDLERS)
+    schema = SCHEMA
+    tables = TABLES
+    cost = 4.0
+
+    def __init__(self, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
+        #: people's states across batches (about a kilobyte each), so a person met again
+        #: soon costs no read and no JSON parse
+        self.cache = WriteCache(self.name, capacity=max(1, cache_entries // 4))
+
+    def create(self, tx: ViewTransaction, *, indexes: bool = True) -> None:
+        super().create(tx, indexes=indexes)
+        create_meta(tx, self.name)  # the row whose token guards the cache
+
+    def drop(self, tx: ViewTransaction) -> None:
+        super().drop(tx)
+        drop_meta(tx, self.name)
+
+    def merge(self, tx: ViewTransaction, source: str) -> None:
+        # A finding about no one comes from an event about no one: every share has it,
+        # naming its own partition's copy. Keep the first share's, as for keyed tables.
+        super().merge(tx, source)
+        tx.execute(
+            f"DELETE FROM main.{FINDINGS_TABLE} AS f WHERE f.pseudonym IS NULL AND EXISTS ("
+            f"SELECT 1 FROM main.{FINDINGS_TABLE} AS g WHERE g.pseudonym IS NULL "
+            "AND g.event_id = f.event_id AND g.clause = f.clause AND g.rowid < f.rowid)")
+
+    def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
+        states = self.cache.begin(tx)
+        if self.cache.restarted:
+            self.cache.complete = not tx.query(f"SELECT 1 FROM {SUBJECTS_TABLE} LIMIT 1")
+        batch = Batch(tx, items, states, self.cache.complete)
+        handle = _HANDLERS
+        for item in items:
+            handle[item.event.type](batch, item)
+        batch.flush()
