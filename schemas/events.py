@@ -326,6 +326,48 @@ class RecipientRegistered(EventData):
     """the agreement binds it to confidentiality (5.1)"""
 
 
+class RecipientInspected(EventData):
+    """A recipient's handling of the data was checked (6.3: overseas recipients are held to
+    confidentiality by agreement and on-site checks)."""
+
+    TYPE = "recipient.inspected"
+    SUBJECT_REQUIRED = False
+    recipient: Name
+    """the recipient inspected (as registered)"""
+    method: Literal["on_site", "remote", "audit_report"] = "on_site"
+    """how: an on-site check (what 6.3 names), a remote one, or a third-party audit report"""
+    passed: bool = True
+    """whether it met the agreement; a failed check is no check"""
+    report_ref: Name | None = None
+    """the inspection report"""
+
+
+# --- staff access (6.2.1) ------------------------------------------------------------
+
+
+class StaffAccessGranted(EventData):
+    """A member of staff (or service) was put on the list of those allowed to read
+    personal data (6.2.1: access is restricted to authorised staff)."""
+
+    TYPE = "staff.access_granted"
+    SUBJECT_REQUIRED = False
+    actor: Name
+    """the name the ledger's audit records carry (a principal, or a CLI user)"""
+    role: Name | None = None
+    """the role granted, if access is by role"""
+    approved_by: Name | None = None
+    """who approved it"""
+
+
+class StaffAccessRevoked(EventData):
+    """A member of staff was taken off the list of those allowed to read personal data."""
+
+    TYPE = "staff.access_revoked"
+    SUBJECT_REQUIRED = False
+    actor: Name
+    """the name taken off the list"""
+
+
 # --- erasure (6.3, 7.6) --------------------------------------------------------------
 
 
@@ -528,6 +570,9 @@ DATA_MODELS: tuple[type[EventData], ...] = (
     DataCorrected,
     DataShared,
     RecipientRegistered,
+    RecipientInspected,
+    StaffAccessGranted,
+    StaffAccessRevoked,
     DataErased,
     ConsentGranted,
     ConsentWithdrawn,

@@ -126,6 +126,12 @@ VERIFICATION_ONLY: Final = frozenset(
         "user.government_id.business_licence",
     }
 )
+#: Of those, the enterprise verification data (2.1.1(2)c): findings on them name 2.1.1(2)c.
+ENTERPRISE_VERIFICATION: Final = frozenset(
+    {"user.government_id.enterprise_credit_code", "user.government_id.business_licence"}
+)
+#: Real-name data: changing it needs identity verification (7.1).
+REAL_NAME_CATEGORIES: Final = frozenset({"user.name", "user.government_id"})
 #: Categories never given to third parties other than payment / invoice processors (2.1.1(3)b).
 PAYMENT_CATEGORIES: Final = frozenset(
     {

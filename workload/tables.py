@@ -73,6 +73,13 @@ _PAYMENT_CATEGORIES = [
     "user.financial.invoice",
 ]
 
+#: (actor, role) of the staff allowed to read personal data (``staff.access_granted``, 6.2.1);
+#: the last one leaves when policy v2 is published. ``make demo`` queries as the first.
+STAFF: list[tuple[str, str]] = [
+    ("dpo@lingjing.cn", "privacy_officer"), ("oncall@lingjing.cn", "responder"),
+    ("intern@lingjing.cn", "compliance"),
+]
+
 #: ``recipient.registered`` data of every third party, published once at the start.
 RECIPIENTS: list[dict[str, Any]] = [
     {"recipient": PAY, "name": "汇通支付科技有限公司 (Huitong Payments)",

@@ -8,6 +8,7 @@ family is a module here added to ``FAMILIES``.
 from __future__ import annotations
 
 from consumers.findings.rules import (
+    access,
     closure_retention,
     collection,
     consent,
@@ -21,4 +22,4 @@ from consumers.findings.rules import (
 
 #: The family modules, in the order their rules run on an event.
 FAMILIES = (collection, consent, marketing, disclosure, cross_border, closure_retention,
-            requests, incidents, policy)
+            requests, incidents, policy, access)
