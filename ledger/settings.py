@@ -117,6 +117,12 @@ class Settings:
     views_path: Path | None = None
     sqlite_synchronous: str = "FULL"
     request_deadline_days: int = 15
+    #: The findings' own thresholds (not the policy's; see consumers.findings.thresholds):
+    #: days after closure by which data beyond a legal hold is gone (2.1.1(1)d), days of
+    #: grace after a retention deadline (6.3a), hours to report a breach (6.2.1a).
+    closure_erasure_days: int = 15
+    erasure_grace_days: int = 2
+    incident_report_hours: int = 72
     #: SQLite page cache of the view store, in MB (``LEDGER_VIEW_CACHE_MB``): a fixed part
     #: of a projection process's memory, whatever the number of people.
     view_cache_mb: int = 32
@@ -269,6 +275,9 @@ ENV: tuple[Var, ...] = (
     Var("views_path", "VIEWS_PATH", path),
     Var("sqlite_synchronous", "SQLITE_SYNCHRONOUS", choice(SYNCHRONOUS, str.upper)),
     Var("request_deadline_days", "REQUEST_DEADLINE_DAYS", integer(1)),
+    Var("closure_erasure_days", "CLOSURE_ERASURE_DAYS", integer(1)),
+    Var("erasure_grace_days", "ERASURE_GRACE_DAYS", integer(1)),
+    Var("incident_report_hours", "INCIDENT_REPORT_HOURS", integer(1)),
     Var("view_cache_mb", "VIEW_CACHE_MB", integer(1)),
     Var("rebuild_batch", "REBUILD_BATCH", integer(1)),
     Var("view_cache_entries", "VIEW_CACHE_ENTRIES", integer(1)),

@@ -452,18 +452,39 @@ def render_scope(answer: dict[str, Any], show: int = 10) -> None:
 
 
 def cmd_findings(args: argparse.Namespace) -> int:
+    if args.explain:
+        with _service(args) as service:
+            explained = service.explain_findings()
+        emit(args, explained, lambda: _render_explanation(explained))
+        return 0
     with _service(args) as service:
         service.audit("findings", {"clause": args.clause, "summary": "yes" if args.summary
                                    else None, **_as_of(args)})
         with _views(service, args, ["findings"]) as answering:
             found = service.findings(answering.views, args.clause, answering.when,
-                                     service.ledger.settings.request_deadline_days)
+                                     settings=service.ledger.settings)
     if args.summary:
         summary = findings_summary(found)
         emit(args, summary, lambda: _render_findings_summary(summary))
     else:
         emit(args, found, lambda: _render_findings(found))
     return 1 if found else 0
+
+
+def _render_explanation(explained: dict[str, Any]) -> None:
+    table = Table(title="what the findings check (docs/findings.md: the clause map)")
+    for col in ("clause", "a finding means", "rules"):
+        table.add_column(col, overflow="ellipsis")
+    for c in explained["clauses"]:
+        table.add_row(c["clause"], c["checks"], "\n".join(c["rules"]))
+    console.print(table)
+    table = Table(title="thresholds: the project's figures, not the policy's")
+    for col in ("variable", "value", "default", "clauses", "source"):
+        table.add_column(col, overflow="ellipsis")
+    for t in explained["thresholds"]:
+        table.add_row(t["variable"], f"{t['value']} {t['unit']}", str(t["default"]),
+                      ", ".join(t["clauses"]), t["source"])
+    console.print(table)
 
 
 def _render_findings_summary(rows: list[dict[str, Any]]) -> None:
@@ -572,6 +593,9 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p.add_argument("--clause", help="only findings of this policy clause or its sub-clauses "
                    "(unknown: exit 66 with the nearest)")
     p.add_argument("--summary", action="store_true", help="counts per clause")
+    p.add_argument("--explain", action="store_true",
+                   help="what each clause's findings mean, and the thresholds (72 h, 15 days, "
+                        "2-day grace ...) with their settings and sources; queries nothing")
 
     p = add("serve", cmd_serve, "serve the queries as an authenticated HTTP API (FastAPI)")
     p.set_defaults(prepares_log=True)  # it may publish

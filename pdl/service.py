@@ -251,19 +251,39 @@ class QueryService:
     @staticmethod
     def findings(views: ViewStore, clause: str | None = None,
                  as_of: QueryTime | datetime | None = None,
-                 deadline_days: int = 15) -> list[dict[str, Any]]:
+                 deadline_days: int | None = None, *,
+                 settings: Settings | None = None) -> list[dict[str, Any]]:
         """Broken promises found by the findings rules, as dicts.
 
-        ``deadline_days`` is the default due date of rights requests
-        (LEDGER_REQUEST_DEADLINE_DAYS).
+        The timed rules judge by the thresholds of ``settings`` (``LEDGER_*``; see
+        ``consumers.findings.thresholds``); ``deadline_days`` overrides the default due
+        date of rights requests (LEDGER_REQUEST_DEADLINE_DAYS).
         """
         from consumers.findings import CLAUSES, list_findings
+        from consumers.findings.thresholds import clock_values
 
         if clause and not any(c.startswith(clause) for c in CLAUSES):
             raise queries.unknown_name("clause", clause, CLAUSES, "among the findings' clauses")
         now = query_time(as_of).reference
-        return [f.as_dict() for f in list_findings(views, clause=clause, now=now,
-                                                   deadline_days=deadline_days)]
+        clocks = clock_values(settings or Settings())
+        if deadline_days is not None:
+            clocks["deadline_days"] = deadline_days
+        return [f.as_dict() for f in list_findings(views, clause=clause, now=now, **clocks)]
+
+    def explain_findings(self) -> dict[str, Any]:
+        """What ``pdl findings`` checks: each clause and its rules, and the thresholds the
+        timed rules judge by, with their values, variables and sources."""
+        from consumers.findings import CLAUSES, RULES
+        from consumers.findings.thresholds import THRESHOLDS
+
+        settings = self.ledger.settings
+        return {
+            "clauses": [{"clause": c, "checks": meaning,
+                         "rules": [f"{r.family}.{r.name}" + (" (timed)" if r.evaluate else "")
+                                   for r in RULES if r.clause == c]}
+                        for c, meaning in CLAUSES.items()],
+            "thresholds": [t.as_dict(settings) for t in THRESHOLDS],
+        }
 
 
 def timeline(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -763,3 +763,27 @@ def test_every_violation_the_simulator_plants_is_found(ledger: Ledger) -> None:
     assert {p: c for p, c in missed.items() if c} == {}
     others = {c for p, cs in by_person.items() if p not in expected for c in cs}
     assert others <= {"6.2.1a"}
+
+
+def test_thresholds_are_settings_shown_by_explain(ledger: Ledger, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 72 h, 15 days and 2-day grace are the project's figures: settings with their
+    source, used by the timed rules and shown by ``pdl findings --explain``."""
+    from consumers.findings.thresholds import THRESHOLDS
+    from pdl.cli import main
+
+    ledger.publish([incident("inc-9", at(1), ["accounts-db"], at(0), at(1))])
+    store = project(ledger)
+    assert list_findings(store, now=at(3)) == []  # 48 h after opening: within 72 h
+    late = list_findings(store, now=at(3), incident_report_hours=24)
+    assert clauses(late) == ["6.2.1a"] and "not reported" in late[0].explanation
+    for t in THRESHOLDS:
+        assert t.source.startswith("assumed") or "§" in t.source or "art." in t.source
+    monkeypatch.setenv("LEDGER_DATA_DIR", str(ledger.settings.data_dir.parent / "explain"))
+    monkeypatch.setenv("LEDGER_DEMO", "1")
+    monkeypatch.setenv("LEDGER_INCIDENT_REPORT_HOURS", "24")
+    assert main(["findings", "--explain", "--json"]) == 0
+    explained = json.loads(capsys.readouterr().out)
+    assert {c["clause"] for c in explained["clauses"]} == set(CLAUSES)
+    hours = next(t for t in explained["thresholds"] if t["clock"] == "incident_report_hours")
+    assert (hours["value"], hours["default"], hours["unit"]) == (24, 72, "hours")

@@ -38,11 +38,12 @@ def _found(request: Request, principal: Principal, clause: str | None, as_of: st
            summary: bool, valid_at: str | None = None) -> list[dict[str, Any]]:
     api = state(request)
     moment = at(as_of, valid_at)
-    days = api.service.ledger.settings.request_deadline_days
+    settings = api.service.ledger.settings
     return read(api, principal, "findings",
                 {"clause": clause, "summary": "yes" if summary else None}, as_of=moment,
                 needs="findings",
-                answer=lambda views: QueryService.findings(views, clause, moment, days))
+                answer=lambda views: QueryService.findings(views, clause, moment,
+                                                           settings=settings))
 
 
 @router.get("", response_model=FindingPage)
