@@ -28,7 +28,7 @@ in this order, against the same broker:
 - rebuild: ``ProjectionRunner(KafkaEventLog, SQLiteViewStore(file), all_projections(),
   batch_size=REBUILD_BATCH_SIZE).rebuild()`` (as `pdl rebuild --all --workers 1`)
   over that topic into an empty view store: the full rebuild of every view in one process;
-- rebuild, 2 workers: the same with ``rebuild(workers=2)`` (as `pdl rebuild --all`, whose
+- rebuild, 2 workers: the same with ``parallel_rebuild(runner, workers=2)`` (as `pdl rebuild --all`, whose
   default on 2+ cores this is): two processes, each rebuilding every view from its own
   share of the partitions (3 of the 6) into a file of its own, merged into the store at
   the end (``consumers.parallel``). The time includes starting the processes and the
@@ -91,6 +91,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from consumers.consume import KafkaGroupConsumer
+from consumers.parallel import parallel_rebuild
 from consumers.projection import REBUILD_BATCH_SIZE, Projection, ProjectionRunner, RunStats
 from consumers.registry import all_projections
 from consumers.views import SQLiteViewStore
@@ -417,7 +418,7 @@ class Bench:
             # as `pdl rebuild [--workers N]` does: transactions of REBUILD_BATCH_SIZE records
             runner = ProjectionRunner(log, store, projections, batch_size=REBUILD_BATCH_SIZE)
             with Stopwatch(self.broker) as watch, _main_not_rerun():
-                stats = runner.rebuild(workers=workers)
+                stats = parallel_rebuild(runner, workers=workers)
             _check_stats("rebuild", stats, self.stored)
             return watch, view_rows(store, projections)
         finally:

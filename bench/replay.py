@@ -10,7 +10,7 @@ ledger: pseudonymised and sealed, as in production):
 - replay: the same rows decoded into their event models, and its ratio to R (>= 0.5);
 - rebuild: every view rebuilt from position zero into a fresh view store, and its ratio
   to R (>= 0.2);
-- rebuild in ``--workers`` processes (``ProjectionRunner.rebuild(workers=...)``) too;
+- rebuild in ``--workers`` processes (``consumers.parallel.parallel_rebuild``) too;
 - memory: peak resident memory of a one-process rebuild in a child process, on a smaller
   log (``--memory-events``) and on this one: the slope between the two is the memory per
   million people (<= 200 MB), the intercept the fixed base (page cache, batch, caches);
@@ -42,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from consumers.parallel import parallel_rebuild
 from consumers.projection import REBUILD_BATCH_SIZE, ProjectionRunner
 from consumers.queries import incident_scope, incidents, scope
 from consumers.registry import all_projections
@@ -122,13 +123,13 @@ def replay(log: SQLiteEventLog) -> tuple[int, float]:
 def rebuild(log: SQLiteEventLog, views: Path, batch_size: int,
             names: list[str] | None = None, workers: int = 1) -> tuple[int, float]:
     """Rebuild the named projections (all if None) into a fresh view store at ``views``,
-    in ``workers`` processes (``ProjectionRunner.rebuild(workers=...)``)."""
+    in ``workers`` processes (``consumers.parallel.parallel_rebuild``)."""
     store = SQLiteViewStore(views)
     try:
         projections = [p for p in all_projections() if names is None or p.name in names]
         started = time.perf_counter()
-        stats = ProjectionRunner(log, store, projections, batch_size=batch_size).rebuild(
-            workers=workers)
+        stats = parallel_rebuild(ProjectionRunner(log, store, projections, batch_size=batch_size),
+                                 workers=workers)
         return stats.records, time.perf_counter() - started
     finally:
         store.close()

@@ -142,7 +142,7 @@ POISON: tuple[type[BaseException], ...] = (
 
 
 def _check_stored(event: Event) -> None:
-    if event.personal:
+    if event.data.personal:
         raise ValueError("clear personal values in the log: events must be sealed (publish via pdl)")
 
 

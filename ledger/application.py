@@ -1,7 +1,7 @@
 """The ledger application: validate, pseudonymise, seal and append; read back; erase.
 
 This is the only place where clear personal values and the log meet. They arrive in a
-wire event's ``personal`` map and leave this module sealed; nothing here logs them.
+wire event's ``data.personal`` map and leave this module sealed; nothing here logs them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from schemas import Event, EventInvalid, decode, encode_sealed, parse_wire, pars
 from schemas.events import DataErased, LedgerQueried
 from schemas.taxonomy import ErasureMethod
 
-from ledger.errors import InvalidInput, NotFound, SubjectErased
+from ledger.errors import InvalidInput, NotFound, Forbidden, SubjectErased
 from ledger.factory import create_log
 from ledger.files import private_dir
 from ledger.persistence import AppendResult, EventLog, LogRecord, NewRecord
@@ -55,6 +55,27 @@ class PublishSummary:
         }
 
 
+@dataclass(frozen=True)
+class Publisher:
+    """Who publishes through an edge of the ledger (the HTTP API), as authenticated there.
+
+    Its ``name`` is recorded with each event it publishes (the ``publisher`` attribute,
+    never taken from the producer), and it may publish only for its registered ``sources``.
+    """
+
+    name: str
+    sources: frozenset[str]
+
+    def check(self, events: Sequence[Event], lines: Sequence[int] | None = None) -> None:
+        """Raise ``Forbidden`` naming the first event whose source is not registered."""
+        for index, event in enumerate(events):
+            if event.source not in self.sources:
+                line = lines[index] if lines else index + 1
+                raise Forbidden(
+                    f"line {line}: source {event.source!r} is not registered to publisher "
+                    f"{self.name!r}; nothing was appended")
+
+
 class Sealing:
     """Pseudonymiser, key vault and sealer of one process: turns wire events into records."""
 
@@ -67,14 +88,17 @@ class Sealing:
     def close(self) -> None:
         self.vault.close()
 
-    def seal(self, events: Sequence[Event], lines: Sequence[int] | None = None) -> list[NewRecord]:
+    def seal(self, events: Sequence[Event], lines: Sequence[int] | None = None,
+             publisher: Publisher | None = None) -> list[NewRecord]:
         """Pseudonymise and seal validated wire events into records for the log.
 
         Raises ``InvalidInput`` (naming ``lines[i]``) if a person whose key was destroyed
-        comes with personal values: they can never be sealed again.
+        comes with personal values: they can never be sealed again. With a ``publisher``
+        its name is recorded in each record.
         """
         pseudonyms = self.pseudonymise.many([e.subject for e in events])
-        needs_key = [p for p, e in zip(pseudonyms, events) if e.personal and p]
+        needs_key = [p for p, e in zip(pseudonyms, events) if e.data.personal and p]
+        by = publisher.name if publisher is not None else None
         keys = self.vault.keys_for(needs_key) if needs_key else {}
         nonces = os.urandom(12 * len(needs_key))  # one draw for the batch, 12 bytes a token
         seal = self.sealer.seal
@@ -85,7 +109,8 @@ class Sealing:
             event_id = event.id
             assert event_id is not None
             token = None
-            if event.personal and pseudonym:
+            personal = event.data.personal
+            if personal and pseudonym:
                 key = keys.get(pseudonym)
                 if key is None:
                     errors.append(
@@ -93,17 +118,21 @@ class Sealing:
                          "this person was erased (key destroyed); personal values cannot be sealed")
                     )
                     continue
-                token = seal(key, pseudonym, event_id, event.personal,
+                token = seal(key, pseudonym, event_id, personal,
                              nonces[sealed : sealed + 12])
                 sealed += 12
             records.append(NewRecord(event_id, event.type, pseudonym,
-                                     encode_sealed(event, pseudonym, token)))
+                                     encode_sealed(event, pseudonym, token, by)))
         if errors:
             raise InvalidInput(f"{len(errors)} event(s) refused; nothing was appended", errors)
         return records
 
-    def prepare(self, chunk: Chunk, *, seal: bool = True) -> Prepared:
-        """Validate (and seal, unless ``seal`` is False) one chunk of numbered lines."""
+    def prepare(self, chunk: Chunk, *, seal: bool = True,
+                publisher: Publisher | None = None) -> Prepared:
+        """Validate (and seal, unless ``seal`` is False) one chunk of numbered lines.
+
+        Raises ``Forbidden`` if a valid event names a source ``publisher`` may not use.
+        """
         events: list[Event] = []
         numbers: list[int] = []
         errors: list[LineError] = []
@@ -116,10 +145,12 @@ class Sealing:
             else:
                 events.append(item)
                 numbers.append(number)
+        if publisher is not None:
+            publisher.check(events, numbers)
         if errors or not seal:
             return [], errors, bad
         try:
-            return self.seal(events, numbers), [], 0
+            return self.seal(events, numbers, publisher), [], 0
         except InvalidInput as exc:
             return [], exc.errors, len(exc.errors)
 
@@ -135,9 +166,9 @@ def _worker_init(settings: Settings) -> None:
     _worker = Sealing(settings)
 
 
-def _worker_prepare(chunk: Chunk, seal: bool) -> Prepared:
+def _worker_prepare(chunk: Chunk, seal: bool, publisher: Publisher | None) -> Prepared:
     assert _worker is not None
-    return _worker.prepare(chunk, seal=seal)
+    return _worker.prepare(chunk, seal=seal, publisher=publisher)
 
 
 def _chunks(lines: Iterable[str | bytes], size: int,
@@ -299,6 +330,7 @@ class Ledger:
         progress: Callable[[int], None] | None = None,
         keep_results: bool = False,
         workers: int = 1,
+        publisher: Publisher | None = None,
     ) -> PublishSummary:
         """Publish JSON Lines, all or nothing with respect to validation.
 
@@ -308,13 +340,17 @@ class Ledger:
         bad line refuses the whole input: ``InvalidInput`` lists each bad line and nothing
         is appended. A crash in phase 2 leaves whole batches only; publishing the same
         input again completes it without duplicates (ids are kept or derived from content).
+        With a ``publisher`` (an authenticated caller of the HTTP API) an event naming a
+        source not registered to it raises ``Forbidden``, nothing appended, and every
+        stored event records the publisher's name.
         """
         with _few_collections():
-            return self._publish_lines(lines, batch_size, progress, keep_results, workers)
+            return self._publish_lines(lines, batch_size, progress, keep_results, workers,
+                                       publisher)
 
     def _publish_lines(self, lines: Iterable[str | bytes], batch_size: int,
                        progress: Callable[[int], None] | None, keep_results: bool,
-                       workers: int) -> PublishSummary:
+                       workers: int, publisher: Publisher | None) -> PublishSummary:
         errors: list[LineError] = []
         bad_lines = 0
         spool = _Spool()
@@ -333,10 +369,10 @@ class Ledger:
             counted: list[int] = []
             chunks = _chunks(lines, batch_size, counted)
             if workers > 1:
-                self._prepare_parallel(chunks, workers, take, lambda: not errors)
+                self._prepare_parallel(chunks, workers, take, lambda: not errors, publisher)
             else:
                 for chunk in chunks:
-                    take(self.sealing.prepare(chunk, seal=not errors))
+                    take(self.sealing.prepare(chunk, seal=not errors, publisher=publisher))
             count = counted[0]
             if errors or bad_lines:
                 raise InvalidInput(
@@ -361,7 +397,8 @@ class Ledger:
             spool.close()
 
     def _prepare_parallel(self, chunks: Iterator[Chunk], workers: int,
-                          take: Callable[[Prepared], None], sealing: Callable[[], bool]) -> None:
+                          take: Callable[[Prepared], None], sealing: Callable[[], bool],
+                          publisher: Publisher | None) -> None:
         # fork: workers start in milliseconds and inherit the loaded schemas. They open
         # their own vault connection and never touch the parent's connections.
         context = multiprocessing.get_context("fork")
@@ -369,7 +406,7 @@ class Ledger:
                                  initargs=(self.settings,)) as pool:
             pending: deque[Future[Prepared]] = deque()
             for chunk in chunks:
-                pending.append(pool.submit(_worker_prepare, chunk, sealing()))
+                pending.append(pool.submit(_worker_prepare, chunk, sealing(), publisher))
                 if len(pending) >= 2 * workers:  # bounded: memory stays flat
                     take(pending.popleft().result())
             while pending:

@@ -7,7 +7,10 @@ Invariants kept here:
   batch or none of it, and an aborted batch never;
 - a person's events share a partition (the record key is their pseudonym), so they are
   read back in the order they were appended;
-- ``recorded_at`` is the broker's clock (``LogAppendTime``), which as-of reads rely on.
+- ``recorded_at`` is the broker's clock (``LogAppendTime``), which as-of reads rely on;
+- each record is a CloudEvent in the Kafka binding's binary mode (the data as value, the
+  attributes as ``ce_*`` headers); readers get the stored event back whole
+  (``schemas.cloudevents.to_kafka`` / ``from_kafka``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from ledger.persistence import (
     check_batch,
 )
 from ledger.settings import KafkaSettings, Settings
+from schemas.cloudevents import from_kafka, to_kafka
 
 if TYPE_CHECKING:
     from kafka.consumer.fetcher import ConsumerRecord  # type: ignore[import-untyped]
@@ -497,6 +501,11 @@ class KafkaEventLog(EventLog):
                     key = r.subject.encode() if r.subject is not None else NO_SUBJECT_KEY
                     headers = [(HEADER_EVENT_ID, r.event_id.encode()),
                                (HEADER_EVENT_TYPE, r.event_type.encode())]
+                    value = r.payload
+                    binary = to_kafka(value)
+                    if binary is not None:
+                        headers += binary[0]
+                        value = binary[1]
                     # An event about no one (a recipient, a policy, an incident) is context
                     # for everyone's events, and Kafka orders records only within a
                     # partition: it goes to every partition, so each person's later events
@@ -505,7 +514,7 @@ class KafkaEventLog(EventLog):
                                else self._all_partitions(producer))
                     for partition in targets:
                         futures.append((index, producer.send(
-                            self.topic, value=r.payload, key=key, partition=partition,
+                            self.topic, value=value, key=key, partition=partition,
                             headers=headers)))
                 producer.flush(timeout=self._timeout_ms / 1000)
                 metadata = [(i, f.get(timeout=self._timeout_ms / 1000)) for i, f in futures]
@@ -695,11 +704,16 @@ class KafkaEventLog(EventLog):
         # A record written by something other than the ledger may have no headers; it is
         # returned anyway (projections report an undecodable payload as a bad record).
         event_id = event_type = b""
-        for name, value in record.headers or ():
+        headers = record.headers or ()
+        for name, value in headers:
             if name == HEADER_EVENT_ID:
                 event_id = value or b""
             elif name == HEADER_EVENT_TYPE:
                 event_type = value or b""
+        # A record in binary mode (the ledger's own since envelope 2) is put back together;
+        # one without ce_* headers is the stored form already.
+        payload = (from_kafka(headers, record.value) if len(headers) > 2 else None) \
+            or record.value
         key = record.key
         return LogRecord(
             partition=record.partition,
@@ -708,7 +722,7 @@ class KafkaEventLog(EventLog):
             event_type=event_type.decode(),
             subject=None if key is None or key == NO_SUBJECT_KEY else key.decode(),
             recorded_at=EPOCH + timedelta(milliseconds=record.timestamp),
-            payload=record.value,
+            payload=payload,
         )
 
     def read(

@@ -21,12 +21,18 @@ import sqlite3
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-from ledger.errors import ConfigurationError, InvalidInput, NotFound, PersistenceError, Unauthenticated
+from ledger.errors import (
+    ConfigurationError,
+    InvalidInput,
+    NotFound,
+    PersistenceError,
+    Unauthenticated,
+)
 from ledger.files import private_file
 
 
@@ -86,7 +92,7 @@ class TokenInfo:
     label: str | None = None
 
     def state(self, now: datetime | None = None) -> str:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= now:
@@ -141,7 +147,7 @@ CREATE INDEX IF NOT EXISTS tokens_by_principal ON tokens(principal);
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _time(text: str | None) -> datetime | None:
@@ -254,7 +260,7 @@ class SQLitePrincipalStore:
         return PrincipalInfo(Principal(name, Role(role), tuple(json.loads(sources))),
                              created_at, _time(disabled))
 
-    def list(self, *, after: str | None = None, limit: int | None = None
+    def principals(self, *, after: str | None = None, limit: int | None = None
              ) -> list[PrincipalInfo]:
         """Principals by name (``after`` a name: the next page)."""
         sql = "SELECT name, role, sources, created_at, disabled_at FROM principals"

@@ -141,6 +141,13 @@ class Settings:
     #: A first admin token for ``pdl serve`` to accept (``LEDGER_ADMIN_TOKEN_FILE``, a
     #: Docker secret made with ``pdl token new``); only its hash is stored.
     admin_token_file: Path | None = None
+    #: The largest body ``POST /events`` reads (``LEDGER_INGEST_MAX_BYTES``); past it the
+    #: request is refused with 413 and nothing is appended. 16 MiB: batches of 10,000
+    #: typical events (~0.6 KB each) with room to spare.
+    ingest_max_bytes: int = 16 * 1024 * 1024
+    #: The most events one ``POST /events`` may carry (``LEDGER_INGEST_MAX_EVENTS``; 413
+    #: past it). One request is validated whole before anything is appended.
+    ingest_max_events: int = 10_000
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     @property
@@ -283,6 +290,8 @@ ENV: tuple[Var, ...] = (
     Var("view_cache_entries", "VIEW_CACHE_ENTRIES", integer(1)),
     Var("scope_index", "SCOPE_INDEX", flag),
     Var("admin_token_file", "ADMIN_TOKEN_FILE", path),
+    Var("ingest_max_bytes", "INGEST_MAX_BYTES", integer(1024)),
+    Var("ingest_max_events", "INGEST_MAX_EVENTS", integer(1)),
 )
 
 #: Every ``LEDGER_KAFKA_*`` variable of ``KafkaSettings``.

@@ -50,7 +50,7 @@ def cmd_principal_add(args: argparse.Namespace) -> int:
 
 def cmd_principal_list(args: argparse.Namespace) -> int:
     with _store(args) as store:
-        rows = [p.as_dict() for p in store.list()]
+        rows = [p.as_dict() for p in store.principals()]
     emit(args, rows, lambda: _table(f"{len(rows)} principal(s)", rows,
                                     ["name", "role", "sources", "created_at", "disabled_at"]))
     return 0

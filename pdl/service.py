@@ -92,10 +92,11 @@ class QueryService:
         """Records the slowest projection still has to read."""
         return max((s["lag"] for s in self.status()), default=0)
 
-    def catch_up(self, progress: Progress | None = None) -> RunStats:
-        """Bring every projection up to the end of the log."""
+    def catch_up(self, progress: Progress | None = None,
+                 names: list[str] | None = None) -> RunStats:
+        """Bring every projection (or those ``names``) up to the end of the log."""
         with self.lock:
-            stats = self.runner().run(progress=progress)
+            stats = self.runner(names).run(progress=progress)
             if stats.bad:
                 self.send_dead_letters()
             return stats

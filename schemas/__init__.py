@@ -17,6 +17,7 @@ from schemas.codec import (
     parse_wire,
     parse_wire_lines,
     upcast,
+    upcast_envelope,
     uuid7,
 )
 from schemas.events import DATA_MODELS, EVENT_TYPES, Event, EventData
@@ -39,5 +40,6 @@ __all__ = [
     "parse_wire",
     "parse_wire_lines",
     "upcast",
+    "upcast_envelope",
     "uuid7",
 ]

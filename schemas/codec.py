@@ -28,6 +28,7 @@ from schemas.events import (
     MIN_TIME,
     Event,
     EventData,
+    Personal,
     dataschema_uri,
 )
 from schemas.taxonomy import RENAMED_CATEGORIES
@@ -84,7 +85,7 @@ def current_version(event_type: str) -> int:
 
 def _renamed(value: Any) -> Any:
     """``value`` with retired category keys (``RENAMED_CATEGORIES``) replaced, in lists,
-    nested objects and object keys (``personal``)."""
+    nested objects and object keys (``data.personal``)."""
     if isinstance(value, str):
         return RENAMED_CATEGORIES.get(value, value)
     if isinstance(value, list):
@@ -92,6 +93,33 @@ def _renamed(value: Any) -> Any:
     if isinstance(value, dict):
         return {RENAMED_CATEGORIES.get(k, k): _renamed(v) for k, v in value.items()}
     return value
+
+
+#: Placeholder id an id-less event is validated under before its content id replaces it.
+_NO_ID = "-"
+
+
+def upcast_envelope(obj: dict[str, Any]) -> dict[str, Any]:
+    """Envelope 1 -> 2, for producers of the old form (a copy; ``obj`` is not changed).
+
+    Envelope 1 had ``personal`` as a top-level attribute (an object, which CloudEvents
+    extensions may not be) and let ``specversion`` and ``id`` be left out. Here the values
+    move to ``data.personal``, a missing ``specversion`` becomes "1.0", and a missing id
+    becomes a placeholder that ``parse_wire`` replaces by the content id (``content_id``),
+    the same id envelope 1 derived, so a retry of an old id-less line is still no duplicate.
+    """
+    obj = dict(obj)
+    obj.setdefault("specversion", "1.0")
+    if obj.get("id") is None:
+        obj["id"] = _NO_ID
+    if "personal" in obj:
+        data = obj.get("data")
+        if obj["personal"] is None:
+            del obj["personal"]
+        elif isinstance(data, dict) and "personal" not in data:
+            obj["data"] = {**data, "personal": obj.pop("personal")}
+        # else: both forms at once; validation names the top-level one as unknown
+    return obj
 
 
 def upcast(obj: dict[str, Any]) -> dict[str, Any]:
@@ -204,12 +232,20 @@ def uuid7(unix_ms: int | None = None, rand: bytes | None = None) -> str:
     return str(uuid.UUID(int=value))
 
 
+_CANONICAL_EXCLUDE: Any = {"id": True, "sealed": True, "publisher": True, "data": {"personal"}}
+_PERSONAL_JSON = TypeAdapter(Personal | None).serializer.to_json
+
+
 def content_id(event: Event) -> str:
     """The id of an event published without one: UUIDv7 from its time and its content.
 
     Deterministic, so publishing the same id-less line twice (a retry) stores it once.
+    The hashed form is envelope 1's JSON (``personal`` after ``data``, then a null
+    ``sealed``), so an id-less line keeps the id it was given before envelope 2.
     """
-    canonical = event.model_dump_json(exclude={"id"}).encode()
+    body = type(event).__pydantic_serializer__.to_json(event, exclude=_CANONICAL_EXCLUDE)
+    canonical = (body[:-1] + b',"personal":' + _PERSONAL_JSON(event.data.personal)
+                 + b',"sealed":null}')
     digest = hashlib.sha256(canonical).digest()
     return uuid7(int(event.time.timestamp() * 1000), digest[:10])
 
@@ -220,9 +256,9 @@ def content_id(event: Event) -> str:
 def _check_subject(event: Event) -> None:
     if type(event.data).SUBJECT_REQUIRED and not event.subject:
         raise EventInvalid([FieldError("subject", f"required for {event.type} events")])
-    if not type(event.data).SUBJECT_REQUIRED and event.personal:
+    if not type(event.data).SUBJECT_REQUIRED and event.data.personal:
         raise EventInvalid(
-            [FieldError("personal", f"{event.type} events are not about a person")]
+            [FieldError("data.personal", f"{event.type} events are not about a person")]
         )
     _check_personal(event)
 
@@ -231,15 +267,16 @@ def _check_personal(event: Event) -> None:
     """Keys of ``personal`` must be among the event's ``categories`` (or under one of them),
     where the event lists categories: a value of a category the event does not declare
     would be sealed under a promise nobody made."""
-    if not event.personal:
+    personal = event.data.personal
+    if not personal:
         return
     declared: list[str] | None = getattr(event.data, "categories", None)
     if not declared:
         return
-    stray = [k for k in event.personal
+    stray = [k for k in personal
              if k not in declared and not any(k.startswith(c + ".") for c in declared)]
     if stray:
-        raise EventInvalid([FieldError(f"personal.{k}", "not among data.categories")
+        raise EventInvalid([FieldError(f"data.personal.{k}", "not among data.categories")
                             for k in stray])
 
 
@@ -337,14 +374,22 @@ def parse_wire(obj: Any) -> Event:
         if not isinstance(obj, dict):
             raise EventInvalid([FieldError("(line)", "must be a JSON object")])
         _check_tree(obj)
+        if obj.get("personal") is not None and isinstance(obj.get("data"), dict) \
+                and "personal" in obj["data"]:
+            raise EventInvalid([FieldError(
+                "personal", "given twice (top level and data.personal): send only data.personal")])
         try:
-            event = EVENT_ADAPTER.validate_python(upcast(dict(obj)))
+            event = EVENT_ADAPTER.validate_python(upcast(upcast_envelope(obj)))
         except ValidationError as exc:
             raise EventInvalid(field_errors(exc)) from None
     if event.sealed is not None:
-        raise EventInvalid([FieldError("sealed", "set by the ledger; send values in 'personal'")])
+        raise EventInvalid(
+            [FieldError("sealed", "set by the ledger; send values in 'data.personal'")])
+    if event.publisher is not None:
+        raise EventInvalid(
+            [FieldError("publisher", "set by the ledger from the authenticated principal")])
     _check_subject(event)
-    if event.id is None:
+    if event.id == _NO_ID:
         event = event.model_copy(update={"id": content_id(event)})
     return event
 
@@ -366,12 +411,12 @@ def parse_wire_lines(lines: Sequence[str | bytes]) -> list[Event | EventInvalid]
                 event = None
         if event is not None:
             data = type(event.data)
-            if (event.id is None or event.sealed is not None
-                    or event.schemaversion != data.SCHEMA_VERSION
-                    or (not event.subject if data.SUBJECT_REQUIRED else event.personal)
+            if (event.sealed is not None or event.publisher is not None
+                    or event.id == _NO_ID or event.schemaversion != data.SCHEMA_VERSION
+                    or (not event.subject if data.SUBJECT_REQUIRED else event.data.personal)
                     or _may_hold_nul(line)):
                 event = None
-            elif event.personal:
+            elif event.data.personal:
                 try:
                     _check_personal(event)
                 except EventInvalid as exc:
@@ -387,7 +432,7 @@ def parse_wire_lines(lines: Sequence[str | bytes]) -> list[Event | EventInvalid]
     return out
 
 
-_NOT_STORED = {"personal", "subject", "sealed"}
+_NOT_STORED: Any = {"subject": True, "sealed": True, "publisher": True, "data": {"personal"}}
 
 
 def encode(event: Event) -> bytes:
@@ -395,12 +440,14 @@ def encode(event: Event) -> bytes:
     return event.model_dump_json(exclude_none=True).encode()
 
 
-def encode_sealed(event: Event, subject: str | None, sealed: str | None) -> bytes:
-    """The stored form of a wire event: its subject replaced, ``personal`` replaced by a token.
+def encode_sealed(event: Event, subject: str | None, sealed: str | None,
+                  publisher: str | None = None) -> bytes:
+    """The stored form of a wire event: its subject replaced, ``data.personal`` by a token.
 
     Same JSON as ``encode(event.model_copy(update=...))`` up to key order, without the
     cost of copying a pydantic model (the publish hot path). ``subject`` and ``sealed``
-    are a pseudonym and a base64url token, plain ASCII that needs no JSON escaping.
+    are a pseudonym and a base64url token, plain ASCII that needs no JSON escaping;
+    ``publisher`` (the principal's name, set by the ledger) is escaped.
     """
     # The model's serializer called directly: model_dump_json's bytes, without its
     # wrapper and the decode/encode round trip.
@@ -411,6 +458,8 @@ def encode_sealed(event: Event, subject: str | None, sealed: str | None) -> byte
         extra += b',"subject":"' + subject.encode() + b'"'
     if sealed is not None:
         extra += b',"sealed":"' + sealed.encode() + b'"'
+    if publisher is not None:
+        extra += b',"publisher":' + json.dumps(publisher).encode()
     return body[:-1] + extra + b"}" if extra else body
 
 

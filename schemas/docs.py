@@ -15,6 +15,7 @@ from schemas.events import (
     MAX_TIME,
     MIN_TIME,
     Event,
+    EventData,
 )
 from schemas.examples import EXAMPLES
 from schemas.events import CrossBorder, Source
@@ -102,12 +103,33 @@ def render_catalogue() -> str:
             continue
         desc = Event.model_fields[name].description or ""
         out.append(f"| `{name}` | {_type_of(prop, {})} | {'yes' if name in required else 'no'} | {desc} |")
+    personal = EventData.model_fields["personal"].description
+    out.append(f"| `data.personal` | object: data category -> string | no | {personal} |")
     out += [
         "",
-        "On the wire `subject` is the person's real identifier and `personal` maps data "
-        "categories to clear values; the ledger stores the keyed pseudonym and a `sealed` "
-        "token instead. `id` may be omitted: the ledger then derives a UUIDv7 from the "
-        "event's time and content, so a retried publish is not a duplicate.",
+        "On the wire `subject` is the person's real identifier and `data.personal` (a "
+        "member of every event type's data, reserved for this) maps data categories to "
+        "clear values; the ledger stores the keyed pseudonym and a `sealed` token instead. "
+        "Every attribute but `data` is a scalar, so each accepted event is a CloudEvents 1.0 "
+        "event that any CloudEvents SDK reads with nothing lost; `sealed` and `publisher` "
+        "appear only in the log, set by the ledger (a producer sending them is refused).",
+        "",
+        "### Ids",
+        "",
+        "`id` and `specversion` are required. A producer that cannot keep an id across "
+        "retries may still leave `id` out (the old form): the ledger then derives a UUIDv7 "
+        "from the event's time and content before validation, so a retried publish is not a "
+        "duplicate. Keeping your own id is better: two events identical in time and content "
+        "would otherwise count as one.",
+        "",
+        "### Envelope versions",
+        "",
+        "Envelope 2 (this one) carries clear values in `data.personal`. Envelope 1 had them "
+        "in a top-level `personal` object (which CloudEvents extension attributes may not "
+        "be) and let `id` and `specversion` be left out. Producers of envelope 1 keep "
+        "working: `schemas.codec.upcast_envelope` moves `personal` into `data`, sets "
+        "`specversion` and derives the id exactly as envelope 1 did. Stored events never "
+        "held `personal`, so the log needs no upcasting for this.",
         "",
         "## Bounds",
         "",
@@ -125,7 +147,7 @@ def render_catalogue() -> str:
         f"| `data.retention_days` | 0 to {MAX_RETENTION_DAYS} (100 years), or null |",
         f"| `schemaversion` | 1 to the type's current version (at most {MAX_SCHEMA_VERSION}) |",
         "| every string, key or value | no NUL character (`\\u0000`) |",
-        "| keys of `personal` | among the event's `data.categories` (or under one of them), "
+        "| keys of `data.personal` | among the event's `data.categories` (or under one of them), "
         "where the event lists categories |",
         "",
         "## Event types",
@@ -148,6 +170,8 @@ def render_catalogue() -> str:
             "|---|---|---|---|",
         ]
         for name, prop in data_schema.get("properties", {}).items():
+            if name == "personal":
+                continue  # the same for every type: described with the envelope
             desc = (model.model_fields[name].description or "").replace("|", "/")
             out.append(f"| `{name}` | {_type_of(prop, defs)} | {'yes' if name in req else 'no'} | {desc} |")
         out += ["", "Example (wire form):", "", "```json",

@@ -62,10 +62,17 @@ def _iso_time_only(value: Any) -> Any:
 # an offset is refused rather than guessed, and so is one outside MIN_TIME..MAX_TIME.
 UtcTime = Annotated[AwareDatetime, BeforeValidator(_iso_time_only),
                     Field(ge=MIN_TIME, le=MAX_TIME)]
+#: Clear identifying values of one event: data category -> value.
+Personal = dict[CategoryKey, Annotated[str, StringConstraints(min_length=1, max_length=4096)]]
 
 
 class EventData(BaseModel):
-    """Base of every event's ``data``: frozen, unknown fields refused."""
+    """Base of every event's ``data``: frozen, unknown fields refused.
+
+    ``personal`` is a reserved member of every event's data (envelope 2): the clear values
+    travel inside ``data`` because CloudEvents extension attributes must be scalars. The
+    ledger seals them before the log, so a stored event's data never holds them.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
@@ -73,6 +80,11 @@ class EventData(BaseModel):
     SCHEMA_VERSION: ClassVar[int] = 1
     #: Whether the envelope's ``subject`` must name a person.
     SUBJECT_REQUIRED: ClassVar[bool] = True
+
+    personal: Personal | None = Field(
+        default=None,
+        description="wire only: data category -> clear value; sealed by the ledger, never stored",
+    )
 
 
 # --- subjects -------------------------------------------------------------------------
@@ -592,27 +604,26 @@ DATA_MODELS: tuple[type[EventData], ...] = (
 
 EVENT_TYPES: dict[str, type[EventData]] = {m.TYPE: m for m in DATA_MODELS}
 
-Personal = dict[CategoryKey, Annotated[str, StringConstraints(min_length=1, max_length=4096)]]
-
-
 def dataschema_uri(event_type: str, version: int) -> str:
     return f"urn:pdl:schema:{event_type}:{version}"
 
 
 class Event(BaseModel):
-    """A CloudEvents 1.0 envelope around one event's data.
+    """A CloudEvents 1.0 envelope around one event's data (envelope 2).
 
-    On the wire (``pdl publish``) ``subject`` is the person's real identifier and
-    ``personal`` holds identifying values in clear. In the log ``subject`` is the keyed
-    pseudonym and ``personal`` is replaced by ``sealed``, an AES-GCM token under the
-    person's own key.
+    On the wire ``subject`` is the person's real identifier and ``data.personal`` holds
+    identifying values in clear. In the log ``subject`` is the keyed pseudonym and the
+    values are replaced by ``sealed``, an AES-GCM token under the person's own key.
+    Every attribute but ``data`` is a scalar, as CloudEvents requires of extensions.
+    Envelope 1 (``personal`` at the top level, ``id`` and ``specversion`` optional) is
+    upcast by ``schemas.codec``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
-    specversion: Literal["1.0"] = Field(default="1.0", description="CloudEvents version")
-    id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
-        default=None, description="unique event id; if absent a UUIDv7 is derived from the content"
+    specversion: Literal["1.0"] = Field(description="CloudEvents version")
+    id: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="unique event id (a retry keeps it); see 'Ids' below for id-less producers"
     )
     source: Name = Field(description="the service that did it, e.g. svc/accounts")
     type: str = Field(description="the event type, one of those below")
@@ -627,9 +638,11 @@ class Event(BaseModel):
     schemaversion: int = Field(default=1, ge=1, le=MAX_SCHEMA_VERSION,
                                description="schema version of data; older ones are upcast")
     data: EventData
-    personal: Personal | None = Field(
-        default=None, description="wire only: data category -> clear value; sealed by the ledger"
-    )
     sealed: str | None = Field(
         default=None, description="log only: AES-GCM token of the values under the person's key"
+    )
+    publisher: Name | None = Field(
+        default=None,
+        description="log only: the authenticated principal that published it over HTTP; "
+        "set by the ledger, refused from a producer",
     )

@@ -5,25 +5,27 @@ Identifiers and values are made up; none belongs to a real person.
 
 from __future__ import annotations
 
+from itertools import count
 from typing import Any
 
 T = "2026-11-01T09:30:00+08:00"
 USER = "acct:10001"
+_serial = count(1)
 
 
 def _event(type_: str, data: dict[str, Any], subject: str | None = USER,
            personal: dict[str, str] | None = None) -> dict[str, Any]:
     event: dict[str, Any] = {
         "specversion": "1.0",
+        # a fixed UUIDv7 per example (time 2026-11-01T01:30Z), so the docs stay stable
+        "id": f"01a194ba-4dc0-7000-8000-{next(_serial):012d}",
         "source": "svc/example",
         "type": type_,
         "time": T,
-        "data": data,
+        "data": {**data, "personal": personal} if personal else data,
     }
     if subject is not None:
         event["subject"] = subject
-    if personal:
-        event["personal"] = personal
     return event
 
 

@@ -1,4 +1,6 @@
-"""Shared fixtures: settings in a temp dir, and the log backends every contract test runs on.
+"""Shared fixtures: settings in a temp dir, the logs of every backend (``backend_settings``,
+``make_log``, ``event_log``: each test using one runs once per backend) and the view stores
+(``make_view_store``, ``view_store``).
 
 Kafka tests need a real broker. ``LEDGER_KAFKA_BOOTSTRAP_SERVERS`` points at one; else, if a
 JDK and Maven are here, ``scripts/kafka-dev`` starts one for the session and stops it after.
@@ -13,11 +15,14 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from itertools import count
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from consumers.views import SQLiteViewStore, ViewStore
+from ledger.factory import create_log
 from ledger.persistence import EventLog
 from ledger.settings import Settings, generate_key
 
@@ -87,11 +92,15 @@ def backend_settings(request: pytest.FixtureRequest, settings: Settings) -> Sett
     return settings
 
 
-@pytest.fixture
-def make_log(backend_settings: Settings) -> Iterator[Callable[[], EventLog]]:
-    """A factory of logs of the backend under test; every log it opens is closed after."""
-    from ledger.factory import create_log
+#: Opens the log under test (each call: a new connection to the same log).
+MakeLog = Callable[[], EventLog]
+#: Opens a new, empty view store of the backend under test.
+MakeViewStore = Callable[[], ViewStore]
 
+
+@pytest.fixture
+def make_log(backend_settings: Settings) -> Iterator[MakeLog]:
+    """A factory of logs of the backend under test; every log it opens is closed after."""
     opened: list[EventLog] = []
 
     def make() -> EventLog:
@@ -102,3 +111,42 @@ def make_log(backend_settings: Settings) -> Iterator[Callable[[], EventLog]]:
     yield make
     for log in opened:
         log.close()
+
+
+@pytest.fixture
+def event_log(backend_settings: Settings) -> Iterator[EventLog]:
+    """One empty log of each backend: projection tests run on SQLite and on Kafka.
+
+    On Kafka, one partition: hand-built sequences mix people with registries of recipients
+    and incidents, whose relative order only a single partition keeps."""
+    settings = backend_settings
+    if settings.backend == "kafka":
+        settings = settings.with_(kafka=settings.kafka.with_(partitions=1))
+    log = create_log(settings)
+    yield log
+    log.close()
+
+
+VIEW_BACKENDS = ["sqlite"]  # a second view store backend adds its name and a branch below
+
+
+@pytest.fixture(params=VIEW_BACKENDS)
+def make_view_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeViewStore]:
+    """A factory of empty view stores of the backend under test; closed after the test."""
+    opened: list[ViewStore] = []
+    counter = count()
+
+    def make() -> ViewStore:
+        store = SQLiteViewStore(tmp_path / f"views-{next(counter)}.db", synchronous="OFF")
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def view_store(make_view_store: MakeViewStore) -> ViewStore:
+    """One empty view store of the backend under test."""
+    return make_view_store()

@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from itertools import count
+from pathlib import Path
 from typing import Any
 
+from consumers.projection import Item, Projection
+from consumers.views import ViewTransaction
 from ledger.persistence import AppendResult, EventLog, NewRecord
+from ledger.sqlite import SQLiteEventLog
 from schemas import encode, parse_wire
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
@@ -124,7 +128,7 @@ def log_events(log: EventLog, events: Iterable[Mapping[str, Any]]) -> list[Appen
     records = []
     for raw in events:
         event = parse_wire(dict(raw))
-        assert event.id is not None and not event.personal
+        assert event.id is not None and not event.data.personal
         records.append(NewRecord(event_id=event.id, event_type=event.type, subject=event.subject,
                                  payload=encode(event)))
     return log.append(records)
@@ -243,54 +247,20 @@ def random_events(seed: int, n: int) -> list[dict[str, Any]]:
     return out
 
 
-# --- fixtures (import them into a test module to use them) -------------------------------
-
-import pytest
-
-VIEW_BACKENDS = ["sqlite"]  # a second view store backend adds its name and a branch below
-
-
-@pytest.fixture(params=VIEW_BACKENDS)
-def make_view_store(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
-    """A factory of empty view stores of the backend under test; closed after the test."""
-    from consumers.views import SQLiteViewStore
-
-    opened: list[Any] = []
-    counter = count()
-
-    def make() -> Any:
-        store = SQLiteViewStore(tmp_path / f"views-{next(counter)}.db", synchronous="OFF")
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
+def random_sqlite_log(directory: Path, *, seed: int, n: int) -> SQLiteEventLog:
+    """A SQLite log in ``directory`` holding ``n`` reproducible random events."""
+    log = SQLiteEventLog(directory / "log.db", synchronous="OFF")
+    log_events(log, random_events(seed=seed, n=n))
+    return log
 
 
-@pytest.fixture
-def view_store(make_view_store: Any) -> Any:
-    """One empty view store of the backend under test."""
-    return make_view_store()
+class Boom(Projection):
+    """A projection that fails on its second batch."""
 
+    name = "boom"
+    calls = 0
 
-@pytest.fixture(params=["sqlite", "kafka"])
-def event_log(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
-    """An empty log of each backend: projection tests run on SQLite and on Kafka."""
-    if request.param == "kafka":
-        from conftest import kafka_settings
-
-        from ledger.kafka import KafkaEventLog
-        from ledger.settings import Settings
-
-        bootstrap = request.getfixturevalue("kafka_bootstrap")
-        # One partition: these hand-built sequences mix people with registries of
-        # recipients and incidents, whose relative order only a single partition keeps.
-        log: Any = KafkaEventLog.from_settings(
-            kafka_settings(Settings(data_dir=tmp_path), bootstrap, partitions=1))
-    else:
-        from ledger.sqlite import SQLiteEventLog
-
-        log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
-    yield log
-    log.close()
+    def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("injected failure in a rebuild worker")

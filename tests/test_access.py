@@ -140,7 +140,7 @@ def _free_port() -> int:
 
 def _pdl(env: dict[str, str], *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pdl.cli", *argv], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _environ(settings: Settings, **extra: str) -> dict[str, str]:
@@ -188,7 +188,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
 
 
 def test_first_admin_token_from_a_secret_file(served: tuple[str, str, Path]) -> None:
-    url, token, data_dir = served
+    url, token, _ = served
     auth = {"Authorization": f"Bearer {token}"}
     me = httpx.get(f"{url}/whoami", headers=auth, timeout=10).json()
     assert me["role"] == "admin"
@@ -253,3 +253,22 @@ def test_master_key_from_a_file(tmp_path: Path) -> None:
     secret.write_text("short")
     with pytest.raises(ConfigurationError, match="LEDGER_MASTER_KEY_FILE"):
         Settings.from_env({"LEDGER_MASTER_KEY_FILE": str(secret)})
+
+
+def test_a_revoked_first_admin_token_stays_revoked(tmp_path: Path) -> None:
+    from pdl.api.server import import_admin_token
+
+    token = new_token()[0]
+    secret = tmp_path / "admin-token"
+    secret.write_text(token)
+    with SQLitePrincipalStore(tmp_path / "access.db") as store:
+        assert import_admin_token(store, secret) is True
+        assert store.resolve(token).role is Role.ADMIN
+        assert import_admin_token(store, secret) is False  # a restart imports nothing
+        store.revoke(store.tokens(principal="admin")[0].id)
+        assert import_admin_token(store, secret) is False
+        with pytest.raises(Unauthenticated, match="revoked"):
+            store.resolve(token)
+        secret.write_text("not a token")
+        with pytest.raises(ConfigurationError, match="LEDGER_ADMIN_TOKEN_FILE"):
+            import_admin_token(store, secret)

@@ -7,6 +7,7 @@ a test fails if the OpenAPI document lists an operation the matrix does not cove
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from apikit import JAN, Caller, Live, live_server, publish_sample, sample_settin
 from test_queries_cli import ALICE
 
 from ledger.principals import Role
+from schemas.examples import EXAMPLES
 
 P, C, R, O, A = (Role.PUBLISHER, Role.COMPLIANCE, Role.RESPONDER, Role.PRIVACY_OFFICER,
                  Role.ADMIN)
@@ -49,9 +51,12 @@ MATRIX: list[tuple[str, str, dict[str, Any], frozenset[Role]]] = [
     ("GET", "/tokens", {}, frozenset({A})),
     ("POST", "/tokens", {"json": {"principal": "compliance@tests"}}, frozenset({A})),
     ("POST", "/tokens/{token_id}/revoke", {}, frozenset({A})),
+    ("POST", "/events", {"content": json.dumps({**EXAMPLES["data.used"], "source": "tests/api"}),
+                         "headers": {"content-type": "application/cloudevents+json"}},
+     frozenset({P})),
 ]
 #: Routes anybody may call (no token).
-PUBLIC = {("GET", "/health")}
+PUBLIC = {("GET", "/health"), ("GET", "/schemas"), ("GET", "/schemas/{event_type}")}
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +155,10 @@ def test_a_publisher_reads_nothing(live: Live) -> None:
     with live.client(Role.PUBLISHER) as client:
         me = client.get("/whoami").json()
     assert me == {"name": "publisher@tests", "role": "publisher", "sources": ["tests/api"]}
+
+
+def test_an_admin_cannot_disable_itself(live: Live) -> None:
+    with live.client(Role.ADMIN) as admin:
+        refused = admin.post("/principals/admin@tests/disable")
+        assert refused.status_code == 409
+        assert admin.get("/whoami").status_code == 200

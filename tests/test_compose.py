@@ -80,7 +80,25 @@ def test_dependencies_wait_for_health(resolved: dict[str, Any]) -> None:
     assert {"consumers", "api"} <= with_deps.keys()
     for name, deps in with_deps.items():
         for dep, spec in deps.items():
+            if spec.get("condition") == "service_completed_successfully":
+                # only a one-shot setup step may be waited for to finish
+                assert services[dep].get("restart") == "no", f"{name} -> {dep}: {spec}"
+                continue
             assert spec.get("condition") == "service_healthy", f"{name} -> {dep}: {spec}"
+
+
+def test_the_example_publisher_posts_to_the_api_with_a_publisher_token(
+        resolved: dict[str, Any]) -> None:
+    services = resolved["services"]
+    publisher = services["example-publisher"]
+    assert publisher["environment"]["PDL_URL"] == "http://api:8080"
+    assert publisher["environment"]["PDL_SOURCE"] == "svc/example-shop"
+    mounts = [v if isinstance(v, str) else f"{v.get('source')}:{v.get('target')}"
+              for v in publisher["volumes"]]
+    assert any(m.split(":")[0].endswith("examples/go-publisher") for m in mounts), mounts
+    setup = " ".join(services["publisher-setup"]["command"])
+    assert "--role publisher --source svc/example-shop" in setup
+    assert "umask 077" in setup  # the token file is private
 
 
 def test_stateful_services_have_healthchecks(resolved: dict[str, Any]) -> None:
@@ -106,3 +124,13 @@ def test_refuses_to_resolve_without_postgres_password(docker_compose: str, tmp_p
     result = compose_config(docker_compose, tmp_path, LEDGER_MASTER_KEY="a-key")
     assert result.returncode != 0
     assert "LEDGER_POSTGRES_PASSWORD" in result.stderr
+
+
+def test_the_api_takes_its_first_admin_token_from_a_secret(resolved: dict[str, Any]) -> None:
+    api = resolved["services"]["api"]
+    assert [s["source"] for s in api["secrets"]] == ["admin-token"]
+    assert api["environment"]["LEDGER_ADMIN_TOKEN_FILE"] == "/run/secrets/admin-token"
+    assert resolved["secrets"]["admin-token"]["file"].endswith("secrets/admin-token")
+    # the token itself is in no environment variable of any service
+    for service in resolved["services"].values():
+        assert not any("TOKEN" in k and "FILE" not in k for k in service.get("environment", {}))

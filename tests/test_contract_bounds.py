@@ -53,16 +53,16 @@ REFUSED: list[tuple[str, bytes, str]] = [
     ("time as epoch string", _line(_with(time="1700000000")).encode(), "time"),
     ("NUL in subject", _line(_with(subject="acct:1\u00002")).encode(), "subject"),
     ("NUL in a personal value",
-     _line(_with(personal={"user.contact.email": "a\u0000@example.cn"})).encode(),
-     "personal.user.contact.email"),
+     _line(_with(data__personal={"user.contact.email": "a\u0000@example.cn"})).encode(),
+     "data.personal.user.contact.email"),
     ("personal key not in categories",
-     _line(_with(personal={"user.financial.bank_account": "6222"})).encode(),
-     "personal.user.financial.bank_account"),
+     _line(_with(data__personal={"user.financial.bank_account": "6222"})).encode(),
+     "data.personal.user.financial.bank_account"),
     ("JSON 10,000 levels deep", ("[" * 10_000 + "]" * 10_000).encode(), "(line)"),
     ("object 10,000 levels deep", ('{"a":' * 10_000 + "1" + "}" * 10_000).encode(), "(line)"),
     ("invalid UTF-8", _line(_with(source="svc/\u00e9")).encode().replace(b"\\u00e9", b"\xff\xfe"),
      "(line)"),
-    ("line over the size bound", _line(_with(personal={
+    ("line over the size bound", _line(_with(data__personal={
         "user.contact.email": "x" * 2_000_000})).encode(), "(line)"),
 ]
 

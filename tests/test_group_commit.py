@@ -27,8 +27,8 @@ def wire(i: int) -> dict[str, Any]:
     event["time"] = f"2026-11-02T{(i // 3600) % 24:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z"
     if i % 2 == 0:
         event["type"] = "data.collected"
-        event["data"] = EXAMPLES["data.collected"]["data"]
-        event["personal"] = {"user.contact.email": f"group{i}@example.cn"}
+        event["data"] = {**EXAMPLES["data.collected"]["data"],
+                         "personal": {"user.contact.email": f"group{i}@example.cn"}}
     return event
 
 

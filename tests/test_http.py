@@ -64,7 +64,8 @@ def test_data_map_by_pseudonym_is_an_opaque_handle(live: Live) -> None:
         answer = client.get(f"/subjects/{handle}")
         assert answer.status_code == 200 and answer.json()["pseudonym"] == handle
         assert client.get("/subjects/p_" + "a" * 32).status_code == 404
-        assert client.get(f"/subjects/{ALICE}").status_code == 400  # not a pseudonym
+        assert client.get(f"/subjects/{ALICE}").status_code == 404  # not a pseudonym
+        assert client.get("/subjects/export").status_code == 405  # POST only
 
 
 def test_export_needs_a_reason_and_is_recorded_as_a_clear_read(live: Live) -> None:
@@ -131,8 +132,10 @@ def test_findings_over_http(live: Live) -> None:
     (Role.RESPONDER, "/scope?stores=accounts-db&from=2026-01-01T00:00:00Z", 400),
     (Role.RESPONDER, "/scope?stores=a&from=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
      400),
-    (Role.RESPONDER, "/scope?stores=accounts-db&from=2026-01-01T00:00:00Z"
-                     "&until=2026-02-01T00:00:00Z&categories=user.nonsense", 422),
+    (Role.RESPONDER, ("/scope?stores=accounts-db&from=2026-01-01T00:00:00Z"
+                      "&until=2026-02-01T00:00:00Z&categories=user.nonsense"), 400),
+    (Role.COMPLIANCE, "/disclosures?category=user.nonsense", 400),
+    (Role.COMPLIANCE, "/findings?as_of=0.5", 400),  # a time is ISO text, not seconds
     (Role.RESPONDER, "/scope?incident=nope", 404),
     (Role.RESPONDER, "/nowhere", 404),
     (Role.RESPONDER, "/subjects/x/y/z", 404),
@@ -196,15 +199,87 @@ def test_request_log_names_route_and_principal_not_values(tmp_path: Path,
     assert 'pdl_auth_failures_total{reason="malformed_token"} 1' in metrics
 
 
+def test_access_log_answers_who_read_whose_data_when_and_why(live: Live) -> None:
+    alice = pseudonym(live, ALICE)
+    with live.client(Role.PRIVACY_OFFICER) as officer:
+        opened = officer.post("/log/unseal", json={"subject": ALICE, "reason": "DSR-9",
+                                                   "limit": 1})
+        assert opened.status_code == 200
+        page = opened.json()
+        assert len(page["items"]) == 1 and page["next"]
+        rest = officer.post("/log/unseal", json={"subject": ALICE, "reason": "DSR-9",
+                                                 "cursor": page["next"]}).json()
+        assert len(rest["items"]) >= 1 and rest["next"] is None
+        values = [e.get("personal") for e in page["items"] + rest["items"]]
+        assert {"user.contact.email": ALICE_EMAIL} in values  # in clear, for a reason
+        reads = officer.get("/access-log", params={"person": alice, "clear": "true"}).json()
+    mine = [r for r in reads["items"] if r["actor"] == "privacy_officer@tests"]
+    assert mine and all(r["people"] == [alice] for r in mine)
+    assert {(r["query"], r["reason"], r["role"]) for r in mine} >= {
+        ("log --unseal", "DSR-9", "privacy_officer")}
+    with live.client(Role.COMPLIANCE) as compliance:
+        first = compliance.get("/access-log", params={"limit": 2}).json()
+        assert len(first["items"]) == 2 and first["next"]
+        after = compliance.get("/access-log", params={"limit": 2, "cursor": first["next"]})
+        assert {r["event_id"] for r in after.json()["items"]}.isdisjoint(
+            r["event_id"] for r in first["items"])
+        by_actor = compliance.get("/access-log",
+                                  params={"actor": "privacy_officer@tests"}).json()
+        assert {r["actor"] for r in by_actor["items"]} == {"privacy_officer@tests"}
+
+
+def test_no_personal_value_in_an_error_body(live: Live) -> None:
+    with live.client(Role.PRIVACY_OFFICER) as officer:
+        nobody = officer.post("/subjects/export", json={"subject": "acct-nobody-4711",
+                                                        "reason": "DSR-10"})
+        assert nobody.status_code == 404 and "acct-nobody-4711" not in nobody.text
+        too_long = officer.post("/subjects/lookup", json={"subject": "x" * 300 + ALICE})
+        assert too_long.status_code in (403, 422) and ALICE not in too_long.text
+        wrong = officer.post("/subjects/export", json={"subject": ALICE, "reason": "r",
+                                                       "extra": ALICE_EMAIL})
+        assert wrong.status_code == 422 and ALICE_EMAIL not in wrong.text
+        assert ALICE not in wrong.text
+
+
+def test_incidents_are_paged(live: Live) -> None:
+    with Ledger(live.settings) as ledger:
+        from test_queries_cli import wire
+        ledger.publish([wire("incident.opened", f"2026-03-0{n}T00:00:00Z", None, {
+            "incident_id": f"inc-{n}", "description": "test", "stores": ["accounts-db"],
+            "window_start": "2026-01-01T00:00:00Z", "window_end": "2026-02-01T00:00:00Z"})
+            for n in (1, 2, 3)])
+    with live.client(Role.RESPONDER) as client:
+        first = client.get("/incidents", params={"limit": 2}).json()
+        rest = client.get("/incidents", params={"limit": 2, "cursor": first["next"]}).json()
+        assert [i["incident_id"] for i in first["items"] + rest["items"]] == [
+            "inc-3", "inc-2", "inc-1"]
+        assert rest["next"] is None
+        scope = client.get("/scope", params={"incident": "inc-1"}).json()
+        assert scope["counts"]["people"] == 2
+
+
+def test_every_package_is_installed_by_pyproject() -> None:
+    """pyproject lists packages one by one: a new subpackage (pdl.api.routes) must be there,
+    or `pip install .` (the Docker image) leaves it out."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for top in listed if "." not in top
+             for p in (root / top).rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
+
+
 def test_valid_at_and_unknown_names_over_http(live: Live) -> None:
     """The service layer's two kinds of time, and not-found names, reach the HTTP API."""
     with live.client(Role.COMPLIANCE) as client:
-        before = client.get("/disclosures", params={"valid_at": "2026-01-03"})
+        before = client.get("/disclosures", params={"valid_at": "2026-01-03T00:00:00Z"})
         assert before.status_code == 200 and before.json()["items"] == []
         after = client.get("/disclosures", params={"valid_at": "2026-01-05T00:00:00Z",
-                                                   "as_of": "2100-01-01"})
+                                                   "as_of": "2100-01-01T00:00:00Z"})
         assert len(after.json()["items"]) == 1
-        assert client.get("/disclosures", params={"valid_at": "soon"}).status_code == 400
+        assert client.get("/disclosures", params={"valid_at": "soon"}).status_code in (400, 422)
         missing = client.get("/disclosures", params={"recipient": "payc0"})
         assert missing.status_code == 404 and "payco" in missing.text
         assert client.get("/findings/summary", params={"clause": "3.33"}).status_code == 404

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from conftest import MakeLog
 
 from ledger.errors import PersistenceError
-from ledger.persistence import EventLog, NewRecord
+from ledger.persistence import NewRecord
 from schemas import uuid7
 
-MakeLog = Callable[[], EventLog]
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import eventkit
 import pytest
 from eventkit import (
     at,
@@ -43,10 +42,6 @@ from ledger.errors import NotFound
 from ledger.persistence import EventLog
 from ledger.sqlite import SQLiteEventLog
 
-# fixtures shared by every view test (see tests/eventkit.py)
-event_log = eventkit.event_log
-make_view_store = eventkit.make_view_store
-view_store = eventkit.view_store
 
 MakeStore = Callable[[], ViewStore]
 ROOT = Path(__file__).resolve().parent.parent

@@ -31,11 +31,14 @@ def line(i: int, with_id: bool = True) -> str:
     event["data"]["system"] = f"mailer-{i}"
     if with_id:
         event["id"] = uuid7(1_700_000_000_000 + i, i.to_bytes(10, "big"))
+    else:
+        del event["id"]  # the old form: the ledger derives it from the content
     if i % 2 == 0:
         event["type"] = "data.collected"
-        event["data"] = EXAMPLES["data.collected"]["data"] | {"store": f"db-{i % 7}"}
-        event["personal"] = {"user.contact.email": f"person{i}@example.cn",
-                             "user.contact.phone_number": f"139{i:08d}"}
+        event["data"] = EXAMPLES["data.collected"]["data"] | {
+            "store": f"db-{i % 7}",
+            "personal": {"user.contact.email": f"person{i}@example.cn",
+                         "user.contact.phone_number": f"139{i:08d}"}}
     return json.dumps(event, ensure_ascii=False)
 
 

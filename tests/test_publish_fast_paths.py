@@ -16,12 +16,14 @@ from ledger.sqlite import SQLiteEventLog
 from schemas import Event, EventInvalid, encode_sealed, parse_wire, parse_wire_lines, uuid7
 from schemas.examples import EXAMPLES
 
-NOT_STORED = {"personal", "subject", "sealed"}
+NOT_STORED: Any = {"subject": True, "sealed": True, "data": {"personal"}}
 
 
-def wire(type_: str, **changes: Any) -> dict[str, Any]:
+def wire(type_: str, personal: dict[str, str] | None = None, **changes: Any) -> dict[str, Any]:
     event = json.loads(json.dumps(EXAMPLES[type_]))
     event.update(changes)
+    if personal is not None:
+        event["data"]["personal"] = personal
     return event
 
 

@@ -75,8 +75,13 @@ def test_subject_rule(event_type: str) -> None:
         bad = {k: v for k, v in EXAMPLES[event_type].items() if k != "subject"}
         assert _errors(bad) == [f"subject: required for {event_type} events"]
     else:
-        bad = {**EXAMPLES[event_type], "subject": "acct:1", "personal": {"user.name": "x"}}
-        assert _errors(bad) == [f"personal: {event_type} events are not about a person"]
+        bad = copy.deepcopy(EXAMPLES[event_type])
+        bad["subject"] = "acct:1"
+        bad["data"]["personal"] = {"user.name": "x"}
+        assert _errors(bad) == [f"data.personal: {event_type} events are not about a person"]
+        # the same in envelope 1's form (personal at the top level), upcast first
+        old = {**EXAMPLES[event_type], "subject": "acct:1", "personal": {"user.name": "x"}}
+        assert _errors(old) == [f"data.personal: {event_type} events are not about a person"]
 
 
 def test_field_errors_name_the_path_and_reason() -> None:
@@ -96,10 +101,13 @@ def test_unknown_type_bad_json_and_clear_personal_keys() -> None:
     ]
     assert _errors("{not json") [0].startswith("(line): not valid JSON")
     assert _errors({**EXAMPLES["data.used"], "personal": {"user.bogus": "x"}})[0].startswith(
-        "personal.user.bogus"
+        "data.personal.user.bogus"
     )
     assert _errors({**EXAMPLES["data.used"], "sealed": "v1.x"}) == [
-        "sealed: set by the ledger; send values in 'personal'"
+        "sealed: set by the ledger; send values in 'data.personal'"
+    ]
+    assert _errors({**EXAMPLES["data.used"], "publisher": "svc-x"}) == [
+        "publisher: set by the ledger from the authenticated principal"
     ]
 
 

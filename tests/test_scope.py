@@ -10,7 +10,6 @@ import random
 from datetime import timedelta
 from typing import Any
 
-import eventkit
 import pytest
 from eventkit import (
     at,
@@ -29,10 +28,6 @@ from consumers.views import ViewStore
 from ledger.errors import NotFound
 from ledger.persistence import EventLog
 
-# fixtures shared by every view test (see tests/eventkit.py)
-event_log = eventkit.event_log
-make_view_store = eventkit.make_view_store
-view_store = eventkit.view_store
 
 US = timedelta(microseconds=1)
 START, END = at(10), at(13)  # a three-day window

@@ -177,7 +177,7 @@ def test_finer_span_classes_nest_in_the_sql_ones() -> None:
 
 def test_the_http_api_answers_scope_from_the_index_unless_told_not_to(tmp_path: Path) -> None:
     from ledger.application import Ledger
-    from pdl.http import make_server
+    from pdl.api.app import create_app
     from pdl.service import QueryService
 
     def service(**env: str) -> QueryService:
@@ -186,19 +186,14 @@ def test_the_http_api_answers_scope_from_the_index_unless_told_not_to(tmp_path: 
         return QueryService(Ledger(settings))
 
     with service() as on:
-        server = make_server(on, port=0)
-        try:
-            assert isinstance(server.scope_index, ScopeIndex)
-            assert scope_module._INDEXES.get(on.views) is server.scope_index
-        finally:
-            server.server_close()
+        app = create_app(on, quiet=True)
+        index = app.state.pdl.scope_index
+        assert isinstance(index, ScopeIndex)
+        assert scope_module._INDEXES.get(on.views) is index
     with service(LEDGER_SCOPE_INDEX="0") as off:
-        server = make_server(off, port=0)
-        try:
-            assert server.scope_index is None
-            assert scope_module._INDEXES.get(off.views) is None
-        finally:
-            server.server_close()
+        app = create_app(off, quiet=True)
+        assert app.state.pdl.scope_index is None
+        assert scope_module._INDEXES.get(off.views) is None
     with pytest.raises(Exception, match="LEDGER_SCOPE_INDEX"):
         Settings.from_env({"LEDGER_SCOPE_INDEX": "maybe"})
 

@@ -28,13 +28,14 @@ BOB = "acct:bob-2002"
 
 def wire(subject: str, personal: dict[str, str] | None = None, **data: object) -> dict:
     event = json.loads(json.dumps(EXAMPLES["data.collected"]))
+    del event["id"]  # derived from the content: each distinct event gets its own
     event["subject"] = subject
     event["data"]["categories"] = sorted(personal) if personal else ["user.device.ip_address"]
     event["data"].update(data)
     if personal:
-        event["personal"] = personal
+        event["data"]["personal"] = personal
     else:
-        event.pop("personal", None)
+        event["data"].pop("personal", None)
     return event
 
 
@@ -68,7 +69,7 @@ def test_values_are_sealed_and_subjects_pseudonymised(settings: Settings) -> Non
             for form in encodings(value):
                 assert form not in record.payload
         event = decode(record.payload)
-        assert event.personal is None and event.sealed and event.sealed.startswith("v1.")
+        assert event.data.personal is None and event.sealed and event.sealed.startswith("v1.")
         assert event.subject == ledger.pseudonymise(ALICE) != ALICE
         assert ledger.unseal(event) == ALICE_VALUES
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
+from consumers.projection import REBUILD_BATCH_SIZE
+from consumers.registry import open_views
+from consumers.views import SQLiteViewStore
 from ledger.errors import ConfigurationError
 from ledger.settings import ENV, KAFKA_ENV, KafkaSettings, Settings, Var, integer
 
@@ -55,3 +59,55 @@ def test_every_whole_number_error_names_its_variable(var: Var) -> None:
 def test_the_kafka_backend_needs_a_bootstrap_address() -> None:
     with pytest.raises(ConfigurationError, match="LEDGER_KAFKA_BOOTSTRAP_SERVERS"):
         Settings.from_env({"LEDGER_BACKEND": "kafka"})
+
+
+# --- settings that reach the view stores and projections ----------------------------------
+
+
+def test_view_cache_setting_defaults_and_reaches_the_store(tmp_path: Path) -> None:
+    assert Settings.from_env({}).view_cache_mb == 32
+    settings = Settings.from_env({"LEDGER_VIEW_CACHE_MB": "8",
+                                  "LEDGER_VIEWS_PATH": str(tmp_path / "v.db")})
+    assert settings.view_cache_mb == 8
+    store = open_views(settings)
+    try:
+        assert store.query("PRAGMA cache_size") == [(-8 * 1024,)]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("lots", "LEDGER_VIEW_CACHE_MB='lots' is not a whole number"),
+    ("0", "LEDGER_VIEW_CACHE_MB=0 must be at least 1"),
+])
+def test_view_cache_setting_errors_name_the_key(raw: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
+        Settings.from_env({"LEDGER_VIEW_CACHE_MB": raw})
+
+
+def test_rebuild_batch_setting_defaults_and_errors_name_the_key() -> None:
+    assert Settings.from_env({}).rebuild_batch == REBUILD_BATCH_SIZE
+    assert Settings.from_env({"LEDGER_REBUILD_BATCH": "5000"}).rebuild_batch == 5000
+    with pytest.raises(ConfigurationError, match="LEDGER_REBUILD_BATCH=0 must be at least 1"):
+        Settings.from_env({"LEDGER_REBUILD_BATCH": "0"})
+
+
+def test_view_cache_entries_setting_reaches_every_projection_cache(tmp_path: Path) -> None:
+    from consumers.rows import DEFAULT_CACHE_ENTRIES
+    from ledger.application import Ledger
+    from pdl.service import QueryService
+
+    assert Settings.from_env({}).view_cache_entries == DEFAULT_CACHE_ENTRIES
+    with pytest.raises(ConfigurationError, match="LEDGER_VIEW_CACHE_ENTRIES=0 must be at least 1"):
+        Settings.from_env({"LEDGER_VIEW_CACHE_ENTRIES": "0"})
+    settings = Settings.from_env({"LEDGER_VIEW_CACHE_ENTRIES": "1000", "LEDGER_DEMO": "1",
+                                  "LEDGER_DATA_DIR": str(tmp_path)})
+    with QueryService(Ledger(settings)) as service:
+        caps = {p.name: p.cache.capacity for p in service.projections if hasattr(p, "cache")}
+    # findings keeps people's states, each ~4x a pair: a quarter as many
+    assert caps == {"datamap": 1000, "holdings": 1000, "findings": 250}
+
+
+def test_view_store_refuses_a_cache_below_one_mb() -> None:
+    with pytest.raises(ConfigurationError, match="LEDGER_VIEW_CACHE_MB"):
+        SQLiteViewStore(cache_mb=0)

@@ -130,10 +130,10 @@ class _Simulation(World):
                 f'"time":"{_iso(t)}"')
         if subject is not None:
             line += f',"subject":{subject}'
-        line += f',"data":{data}'
-        if personal is not None:
-            line += f',"personal":{personal}'
-        return line + "}"
+        if personal is not None:  # envelope 2: the clear values are a member of data
+            data = f'{data[:-1]},"personal":{personal}}}' if data != "{}" else \
+                f'{{"personal":{personal}}}'
+        return line + f',"data":{data}}}'
 
     def run(self) -> Iterator[str]:
         heap: list[tuple[int, int, Person]] = []

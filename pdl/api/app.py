@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,21 +18,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from consumers.scope_index import ScopeIndex
 from ledger.principals import SQLitePrincipalStore
 from pdl.api import problems
-from pdl.api.deps import ApiState
+from pdl.api.deps import ApiState, route_roles
 from pdl.api.routes import (
     access,
-    principals,
     disclosures,
+    events,
     findings,
     health,
     log,
+    principals,
     scope,
-    tokens,
     subjects,
+    tokens,
 )
 from pdl.service import QueryService
 
-ROUTERS = (health, subjects, disclosures, findings, scope, log, access, principals, tokens)
+ROUTERS = (health, events, subjects, disclosures, findings, scope, log, access, principals,
+           tokens)
 
 request_log = logging.getLogger("pdl.api.requests")
 
@@ -62,9 +65,22 @@ def create_app(service: QueryService, principals: SQLitePrincipalStore | None = 
     app.state.pdl = ApiState(service, principals, catch_up, scope_index)
     problems.install(app)
     for module in ROUTERS:
+        _declare_roles(module.router)
         app.include_router(module.router)
-    app.add_middleware(Edges, api=app, quiet=quiet)  # type: ignore[arg-type]
+    app.add_middleware(Edges, api=app, quiet=quiet)
     return app
+
+
+def _declare_roles(router: APIRouter) -> None:
+    """Name each route's roles in the OpenAPI document (``x-pdl-roles``) and its text."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        roles = route_roles(route.dependant)
+        if roles is None:
+            continue
+        names = [r.value for r in roles]
+        route.openapi_extra = {**(route.openapi_extra or {}), "x-pdl-roles": names}
 
 
 class Edges:
@@ -108,11 +124,12 @@ class Edges:
     async def _options(self, scope: Scope, send: Send) -> int:
         allowed: set[str] = set()
         routes = [*self.api.router.routes, *(r for m in ROUTERS for r in m.router.routes)]
-        for route in routes:
-            match, _ = route.matches({**scope, "method": "GET"})
-            methods = getattr(route, "methods", None)
-            if match is not Match.NONE and methods:
-                allowed |= set(methods)
+        matched = [r for r in routes if getattr(r, "methods", None)
+                   and r.matches({**scope, "method": "GET"})[0] is not Match.NONE]
+        # /subjects/export also matches /subjects/{pseudonym}: a literal path wins
+        exact = [r for r in matched if getattr(r, "path", None) == scope["path"]]
+        for route in exact or matched:
+            allowed |= set(route.methods)
         if not allowed:
             response: Any = problems.problem(404, "no such resource (see /docs)")
         else:

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import Convertor, register_url_convertor
 
 from consumers.scope_index import ScopeIndex
 from ledger.errors import Forbidden, Unauthenticated
@@ -31,7 +32,7 @@ from pdl.api.problems import BadRequest
 from pdl.service import QueryService
 
 __all__ = ["ApiState", "CurrentPrincipal", "Cursor", "Limit", "Metrics", "Principal", "Role",
-           "authenticate", "require", "resolve_token", "state"]
+           "authenticate", "check_role", "require", "resolve_token", "state"]
 
 log = logging.getLogger("pdl.api")
 
@@ -121,7 +122,7 @@ def _known_query(request: Request) -> set[str]:
     if known is None:
         known = _query_names(dependant)
         route._pdl_query_names = known  # type: ignore[union-attr]
-    return known  # type: ignore[no-any-return]
+    return known
 
 
 def _query_names(dependant: Any) -> set[str]:
@@ -142,20 +143,58 @@ def strict_query(request: Request) -> None:
                          field=unknown[0][:100])
 
 
+def check_role(principal: Principal, allowed: frozenset[Role] | set[Role]) -> Principal:
+    """``principal`` if its role is one of ``allowed`` (any if empty), else ``Forbidden``
+    (403): the one role check, for bearer tokens and browser sessions alike."""
+    if allowed and principal.role not in allowed:
+        names = ", ".join(sorted(r.value for r in allowed))
+        raise Forbidden(f"the {principal.role.value} role may not do this (needs: {names})")
+    return principal
+
+
 def require(*roles: Role) -> Any:
     """A dependency: the authenticated caller, if its role is one of ``roles`` (any role
     if none are given); else 403. Unknown query parameters are then refused (400)."""
     allowed = frozenset(roles)
 
     def check(request: Request, principal: CurrentPrincipal) -> Principal:
-        if allowed and principal.role not in allowed:
-            names = ", ".join(sorted(r.value for r in allowed))
-            raise Forbidden(f"the {principal.role.value} role may not do this (needs: {names})")
+        check_role(principal, allowed)
         strict_query(request)
         return principal
 
     check.__doc__ = "roles: " + (", ".join(r.value for r in roles) or "any")
+    check.pdl_roles = tuple(roles) or tuple(Role)  # type: ignore[attr-defined]
     return Depends(check)
+
+
+def route_roles(dependant: Any) -> tuple[Role, ...] | None:
+    """The roles ``require`` declared on a route (None: a public route)."""
+    for sub in dependant.dependencies:
+        roles = getattr(sub.call, "pdl_roles", None)
+        if roles is not None:
+            return roles  # type: ignore[no-any-return]
+    return None
+
+
+# --- path parameters -------------------------------------------------------------------
+
+PSEUDONYM = r"p_[a-z2-7]{32}"
+
+
+class PseudonymConvertor(Convertor[str]):
+    """``{pseudonym:pseudonym}``: only a pseudonym matches, so ``/subjects/export`` is never
+    taken for a person (GET on it is 405, not a bad pseudonym)."""
+
+    regex = PSEUDONYM
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("pseudonym", PseudonymConvertor())
 
 
 # --- paging ------------------------------------------------------------------------------

@@ -158,5 +158,5 @@ def _route(request: Request) -> str:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": HTTPStatus(status).phrase,
              "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-    for status in (400, 401, 403, 404, 422, 503)
+    for status in (400, 401, 403, 404, 409, 422, 503)
 }

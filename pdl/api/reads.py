@@ -2,47 +2,94 @@
 
 from __future__ import annotations
 
-import argparse
+import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Query
+from pydantic import BeforeValidator, WithJsonSchema
 
 from consumers.replay import QueryTime
 from consumers.views import ViewStore
 from pdl.api.deps import ApiState, Principal
 from pdl.api.problems import BadRequest
-from pdl.output import parse_time
 from pdl.service import query_time
+from schemas.events import MAX_TIME, MIN_TIME
+from schemas.taxonomy import CATEGORIES
 
 T = TypeVar("T")
 
-#: A time in a query string: ISO 8601 with a zone (parsed by ``when``).
-TimeParam = Annotated[str | None, Query(max_length=64, description="ISO 8601 time with a zone")]
-AsOf = Annotated[str | None, Query(max_length=64, description="recorded time: answer from "
-                                   "the log as it stood at this time (ISO 8601 with a zone, "
-                                   "or a date = midnight UTC)")]
-ValidAt = Annotated[str | None, Query(max_length=64, description="event time: the state of "
-                                      "the world at this time, from the events that happened "
-                                      "by then whenever recorded (ISO 8601 with a zone, or a "
-                                      "date = midnight UTC); combines with as_of")]
+
+#: The years a time given to the API may name, in its own offset (the contract's range:
+#: ``schemas.events.MIN_TIME``..``MAX_TIME``). Declared as a pattern in the OpenAPI
+#: document, so a client (or a fuzzer) knows which times are valid before it sends one.
+TIME_PATTERN = (r"^(19[7-9][0-9]|2[01][0-9]{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+                r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+                r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")  # RFC 3339, as format date-time
+_TIME_SHAPE = re.compile(TIME_PATTERN)
+_TIME_RANGE = "an ISO 8601 time with a zone, in the years 1970 to 2200 (e.g. 2026-01-01T00:00:00Z)"
 
 
-def when(raw: str | None, name: str) -> datetime | None:
-    """A time parameter, or a 400 naming it."""
-    if raw is None or raw == "":
-        return None
-    try:
-        return parse_time(raw)
-    except argparse.ArgumentTypeError:
-        raise BadRequest(f"{name}: not an ISO 8601 time with a zone "
-                         "(e.g. 2026-01-01T00:00:00Z)", field=name) from None
+def _iso_time(value: object) -> datetime:
+    """An ISO 8601 time with a zone, from text only (not a number of seconds), in UTC.
+
+    A time whose own year is within 1970..2200 but which falls just outside the contract's
+    range once converted to UTC (``1970-01-01T00:00+08:00``) is clamped to it: no event
+    can be outside that range, so the answer is the same.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("a time needs a zone (add Z or +08:00)")
+        moment = value
+    elif not isinstance(value, str):
+        # pydantic reports a ValueError as a validation error (a TypeError would be a 500)
+        raise ValueError(f"expected {_TIME_RANGE}")  # noqa: TRY004
+    else:
+        if _TIME_SHAPE.fullmatch(value) is None:
+            raise ValueError(f"expected {_TIME_RANGE}")
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"expected {_TIME_RANGE}") from None
+        if moment.tzinfo is None:
+            raise ValueError("a time needs a zone (add Z or +08:00)")
+    if not 1970 <= moment.year <= 2200:
+        raise ValueError(f"expected {_TIME_RANGE}")
+    return min(max(moment, MIN_TIME), MAX_TIME).astimezone(UTC)
 
 
-def at(as_of: str | None, valid_at: str | None = None) -> QueryTime:
-    """The two time parameters as one ``QueryTime``, or a 400 naming the bad one."""
-    return QueryTime(as_of=when(as_of, "as_of"), valid_at=when(valid_at, "valid_at"))
+#: A time: ISO 8601 text with a zone (no bare numbers, no zone-less times), in UTC.
+Time = Annotated[datetime, BeforeValidator(_iso_time),
+                 WithJsonSchema({"type": "string", "format": "date-time",
+                                 "pattern": TIME_PATTERN})]
+TimeParam = Annotated[Time | None, Query(description="ISO 8601 time with a zone")]
+AsOf = Annotated[Time | None, Query(description="recorded time: answer from the log as it "
+                                   "stood at this time (ISO 8601 with a zone)")]
+ValidAt = Annotated[Time | None, Query(description="event time: the state of the world at "
+                                       "this time, from the events that happened by then "
+                                       "whenever recorded (ISO 8601 with a zone); combines "
+                                       "with as_of")]
+#: A data category key (fideslang or a documented extension).
+CategoryKey = Literal[tuple(CATEGORIES)]  # type: ignore[valid-type]
+
+
+def categories(text: str | None, name: str = "categories") -> list[str]:
+    """Comma-separated category keys, each known; else a 400 naming ``name``."""
+    keys = [c for c in (text or "").split(",") if c]
+    unknown = [c for c in keys if c not in CATEGORIES]
+    if unknown:
+        raise BadRequest(f"{name}: unknown data category (see docs/events.md)", field=name)
+    return keys
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    return moment.astimezone(UTC) if moment is not None else None
+
+
+def at(as_of: datetime | None, valid_at: datetime | None = None) -> QueryTime:
+    """The two time parameters as one ``QueryTime`` (in UTC)."""
+    return QueryTime(as_of=utc(as_of), valid_at=utc(valid_at))
 
 
 def read(api: ApiState, principal: Principal, query: str,
@@ -59,7 +106,8 @@ def read(api: ApiState, principal: Principal, query: str,
                       actor=principal.name, role=principal.role.value, people=people,
                       reason=reason, clear=clear)
         if moment.now and api.catch_up:
-            service.catch_up()
+            # only the view this question reads: the others catch up when they are asked
+            service.catch_up(names=[needs])
         with service.views_at(moment, needs=[needs]) as views:
             return answer(views)
 

@@ -43,12 +43,15 @@ def import_admin_token(principals: SQLitePrincipalStore, path: Path) -> bool:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"LEDGER_ADMIN_TOKEN_FILE={str(path)!r} cannot be read "
                                  f"({type(exc).__name__})") from None
-    try:
-        principals.resolve(token)
+    token_id = token.split("_")[1] if token.count("_") >= 2 else ""
+    known = principals.tokens(token_id=token_id) if token_id else []
+    if known:
+        if known[0].state() != "active":
+            log.warning("LEDGER_ADMIN_TOKEN_FILE holds a token that is %s: it stays so "
+                        "(put a new one from `pdl token new` in the secret to replace it)",
+                        known[0].state())
         return False  # imported before
-    except LedgerError:
-        pass
-    names = {p.principal.name for p in principals.list()}
+    names = {p.principal.name for p in principals.principals()}
     if BOOTSTRAP_ADMIN not in names:
         principals.add(BOOTSTRAP_ADMIN, Role.ADMIN)
     elif principals.get(BOOTSTRAP_ADMIN).principal.role is not Role.ADMIN:
@@ -61,8 +64,8 @@ def import_admin_token(principals: SQLitePrincipalStore, path: Path) -> bool:
         raise ConfigurationError("LEDGER_ADMIN_TOKEN_FILE does not hold a pdl token "
                                  "(make one with `pdl token new`)") from None
     except LedgerError as exc:
-        raise ConfigurationError(f"LEDGER_ADMIN_TOKEN_FILE: the token was refused ({exc}); "
-                                 "it may have been revoked: make a new one") from None
+        raise ConfigurationError(f"LEDGER_ADMIN_TOKEN_FILE: the token was refused ({exc})"
+                                 ) from None
     return True
 
 

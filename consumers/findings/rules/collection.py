@@ -41,22 +41,24 @@ def customer_content(batch: Batch, item: Item, data: ev.EventData) -> str | None
     return None
 
 
-@rule("2.1.1(1)a", "password collected or stored unprotected", reads=(ev.DataCollected,))
-def password_unprotected(batch: Batch, item: Item, data: ev.DataCollected) -> str | None:
-    if (data.protection is tx.Protection.PLAIN and data.mechanism is not tx.Mechanism.COOKIE
+def _plain_password(data: ev.DataCollected, *, in_cookie: bool) -> str | None:
+    """A password collected unprotected, in a cookie (4.1) or otherwise (2.1.1(1)a)."""
+    if (data.protection is tx.Protection.PLAIN
+            and (data.mechanism is tx.Mechanism.COOKIE) == in_cookie
             and not PASSWORD_TOUCH.isdisjoint(data.categories)):
         return (f"password ({names(c for c in data.categories if c in PASSWORD_TOUCH)}) "
                 f"collected unprotected via {data.mechanism.value}")
     return None
+
+
+@rule("2.1.1(1)a", "password collected or stored unprotected", reads=(ev.DataCollected,))
+def password_unprotected(batch: Batch, item: Item, data: ev.DataCollected) -> str | None:
+    return _plain_password(data, in_cookie=False)
 
 
 @rule("4.1", "cookie holding an unprotected password", reads=(ev.DataCollected,))
 def password_in_cookie(batch: Batch, item: Item, data: ev.DataCollected) -> str | None:
-    if (data.protection is tx.Protection.PLAIN and data.mechanism is tx.Mechanism.COOKIE
-            and not PASSWORD_TOUCH.isdisjoint(data.categories)):
-        return (f"password ({names(c for c in data.categories if c in PASSWORD_TOUCH)}) "
-                f"collected unprotected via {data.mechanism.value}")
-    return None
+    return _plain_password(data, in_cookie=True)
 
 
 @rule("2.1.1(1)c", "service denied after optional data was refused", reads=(ev.ServiceDenied,))

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from consumers.access import access_log
 from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import TimeParam, page_of, read, when
+from pdl.api.reads import TimeParam, page_of, read, utc
 
 router = APIRouter(tags=["access"], responses=ERROR_RESPONSES)
 
@@ -49,7 +49,7 @@ def access(request: Request, principal: Annotated[Principal, require(*ACCESS_ROL
     """Who read whose data, when, and why, oldest first (privacy_officer, compliance).
     Reading the access log is itself recorded."""
     key = decode_cursor(cursor, (int, str))
-    start, end = when(since, "from"), when(until, "until")
+    start, end = utc(since), utc(until)
 
     def answer(views: Any) -> dict[str, Any]:
         rows = access_log(views, person=person, actor=actor, since=start, until=end,

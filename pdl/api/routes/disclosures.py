@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -12,11 +13,13 @@ from consumers.queries import DisclosureFilter
 from consumers.rows import to_us
 from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import AsOf, TimeParam, ValidAt, at, page_of, read, when
+from pdl.api.reads import AsOf, CategoryKey, TimeParam, ValidAt, at, page_of, read, utc
 
 router = APIRouter(prefix="/disclosures", tags=["registers"], responses=ERROR_RESPONSES)
 
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
+CategoryQuery = Annotated[CategoryKey | None,  # type: ignore[valid-type]
+                          Query(description="a data category key")]
 
 
 class Disclosure(BaseModel):
@@ -37,13 +40,13 @@ class RecipientSummary(BaseModel):
 
 
 def _filters(recipient: str | None, clause: str | None, category: str | None,
-             since: str | None, until: str | None) -> DisclosureFilter:
-    return DisclosureFilter(recipient, clause, category, when(since, "from"), when(until, "until"))
+             since: datetime | None, until: datetime | None) -> DisclosureFilter:
+    return DisclosureFilter(recipient, clause, category, utc(since), utc(until))
 
 
 @router.get("", response_model=DisclosurePage)
 def disclosures(request: Request, principal: Annotated[Principal, require(Role.COMPLIANCE)],
-                recipient: Text = None, clause: Text = None, category: Text = None,
+                recipient: Text = None, clause: Text = None, category: CategoryQuery = None,
                 since: Annotated[TimeParam, Query(alias="from")] = None,
                 until: TimeParam = None, as_of: AsOf = None, valid_at: ValidAt = None,
                 limit: Limit = 100, cursor: Cursor = None) -> Any:
@@ -64,7 +67,7 @@ def disclosures(request: Request, principal: Annotated[Principal, require(Role.C
 
 @router.get("/summary", response_model=list[RecipientSummary])
 def summary(request: Request, principal: Annotated[Principal, require(Role.COMPLIANCE)],
-            recipient: Text = None, clause: Text = None, category: Text = None,
+            recipient: Text = None, clause: Text = None, category: CategoryQuery = None,
             since: Annotated[TimeParam, Query(alias="from")] = None,
             until: TimeParam = None, as_of: AsOf = None, valid_at: ValidAt = None) -> Any:
     """Per recipient: how many disclosures, of whom, of what (compliance)."""
@@ -75,7 +78,5 @@ def summary(request: Request, principal: Annotated[Principal, require(Role.COMPL
                 answer=lambda views: queries.disclosure_summary(views, filters))
 
 
-def _parse(iso: str) -> Any:
-    from datetime import datetime
-
+def _parse(iso: str) -> datetime:
     return datetime.fromisoformat(iso)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -34,8 +35,9 @@ class ClauseSummary(BaseModel):
     people: int
 
 
-def _found(request: Request, principal: Principal, clause: str | None, as_of: str | None,
-           summary: bool, valid_at: str | None = None) -> list[dict[str, Any]]:
+def _found(request: Request, principal: Principal, clause: str | None,
+           as_of: datetime | None,
+           summary: bool, valid_at: datetime | None = None) -> list[dict[str, Any]]:
     api = state(request)
     moment = at(as_of, valid_at)
     settings = api.service.ledger.settings

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pdl.api.deps import Principal, Role, decode_cursor, encode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES
+from pdl.api.reads import Time
 from pdl.api.routes.subjects import Reason, SubjectId
 
 router = APIRouter(prefix="/log", tags=["log"], responses=ERROR_RESPONSES)
@@ -25,7 +26,7 @@ class Unseal(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject: SubjectId
     reason: Reason
-    as_of: AwareDatetime | None = None
+    as_of: Time | None = None
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=400, pattern=r"^[A-Za-z0-9_-]+$")
 

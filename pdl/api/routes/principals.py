@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ledger.errors import NotFound
 from ledger.principals import Role
 from pdl.api.deps import Cursor, Limit, Principal, decode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES
@@ -45,19 +47,26 @@ def list_principals(request: Request, principal: Annotated[Principal, require(Ro
                     limit: Limit = 100, cursor: Cursor = None) -> Any:
     """Principals by name (admin)."""
     key = decode_cursor(cursor, (str,))
-    rows = state(request).principals.list(after=key[0] if key else None, limit=limit + 1)
+    rows = state(request).principals.principals(after=key[0] if key else None, limit=limit + 1)
     return page_of([r.as_dict() for r in rows], limit, lambda r: [r["name"]])
 
 
 @router.post("", response_model=PrincipalOut, status_code=201)
 def add_principal(request: Request, body: NewPrincipal,
                   principal: Annotated[Principal, require(Role.ADMIN)]) -> Any:
-    """Register a principal (admin)."""
-    return state(request).principals.add(body.name, body.role, body.sources).as_dict()
+    """Register a principal (admin; 409 if the name is taken)."""
+    store = state(request).principals
+    with contextlib.suppress(NotFound):
+        store.get(body.name)
+        raise HTTPException(409, "a principal by that name exists")
+    return store.add(body.name, body.role, body.sources).as_dict()
 
 
 @router.post("/{name}/disable", response_model=PrincipalOut)
 def disable(request: Request, name: PrincipalName,
             principal: Annotated[Principal, require(Role.ADMIN)]) -> Any:
-    """Disable a principal: its tokens stop working at once (admin)."""
+    """Disable a principal: its tokens stop working at once (admin; not oneself, so the
+    last admin cannot lock everyone out by mistake: 409)."""
+    if name == principal.name:
+        raise HTTPException(409, "a principal cannot disable itself; ask another admin")
     return state(request).principals.disable(name).as_dict()

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from consumers import queries
-from pdl.api.deps import Limit, Principal, Role, require, state
+from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES, BadRequest
-from pdl.api.reads import AsOf, TimeParam, ValidAt, at, read, when
+from pdl.api.reads import AsOf, TimeParam, ValidAt, at, page_of, read, utc
+from pdl.api.reads import categories as category_keys
 
 router = APIRouter(tags=["incidents"], responses=ERROR_RESPONSES)
 
@@ -34,6 +35,11 @@ class Incident(BaseModel):
     incident_id: str
 
 
+class IncidentPage(BaseModel):
+    items: list[Incident]
+    next: str | None
+
+
 def _split(text: str | None) -> list[str]:
     return [s for s in (text or "").split(",") if s]
 
@@ -49,8 +55,8 @@ def scope(request: Request, principal: Annotated[Principal, require(Role.RESPOND
           = None) -> Any:
     """The people an incident exposed, with regulator counts; by ``incident`` or by
     ``stores`` + ``from`` + ``until`` (responder)."""
-    store_list, category_list = _split(stores), _split(categories)
-    start, end = when(since, "from"), when(until, "until")
+    store_list, category_list = _split(stores), category_keys(categories)
+    start, end = utc(since), utc(until)
     if incident is None:
         if not store_list or start is None or end is None:
             raise BadRequest("give stores, from and until (or incident)", field="stores")
@@ -72,9 +78,17 @@ def scope(request: Request, principal: Annotated[Principal, require(Role.RESPOND
         needs="holdings", answer=answer)
 
 
-@router.get("/incidents", response_model=list[Incident])
+@router.get("/incidents", response_model=IncidentPage)
 def incidents(request: Request, principal: Annotated[Principal, require(Role.RESPONDER)],
-              as_of: AsOf = None, valid_at: ValidAt = None) -> Any:
-    """The incidents recorded in the log, newest first (responder)."""
+              as_of: AsOf = None, valid_at: ValidAt = None, limit: Limit = 100,
+              cursor: Cursor = None) -> Any:
+    """The incidents recorded in the log, newest first, a page at a time (responder)."""
+    key = decode_cursor(cursor, (int,))
+    start = key[0] if key else 0
+
+    def answer(views: Any) -> dict[str, Any]:
+        window = queries.incidents(views)[start:start + limit + 1]
+        return page_of(window, limit, lambda _last: [start + limit])
+
     return read(state(request), principal, "incidents", {}, as_of=at(as_of, valid_at),
-                needs="holdings", answer=queries.incidents)
+                needs="holdings", answer=answer)

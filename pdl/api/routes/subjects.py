@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from consumers import queries
-from consumers.replay import QueryTime
 from pdl.api.deps import Principal, Role, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import AsOf, ValidAt, at, read
+from pdl.api.reads import AsOf, Time, ValidAt, at, read
 
 router = APIRouter(prefix="/subjects", tags=["subjects"], responses=ERROR_RESPONSES)
 
@@ -35,10 +34,10 @@ class Lookup(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     subject: SubjectId
-    as_of: AwareDatetime | None = Field(default=None, description="recorded time: the log as "
-                                        "it stood then")
-    valid_at: AwareDatetime | None = Field(default=None, description="event time: the events "
-                                           "that happened by then, whenever recorded")
+    as_of: Time | None = Field(default=None, description="recorded time: the log as it stood "
+                               "then")
+    valid_at: Time | None = Field(default=None, description="event time: the events that "
+                                  "happened by then, whenever recorded")
     reason: Reason | None = None
 
 
@@ -48,10 +47,10 @@ class Export(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject: SubjectId
     reason: Reason
-    as_of: AwareDatetime | None = Field(default=None, description="recorded time: the log as "
-                                        "it stood then")
-    valid_at: AwareDatetime | None = Field(default=None, description="event time: the events "
-                                           "that happened by then, whenever recorded")
+    as_of: Time | None = Field(default=None, description="recorded time: the log as it stood "
+                               "then")
+    valid_at: Time | None = Field(default=None, description="event time: the events that "
+                                  "happened by then, whenever recorded")
 
 
 class Erase(BaseModel):
@@ -86,7 +85,7 @@ class Erased(BaseModel):
     position: dict[str, int]
 
 
-@router.get("/{pseudonym}", response_model=DataMap)
+@router.get("/{pseudonym:pseudonym}", response_model=DataMap)
 def data_map(request: Request, pseudonym: Pseudonym,
              principal: Annotated[Principal, require(*DATA_MAP_ROLES)],
              as_of: AsOf = None, valid_at: ValidAt = None) -> Any:
@@ -105,7 +104,7 @@ def lookup(request: Request, body: Lookup,
     """A person's data map by real identifier (compliance, privacy_officer)."""
     api = state(request)
     pseudonym = api.service.pseudonym(body.subject)
-    moment = QueryTime(as_of=body.as_of, valid_at=body.valid_at)
+    moment = at(body.as_of, body.valid_at)
     return read(api, principal, "subject", {}, as_of=moment, needs="datamap",
                 people=[pseudonym], reason=body.reason,
                 answer=lambda views: queries.subject_map(views, pseudonym,
@@ -118,7 +117,7 @@ def export(request: Request, body: Export,
     """Everything about a person, values in clear; a reason is required (privacy_officer)."""
     api = state(request)
     pseudonym = api.service.pseudonym(body.subject)
-    moment = QueryTime(as_of=body.as_of, valid_at=body.valid_at)
+    moment = at(body.as_of, body.valid_at)
     return read(api, principal, "export", {"format": "json"}, as_of=moment,
                 needs="datamap", people=[pseudonym], reason=body.reason, clear=True,
                 answer=lambda views: api.service.export(views, body.subject, moment))

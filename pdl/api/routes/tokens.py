@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.principals import Role
@@ -57,8 +57,10 @@ def list_tokens(request: Request, principal: Annotated[Principal, require(Role.A
 def issue(request: Request, body: NewToken,
           principal: Annotated[Principal, require(Role.ADMIN)]) -> Any:
     """Issue a token for a principal; the answer is the only time it is shown (admin)."""
-    issued = state(request).principals.issue(body.principal, ttl=timedelta(days=body.ttl_days),
-                                             label=body.label)
+    store = state(request).principals
+    if store.get(body.principal).disabled_at is not None:
+        raise HTTPException(409, "the principal is disabled: it gets no tokens")
+    issued = store.issue(body.principal, ttl=timedelta(days=body.ttl_days), label=body.label)
     return {**issued.info.as_dict(), "token": issued.token}
 
 

@@ -1,0 +1,3 @@
+module example.com/pdl-go-publisher
+
+go 1.26
