@@ -36,6 +36,14 @@ demo: venv clean-demo
 	$(DEMO) findings --summary --no-catch-up || [ $$? -eq 1 ]
 	@echo "== the scope of the simulated breach $(DEMO_INCIDENT)"
 	$(DEMO) scope --incident $(DEMO_INCIDENT) --no-catch-up --show 5
+	@echo "== $(DEMO_INCIDENT) as a case file: scope snapshot, grade (judged: below the thresholds)"
+	$(DEMO) incident adopt $(DEMO_INCIDENT) --grade general \
+		--justification "browsing logs and device ids of about 1,300 people, no sensitive categories"
+	@echo "== the notify list (privacy officer, audited) and the drafts"
+	$(DEMO) incident notify-list $(DEMO_INCIDENT) --reason "make demo: PIPL 57 notice"
+	$(DEMO) incident draft $(DEMO_INCIDENT)
+	@echo "== the case: grade, clocks (exit 1: a clock ran late, which is a finding)"
+	$(DEMO) incident status $(DEMO_INCIDENT) || [ $$? -eq 1 ]
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

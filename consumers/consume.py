@@ -112,6 +112,7 @@ class KafkaGroupConsumer:
             auto_offset_reset="earliest",
             max_poll_records=self.batch_size,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            session_timeout_ms=self.log.session_timeout_ms,
             **self.log._client_config,  # noqa: SLF001
         )
         self._consumer = consumer
@@ -141,7 +142,8 @@ class KafkaGroupConsumer:
                 hint = {tp: OffsetAndMetadata(batch[-1].offset + 1, "", -1)
                         for tp, batch in polled.items() if batch}
                 try:
-                    consumer.commit(hint)
+                    # not waited for: a hint for tools, one broker round trip per batch less
+                    consumer.commit_async(hint)
                 except Exception as exc:  # noqa: BLE001 - a hint only: the views hold the truth
                     log.info("group offset hint not committed: %s", exc)
         finally:

@@ -10,6 +10,7 @@ Rebuilding is: drop the projection's tables and tracking, create them afresh, re
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,10 +20,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from schemas import Event, decode
+from schemas.events import PSEUDONYM
 
 from consumers.views import ViewStore, ViewTransaction
 from ledger.errors import IntegrityError
 from ledger.persistence import EventLog, LogRecord, Position
+
+logger = logging.getLogger(__name__)
 from ledger.settings import Settings
 
 
@@ -146,9 +150,30 @@ def _check_stored(event: Event) -> None:
         raise ValueError("clear personal values in the log: events must be sealed (publish via pdl)")
 
 
+def _foreign(record: LogRecord, event: Event) -> str | None:
+    """Why a record another producer wrote cannot be taken on trust, if it cannot. The
+    reason never quotes the subject: it may be a person's real identifier."""
+    if event.subject is None:
+        if record.subject is not None:
+            return "the record's key names a person, but the event is about no one"
+        return None
+    if not PSEUDONYM.fullmatch(event.subject):
+        return ("subject is not a pseudonym of this ledger (p_ and 32 base32 characters): "
+                "it may be a person's real identifier; publish through pdl")
+    if record.subject != event.subject:
+        return ("the record's key is not its subject: a person's events must be keyed by "
+                "their pseudonym to stay in one partition (see docs/robustness.md)")
+    return None
+
+
+#: People whose partition a runner remembers (to record each person's partitions once).
+HOMES_CACHE = 500_000
+
+
 @dataclass
 class RunStats:
-    """What a run did: records read, applications, bad records, duplicates skipped."""
+    """What a run did: records read, applications, bad records (quarantined), duplicates
+    skipped, and people it found in a second partition."""
 
     records: int = 0
     applied: int = 0
@@ -158,6 +183,7 @@ class RunStats:
     #: after it, and the earliest event time read (microseconds), bound or not.
     later: int = 0
     earliest_us: int | None = None
+    split: int = 0
 
     def add(self, other: RunStats) -> None:
         self.records += other.records
@@ -168,6 +194,7 @@ class RunStats:
         if other.earliest_us is not None and (self.earliest_us is None
                                               or other.earliest_us < self.earliest_us):
             self.earliest_us = other.earliest_us
+        self.split += other.split
 
 
 _gc_lock = threading.Lock()
@@ -235,6 +262,8 @@ class ProjectionRunner:
         # wrote the type itself from the validated event (SQLite): a Kafka record's type
         # header comes from its producer, and a malformed record must reach the handler.
         self.types: frozenset[str] | None = None
+        #: pseudonym -> the partition its events were last found in (``note_partitions``)
+        self._homes: dict[str, int] = {}
         if log.trusted_types and all(p.topics for p in self.projections):
             self.types = frozenset().union(*(p.topics for p in self.projections))
         with store.transaction() as tx:
@@ -335,6 +364,11 @@ class ProjectionRunner:
             except Exception as exc:  # noqa: BLE001 - any decode failure is a bad record
                 bad.append((record, _reason(exc)))
                 continue
+            if self.log.checks_subjects:
+                why = _foreign(record, event)
+                if why is not None:
+                    bad.append((record, why))
+                    continue
             items.append(Item(record, event, at))
         stats.records += len(batch)
         stats.bad += len(bad)
@@ -356,9 +390,16 @@ class ProjectionRunner:
             if o > last.get(p, -1):
                 last[p] = o
         log_id = self.log.log_id
+        homes = self._homes
+        moved = ({(i.event.subject, i.record.partition) for i in items
+                  if i.event.subject and homes.get(i.event.subject) != i.record.partition}
+                 if self.log.self_contained_partitions else set())
+        split: dict[str, list[int]] = {}
         with self.store.transaction() as tx:
             if bad:
                 tx.quarantine(log_id, bad)
+            if moved:
+                split = tx.note_partitions(log_id, moved)
             for projection in self.projections:
                 # Read inside the transaction: another process of the same consumer group
                 # may have moved it since we last looked (a rebalance).
@@ -387,6 +428,17 @@ class ProjectionRunner:
                         new[partition] = offset
                 if new != done:
                     tx.track(projection.name, log_id, new)
+        if len(homes) > HOMES_CACHE:
+            homes.clear()
+        homes.update(moved)
+        for person, parts in split.items():
+            # An alert, never silence: the views of this person are wrong (events applied
+            # out of order across partitions). ``pdl status`` lists them too.
+            logger.warning("ALERT: the events of %s are in partitions %s of %s: its producer "
+                        "does not key by pseudonym with murmur2; this person's views may be "
+                        "wrong (see docs/robustness.md)", person,
+                        ", ".join(map(str, parts)), log_id)
+        stats.split += len(split)
         if self.on_bad_record is not None:
             for record, reason in bad:
                 self.on_bad_record(record, reason)
@@ -427,11 +479,14 @@ class ProjectionRunner:
         of the log quarantined in this view store (every projection skips those)."""
         end = self.log.end_position()
         quarantined = self.store.quarantine_counts().get(self.log.log_id, 0)
+        split, people = self.store.split_people(self.log.log_id)
+        shown = [{"pseudonym": p, "partitions": parts} for p, parts in people.items()]
         out = []
         for name, pos in self.positions().items():
             lag = sum(max(0, o - pos.get(p, -1)) for p, o in end.items())
             out.append({"projection": name, "log": self.log.log_id, "position": pos,
-                        "end": end, "lag": lag, "quarantined": quarantined})
+                        "end": end, "lag": lag, "quarantined": quarantined,
+                        "split_people": split, "split_examples": shown})
         return out
 
 

@@ -441,7 +441,15 @@ class Scope:
             "window_end": self.window_end, "categories": list(self.categories),
             "incident_id": self.incident_id, "counts": self.counts,
             "page": self.page, "people": [p.as_dict() for p in self.people],
+            **({"links": incident_links(self.incident_id)} if self.incident_id else {}),
         }
+
+
+def incident_links(incident_id: str) -> dict[str, str]:
+    """Where a responder goes from an incident's scope: its case file and its notify list
+    (people are listed here by pseudonym; the notify list has their contact channel)."""
+    return {"case": f"pdl incident status {incident_id}",
+            "notify_list": f"pdl incident notify-list {incident_id} --reason TEXT"}
 
 
 UNREACHABLE_ERASED = "erased: data key destroyed"

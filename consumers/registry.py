@@ -10,7 +10,7 @@ from consumers.inventory import InventoryProjection
 from consumers.projection import Projection
 from consumers.rows import DEFAULT_CACHE_ENTRIES
 from consumers.scope import HoldingsProjection
-from consumers.views import SQLiteViewStore
+from consumers.views import SQLiteViewStore, ViewStore
 from ledger.errors import NotFound
 from ledger.settings import Settings
 
@@ -54,7 +54,12 @@ def select(names: list[str] | None = None,
     return [known[n] for n in names]
 
 
-def open_views(settings: Settings) -> SQLiteViewStore:
-    """The view store of these settings (``LEDGER_VIEWS_PATH``, default ``DATA_DIR/views.db``;
-    page cache ``LEDGER_VIEW_CACHE_MB``)."""
+def open_views(settings: Settings) -> ViewStore:
+    """The view store of these settings: PostgreSQL if ``LEDGER_VIEWS_URL`` names one
+    (``consumers.postgres``), else the SQLite file (``LEDGER_VIEWS_PATH``, default
+    ``DATA_DIR/views.db``; page cache ``LEDGER_VIEW_CACHE_MB``)."""
+    if settings.views_url:
+        from consumers.postgres import PostgresViewStore  # psycopg only when chosen
+
+        return PostgresViewStore(settings.views_url)
     return SQLiteViewStore(settings.views_file, cache_mb=settings.view_cache_mb)

@@ -157,6 +157,7 @@ class ScopeIndex:
         self._generation: str | None = None
         self._seq = -1  # journal rows read; -1: nothing loaded yet
         self._rowid = 0  # holdings_erased rows read
+        self._seen: tuple[Any, ...] | None = None  # the view's mark at the last catch-up
         self._held: dict[str, _Held] = {}
         self._ended: dict[str, list[_Ended]] = {}
         #: reachability (see ``_reach``): 0 for these, 1 for the shredded, 2 for the rest
@@ -188,42 +189,59 @@ class ScopeIndex:
             self._refresh()
 
     def _refresh(self) -> None:
+        # One indexed read tells whether anything moved since the last catch-up: every
+        # change to the held segments and people adds a journal row, an ended segment a
+        # holdings_erased row, a rebuild a new generation. Unchanged: nothing to read.
+        if self._seq >= 0 and self._mark(self.store) == self._seen:
+            return
         with self.store.snapshot() as view:
-            rows = view.query("SELECT generation FROM holdings_generation")
-            generation = rows[0][0] if rows else None
-            low, high = view.query("SELECT min(seq), max(seq) FROM holdings_journal")[0]
-            if (self._seq < 0 or generation != self._generation
-                    or (low is not None and low > self._seq + 1)):
-                self._load(view, generation, high or 0)
-                return
-            if high is None or high <= self._seq:
-                if self._rowid < self._max_rowid(view):
-                    self._add_ended(view)
-                return
-            journal = view.query(
-                "SELECT pseudonym, store, collected_at, categories FROM holdings_journal "
-                "WHERE seq > ? ORDER BY seq", (self._seq,))
-            people = {row[0] for row in journal if row[1] is None}
-            if len(people) > _RELOAD_PEOPLE or len(journal) > _RELOAD_ROWS:
-                self._load(view, generation, high)
-                return
-            name = self._name
-            for person, store, since, mask in journal:
-                if store is not None:
-                    held = self._held.get(store)
-                    if held is None:
-                        held = self._held[store] = _Held()
-                    held.set(name(person), since, mask)
-            for chunk in chunks(sorted(people)):
-                found = {p: (shredded, n) for p, shredded, n in view.query(
-                    "SELECT pseudonym, shredded_at, contact_stores FROM scope_people "
-                    f"WHERE pseudonym IN ({marks(len(chunk))})", chunk)}
-                for p in chunk:
-                    shredded, n = found.get(p, (None, 0))
-                    self._set_reach(name(p), _reach(shredded, n))
-            self._add_ended(view)
-            self._seq = high
-            self.catch_ups += 1
+            mark = self._mark(view)
+            self._catch_up(view)
+            self._seen = mark
+
+    @staticmethod
+    def _mark(view: ViewStore) -> tuple[Any, ...]:
+        return tuple(view.query(
+            "SELECT (SELECT generation FROM holdings_generation LIMIT 1), "
+            "(SELECT max(seq) FROM holdings_journal), "
+            "(SELECT coalesce(max(rowid), 0) FROM holdings_erased)")[0])
+
+    def _catch_up(self, view: ViewStore) -> None:
+        rows = view.query("SELECT generation FROM holdings_generation")
+        generation = rows[0][0] if rows else None
+        low, high = view.query("SELECT min(seq), max(seq) FROM holdings_journal")[0]
+        if (self._seq < 0 or generation != self._generation
+                or (low is not None and low > self._seq + 1)):
+            self._load(view, generation, high or 0)
+            return
+        if high is None or high <= self._seq:
+            if self._rowid < self._max_rowid(view):
+                self._add_ended(view)
+            return
+        journal = view.query(
+            "SELECT pseudonym, store, collected_at, categories FROM holdings_journal "
+            "WHERE seq > ? ORDER BY seq", (self._seq,))
+        people = {row[0] for row in journal if row[1] is None}
+        if len(people) > _RELOAD_PEOPLE or len(journal) > _RELOAD_ROWS:
+            self._load(view, generation, high)
+            return
+        name = self._name
+        for person, store, since, mask in journal:
+            if store is not None:
+                held = self._held.get(store)
+                if held is None:
+                    held = self._held[store] = _Held()
+                held.set(name(person), since, mask)
+        for chunk in chunks(sorted(people)):
+            found = {p: (shredded, n) for p, shredded, n in view.query(
+                "SELECT pseudonym, shredded_at, contact_stores FROM scope_people "
+                f"WHERE pseudonym IN ({marks(len(chunk))})", chunk)}
+            for p in chunk:
+                shredded, n = found.get(p, (None, 0))
+                self._set_reach(name(p), _reach(shredded, n))
+        self._add_ended(view)
+        self._seq = high
+        self.catch_ups += 1
 
     def _set_reach(self, person: str, reach: int) -> None:
         self._reachable.discard(person)

@@ -6,7 +6,10 @@ exactly where its last committed transaction ended: nothing skipped, nothing twi
 
 A view store is a SQL database behind a small interface (``transaction()`` yielding a
 ``ViewTransaction``), so a second backend (PostgreSQL) plugs in without touching the
-projections. Projections write portable SQL with ``?`` placeholders and ``ON CONFLICT``.
+projections. Projections write portable SQL with ``?`` placeholders and ``ON CONFLICT``;
+a backend translates what its dialect spells otherwise (``consumers.postgres``), and
+the statements that differ most (``ViewTransaction.new_ids``) are methods of the
+transaction.
 """
 
 from __future__ import annotations
@@ -63,6 +66,12 @@ CREATE TABLE IF NOT EXISTS quarantine (
     dead_lettered  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (log_id, partition, "offset")
 );
+CREATE TABLE IF NOT EXISTS subject_partitions (
+    log_id      TEXT NOT NULL,
+    pseudonym   TEXT NOT NULL,
+    partition   INTEGER NOT NULL,
+    PRIMARY KEY (log_id, pseudonym, partition)
+);
 """
 #: Columns of a quarantine row, in table order.
 QUARANTINE_COLUMNS = ("log_id", "partition", "offset", "event_id", "event_type", "subject",
@@ -113,6 +122,28 @@ class ViewTransaction(ABC):
               r.subject[:300] if r.subject else None, reason[:MAX_REASON], r.payload,
               r.recorded_at.isoformat(), now) for r, reason in entries])
 
+    def note_partitions(self, log_id: str, pairs: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
+        """Record in which partitions these people's events were found; return those of
+        them found in more than one partition, with the partitions."""
+        pairs = list(pairs)
+        if not pairs:
+            return {}
+        self.executemany(
+            "INSERT INTO subject_partitions (log_id, pseudonym, partition) VALUES (?, ?, ?) "
+            "ON CONFLICT (log_id, pseudonym, partition) DO NOTHING",
+            [(log_id, person, partition) for person, partition in pairs])
+        people = sorted({person for person, _ in pairs})
+        found: dict[str, list[int]] = {}
+        for i in range(0, len(people), 500):
+            chunk = people[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for person, partition in self.query(
+                    "SELECT pseudonym, partition FROM subject_partitions WHERE log_id = ? "
+                    f"AND pseudonym IN ({marks}) ORDER BY pseudonym, partition",
+                    (log_id, *chunk)):
+                found.setdefault(person, []).append(int(partition))
+        return {person: parts for person, parts in found.items() if len(parts) > 1}
+
     def first_time(self, projection: str, event_ids: Sequence[str]) -> list[bool]:
         """Mark events as applied by ``projection``; per id, whether it is its first time.
 
@@ -123,10 +154,7 @@ class ViewTransaction(ABC):
         """
         if not event_ids:
             return []
-        pending = {row[0] for row in self.query(
-            "INSERT OR IGNORE INTO applied_events (projection, event_id) "
-            "SELECT ?, value FROM json_each(?) RETURNING event_id",
-            (projection, json.dumps(list(event_ids))))}
+        pending = self.new_ids(projection, event_ids)
         out = []
         for event_id in event_ids:
             if event_id in pending:
@@ -135,6 +163,11 @@ class ViewTransaction(ABC):
             else:
                 out.append(False)
         return out
+
+    @abstractmethod
+    def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
+        """Insert the ``(projection, id)`` pairs not yet in ``applied_events``, in one
+        statement; return the ids inserted (each once)."""
 
 
 class ViewStore(ABC):
@@ -165,6 +198,21 @@ class ViewStore(ABC):
         """Records set aside, per log."""
         return {log_id: int(n) for log_id, n in self.query(
             "SELECT log_id, count(*) FROM quarantine GROUP BY log_id")}
+
+    def split_people(self, log_id: str, limit: int = 20) -> tuple[int, dict[str, list[int]]]:
+        """People whose events were found in more than one partition of the log: how many,
+        and up to ``limit`` of them with their partitions."""
+        split = ("SELECT pseudonym FROM subject_partitions WHERE log_id = ? "
+                 "GROUP BY pseudonym HAVING count(*) > 1")
+        ((count,),) = self.query(f"SELECT count(*) FROM ({split}) AS s", (log_id,))
+        out: dict[str, list[int]] = {}
+        if count:
+            for person, partition in self.query(
+                    "SELECT pseudonym, partition FROM subject_partitions WHERE log_id = ? AND "
+                    f"pseudonym IN ({split} ORDER BY pseudonym LIMIT ?) "
+                    "ORDER BY pseudonym, partition", (log_id, log_id, limit)):
+                out.setdefault(person, []).append(int(partition))
+        return int(count), out
 
     def quarantined(self, log_id: str | None = None, *, limit: int = 100,
                     after: tuple[int, int] | None = None) -> list[dict[str, Any]]:
@@ -260,6 +308,12 @@ class _SQLiteTransaction(ViewTransaction):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._db.execute(sql, params).fetchall()
 
+    def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
+        return {row[0] for row in self._db.execute(
+            "INSERT OR IGNORE INTO applied_events (projection, event_id) "
+            "SELECT ?, value FROM json_each(?) RETURNING event_id",
+            (projection, json.dumps(list(event_ids))))}
+
 
 class SQLiteViewStore(ViewStore):
     """Views in one SQLite file (WAL), or in memory for point-in-time answers (``:memory:``).
@@ -348,7 +402,10 @@ class SQLiteViewStore(ViewStore):
             shutil.rmtree(self.path + ".rebuild", ignore_errors=True)
 
     def _copy_quarantine(self, tx: ViewTransaction, alias: str) -> None:
-        tx.execute(f"INSERT OR IGNORE INTO main.quarantine SELECT * FROM {alias}.quarantine")
+        """What a rebuild learnt about the log itself: records set aside, and which
+        partitions each person's events were found in."""
+        for table in ("quarantine", "subject_partitions"):
+            tx.execute(f"INSERT OR IGNORE INTO main.{table} SELECT * FROM {alias}.{table}")
 
     def adopt(self, sources: Sequence[str], groups: Sequence[Sequence[Any]]) -> None:
         """Replace the views of the projections ``groups[i]`` by those in the SQLite file

@@ -26,13 +26,15 @@ from schemas.events import DataErased, LedgerQueried
 from schemas.taxonomy import ErasureMethod
 
 from ledger.errors import InvalidInput, NotFound, Forbidden, SubjectErased
-from ledger.factory import create_log
+from ledger.factory import create_log, open_vault
 from ledger.files import private_dir
 from ledger.persistence import AppendResult, EventLog, LogRecord, NewRecord
-from ledger.sealing import Pseudonymiser, Sealer, SQLiteKeyVault
+from ledger.sealing import Pseudonymiser, Sealer
 from ledger.settings import Settings
 
 LineError = tuple[int, str, str]  # (line number, field, reason)
+#: The store an erasure by crypto-shredding names: the vault that held the person's key.
+ERASURE_STORE = "ledger-key-vault"
 MAX_REPORTED_ERRORS = 100
 
 
@@ -76,13 +78,37 @@ class Publisher:
                     f"{self.name!r}; nothing was appended")
 
 
+@dataclass(frozen=True)
+class Erasure:
+    """What ``Ledger.erase`` did: where the erasure is recorded, and whether it was
+    recorded before this call (nothing appended then)."""
+
+    pseudonym: str
+    result: AppendResult
+    already: bool
+
+    @property
+    def event_id(self) -> str:
+        """The id of the ``data.erased`` event that records the erasure."""
+        return self.result.event_id
+
+    @property
+    def partition(self) -> int:
+        return self.result.partition
+
+    @property
+    def offset(self) -> int:
+        return self.result.offset
+
+
 class Sealing:
     """Pseudonymiser, key vault and sealer of one process: turns wire events into records."""
 
     def __init__(self, settings: Settings):
         master = settings.require_master_key()
-        self.pseudonymise = Pseudonymiser(master)
-        self.vault = SQLiteKeyVault(settings.vault_file, master)
+        self.vault = open_vault(settings, master)
+        # after a master-key rotation the vault keeps the pseudonym key (unchanged)
+        self.pseudonymise = Pseudonymiser(master, self.vault.pseudonym_key())
         self.sealer = Sealer(self.vault)
 
     def close(self) -> None:
@@ -486,9 +512,25 @@ class Ledger:
     # --- erasure and audit --------------------------------------------------------------
 
     def erase(self, subject_id: str, *, reason: str = "request", request_id: str | None = None,
-              source: str = "pdl/erase") -> AppendResult:
-        """Crypto-shred a person: destroy their data key, then record the erasure."""
+              source: str = "pdl/erase", record_anyway: bool = False) -> Erasure:
+        """Crypto-shred a person: destroy their data key, then record the erasure.
+
+        Raises ``NotFound`` for an identifier the ledger never saw (no key, no event),
+        unless ``record_anyway`` (an erasure request for someone it may hear of later: the
+        key is destroyed before it exists, so nothing can ever be sealed for them). A
+        person already erased is not erased again: nothing is appended (an erasure whose
+        record a crash lost is recorded now).
+        """
         pseudonym = self.pseudonymise(subject_id)
+        state = self.vault.state(pseudonym)
+        if state == "destroyed":
+            recorded = self._erasure_recorded(pseudonym)
+            if recorded is not None:
+                return Erasure(pseudonym, recorded, already=True)
+        elif state == "unknown" and not record_anyway and self._first_record(pseudonym) is None:
+            raise NotFound("the ledger never saw this person (no key, no event); nothing was "
+                           "erased. Check the identifier, or give --record-anyway to record "
+                           "an erasure request for it")
         self.vault.destroy(pseudonym)
         event = parse_wire(
             {
@@ -498,23 +540,42 @@ class Ledger:
                 "subject": subject_id,
                 "data": {
                     "categories": ["user"],
-                    "stores": ["ledger-key-vault"],
+                    "stores": [ERASURE_STORE],
                     "method": ErasureMethod.CRYPTO_SHREDDED.value,
                     "reason": reason,
                     "request_id": request_id,
                 },
             }
         )
-        return self.commits.append(self.seal([event]))[0]
+        return Erasure(pseudonym, self.commits.append(self.seal([event]))[0], already=False)
+
+    def _first_record(self, pseudonym: str) -> LogRecord | None:
+        return next(iter(self.log.read_about(pseudonym)), None)
+
+    def _erasure_recorded(self, pseudonym: str) -> AppendResult | None:
+        """Where the log records this person's crypto-shredding, if it does."""
+        for record in self.log.read_about(pseudonym):
+            if record.event_type and record.event_type != DataErased.TYPE:
+                continue
+            try:
+                event = decode(record.payload)
+            except Exception:  # noqa: BLE001 - a record that does not decode records nothing
+                continue
+            data = event.data
+            if (isinstance(data, DataErased) and ERASURE_STORE in data.stores
+                    and data.method is ErasureMethod.CRYPTO_SHREDDED):
+                return AppendResult(event.id or "", record.partition, record.offset, True)
+        return None
 
     def audit(self, query: str, arguments: Mapping[str, str] | None = None, *,
               actor: str | None = None, role: str | None = None,
               people: Sequence[str] = (), reason: str | None = None,
-              clear: bool = False) -> None:
+              clear: bool = False) -> AppendResult:
         """Record that somebody queried the ledger (6.2.1b): who (``actor``, default the
         configured one, and ``role``), about whom (``people``: pseudonyms), the query, and
         why. Arguments hold no clear values. Many people are recorded in several events of
-        at most 1000 people each, appended in one batch."""
+        at most 1000 people each, appended in one batch. Returns where the first landed (its
+        id links a rights request to the export it audits)."""
         people = list(dict.fromkeys(people))
         chunks = [people[i:i + 1000] for i in range(0, len(people), 1000)] or [[]]
         now = datetime.now(timezone.utc).isoformat()
@@ -529,7 +590,7 @@ class Ledger:
             })
             for chunk in chunks
         ]
-        self.commits.append(self.seal(events))
+        return self.commits.append(self.seal(events))[0]
 
     def verify(self, progress: Callable[[int], None] | None = None) -> int:
         """Check the log's hash chain (SQLite) and that every record decodes."""

@@ -31,6 +31,12 @@ class InvalidInput(LedgerError):
         super().__init__(message)
 
 
+class CaseRefused(LedgerError):
+    """A case file refused a step its lifecycle does not allow; no event was created."""
+
+    exit_code = 65  # EX_DATAERR: the request, not the store, is wrong
+
+
 class PersistenceError(LedgerError):
     """The log or a view store failed."""
 

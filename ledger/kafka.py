@@ -166,6 +166,8 @@ class KafkaEventLog(EventLog):
         request_timeout_ms: int = KafkaSettings.request_timeout_ms,
         security: Mapping[str, Any] | None = None,
         prepare_topics: bool = True,
+        check_subjects: bool = True,
+        session_timeout_ms: int = KafkaSettings.session_timeout_ms,
     ) -> None:
         """Connect, create the topics if missing (unless ``prepare_topics`` is False: a
         command that only reads and audits finds them or says the log is empty), and refuse
@@ -190,10 +192,12 @@ class KafkaEventLog(EventLog):
                 "refused for lack of in-sync replicas"
             )
         self.bootstrap = ",".join(servers)
+        self.checks_subjects = check_subjects
         self._security = dict(security or {})
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
         self.group_id = group_id
+        self.session_timeout_ms = session_timeout_ms
         self.transactional_id = transactional_id or f"pdl-{topic}-{uuid.uuid4()}"
         self._partitions = partitions
         self._replication_factor = replication_factor
@@ -241,6 +245,8 @@ class KafkaEventLog(EventLog):
             request_timeout_ms=k.request_timeout_ms,
             security=k.security(),
             prepare_topics=k.prepare_topics,
+            check_subjects=k.check_subjects,
+            session_timeout_ms=k.session_timeout_ms,
         )
 
     def reopener(self) -> Callable[[], KafkaEventLog]:
@@ -252,6 +258,7 @@ class KafkaEventLog(EventLog):
             min_insync_replicas=self._min_insync_replicas,
             request_timeout_ms=self._timeout_ms, security=self._security,
             prepare_topics=False,
+            check_subjects=self.checks_subjects,
         )
 
     @property

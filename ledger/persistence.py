@@ -66,6 +66,12 @@ class EventLog(ABC):
     #: (Kafka) the type header comes from the producer and a malformed record must be read.
     trusted_types: bool = False
 
+    #: Whether readers must check each record's subject (Kafka: another producer may have
+    #: written it): the key must equal the payload's subject, and the subject must have
+    #: the pseudonym form (``schemas.events.PSEUDONYM``); else the record is quarantined.
+    #: SQLite's subject column is written by the ledger itself from its pseudonymiser.
+    checks_subjects: bool = False
+
     #: Whether ``verify`` checks the records against a chain the log keeps (SQLite).
     can_verify: bool = False
 

@@ -23,6 +23,7 @@ from ledger.files import private_dir, write_private
 PREFIX = "LEDGER_"
 BACKENDS = ("sqlite", "kafka")
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+OPERATOR_KINDS = ("cii", "state_organ", "other")
 
 
 def decode_key(raw: str, name: str = "LEDGER_MASTER_KEY") -> bytes:
@@ -44,6 +45,18 @@ def decode_key(raw: str, name: str = "LEDGER_MASTER_KEY") -> bytes:
             f"{name} must be 32 random bytes in base64 or hex (generate one with `pdl keygen`)"
         )
     return key
+
+
+def postgres_url(raw: str | None, name: str) -> str | None:
+    """A ``postgresql://`` URL (or None); the error names the variable, never the value
+    (it may hold a password)."""
+    if raw is None:
+        return None
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise ConfigurationError(
+            f"{name} must be a postgresql:// URL, for example "
+            "postgresql://pdl@db.internal:5432/pdl (the password in ~/.pgpass or PGPASSWORD)")
+    return raw
 
 
 def generate_key() -> str:
@@ -80,11 +93,18 @@ class KafkaSettings:
     sasl_plain_password: str | None = field(default=None, repr=False)
     ssl_cafile: str | None = None
     request_timeout_ms: int = 30000
+    #: How long a silent consumer-group member keeps its partitions: after a `pdl consume`
+    #: process dies, the others take over its partitions within this time (kafka-python's
+    #: default is 45 s; the broker accepts 6 s at least).
+    session_timeout_ms: int = 10000
     #: Set by code, never by the environment: a fixed producer identity (tests, benches).
     transactional_id: str | None = None
     #: Set by code: whether opening the log creates missing topics. The CLI turns it off
     #: for commands that do not publish events of their own (``pdl.cli.settings_from``).
     prepare_topics: bool = True
+    #: Set by code, never by the environment: False only for logs written by hand in tests
+    #: of other properties, whose subjects are readable stand-ins for pseudonyms.
+    check_subjects: bool = True
 
     #: The settings passed to the kafka-python clients as they are.
     SECURITY_KEYS: ClassVar[tuple[str, ...]] = (
@@ -115,6 +135,10 @@ class Settings:
     sqlite_path: Path | None = None
     vault_path: Path | None = None
     views_path: Path | None = None
+    #: A shared view store (``LEDGER_VIEWS_URL=postgresql://...``); None: the SQLite file.
+    views_url: str | None = None
+    #: A shared key vault (``LEDGER_VAULT_URL=postgresql://...``); None: the SQLite file.
+    vault_url: str | None = None
     sqlite_synchronous: str = "FULL"
     request_deadline_days: int = 15
     #: The findings' own thresholds (not the policy's; see consumers.findings.thresholds):
@@ -149,6 +173,17 @@ class Settings:
     #: past it). One request is validated whole before anything is appended.
     ingest_max_events: int = 10_000
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    #: Who the company is under the CAC incident measures (``LEDGER_OPERATOR_KIND``):
+    #: ``cii`` (critical information infrastructure), ``state_organ`` or ``other``.
+    operator_kind: str = "other"
+    #: People affected from which an incident is graded 较大, 重大, 特别重大
+    #: (``LEDGER_INCIDENT_GRADE_THRESHOLDS``); None: the rule table's (cases/deadlines.toml).
+    grade_thresholds: tuple[int, int, int] | None = None
+
+    @property
+    def cases_file(self) -> Path:
+        """The case files' own event store (the eventsourcing library's SQLite recorder)."""
+        return self.data_dir / "cases.db"
 
     @property
     def log_path(self) -> Path:
@@ -252,6 +287,19 @@ def choice(options: tuple[str, ...], case: Callable[[str], str] = str.lower) -> 
     return parse
 
 
+def thresholds(raw: str, name: str) -> tuple[int, int, int]:
+    """Three increasing whole numbers of people (较大, 重大, 特别重大)."""
+    try:
+        values = tuple(int(v.strip().replace("_", "")) for v in raw.split(","))
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r}: give three whole numbers, e.g. "
+                                 "1000000,10000000,100000000") from None
+    if len(values) != 3 or not 0 < values[0] < values[1] < values[2]:
+        raise ConfigurationError(f"{name}={raw!r}: give three increasing numbers of people "
+                                 "(较大, 重大, 特别重大), e.g. 1000000,10000000,100000000")
+    return values  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Var:
     """One row of a settings table: ``LEDGER_<variable>`` sets ``field`` through ``parser``.
@@ -280,6 +328,8 @@ ENV: tuple[Var, ...] = (
     Var("sqlite_path", "SQLITE_PATH", path),
     Var("vault_path", "VAULT_PATH", path),
     Var("views_path", "VIEWS_PATH", path),
+    Var("views_url", "VIEWS_URL", postgres_url),
+    Var("vault_url", "VAULT_URL", postgres_url),
     Var("sqlite_synchronous", "SQLITE_SYNCHRONOUS", choice(SYNCHRONOUS, str.upper)),
     Var("request_deadline_days", "REQUEST_DEADLINE_DAYS", integer(1)),
     Var("closure_erasure_days", "CLOSURE_ERASURE_DAYS", integer(1)),
@@ -292,6 +342,8 @@ ENV: tuple[Var, ...] = (
     Var("admin_token_file", "ADMIN_TOKEN_FILE", path),
     Var("ingest_max_bytes", "INGEST_MAX_BYTES", integer(1024)),
     Var("ingest_max_events", "INGEST_MAX_EVENTS", integer(1)),
+    Var("operator_kind", "OPERATOR_KIND", choice(OPERATOR_KINDS)),
+    Var("grade_thresholds", "INCIDENT_GRADE_THRESHOLDS", thresholds),
 )
 
 #: Every ``LEDGER_KAFKA_*`` variable of ``KafkaSettings``.
@@ -309,6 +361,7 @@ KAFKA_ENV: tuple[Var, ...] = (
     Var("sasl_plain_password", "KAFKA_SASL_PASSWORD"),
     Var("ssl_cafile", "KAFKA_SSL_CAFILE"),
     Var("request_timeout_ms", "KAFKA_REQUEST_TIMEOUT_MS", integer(1000)),
+    Var("session_timeout_ms", "KAFKA_SESSION_TIMEOUT_MS", integer(6000)),
 )
 
 T = TypeVar("T")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -26,7 +27,15 @@ from rich.table import Table
 
 from ledger.errors import ConfigurationError, InvalidInput, LedgerError
 from ledger.settings import generate_key
-from pdl import cli_access, cli_consume, cli_policy, cli_quarantine, cli_queries
+from pdl import (
+    cli_access,
+    cli_cases,
+    cli_consume,
+    cli_policy,
+    cli_quarantine,
+    cli_queries,
+    cli_vault,
+)
 from pdl.context import Handler, open_ledger
 from pdl.output import (
     TIME_HELP,
@@ -40,7 +49,8 @@ from pdl.output import (
 )
 
 #: The modules whose ``register(sub, add)`` adds their subcommands, in help order.
-GROUPS = (cli_queries, cli_consume, cli_quarantine, cli_access, cli_policy)
+GROUPS = (cli_queries, cli_consume, cli_quarantine, cli_access, cli_cases, cli_vault,
+          cli_policy)
 
 # --- log commands ---------------------------------------------------------------------
 
@@ -131,10 +141,14 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 def cmd_erase(args: argparse.Namespace) -> int:
     with open_ledger(args) as ledger:
-        result = ledger.erase(args.subject, reason=args.reason, request_id=args.request_id)
-        emit(args, {"erased": True, "offset": result.offset},
-             lambda: console.print("key destroyed; erasure recorded at "
-                                   f"{result.partition}:{result.offset}"))
+        result = ledger.erase(args.subject, reason=args.reason, request_id=args.request_id,
+                              record_anyway=args.record_anyway)
+        where = f"{result.partition}:{result.offset}"
+        emit(args, {"erased": True, "already": result.already, "partition": result.partition,
+                    "offset": result.offset},
+             lambda: console.print(f"already erased (recorded at {where}); nothing appended"
+                                   if result.already else
+                                   f"key destroyed; erasure recorded at {where}"))
     return 0
 
 
@@ -279,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="request",
                    help="why, recorded in the erasure event (default: request)")
     p.add_argument("--request-id", help="the rights request this erasure answers, if any")
+    p.add_argument("--record-anyway", action="store_true",
+                   help="record an erasure request for an id the ledger never saw "
+                        "(else: exit 66, nothing recorded)")
 
     add("verify", cmd_verify, "verify the log's hash chain and that every record decodes")
     add("keygen", cmd_keygen, "print a new random master key for LEDGER_MASTER_KEY")
@@ -330,6 +347,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, f"error: {exc}{retry}", exc)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``pdl simulate | head``): end quietly, as a shell pipeline
+        # expects, and keep the interpreter's last flush of stdout from failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
 
 
 def _fail(args: argparse.Namespace, text: str, exc: LedgerError) -> int:

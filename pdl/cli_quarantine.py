@@ -12,16 +12,14 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-from collections.abc import Callable
 
 from rich.table import Table
 
 from consumers.registry import open_views
 from ledger.errors import InvalidInput, NotFound
-from pdl.context import open_ledger
+from pdl.context import Add, open_ledger
 from pdl.output import console, emit
 
-Add = Callable[..., argparse.ArgumentParser]
 
 
 def _position(text: str) -> tuple[int, int]:

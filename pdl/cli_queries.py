@@ -24,6 +24,7 @@ from consumers.projection import RunStats
 from consumers.queries import DisclosureFilter
 from consumers.registry import projection_names
 from consumers.replay import QueryTime
+from consumers.views import ViewStore
 from pdl.context import Add, open_ledger
 from pdl.output import TIME_HELP, console, emit, err_console, parse_time, progress_bar
 from pdl.service import Answering, QueryService, findings_summary
@@ -194,9 +195,20 @@ def cmd_status(args: argparse.Namespace) -> int:
                      + (f", the longest {clock['longest_delay_hours']} h after"
                         if clock["late_events"] else ""))
 
+            split = max((r["split_people"] for r in rows), default=0)
+            if split:
+                console.print(f"[bold red]{split} person(s) found in more than one partition[/]"
+                              " (a producer not keying by pseudonym with murmur2; their views "
+                              "may be wrong, see docs/robustness.md):")
+                for person in rows[0]["split_examples"]:
+                    console.print(f"  {person['pseudonym']}: partitions "
+                                  + ", ".join(map(str, person["partitions"])), highlight=False)
+
         for r in rows:
             if r["projection"] == "clock":
                 r["summary"] = clock
+        if args.check_lag:
+            return _check_lag(args, rows, service.ledger.settings.data_dir)
         emit(args, rows, render)
     return 0
 
@@ -204,6 +216,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _note(text: str) -> None:
     """A paragraph for people: wrapped at word boundaries to the terminal's width."""
     console.print(text, markup=False, highlight=False)
+
+
+def _check_lag(args: argparse.Namespace, rows: list[dict[str, Any]], data_dir: Any) -> int:
+    from pathlib import Path
+
+    from pdl.health import check_lag
+
+    state = Path(args.state_file) if args.state_file else Path(data_dir) / "lag-check.json"
+    code, message = check_lag(rows, state, args.stalled_after)
+    emit(args, {"healthy": code == 0, "message": message, "projections": rows},
+         lambda: (console if code == 0 else err_console).print(message, highlight=False))
+    return code
 
 
 def _pos(position: dict[int, int]) -> str:
@@ -446,6 +470,8 @@ def render_scope(answer: dict[str, Any], show: int = 10) -> None:
                           str(p["records"]),
                           "yes" if p["reachable"] else f"[red]no[/]: {p['unreachable_reason']}")
         console.print(table)
+    for name, where in answer.get("links", {}).items():
+        console.print(f"{name.replace('_', ' ')}: {where}", markup=False)
 
 
 # --- findings ---------------------------------------------------------------------------
@@ -463,6 +489,7 @@ def cmd_findings(args: argparse.Namespace) -> int:
         with _views(service, args, ["findings"]) as answering:
             found = service.findings(answering.views, args.clause, answering.when,
                                      settings=service.ledger.settings)
+            found += _case_clock_findings(service, answering.views, args)
     if args.summary:
         summary = findings_summary(found)
         emit(args, summary, lambda: _render_findings_summary(summary))
@@ -485,6 +512,23 @@ def _render_explanation(explained: dict[str, Any]) -> None:
         table.add_row(t["variable"], f"{t['value']} {t['unit']}", str(t["default"]),
                       ", ".join(t["clauses"]), t["source"])
     console.print(table)
+
+
+def _case_clock_findings(service: QueryService, views: ViewStore,
+                         args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The case files' overdue or late deadline clocks (``pdl incident status``)."""
+    from datetime import UTC, datetime
+
+    from cases.desk import CaseDesk, clock_findings
+
+    if not service.ledger.settings.cases_file.exists():
+        return []
+    desk = CaseDesk(service.ledger)
+    try:
+        return clock_findings(views, desk, _when(args).reference or datetime.now(UTC),
+                              args.clause)
+    finally:
+        desk.close()
 
 
 def _render_findings_summary(rows: list[dict[str, Any]]) -> None:
@@ -547,7 +591,15 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
                    help="rebuild groups of projections in N processes, then swap the views "
                         "in at once (views in a SQLite file; either log backend; default: "
                         "2 for --all on the SQLite log with 2+ cores, else 1)")
-    add("status", cmd_status, "each projection's position and lag behind the log")
+    p = add("status", cmd_status, "each projection's position and lag behind the log")
+    p.add_argument("--check-lag", action="store_true",
+                   help="exit 1 if there is lag and no position moved for --stalled-after "
+                        "seconds (a consumer's healthcheck; remembers the last check)")
+    p.add_argument("--stalled-after", type=float, default=60.0, metavar="SECONDS",
+                   help="with --check-lag: how long lag may stand still (default 60)")
+    p.add_argument("--state-file", metavar="FILE",
+                   help="where --check-lag keeps its last observation "
+                        "(default DATA_DIR/lag-check.json)")
 
     p = _query_options(add("subject", cmd_subject,
                            "the data map of one person (real identifier; audited)"))

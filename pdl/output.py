@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ledger.errors import InvalidInput
+from schemas.events import MAX_TIME, MIN_TIME
 
 
 def _width(stream: object) -> int | None:
@@ -51,10 +52,11 @@ TIME_HELP = "ISO 8601 with a zone, or a plain date 2024-07-01 = midnight UTC"
 
 def parse_time(text: str) -> datetime:
     """An ISO 8601 time with a zone, or a plain date (``2024-07-01``) meaning midnight UTC;
-    a time of day without a zone is refused rather than guessed."""
+    a time of day without a zone is refused rather than guessed, and so is one outside the
+    contract's range (``schemas.events.MIN_TIME``..``MAX_TIME``)."""
     if len(text) == 10 and text[4] == "-" and text[7] == "-":
         try:
-            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+            text = datetime.fromisoformat(text).replace(tzinfo=timezone.utc).isoformat()
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
     try:
@@ -65,12 +67,11 @@ def parse_time(text: str) -> datetime:
             "(2024-07-01, midnight UTC)") from None
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +08:00)")
-    from schemas.events import MAX_TIME, MIN_TIME
-
     # Compared before converting: a time near year 1 or 9999 may not convert to UTC at all.
     if not MIN_TIME <= value <= MAX_TIME:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is outside {MIN_TIME:%Y-%m-%dT%H:%M:%SZ}..{MAX_TIME:%Y-%m-%dT%H:%M:%SZ}")
+            f"{text!r} is outside {MIN_TIME:%Y-%m-%dT%H:%M:%SZ}..{MAX_TIME:%Y-%m-%dT%H:%M:%SZ}"
+            " (the times the contract accepts)")
     return value.astimezone(timezone.utc)
 
 

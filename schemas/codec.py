@@ -64,6 +64,8 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 #: (event type, version it reads) -> function turning that version's data into the next.
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("subject.registered", 1): lambda d: {"subject_kind": "user", **d},
+    ("subject.registered", 2): lambda d: d,  # residence: unknown
+    ("incident.reported", 1): lambda d: d,  # duty: none named
     ("ledger.queried", 1): lambda d: _queried_v2(d),
 }
 

@@ -45,6 +45,10 @@ MAX_SCHEMA_VERSION = 1_000
 MAX_LINE_BYTES = 1_048_576
 #: Deepest nesting of objects and arrays in one event (a valid event needs 4).
 MAX_DEPTH = 16
+#: The form of a subject in the log: ``p_`` and 32 base32 characters, the ledger's keyed
+#: pseudonym (``ledger.sealing.Pseudonymiser``). Readers of a log other producers write to
+#: (Kafka) refuse any other subject: it may be a person's real identifier.
+PSEUDONYM = re.compile(r"p_[a-z2-7]{32}")
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
 
 
@@ -94,13 +98,18 @@ class SubjectRegistered(EventData):
     """A person became known to the company: an account, an enterprise contact, a non-user."""
 
     TYPE = "subject.registered"
-    SCHEMA_VERSION = 2  # v2 added subject_kind (upcast: v1 registrations were all users)
+    # v2 added subject_kind (upcast: v1 registrations were all users); v3 added residence
+    # (upcast: unknown), which decides whose supervisory authority a breach is reported to.
+    SCHEMA_VERSION = 3
     subject_kind: tx.SubjectKind
     """who the person is to the company (see SubjectKind); each kind maps to a fideslang data subject"""
     channel: Name = "web"
     """where the person became known, e.g. web, app, api, invitation"""
     policy_version: Name | None = None
     """the privacy policy version the person accepted on registration (8)"""
+    residence: Country | None = Field(
+        default=None, description="country of residence (ISO 3166 alpha-2), if known"
+    )
 
 
 class SubjectClosed(EventData):
@@ -499,6 +508,17 @@ class RequestRefused(EventData):
     """why, e.g. identity_not_verified"""
 
 
+class RequestLinked(EventData):
+    """The ledger event that carried a request out (the erasure, the audited export)."""
+
+    TYPE = "request.linked"
+    request_id: Name
+    """the rights request"""
+    action: Literal["export", "erase", "correct"]
+    """what was done for it"""
+    event_id: Name = Field(description="id of the ledger event that carried it out")
+
+
 # --- incidents (6.2.1) ---------------------------------------------------------------
 
 
@@ -527,11 +547,15 @@ class IncidentOpened(EventData):
 
 class IncidentReported(EventData):
     TYPE = "incident.reported"
+    SCHEMA_VERSION = 2  # v2 added duty (upcast: none named)
     SUBJECT_REQUIRED = False
     incident_id: Name
     """the incident"""
     authority: Name
     """the authority reported to, under the national emergency plan (6.2.1)"""
+    duty: Name | None = Field(
+        default=None, description="the reporting duty this report discharges, e.g. cac_report"
+    )
 
 
 class IncidentSubjectNotified(EventData):
@@ -547,6 +571,116 @@ class IncidentClosed(EventData):
     SUBJECT_REQUIRED = False
     incident_id: Name
     """the incident closed"""
+
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Count = Annotated[int, Field(ge=0)]
+
+
+class IncidentScoped(EventData):
+    """The incident's scope was taken from the ledger; the snapshot is cited by its hash."""
+
+    TYPE = "incident.scoped"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    """the incident"""
+    snapshot_hash: Sha256 = Field(description="SHA-256 of the snapshot's canonical JSON")
+    people: Count
+    """people affected"""
+    records: Count
+    """records affected (a category of a person in a store)"""
+    reachable: Count
+    """affected people the company can contact"""
+    unreachable: Count
+    """affected people it cannot contact"""
+    erased: Count
+    """affected people whose key was destroyed"""
+    people_with_sensitive_data: Count = 0
+    """affected people with PIPL-sensitive data"""
+    cross_border_people: Count = 0
+    """affected people whose data went abroad"""
+    residence: dict[str, Count] = Field(
+        default_factory=dict, description="people per country of residence ('unknown' too)"
+    )
+
+
+class IncidentGraded(EventData):
+    """The incident's grade under the CAC measures: computed from the scope, or judged."""
+
+    TYPE = "incident.graded"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    """the incident"""
+    grade: Literal["especially_major", "major", "relatively_major", "general"]
+    """the grade under the CAC incident measures"""
+    basis: Literal["threshold", "judgment"]
+    """computed from thresholds, or a judgment"""
+    justification: str | None = Field(default=None, max_length=4000)
+    """why, for a judgment"""
+    snapshot_hash: Sha256
+    """SHA-256 of the scope snapshot graded"""
+    duties: list[Name] = Field(default_factory=list, description="reporting duties that apply")
+
+    @model_validator(mode="after")
+    def _judged(self) -> IncidentGraded:
+        if self.basis == "judgment" and not (self.justification or "").strip():
+            raise ValueError("justification is required when the grade is a judgment")
+        return self
+
+
+class IncidentExemptionRecorded(EventData):
+    """A duty does not apply to this incident, and why (instead of a report)."""
+
+    TYPE = "incident.exemption_recorded"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    """the incident"""
+    duty: Name
+    """the duty that does not apply"""
+    justification: Annotated[str, StringConstraints(min_length=10, max_length=4000,
+                                                    strip_whitespace=True)]
+    """why it does not apply"""
+
+
+class IncidentNoticeDrafted(EventData):
+    """A notice or report was drafted from a scope snapshot (the draft stays outside the log)."""
+
+    TYPE = "incident.notice_drafted"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    """the incident"""
+    draft: Literal["notice_zh", "notice_en", "report_cac", "report_gdpr"]
+    """which notice or report"""
+    snapshot_hash: Sha256
+    """SHA-256 of the scope snapshot it was drafted from"""
+    digest: Sha256 = Field(description="SHA-256 of the rendered Markdown")
+
+
+class IncidentNoticesSent(EventData):
+    """The notice to individuals went out (each person's also an incident.subject_notified)."""
+
+    TYPE = "incident.notices_sent"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    """the incident"""
+    duty: Name = Field(description="the notice duty it discharges, e.g. pipl57_individuals")
+    channel: Name
+    """how the people were told"""
+    people: Count
+    """how many people were told"""
+
+
+class IncidentAnnounced(EventData):
+    """A public announcement (公告) was made for the people who cannot be contacted."""
+
+    TYPE = "incident.announced"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    """the incident"""
+    channel: Name = Field(description="where it was published, e.g. website")
+    people: Count = Field(description="unreachable and erased people it stands in for")
+    snapshot_hash: Sha256
+    """SHA-256 of the scope snapshot it rests on"""
 
 
 # --- the ledger's own audit trail (6.2.1b) -------------------------------------------
@@ -595,10 +729,17 @@ DATA_MODELS: tuple[type[EventData], ...] = (
     RequestIdentityVerified,
     RequestFulfilled,
     RequestRefused,
+    RequestLinked,
     IncidentOpened,
     IncidentReported,
     IncidentSubjectNotified,
     IncidentClosed,
+    IncidentScoped,
+    IncidentGraded,
+    IncidentExemptionRecorded,
+    IncidentNoticeDrafted,
+    IncidentNoticesSent,
+    IncidentAnnounced,
     LedgerQueried,
 )
 

@@ -150,6 +150,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "request.refused": _event(
         "request.refused", {"request_id": "req-1", "reason": "identity_not_verified"}
     ),
+    "request.linked": _event(
+        "request.linked",
+        {"request_id": "req-1", "action": "export", "event_id": "0190a6f2-7c4e-7000-8000-000000000001"},
+    ),
     "incident.opened": _event(
         "incident.opened",
         {"incident_id": "inc-1", "description": "misconfigured bucket ACL",
@@ -158,12 +162,52 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         subject=None,
     ),
     "incident.reported": _event(
-        "incident.reported", {"incident_id": "inc-1", "authority": "CAC Jiangsu"}, subject=None
+        "incident.reported", {"incident_id": "inc-1", "authority": "CAC Jiangsu",
+                              "duty": "cac_report"}, subject=None
     ),
     "incident.subject_notified": _event(
         "incident.subject_notified", {"incident_id": "inc-1", "channel": "email"}
     ),
     "incident.closed": _event("incident.closed", {"incident_id": "inc-1"}, subject=None),
+    "incident.scoped": _event(
+        "incident.scoped",
+        {"incident_id": "inc-1", "snapshot_hash": "0" * 63 + "1", "people": 1200,
+         "records": 3100, "reachable": 1150, "unreachable": 30, "erased": 20,
+         "people_with_sensitive_data": 40, "cross_border_people": 12,
+         "residence": {"CN": 1180, "DE": 20}},
+        subject=None,
+    ),
+    "incident.graded": _event(
+        "incident.graded",
+        {"incident_id": "inc-1", "grade": "general", "basis": "judgment",
+         "justification": "below every threshold; e-mail addresses only",
+         "snapshot_hash": "0" * 63 + "1", "duties": ["pipl57_regulator", "gdpr33:DE"]},
+        subject=None,
+    ),
+    "incident.exemption_recorded": _event(
+        "incident.exemption_recorded",
+        {"incident_id": "inc-1", "duty": "cac_report",
+         "justification": "graded general: the CAC measures' 4-hour report does not apply"},
+        subject=None,
+    ),
+    "incident.notice_drafted": _event(
+        "incident.notice_drafted",
+        {"incident_id": "inc-1", "draft": "notice_zh", "snapshot_hash": "0" * 63 + "1",
+         "digest": "0" * 63 + "2"},
+        subject=None,
+    ),
+    "incident.notices_sent": _event(
+        "incident.notices_sent",
+        {"incident_id": "inc-1", "duty": "pipl57_individuals", "channel": "email",
+         "people": 1150},
+        subject=None,
+    ),
+    "incident.announced": _event(
+        "incident.announced",
+        {"incident_id": "inc-1", "channel": "website", "people": 50,
+         "snapshot_hash": "0" * 63 + "1"},
+        subject=None,
+    ),
     "ledger.queried": _event(
         "ledger.queried",
         {"actor": "dpo@example.cn", "role": "privacy_officer", "query": "export",

@@ -49,6 +49,27 @@ def publish_sample(settings: Settings) -> None:
         ])
 
 
+def open_sample_case(settings: Settings, incident_id: str) -> None:
+    """A case file with a scope snapshot for ``incident_id`` over the sample's accounts-db."""
+    from datetime import datetime
+
+    from cases.desk import CaseDesk
+    from pdl.service import QueryService
+
+    with Ledger(settings) as ledger:
+        desk = CaseDesk(ledger)
+        service = QueryService(ledger)
+        try:
+            desk.open_incident(incident_id, "sample", ["accounts-db"],
+                               datetime.fromisoformat(JAN["from"]),
+                               datetime.fromisoformat(JAN["until"]))
+            service.catch_up()
+            desk.take_scope(incident_id, service.views)
+        finally:
+            service.views.close()
+            desk.close()
+
+
 class Caller:
     """Requests with fixed headers on a shared client (a context manager, like a client)."""
 

@@ -127,6 +127,10 @@ def test_log_unseal_and_export_record_whose_data_was_opened(
     assert ALICE not in json.dumps(reads) and ALICE_EMAIL not in json.dumps(reads)
     code, clear = run(capsys, "access-log", "--clear", "--json")
     assert {r["query"] for r in clear} == {"log --unseal", "export"}
+    # the export gave no reason: a finding (6.2.1b); the unseal gave one: none
+    code, found = run(capsys, "findings", "--clause", "6.2.1b", "--json")
+    assert code == 1 and len(found) == 1
+    assert "export by a command-line user" in found[0]["explanation"]
 
 
 # --- serve ------------------------------------------------------------------------------

@@ -13,7 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from apikit import JAN, Caller, Live, live_server, publish_sample, sample_settings
+from apikit import (
+    JAN,
+    Caller,
+    Live,
+    live_server,
+    open_sample_case,
+    publish_sample,
+    sample_settings,
+)
 from test_queries_cli import ALICE
 
 from ledger.principals import Role
@@ -24,7 +32,8 @@ P, C, R, O, A = (Role.PUBLISHER, Role.COMPLIANCE, Role.RESPONDER, Role.PRIVACY_O
 ANY = frozenset(Role)
 
 #: (method, path, request keywords, roles allowed). In paths, ``{pseudonym}`` is Alice's,
-#: ``{name}`` a principal and ``{token_id}`` a token made for the call.
+#: ``{name}`` a principal, ``{token_id}`` a token made for the call and ``{incident_id}``
+#: the sample's case file.
 MATRIX: list[tuple[str, str, dict[str, Any], frozenset[Role]]] = [
     ("GET", "/status", {}, ANY),
     ("GET", "/whoami", {}, ANY),
@@ -33,7 +42,8 @@ MATRIX: list[tuple[str, str, dict[str, Any], frozenset[Role]]] = [
     ("POST", "/subjects/lookup", {"json": {"subject": ALICE}}, frozenset({C, O})),
     ("POST", "/subjects/export", {"json": {"subject": ALICE, "reason": "DSR-1"}},
      frozenset({O})),
-    ("POST", "/subjects/erase", {"json": {"subject": "acct-matrix-gone", "reason": "DSR-2"}},
+    ("POST", "/subjects/erase", {"json": {"subject": "acct-matrix-gone", "reason": "DSR-2",
+                                          "record_anyway": True}},
      frozenset({O})),
     ("GET", "/disclosures", {}, frozenset({C})),
     ("GET", "/disclosures/summary", {}, frozenset({C})),
@@ -41,6 +51,10 @@ MATRIX: list[tuple[str, str, dict[str, Any], frozenset[Role]]] = [
     ("GET", "/findings/summary", {}, frozenset({C})),
     ("GET", "/scope", {"params": {"stores": "accounts-db", **JAN}}, frozenset({R})),
     ("GET", "/incidents", {}, frozenset({R})),
+    ("GET", "/incidents/{incident_id}/case", {}, frozenset({R, O, C})),
+    ("POST", "/incidents/{incident_id}/notify-list", {"json": {"reason": "DSR-4"}},
+     frozenset({O})),
+    ("GET", "/requests", {}, frozenset({C, O})),
     ("POST", "/log/verify", {}, frozenset({R})),
     ("POST", "/log/unseal", {"json": {"subject": ALICE, "reason": "DSR-3"}}, frozenset({O})),
     ("GET", "/access-log", {}, frozenset({C, O})),
@@ -63,6 +77,7 @@ PUBLIC = {("GET", "/health"), ("GET", "/schemas"), ("GET", "/schemas/{event_type
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     settings = sample_settings(tmp_path_factory.mktemp("roles") / "data")
     publish_sample(settings)
+    open_sample_case(settings, "inc-matrix")
     with live_server(settings) as server:
         yield server
 
@@ -77,6 +92,7 @@ def _fill(live: Live, text: str) -> str:
         text = text.replace("{name}", victim)
     if "{token_id}" in text:
         text = text.replace("{token_id}", live.principals.issue("responder@tests").info.id)
+    text = text.replace("{incident_id}", "inc-matrix")
     return text.replace("{pseudonym}", live.service.pseudonym(ALICE))
 
 

@@ -126,6 +126,28 @@ def test_refuses_to_resolve_without_postgres_password(docker_compose: str, tmp_p
     assert "LEDGER_POSTGRES_PASSWORD" in result.stderr
 
 
+def test_postgresql_holds_the_views_and_the_vault_for_every_container(
+        resolved: dict[str, Any]) -> None:
+    services = resolved["services"]
+    assert services["postgres"]["image"] == "postgres:15"
+    for name in ("consumers", "api"):
+        env = services[name]["environment"]
+        assert env["LEDGER_VIEWS_URL"].startswith("postgresql://ledger@postgres:5432/")
+        assert env["LEDGER_VAULT_URL"].startswith("postgresql://ledger@postgres:5432/")
+        assert env["PGPASSWORD"] == "test-password"  # not in the URL, not in a log line
+        assert "postgres" in services[name]["depends_on"]
+
+
+def test_consumers_scale_and_their_healthcheck_watches_the_lag(
+        resolved: dict[str, Any]) -> None:
+    consumers = resolved["services"]["consumers"]
+    # `--scale consumers=3` needs no fixed name and no host port
+    assert "container_name" not in consumers and "ports" not in consumers
+    test = consumers["healthcheck"]["test"]
+    assert "--check-lag" in test and "--state-file" in test
+    assert not test[test.index("--state-file") + 1].startswith("/data")
+
+
 def test_the_api_takes_its_first_admin_token_from_a_secret(resolved: dict[str, Any]) -> None:
     api = resolved["services"]["api"]
     assert [s["source"] for s in api["secrets"]] == ["admin-token"]

@@ -15,7 +15,8 @@ from consumers.views import SQLiteViewStore
 from ledger.application import Ledger
 from ledger.errors import InvalidInput
 from ledger.settings import Settings, generate_key
-from pdl.cli import main, parse_time
+from pdl.cli import main
+from pdl.output import parse_time
 from schemas.examples import EXAMPLES
 
 Capture = pytest.CaptureFixture[str]

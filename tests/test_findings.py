@@ -37,6 +37,7 @@ from eventkit import (
 from consumers import findings as findings_module
 from consumers.findings import CLAUSES, Finding, FindingsProjection, list_findings, summary
 from consumers.projection import Item, Projection, ProjectionRunner
+from consumers.scope import HoldingsProjection
 from consumers.views import SQLiteViewStore, ViewTransaction
 from ledger.application import Ledger
 from ledger.settings import Settings
@@ -437,6 +438,15 @@ def reader_not_on_staff_list(ok: bool) -> list[Wire]:
             query(3, "dpo@example.cn" if ok else "temp@example.cn")]
 
 
+def clear_read_without_reason(ok: bool) -> list[Wire]:
+    """An export opens values in clear: it needs a recorded reason (6.2.1b)."""
+    return [wire("ledger.queried", at(1), None, actor="dpo@tests", role="privacy_officer",
+                 query="export", people=["p_" + "a" * 32], clear=True,
+                 reason="ticket DSR-7" if ok else None),
+            wire("ledger.queried", at(2), None, actor="ir@tests", role="responder",
+                 query="scope", people=["p_" + "b" * 32])]  # not in clear: no reason needed
+
+
 @dataclass(frozen=True)
 class Rule:
     story: Callable[[bool], list[Wire]]
@@ -495,6 +505,7 @@ RULES = [
     Rule(real_name_unverified, ("7.1",)),
     Rule(enterprise_data_used, ("2.1.1(2)c",)),
     Rule(reader_not_on_staff_list, ("6.2.1b",)),
+    Rule(clear_read_without_reason, ("6.2.1b",)),
 ]
 
 
@@ -652,6 +663,34 @@ def test_incident_affects_only_people_with_data_in_its_stores_during_its_window(
         wire("incident.reported", at(10.5), None, incident_id="inc-1", authority="CAC"),
     ])
     assert [(f.clause, f.pseudonym) for f in found] == [("6.2.1a", ledger.pseudonymise(ALICE))]
+
+
+def test_people_who_cannot_be_reached_are_routed_to_the_announcement_not_flagged(
+        ledger: Ledger) -> None:
+    # Each had data in the breached store during the window; none was notified. Only the
+    # one who can still be reached is a finding: the others go to the public announcement.
+    no_contact, erased_contact, shredded = "nc-1", "ec-2", "sh-3"
+    events = [
+        collected(ALICE, at(0), [EMAIL]),
+        collected(no_contact, at(0), ["user.device.device_id"]),
+        collected(erased_contact, at(0), [EMAIL]),
+        erased(erased_contact, at(20), [EMAIL], ["accounts-db"]),
+        collected(shredded, at(0), [EMAIL]),
+        incident("inc-1", at(10), ["accounts-db"], at(9), at(10)),
+        wire("incident.reported", at(10.5), None, incident_id="inc-1", authority="CAC"),
+    ]
+    ledger.publish(events)
+    ledger.erase(shredded)
+    store = SQLiteViewStore(":memory:")
+    ProjectionRunner(ledger.log, store, [FindingsProjection(), HoldingsProjection()]).run()
+    found = [(f.clause, f.pseudonym) for f in list_findings(store, now=NOW)
+             if f.clause == "6.2.1a"]
+    assert found == [("6.2.1a", ledger.pseudonymise(ALICE))]
+    # without the holdings projection in the store, the findings' own holdings still know
+    # who holds no contact data; the shredded person (contact data held, key gone) is flagged
+    alone = project(ledger)
+    flagged = {f.pseudonym for f in list_findings(alone, now=NOW) if f.clause == "6.2.1a"}
+    assert flagged == {ledger.pseudonymise(ALICE), ledger.pseudonymise(shredded)}
 
 
 def test_legal_hold_keeps_held_data_until_it_ends(ledger: Ledger) -> None:

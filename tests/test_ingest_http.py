@@ -207,7 +207,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 def shop_token(live: Live) -> str:
     """A publisher for the examples' source, svc/example-shop."""
-    if "svc-example-shop" not in {p.principal.name for p in live.principals.list()}:
+    if "svc-example-shop" not in {p.principal.name for p in live.principals.principals()}:
         live.principals.add("svc-example-shop", Role.PUBLISHER, ["svc/example-shop"])
     return live.principals.issue("svc-example-shop").token
 

@@ -137,12 +137,15 @@ def test_foreign_records_are_taken_up_and_bad_ones_dead_lettered(kafka: Settings
         pytest.skip("kcat not installed (apt-get install kcat)")
     with Ledger(kafka) as ledger:
         # Another team's producer writes the documented stored form: a pseudonymous
-        # subject, no clear values.
+        # subject (the ledger's form), keyed by it, no clear values.
         foreign = parse_wire({**wire(7001), "personal": None})
-        stored = encode(foreign.model_copy(update={"subject": "p_foreignproducer"}))
-        lines = stored + b"\n" + b'{"type": "data.collected", "oops": true}\n'
+        person = "p_" + "f" * 32
+        stored = encode(foreign.model_copy(update={"subject": person}))
+        lines = (person.encode() + b"|" + stored + b"\n"
+                 + b'|{"type": "data.collected", "oops": true}\n')
         done = subprocess.run(
-            [kcat, "-P", "-b", ledger.log.bootstrap, "-t", ledger.log.topic, "-p", "0"],  # type: ignore[attr-defined]
+            [kcat, "-P", "-b", ledger.log.bootstrap, "-t", ledger.log.topic, "-p", "0",  # type: ignore[attr-defined]
+             "-K", "|"],
             input=lines, capture_output=True, timeout=60,
         )
         assert done.returncode == 0, done.stderr
@@ -152,7 +155,7 @@ def test_foreign_records_are_taken_up_and_bad_ones_dead_lettered(kafka: Settings
         assert stats.bad == 1
         pseudonyms = {r[0] for r in store.query("SELECT DISTINCT pseudonym FROM holdings")}
         assert applied(store) == 2
-        assert "p_foreignproducer" in pseudonyms
+        assert person in pseudonyms
         assert ledger.pseudonymise("acct:1") in pseudonyms
         letters = read_dead_letters(ledger)
         assert len(letters) == 1

@@ -255,7 +255,11 @@ CRASHER = textwrap.dedent("""
         log = KafkaEventLog(bootstrap, topic, partitions=1)
     else:
         log = SQLiteEventLog(log_path)
-    store = SQLiteViewStore(views_path)
+    if views_path.startswith("postgresql://"):
+        from consumers.postgres import PostgresViewStore
+        store = PostgresViewStore(views_path)
+    else:
+        store = SQLiteViewStore(views_path)
     ProjectionRunner(log, store, all_projections(), batch_size=25).run()
 """)
 
@@ -265,7 +269,8 @@ def test_killed_mid_run_then_restarted_equals_a_fresh_rebuild(
     mode: str, tmp_path: Path, event_log: SQLiteEventLog, make_view_store: MakeStore
 ) -> None:
     log_events(event_log, random_events(seed=1, n=600))
-    views_path = tmp_path / "crashed-views.db"
+    crashed = make_view_store()  # created here, written by the crashing process
+    views_path = getattr(crashed, "url", None) or getattr(crashed, "path", "")
     where = (f"kafka|{event_log.bootstrap}|{event_log.topic}" if event_log.name == "kafka"
              else str(event_log.path))
     result = subprocess.run(
@@ -277,21 +282,17 @@ def test_killed_mid_run_then_restarted_equals_a_fresh_rebuild(
         assert result.returncode == -signal.SIGKILL, result.stderr
     else:
         assert result.returncode == 1 and "injected failure" in result.stderr
-    crashed = SQLiteViewStore(views_path)
-    try:
-        runner = ProjectionRunner(event_log, crashed, all_projections(), batch_size=25)
-        stopped_at = runner.positions()
-        # six batches committed; the seventh died inside its transaction and left nothing
-        last_committed = list(event_log.read(limit=150))[-1]
-        expected = {last_committed.partition: last_committed.offset}
-        assert all(pos == expected for pos in stopped_at.values()), stopped_at
-        runner.run()  # restart: resumes from the stored positions
-        fresh = make_view_store()
-        ProjectionRunner(event_log, fresh, all_projections()).rebuild()
-        assert dump_views(crashed, all_projections()) == dump_views(fresh, all_projections())
-        assert runner.positions() == ProjectionRunner(event_log, fresh, all_projections()).positions()
-    finally:
-        crashed.close()
+    runner = ProjectionRunner(event_log, crashed, all_projections(), batch_size=25)
+    stopped_at = runner.positions()
+    # six batches committed; the seventh died inside its transaction and left nothing
+    last_committed = list(event_log.read(limit=150))[-1]
+    expected = {last_committed.partition: last_committed.offset}
+    assert all(pos == expected for pos in stopped_at.values()), stopped_at
+    runner.run()  # restart: resumes from the stored positions
+    fresh = make_view_store()
+    ProjectionRunner(event_log, fresh, all_projections()).rebuild()
+    assert dump_views(crashed, all_projections()) == dump_views(fresh, all_projections())
+    assert runner.positions() == ProjectionRunner(event_log, fresh, all_projections()).positions()
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -299,10 +300,26 @@ def test_killed_mid_run_then_restarted_equals_a_fresh_rebuild(
 def test_incremental_projection_equals_rebuild(
     events: list[dict[str, Any]], data: st.DataObject
 ) -> None:
+    _incremental_equals_rebuild(events, data, lambda: SQLiteViewStore(":memory:"))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=event_sequences(max_size=80), data=st.data())
+def test_incremental_projection_equals_rebuild_on_postgres(
+    postgres_server: Any, events: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    from consumers.postgres import PostgresViewStore
+
+    _incremental_equals_rebuild(
+        events, data, lambda: PostgresViewStore(postgres_server.new_schema(tcp=False)))
+
+
+def _incremental_equals_rebuild(events: list[dict[str, Any]], data: st.DataObject,
+                                new_store: Callable[[], ViewStore]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         log = SQLiteEventLog(Path(tmp) / "log.db", synchronous="OFF")
-        incremental = SQLiteViewStore(":memory:")
-        rebuilt = SQLiteViewStore(":memory:")
+        incremental = new_store()
+        rebuilt = new_store()
         # two long-lived sets of projections take turns, as two processes would: each
         # must notice the other's writes (their caches go stale)
         workers = [all_projections(), all_projections()]

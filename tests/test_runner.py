@@ -15,8 +15,10 @@ from consumers.projection import (
     Projection,
     ProjectionRunner,
 )
-from consumers.registry import all_projections
-from consumers.views import SQLiteViewStore, ViewTransaction
+from consumers.registry import all_projections, open_views
+from consumers.views import SQLiteViewStore, ViewStore, ViewTransaction
+from ledger.errors import ConfigurationError, OperationalError
+from ledger.settings import Settings
 from ledger.persistence import EventLog, LogRecord, NewRecord
 from schemas.events import DataUsed
 
@@ -27,8 +29,9 @@ from schemas.events import DataUsed
 
 
 
-def test_first_time_marks_an_id_once_within_a_batch_and_across_batches() -> None:
-    store = SQLiteViewStore()
+
+def test_first_time_marks_an_id_once_within_a_batch_and_across_batches(view_store: ViewStore) -> None:
+    store = view_store
     try:
         with store.transaction() as tx:
             assert tx.first_time("a", ["e1", "e2", "e1", "e3", "e2"]) == [
@@ -42,8 +45,8 @@ def test_first_time_marks_an_id_once_within_a_batch_and_across_batches() -> None
         store.close()
 
 
-def test_first_time_rolled_back_with_its_transaction() -> None:
-    store = SQLiteViewStore()
+def test_first_time_rolled_back_with_its_transaction(view_store: ViewStore) -> None:
+    store = view_store
     try:
         with pytest.raises(RuntimeError), store.transaction() as tx:
             assert tx.first_time("a", ["e1"]) == [True]
@@ -54,8 +57,8 @@ def test_first_time_rolled_back_with_its_transaction() -> None:
         store.close()
 
 
-def test_first_time_of_more_ids_than_one_query_takes() -> None:
-    store = SQLiteViewStore()
+def test_first_time_of_more_ids_than_one_query_takes(view_store: ViewStore) -> None:
+    store = view_store
     ids = [f"e{i}" for i in range(1234)]
     try:
         with store.transaction() as tx:
@@ -77,11 +80,12 @@ def _copies(records: list[LogRecord], partitions: int) -> list[LogRecord]:
 
 
 @pytest.mark.parametrize("batch_size", [7, 10_000])
-def test_an_event_on_several_partitions_is_applied_once(tmp_path: Path, batch_size: int) -> None:
+def test_an_event_on_several_partitions_is_applied_once(tmp_path: Path, batch_size: int,
+        make_view_store: Callable[[], ViewStore]) -> None:
     log = random_sqlite_log(tmp_path, seed=5, n=300)
     records = list(log.read())
     once = SQLiteViewStore()
-    thrice = SQLiteViewStore()
+    thrice = make_view_store()  # delivered three times, into each store
     try:
         ProjectionRunner(log, once, all_projections()).rebuild()
         runner = ProjectionRunner(log, thrice, all_projections(), dedupe=True)
@@ -101,6 +105,34 @@ def test_an_event_on_several_partitions_is_applied_once(tmp_path: Path, batch_si
         log.close()
         once.close()
         thrice.close()
+
+
+# --- the store a setting chooses -------------------------------------------------------------
+
+
+def test_views_url_chooses_postgres_and_errors_name_the_variable(postgres_url: str,
+                                                                 tmp_path: Path) -> None:
+    from consumers.postgres import PostgresViewStore
+
+    store = open_views(Settings.from_env({"LEDGER_VIEWS_URL": postgres_url,
+                                          "LEDGER_DATA_DIR": str(tmp_path)}))
+    try:
+        assert isinstance(store, PostgresViewStore)
+        assert store.position("datamap", "log") == {}
+    finally:
+        store.close()
+    assert isinstance(open_views(Settings(data_dir=tmp_path)), SQLiteViewStore)
+    with pytest.raises(ConfigurationError, match="LEDGER_VIEWS_URL must be a postgresql://"):
+        Settings.from_env({"LEDGER_VIEWS_URL": "mysql://root:hunter2@db/x"})
+    try:
+        Settings.from_env({"LEDGER_VIEWS_URL": "mysql://root:hunter2@db/x"})
+    except ConfigurationError as exc:
+        assert "hunter2" not in str(exc)
+    # a server that is not there: retriable, and the message keeps the password out
+    down = Settings.from_env({"LEDGER_VIEWS_URL": "postgresql://pdl:hunter2@127.0.0.1:1/x"})
+    with pytest.raises(OperationalError) as caught:
+        open_views(down)
+    assert "hunter2" not in str(caught.value) and caught.value.retriable
 
 
 # --- the page cache setting ----------------------------------------------------------------

@@ -120,14 +120,35 @@ def test_version_1_record_still_reads_after_the_schema_gained_a_field() -> None:
         b'"schemaversion":1,"data":{"channel":"app"}}'
     )
     event = decode(stored_v1)
-    assert event.schemaversion == 2
+    assert event.schemaversion == 3  # through v2 (subject_kind) and v3 (residence)
     assert event.data.subject_kind == "user"  # type: ignore[attr-defined]
     assert event.data.channel == "app"  # type: ignore[attr-defined]
-    assert event.dataschema == "urn:pdl:schema:subject.registered:2"
+    assert event.data.residence is None  # type: ignore[attr-defined]
+    assert event.dataschema == "urn:pdl:schema:subject.registered:3"
     # and a producer still sending version 1 is upcast on the way in
     wire = {**EXAMPLES["subject.registered"], "schemaversion": 1}
     wire["data"] = {"channel": "web"}
     assert parse_wire(wire).data.subject_kind == "user"  # type: ignore[attr-defined]
+
+
+def test_incident_reported_v1_reads_with_no_duty_named() -> None:
+    stored_v1 = (
+        b'{"specversion":"1.0","id":"0190a1b2-0000-7000-8000-000000000002","source":"svc/sec",'
+        b'"type":"incident.reported","time":"2024-06-01T00:00:00Z",'
+        b'"schemaversion":1,"data":{"incident_id":"inc-1","authority":"CAC"}}'
+    )
+    event = decode(stored_v1)
+    assert event.schemaversion == 2
+    assert event.data.duty is None  # type: ignore[attr-defined]
+    assert event.data.authority == "CAC"  # type: ignore[attr-defined]
+
+
+def test_a_judged_grade_needs_its_justification() -> None:
+    wire = {**EXAMPLES["incident.graded"]}
+    wire["data"] = {**wire["data"], "justification": "  "}
+    with pytest.raises(EventInvalid) as info:
+        parse_wire(wire)
+    assert "justification is required" in str(info.value.errors)
 
 
 def test_ids_are_uuid7_time_ordered_and_derived_deterministically() -> None:

@@ -26,7 +26,7 @@ from consumers.registry import all_projections
 from consumers.rows import BIT, to_us
 from consumers.scope import HoldingsProjection, exposed, exposed_sql
 from consumers.scope_index import BOUNDS, ScopeIndex, _Held
-from consumers.views import SQLiteViewStore
+from consumers.views import SQLiteViewStore, ViewStore
 from ledger.settings import Settings
 from ledger.sqlite import SQLiteEventLog
 
@@ -47,7 +47,7 @@ def _windows(rnd: random.Random, n: int) -> list[tuple[list[str], int, int, int 
     return out
 
 
-def _same(index: ScopeIndex, reader: SQLiteViewStore, rnd: random.Random, n: int = 12) -> None:
+def _same(index: ScopeIndex, reader: ViewStore, rnd: random.Random, n: int = 12) -> None:
     for stores, start, end, cats in _windows(rnd, n):
         assert index.exposed(stores, start, end, cats) == exposed_sql(
             reader, stores, start, end, cats), (stores, start, end, cats)
@@ -92,12 +92,22 @@ def test_the_index_equals_sql_after_every_step_of_a_random_history(
             reader.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_the_index_catches_up_from_the_journal_and_reloads_only_when_it_must(
-    tmp_path: Path,
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest,
 ) -> None:
     log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
-    writer = SQLiteViewStore(tmp_path / "views.db", synchronous="OFF")
-    reader = SQLiteViewStore(tmp_path / "views.db")
+    writer: ViewStore
+    reader: ViewStore
+    if backend == "postgres":
+        # two connections to one shared database, as two machines would hold
+        from consumers.postgres import PostgresViewStore
+
+        url = request.getfixturevalue("postgres_url")
+        writer, reader = PostgresViewStore(url), PostgresViewStore(url)
+    else:
+        writer = SQLiteViewStore(tmp_path / "views.db", synchronous="OFF")
+        reader = SQLiteViewStore(tmp_path / "views.db")
     rnd = random.Random(3)
     kept = scope_module.JOURNAL_KEEP
     try:
@@ -133,7 +143,8 @@ def test_the_index_catches_up_from_the_journal_and_reloads_only_when_it_must(
         _same(index, reader, rnd)
         assert index.loads == 3
 
-        # so is a parallel rebuild's swap (rows copied in, journal and all)
+        # so is a parallel rebuild's swap (rows copied in, journal and all; PostgreSQL
+        # rebuilds in one process)
         log_events(log, events[2500:])
         parallel_rebuild(ProjectionRunner(log, writer, all_projections()), workers=2)
         _same(index, reader, rnd)

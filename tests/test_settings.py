@@ -18,7 +18,7 @@ def test_every_setting_has_one_variable_and_every_variable_one_setting() -> None
     settable = {f.name for f in dataclasses.fields(Settings)} - {"kafka"}
     assert sorted(v.field for v in ENV) == sorted(settable)
     kafka_settable = {f.name for f in dataclasses.fields(KafkaSettings)} - {
-        "transactional_id", "prepare_topics"}  # set by code
+        "transactional_id", "prepare_topics", "check_subjects"}  # set by code
     assert sorted(v.field for v in KAFKA_ENV) == sorted(kafka_settable)
     names = [v.name for v in ENV + KAFKA_ENV]
     assert len(names) == len(set(names))

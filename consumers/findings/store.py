@@ -449,3 +449,27 @@ def holdings_during(store: ViewStore, start: int, end: int) -> Iterator[tuple[st
             f"SELECT pseudonym, cells FROM {HOLDINGS_TABLE} WHERE time <= ? "
             "AND (open > 0 OR last_erased >= ?)", (end, start)):
         yield pseudonym, json.loads(cells)
+
+
+def contact_held(store: ViewStore, people: set[str], now: int) -> set[str]:
+    """Of ``people``, those who hold contact data (``user.contact.*`` but an organisation's
+    name) in some store at ``now``, by this view's holdings."""
+    held: set[str] = set()
+    for pseudonym, cells in store.query(f"SELECT pseudonym, cells FROM {HOLDINGS_TABLE}"):
+        if pseudonym in people and pseudonym not in held and any(
+                (category == "user.contact" or category.startswith("user.contact."))
+                and category != "user.contact.organization"
+                and (erased is None or erased > now)
+                for category, _, erased in json.loads(cells)):
+            held.add(pseudonym)
+    return held
+
+
+def shredded_or_no_contact(store: ViewStore, people: set[str]) -> set[str]:
+    """Of ``people``, those the holdings projection (when it shares this store) knows cannot
+    be reached: their data key destroyed, or no contact data held."""
+    if not people or not store.tracked_logs("holdings"):
+        return set()
+    return {p for (p,) in store.query(
+        "SELECT pseudonym FROM scope_people WHERE shredded_at IS NOT NULL "
+        "OR contact_stores = 0") if p in people}

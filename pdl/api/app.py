@@ -21,6 +21,7 @@ from pdl.api import problems
 from pdl.api.deps import ApiState, route_roles
 from pdl.api.routes import (
     access,
+    cases,
     disclosures,
     events,
     findings,
@@ -34,7 +35,7 @@ from pdl.api.routes import (
 from pdl.service import QueryService
 
 ROUTERS = (health, events, subjects, disclosures, findings, scope, log, access, principals,
-           tokens)
+           tokens, cases)
 
 request_log = logging.getLogger("pdl.api.requests")
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import (
+    CaseRefused,
     ConfigurationError,
     Forbidden,
     InvalidInput,
@@ -139,6 +140,8 @@ def ledger_problem(exc: LedgerError) -> JSONResponse:
         return problem(422, str(exc), kind="invalid-input", errors=errors or None)
     if isinstance(exc, NotFound):
         return problem(404, str(exc), kind="not-found")
+    if isinstance(exc, CaseRefused):
+        return problem(409, str(exc), kind="case-refused")
     if exc.retriable:
         return problem(503, f"{exc} (temporary: try again)", kind="unavailable",
                        headers={"Retry-After": "5"})

@@ -1,4 +1,10 @@
-"""Who may read personal data (section 6.2.1: access restricted to authorised staff)."""
+"""Access to personal information: restricted and audited (6.2.1b).
+
+Every read of the ledger is a ``ledger.queried`` event naming who read, whose data and
+why. Reading values in clear (an export, an unsealed log) is the read that most needs a
+reason: one recorded without a reason or ticket is a finding. And only the staff on the
+access list (``staff.access_granted`` / ``staff.access_revoked``) may read at all.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,16 @@ from consumers.findings.registry import rule
 from consumers.findings.store import Batch
 from consumers.projection import Item
 from schemas import events as ev
+
+
+@rule("6.2.1b", "personal values read in clear without a reason",
+      reads=(ev.LedgerQueried,))
+def clear_read_without_reason(batch: Batch, item: Item, data: ev.LedgerQueried) -> str | None:
+    if not data.clear or data.reason:
+        return None
+    who = f"the {data.role} role" if data.role else "a command-line user"
+    return (f"{data.query} by {who} opened the values of {len(data.people)} person(s) in "
+            "clear with no reason or ticket recorded")
 
 
 @rule("6.2.1b", "the ledger read by someone not on the staff access list",

@@ -24,8 +24,10 @@ INCIDENT_REPORT_HOURS: Final = 72
        reads=(ev.IncidentOpened, ev.IncidentReported, ev.IncidentClosed,
               ev.IncidentSubjectNotified, ev.DataCollected, ev.DataErased))
 def incident_duties(store: ViewStore, clocks: Clocks) -> Iterator[Finding]:
-    """Once an incident is closed or 72 h old (``incident_report_hours``) it must be reported, and everybody with data
-    in its stores during its window notified."""
+    """Once an incident is closed or 72 h old (``incident_report_hours``) it must be
+    reported, and everybody with data in its stores during its window notified — but those
+    who cannot be reached (no contact data held, or key destroyed), whom the public
+    announcement stands in for."""
     window, now = timedelta(hours=clocks.incident_report_hours), clocks.now
     for (incident_id, event_id, partition, offset, opened, stores_json, cats_json, start, end,
          reported, closed) in sql.incidents(store):
@@ -47,7 +49,12 @@ def incident_duties(store: ViewStore, clocks: Clocks) -> Iterator[Finding]:
                     and (not cats or any(overlaps(c, category) for c in cats))
                     for category, kept_in, erased in cells):
                 affected.add(pseudonym)
-        for pseudonym in sorted(affected - told):
+        # People who cannot be told are routed to the public announcement (公告), never
+        # contacted: not notifying them is no finding (docs/cases.md, the notify list).
+        untold = affected - told
+        unreachable = (untold - sql.contact_held(store, untold, now)) | \
+            sql.shredded_or_no_contact(store, untold)
+        for pseudonym in sorted(untold - unreachable):
             yield Finding("6.2.1a", pseudonym, event_id, int(partition), int(offset), due,
                           f"person with data in {names(stores)} during an incident was not "
                           "notified")

@@ -54,14 +54,15 @@ _EVENTS_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": (
-            "CloudEvents 1.0: one event in structured mode, a batch, JSON Lines, or binary "
-            "mode (`ce-*` headers, the data as an `application/json` body). "
-            "See docs/ingest.md and /schemas."),
+            "CloudEvents 1.0: one event in structured mode, a batch, or JSON Lines; or "
+            "binary mode: `ce-*` headers (ce-specversion, ce-id, ce-source, ce-type, "
+            "ce-time, ce-subject, ce-schemaversion) and the event's data as an "
+            "`application/json` body. Each event must match its type's schema "
+            "(/schemas/{event_type}); see docs/ingest.md."),
         "content": {
             STRUCTURED: {"schema": _body_schema()},
             BATCH: {"schema": _body_schema(items=True)},
             "application/x-ndjson": {"schema": {"type": "string"}},
-            "application/json": {"schema": {"type": "object"}},
         },
     },
 }

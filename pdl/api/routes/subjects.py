@@ -61,6 +61,9 @@ class Erase(BaseModel):
     reason: Reason
     request_id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")] | None = Field(
         default=None, description="the rights request this fulfils")
+    record_anyway: bool = Field(
+        default=False, description="record an erasure request for an id the ledger never "
+        "saw (else 404, nothing recorded)")
 
 
 class DataMap(BaseModel):
@@ -81,6 +84,8 @@ class Exported(BaseModel):
 
 class Erased(BaseModel):
     erased: bool
+    #: True if the person was erased before: nothing was appended this time.
+    already: bool = False
     pseudonym: str
     position: dict[str, int]
 
@@ -133,6 +138,7 @@ def erase(request: Request, body: Erase,
         service.audit("erase", {"request_id": body.request_id}, actor=principal.name,
                       role=principal.role.value, people=[pseudonym], reason=body.reason)
         result = service.ledger.erase(body.subject, reason=body.reason,
-                                      request_id=body.request_id, source="pdl/api")
-    return {"erased": True, "pseudonym": pseudonym,
+                                      request_id=body.request_id, source="pdl/api",
+                                      record_anyway=body.record_anyway)
+    return {"erased": True, "already": result.already, "pseudonym": pseudonym,
             "position": {"partition": result.partition, "offset": result.offset}}

@@ -1,0 +1,294 @@
+"""`pdl consume` (the live path) against the raw Kafka consumer, into SQLite and PostgreSQL.
+
+    .venv/bin/python bench/consume.py [--events N] [--repeat R] [--bootstrap HOST:PORT]
+                                      [--pg-url URL] [--json]
+    .venv/bin/python bench/consume.py --profile [--events N] [--top K]
+
+One run, one topic: the events of ``workload`` (seed 42) are published once by the ledger
+(``bench/kafka.py``'s ``Bench``: its broker, or the given one). Then, each repeat:
+
+- raw consume: a ``KafkaConsumer`` reads the topic and ``json.loads`` each value
+  (``Bench.raw_consume``): the floor any consumer pays;
+- consume into SQLite, 1 process: one consumer-group member (``KafkaGroupConsumer``, as
+  `pdl consume` runs it) in a process of its own, into an empty SQLite view store;
+- consume into PostgreSQL, 1 process: the same into an empty PostgreSQL schema;
+- consume into PostgreSQL, 2 processes: two members of one group into one schema.
+
+A member's rate is measured where it is steady: from the first committed batch (the
+group join and the process start are left out) to the last record applied, read from the
+view store's tracking table (polled every 20 ms). The PostgreSQL server is the one given
+by ``--pg-url`` or one started for the run from Debian's package (tests/pgkit.py), with
+``fsync=off`` like the SQLite stores' ``synchronous=OFF``... no: the SQLite store keeps
+its default (``NORMAL``), and the server runs with ``synchronous_commit=off``; both
+survive a process crash, neither a power cut. Figures are medians over the repeats.
+
+Targets (issue 18): SQLite 1 process >= 0.5x raw; PostgreSQL 1 process >= 0.35x raw;
+2 processes >= 1.5x one on a machine of 4 or more cores (on fewer, printed only).
+
+``--profile`` runs one member into SQLite in this process under cProfile and prints the
+top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib.util
+import io
+import json
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+for extra in (ROOT, ROOT / "tests"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("pdl_bench_kafka", HERE / "kafka.py")
+assert _spec and _spec.loader
+kb = importlib.util.module_from_spec(_spec)
+sys.modules["pdl_bench_kafka"] = kb  # its dataclasses look their module up
+_spec.loader.exec_module(kb)
+
+console = Console(stderr=True)
+EVENTS = 20_000
+BATCH = 1000  # `pdl consume --batch-size` default
+TARGETS = {"SQLite, 1 process / raw": 0.5, "PostgreSQL, 1 process / raw": 0.35}
+TWO_PROCESS_TARGET = 1.5
+
+#: One group member in a process of its own: argv = bootstrap, topic, group, views.
+MEMBER = """
+import sys, threading
+from consumers.consume import KafkaGroupConsumer
+from consumers.registry import all_projections
+from ledger.kafka import KafkaEventLog
+bootstrap, topic, group, views, batch = sys.argv[1:6]
+log = KafkaEventLog(bootstrap, topic, group_id=group)
+if views.startswith("postgresql://"):
+    from consumers.postgres import PostgresViewStore
+    store = PostgresViewStore(views)
+else:
+    from consumers.views import SQLiteViewStore
+    store = SQLiteViewStore(views)
+member = KafkaGroupConsumer(log, store, all_projections(), group_id=group,
+                            batch_size=int(batch))
+member.run(threading.Event(), idle_exit=4.0)
+"""
+
+
+def _open(views: str) -> Any:
+    if views.startswith("postgresql://"):
+        from consumers.postgres import PostgresViewStore
+
+        return PostgresViewStore(views)
+    from consumers.views import SQLiteViewStore
+
+    return SQLiteViewStore(views)
+
+
+def applied(views: str, projections: int) -> int:
+    """Records passed by the slowest projection (0 until every one has a position)."""
+    try:
+        store = _open(views)
+    except Exception:  # noqa: BLE001 - not created yet
+        return 0
+    try:
+        rows = store.query('SELECT projection, sum("offset" + 1) FROM tracking '
+                           "GROUP BY projection")
+    except Exception:  # noqa: BLE001 - not created yet
+        return 0
+    finally:
+        store.close()
+    return min((int(n) for _, n in rows), default=0) if len(rows) >= projections else 0
+
+
+def members(bench: Any, topic: str, views: str, count: int) -> float:
+    """Records/s of ``count`` members of one fresh group into ``views``, steady state."""
+    from consumers.registry import all_projections
+
+    group = f"pdl-bench-{uuid.uuid4()}"
+    bench.groups.append(group)
+    projections = len(all_projections())
+    _open(views).close()  # tables made before the clock (as a long-lived store has them)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", MEMBER, bench.broker.bootstrap, topic,
+                               group, views, str(BATCH)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for _ in range(count)]
+    end = bench.stored
+    first_at = first_n = None
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            n = applied(views, projections)
+            now = time.monotonic()
+            if first_at is None and n > 0:
+                first_at, first_n = now, n
+            if n >= end:
+                break
+            if all(p.poll() is not None for p in procs):
+                raise SystemExit(f"members exited at {n} of {end}: "
+                                 + procs[0].stderr.read().decode()[-2000:])  # type: ignore[union-attr]
+            time.sleep(0.02)
+        else:
+            raise SystemExit(f"members did not finish ({n} of {end})")
+        done_at = time.monotonic()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+    assert first_at is not None and first_n is not None
+    if first_n >= end:
+        raise SystemExit("the first batch held every record: use more --events")
+    return (end - first_n) / (done_at - first_at)
+
+
+def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) -> dict[str, Any]:
+    server = None
+    if pg_url is None:
+        from pgkit import PostgresServer, find_bin, free_port
+
+        bin_dir = find_bin()
+        if bin_dir is None:
+            raise SystemExit("no PostgreSQL server binaries: apt-get install postgresql, or "
+                             "give --pg-url")
+        server = PostgresServer(bin_dir, Path(tempfile.mkdtemp(prefix="pdl-bench-pg-")),
+                                free_port())
+        server.start()
+    rates: dict[str, list[float]] = {"raw consume": [], "SQLite, 1 process": [],
+                                     "PostgreSQL, 1 process": [], "PostgreSQL, 2 processes": []}
+    try:
+        with kb.bench_session(bootstrap, n) as bench:
+            console.print(f"publishing {n:,} events with the ledger ...")
+            _, topic = bench.ledger_publish()
+            for r in range(1, repeat + 1):
+                console.print(f"repeat {r}/{repeat}: raw consume ...")
+                rates["raw consume"].append(bench.stored / bench.raw_consume(topic).wall)
+                console.print(f"repeat {r}/{repeat}: consume into SQLite, 1 process ...")
+                path = Path(tempfile.mkdtemp(prefix="views-", dir=bench.workdir)) / "views.db"
+                rates["SQLite, 1 process"].append(members(bench, topic, str(path), 1))
+                for count in (1, 2):
+                    console.print(f"repeat {r}/{repeat}: consume into PostgreSQL, "
+                                  f"{count} process(es) ...")
+                    url = server.new_schema(tcp=False) if server else pg_url
+                    assert url is not None
+                    if not server:
+                        _clear(url)
+                    name = f"PostgreSQL, {count} process{'es' if count > 1 else ''}"
+                    rates[name].append(members(bench, topic, url, count))
+            stored = bench.stored
+    finally:
+        if server is not None:
+            server.stop()
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    raw = medians["raw consume"]
+    ratios = {
+        "SQLite, 1 process / raw": medians["SQLite, 1 process"] / raw,
+        "PostgreSQL, 1 process / raw": medians["PostgreSQL, 1 process"] / raw,
+        "PostgreSQL, 2 processes / 1": (medians["PostgreSQL, 2 processes"]
+                                        / medians["PostgreSQL, 1 process"]),
+    }
+    return {"events": n, "records": stored, "repeat": repeat, "cores": os.cpu_count(),
+            "records_per_s": medians, "runs": rates, "ratios": ratios}
+
+
+def _clear(url: str) -> None:
+    """An external server's store: every table of the schema dropped (a fresh store)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for (table,) in conn.execute("SELECT tablename FROM pg_tables "
+                                     "WHERE schemaname = current_schema()").fetchall():
+            conn.execute(f'DROP TABLE "{table}" CASCADE')
+
+
+def render(report: dict[str, Any]) -> None:
+    table = Table(title=f"pdl consume against the raw consumer: {report['events']:,} events, "
+                        f"{report['records']:,} records, median of {report['repeat']}")
+    table.add_column("contender")
+    table.add_column("records/s", justify="right")
+    for name, rate in report["records_per_s"].items():
+        table.add_row(name, f"{rate:,.0f}")
+    console.print(table)
+    cores = report["cores"] or 1
+    for name, ratio in report["ratios"].items():
+        if name in TARGETS:
+            verdict = "ok" if ratio >= TARGETS[name] else f"BELOW the {TARGETS[name]}x target"
+        elif cores >= 4:
+            verdict = ("ok" if ratio >= TWO_PROCESS_TARGET
+                       else f"BELOW the {TWO_PROCESS_TARGET}x target")
+        else:
+            verdict = (f"this machine has {cores} core(s), shared with the broker and the "
+                       "server: the 1.5x target applies from 4 cores")
+        console.print(f"{name}: {ratio:.2f}x ({verdict})", highlight=False)
+
+
+def profile(bootstrap: str | None, n: int, top: int) -> str:
+    from consumers.consume import KafkaGroupConsumer
+    from consumers.projection import RunStats
+    from consumers.registry import all_projections
+    from consumers.views import SQLiteViewStore
+
+    with kb.bench_session(bootstrap, n) as bench:
+        _, topic = bench.ledger_publish()
+        log = bench.open_log(topic)
+        store = SQLiteViewStore(bench.workdir / "profile-views.db")
+        member = KafkaGroupConsumer(log, store, all_projections(),
+                                    group_id=f"pdl-bench-{uuid.uuid4()}", batch_size=BATCH)
+        stop, seen = threading.Event(), RunStats()
+
+        def on_batch(stats: RunStats) -> None:
+            seen.add(stats)
+            if seen.records >= bench.stored:
+                stop.set()
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        member.run(stop, idle_exit=10, on_batch=on_batch)
+        profiler.disable()
+        store.close()
+        log.close()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=EVENTS)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--bootstrap", default=os.environ.get("LEDGER_KAFKA_BOOTSTRAP_SERVERS"))
+    parser.add_argument("--pg-url", help="an external PostgreSQL (its schema is emptied)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args(argv)
+    if args.profile:
+        sys.stdout.write(profile(args.bootstrap, args.events, args.top))
+        return 0
+    report = benchmark(args.bootstrap, args.events, args.repeat, args.pg_url)
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    render(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Case files: incidents and rights requests on the eventsourcing library (issue 15)."""
