@@ -12,7 +12,7 @@ DEMO_SEED := 7
 # opt-out, erasures and the incident's notice (workload.account_id(5)).
 DEMO_SUBJECT := 1000000005
 DEMO_INCIDENT := inc-2024-001
-DEMO := LEDGER_DEMO=1 LEDGER_DATA_DIR=$(DEMO_DIR) LEDGER_ACTOR=make-demo $(PDL)
+DEMO := LEDGER_DEMO=1 LEDGER_DATA_DIR=$(DEMO_DIR) LEDGER_ACTOR=dpo@lingjing.cn $(PDL)
 
 .PHONY: venv demo test bench clean-demo
 
@@ -20,7 +20,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
 demo: venv clean-demo

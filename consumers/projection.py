@@ -179,6 +179,10 @@ class RunStats:
     applied: int = 0
     bad: int = 0
     duplicates: int = 0
+    #: With an event-time bound (``valid_until``): events left out because they happened
+    #: after it, and the earliest event time read (microseconds), bound or not.
+    later: int = 0
+    earliest_us: int | None = None
     split: int = 0
 
     def add(self, other: RunStats) -> None:
@@ -186,6 +190,10 @@ class RunStats:
         self.applied += other.applied
         self.bad += other.bad
         self.duplicates += other.duplicates
+        self.later += other.later
+        if other.earliest_us is not None and (self.earliest_us is None
+                                              or other.earliest_us < self.earliest_us):
+            self.earliest_us = other.earliest_us
         self.split += other.split
 
 
@@ -237,8 +245,12 @@ class ProjectionRunner:
         batch_size: int = 1000,
         on_bad_record: BadRecordHandler | None = None,
         dedupe: bool | None = None,
+        valid_until: datetime | None = None,
     ):
         self.log = log
+        # Event time bound (``--valid-at``): events that happened later are read (their
+        # positions advance) but not applied, whenever they were recorded.
+        self.valid_until_us = to_us(valid_until) if valid_until is not None else None
         self.store = store
         self.projections = list(projections)
         self.batch_size = batch_size
@@ -360,6 +372,14 @@ class ProjectionRunner:
             items.append(Item(record, event, at))
         stats.records += len(batch)
         stats.bad += len(bad)
+        if self.valid_until_us is not None and items:
+            earliest = min(i.at for i in items)
+            if stats.earliest_us is None or earliest < stats.earliest_us:
+                stats.earliest_us = earliest
+            bound = self.valid_until_us
+            kept = [i for i in items if i.at <= bound]
+            stats.later += len(items) - len(kept)
+            items = kept
         # where the batch starts and ends, per partition (once for every projection)
         first: Position = {}
         last: Position = {}

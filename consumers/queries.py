@@ -7,6 +7,7 @@ Times come back as ISO 8601 strings (UTC).
 
 from __future__ import annotations
 
+import difflib
 import heapq
 import json
 from collections import Counter
@@ -19,7 +20,7 @@ from consumers.rows import BIT, SENSITIVE_MASK, categories_of, iso, related_mask
 from consumers.scope import exposed
 from consumers.views import ViewStore
 from ledger.errors import InvalidInput, NotFound
-from schemas.taxonomy import CATEGORIES, covers, is_sensitive
+from schemas.taxonomy import CATEGORIES, SharingClause, covers, is_policy_sensitive, is_sensitive
 
 # --- data map ---------------------------------------------------------------------------
 
@@ -76,7 +77,8 @@ def subject_map(store: ViewStore, pseudonym: str, now: datetime | None = None) -
             info = CATEGORIES.get(category)
             e = categories[category] = {
                 "category": category, "description": info.description if info else "",
-                "sensitive": is_sensitive(category), "held": False,
+                "sensitive": is_sensitive(category),
+                "policy_sensitive": is_policy_sensitive(category), "held": False,
                 "sources": [], "uses": [], "stores": [], "recipients": [],
             }
         return e
@@ -153,6 +155,68 @@ def subject_map(store: ViewStore, pseudonym: str, now: datetime | None = None) -
         "subscriptions": subscriptions,
         "opt_outs": [s["kind"] for s in subscriptions if not s["subscribed"]],
     }
+
+
+# --- names that must exist ----------------------------------------------------------------
+
+
+def unknown_name(what: str, name: str, known: Iterable[str],
+                 where: str = "in the ledger") -> NotFound:
+    """``NotFound`` for a name the views do not know, naming the nearest known ones: a
+    filter on a misspelt name is not an empty answer."""
+    names = sorted(set(known))
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = (f"; did you mean {', '.join(close)}?" if close
+            else f"; known: {', '.join(names[:8])}{' …' if len(names) > 8 else ''}" if names
+            else "; none is known yet")
+    return NotFound(f"no {what} {name!r} {where}{hint}")
+
+
+#: Clause filters of the disclosure register: each clause, its groups (5.1 for 5.1.x) and
+#: ``none`` (disclosures naming no clause).
+SHARING_CLAUSE_FILTERS: frozenset[str] = frozenset(
+    {c.value for c in SharingClause}
+    | {c.value.rsplit(".", 1)[0] for c in SharingClause if c.value.count(".") > 1}
+    | {"5", "none"})
+
+
+def check_recipient(store: ViewStore, recipient: str) -> None:
+    """Raise ``NotFound`` (with the nearest names) unless ``recipient`` is registered or
+    has received data."""
+    if store.query("SELECT 1 FROM recipients WHERE recipient = ? UNION ALL "
+                   "SELECT 1 FROM disclosures WHERE recipient = ? LIMIT 1",
+                   (recipient, recipient)):
+        return
+    known = [r for (r,) in store.query("SELECT recipient FROM recipients UNION "
+                                       "SELECT DISTINCT recipient FROM disclosures")]
+    raise unknown_name("recipient", recipient, known)
+
+
+def check_sharing_clause(clause: str) -> None:
+    if clause.lower() not in SHARING_CLAUSE_FILTERS:
+        raise unknown_name("sharing clause", clause, SHARING_CLAUSE_FILTERS,
+                           "in policy section 5")
+
+
+def check_names(store: ViewStore, *, recipient: str | None = None, clause: str | None = None,
+                stores: Iterable[str] = ()) -> None:
+    """``NotFound`` with the nearest names for the first filter naming nothing known."""
+    if recipient:
+        check_recipient(store, recipient)
+    if clause:
+        check_sharing_clause(clause)
+    check_stores(store, stores)
+
+
+def check_stores(store: ViewStore, stores: Iterable[str]) -> None:
+    """Raise ``NotFound`` for the first store that never held anything (index reads)."""
+    for name in stores:
+        if store.query("SELECT 1 FROM holdings WHERE store = ? UNION ALL "
+                       "SELECT 1 FROM holdings_erased WHERE store = ? LIMIT 1", (name, name)):
+            continue
+        known = [s for (s,) in store.query("SELECT DISTINCT store FROM holdings UNION "
+                                           "SELECT DISTINCT store FROM holdings_erased")]
+        raise unknown_name("store", name, known)
 
 
 # --- disclosure register ----------------------------------------------------------------
@@ -250,9 +314,14 @@ def disclosures(
     pseudonym: str | None = None,
     limit: int | None = None,
     after: tuple[int, int, int] | None = None,
+    check: bool = True,
 ) -> list[dict[str, Any]]:
     """Disclosures matching the filters, oldest first; ``after`` a row's (time in µs,
-    partition, offset) for the next page."""
+    partition, offset) for the next page. An unknown recipient or clause is ``NotFound``,
+    not an empty register (unless ``check`` is False: names were checked against today's
+    views, and these are of another time)."""
+    if check:
+        check_names(store, recipient=recipient, clause=clause)
     check_limit(limit)
     where, params = DisclosureFilter(recipient, clause, category, since, until,
                                      pseudonym).where()
@@ -282,10 +351,13 @@ def disclosures(
     ]
 
 
-def disclosure_summary(store: ViewStore, filters: DisclosureFilter | None = None
-                       ) -> list[dict[str, Any]]:
+def disclosure_summary(store: ViewStore, filters: DisclosureFilter | None = None,
+                       *, check: bool = True) -> list[dict[str, Any]]:
     """Per recipient: disclosures, people, categories, clauses, cross-border, first, last."""
-    where, params = (filters or DisclosureFilter()).where()
+    filters = filters or DisclosureFilter()
+    if check:
+        check_names(store, recipient=filters.recipient, clause=filters.clause)
+    where, params = filters.where()
     rows = store.query(
         "SELECT d.recipient, r.name, r.kind, r.location, count(*), "
         "count(DISTINCT d.pseudonym), min(d.time), max(d.time) FROM disclosures d "
@@ -396,6 +468,7 @@ def scope(
     incident_id: str | None = None,
     limit: int | None = None,
     after: str | None = None,
+    check: bool = True,
 ) -> Scope:
     """Who was affected by an incident in ``stores`` between the window's edges (inclusive).
 
@@ -414,6 +487,8 @@ def scope(
     wanted = category_mask(categories) if categories else None
     hit = exposed(store, stores, to_us(window_start), to_us(window_end), wanted)
     people = hit.people()
+    if not people and incident_id is None and check:  # a misspelt store is not "no one"
+        check_stores(store, stores)
     # Counts are computed per distinct mask, not per person: most people share a few.
     records = sensitive_records = 0
     shapes: Counter[int] = Counter()

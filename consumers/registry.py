@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from consumers.access import AccessProjection
+from consumers.clock import ClockProjection
 from consumers.datamap import DataMapProjection
 from consumers.disclosures import DisclosureProjection
+from consumers.inventory import InventoryProjection
 from consumers.projection import Projection
 from consumers.rows import DEFAULT_CACHE_ENTRIES
 from consumers.scope import HoldingsProjection
@@ -19,7 +21,8 @@ def all_projections(cache_entries: int = DEFAULT_CACHE_ENTRIES) -> list[Projecti
     (``LEDGER_VIEW_CACHE_ENTRIES``, see ``consumers.rows.WriteCache``)."""
     projections: list[Projection] = [
         DataMapProjection(cache_entries), DisclosureProjection(),
-        HoldingsProjection(cache_entries), AccessProjection(),
+        HoldingsProjection(cache_entries), AccessProjection(), ClockProjection(),
+        InventoryProjection(),
     ]
     try:
         from consumers.findings import FindingsProjection

@@ -35,6 +35,7 @@ from ledger.errors import (
     ConfigurationError,
     IntegrityError,
     LedgerError,
+    NotFound,
     OperationalError,
     PersistenceError,
 )
@@ -164,13 +165,16 @@ class KafkaEventLog(EventLog):
         transactional_id: str | None = None,
         request_timeout_ms: int = KafkaSettings.request_timeout_ms,
         security: Mapping[str, Any] | None = None,
+        prepare_topics: bool = True,
         check_subjects: bool = True,
         session_timeout_ms: int = KafkaSettings.session_timeout_ms,
     ) -> None:
-        """Connect, create the topics if missing, and refuse a topic that would lose events.
+        """Connect, create the topics if missing (unless ``prepare_topics`` is False: a
+        command that only reads and audits finds them or says the log is empty), and refuse
+        a topic that would lose events.
 
         Raises ``ConfigurationError`` for an unsafe topic or settings, ``OperationalError``
-        when the cluster does not answer.
+        when the cluster does not answer, ``NotFound`` for a missing topic not prepared.
         """
         servers = (
             [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
@@ -199,6 +203,7 @@ class KafkaEventLog(EventLog):
         self._replication_factor = replication_factor
         self._min_insync_replicas = min_insync_replicas
         self._timeout_ms = request_timeout_ms
+        self._prepare_topics = prepare_topics
         self._client_config: dict[str, Any] = {
             "bootstrap_servers": servers,
             "request_timeout_ms": request_timeout_ms,
@@ -239,6 +244,7 @@ class KafkaEventLog(EventLog):
             transactional_id=k.transactional_id,
             request_timeout_ms=k.request_timeout_ms,
             security=k.security(),
+            prepare_topics=k.prepare_topics,
             check_subjects=k.check_subjects,
             session_timeout_ms=k.session_timeout_ms,
         )
@@ -251,6 +257,7 @@ class KafkaEventLog(EventLog):
             partitions=self._partitions, replication_factor=self._replication_factor,
             min_insync_replicas=self._min_insync_replicas,
             request_timeout_ms=self._timeout_ms, security=self._security,
+            prepare_topics=False,
             check_subjects=self.checks_subjects,
         )
 
@@ -323,13 +330,21 @@ class KafkaEventLog(EventLog):
         try:
             admin = self._admin()
             existing = set(admin.list_topics())
+            if not self._prepare_topics:
+                if self.topic not in existing:
+                    raise NotFound(
+                        f"the log's Kafka topic {self.topic!r} does not exist at "
+                        f"{self.bootstrap}: nothing has been published yet (`pdl publish` "
+                        "creates it), or LEDGER_KAFKA_TOPIC names another topic")
+                topics = [(t, is_log) for t, is_log in topics if t in existing]
             for topic, _ in topics:
                 if topic not in existing:
                     self._create_topic(admin, topic)
             for topic, is_log in topics:
                 self._check_topic(admin, topic, needs_append_time=is_log)
         except (kerrors.KafkaError, OSError) as exc:
-            raise self._error(exc, "preparing the topics") from exc
+            doing = "preparing the topics" if self._prepare_topics else "opening the log"
+            raise self._error(exc, doing) from exc
 
     def _create_topic(self, admin: KafkaAdminClient, topic: str) -> None:
         spec = {

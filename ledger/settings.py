@@ -99,12 +99,16 @@ class KafkaSettings:
     session_timeout_ms: int = 10000
     #: Set by code, never by the environment: a fixed producer identity (tests, benches).
     transactional_id: str | None = None
+    #: Set by code: whether opening the log creates missing topics. The CLI turns it off
+    #: for commands that do not publish events of their own (``pdl.cli.settings_from``).
+    prepare_topics: bool = True
     #: Set by code, never by the environment: False only for logs written by hand in tests
     #: of other properties, whose subjects are readable stand-ins for pseudonyms.
     check_subjects: bool = True
 
     #: Fields set by code only, never by a variable (so they have no row in ``KAFKA_ENV``).
-    SET_BY_CODE: ClassVar[frozenset[str]] = frozenset({"transactional_id", "check_subjects"})
+    SET_BY_CODE: ClassVar[frozenset[str]] = frozenset(
+        {"transactional_id", "check_subjects", "prepare_topics"})
 
     #: The settings passed to the kafka-python clients as they are.
     SECURITY_KEYS: ClassVar[tuple[str, ...]] = (
@@ -141,6 +145,12 @@ class Settings:
     vault_url: str | None = None
     sqlite_synchronous: str = "FULL"
     request_deadline_days: int = 15
+    #: The findings' own thresholds (not the policy's; see consumers.findings.thresholds):
+    #: days after closure by which data beyond a legal hold is gone (2.1.1(1)d), days of
+    #: grace after a retention deadline (6.3a), hours to report a breach (6.2.1a).
+    closure_erasure_days: int = 15
+    erasure_grace_days: int = 2
+    incident_report_hours: int = 72
     #: SQLite page cache of the view store, in MB (``LEDGER_VIEW_CACHE_MB``): a fixed part
     #: of a projection process's memory, whatever the number of people.
     view_cache_mb: int = 32
@@ -353,6 +363,9 @@ ENV: tuple[Var, ...] = (
     Var("vault_url", "VAULT_URL", postgres_url),
     Var("sqlite_synchronous", "SQLITE_SYNCHRONOUS", choice(SYNCHRONOUS, str.upper)),
     Var("request_deadline_days", "REQUEST_DEADLINE_DAYS", integer(1)),
+    Var("closure_erasure_days", "CLOSURE_ERASURE_DAYS", integer(1)),
+    Var("erasure_grace_days", "ERASURE_GRACE_DAYS", integer(1)),
+    Var("incident_report_hours", "INCIDENT_REPORT_HOURS", integer(1)),
     Var("view_cache_mb", "VIEW_CACHE_MB", integer(1)),
     Var("rebuild_batch", "REBUILD_BATCH", integer(1)),
     Var("view_cache_entries", "VIEW_CACHE_ENTRIES", integer(1)),

@@ -9,6 +9,7 @@ CLI's other commands need the log.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from ledger.principals import Role, SQLitePrincipalStore, new_token
 from pdl.context import Add, settings_from
-from pdl.output import console, emit, err_console, parse_time
+from pdl.output import TIME_HELP, console, emit, err_console, parse_time
 
 
 def _store(args: argparse.Namespace) -> SQLitePrincipalStore:
@@ -82,7 +83,8 @@ def cmd_token_issue(args: argparse.Namespace) -> int:
 
 
 def cmd_token_new(args: argparse.Namespace) -> int:
-    sys.stdout.write(new_token()[0] + "\n")
+    token = new_token()[0]
+    sys.stdout.write((json.dumps({"token": token}) if args.json else token) + "\n")
     return 0
 
 
@@ -118,9 +120,9 @@ def cmd_access_log(args: argparse.Namespace) -> int:
             "until": args.until.isoformat() if args.until else None,
             "clear": "true" if args.clear else None}, people=[person] if person else [],
             reason=args.reason)
-        args.as_of = None
-        with _views(service, args, ["access"]) as views:
-            rows = access_log(views, person=person, actor=args.actor, since=args.since,
+        args.as_of = args.valid_at = None
+        with _views(service, args, ["access"]) as found:
+            rows = access_log(found.views, person=person, actor=args.actor, since=args.since,
                               until=args.until, clear=True if args.clear else None,
                               limit=args.limit)
 
@@ -143,7 +145,7 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     psub = p.add_subparsers(dest="principal_command", required=True)
     a = psub.add_parser("add", help="register a principal with one role")
     a.add_argument("name", help="a handle such as dpo@example.cn or svc-accounts")
-    a.add_argument("--role", required=True, choices=roles)
+    a.add_argument("--role", required=True, choices=roles, help="its one role")
     a.add_argument("--source", action="append", metavar="SOURCE",
                    help="publisher only: an event source it may publish (repeat)")
     a.add_argument("--json", action="store_true", help="machine-readable output")
@@ -152,29 +154,30 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     a.add_argument("--json", action="store_true", help="machine-readable output")
     a.set_defaults(handler=cmd_principal_list)
     a = psub.add_parser("disable", help="disable a principal (its tokens stop working)")
-    a.add_argument("name")
+    a.add_argument("name", help="the principal's name")
     a.add_argument("--json", action="store_true", help="machine-readable output")
     a.set_defaults(handler=cmd_principal_disable)
 
     p = add("token", lambda a: 2, "bearer tokens of the HTTP API", False)
     tsub = p.add_subparsers(dest="token_command", required=True)
     a = tsub.add_parser("issue", help="issue a token (printed once, stored hashed)")
-    a.add_argument("principal")
+    a.add_argument("principal", help="the principal the token is for")
     a.add_argument("--ttl-days", type=int, default=90,
                    help="days until it expires (default 90; 0: never)")
     a.add_argument("--label", help="what it is for")
     a.add_argument("--json", action="store_true", help="machine-readable output")
     a.set_defaults(handler=cmd_token_issue)
     a = tsub.add_parser("revoke", help="revoke a token by id")
-    a.add_argument("id")
+    a.add_argument("id", help="the token's id (from token list)")
     a.add_argument("--json", action="store_true", help="machine-readable output")
     a.set_defaults(handler=cmd_token_revoke)
     a = tsub.add_parser("list", help="tokens, never their secrets")
-    a.add_argument("--principal")
+    a.add_argument("--principal", help="only this principal's tokens")
     a.add_argument("--json", action="store_true", help="machine-readable output")
     a.set_defaults(handler=cmd_token_list)
     a = tsub.add_parser("new", help="print a fresh token, stored nowhere: for "
                         "LEDGER_ADMIN_TOKEN_FILE (the API's first admin token)")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
     a.set_defaults(handler=cmd_token_new)
 
     p = add("access-log", cmd_access_log, "who read whose data, when and why (audited)")
@@ -182,10 +185,13 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     who.add_argument("--person", metavar="PSEUDONYM", help="reads of this person (pseudonym)")
     who.add_argument("--subject", metavar="ID", help="reads of this person (real identifier)")
     p.add_argument("--actor", help="reads by this principal or user")
-    p.add_argument("--from", dest="since", type=parse_time, metavar="TIME")
-    p.add_argument("--until", type=parse_time, metavar="TIME")
+    p.add_argument("--from", dest="since", type=parse_time, metavar="TIME",
+                   help=f"reads at or after TIME ({TIME_HELP})")
+    p.add_argument("--until", type=parse_time, metavar="TIME",
+                   help="reads at or before TIME (same formats)")
     p.add_argument("--clear", action="store_true", help="only reads of clear values")
     p.add_argument("--reason", help="why you ask (recorded)")
-    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--limit", type=int, default=1000, metavar="N",
+                   help="at most N reads (default 1000)")
     p.add_argument("--no-catch-up", action="store_true",
                    help="answer from the views as they are")

@@ -346,7 +346,7 @@ def cmd_requests(args: argparse.Namespace) -> int:
 
 def _at(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--at", type=parse_time, metavar="TIME",
-                   help="when it happened (ISO 8601 with zone; default now)")
+                   help="when it happened (ISO 8601 with a zone, or a plain date 2024-07-01 = midnight UTC; default now)")
     return p
 
 
@@ -364,13 +364,13 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
         return p
 
     p = step("open", cmd_incident_open, "open a case file for a new incident")
-    p.add_argument("--description", required=True)
+    p.add_argument("--description", required=True, help="what happened")
     p.add_argument("--stores", required=True, help="comma-separated stores exposed")
-    p.add_argument("--from", dest="since", type=parse_time, required=True, metavar="TIME")
-    p.add_argument("--until", type=parse_time, required=True, metavar="TIME")
+    p.add_argument("--from", dest="since", type=parse_time, required=True, metavar="TIME", help="start of the exposure window (ISO 8601 with a zone, or a plain date 2024-07-01 = midnight UTC)")
+    p.add_argument("--until", type=parse_time, required=True, metavar="TIME", help="end of the exposure window (same formats)")
     p.add_argument("--categories", help="comma-separated categories exposed (default: all)")
     p.add_argument("--discovered-at", type=parse_time, metavar="TIME",
-                   help="when it was discovered (starts the clocks; default now)")
+                   help="when it was discovered (starts the clocks; ISO 8601 with a zone, or a plain date 2024-07-01 = midnight UTC; default now)")
 
     p = step("adopt", cmd_incident_adopt,
              "open a case file for an incident a producer recorded in the log")
@@ -382,20 +382,20 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p = _at(step("grade", cmd_incident_grade,
                  "grade the incident from its scope (or by judgment, with a justification)"))
     p.add_argument("--grade", choices=("general", "relatively_major", "major",
-                                       "especially_major"))
-    p.add_argument("--justification")
+                                       "especially_major"), help="the grade judged")
+    p.add_argument("--justification", help="why this grade")
     p = _at(step("report", cmd_incident_report, "record a report filed with an authority"))
     p.add_argument("--duty", required=True, help="the duty it discharges (pdl incident status)")
-    p.add_argument("--authority", required=True)
+    p.add_argument("--authority", required=True, help="the authority reported to")
     p = _at(step("exempt", cmd_incident_exempt,
                  "record why a duty does not apply (stands in for its report)"))
-    p.add_argument("--duty", required=True)
-    p.add_argument("--justification", required=True)
+    p.add_argument("--duty", required=True, help="the duty that does not apply")
+    p.add_argument("--justification", required=True, help="why it does not apply")
     p = _at(step("notices-sent", cmd_incident_notices_sent,
                  "record that the notice to individuals went out"))
     p.add_argument("--duty", required=True, help="pipl57_individuals or gdpr34:CC")
-    p.add_argument("--channel", required=True)
-    p.add_argument("--people", type=int, required=True)
+    p.add_argument("--channel", required=True, help="how the people were told")
+    p.add_argument("--people", type=int, required=True, help="how many people were told")
     p = _at(step("announce", cmd_incident_announce,
                  "record the public announcement (公告) for the people who cannot be reached"))
     p.add_argument("--channel", required=True, help="where it was published, e.g. website")
@@ -403,7 +403,7 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
              "close the case (refused while a report is neither filed nor exempted)"))
     p = step("status", cmd_incident_status,
              "grade, scope and each clock counting down (exit 1 if a clock is overdue or late)")
-    p.add_argument("--now", type=parse_time, metavar="TIME", help="as if it were then")
+    p.add_argument("--now", type=parse_time, metavar="TIME", help="as if it were then (ISO 8601 with a zone, or a plain date 2024-07-01 = midnight UTC)")
     p = step("notify-list", cmd_incident_notify_list,
              "privacy officer: the reachable people with their contact (audited; 0600 file)")
     p.add_argument("--reason", required=True, help="why the contacts are needed (audited)")
@@ -414,9 +414,9 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
                    "contact, dpo_contact")
 
     p = add("incidents", cmd_incidents, "the incident case files, with their clocks")
-    p.add_argument("--status", choices=("open", "closed"))
+    p.add_argument("--status", choices=("open", "closed"), help="only open or closed incidents")
     p.add_argument("--overdue", action="store_true", help="only those with a finding")
-    p.add_argument("--now", type=parse_time, metavar="TIME", help="as if it were then")
+    p.add_argument("--now", type=parse_time, metavar="TIME", help="as if it were then (ISO 8601 with a zone, or a plain date 2024-07-01 = midnight UTC)")
 
     req = add("request", lambda a: 2, "a rights request's case file (7, 9.2)", False)
     rsub = req.add_subparsers(dest="request_command", required=True, metavar="STEP")
@@ -431,24 +431,24 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
 
     p = rstep("open", cmd_request_open, "receive a request (due in LEDGER_REQUEST_DEADLINE_DAYS)")
     p.add_argument("--subject", required=True, help="the person's identifier (pseudonymised)")
-    p.add_argument("--kind", required=True, choices=[k.value for k in RequestKind])
+    p.add_argument("--kind", required=True, choices=[k.value for k in RequestKind], help="what the person asks")
     p.add_argument("--categories", help="comma-separated categories (corrections)")
-    p.add_argument("--due", type=parse_time, metavar="TIME")
+    p.add_argument("--due", type=parse_time, metavar="TIME", help="due date (ISO 8601 with a zone, or a plain date 2024-07-01 = midnight UTC); default LEDGER_REQUEST_DEADLINE_DAYS after receipt")
     p = rstep("verify", cmd_request_verify, "record that the person's identity was verified")
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, help="how the identity was verified, e.g. sms_code")
     p = rstep("fulfil", cmd_request_fulfil,
               "fulfil: access runs export, erasure runs erase, linked by event id")
     p.add_argument("--subject", help="the person's identifier (access and erasure)")
     p.add_argument("--output", "-o", help="where the export is written (0600)")
     p = rstep("refuse", cmd_request_refuse, "refuse, with the reason")
-    p.add_argument("--reason", required=True)
+    p.add_argument("--reason", required=True, help="why it is refused")
     for name, parser in (("list", rsub.add_parser("list", help="the requests and their due dates")),
                          ("requests", add("requests", cmd_requests,
                                           "the rights requests and their due dates"))):
         if name == "list":
             parser.add_argument("--json", action="store_true", help="machine-readable output")
             parser.set_defaults(handler=cmd_requests)
-        parser.add_argument("--status", choices=("open", "fulfilled", "refused"))
-        parser.add_argument("--kind", choices=[k.value for k in RequestKind])
+        parser.add_argument("--status", choices=("open", "fulfilled", "refused"), help="only requests in this state")
+        parser.add_argument("--kind", choices=[k.value for k in RequestKind], help="only requests of this kind")
         parser.add_argument("--overdue", action="store_true", help="only those past due")
-        parser.add_argument("--now", type=parse_time, metavar="TIME", help="as if it were then")
+        parser.add_argument("--now", type=parse_time, metavar="TIME", help="as if it were then (ISO 8601 with a zone, or a plain date 2024-07-01 = midnight UTC)")

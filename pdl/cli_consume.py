@@ -52,9 +52,11 @@ def cmd_consume(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore[type-arg]
     p = add("consume", cmd_consume,
             "run projections as a long-lived process (Kafka: one consumer-group member)")
+    p.set_defaults(prepares_log=True)  # its dead-letter topic
     p.add_argument("names", nargs="*", help="projections to run (default: all)")
     p.add_argument("--all", action="store_true", help="run every projection")
     p.add_argument("--group", help="consumer group (LEDGER_KAFKA_GROUP_ID)")
-    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=1000, metavar="N",
+                   help="records per view transaction (default 1000)")
     p.add_argument("--idle-exit", type=float, metavar="SECONDS",
                    help="exit after this many seconds without new records")

@@ -92,11 +92,13 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     q = p.add_subparsers(dest="quarantine_command", required=True)
     ls = q.add_parser("list", help="quarantined records, in log order")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
-    ls.add_argument("--limit", type=int, default=100)
+    ls.add_argument("--limit", type=int, default=100, metavar="N",
+                    help="list at most N quarantined records (default 100)")
     ls.add_argument("--after", type=_position, metavar="PARTITION:OFFSET",
                     help="list those after this position")
     ls.set_defaults(handler=cmd_list)
     show = q.add_parser("show", help="one quarantined record with its reason and payload")
-    show.add_argument("position", type=_position, metavar="PARTITION:OFFSET")
+    show.add_argument("position", type=_position, metavar="PARTITION:OFFSET",
+                      help="the quarantined record's position in the log")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(handler=cmd_show)

@@ -1,7 +1,10 @@
 """``pdl`` commands over the projections: project, rebuild, status, and the queries.
 
-Queries catch the views up with the log first (unless ``--no-catch-up``), or with
-``--as-of T`` answer from the log as it stood at T. Every query is audited in the log.
+Queries catch the views up with the log first (unless ``--no-catch-up``), or answer from
+the log replayed in memory: ``--as-of T`` as it stood at T (recorded time), ``--valid-at T``
+the events that happened by T (event time), or both. A time before the log's first record
+or before the first event is warned about (stderr; ``warnings`` in JSON objects, a JSON
+line ``{"warnings": [...]}`` on stderr beside JSON lists). Every query is audited in the log.
 ``subject`` and ``export`` take a person's real identifier; it is pseudonymised at once
 and never written anywhere.
 """
@@ -20,10 +23,11 @@ from consumers import queries
 from consumers.projection import RunStats
 from consumers.queries import DisclosureFilter
 from consumers.registry import projection_names
+from consumers.replay import QueryTime
 from consumers.views import ViewStore
 from pdl.context import Add, open_ledger
-from pdl.output import console, emit, err_console, parse_time, progress_bar
-from pdl.service import QueryService, findings_summary
+from pdl.output import TIME_HELP, console, emit, err_console, parse_time, progress_bar
+from pdl.service import Answering, QueryService, findings_summary
 
 
 
@@ -37,26 +41,62 @@ def _catch_up(service: QueryService, transient: bool = True) -> RunStats:
         return service.catch_up(progress=lambda n: bar.advance(task, n))
 
 
+def _when(args: argparse.Namespace) -> QueryTime:
+    return QueryTime(as_of=args.as_of, valid_at=getattr(args, "valid_at", None))
+
+
 @contextmanager
 def _views(service: QueryService, args: argparse.Namespace,
-           needs: list[str]) -> Iterator[ViewStore]:
-    """The views a query reads: caught up now, or the projections it ``needs`` replayed to
-    ``--as-of``."""
-    if args.as_of is None:
+           needs: list[str]) -> Iterator[Answering]:
+    """The views a query reads: caught up now, or the projections it ``needs`` replayed
+    from the log to ``--as-of`` / ``--valid-at``; warnings about the time go to stderr."""
+    when = _when(args)
+    if when.now:
         if not args.no_catch_up:
             _catch_up(service)
-        yield service.views
+        yield Answering(service.views, when)
         return
+    label = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in when.arguments().items() if v)
     with progress_bar(transient=True) as bar:
-        task = bar.add_task(f"replaying to {args.as_of.isoformat()}",
-                            total=service.records_until(args.as_of), rate="")
-        with service.views_at(args.as_of, lambda n: bar.advance(task, n), needs) as views:
+        task = bar.add_task(f"replaying ({label})",
+                            total=service.records_until(when.as_of), rate="")
+        with service.answering(when, lambda n: bar.advance(task, n), needs) as answer:
             bar.update(task, visible=False)
-            yield views
+            warn(args, answer.warnings)
+            yield answer
+
+
+def _check_today(service: QueryService, args: argparse.Namespace, projection: str,
+                 **names: Any) -> None:
+    """Before a question about another time, check the names it filters on against
+    today's views (caught up unless ``--no-catch-up``): a name recorded only later is
+    known, and answered "none then"; a misspelt one is not found. Questions about now
+    check against the views they read."""
+    if _when(args).now:
+        return
+    if not args.no_catch_up:
+        _catch_up(service)
+    if service.views.position(projection, service.ledger.log.log_id):
+        queries.check_names(service.views, **names)
+
+
+def warn(args: argparse.Namespace, warnings: list[str]) -> None:
+    """Warnings on stderr: a line each for people, one JSON object with ``--json``."""
+    if not warnings:
+        return
+    if getattr(args, "json", False):
+        err_console.file.write(json.dumps({"warnings": warnings}) + "\n")
+        return
+    for w in warnings:
+        err_console.print(f"warning: {w}", style="yellow", markup=False, highlight=False)
 
 
 def _as_of(args: argparse.Namespace) -> dict[str, str | None]:
-    return {"as_of": args.as_of.isoformat() if args.as_of else None}
+    return dict(_when(args).arguments())
+
+
+def _with_warnings(answer: dict[str, Any], found: Answering) -> dict[str, Any]:
+    return {**answer, **found.when.arguments(), "warnings": found.warnings}
 
 
 def _positive(raw: str) -> int:
@@ -122,19 +162,39 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     with _service(args) as service:
         rows = service.status()
+        clock = service.clock()
 
         def render() -> None:
             table = Table(title="projections")
             for col in ("projection", "position", "end of log", "lag", "quarantined"):
                 table.add_column(col)
             for r in rows:
-                table.add_row(r["projection"], _pos(r["position"]), _pos(r["end"]), str(r["lag"]),
+                lag = str(r["lag"])
+                if r["lag"] and r["audit_lag"] == r["lag"]:
+                    lag += " (audit records only)"
+                elif r["audit_lag"]:
+                    lag += f" ({r['audit_lag']} audit)"
+                table.add_row(r["projection"], _pos(r["position"]), _pos(r["end"]), lag,
                               str(r["quarantined"]))
             console.print(table)
             quarantined = max((r["quarantined"] for r in rows), default=0)
             if quarantined:
                 console.print(f"[yellow]{quarantined} record(s) of the log quarantined[/]: "
                               "see pdl quarantine list")
+            if any(r["audit_lag"] for r in rows):
+                _note("Audit records (ledger.queried: every query records itself, 6.2.1b) are "
+                     "appended after the views were caught up; no view reads them, and the "
+                     "next catch-up (any query, or pdl project) passes over them.")
+            if clock:
+                _note(f"events about people: {clock['events']}, happened "
+                     f"{_day(clock['first_event_at'])} – {_day(clock['last_event_at'])}, "
+                     f"recorded {_day(clock['first_recorded_at'])} – "
+                     f"{_day(clock['last_recorded_at'])}")
+                _note(f"late events (recorded over {clock['late_after_hours']} h after they "
+                     f"happened): {clock['late_events']}"
+                     + (f", the longest {clock['longest_delay_hours']} h after"
+                        if clock["late_events"] else ""))
+
             split = max((r["split_people"] for r in rows), default=0)
             if split:
                 console.print(f"[bold red]{split} person(s) found in more than one partition[/]"
@@ -144,10 +204,18 @@ def cmd_status(args: argparse.Namespace) -> int:
                     console.print(f"  {person['pseudonym']}: partitions "
                                   + ", ".join(map(str, person["partitions"])), highlight=False)
 
+        for r in rows:
+            if r["projection"] == "clock":
+                r["summary"] = clock
         if args.check_lag:
             return _check_lag(args, rows, service.ledger.settings.data_dir)
         emit(args, rows, render)
     return 0
+
+
+def _note(text: str) -> None:
+    """A paragraph for people: wrapped at word boundaries to the terminal's width."""
+    console.print(text, markup=False, highlight=False)
 
 
 def _check_lag(args: argparse.Namespace, rows: list[dict[str, Any]], data_dir: Any) -> int:
@@ -173,8 +241,9 @@ def cmd_subject(args: argparse.Namespace) -> int:
     with _service(args) as service:
         pseudonym = service.pseudonym(args.id)
         service.audit("subject", {**_as_of(args)}, people=[pseudonym], reason=args.reason)
-        with _views(service, args, ["datamap"]) as views:
-            answer = queries.subject_map(views, pseudonym, now=args.as_of)
+        with _views(service, args, ["datamap"]) as found:
+            answer = _with_warnings(
+                queries.subject_map(found.views, pseudonym, now=found.when.reference), found)
         emit(args, answer, lambda: render_data_map(answer))
     return 0
 
@@ -196,7 +265,7 @@ def render_data_map(answer: dict[str, Any]) -> None:
     table = Table(title="data map", show_lines=True)
     for col in ("category", "collected from, for", "used for (ground / consent)", "stores",
                 "sent to"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="ellipsis")
     for c in answer["categories"]:
         sources = "\n".join(
             f"{x['source']}{' ' + x['party'] if x['party'] else ''}: {x['purpose']}"
@@ -234,8 +303,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         pseudonym = service.pseudonym(args.id)
         service.audit("export", {"format": "json" if as_json else "text", **_as_of(args)},
                       people=[pseudonym], reason=args.reason, clear=True)
-        with _views(service, args, ["datamap"]) as views:
-            answer = service.export(views, args.id, args.as_of)
+        with _views(service, args, ["datamap"]) as found:
+            answer = {**service.export(found.views, args.id, found.when),
+                      "warnings": found.warnings}
     if as_json:
         args.json = True
         emit(args, answer, lambda: None)
@@ -253,13 +323,19 @@ def render_export(answer: dict[str, Any]) -> None:
     """The access-request answer for a person to read: the data map, then every event."""
     _say(f"Everything the ledger holds about {answer['subject']}", "bold")
     _say(f"(pseudonym {answer['pseudonym']}; data key {answer['key']}"
-         + (f"; as the log stood at {answer['as_of']}" if answer["as_of"] else "") + ")")
+         + (f"; as the log stood at {answer['as_of']}" if answer["as_of"] else "")
+         + (f"; events that happened by {answer['valid_at']}" if answer.get("valid_at") else "")
+         + ")")
     if answer["data_map"]:
         render_data_map(answer["data_map"])
-    _say(f"\n{len(answer['events'])} event(s), oldest first:", "bold")
+    late = answer.get("late_events") or 0
+    _say(f"\n{len(answer['events'])} event(s) by the time they happened, oldest first"
+         + (f"; {late} recorded late (marked 'late')" if late else "") + ":", "bold")
     for e in answer["events"]:
         data = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in e["data"].items())
-        _say(f"{e['time']}  {e['type']}  {data}")
+        mark = (f"  [late: recorded {e['recorded_at']}, {e['recorded_after_hours']} h after]"
+                if e.get("late") else "")
+        _say(f"{e['time']}  {e['type']}  {data}{mark}")
         personal = e.get("personal")
         if isinstance(personal, dict):
             for key, value in personal.items():
@@ -278,14 +354,19 @@ def cmd_disclosures(args: argparse.Namespace) -> int:
         service.audit("disclosures", {**filters.as_arguments(),
                                       "summary": "yes" if args.summary else None,
                                       **_as_of(args)})
-        with _views(service, args, ["disclosures"]) as views:
+        if filters.recipient or filters.clause:
+            _check_today(service, args, "disclosures", recipient=filters.recipient,
+                         clause=filters.clause)
+        with _views(service, args, ["disclosures"]) as found:
+            views = found.views
+            check = found.when.now
             if args.summary:
-                summary = queries.disclosure_summary(views, filters)
+                summary = queries.disclosure_summary(views, filters, check=check)
                 emit(args, summary, lambda: _render_disclosure_summary(summary))
             else:
                 rows = queries.disclosures(views, filters.recipient, filters.clause,
                                            filters.category, filters.since, filters.until,
-                                           limit=args.limit)
+                                           limit=args.limit, check=check)
                 emit(args, rows, lambda: _render_disclosures(rows))
     return 0
 
@@ -299,7 +380,7 @@ def _render_disclosure_summary(rows: list[dict[str, Any]]) -> None:
     table.add_column("recipient", no_wrap=True)
     for col in ("kind", "disclosures", "people", "categories", "clauses", "cross-border",
                 "period"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="ellipsis")
     for r in rows:
         table.add_row(
             r["recipient"], (r["kind"] or "").replace("_", " "), str(r["disclosures"]),
@@ -314,7 +395,7 @@ def _render_disclosures(rows: list[dict[str, Any]]) -> None:
     table = Table(title=f"{len(rows)} disclosure(s)")
     table.add_column("day", no_wrap=True)
     for col in ("person", "recipient", "categories", "clause", "purpose", "cross-border"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="ellipsis")
     for r in rows:
         cb = r["cross_border"]
         table.add_row(_day(r["time"]), r["pseudonym"], r["recipient"],
@@ -341,7 +422,10 @@ def cmd_scope(args: argparse.Namespace) -> int:
             "from": args.since.isoformat() if args.since else None,
             "until": args.until.isoformat() if args.until else None,
             "categories": ",".join(categories) or None, **_as_of(args)})
-        with _views(service, args, ["holdings"]) as views:
+        if stores and args.incident is None:
+            _check_today(service, args, "holdings", stores=stores)
+        with _views(service, args, ["holdings"]) as found:
+            views = found.views
             # a table shows --show people; JSON lists everyone unless paged with --limit
             limit = args.limit if args.limit is not None or args.json else args.show
             if args.incident is not None:
@@ -349,8 +433,9 @@ def cmd_scope(args: argparse.Namespace) -> int:
                                                 after=args.after)
             else:
                 result = queries.scope(views, stores, args.since, args.until,
-                                       categories or None, limit=limit, after=args.after)
-        answer = result.as_dict()
+                                       categories or None, limit=limit, after=args.after,
+                                       check=found.when.now)
+        answer = _with_warnings(result.as_dict(), found)
         emit(args, answer, lambda: render_scope(answer, args.show))
     return 0
 
@@ -379,7 +464,7 @@ def render_scope(answer: dict[str, Any], show: int = 10) -> None:
                       " --json for all)")
         table.add_column("person", no_wrap=True)
         for col in ("categories", "stores", "records", "reachable"):
-            table.add_column(col, overflow="fold")
+            table.add_column(col, overflow="ellipsis")
         for p in people[:show]:
             table.add_row(p["pseudonym"], "\n".join(p["categories"]), ", ".join(p["stores"]),
                           str(p["records"]),
@@ -393,19 +478,40 @@ def render_scope(answer: dict[str, Any], show: int = 10) -> None:
 
 
 def cmd_findings(args: argparse.Namespace) -> int:
+    if args.explain:
+        with _service(args) as service:
+            explained = service.explain_findings()
+        emit(args, explained, lambda: _render_explanation(explained))
+        return 0
     with _service(args) as service:
         service.audit("findings", {"clause": args.clause, "summary": "yes" if args.summary
                                    else None, **_as_of(args)})
-        with _views(service, args, ["findings"]) as views:
-            found = service.findings(views, args.clause, args.as_of,
-                                     service.ledger.settings.request_deadline_days)
-            found += _case_clock_findings(service, views, args)
+        with _views(service, args, ["findings"]) as answering:
+            found = service.findings(answering.views, args.clause, answering.when,
+                                     settings=service.ledger.settings)
+            found += _case_clock_findings(service, answering.views, args)
     if args.summary:
         summary = findings_summary(found)
         emit(args, summary, lambda: _render_findings_summary(summary))
     else:
         emit(args, found, lambda: _render_findings(found))
     return 1 if found else 0
+
+
+def _render_explanation(explained: dict[str, Any]) -> None:
+    table = Table(title="what the findings check (docs/findings.md: the clause map)")
+    for col in ("clause", "a finding means", "rules"):
+        table.add_column(col, overflow="ellipsis")
+    for c in explained["clauses"]:
+        table.add_row(c["clause"], c["checks"], "\n".join(c["rules"]))
+    console.print(table)
+    table = Table(title="thresholds: the project's figures, not the policy's")
+    for col in ("variable", "value", "default", "clauses", "source"):
+        table.add_column(col, overflow="ellipsis")
+    for t in explained["thresholds"]:
+        table.add_row(t["variable"], f"{t['value']} {t['unit']}", str(t["default"]),
+                      ", ".join(t["clauses"]), t["source"])
+    console.print(table)
 
 
 def _case_clock_findings(service: QueryService, views: ViewStore,
@@ -419,7 +525,8 @@ def _case_clock_findings(service: QueryService, views: ViewStore,
         return []
     desk = CaseDesk(service.ledger)
     try:
-        return clock_findings(views, desk, args.as_of or datetime.now(UTC), args.clause)
+        return clock_findings(views, desk, _when(args).reference or datetime.now(UTC),
+                              args.clause)
     finally:
         desk.close()
 
@@ -436,9 +543,10 @@ def _render_findings_summary(rows: list[dict[str, Any]]) -> None:
 def _render_findings(rows: list[dict[str, Any]]) -> None:
     table = Table(title=f"{len(rows)} finding(s)")
     for col in ("clause", "person", "time", "position", "explanation"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="ellipsis")
     for f in rows:
-        table.add_row(str(f["clause"]), str(f.get("pseudonym") or ""), str(f["time"]),
+        table.add_row(str(f["clause"]), str(f.get("pseudonym") or ""),
+                      str(f["time"])[:16].replace("T", " "),
                       f"{f['partition']}:{f['offset']}", str(f["explanation"]))
     console.print(table if rows else "[green]no findings[/]")
 
@@ -459,7 +567,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _query_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=parse_time, metavar="TIME",
-                   help="answer from the log as it stood at this time (ISO 8601 with zone)")
+                   help="recorded time: answer from the log as it stood at TIME, i.e. what "
+                        "the ledger knew then (ISO 8601 with a zone, or a plain date "
+                        "2024-07-01 = midnight UTC)")
+    p.add_argument("--valid-at", type=parse_time, metavar="TIME",
+                   help="event time: the state of the world at TIME, from the events that "
+                        "happened by then, whenever they were recorded; combine with "
+                        "--as-of (same formats)")
     p.add_argument("--reason", metavar="TEXT",
                    help="why you ask (a ticket or reason): recorded in the audit event")
     p.add_argument("--no-catch-up", action="store_true",
@@ -481,7 +595,8 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p.add_argument("--check-lag", action="store_true",
                    help="exit 1 if there is lag and no position moved for --stalled-after "
                         "seconds (a consumer's healthcheck; remembers the last check)")
-    p.add_argument("--stalled-after", type=float, default=60.0, metavar="SECONDS")
+    p.add_argument("--stalled-after", type=float, default=60.0, metavar="SECONDS",
+                   help="with --check-lag: how long lag may stand still (default 60)")
     p.add_argument("--state-file", metavar="FILE",
                    help="where --check-lag keeps its last observation "
                         "(default DATA_DIR/lag-check.json)")
@@ -493,23 +608,30 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p = _query_options(add("export", cmd_export,
                            "everything the ledger holds about one person, unsealed (7.1)"))
     p.add_argument("id", help="the person's real identifier")
-    p.add_argument("--format", choices=("json", "text"), default="text")
+    p.add_argument("--format", choices=("json", "text"), default="text",
+                   help="text for the person to read (default), or json (same as --json)")
 
     p = _query_options(add("disclosures", cmd_disclosures,
                            "the disclosure register (section 5), filtered"))
-    p.add_argument("--recipient")
-    p.add_argument("--clause", help="5.1.1, or 5.1 for all of 5.1.x, or none")
+    p.add_argument("--recipient", help="a recipient id (unknown: exit 66 with the nearest)")
+    p.add_argument("--clause", help="5.1.1, or 5.1 for all of 5.1.x, or none "
+                   "(unknown: exit 66 with the nearest)")
     p.add_argument("--category", help="a data category; its sub-categories match too")
-    p.add_argument("--from", dest="since", type=parse_time, metavar="TIME")
-    p.add_argument("--until", type=parse_time, metavar="TIME")
+    p.add_argument("--from", dest="since", type=parse_time, metavar="TIME",
+                   help=f"disclosures at or after TIME, event time ({TIME_HELP})")
+    p.add_argument("--until", type=parse_time, metavar="TIME",
+                   help="disclosures at or before TIME, event time (same formats)")
     p.add_argument("--limit", type=int, help="at most this many disclosures")
     p.add_argument("--summary", action="store_true", help="one row per recipient")
 
     p = _query_options(add("scope", cmd_scope,
                            "who a breach affected (6.2.1): stores and a time window"))
-    p.add_argument("--stores", help="comma-separated stores or systems")
-    p.add_argument("--from", dest="since", type=parse_time, metavar="TIME")
-    p.add_argument("--until", type=parse_time, metavar="TIME")
+    p.add_argument("--stores", help="comma-separated stores or systems (unknown: exit 66 "
+                   "with the nearest)")
+    p.add_argument("--from", dest="since", type=parse_time, metavar="TIME",
+                   help=f"start of the exposure window, event time ({TIME_HELP})")
+    p.add_argument("--until", type=parse_time, metavar="TIME",
+                   help="end of the exposure window, event time (same formats)")
     p.add_argument("--categories", help="comma-separated categories exposed (default: all)")
     p.add_argument("--incident", help="an incident recorded in the log, instead of the above")
     p.add_argument("--show", type=int, default=10, help="people listed in the table")
@@ -520,10 +642,15 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
 
     p = _query_options(add("findings", cmd_findings,
                            "broken promises found in the log (exit 1 if any)"))
-    p.add_argument("--clause", help="only findings of this policy clause")
+    p.add_argument("--clause", help="only findings of this policy clause or its sub-clauses "
+                   "(unknown: exit 66 with the nearest)")
     p.add_argument("--summary", action="store_true", help="counts per clause")
+    p.add_argument("--explain", action="store_true",
+                   help="what each clause's findings mean, and the thresholds (72 h, 15 days, "
+                        "2-day grace ...) with their settings and sources; queries nothing")
 
-    p = add("serve", cmd_serve, "serve the queries as an authenticated HTTP API (FastAPI)", json_flag=False)
+    p = add("serve", cmd_serve, "serve the queries as an authenticated HTTP API (FastAPI)")
+    p.set_defaults(prepares_log=True)  # it may publish
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
 

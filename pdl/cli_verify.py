@@ -313,7 +313,7 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p.add_argument("--interval", type=float, default=5.0, help="seconds between passes")
 
     p = add("proof", cmd_proof, "a proof bundle for third parties "
-            "(check it with tools/pdl-verify-proof.py)", False)
+            "(check it with tools/pdl-verify-proof.py; always JSON, --json is accepted)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--subject", help="inclusion proofs of this person's events "
                       "(real identifier; audited)")
@@ -327,5 +327,7 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p.add_argument("--key-file", required=True, help="the witness's key (`pdl keygen --witness`)")
     p.add_argument("--state", required=True, help="the witness's own state file")
     p.add_argument("--output", required=True, help="folder for cosigned checkpoints")
-    p.add_argument("--follow", action="store_true")
-    p.add_argument("--interval", type=float, default=10.0)
+    p.add_argument("--follow", action="store_true",
+                   help="keep watching and cosigning new checkpoints")
+    p.add_argument("--interval", type=float, default=10.0,
+                   help="seconds between looks with --follow (default 10)")

@@ -30,10 +30,14 @@ def open_ledger(args: argparse.Namespace) -> Ledger:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """``Settings.from_env`` with ``--data-dir`` and ``--demo`` applied."""
+    """``Settings.from_env`` with ``--data-dir`` and ``--demo`` applied. Only the commands
+    that append events of their own (``prepares_log``: publish, erase, consume, serve)
+    create missing Kafka topics; the others find them or say the log is empty."""
     settings = Settings.from_env()
     if getattr(args, "data_dir", None):
         settings = settings.with_(data_dir=Path(args.data_dir))
     if getattr(args, "demo", False):
         settings = settings.with_(demo=True)
+    if not getattr(args, "prepares_log", False):
+        settings = settings.with_(kafka=settings.kafka.with_(prepare_topics=False))
     return settings

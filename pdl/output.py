@@ -46,13 +46,25 @@ def progress_bar(transient: bool = False) -> Progress:
     )
 
 
+#: How every TIME option is described in help.
+TIME_HELP = "ISO 8601 with a zone, or a plain date 2024-07-01 = midnight UTC"
+
+
 def parse_time(text: str) -> datetime:
-    """An ISO 8601 time; a time without a zone is refused rather than guessed, and so is
-    one outside the contract's range (``schemas.events.MIN_TIME``..``MAX_TIME``)."""
+    """An ISO 8601 time with a zone, or a plain date (``2024-07-01``) meaning midnight UTC;
+    a time of day without a zone is refused rather than guessed, and so is one outside the
+    contract's range (``schemas.events.MIN_TIME``..``MAX_TIME``)."""
+    if len(text) == 10 and text[4] == "-" and text[7] == "-":
+        try:
+            text = datetime.fromisoformat(text).replace(tzinfo=timezone.utc).isoformat()
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2024-07-01T08:00:00Z) or date "
+            "(2024-07-01, midnight UTC)") from None
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +08:00)")
     # Compared before converting: a time near year 1 or 9999 may not convert to UTC at all.
@@ -61,6 +73,11 @@ def parse_time(text: str) -> datetime:
             f"{text!r} is outside {MIN_TIME:%Y-%m-%dT%H:%M:%SZ}..{MAX_TIME:%Y-%m-%dT%H:%M:%SZ}"
             " (the times the contract accepts)")
     return value.astimezone(timezone.utc)
+
+
+def cut(text: str, width: int) -> str:
+    """``text`` at most ``width`` characters, a cut marked with "…"."""
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def emit(args: argparse.Namespace, payload: Any, render: Callable[[], None]) -> None:

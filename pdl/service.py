@@ -2,8 +2,10 @@
 
 Every query is recorded in the log (``ledger.queried``, policy 6.2.1b) before it is
 answered, with arguments that never hold a clear personal value: a person appears by
-pseudonym. A query with ``as_of`` is answered from views replayed in memory from the log
-as it stood then; otherwise from the on-disk views (caught up first by the caller).
+pseudonym. A query with ``as_of`` (recorded time) and/or ``valid_at`` (event time), a
+``QueryTime``, is answered from views replayed in memory from the log (``consumers.replay``),
+with warnings when the time precedes the log's first record or the first event; otherwise
+from the on-disk views (caught up first by the caller).
 """
 
 from __future__ import annotations
@@ -13,23 +15,44 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self
 
 from consumers import queries
+from consumers.clock import LATE_AFTER, clock_summary
 from consumers.consume import DeadLetters
 from consumers.parallel import parallel_rebuild
 from consumers.projection import ProjectionRunner, RunStats
 from consumers.registry import all_projections, open_views, select
-from consumers.replay import records_until, views_as_of
+from consumers.replay import QueryTime, records_until, time_warnings, views_as_of
 from consumers.views import ViewStore
 from ledger.application import Ledger
 from ledger.errors import NotFound
 from ledger.settings import Settings
+from schemas.events import LedgerQueried
+
+LEDGER_QUERIED = LedgerQueried.TYPE
 
 Progress = Callable[[int], None]
 #: Records per view transaction: large enough that repeats within a batch fold together.
 BATCH_SIZE = 5000
+
+
+def query_time(when: QueryTime | datetime | None) -> QueryTime:
+    """A ``QueryTime`` from either kind of argument (a bare datetime is ``as_of``)."""
+    if isinstance(when, QueryTime):
+        return when
+    return QueryTime(as_of=when)
+
+
+@dataclass
+class Answering:
+    """The views a query reads and what its reader must be told about them."""
+
+    views: ViewStore
+    when: QueryTime
+    warnings: list[str] = field(default_factory=list)
 
 
 class QueryService:
@@ -125,26 +148,58 @@ class QueryService:
             return stats
 
     def status(self) -> list[dict[str, Any]]:
+        """Per projection: position, end of log, lag, and ``audit_lag``: how much of the
+        lag is the ledger's own audit records (``ledger.queried``, which every query
+        appends and no view reads), counted when the lag is small enough to read."""
         with self.lock:
-            return self.runner().status()
+            rows = self.runner().status()
+            for row in rows:
+                row["audit_lag"] = self._audit_records_after(row["position"], row["lag"])
+            return rows
+
+    #: Largest lag whose records ``status`` reads to tell audit records apart.
+    AUDIT_LAG_SCAN = 100_000
+
+    def _audit_records_after(self, position: dict[int, int], lag: int) -> int | None:
+        if lag == 0:
+            return 0
+        if lag > self.AUDIT_LAG_SCAN:
+            return None
+        return sum(1 for r in self.ledger.log.read(position or None)
+                   if r.event_type == LEDGER_QUERIED)
+
+    def clock(self) -> dict[str, Any] | None:
+        """The log's event-time and recorded-time bounds and its late events (as far as
+        the views have read)."""
+        with self.lock:
+            return clock_summary(self.views)
 
     def records_until(self, as_of: datetime | None) -> int:
         return records_until(self.ledger.log, as_of)
 
     @contextmanager
-    def views_at(self, as_of: datetime | None, progress: Progress | None = None,
-                 needs: list[str] | None = None) -> Iterator[ViewStore]:
-        """Today's views, or views replayed in memory from the log as it stood at ``as_of``
-        (only the projections the question ``needs``, if given)."""
-        if as_of is None:
-            yield self.views
+    def answering(self, when: QueryTime | datetime | None, progress: Progress | None = None,
+                  needs: list[str] | None = None) -> Iterator[Answering]:
+        """Today's views, or views replayed in memory from the log: the records it had by
+        ``when.as_of``, the events that happened by ``when.valid_at`` (only the projections
+        the question ``needs``, if given); with the warnings the answer needs."""
+        when = query_time(when)
+        if when.now:
+            yield Answering(self.views, when)
             return
-        store, _ = views_as_of(self.ledger.log, as_of, progress=progress,
-                               projections=select(needs))
+        store, stats = views_as_of(self.ledger.log, when.as_of, valid_at=when.valid_at,
+                                   progress=progress, projections=select(needs))
         try:
-            yield store
+            yield Answering(store, when, time_warnings(self.ledger.log, when, stats))
         finally:
             store.close()
+
+    @contextmanager
+    def views_at(self, when: QueryTime | datetime | None, progress: Progress | None = None,
+                 needs: list[str] | None = None) -> Iterator[ViewStore]:
+        """The views of ``answering``, without its warnings."""
+        with self.answering(when, progress, needs) as answer:
+            yield answer.views
 
     # --- audit --------------------------------------------------------------------------
 
@@ -166,43 +221,82 @@ class QueryService:
         return self.ledger.pseudonymise(subject_id)
 
     def subject(self, views: ViewStore, subject_id: str,
-                as_of: datetime | None = None) -> dict[str, Any]:
+                as_of: QueryTime | datetime | None = None) -> dict[str, Any]:
         """The data map of the person with this real identifier."""
-        return queries.subject_map(views, self.pseudonym(subject_id), now=as_of)
+        return queries.subject_map(views, self.pseudonym(subject_id),
+                                   now=query_time(as_of).reference)
 
     def export(self, views: ViewStore, subject_id: str,
-               as_of: datetime | None = None) -> dict[str, Any]:
-        """Everything the ledger knows about one person, unsealed (an access request, 7.1)."""
+               as_of: QueryTime | datetime | None = None) -> dict[str, Any]:
+        """Everything the ledger knows about one person, unsealed (an access request, 7.1):
+        the data map and the timeline of events, by event time, late ones marked."""
+        when = query_time(as_of)
         with self.lock:
             answer = self.ledger.export(subject_id)
-        if as_of is not None:
-            answer["events"] = [
-                e for e in answer["events"]
-                if datetime.fromisoformat(e["recorded_at"]) <= as_of
-            ]
+        events = [e for e in answer["events"]
+                  if when.admits(datetime.fromisoformat(e["time"]),
+                                 datetime.fromisoformat(e["recorded_at"]))]
+        events = timeline(events)
         try:
-            data_map: dict[str, Any] | None = self.subject(views, subject_id, as_of)
+            data_map: dict[str, Any] | None = self.subject(views, subject_id, when)
         except NotFound:
             data_map = None
-        if data_map is None and not answer["events"]:
+        if data_map is None and not events:
             raise NotFound("the ledger holds no event about this person "
                            "(check the identifier)")
         return {"subject": answer["subject"], "pseudonym": answer["pseudonym"],
-                "key": answer["key"], "as_of": as_of.isoformat() if as_of else None,
-                "data_map": data_map, "events": answer["events"]}
+                "key": answer["key"], **when.arguments(),
+                "late_events": sum(1 for e in events if e.get("late")),
+                "data_map": data_map, "events": events}
 
     @staticmethod
-    def findings(views: ViewStore, clause: str | None = None, as_of: datetime | None = None,
-                 deadline_days: int = 15) -> list[dict[str, Any]]:
+    def findings(views: ViewStore, clause: str | None = None,
+                 as_of: QueryTime | datetime | None = None,
+                 deadline_days: int | None = None, *,
+                 settings: Settings | None = None) -> list[dict[str, Any]]:
         """Broken promises found by the findings rules, as dicts.
 
-        ``deadline_days`` is the default due date of rights requests
-        (LEDGER_REQUEST_DEADLINE_DAYS).
+        The timed rules judge by the thresholds of ``settings`` (``LEDGER_*``; see
+        ``consumers.findings.thresholds``); ``deadline_days`` overrides the default due
+        date of rights requests (LEDGER_REQUEST_DEADLINE_DAYS).
         """
-        from consumers.findings import list_findings
+        from consumers.findings import CLAUSES, list_findings
+        from consumers.findings.thresholds import clock_values
 
-        return [f.as_dict() for f in list_findings(views, clause=clause, now=as_of,
-                                                   deadline_days=deadline_days)]
+        if clause and not any(c.startswith(clause) for c in CLAUSES):
+            raise queries.unknown_name("clause", clause, CLAUSES, "among the findings' clauses")
+        now = query_time(as_of).reference
+        clocks = clock_values(settings or Settings())
+        if deadline_days is not None:
+            clocks["deadline_days"] = deadline_days
+        return [f.as_dict() for f in list_findings(views, clause=clause, now=now, **clocks)]
+
+    def explain_findings(self) -> dict[str, Any]:
+        """What ``pdl findings`` checks: each clause and its rules, and the thresholds the
+        timed rules judge by, with their values, variables and sources."""
+        from consumers.findings import CLAUSES, RULES
+        from consumers.findings.thresholds import THRESHOLDS
+
+        settings = self.ledger.settings
+        return {
+            "clauses": [{"clause": c, "checks": meaning,
+                         "rules": [f"{r.family}.{r.name}" + (" (timed)" if r.evaluate else "")
+                                   for r in RULES if r.clause == c]}
+                        for c, meaning in CLAUSES.items()],
+            "thresholds": [t.as_dict(settings) for t in THRESHOLDS],
+        }
+
+
+def timeline(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A person's events by event time (log order breaks ties), each recorded more than
+    ``LATE_AFTER`` after it happened marked ``late`` with the delay in hours."""
+    out = []
+    for e in events:
+        delay = datetime.fromisoformat(e["recorded_at"]) - datetime.fromisoformat(e["time"])
+        if delay > LATE_AFTER:
+            e = {**e, "late": True, "recorded_after_hours": round(delay.total_seconds() / 3600)}
+        out.append(e)
+    return sorted(out, key=lambda e: datetime.fromisoformat(e["time"]))
 
 
 def findings_summary(findings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ from schemas.events import (
     Personal,
     dataschema_uri,
 )
+from schemas.taxonomy import RENAMED_CATEGORIES
 
 # --- typed envelopes ------------------------------------------------------------------
 
@@ -84,6 +85,18 @@ def current_version(event_type: str) -> int:
     return EVENT_TYPES[event_type].SCHEMA_VERSION
 
 
+def _renamed(value: Any) -> Any:
+    """``value`` with retired category keys (``RENAMED_CATEGORIES``) replaced, in lists,
+    nested objects and object keys (``data.personal``)."""
+    if isinstance(value, str):
+        return RENAMED_CATEGORIES.get(value, value)
+    if isinstance(value, list):
+        return [_renamed(v) for v in value]
+    if isinstance(value, dict):
+        return {RENAMED_CATEGORIES.get(k, k): _renamed(v) for k, v in value.items()}
+    return value
+
+
 #: Placeholder id an id-less event is validated under before its content id replaces it.
 _NO_ID = "-"
 
@@ -112,7 +125,12 @@ def upcast_envelope(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def upcast(obj: dict[str, Any]) -> dict[str, Any]:
-    """Bring an event dict written under an older schema version up to the current one."""
+    """Bring an event dict written under an older schema version up to the current one,
+    retired category keys renamed (any version: only events that fail the fast path get
+    here)."""
+    for field in ("data", "personal"):
+        if isinstance(obj.get(field), dict):
+            obj = {**obj, field: _renamed(obj[field])}
     event_type = obj.get("type")
     model = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
     if model is None:

@@ -18,14 +18,41 @@ from schemas.events import (
     EventData,
 )
 from schemas.examples import EXAMPLES
-from schemas.taxonomy import CATEGORIES, USES, LegalGround, SharingClause
+from schemas.events import CrossBorder, Source
+from schemas.taxonomy import (
+    CATEGORIES,
+    EXTENSION,
+    FIDES_DATA_SUBJECTS,
+    RENAMED_CATEGORIES,
+    USES,
+    ErasureMethod,
+    LegalGround,
+    Mechanism,
+    Protection,
+    RecipientKind,
+    RecipientRole,
+    RequestKind,
+    SharingClause,
+    SourceKind,
+    SubjectKind,
+)
+
+#: Types fields refer to, defined in the catalogue's "Types" section.
+TYPES: tuple[type, ...] = (Source, CrossBorder, SubjectKind, SourceKind, Mechanism, Protection,
+                           RecipientKind, RecipientRole, ErasureMethod, RequestKind,
+                           LegalGround, SharingClause)
 
 
 def _type_of(prop: dict[str, Any], defs: dict[str, Any]) -> str:
     if "$ref" in prop:
-        return prop["$ref"].rsplit("/", 1)[-1]
+        name = prop["$ref"].rsplit("/", 1)[-1]
+        return f"[{name}](#{name.lower()})"
     if "enum" in prop:
         values = prop["enum"]
+        if set(values) == set(CATEGORIES):
+            return "data category ([keys](#data-categories))"
+        if set(values) == set(USES):
+            return "data use ([keys](#data-uses-purposes))"
         return "one of " + ", ".join(f"`{v}`" for v in values[:6]) + (" …" if len(values) > 6 else "")
     if "const" in prop:
         return f"`{prop['const']}`"
@@ -34,6 +61,26 @@ def _type_of(prop: dict[str, Any], defs: dict[str, Any]) -> str:
     if prop.get("type") == "array":
         return f"list of {_type_of(prop.get('items', {}), defs)}"
     return str(prop.get("type", "any"))
+
+
+def _types() -> list[str]:
+    """The "Types" section: every object and enumeration a field refers to."""
+    out = ["## Types", ""]
+    for t in TYPES:
+        doc = " ".join((t.__doc__ or "").split())
+        out += [f"### {t.__name__}", "", doc, ""]
+        if hasattr(t, "model_fields"):
+            schema = t.model_json_schema()
+            out += ["| field | type | required | meaning |", "|---|---|---|---|"]
+            req = set(schema.get("required", []))
+            for name, prop in schema["properties"].items():
+                desc = (t.model_fields[name].description or "").replace("|", "/")
+                out.append(f"| `{name}` | {_type_of(prop, {})} | "
+                           f"{'yes' if name in req else 'no'} | {desc} |")
+        else:
+            out.append("One of: " + ", ".join(f"`{m.value}`" for m in t) + ".")
+        out.append("")
+    return out
 
 
 def render_catalogue() -> str:
@@ -129,13 +176,30 @@ def render_catalogue() -> str:
             out.append(f"| `{name}` | {_type_of(prop, defs)} | {'yes' if name in req else 'no'} | {desc} |")
         out += ["", "Example (wire form):", "", "```json",
                 json.dumps(EXAMPLES[model.TYPE], ensure_ascii=False), "```", ""]
-    out += ["## Data categories", "", "| key | PIPL sensitive | origin | meaning |", "|---|---|---|---|"]
+    out += _types()
+    out += ["## Data subjects", "",
+            "Each subject kind maps to a fideslang data subject (`pdl fides export` uses it).",
+            "", "| subject_kind | fideslang data subject |", "|---|---|"]
+    out += [f"| `{k.value}` | `{v}` |" for k, v in FIDES_DATA_SUBJECTS.items()]
+    out += ["", "## Data categories", "",
+            "PIPL sensitive: PIPL art. 28 (breach scope counts these). Policy sensitive: the "
+            "policy's own 个人敏感信息 (2.1.1(1)), shown in data maps. An extension's parent "
+            "is a fideslang key or another extension under one.", "",
+            "| key | PIPL sensitive | policy sensitive | origin | meaning |",
+            "|---|---|---|---|---|"]
     for c in CATEGORIES.values():
-        out.append(f"| `{c.key}` | {'yes' if c.sensitive else ''} | {c.origin} | {c.description} |")
+        origin = (f"extension of `{c.key.rpartition('.')[0]}`" if c.origin == EXTENSION
+                  else c.origin)
+        out.append(f"| `{c.key}` | {'yes' if c.sensitive else ''} | "
+                   f"{'yes' if c.policy_sensitive else ''} | {origin} | {c.description} |")
+    out += ["", "Retired keys, read as their replacement: " + ", ".join(
+        f"`{old}` → `{new}`" for old, new in RENAMED_CATEGORIES.items()) + "."]
     out += ["", "## Data uses (purposes)", "", "| key | declared in the policy | origin | meaning |",
             "|---|---|---|---|"]
     for u in USES.values():
-        out.append(f"| `{u.key}` | {'yes' if u.declared else 'no: needs consent (3.4b)'} | {u.origin} | {u.description} |")
+        origin = (f"extension of `{u.key.rpartition('.')[0]}`" if u.origin == EXTENSION
+                  else u.origin)
+        out.append(f"| `{u.key}` | {'yes' if u.declared else 'no: needs consent (3.4b)'} | {origin} | {u.description} |")
     out += ["", "## Legal grounds", "", ", ".join(f"`{g.value}`" for g in LegalGround), "",
             "## Sharing clauses", "", ", ".join(f"`{c.value}`" for c in SharingClause), ""]
     assert set(ENVELOPES) == {m.TYPE for m in DATA_MODELS}

@@ -78,7 +78,7 @@ class EventData(BaseModel):
     ledger seals them before the log, so a stored event's data never holds them.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     TYPE: ClassVar[str] = ""
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -102,8 +102,11 @@ class SubjectRegistered(EventData):
     # (upcast: unknown), which decides whose supervisory authority a breach is reported to.
     SCHEMA_VERSION = 3
     subject_kind: tx.SubjectKind
+    """who the person is to the company (see SubjectKind); each kind maps to a fideslang data subject"""
     channel: Name = "web"
+    """where the person became known, e.g. web, app, api, invitation"""
     policy_version: Name | None = None
+    """the privacy policy version the person accepted on registration (8)"""
     residence: Country | None = Field(
         default=None, description="country of residence (ISO 3166 alpha-2), if known"
     )
@@ -114,9 +117,13 @@ class SubjectClosed(EventData):
 
     TYPE = "subject.closed"
     reason: Name = "user_request"
+    """why the account was closed, e.g. user_request, inactivity"""
     request_id: Name | None = None
+    """the closure request this answers (7.6), if any"""
     legal_hold_categories: list[CategoryKey] = Field(default_factory=list)
+    """categories the law requires to keep after closure (6.3b)"""
     legal_hold_until: UtcTime | None = None
+    """when the legal hold ends; those categories must be gone by then"""
 
 
 # --- collection (section 2) ----------------------------------------------------------
@@ -125,8 +132,9 @@ class SubjectClosed(EventData):
 class Source(BaseModel):
     """Where collected data came from (2.1.1 the person, 2.1.2 the device, 2.1.3 a third party)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
     kind: tx.SourceKind
+    """who provided it (see SourceKind)"""
     party: Name | None = Field(default=None, description="third party the data came from")
     provenance_verified: bool | None = Field(
         default=None, description="the third party's legal source was confirmed (2.1.3)"
@@ -150,15 +158,23 @@ class DataCollected(EventData):
 
     TYPE = "data.collected"
     categories: Categories
+    """data categories collected (taxonomy keys, see below)"""
     source: Source
+    """where the data came from (see Source)"""
     purpose: UseKey
+    """the purpose it was collected for (a data use key); later uses for another purpose need consent (3.4)"""
     optional: bool = False
+    """the person could refuse it and still use the service (2.1.1(1)c)"""
     legal_ground: tx.LegalGround | None = None
+    """the ground for collecting without consent (3.5.x), if any"""
     consent_id: Name | None = None
+    """the consent it relies on (2.1.1(4)), if any"""
     notice_ref: Name | None = Field(default=None, description="the notice shown (2.1.1(4))")
     mechanism: tx.Mechanism = tx.Mechanism.FORM
+    """how it was collected (see Mechanism)"""
     store: Name = Field(description="system that keeps it, e.g. 'accounts-db'")
     store_location: Country
+    """ISO 3166 country code of the store; outside CN needs a cross-border record (6.3c)"""
     backups: list[Name] = Field(default_factory=list, description="backup stores that also keep it")
     retention_days: int | None = Field(
         default=None, ge=0, le=MAX_RETENTION_DAYS,
@@ -166,6 +182,7 @@ class DataCollected(EventData):
                     f"at most {MAX_RETENTION_DAYS} (100 years)"
     )
     protection: tx.Protection = tx.Protection.ENCRYPTED
+    """how the stored value is protected at rest (see Protection); a password must be hashed or encrypted"""
     cross_border_ref: Name | None = Field(
         default=None, description="id of the cross-border disclosure for a store outside China"
     )
@@ -180,7 +197,9 @@ class CollectionRefused(EventData):
 
     TYPE = "data.collection_refused"
     categories: Categories
+    """the categories the person declined to give"""
     purpose: UseKey
+    """the purpose they were asked for"""
 
 
 class ServiceDenied(EventData):
@@ -188,8 +207,11 @@ class ServiceDenied(EventData):
 
     TYPE = "service.denied"
     service: Name
+    """the service refused"""
     reason: Name
+    """why, e.g. missing_optional_data, unverified"""
     missing_categories: list[CategoryKey] = Field(default_factory=list)
+    """categories whose absence caused the refusal"""
 
 
 class DataLinked(EventData):
@@ -197,9 +219,13 @@ class DataLinked(EventData):
 
     TYPE = "data.linked"
     categories: Categories
+    """device or log categories joined to the account"""
     purpose: UseKey
+    """what the joined data is used for"""
     authorised: bool
+    """the person authorised the joining (2.1.2 note)"""
     de_identified: bool
+    """the joined data was de-identified"""
 
 
 # --- use (section 3) ----------------------------------------------------------------
@@ -210,11 +236,17 @@ class DataUsed(EventData):
 
     TYPE = "data.used"
     categories: Categories
+    """data categories used"""
     purpose: UseKey
+    """what for (a data use key); an undeclared one needs consent (3.4b)"""
     system: Name
+    """the system that used it, e.g. campaign-mailer"""
     legal_ground: tx.LegalGround | None = None
+    """the ground for use without consent (3.5.x), if any"""
     consent_id: Name | None = None
+    """the consent relied on, if any"""
     anonymised: bool = False
+    """only anonymised aggregates were used (3.2a)"""
     message_kind: UseKey | None = Field(
         default=None, description="for a message sent: the subscription kind it belongs to"
     )
@@ -225,8 +257,11 @@ class DataCorrected(EventData):
 
     TYPE = "data.corrected"
     categories: Categories
+    """the categories corrected"""
     store: Name
+    """the store where they were corrected"""
     request_id: Name | None = None
+    """the correction request this answers (7.5), if any"""
 
 
 # --- sharing (section 5, 6.3d) -------------------------------------------------------
@@ -235,14 +270,21 @@ class DataCorrected(EventData):
 class CrossBorder(BaseModel):
     """What the person must be told before a transfer out of China (6.3d)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
     destination_country: Country
+    """ISO 3166 country code of the recipient abroad"""
     recipient_name: str | None = None
+    """the recipient's name, as told to the person"""
     recipient_contact: str | None = None
+    """how to contact the recipient"""
     processing: str | None = None
+    """how the recipient processes the data"""
     purpose: str | None = None
+    """why the data leaves China"""
     categories: list[CategoryKey] = Field(default_factory=list)
+    """the categories transferred"""
     rights_howto: str | None = None
+    """how the person exercises their rights with the recipient"""
 
     REQUIRED: ClassVar[tuple[str, ...]] = (
         "recipient_name",
@@ -263,13 +305,21 @@ class DataShared(EventData):
     TYPE = "data.shared"
     recipient: Name = Field(description="id of a registered recipient")
     recipient_kind: tx.RecipientKind
+    """the recipient's relation to the company (see RecipientKind)"""
     categories: Categories
+    """data categories disclosed"""
     purpose: UseKey
+    """what the recipient may use them for"""
     clause: tx.SharingClause | None = None
+    """the clause of policy section 5 relied on (see Sharing clauses)"""
     legal_ground: tx.LegalGround | None = None
+    """a 5.3.x ground for disclosure without consent, if any"""
     consent_id: Name | None = None
+    """the consent relied on, if any"""
     agreement_ref: Name | None = None
+    """the agreement binding the recipient (confidentiality, purpose; 5.1, 6.3)"""
     cross_border: CrossBorder | None = None
+    """for a transfer out of China: what the person was told (see CrossBorder)"""
 
 
 class RecipientRegistered(EventData):
@@ -278,14 +328,65 @@ class RecipientRegistered(EventData):
     TYPE = "recipient.registered"
     SUBJECT_REQUIRED = False
     recipient: Name
+    """the recipient's id, used by data.shared"""
     name: Name
+    """its legal name"""
     kind: tx.RecipientKind
+    """its relation to the company (see RecipientKind)"""
     location: Country
+    """ISO 3166 country code where it processes the data"""
     roles: list[tx.RecipientRole] = Field(default_factory=list)
+    """what it is contracted for (see RecipientRole)"""
     allowed_purposes: list[UseKey] = Field(default_factory=list)
+    """purposes its agreement allows"""
     allowed_categories: list[CategoryKey] = Field(default_factory=list)
+    """categories its agreement allows"""
     agreement_ref: Name | None = None
+    """the agreement binding it"""
     confidentiality: bool = True
+    """the agreement binds it to confidentiality (5.1)"""
+
+
+class RecipientInspected(EventData):
+    """A recipient's handling of the data was checked (6.3: overseas recipients are held to
+    confidentiality by agreement and on-site checks)."""
+
+    TYPE = "recipient.inspected"
+    SUBJECT_REQUIRED = False
+    recipient: Name
+    """the recipient inspected (as registered)"""
+    method: Literal["on_site", "remote", "audit_report"] = "on_site"
+    """how: an on-site check (what 6.3 names), a remote one, or a third-party audit report"""
+    passed: bool = True
+    """whether it met the agreement; a failed check is no check"""
+    report_ref: Name | None = None
+    """the inspection report"""
+
+
+# --- staff access (6.2.1) ------------------------------------------------------------
+
+
+class StaffAccessGranted(EventData):
+    """A member of staff (or service) was put on the list of those allowed to read
+    personal data (6.2.1: access is restricted to authorised staff)."""
+
+    TYPE = "staff.access_granted"
+    SUBJECT_REQUIRED = False
+    actor: Name
+    """the name the ledger's audit records carry (a principal, or a CLI user)"""
+    role: Name | None = None
+    """the role granted, if access is by role"""
+    approved_by: Name | None = None
+    """who approved it"""
+
+
+class StaffAccessRevoked(EventData):
+    """A member of staff was taken off the list of those allowed to read personal data."""
+
+    TYPE = "staff.access_revoked"
+    SUBJECT_REQUIRED = False
+    actor: Name
+    """the name taken off the list"""
 
 
 # --- erasure (6.3, 7.6) --------------------------------------------------------------
@@ -296,10 +397,15 @@ class DataErased(EventData):
 
     TYPE = "data.erased"
     categories: Categories
+    """the categories erased or anonymised (\"user\": everything about the person)"""
     stores: Annotated[list[Name], Field(min_length=1)]
+    """the stores (backups included) it was erased from"""
     method: tx.ErasureMethod = tx.ErasureMethod.ERASED
+    """how (see ErasureMethod)"""
     reason: Name = "retention_expired"
+    """why, e.g. retention_expired, account_closed, user_request"""
     request_id: Name | None = None
+    """the erasure request this answers, if any"""
 
 
 # --- consent and preferences (3.2b, 3.3, 4, 7.3, 8) ----------------------------------
@@ -308,17 +414,25 @@ class DataErased(EventData):
 class ConsentGranted(EventData):
     TYPE = "consent.granted"
     consent_id: Name
+    """the consent's id, named by later uses and withdrawals"""
     purpose: UseKey
+    """the purpose consented to (a data use key)"""
     policy_version: Name
+    """the policy version the consent was given under (8)"""
     categories: list[CategoryKey] = Field(default_factory=list)
+    """the categories it covers (empty: those the purpose needs)"""
     notice_ref: Name | None = None
+    """the notice the person was shown"""
     cross_border: CrossBorder | None = None
+    """for consent to a transfer out of China: what the person was told (6.3d)"""
 
 
 class ConsentWithdrawn(EventData):
     TYPE = "consent.withdrawn"
     consent_id: Name
+    """the consent withdrawn"""
     purpose: UseKey
+    """its purpose"""
 
 
 class SubscriptionChanged(EventData):
@@ -326,7 +440,9 @@ class SubscriptionChanged(EventData):
 
     TYPE = "subscription.changed"
     kind: UseKey
+    """the message or tracking kind (a data use key among the subscription kinds)"""
     subscribed: bool
+    """true: subscribed; false: opted out (3.3, 4.2, 7.3)"""
 
     @model_validator(mode="after")
     def _kind(self) -> SubscriptionChanged:
@@ -339,15 +455,21 @@ class PolicyPublished(EventData):
     TYPE = "policy.published"
     SUBJECT_REQUIRED = False
     policy_version: Name
+    """the new policy version"""
     effective_at: UtcTime
+    """when it takes effect; a material change must be notified before (8)"""
     material: bool = False
+    """the change reduces the person's rights or widens collection or use (8)"""
     summary: str = ""
+    """what changed"""
 
 
 class PolicyNoticeSent(EventData):
     TYPE = "policy.notice_sent"
     policy_version: Name
+    """the version the notice announces"""
     channel: Literal["email", "sms", "push", "announcement"]
+    """how the person was told"""
 
 
 # --- rights requests (7, 9.2) --------------------------------------------------------
@@ -356,26 +478,34 @@ class PolicyNoticeSent(EventData):
 class RequestReceived(EventData):
     TYPE = "request.received"
     request_id: Name
+    """the request's id"""
     kind: tx.RequestKind
+    """what is asked (see RequestKind)"""
     due: UtcTime | None = Field(default=None, description="deadline; default set by the ledger")
     categories: list[CategoryKey] = Field(default_factory=list)
+    """the categories concerned, if the request names them"""
 
 
 class RequestIdentityVerified(EventData):
     TYPE = "request.identity_verified"
     request_id: Name
+    """the request"""
     method: Name
+    """how the identity was verified, e.g. sms_code, id_document (9.2)"""
 
 
 class RequestFulfilled(EventData):
     TYPE = "request.fulfilled"
     request_id: Name
+    """the request fulfilled"""
 
 
 class RequestRefused(EventData):
     TYPE = "request.refused"
     request_id: Name
+    """the request refused"""
     reason: Name
+    """why, e.g. identity_not_verified"""
 
 
 class RequestLinked(EventData):
@@ -383,7 +513,9 @@ class RequestLinked(EventData):
 
     TYPE = "request.linked"
     request_id: Name
+    """the rights request"""
     action: Literal["export", "erase", "correct"]
+    """what was done for it"""
     event_id: Name = Field(description="id of the ledger event that carried it out")
 
 
@@ -394,11 +526,17 @@ class IncidentOpened(EventData):
     TYPE = "incident.opened"
     SUBJECT_REQUIRED = False
     incident_id: Name
+    """the incident's id"""
     description: str
+    """what happened"""
     stores: Annotated[list[Name], Field(min_length=1)]
+    """the stores or systems exposed"""
     window_start: UtcTime
+    """start of the exposure window"""
     window_end: UtcTime
+    """end of the exposure window"""
     categories: list[CategoryKey] = Field(default_factory=list)
+    """the categories exposed (empty: all)"""
 
     @model_validator(mode="after")
     def _window(self) -> IncidentOpened:
@@ -412,7 +550,9 @@ class IncidentReported(EventData):
     SCHEMA_VERSION = 2  # v2 added duty (upcast: none named)
     SUBJECT_REQUIRED = False
     incident_id: Name
+    """the incident"""
     authority: Name
+    """the authority reported to, under the national emergency plan (6.2.1)"""
     duty: Name | None = Field(
         default=None, description="the reporting duty this report discharges, e.g. cac_report"
     )
@@ -421,13 +561,16 @@ class IncidentReported(EventData):
 class IncidentSubjectNotified(EventData):
     TYPE = "incident.subject_notified"
     incident_id: Name
+    """the incident"""
     channel: Literal["email", "sms", "push", "announcement"]
+    """how the person was told"""
 
 
 class IncidentClosed(EventData):
     TYPE = "incident.closed"
     SUBJECT_REQUIRED = False
     incident_id: Name
+    """the incident closed"""
 
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -440,14 +583,22 @@ class IncidentScoped(EventData):
     TYPE = "incident.scoped"
     SUBJECT_REQUIRED = False
     incident_id: Name
+    """the incident"""
     snapshot_hash: Sha256 = Field(description="SHA-256 of the snapshot's canonical JSON")
     people: Count
+    """people affected"""
     records: Count
+    """records affected (a category of a person in a store)"""
     reachable: Count
+    """affected people the company can contact"""
     unreachable: Count
+    """affected people it cannot contact"""
     erased: Count
+    """affected people whose key was destroyed"""
     people_with_sensitive_data: Count = 0
+    """affected people with PIPL-sensitive data"""
     cross_border_people: Count = 0
+    """affected people whose data went abroad"""
     residence: dict[str, Count] = Field(
         default_factory=dict, description="people per country of residence ('unknown' too)"
     )
@@ -459,10 +610,15 @@ class IncidentGraded(EventData):
     TYPE = "incident.graded"
     SUBJECT_REQUIRED = False
     incident_id: Name
+    """the incident"""
     grade: Literal["especially_major", "major", "relatively_major", "general"]
+    """the grade under the CAC incident measures"""
     basis: Literal["threshold", "judgment"]
+    """computed from thresholds, or a judgment"""
     justification: str | None = Field(default=None, max_length=4000)
+    """why, for a judgment"""
     snapshot_hash: Sha256
+    """SHA-256 of the scope snapshot graded"""
     duties: list[Name] = Field(default_factory=list, description="reporting duties that apply")
 
     @model_validator(mode="after")
@@ -478,9 +634,12 @@ class IncidentExemptionRecorded(EventData):
     TYPE = "incident.exemption_recorded"
     SUBJECT_REQUIRED = False
     incident_id: Name
+    """the incident"""
     duty: Name
+    """the duty that does not apply"""
     justification: Annotated[str, StringConstraints(min_length=10, max_length=4000,
                                                     strip_whitespace=True)]
+    """why it does not apply"""
 
 
 class IncidentNoticeDrafted(EventData):
@@ -489,8 +648,11 @@ class IncidentNoticeDrafted(EventData):
     TYPE = "incident.notice_drafted"
     SUBJECT_REQUIRED = False
     incident_id: Name
+    """the incident"""
     draft: Literal["notice_zh", "notice_en", "report_cac", "report_gdpr"]
+    """which notice or report"""
     snapshot_hash: Sha256
+    """SHA-256 of the scope snapshot it was drafted from"""
     digest: Sha256 = Field(description="SHA-256 of the rendered Markdown")
 
 
@@ -500,9 +662,12 @@ class IncidentNoticesSent(EventData):
     TYPE = "incident.notices_sent"
     SUBJECT_REQUIRED = False
     incident_id: Name
+    """the incident"""
     duty: Name = Field(description="the notice duty it discharges, e.g. pipl57_individuals")
     channel: Name
+    """how the people were told"""
     people: Count
+    """how many people were told"""
 
 
 class IncidentAnnounced(EventData):
@@ -511,9 +676,11 @@ class IncidentAnnounced(EventData):
     TYPE = "incident.announced"
     SUBJECT_REQUIRED = False
     incident_id: Name
+    """the incident"""
     channel: Name = Field(description="where it was published, e.g. website")
     people: Count = Field(description="unreachable and erased people it stands in for")
     snapshot_hash: Sha256
+    """SHA-256 of the scope snapshot it rests on"""
 
 
 # --- the ledger's own audit trail (6.2.1b) -------------------------------------------
@@ -528,7 +695,9 @@ class LedgerQueried(EventData):
     actor: Name = Field(description="who asked: the authenticated principal, or the CLI user")
     role: Name | None = Field(default=None, description="the principal's role (None: CLI)")
     query: Name
+    """the query, e.g. subject, disclosures, findings"""
     arguments: dict[str, str] = Field(default_factory=dict)
+    """its arguments; a person appears by pseudonym, never by real identifier"""
     people: Annotated[list[Name], Field(max_length=1000)] = Field(
         default_factory=list, description="pseudonyms of the people whose data was read")
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = Field(
@@ -547,6 +716,9 @@ DATA_MODELS: tuple[type[EventData], ...] = (
     DataCorrected,
     DataShared,
     RecipientRegistered,
+    RecipientInspected,
+    StaffAccessGranted,
+    StaffAccessRevoked,
     DataErased,
     ConsentGranted,
     ConsentWithdrawn,
@@ -588,7 +760,7 @@ class Event(BaseModel):
     upcast by ``schemas.codec``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     specversion: Literal["1.0"] = Field(description="CloudEvents version")
     id: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(

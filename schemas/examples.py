@@ -100,6 +100,20 @@ EXAMPLES: dict[str, dict[str, Any]] = {
          "allowed_categories": ["user.financial.bank_account"], "agreement_ref": "DPA-1"},
         subject=None,
     ),
+    "recipient.inspected": _event(
+        "recipient.inspected",
+        {"recipient": "sg-affiliate", "method": "on_site", "passed": True,
+         "report_ref": "AUD-2026-03"},
+        subject=None,
+    ),
+    "staff.access_granted": _event(
+        "staff.access_granted",
+        {"actor": "dpo@example.cn", "role": "privacy_officer", "approved_by": "ciso@example.cn"},
+        subject=None,
+    ),
+    "staff.access_revoked": _event(
+        "staff.access_revoked", {"actor": "intern@example.cn"}, subject=None
+    ),
     "data.erased": _event(
         "data.erased",
         {"categories": ["user.contact.email"], "stores": ["accounts-db", "accounts-backup"],

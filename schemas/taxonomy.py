@@ -6,7 +6,14 @@ documented extensions (``EXTENSION``); ``tests/test_taxonomy.py`` checks every o
 against the ``fideslang`` package itself.
 
 Each category carries the PIPL "sensitive personal information" flag (PIPL art. 28:
-biometrics, identity numbers, financial accounts, precise location, minors' data, ...).
+biometrics, identity numbers, financial accounts, precise location, minors' data, ...),
+which breach scope counts, and separately the policy's own word: 2.1.1(1) calls the
+registration data (username, e-mail, phone number, SMS code, password) 个人敏感信息
+(``policy_sensitive``), which the data map shows.
+
+Every extension hangs under a fideslang key (its parent, or its parent's parent, is in
+fideslang's default taxonomy): ``tests/test_fides.py`` loads that taxonomy and checks it.
+Keys retired from the wire (``RENAMED_CATEGORIES``) are rewritten when old events are read.
 """
 
 from __future__ import annotations
@@ -27,27 +34,33 @@ class Category:
     description: str
     sensitive: bool = False
     origin: str = FIDESLANG
+    #: The policy itself calls it 个人敏感信息 (2.1.1(1)), PIPL or not.
+    policy_sensitive: bool = False
 
 
-def _c(key: str, description: str, sensitive: bool = False, ext: bool = False) -> Category:
-    return Category(key, description, sensitive, EXTENSION if ext else FIDESLANG)
+def _c(key: str, description: str, sensitive: bool = False, ext: bool = False,
+       policy_sensitive: bool = False) -> Category:
+    return Category(key, description, sensitive, EXTENSION if ext else FIDESLANG,
+                    policy_sensitive or sensitive)
 
 
 _CATEGORY_LIST: Final[tuple[Category, ...]] = (
     _c("user", "Every category of data about the person (used by whole-person erasure)"),
     # Registration (2.1.1(1))
     _c("user.account", "Account data"),
-    _c("user.account.username", "User name"),
+    _c("user.account.username", "User name", policy_sensitive=True),
     _c("user.unique_id", "Account identifier assigned by the service"),
     _c("user.unique_id.pseudonymous", "Pseudonymous identifier"),
     _c("user.contact", "Contact data"),
-    _c("user.contact.email", "E-mail address"),
-    _c("user.contact.phone_number", "Mobile phone number"),
+    _c("user.contact.email", "E-mail address", policy_sensitive=True),
+    _c("user.contact.phone_number", "Mobile phone number", policy_sensitive=True),
     _c("user.contact.address", "Postal address"),
     _c("user.contact.organization", "Company name"),
-    _c("user.authorization.password", "Account password (must be stored hashed or encrypted)"),
+    _c("user.authorization.password", "Account password (must be stored hashed or encrypted)",
+       policy_sensitive=True),
     _c("user.authorization.credentials", "Login credentials and tokens"),
-    _c("user.authorization.verification_code", "SMS / e-mail verification code", ext=True),
+    _c("user.authorization.verification_code", "SMS / e-mail verification code", ext=True,
+       policy_sensitive=True),
     # Profile (optional, 2.1.1(1)c)
     _c("user.name", "Real name"),
     _c("user.workplace", "Employer / company of the contact"),
@@ -88,9 +101,18 @@ _CATEGORY_LIST: Final[tuple[Category, ...]] = (
     _c("user.privacy_preferences", "Privacy and subscription preferences"),
     _c("user.childrens", "Data of a minor", sensitive=True),
     _c("user.social.invitation", "An invited friend's contact (the friend is a subject)", ext=True),
-    # Out of scope (1.3): never to be recorded; present so the finding can name it
-    _c("customer.content", "Customer data stored or processed on the cloud (out of scope)", ext=True),
+    # Out of scope (1.3): never to be recorded; present so the finding can name it. Under
+    # fideslang's user.content.private (content created by the person, not public); it was
+    # customer.content, which has no fideslang parent.
+    _c("user.content.private.customer_data",
+       "Customer data stored or processed on the cloud (out of scope, 1.3)", ext=True),
 )
+
+#: Retired category keys and their replacements: an old event naming one is read (and a
+#: producer still sending one is accepted) as naming the new key.
+RENAMED_CATEGORIES: Final[dict[str, str]] = {
+    "customer.content": "user.content.private.customer_data",
+}
 
 CATEGORIES: Final[dict[str, Category]] = {c.key: c for c in _CATEGORY_LIST}
 
@@ -104,6 +126,12 @@ VERIFICATION_ONLY: Final = frozenset(
         "user.government_id.business_licence",
     }
 )
+#: Of those, the enterprise verification data (2.1.1(2)c): findings on them name 2.1.1(2)c.
+ENTERPRISE_VERIFICATION: Final = frozenset(
+    {"user.government_id.enterprise_credit_code", "user.government_id.business_licence"}
+)
+#: Real-name data: changing it needs identity verification (7.1).
+REAL_NAME_CATEGORIES: Final = frozenset({"user.name", "user.government_id"})
 #: Categories never given to third parties other than payment / invoice processors (2.1.1(3)b).
 PAYMENT_CATEGORIES: Final = frozenset(
     {
@@ -118,7 +146,8 @@ BIOMETRIC_CATEGORIES: Final = frozenset({"user.biometric", "user.biometric.face"
 PASSWORD_CATEGORIES: Final = frozenset(
     {"user.authorization.password", "user.financial.payment_password"}
 )
-OUT_OF_SCOPE_CATEGORIES: Final = frozenset({"customer.content"})
+CUSTOMER_DATA: Final = "user.content.private.customer_data"
+OUT_OF_SCOPE_CATEGORIES: Final = frozenset({CUSTOMER_DATA})
 
 
 @dataclass(frozen=True)
@@ -230,6 +259,9 @@ class SharingClause(StrEnum):
 
 
 class RecipientKind(StrEnum):
+    """A recipient's relation to the company (section 5): affiliate, service provider, agent,
+    partner (5.1), acquirer (5.2), authority (5.3), or an unrelated third party."""
+
     AFFILIATE = "affiliate"
     SERVICE_PROVIDER = "service_provider"
     AGENT = "agent"
@@ -255,18 +287,37 @@ class RecipientRole(StrEnum):
 
 
 class SourceKind(StrEnum):
+    """Who provided collected data: the person (2.1.1), their device while using the
+    service (2.1.2), or a third party (2.1.3)."""
+
     SUBJECT = "subject"  # the person typed or uploaded it
     DEVICE = "device"  # collected automatically while using the service
     THIRD_PARTY = "third_party"  # 2.1.3
 
 
 class SubjectKind(StrEnum):
+    """Who the person is to the company (1.2); each maps to a fideslang data subject."""
+
     USER = "user"
     ENTERPRISE_CONTACT = "enterprise_contact"
     NON_USER = "non_user"  # e.g. an invited friend
 
 
+#: The fideslang data subject of each kind: users and the contacts of enterprise customers
+#: are ``customer`` ("an individual or other organization that purchases goods or
+#: services"); a non-user (an invited friend) is a ``prospect`` ("to whom an organization
+#: is selling"). The kind itself stays in the ledger's events.
+FIDES_DATA_SUBJECTS: Final[dict[SubjectKind, str]] = {
+    SubjectKind.USER: "customer",
+    SubjectKind.ENTERPRISE_CONTACT: "customer",
+    SubjectKind.NON_USER: "prospect",
+}
+
+
 class Mechanism(StrEnum):
+    """How data was collected: a form, an SDK, server logs, a cookie, a web beacon or pixel
+    (4.2), an API, a bulk import, or a face scan (2.1.1(2), never stored)."""
+
     FORM = "form"
     SDK = "sdk"
     SERVER_LOG = "server_log"
@@ -287,12 +338,18 @@ class Protection(StrEnum):
 
 
 class ErasureMethod(StrEnum):
+    """How data was removed: deleted, anonymised (6.3), or made unreadable by destroying
+    the person's key (crypto-shredding, ``pdl erase``)."""
+
     ERASED = "erased"
     ANONYMISED = "anonymised"
     CRYPTO_SHREDDED = "crypto_shredded"
 
 
 class RequestKind(StrEnum):
+    """What a rights request asks (7.1-7.6, 3.2b): access, correction, erasure, account
+    closure, withdrawal of consent, or a complaint (9.1)."""
+
     ACCESS = "access"
     CORRECTION = "correction"
     ERASURE = "erasure"
@@ -330,6 +387,12 @@ def is_sensitive(key: str) -> bool:
             return True
         key = key.rpartition(".")[0]
     return False
+
+
+def is_policy_sensitive(key: str) -> bool:
+    """True if the policy calls the category sensitive (2.1.1(1)) or PIPL does."""
+    cat = CATEGORIES.get(key)
+    return (cat is not None and cat.policy_sensitive) or is_sensitive(key)
 
 
 def covers(parent: str, child: str) -> bool:

@@ -82,8 +82,15 @@ def shared(subject: str, t: datetime, recipient: str, categories: Sequence[str],
 
 def recipient(recipient_id: str, t: datetime, name: str = "Pay Co", kind: str = "service_provider",
               location: str = "CN", **data: Any) -> dict[str, Any]:
+    """A registered recipient, bound by an agreement unless ``agreement_ref=None`` (5.1)."""
+    data.setdefault("agreement_ref", f"dpa-{recipient_id}")
     return _event("recipient.registered", t, {"recipient": recipient_id, "name": name,
                                               "kind": kind, "location": location, **data}, None)
+
+
+def inspected(recipient_id: str, t: datetime, passed: bool = True) -> dict[str, Any]:
+    """A recorded inspection of a recipient (6.3)."""
+    return _event("recipient.inspected", t, {"recipient": recipient_id, "passed": passed}, None)
 
 
 def granted(subject: str, t: datetime, consent_id: str, purpose: str = "marketing.communications",

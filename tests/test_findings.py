@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from eventkit import (
     at,
+    inspected,
     closed,
     collected,
     dump_views,
@@ -216,7 +217,7 @@ def purpose_beyond_registration(ok: bool) -> list[Wire]:
 
 
 def cross_border_without_consent(ok: bool) -> list[Wire]:
-    return [recipient("edge-sg", at(0), "Edge SG", location="SG"),
+    return [recipient("edge-sg", at(0), "Edge SG", location="SG"), inspected("edge-sg", at(0.5)),
             *([granted(ALICE, at(1), "c-xb", "essential.service.operations",
                        cross_border=CROSS_BORDER)] if ok else []),
             shared(ALICE, at(2), "edge-sg", [EMAIL], purpose="essential.service.operations",
@@ -227,7 +228,8 @@ def cross_border_without_notice(ok: bool) -> list[Wire]:
     """The disclosure itself must record everything the person was told (6.3d)."""
     notice = CROSS_BORDER if ok else {k: v for k, v in CROSS_BORDER.items()
                                       if k != "rights_howto"}
-    return [granted(ALICE, at(1), "c-ops", "essential.service.operations"),
+    return [recipient("edge-sg", at(0), "Edge SG", location="SG"), inspected("edge-sg", at(0.5)),
+            granted(ALICE, at(1), "c-ops", "essential.service.operations"),
             shared(ALICE, at(2), "edge-sg", [EMAIL], purpose="essential.service.operations",
                    consent_id="c-ops", cross_border=notice)]
 
@@ -265,7 +267,11 @@ def unverified_third_party(ok: bool) -> list[Wire]:
 
 
 def third_party_beyond_scope(ok: bool) -> list[Wire]:
-    return [third_party(at(0), [EMAIL], True, ["marketing.communications"]),
+    """Used beyond the scope the person authorised (2.1.3), and so for another purpose than
+    it was collected for, without consent (3.4c): one event, two promises."""
+    collect = third_party(at(0), [EMAIL], True, ["marketing.communications"])
+    collect["data"]["purpose"] = "marketing.communications"
+    return [collect,
             used(ALICE, at(1), [EMAIL], "marketing.communications.email" if ok
                  else "functional.service.community")]
 
@@ -354,6 +360,84 @@ def consent_from_superseded_policy(ok: bool) -> list[Wire]:
             used(ALICE, at(25), [BROWSING], "personalize.profiling", consent_id="c-prof")]
 
 
+# --- the rest of the policy (issue 17): one story per promise ----------------------------
+
+
+def purpose_changed(ok: bool) -> list[Wire]:
+    """3.4: a phone number collected to log in, used for a community feature (another
+    family of purposes) needs consent first; marketing by SMS is declared (3.3)."""
+    return [collected(ALICE, at(0), [PHONE], "accounts-db"),
+            *([granted(ALICE, at(1), "c-com", "functional.service.community")] if ok else []),
+            used(ALICE, at(2), [PHONE], "functional.service.community"),
+            used(ALICE, at(3), [PHONE], "marketing.communications.sms")]
+
+
+def denied_after_withdrawal(ok: bool) -> list[Wire]:
+    """3.2: withdrawing profiling consent does not cost the core services (a denial for
+    missing real-name data is another matter)."""
+    return [granted(ALICE, at(1), "c-prof", "personalize.profiling"),
+            withdrawn(ALICE, at(2), "c-prof", "personalize.profiling"),
+            wire("service.denied", at(3), service="object-storage", reason="no profile",
+                 missing_categories=[ID_NUMBER] if ok else [])]
+
+
+def notice_after_change(ok: bool) -> list[Wire]:
+    """8: a material change is notified before it takes effect."""
+    return [policy(at(0), "v2", at(10), material=True),
+            wire("policy.notice_sent", at(5 if ok else 11), policy_version="v2",
+                 channel="email")]
+
+
+def recipient_not_bound(ok: bool) -> list[Wire]:
+    """5.1: recipients are bound to confidentiality by an agreement."""
+    return [recipient("crm-co", at(0), "CRM Co", roles=["other"],
+                      **({} if ok else {"agreement_ref": None, "confidentiality": False})),
+            shared(ALICE, at(1), "crm-co", [EMAIL], "5.1.3",
+                   purpose="essential.service.operations.support")]
+
+
+def overseas_unchecked(ok: bool) -> list[Wire]:
+    """6.3: an overseas recipient is held by agreement and on-site checks; a failed check
+    is no check."""
+    return [recipient("edge-hk", at(0), "Edge HK", location="HK"),
+            inspected("edge-hk", at(0.5), passed=ok),
+            granted(ALICE, at(1), "c-xb", "essential.service.operations",
+                    cross_border=CROSS_BORDER),
+            shared(ALICE, at(2), "edge-hk", [EMAIL], purpose="essential.service.operations",
+                   consent_id="c-xb", cross_border=CROSS_BORDER)]
+
+
+def real_name_unverified(ok: bool) -> list[Wire]:
+    """7.1: changing real-name data needs identity verification first."""
+    if not ok:
+        return [wire("data.corrected", at(3), categories=[NAME], store="kyc-db")]
+    return [request(at(1), "r-9", "correction"), verified(at(2), "r-9"),
+            wire("data.corrected", at(3), categories=[NAME], store="kyc-db", request_id="r-9"),
+            fulfilled(at(3.5), "r-9"),
+            wire("data.corrected", at(4), categories=[EMAIL], store="accounts-db")]
+
+
+def enterprise_data_used(ok: bool) -> list[Wire]:
+    """2.1.1(2)c: enterprise verification data serves verification only."""
+    code = "user.government_id.enterprise_credit_code"
+    return [collected(ALICE, at(0), [code], "kyc-db",
+                      purpose="essential.service.identity_verification"),
+            used(ALICE, at(1), [code], "essential.service.identity_verification" if ok
+                 else "essential.service.security")]
+
+
+def reader_not_on_staff_list(ok: bool) -> list[Wire]:
+    """6.2.1: only staff on the access list read personal data."""
+    def query(t: float, actor: str) -> Wire:
+        return wire("ledger.queried", at(t), None, actor=actor, query="subject")
+
+    return [wire("staff.access_granted", at(0), None, actor="dpo@example.cn"),
+            wire("staff.access_granted", at(0), None, actor="temp@example.cn"),
+            wire("staff.access_revoked", at(2), None, actor="temp@example.cn"),
+            query(1, "dpo@example.cn"), query(1, "temp@example.cn"),
+            query(3, "dpo@example.cn" if ok else "temp@example.cn")]
+
+
 def clear_read_without_reason(ok: bool) -> list[Wire]:
     """An export opens values in clear: it needs a recorded reason (6.2.1b)."""
     return [wire("ledger.queried", at(1), None, actor="dpo@tests", role="privacy_officer",
@@ -397,7 +481,7 @@ RULES = [
     Rule(plain_password_cookie, ("4.1",)),
     Rule(promotion_without_consent, ("2.1.1(4)",)),
     Rule(unverified_third_party, ("2.1.3",)),
-    Rule(third_party_beyond_scope, ("2.1.3",)),
+    Rule(third_party_beyond_scope, ("2.1.3", "3.4c")),
     Rule(unauthorised_link, ("2.1.2-note",)),
     Rule(identified_analytics, ("3.2a",)),
     Rule(undeclared_purpose, ("3.4b",)),
@@ -413,6 +497,14 @@ RULES = [
     Rule(request_overdue, ("7.1",)),
     Rule(request_unverified, ("9.2",)),
     Rule(consent_from_superseded_policy, ("8",)),
+    Rule(purpose_changed, ("3.4c",)),
+    Rule(denied_after_withdrawal, ("3.2c",)),
+    Rule(notice_after_change, ("8",)),
+    Rule(recipient_not_bound, ("5.1",)),
+    Rule(overseas_unchecked, ("6.3e",)),
+    Rule(real_name_unverified, ("7.1",)),
+    Rule(enterprise_data_used, ("2.1.1(2)c",)),
+    Rule(reader_not_on_staff_list, ("6.2.1b",)),
     Rule(clear_read_without_reason, ("6.2.1b",)),
 ]
 
@@ -710,3 +802,27 @@ def test_every_violation_the_simulator_plants_is_found(ledger: Ledger) -> None:
     assert {p: c for p, c in missed.items() if c} == {}
     others = {c for p, cs in by_person.items() if p not in expected for c in cs}
     assert others <= {"6.2.1a"}
+
+
+def test_thresholds_are_settings_shown_by_explain(ledger: Ledger, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 72 h, 15 days and 2-day grace are the project's figures: settings with their
+    source, used by the timed rules and shown by ``pdl findings --explain``."""
+    from consumers.findings.thresholds import THRESHOLDS
+    from pdl.cli import main
+
+    ledger.publish([incident("inc-9", at(1), ["accounts-db"], at(0), at(1))])
+    store = project(ledger)
+    assert list_findings(store, now=at(3)) == []  # 48 h after opening: within 72 h
+    late = list_findings(store, now=at(3), incident_report_hours=24)
+    assert clauses(late) == ["6.2.1a"] and "not reported" in late[0].explanation
+    for t in THRESHOLDS:
+        assert t.source.startswith("assumed") or "§" in t.source or "art." in t.source
+    monkeypatch.setenv("LEDGER_DATA_DIR", str(ledger.settings.data_dir.parent / "explain"))
+    monkeypatch.setenv("LEDGER_DEMO", "1")
+    monkeypatch.setenv("LEDGER_INCIDENT_REPORT_HOURS", "24")
+    assert main(["findings", "--explain", "--json"]) == 0
+    explained = json.loads(capsys.readouterr().out)
+    assert {c["clause"] for c in explained["clauses"]} == set(CLAUSES)
+    hours = next(t for t in explained["thresholds"] if t["clock"] == "incident_report_hours")
+    assert (hours["value"], hours["default"], hours["unit"]) == (24, 72, "hours")

@@ -269,3 +269,18 @@ def test_every_package_is_installed_by_pyproject() -> None:
     found = {".".join(p.parent.relative_to(root).parts) for top in listed if "." not in top
              for p in (root / top).rglob("__init__.py")}
     assert found <= listed, sorted(found - listed)
+
+
+def test_valid_at_and_unknown_names_over_http(live: Live) -> None:
+    """The service layer's two kinds of time, and not-found names, reach the HTTP API."""
+    with live.client(Role.COMPLIANCE) as client:
+        before = client.get("/disclosures", params={"valid_at": "2026-01-03T00:00:00Z"})
+        assert before.status_code == 200 and before.json()["items"] == []
+        after = client.get("/disclosures", params={"valid_at": "2026-01-05T00:00:00Z",
+                                                   "as_of": "2100-01-01T00:00:00Z"})
+        assert len(after.json()["items"]) == 1
+        assert client.get("/disclosures", params={"valid_at": "soon"}).status_code in (400, 422)
+        missing = client.get("/disclosures", params={"recipient": "payc0"})
+        assert missing.status_code == 404 and "payco" in missing.text
+        assert client.get("/findings/summary", params={"clause": "3.33"}).status_code == 404
+    assert live.audits()[-3]["arguments"]["valid_at"].startswith("2026-01-05")

@@ -42,6 +42,7 @@ from schemas.codec import uuid7
 from workload.life import Life, Person, _head
 from workload.tables import (
     _INCIDENT_CATS,
+    AFFILIATE_SG,
     DAY,
     DEFAULT_START,
     HOUR,
@@ -55,6 +56,7 @@ from workload.tables import (
     S_LEGAL,
     S_SECURITY,
     SEC,
+    STAFF,
     V1,
     V2,
     V2_EFFECTIVE,
@@ -95,6 +97,15 @@ class _Simulation(World):
             "summary": "灵境云隐私政策 (privacy policy of 2022-05-16)"}, S_LEGAL)
         for k, recipient in enumerate(RECIPIENTS):
             add(s + (k + 1) * SEC, "recipient.registered", recipient, S_LEGAL)
+        # 6.3: the overseas affiliate is checked on site before any transfer; 6.2.1: the
+        # staff allowed to read personal data (the demo queries as the DPO).
+        add(s + 30 * SEC, "recipient.inspected", {
+            "recipient": AFFILIATE_SG, "method": "on_site", "passed": True,
+            "report_ref": "AUD-2023-SG-01"}, S_LEGAL)
+        for k, (actor, role) in enumerate(STAFF):
+            add(s + (40 + k) * SEC, "staff.access_granted", {
+                "actor": actor, "role": role, "approved_by": "ciso@lingjing.cn"}, S_SECURITY)
+        add(s + V2_PUBLISHED, "staff.access_revoked", {"actor": STAFF[-1][0]}, S_SECURITY)
         add(s + V2_PUBLISHED, "policy.published", {
             "policy_version": V2, "effective_at": _iso(s + V2_EFFECTIVE), "material": True,
             "summary": "adds 24x7 support by the Singapore affiliate (6.3) and profiling with "

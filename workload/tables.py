@@ -73,6 +73,13 @@ _PAYMENT_CATEGORIES = [
     "user.financial.invoice",
 ]
 
+#: (actor, role) of the staff allowed to read personal data (``staff.access_granted``, 6.2.1);
+#: the last one leaves when policy v2 is published. ``make demo`` queries as the first.
+STAFF: list[tuple[str, str]] = [
+    ("dpo@lingjing.cn", "privacy_officer"), ("oncall@lingjing.cn", "responder"),
+    ("intern@lingjing.cn", "compliance"),
+]
+
 #: ``recipient.registered`` data of every third party, published once at the start.
 RECIPIENTS: list[dict[str, Any]] = [
     {"recipient": PAY, "name": "汇通支付科技有限公司 (Huitong Payments)",
@@ -377,7 +384,7 @@ _SHARE_ANALYTICS_BARE = _shared(ANALYTICS_PARTNER, [BROWSING, DEVICE_ID], "analy
 # Support tickets (3.1).
 _TICKET = _collected([TICKET], SUPPORT, TICKETS, retention=TICKET_RETENTION_DAYS)
 _USE_TICKET = _used([TICKET, EMAIL], SUPPORT, "ticket-system")
-_CUSTOMER_CONTENT = _collected(["customer.content"], SUPPORT, TICKETS)
+_CUSTOMER_CONTENT = _collected(["user.content.private.customer_data"], SUPPORT, TICKETS)
 _TRAIN_AI = _used([TICKET, BROWSING], "train_ai_system", "llm-finetune")
 # Marketing (3.3, 4.2).
 _MARKETING_EMAIL = _used([EMAIL], M_EMAIL, "campaign-mailer", message_kind=M_EMAIL)

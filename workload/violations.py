@@ -63,7 +63,7 @@ class Planted(StrEnum):
 VIOLATIONS: dict[Planted, Violation] = {
     Planted.CUSTOMER_CONTENT_RECORDED: Violation(
         "1.3", "customer data is out of scope",
-        "a support collection of category customer.content"),
+        "a support collection of customer data (user.content.private.customer_data)"),
     Planted.PASSWORD_STORED_PLAIN: Violation(
         "2.1.1(1)a", "passwords are stored hashed or encrypted",
         "the registration password collected with protection=plain"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Final
 
 from consumers.findings.state import Closure, Consent, Policy, Recipient, Subscription
@@ -42,6 +43,12 @@ def collected(batch: Batch, item: Item, data: ev.DataCollected) -> None:
             if c not in first_party:
                 first_party.append(c)
                 changed = True
+    purposes = person.purposes  # 3.4: what each category was collected for
+    for c in cats:
+        known = purposes.setdefault(c, [])
+        if data.purpose not in known:
+            known.append(data.purpose)
+            changed = True
     if data.optional:
         optional = person.optional
         for c in cats:
@@ -143,10 +150,34 @@ def subscription(batch: Batch, item: Item, data: ev.SubscriptionChanged) -> None
 
 
 def recipient(batch: Batch, item: Item, data: ev.RecipientRegistered) -> None:
+    prior = batch.recipients.get(data.recipient)
     state = Recipient(tuple(r.value for r in data.roles), data.location,
-                      tuple(data.allowed_categories), tuple(data.allowed_purposes))
+                      tuple(data.allowed_categories), tuple(data.allowed_purposes),
+                      data.agreement_ref, data.confidentiality,
+                      prior.inspected if prior is not None else None)
     batch.recipients[data.recipient] = state
     batch.recipient_rows[data.recipient] = state.dumps()
+
+
+def inspected(batch: Batch, item: Item, data: ev.RecipientInspected) -> None:
+    """A passed check of a registered recipient (6.3); a failed one changes nothing."""
+    prior = batch.recipients.get(data.recipient)
+    if not data.passed or prior is None:
+        return
+    if prior.inspected is None or prior.inspected < item.at:
+        state = replace(prior, inspected=item.at)
+        batch.recipients[data.recipient] = state
+        batch.recipient_rows[data.recipient] = state.dumps()
+
+
+def staff_granted(batch: Batch, item: Item, data: ev.StaffAccessGranted) -> None:
+    batch.staff[data.actor] = batch.staff_rows[data.actor] = (item.at, None)
+
+
+def staff_revoked(batch: Batch, item: Item, data: ev.StaffAccessRevoked) -> None:
+    granted = batch.staff.get(data.actor)
+    if granted is not None:
+        batch.staff[data.actor] = batch.staff_rows[data.actor] = (granted[0], item.at)
 
 
 def policy(batch: Batch, item: Item, data: ev.PolicyPublished) -> None:
@@ -203,6 +234,9 @@ FOLDS: Final[dict[type[ev.EventData], Fold]] = {
     ev.ConsentWithdrawn: consent_withdrawn,
     ev.SubscriptionChanged: subscription,
     ev.RecipientRegistered: recipient,
+    ev.RecipientInspected: inspected,
+    ev.StaffAccessGranted: staff_granted,
+    ev.StaffAccessRevoked: staff_revoked,
     ev.PolicyPublished: policy,
     ev.RequestReceived: request_received,
     ev.RequestIdentityVerified: identity_verified,

@@ -16,7 +16,7 @@ from ledger.settings import Settings
 DEFAULT_DEADLINE_DAYS: Final = Settings.request_deadline_days
 #: Days after a retention deadline (or the end of a legal hold) by which an erasure is on
 #: time: erasure jobs run nightly, so data is gone the night after its deadline.
-ERASURE_GRACE_DAYS: Final = 2
+ERASURE_GRACE_DAYS: Final = Settings.erasure_grace_days
 
 
 def _matches(clause: str, prefix: str | None) -> bool:
@@ -26,7 +26,8 @@ def _matches(clause: str, prefix: str | None) -> bool:
 def list_findings(store: ViewStore, clause: str | None = None, now: datetime | None = None, *,
                   deadline_days: int = DEFAULT_DEADLINE_DAYS,
                   closure_days: int = DEFAULT_DEADLINE_DAYS,
-                  erasure_grace_days: int = ERASURE_GRACE_DAYS) -> list[Finding]:
+                  erasure_grace_days: int = ERASURE_GRACE_DAYS,
+                  incident_report_hours: int = Settings.incident_report_hours) -> list[Finding]:
     """Every finding as of ``now`` (default: the current time; naive means UTC), by time.
 
     The stored findings, plus those of the timed rules, evaluated at ``now``: data kept
@@ -41,7 +42,7 @@ def list_findings(store: ViewStore, clause: str | None = None, now: datetime | N
     """
     when = now if now is not None else datetime.now(UTC)
     clocks = Clocks(to_us(when if when.tzinfo is not None else when.replace(tzinfo=UTC)),
-                    deadline_days, closure_days, erasure_grace_days)
+                    deadline_days, closure_days, erasure_grace_days, incident_report_hours)
     found = [Finding(c, p, e, int(part), int(off), from_us(t), x)
              for c, p, e, part, off, t, x in stored_findings(store, clause)]
     timed: list[Iterator[Finding]] = [

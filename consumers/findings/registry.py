@@ -68,10 +68,11 @@ class Clocks:
     deadline_days: int
     closure_days: int
     erasure_grace_days: int
+    incident_report_hours: int = 72
 
 
-#: The clocks a timed rule may name (``Clocks`` fields other than ``now``), and the fixed
-#: 72-hour incident clock.
+#: The clocks a timed rule may name (``Clocks`` fields other than ``now``): each is a
+#: threshold of ``consumers.findings.thresholds`` (a setting, cited or "assumed").
 CLOCKS: Final = ("deadline_days", "closure_days", "erasure_grace_days", "incident_report_hours")
 
 EventCheck = Callable[["Batch", "Item", Any], "str | None"]

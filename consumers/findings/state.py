@@ -79,6 +79,8 @@ class Person:
     first_party: list[str] = field(default_factory=list)
     #: request id -> when the requester's identity was verified (9.2)
     verified: dict[str, int] = field(default_factory=dict)
+    #: category -> the purposes it was collected for (3.4: another purpose needs consent)
+    purposes: dict[str, list[str]] = field(default_factory=dict)
 
     # -- questions the rules ask -------------------------------------------------------
 
@@ -136,6 +138,8 @@ class Person:
             doc["fp"] = self.first_party
         if self.verified:
             doc["verified"] = self.verified
+        if self.purposes:
+            doc["purp"] = self.purposes
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -151,6 +155,7 @@ class Person:
             third_party=doc.get("tp", {}),
             first_party=doc.get("fp", []),
             verified=doc.get("verified", {}),
+            purposes=doc.get("purp", {}),
         )
 
 
@@ -162,18 +167,31 @@ class Recipient:
     location: str | None
     categories: tuple[str, ...]
     purposes: tuple[str, ...]
+    #: the agreement binding it, and whether it binds it to confidentiality (5.1, 6.3)
+    agreement_ref: str | None = None
+    confidentiality: bool = True
+    #: when a passed inspection was last recorded (6.3: on-site checks)
+    inspected: int | None = None
 
     def dumps(self) -> str:
         """The JSON document of ``findings_recipients.state``."""
-        return json.dumps({"roles": list(self.roles), "location": self.location,
-                           "categories": list(self.categories),
-                           "purposes": list(self.purposes)}, sort_keys=True)
+        doc: dict[str, Any] = {"roles": list(self.roles), "location": self.location,
+                               "categories": list(self.categories),
+                               "purposes": list(self.purposes)}
+        if self.agreement_ref is not None:
+            doc["agreement"] = self.agreement_ref
+        if not self.confidentiality:
+            doc["confidential"] = False
+        if self.inspected is not None:
+            doc["inspected"] = self.inspected
+        return json.dumps(doc, sort_keys=True)
 
     @classmethod
     def loads(cls, text: str) -> Recipient:
         doc = json.loads(text)
         return cls(tuple(doc["roles"]), doc["location"], tuple(doc["categories"]),
-                   tuple(doc["purposes"]))
+                   tuple(doc["purposes"]), doc.get("agreement"), doc.get("confidential", True),
+                   doc.get("inspected"))
 
 
 @dataclass(frozen=True, slots=True)

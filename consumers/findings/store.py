@@ -30,6 +30,7 @@ RECIPIENTS_TABLE: Final = "findings_recipients"
 POLICIES_TABLE: Final = "findings_policies"
 INCIDENTS_TABLE: Final = "findings_incidents"
 NOTICES_TABLE: Final = "findings_incident_notices"
+STAFF_TABLE: Final = "findings_staff"
 
 SCHEMA: Final[tuple[str, ...]] = (
     f"""CREATE TABLE IF NOT EXISTS {FINDINGS_TABLE} (
@@ -108,10 +109,17 @@ SCHEMA: Final[tuple[str, ...]] = (
         pseudonym   TEXT NOT NULL,
         PRIMARY KEY (incident_id, pseudonym)
     )""",
+    # The staff allowed to read personal data (6.2.1): when each was put on the list and
+    # taken off it (null: still on it).
+    f"""CREATE TABLE IF NOT EXISTS {STAFF_TABLE} (
+        actor      TEXT PRIMARY KEY,
+        granted_at BIGINT NOT NULL,
+        revoked_at BIGINT
+    )""",
 )
 
 TABLES: Final = (FINDINGS_TABLE, SUBJECTS_TABLE, HOLDINGS_TABLE, CLOSURES_TABLE, REQUESTS_TABLE,
-                 RECIPIENTS_TABLE, POLICIES_TABLE, INCIDENTS_TABLE, NOTICES_TABLE)
+                 RECIPIENTS_TABLE, POLICIES_TABLE, INCIDENTS_TABLE, NOTICES_TABLE, STAFF_TABLE)
 
 CHUNK: Final = 500  # bound on "IN (?, ...)" lists
 
@@ -208,6 +216,7 @@ class Batch:
         erasing: set[str] = set()
         erased_stores: set[str] = set()
         recipients: set[str] = set()
+        staff = False
         for item in items:
             event = item.event
             data = event.data
@@ -216,8 +225,11 @@ class Batch:
                 if isinstance(data, ev.DataErased):
                     erasing.add(event.subject)
                     erased_stores.update(data.stores)
-            if isinstance(data, ev.DataShared | ev.RecipientRegistered):
+            if isinstance(data, ev.DataShared | ev.RecipientRegistered | ev.RecipientInspected):
                 recipients.add(data.recipient)
+            elif isinstance(data, ev.LedgerQueried | ev.StaffAccessGranted
+                            | ev.StaffAccessRevoked):
+                staff = True
         # ``states`` is the projection's cache (see ``WriteCache``): the state of people
         # seen lately, as the view holds it; when ``complete``, a person missing has no row.
         self.subjects = states
@@ -241,6 +253,11 @@ class Batch:
                 f"SELECT version, effective_at, material FROM {POLICIES_TABLE}")
         }
         self.policy_rows: list[tuple[str, int, int]] = []
+        #: actor -> (put on the staff list at, taken off at): read only if the batch needs it
+        self.staff: dict[str, tuple[int, int | None]] = {
+            actor: (granted, revoked) for actor, granted, revoked in tx_.query(
+                f"SELECT actor, granted_at, revoked_at FROM {STAFF_TABLE}")} if staff else {}
+        self.staff_rows: dict[str, tuple[int, int | None]] = {}
         # Only erasures need holdings, and only those in a store some erasure of the batch
         # names can be touched: only those are read.
         self.holdings: dict[str, list[Holding]] = {p: [] for p in erasing}
@@ -314,6 +331,12 @@ class Batch:
                 f"INSERT INTO {RECIPIENTS_TABLE} (recipient, state) VALUES (?, ?) "
                 "ON CONFLICT (recipient) DO UPDATE SET state = excluded.state",
                 sorted(self.recipient_rows.items()))
+        if self.staff_rows:
+            tx_.executemany(
+                f"INSERT INTO {STAFF_TABLE} (actor, granted_at, revoked_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (actor) DO UPDATE SET granted_at = excluded.granted_at, "
+                "revoked_at = excluded.revoked_at",
+                [(a, g, r) for a, (g, r) in sorted(self.staff_rows.items())])
         if self.policy_rows:
             tx_.executemany(
                 f"INSERT INTO {POLICIES_TABLE} (version, effective_at, material) VALUES (?, ?, ?)"

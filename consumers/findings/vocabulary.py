@@ -26,6 +26,15 @@ def _uses_under(group: Iterable[str]) -> frozenset[str]:
 
 
 VERIFICATION_TOUCH: Final = _touching(tx.VERIFICATION_ONLY)
+#: Enterprise verification data and its parts (2.1.1(2)c); the rest of VERIFICATION_TOUCH
+#: reports as 2.1.1(2)b.
+ENTERPRISE_TOUCH: Final = frozenset(
+    c for c in tx.CATEGORIES if any(tx.covers(e, c) for e in tx.ENTERPRISE_VERIFICATION))
+#: Real-name data and its parts, whose correction needs identity verification (7.1).
+REAL_NAME: Final = frozenset(
+    c for c in tx.CATEGORIES if any(tx.covers(r, c) for r in tx.REAL_NAME_CATEGORIES))
+#: Purposes 3.4a lets any collected data serve: security and fraud prevention.
+SECURITY: Final = _uses_under({"essential.service.security", "essential.fraud_detection"})
 PAYMENT_TOUCH: Final = _touching(tx.PAYMENT_CATEGORIES)
 BIOMETRIC_TOUCH: Final = _touching(tx.BIOMETRIC_CATEGORIES)
 PASSWORD_TOUCH: Final = _touching(tx.PASSWORD_CATEGORIES)
@@ -52,7 +61,6 @@ CATEGORY_FIELDS: Final[dict[type[ev.EventData], tuple[str, ...]]] = {
                              "allowed_categories") if f in model.model_fields)
     for model in ev.DATA_MODELS
 }
-OUT_OF_SCOPE: Final = _touching(tx.OUT_OF_SCOPE_CATEGORIES)
 
 #: A day in microseconds, the unit of every time the findings keep.
 DAY_US: Final = 86_400_000_000
@@ -62,6 +70,11 @@ DAY_US: Final = 86_400_000_000
 def covered_by(keys: tuple[str, ...]) -> frozenset[str]:
     """Every category key equal to or below one of ``keys``."""
     return frozenset(c for c in tx.CATEGORIES if any(tx.covers(k, c) for k in keys))
+
+
+# customer data and its parts; not the categories containing it ("user", a whole-person
+# erasure, is not a record of customer data)
+OUT_OF_SCOPE: Final = covered_by(tuple(tx.OUT_OF_SCOPE_CATEGORIES))
 
 
 def names(keys: Iterable[str]) -> str:

@@ -10,9 +10,11 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import Query
 from pydantic import BeforeValidator, WithJsonSchema
 
+from consumers.replay import QueryTime
 from consumers.views import ViewStore
 from pdl.api.deps import ApiState, Principal
 from pdl.api.problems import BadRequest
+from pdl.service import query_time
 from schemas.events import MAX_TIME, MIN_TIME
 from schemas.taxonomy import CATEGORIES
 
@@ -62,8 +64,12 @@ Time = Annotated[datetime, BeforeValidator(_iso_time),
                  WithJsonSchema({"type": "string", "format": "date-time",
                                  "pattern": TIME_PATTERN})]
 TimeParam = Annotated[Time | None, Query(description="ISO 8601 time with a zone")]
-AsOf = Annotated[Time | None, Query(description="answer from the log as it stood "
-                                   "at this time (ISO 8601 with a zone)")]
+AsOf = Annotated[Time | None, Query(description="recorded time: answer from the log as it "
+                                   "stood at this time (ISO 8601 with a zone)")]
+ValidAt = Annotated[Time | None, Query(description="event time: the state of the world at "
+                                       "this time, from the events that happened by then "
+                                       "whenever recorded (ISO 8601 with a zone); combines "
+                                       "with as_of")]
 #: A data category key (fideslang or a documented extension).
 CategoryKey = Literal[tuple(CATEGORIES)]  # type: ignore[valid-type]
 
@@ -81,21 +87,28 @@ def utc(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC) if moment is not None else None
 
 
+def at(as_of: datetime | None, valid_at: datetime | None = None) -> QueryTime:
+    """The two time parameters as one ``QueryTime`` (in UTC)."""
+    return QueryTime(as_of=utc(as_of), valid_at=utc(valid_at))
+
+
 def read(api: ApiState, principal: Principal, query: str,
-         arguments: Mapping[str, str | None], *, as_of: datetime | None, needs: str,
+         arguments: Mapping[str, str | None], *, as_of: datetime | QueryTime | None,
+         needs: str,
          answer: Callable[[ViewStore], T], people: Sequence[str] = (),
          reason: str | None = None, clear: bool = False) -> T:
     """Audit the query in the principal's name, then answer it from views caught up now
-    or replayed to ``as_of``."""
+    or replayed to ``as_of`` (recorded time) and/or ``valid_at`` (event time)."""
     service = api.service
+    moment = query_time(as_of)
     with service.lock:
-        service.audit(query, {**arguments, "as_of": as_of.isoformat() if as_of else None},
+        service.audit(query, {**arguments, **moment.arguments()},
                       actor=principal.name, role=principal.role.value, people=people,
                       reason=reason, clear=clear)
-        if as_of is None and api.catch_up:
+        if moment.now and api.catch_up:
             # only the view this question reads: the others catch up when they are asked
             service.catch_up(names=[needs])
-        with service.views_at(as_of, needs=[needs]) as views:
+        with service.views_at(moment, needs=[needs]) as views:
             return answer(views)
 
 

@@ -8,6 +8,7 @@ from consumers.findings.vocabulary import (
     BIOMETRIC_TOUCH,
     CATEGORY_FIELDS,
     DISCLOSURE_GROUNDS,
+    ENTERPRISE_TOUCH,
     OUT_OF_SCOPE,
     PASSWORD_TOUCH,
     VERIFICATION,
@@ -89,11 +90,29 @@ def verification_data_elsewhere(batch: Batch, item: Item,
     if (data.purpose in VERIFICATION or VERIFICATION_TOUCH.isdisjoint(data.categories)
             or (ground is not None and ground.value in DISCLOSURE_GROUNDS)):
         return None
-    touched = names(c for c in data.categories if c in VERIFICATION_TOUCH)
+    return _elsewhere(data, [c for c in data.categories
+                             if c in VERIFICATION_TOUCH and c not in ENTERPRISE_TOUCH])
+
+
+@rule("2.1.1(2)c", "enterprise verification data used or shared for another purpose",
+      reads=(ev.DataUsed, ev.DataShared))
+def enterprise_data_elsewhere(batch: Batch, item: Item,
+                              data: ev.DataUsed | ev.DataShared) -> str | None:
+    """Enterprise verification data (credit code, licence scans) serves verification only."""
+    ground = data.legal_ground
+    if (data.purpose in VERIFICATION or ENTERPRISE_TOUCH.isdisjoint(data.categories)
+            or (ground is not None and ground.value in DISCLOSURE_GROUNDS)):
+        return None
+    return _elsewhere(data, [c for c in data.categories if c in ENTERPRISE_TOUCH])
+
+
+def _elsewhere(data: ev.DataUsed | ev.DataShared, touched: list[str]) -> str | None:
+    if not touched:
+        return None
     if isinstance(data, ev.DataShared):
-        return (f"verification-only data ({touched}) shared with {data.recipient} for "
+        return (f"verification-only data ({names(touched)}) shared with {data.recipient} for "
                 f"{data.purpose}")
-    return f"verification-only data ({touched}) used for {data.purpose}"
+    return f"verification-only data ({names(touched)}) used for {data.purpose}"
 
 
 @rule("2.1.2-note", "device / log data linked to an account without authorisation",

@@ -1,10 +1,20 @@
-"""Uses that need consent or a legal ground (sections 2.1.1(4), 3.2, 3.4b, 3.5)."""
+"""Uses that need consent or a legal ground (sections 2.1.1(4), 3.2, 3.4, 3.5)."""
 
 from __future__ import annotations
 
 from consumers.findings.registry import rule
 from consumers.findings.store import Batch
-from consumers.findings.vocabulary import ANALYTICS, PROFILING, PROMOTION, UNDECLARED, USE_GROUNDS
+from consumers.findings.vocabulary import (
+    ANALYTICS,
+    MARKETING,
+    PROFILING,
+    PROMOTION,
+    SECURITY,
+    TRACKING,
+    UNDECLARED,
+    USE_GROUNDS,
+    names,
+)
 from consumers.projection import Item
 from schemas import events as ev
 
@@ -35,6 +45,52 @@ def undeclared_purpose(batch: Batch, item: Item, data: ev.DataUsed) -> str | Non
     purpose = data.purpose
     if purpose in UNDECLARED and not batch.person(item).consent_in_force(purpose, item.at):
         return f"use for {purpose}, a purpose the policy does not declare, without consent"
+    return None
+
+
+def compatible(collected_for: str, used_for: str) -> bool:
+    """Whether data collected for one purpose may serve another without asking again:
+    the same family of uses (``essential.*``, ``marketing.*`` ...), security and fraud
+    prevention (3.4a: may combine any data), or marketing by e-mail or phone of data
+    collected to run the service (the policy declares it, 3.3)."""
+    if collected_for.split(".", 1)[0] == used_for.split(".", 1)[0] or used_for in SECURITY:
+        return True
+    return collected_for.startswith("essential.") and used_for in MARKETING
+
+
+@rule("3.4c", "data used for another purpose than it was collected for, without consent",
+      reads=(ev.DataUsed,))
+def purpose_changed(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
+    """3.4: "when we use information collected for a specific purpose for another purpose,
+    we ask for consent first". Undeclared purposes (3.4b), profiling (3.2b), analytics
+    (3.2a) and e-mail tracking (4.2) have rules of their own; a legal ground or anonymised
+    data needs no consent."""
+    purpose = data.purpose
+    if (data.legal_ground is not None or data.anonymised or purpose in UNDECLARED
+            or purpose in PROFILING or purpose in ANALYTICS or purpose in TRACKING):
+        return None
+    person = batch.person(item)
+    collected = person.purposes
+    changed = [c for c in data.categories
+               if collected.get(c) and not any(compatible(p, purpose) for p in collected[c])]
+    if not changed or person.consent_in_force(purpose, item.at):
+        return None
+    were = names(p for c in changed for p in collected[c])
+    return (f"{names(changed)} collected for {were} used for {purpose} without consent "
+            "to the new purpose")
+
+
+@rule("3.2c", "service denied after the person withdrew consent to profiling",
+      reads=(ev.ServiceDenied,))
+def denied_after_withdrawal(batch: Batch, item: Item, data: ev.ServiceDenied) -> str | None:
+    """3.2: withdrawing consent to profiling "does not affect the basic core services". A
+    denial explained by data the service needs (``missing_categories``: real-name data the
+    law requires, 2.1.1(2)) is not one; 2.1.1(1)c judges refused optional data."""
+    person = batch.person(item)
+    if not data.missing_categories and any(person.consent_lapsed(p, item.at)
+                                           for p in PROFILING):
+        return (f"service {data.service} denied ({data.reason}) after the person withdrew "
+                "consent to profiling")
     return None
 
 

@@ -1,4 +1,4 @@
-"""Where data is kept and sent abroad (sections 6.3c, 6.3d)."""
+"""Where data is kept and sent abroad (sections 6.3c, 6.3d, 6.3e)."""
 
 from __future__ import annotations
 
@@ -50,4 +50,25 @@ def transfer_abroad(batch: Batch, item: Item, data: ev.DataShared) -> str | None
     if problems:
         return (f"cross-border disclosure to {destination} via {data.recipient}: "
                 f"{'; '.join(problems)}")
+    return None
+
+
+@rule("6.3e", "overseas recipient without an agreement or a recorded inspection",
+      reads=(ev.DataShared,))
+def overseas_unchecked(batch: Batch, item: Item, data: ev.DataShared) -> str | None:
+    """6.3: "through agreements and on-site checks we require overseas recipients to keep
+    the information confidential": a transfer abroad names an agreement, and the recipient
+    passed an inspection (``recipient.inspected``) before it."""
+    registered = batch.recipients.get(data.recipient)
+    destination = (data.cross_border.destination_country if data.cross_border is not None
+                   else registered.location if registered is not None else None)
+    if destination is None or destination == tx.DOMESTIC_LOCATION:
+        return None
+    problems = []
+    if data.agreement_ref is None and (registered is None or registered.agreement_ref is None):
+        problems.append("no agreement recorded")
+    if registered is None or registered.inspected is None or registered.inspected > item.at:
+        problems.append("no inspection of the recipient recorded")
+    if problems:
+        return f"transfer to {data.recipient} in {destination}: {'; '.join(problems)}"
     return None

@@ -64,3 +64,22 @@ def beyond_registration(batch: Batch, item: Item, data: ev.DataShared) -> str | 
     if reasons:
         return f"disclosure to {data.recipient}: {'; '.join(reasons)}"
     return None
+
+
+@rule("5.1", "disclosure to a recipient not bound to confidentiality by an agreement",
+      reads=(ev.DataShared,))
+def not_bound(batch: Batch, item: Item, data: ev.DataShared) -> str | None:
+    """5.1 (closing paragraph): recipients are held to confidentiality and to no other
+    purpose; the agreement that binds them is on the disclosure or the registration."""
+    registered = batch.recipients.get(data.recipient)
+    clause = data.clause.value if data.clause is not None else ""
+    if registered is None or not clause.startswith("5.1"):
+        return None
+    reasons = []
+    if not registered.confidentiality:
+        reasons.append("its agreement does not bind it to confidentiality")
+    if data.agreement_ref is None and registered.agreement_ref is None:
+        reasons.append("no agreement recorded")
+    if reasons:
+        return f"disclosure to {data.recipient} under {clause}: {'; '.join(reasons)}"
+    return None

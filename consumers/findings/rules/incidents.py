@@ -14,7 +14,8 @@ from consumers.rows import from_us, to_us
 from consumers.views import ViewStore
 from schemas import events as ev
 
-#: Hours within which a breach must be reported and people notified (6.2.1a).
+#: Hours within which a breach must be reported and people notified (6.2.1a): the default
+#: of ``Clocks.incident_report_hours`` (LEDGER_INCIDENT_REPORT_HOURS).
 INCIDENT_REPORT_HOURS: Final = 72
 
 
@@ -23,10 +24,11 @@ INCIDENT_REPORT_HOURS: Final = 72
        reads=(ev.IncidentOpened, ev.IncidentReported, ev.IncidentClosed,
               ev.IncidentSubjectNotified, ev.DataCollected, ev.DataErased))
 def incident_duties(store: ViewStore, clocks: Clocks) -> Iterator[Finding]:
-    """Once an incident is closed or 72 h old it must be reported, and everybody with data
-    in its stores during its window notified — but those who cannot be reached (no contact
-    data held, or key destroyed), whom the public announcement stands in for."""
-    window, now = timedelta(hours=INCIDENT_REPORT_HOURS), clocks.now
+    """Once an incident is closed or 72 h old (``incident_report_hours``) it must be
+    reported, and everybody with data in its stores during its window notified — but those
+    who cannot be reached (no contact data held, or key destroyed), whom the public
+    announcement stands in for."""
+    window, now = timedelta(hours=clocks.incident_report_hours), clocks.now
     for (incident_id, event_id, partition, offset, opened, stores_json, cats_json, start, end,
          reported, closed) in sql.incidents(store):
         due = from_us(opened) + window

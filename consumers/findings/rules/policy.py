@@ -1,4 +1,5 @@
-"""Policy versions: consents given under a version a material change replaced (section 8)."""
+"""Policy versions: consents given under a version a material change replaced, and
+material changes notified before they take effect (sections 3.1, 8)."""
 
 from __future__ import annotations
 
@@ -26,4 +27,15 @@ def superseded_consent(batch: Batch, item: Item, data: ev.DataUsed | ev.DataShar
     if newer:
         return (f"consent given under policy {version} relied on after material policy "
                 f"{newer[-1][1]} took effect")
+    return None
+
+
+@rule("8", "material policy change notified after it took effect",
+      reads=(ev.PolicyNoticeSent,))
+def notified_late(batch: Batch, item: Item, data: ev.PolicyNoticeSent) -> str | None:
+    """8: a material change is notified *before* it takes effect (3.1: updates promptly)."""
+    version = batch.policies.get(data.policy_version)
+    if version is not None and version.material and item.at >= version.effective_at:
+        return (f"notice of material policy {data.policy_version} sent by {data.channel} "
+                "after it took effect")
     return None

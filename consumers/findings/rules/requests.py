@@ -8,6 +8,7 @@ from datetime import timedelta
 from consumers.findings import store as sql
 from consumers.findings.registry import Clocks, Finding, rule, timed
 from consumers.findings.store import Batch
+from consumers.findings.vocabulary import REAL_NAME, names
 from consumers.projection import Item
 from consumers.rows import from_us, to_us
 from consumers.views import ViewStore
@@ -37,3 +38,18 @@ def request_overdue(store: ViewStore, clocks: Clocks) -> Iterator[Finding]:
             state = "answered late" if answered is not None and answered <= now else "still open"
             yield Finding("7.1", pseudonym, event_id, int(partition), int(offset), from_us(due),
                           f"{kind} request not fulfilled or refused by its due date ({state})")
+
+
+@rule("7.1", "real-name data changed without verifying the person's identity",
+      reads=(ev.DataCorrected,))
+def real_name_changed_unverified(batch: Batch, item: Item, data: ev.DataCorrected
+                                 ) -> str | None:
+    """7.1: "changing real-name verification data requires identity verification": the
+    correction answers a request whose requester's identity was verified before it."""
+    touched = [c for c in data.categories if c in REAL_NAME]
+    if not touched:
+        return None
+    verified = batch.person(item).verified.get(data.request_id or "")
+    if verified is None or verified > item.at:
+        return f"real-name data ({names(touched)}) corrected without identity verification"
+    return None

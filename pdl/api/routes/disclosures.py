@@ -13,7 +13,7 @@ from consumers.queries import DisclosureFilter
 from consumers.rows import to_us
 from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import AsOf, CategoryKey, TimeParam, page_of, read, utc
+from pdl.api.reads import AsOf, CategoryKey, TimeParam, ValidAt, at, page_of, read, utc
 
 router = APIRouter(prefix="/disclosures", tags=["registers"], responses=ERROR_RESPONSES)
 
@@ -48,7 +48,7 @@ def _filters(recipient: str | None, clause: str | None, category: str | None,
 def disclosures(request: Request, principal: Annotated[Principal, require(Role.COMPLIANCE)],
                 recipient: Text = None, clause: Text = None, category: CategoryQuery = None,
                 since: Annotated[TimeParam, Query(alias="from")] = None,
-                until: TimeParam = None, as_of: AsOf = None,
+                until: TimeParam = None, as_of: AsOf = None, valid_at: ValidAt = None,
                 limit: Limit = 100, cursor: Cursor = None) -> Any:
     """Disclosures matching the filters, oldest first, a page at a time (compliance)."""
     filters = _filters(recipient, clause, category, since, until)
@@ -62,18 +62,18 @@ def disclosures(request: Request, principal: Annotated[Principal, require(Role.C
             to_us(_parse(r["time"])), r["position"]["partition"], r["position"]["offset"]])
 
     return read(state(request), principal, "disclosures", filters.as_arguments(),
-                as_of=utc(as_of), needs="disclosures", answer=answer)
+                as_of=at(as_of, valid_at), needs="disclosures", answer=answer)
 
 
 @router.get("/summary", response_model=list[RecipientSummary])
 def summary(request: Request, principal: Annotated[Principal, require(Role.COMPLIANCE)],
             recipient: Text = None, clause: Text = None, category: CategoryQuery = None,
             since: Annotated[TimeParam, Query(alias="from")] = None,
-            until: TimeParam = None, as_of: AsOf = None) -> Any:
+            until: TimeParam = None, as_of: AsOf = None, valid_at: ValidAt = None) -> Any:
     """Per recipient: how many disclosures, of whom, of what (compliance)."""
     filters = _filters(recipient, clause, category, since, until)
     return read(state(request), principal, "disclosures",
-                {**filters.as_arguments(), "summary": "yes"}, as_of=utc(as_of),
+                {**filters.as_arguments(), "summary": "yes"}, as_of=at(as_of, valid_at),
                 needs="disclosures",
                 answer=lambda views: queries.disclosure_summary(views, filters))
 

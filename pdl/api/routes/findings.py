@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import AsOf, page_of, read, utc
+from pdl.api.reads import AsOf, ValidAt, at, page_of, read
 from pdl.service import QueryService, findings_summary
 
 router = APIRouter(prefix="/findings", tags=["registers"], responses=ERROR_RESPONSES)
@@ -37,30 +37,31 @@ class ClauseSummary(BaseModel):
 
 def _found(request: Request, principal: Principal, clause: str | None,
            as_of: datetime | None,
-           summary: bool) -> list[dict[str, Any]]:
+           summary: bool, valid_at: datetime | None = None) -> list[dict[str, Any]]:
     api = state(request)
-    moment = utc(as_of)
-    days = api.service.ledger.settings.request_deadline_days
+    moment = at(as_of, valid_at)
+    settings = api.service.ledger.settings
     return read(api, principal, "findings",
                 {"clause": clause, "summary": "yes" if summary else None}, as_of=moment,
                 needs="findings",
-                answer=lambda views: QueryService.findings(views, clause, moment, days))
+                answer=lambda views: QueryService.findings(views, clause, moment,
+                                                           settings=settings))
 
 
 @router.get("", response_model=FindingPage)
 def findings(request: Request, principal: Annotated[Principal, require(Role.COMPLIANCE)],
-             clause: Clause = None, as_of: AsOf = None, limit: Limit = 100,
-             cursor: Cursor = None) -> Any:
+             clause: Clause = None, as_of: AsOf = None, valid_at: ValidAt = None,
+             limit: Limit = 100, cursor: Cursor = None) -> Any:
     """Findings by time, a page at a time (compliance)."""
     key = decode_cursor(cursor, (int,))
     start = key[0] if key else 0
-    found = _found(request, principal, clause, as_of, False)
+    found = _found(request, principal, clause, as_of, False, valid_at)
     window = found[start:start + limit + 1]
     return page_of(window, limit, lambda _last: [start + limit])
 
 
 @router.get("/summary", response_model=list[ClauseSummary])
 def summary(request: Request, principal: Annotated[Principal, require(Role.COMPLIANCE)],
-            clause: Clause = None, as_of: AsOf = None) -> Any:
+            clause: Clause = None, as_of: AsOf = None, valid_at: ValidAt = None) -> Any:
     """Per clause: how many findings and how many people (compliance)."""
-    return findings_summary(_found(request, principal, clause, as_of, True))
+    return findings_summary(_found(request, principal, clause, as_of, True, valid_at))

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from consumers import queries
 from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES, BadRequest
-from pdl.api.reads import AsOf, TimeParam, page_of, read, utc
+from pdl.api.reads import AsOf, TimeParam, ValidAt, at, page_of, read, utc
 from pdl.api.reads import categories as category_keys
 
 router = APIRouter(tags=["incidents"], responses=ERROR_RESPONSES)
@@ -49,7 +49,7 @@ def scope(request: Request, principal: Annotated[Principal, require(Role.RESPOND
           stores: List = None, since: Annotated[TimeParam, Query(alias="from")] = None,
           until: TimeParam = None, categories: List = None,
           incident: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-          as_of: AsOf = None, limit: Limit = SCOPE_PAGE,
+          as_of: AsOf = None, valid_at: ValidAt = None, limit: Limit = SCOPE_PAGE,
           after: Annotated[str | None, Query(pattern=r"^p_[a-z2-7]{32}$",
                                              description="page.next of the previous page")]
           = None) -> Any:
@@ -74,13 +74,14 @@ def scope(request: Request, principal: Annotated[Principal, require(Role.RESPOND
         "incident": incident, "stores": ",".join(store_list) or None,
         "from": start.isoformat() if start else None,
         "until": end.isoformat() if end else None,
-        "categories": ",".join(category_list) or None}, as_of=utc(as_of),
+        "categories": ",".join(category_list) or None}, as_of=at(as_of, valid_at),
         needs="holdings", answer=answer)
 
 
 @router.get("/incidents", response_model=IncidentPage)
 def incidents(request: Request, principal: Annotated[Principal, require(Role.RESPONDER)],
-              as_of: AsOf = None, limit: Limit = 100, cursor: Cursor = None) -> Any:
+              as_of: AsOf = None, valid_at: ValidAt = None, limit: Limit = 100,
+              cursor: Cursor = None) -> Any:
     """The incidents recorded in the log, newest first, a page at a time (responder)."""
     key = decode_cursor(cursor, (int,))
     start = key[0] if key else 0
@@ -89,5 +90,5 @@ def incidents(request: Request, principal: Annotated[Principal, require(Role.RES
         window = queries.incidents(views)[start:start + limit + 1]
         return page_of(window, limit, lambda _last: [start + limit])
 
-    return read(state(request), principal, "incidents", {}, as_of=utc(as_of),
+    return read(state(request), principal, "incidents", {}, as_of=at(as_of, valid_at),
                 needs="holdings", answer=answer)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from consumers import queries
 from pdl.api.deps import Principal, Role, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import AsOf, Time, read, utc
+from pdl.api.reads import AsOf, Time, ValidAt, at, read
 
 router = APIRouter(prefix="/subjects", tags=["subjects"], responses=ERROR_RESPONSES)
 
@@ -34,7 +34,10 @@ class Lookup(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     subject: SubjectId
-    as_of: Time | None = Field(default=None, description="the log as it stood then")
+    as_of: Time | None = Field(default=None, description="recorded time: the log as it stood "
+                               "then")
+    valid_at: Time | None = Field(default=None, description="event time: the events that "
+                                  "happened by then, whenever recorded")
     reason: Reason | None = None
 
 
@@ -44,7 +47,10 @@ class Export(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject: SubjectId
     reason: Reason
-    as_of: Time | None = None
+    as_of: Time | None = Field(default=None, description="recorded time: the log as it stood "
+                               "then")
+    valid_at: Time | None = Field(default=None, description="event time: the events that "
+                                  "happened by then, whenever recorded")
 
 
 class Erase(BaseModel):
@@ -87,12 +93,13 @@ class Erased(BaseModel):
 @router.get("/{pseudonym:pseudonym}", response_model=DataMap)
 def data_map(request: Request, pseudonym: Pseudonym,
              principal: Annotated[Principal, require(*DATA_MAP_ROLES)],
-             as_of: AsOf = None) -> Any:
+             as_of: AsOf = None, valid_at: ValidAt = None) -> Any:
     """A person's data map by pseudonym (compliance, responder, privacy_officer)."""
-    moment = utc(as_of)
+    moment = at(as_of, valid_at)
     return read(state(request), principal, "subject", {}, as_of=moment, needs="datamap",
                 people=[pseudonym],
-                answer=lambda views: queries.subject_map(views, pseudonym, now=moment))
+                answer=lambda views: queries.subject_map(views, pseudonym,
+                                                         now=moment.reference))
 
 
 @router.post("/lookup", response_model=DataMap)
@@ -102,9 +109,11 @@ def lookup(request: Request, body: Lookup,
     """A person's data map by real identifier (compliance, privacy_officer)."""
     api = state(request)
     pseudonym = api.service.pseudonym(body.subject)
-    return read(api, principal, "subject", {}, as_of=body.as_of, needs="datamap",
+    moment = at(body.as_of, body.valid_at)
+    return read(api, principal, "subject", {}, as_of=moment, needs="datamap",
                 people=[pseudonym], reason=body.reason,
-                answer=lambda views: queries.subject_map(views, pseudonym, now=body.as_of))
+                answer=lambda views: queries.subject_map(views, pseudonym,
+                                                         now=moment.reference))
 
 
 @router.post("/export", response_model=Exported)
@@ -113,9 +122,10 @@ def export(request: Request, body: Export,
     """Everything about a person, values in clear; a reason is required (privacy_officer)."""
     api = state(request)
     pseudonym = api.service.pseudonym(body.subject)
-    return read(api, principal, "export", {"format": "json"}, as_of=body.as_of,
+    moment = at(body.as_of, body.valid_at)
+    return read(api, principal, "export", {"format": "json"}, as_of=moment,
                 needs="datamap", people=[pseudonym], reason=body.reason, clear=True,
-                answer=lambda views: api.service.export(views, body.subject, body.as_of))
+                answer=lambda views: api.service.export(views, body.subject, moment))
 
 
 @router.post("/erase", response_model=Erased)
