@@ -18,9 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException
+from selenium.common.exceptions import NoSuchElementException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 from test_queries_cli import ALICE
 from webkit import WebLive, cli_scope, web_server
 
@@ -55,7 +57,16 @@ class Browser:
         self.visited.append(self.driver.current_url)
 
     def click(self, element_id: str) -> None:
-        self.driver.find_element(By.ID, element_id).click()
+        element = self.driver.find_element(By.ID, element_id)
+        element.click()
+        # A click that submits a form or follows a link returns before the next page is
+        # there: wait until the clicked element is gone and the new page has loaded.
+        try:
+            WebDriverWait(self.driver, 10).until(expected_conditions.staleness_of(element))
+        except TimeoutException:
+            pass  # the click did not navigate
+        WebDriverWait(self.driver, 30).until(
+            lambda d: d.execute_script("return document.readyState") == "complete")
         self.landed()
 
     def type(self, element_id: str, text: str) -> None:
@@ -206,6 +217,7 @@ def test_findings_drill_down_in_the_browser(browser: Browser) -> None:
     first = browser.driver.find_element(By.CSS_SELECTOR, "#clauses tbody a")
     clause = first.text
     first.click()
+    WebDriverWait(browser.driver, 30).until(expected_conditions.staleness_of(first))
     browser.landed()
     assert clause in browser.text("detail-h")
     assert browser.driver.find_elements(By.CSS_SELECTOR, "#detail tbody tr")
