@@ -255,24 +255,23 @@ def run_es_app(payloads: Sequence[bytes], workdir: Path) -> Stopwatch:
     return watch
 
 
-def run_es_app_threads(objects: Sequence[dict[str, Any]], workdir: Path,
-                       threads: int = THREADS) -> Stopwatch:
-    """``threads`` threads each saving one aggregate per call (one commit each)."""
+def _in_threads(objects: Sequence[dict[str, Any]], threads: int,
+                call: Callable[[dict[str, Any]], object]) -> Stopwatch:
+    """``call(obj)`` once per object, the objects shared out over ``threads`` threads; the
+    wall and CPU time until every thread is done. A thread's error is raised after."""
     import threading
 
-    recorded = _Recorded.get()
-    app = _es_app(workdir)
     errors: list[BaseException] = []
-    shares = [objects[k::threads] for k in range(threads)]
 
-    def save(share: Sequence[dict[str, Any]]) -> None:
+    def work(share: Sequence[dict[str, Any]]) -> None:
         try:
             for obj in share:
-                app.save(recorded(event=obj))
+                call(obj)
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)
 
-    workers = [threading.Thread(target=save, args=(share,)) for share in shares]
+    workers = [threading.Thread(target=work, args=(objects[k::threads],))
+               for k in range(threads)]
     with Stopwatch() as watch:
         for t in workers:
             t.start()
@@ -280,6 +279,15 @@ def run_es_app_threads(objects: Sequence[dict[str, Any]], workdir: Path,
             t.join()
     if errors:
         raise errors[0]
+    return watch
+
+
+def run_es_app_threads(objects: Sequence[dict[str, Any]], workdir: Path,
+                       threads: int = THREADS) -> Stopwatch:
+    """``threads`` threads each saving one aggregate per call (one commit each)."""
+    recorded = _Recorded.get()
+    app = _es_app(workdir)
+    watch = _in_threads(objects, threads, lambda obj: app.save(recorded(event=obj)))
     assert app.recorder.max_notification_id() == len(objects)
     app.close()
     return watch
@@ -312,27 +320,8 @@ def run_single_threads(objects: Sequence[dict[str, Any]], workdir: Path,
                        threads: int = THREADS) -> Stopwatch:
     """``threads`` threads each calling ``Ledger.publish([event])`` for their share of the
     events, one durable publish per call: concurrent callers share a commit (group commit)."""
-    import threading
-
-    errors: list[BaseException] = []
     with _ledger(workdir) as ledger:
-        shares = [objects[k::threads] for k in range(threads)]
-
-        def publish(share: Sequence[dict[str, Any]]) -> None:
-            try:
-                for obj in share:
-                    ledger.publish([obj])
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                errors.append(exc)
-
-        workers = [threading.Thread(target=publish, args=(share,)) for share in shares]
-        with Stopwatch() as watch:
-            for t in workers:
-                t.start()
-            for t in workers:
-                t.join()
-        if errors:
-            raise errors[0]
+        watch = _in_threads(objects, threads, lambda obj: ledger.publish([obj]))
         assert ledger.log.count() == len(objects)
         watch.groups = ledger.commits.appends
     return watch
