@@ -18,10 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 from test_queries_cli import ALICE
 from webkit import WebLive, cli_scope, web_server
@@ -39,6 +43,16 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebLive]:
     with web_server(tmp_path_factory.mktemp("webui") / "data") as server:
         yield server
+
+
+def _gone(element: WebElement) -> bool:
+    """Whether ``element`` has left the page (the browser moved on). During a navigation
+    chromium may answer for the old node with an inspector error rather than "stale"."""
+    try:
+        element.is_enabled()
+    except WebDriverException:  # StaleElementReferenceException is one of these
+        return True
+    return False
 
 
 class Browser:
@@ -62,7 +76,7 @@ class Browser:
         # A click that submits a form or follows a link returns before the next page is
         # there: wait until the clicked element is gone and the new page has loaded.
         try:
-            WebDriverWait(self.driver, 10).until(expected_conditions.staleness_of(element))
+            WebDriverWait(self.driver, 10).until(lambda _: _gone(element))
         except TimeoutException:
             pass  # the click did not navigate
         WebDriverWait(self.driver, 30).until(
@@ -217,7 +231,7 @@ def test_findings_drill_down_in_the_browser(browser: Browser) -> None:
     first = browser.driver.find_element(By.CSS_SELECTOR, "#clauses tbody a")
     clause = first.text
     first.click()
-    WebDriverWait(browser.driver, 30).until(expected_conditions.staleness_of(first))
+    WebDriverWait(browser.driver, 30).until(lambda _: _gone(first))
     browser.landed()
     assert clause in browser.text("detail-h")
     assert browser.driver.find_elements(By.CSS_SELECTOR, "#detail tbody tr")
