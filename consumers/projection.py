@@ -69,6 +69,15 @@ class Projection(ABC):
     volatile: ClassVar[tuple[str, ...]] = ()
     #: Its share of a rebuild's work, relative to the others (to split a parallel rebuild).
     cost: ClassVar[float] = 1.0
+    #: Whether it is given every partition's copy of an event about no one (a registry
+    #: event: recipient, policy version, staff list, incident, audit record), each in its
+    #: own partition's order, instead of the first copy any partition shows. A projection
+    #: whose rules read registries while applying a person's event sets it and keeps its
+    #: registries per partition: a person's event then meets exactly the registry events
+    #: before it in its own partition, whatever order partitions are read in (see
+    #: docs/ordering.md). What it writes about no one must be idempotent across copies and
+    #: name one canonical copy (the lowest partition's).
+    registries_per_partition: ClassVar[bool] = False
 
     def wants(self, event_type: str) -> bool:
         return not self.topics or event_type in self.topics
@@ -415,7 +424,7 @@ class ProjectionRunner:
                         and (not topics or i.event.type in topics)
                     ]
                 if self.dedupe and mine:
-                    fresh = tx.first_time(projection.name, [i.event.id or "" for i in mine])
+                    fresh = tx.first_time(projection.name, _dedupe_keys(projection, mine))
                     kept = [i for i, new in zip(mine, fresh, strict=True) if new]
                     stats.duplicates += len(mine) - len(kept)
                     mine = kept
@@ -488,6 +497,17 @@ class ProjectionRunner:
                         "end": end, "lag": lag, "quarantined": quarantined,
                         "split_people": split, "split_examples": shown})
         return out
+
+
+def _dedupe_keys(projection: Projection, items: Sequence[Item]) -> list[str]:
+    """What ``first_time`` marks applied: the event id, or for an event about no one given
+    to a projection with ``registries_per_partition``, the id in its partition (each
+    partition's copy is applied once; a retried publish's second copy in the same
+    partition is still skipped)."""
+    if not projection.registries_per_partition:
+        return [i.event.id or "" for i in items]
+    return [i.event.id or "" if i.event.subject else f"{i.event.id}@{i.record.partition}"
+            for i in items]
 
 
 def _reason(exc: Exception) -> str:
