@@ -266,6 +266,12 @@ class ViewStore(ABC):
         """Whether ``scratch`` gives places to build views aside."""
         return False
 
+    @property
+    def can_merge_shares(self) -> bool:
+        """Whether ``merge`` can join views built from shares of the log's partitions
+        (else a parallel rebuild splits the projections, each group read whole)."""
+        return self.builds_aside
+
     def scratch(self, count: int) -> list[str] | None:
         """Places for ``count`` fresh, empty stores beside this one, in which a rebuild
         builds views aside (``open_scratch``, or in another process ``scratch_opener()``)
