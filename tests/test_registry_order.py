@@ -225,14 +225,13 @@ def split_by_partition(log: EventLog, shares: list[list[int]], folder: Path) -> 
     return out
 
 
-def group_members(log: ShapedLog, owners: list[list[int]], seed: int, folder: Path
-                  ) -> dict[str, Any]:
+def group_members(log: ShapedLog, owners: list[list[int]], seed: int,
+                  open_store: Callable[[], ViewStore]) -> dict[str, Any]:
     """Members of one consumer group, each owning some partitions, applying polled batches
     (a few records of each of its partitions, sorted as ``pdl consume`` sorts them) into
     one store, turn by random turn."""
-    store_path = folder / "group.db"
-    members = [ProjectionRunner(log, SQLiteViewStore(store_path), all_projections(),
-                                batch_size=50) for _ in owners]
+    members = [ProjectionRunner(log, open_store(), all_projections(), batch_size=50)
+               for _ in owners]
     rnd = random.Random(seed)
     cursors = {p: 0 for p in log.parts}
     while any(cursors[p] < len(log.parts[p]) for p in cursors):
@@ -301,9 +300,21 @@ def test_split_by_partition_in_any_order(shaped: dict[int, list[LogRecord]],
 def test_group_members_in_any_order(shaped: dict[int, list[LogRecord]],
                                     expected: dict[str, Any], tmp_path: Path,
                                     owners: list[list[int]], seed: int) -> None:
-    got = group_members(ShapedLog(shaped, round_robin), owners, seed, tmp_path)
+    got = group_members(ShapedLog(shaped, round_robin), owners, seed,
+                        lambda: SQLiteViewStore(tmp_path / "group.db"))
     for table in expected:
         assert got[table] == expected[table], f"{table} differs, owners {owners}"
+
+
+def test_group_members_into_postgres(shaped: dict[int, list[LogRecord]],
+                                     expected: dict[str, Any], postgres_url: str) -> None:
+    """The same into one shared PostgreSQL store (rows about no one upserted there)."""
+    from consumers.postgres import PostgresViewStore
+
+    got = group_members(ShapedLog(shaped, round_robin), [[3, 0], [1], [2]], 4,
+                        lambda: PostgresViewStore(postgres_url))
+    for table in expected:
+        assert got[table] == expected[table], f"{table} differs in PostgreSQL"
 
 
 def test_a_sqlite_log_finds_the_same(events: list[dict[str, Any]], expected: dict[str, Any],
