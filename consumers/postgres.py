@@ -162,6 +162,11 @@ class _PostgresTransaction(ViewTransaction):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn.execute(to_postgres(sql), params or None).fetchall()
 
+    def columns(self, table: str) -> list[str]:
+        return [row[0] for row in self._conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = %s ORDER BY ordinal_position", (table,))]
+
     def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
         rows = self._conn.execute(
             "INSERT INTO applied_events (projection, event_id) SELECT %s, unnest(%s::text[]) "
@@ -327,6 +332,12 @@ class PostgresViewStore(ViewStore):
                 for table in built:
                     if table in _BOOKKEEPING:
                         continue
+                    if table in here and (_layout(tx, self.schema, table)
+                                          != _layout(tx, source, table)):
+                        # built under another layout (an upgrade): the table itself is
+                        # replaced, which readers of an older snapshot cannot see through
+                        tx.execute(f"DROP TABLE {_ident(self.schema)}.{_ident(table)}")
+                        here.discard(table)
                     if table not in here:  # a projection's table this store never had
                         tx.execute(f"CREATE TABLE {_ident(self.schema)}.{_ident(table)} "
                                    f"(LIKE {_ident(source)}.{_ident(table)} INCLUDING ALL)")
@@ -373,6 +384,13 @@ def _tables(tx: ViewTransaction, schema: str) -> list[str]:
     return [row[0] for row in tx.query(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
         "AND table_type = 'BASE TABLE' ORDER BY table_name", (schema,))]
+
+
+def _layout(tx: ViewTransaction, schema: str, table: str) -> list[tuple[Any, ...]]:
+    """A table's columns: name, type, identity."""
+    return tx.query(
+        "SELECT column_name, data_type, is_identity FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position", (schema, table))
 
 
 def _open_scratch(url: str, schema: str) -> PostgresViewStore:

@@ -93,6 +93,10 @@ class ViewTransaction(ABC):
     @abstractmethod
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
+    def columns(self, table: str) -> list[str]:
+        """The columns of ``table`` in this store, in order (empty if there is none)."""
+        return [row[1] for row in self.query(f"PRAGMA table_info({table})")]
+
     def track(self, projection: str, log_id: str, position: Position) -> None:
         """Record how far ``projection`` has read ``log_id``: commits with the view rows."""
         self.executemany(

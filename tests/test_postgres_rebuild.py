@@ -186,3 +186,29 @@ def test_a_rebuild_killed_mid_build_leaves_the_old_views_serving(
     finally:
         store.close()
         log.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_findings_view_of_the_old_layout_asks_for_a_rebuild_that_replaces_it(
+        log: SQLiteEventLog, tmp_path: Path, backend: str,
+        request: pytest.FixtureRequest) -> None:
+    """Views built before registries were kept per partition: carrying them on is refused
+    with the fix named; a rebuild swaps in the new layout (PostgreSQL: the table itself)."""
+    from ledger.errors import ConfigurationError
+
+    store: ViewStore = (PostgresViewStore(request.getfixturevalue("postgres_url"))
+                        if backend == "postgres" else SQLiteViewStore(tmp_path / "views.db"))
+    try:
+        with store.transaction() as tx:  # the findings' policies as they were kept before
+            tx.execute("CREATE TABLE findings_policies (version TEXT PRIMARY KEY, "
+                       "effective_at BIGINT NOT NULL, material INTEGER NOT NULL)")
+        with pytest.raises(ConfigurationError, match=r"pdl rebuild findings"):
+            ProjectionRunner(log, store, all_projections()).run()
+        parallel_rebuild(ProjectionRunner(log, store, all_projections()), workers=1)
+        assert dump_views(store, all_projections()) == reference(log)
+        log_events(log, EVENTS[600:700])
+        ProjectionRunner(log, store, all_projections()).run()  # carried on
+        assert dump_views(store, all_projections()) == reference(log)
+    finally:
+        store.close()
+        log.close()

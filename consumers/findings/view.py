@@ -16,6 +16,7 @@ from consumers.findings.registry import RULES, EventCheck, Rule
 from consumers.findings.store import (
     FINDINGS_TABLE,
     INCIDENTS_TABLE,
+    POLICIES_TABLE,
     SCHEMA,
     SUBJECTS_TABLE,
     TABLES,
@@ -24,6 +25,7 @@ from consumers.findings.store import (
 from consumers.projection import Item, Projection
 from consumers.rows import DEFAULT_CACHE_ENTRIES, WriteCache, create_meta, drop_meta
 from consumers.views import ViewTransaction
+from ledger.errors import ConfigurationError
 
 Handler = Callable[[Batch, Item], None]
 
@@ -78,10 +80,14 @@ class FindingsProjection(Projection):
         #: people's states across batches (about a kilobyte each), so a person met again
         #: soon costs no read and no JSON parse
         self.cache = WriteCache(self.name, capacity=max(1, cache_entries // 4))
+        self.stale_layout = False
 
     def create(self, tx: ViewTransaction, *, indexes: bool = True) -> None:
         super().create(tx, indexes=indexes)
         create_meta(tx, self.name)  # the row whose token guards the cache
+        # Views built before registries were kept per partition cannot be carried on; a
+        # rebuild (built aside in the new layout, then swapped in) can still run.
+        self.stale_layout = "partition" not in tx.columns(POLICIES_TABLE)
 
     def drop(self, tx: ViewTransaction) -> None:
         super().drop(tx)
@@ -106,6 +112,10 @@ class FindingsProjection(Projection):
             "AND s.event_id = f.event_id AND s.partition < f.partition")
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
+        if self.stale_layout:
+            raise ConfigurationError(
+                "the findings view was built before registries were kept per partition "
+                "(docs/ordering.md): rebuild it (`pdl rebuild findings`)")
         states = self.cache.begin(tx)
         if self.cache.restarted:
             self.cache.complete = not tx.query(f"SELECT 1 FROM {SUBJECTS_TABLE} LIMIT 1")
