@@ -36,8 +36,8 @@ Invariants it keeps:
   transaction holding the write lock, every row of the rebuilt projections' tables (and
   their tracking, applied ids, cache tokens and the holdings generation) by the built ones.
   It deletes and inserts rows rather than dropping or renaming tables: PostgreSQL's DDL is
-  not MVCC-safe (a reader whose snapshot predates a swap by DDL would find a new table
-  empty), while rows swapped in one transaction are seen by every reader all old or all
+  not MVCC-safe (a reader whose snapshot predates a swap by DDL would read the swapped-in
+  table as of that snapshot: empty or half-built), while rows swapped in one transaction are seen by every reader all old or all
   new. Identity columns continue above the copied values (``setval``). A rebuild killed
   before the swap leaves the old views serving; its scratch schemas are dropped by the
   next rebuild. Shares of a partition-split rebuild are not merged here
