@@ -9,17 +9,17 @@ old views until that commit and the new ones after it. With one worker (``--work
 the build runs in this process; with more, a rebuild is CPU-bound Python (decoding, then
 each projection's rules), so it is split one of two ways:
 
-- **by partition** (Kafka: ``EventLog.self_contained_partitions``, into a store that can
-  merge shares, ``ViewStore.can_merge_shares``: SQLite): each worker rebuilds
+- **by partition** (Kafka: ``EventLog.self_contained_partitions``): each worker rebuilds
   every projection from its own share of the topic's partitions. Every person's events sit
   in one partition and every event about no one is copied to every partition, so each
   share is a whole history for its people, and no record is read twice (except those
   copies). The views are merged at the end (``SQLiteViewStore.merge``,
-  ``Projection.merge``): people's rows are disjoint, rows about no one are kept once.
-- **by projection** (the SQLite log, one partition; or a PostgreSQL store): the
-  projections in groups of about equal cost (``Projection.cost``), each group rebuilt by a
-  process of its own reading the whole log; the groups' tables are copied in
-  (``SQLiteViewStore.adopt``, ``PostgresViewStore.adopt``).
+  ``PostgresViewStore.merge``, ``Projection.merge``): people's rows are disjoint, rows
+  about no one are kept once.
+- **by projection** (the SQLite log, one partition): the projections in groups of about
+  equal cost (``Projection.cost``), each group rebuilt by a process of its own reading the
+  whole log; the groups' tables are copied in (``SQLiteViewStore.adopt``,
+  ``PostgresViewStore.adopt``).
 
 Records that cannot be applied are quarantined in the scratch store like anywhere else and
 copied in with the views. Worker processes die with their parent (``PR_SET_PDEATHSIG`` on
@@ -100,7 +100,7 @@ def _tasks(runner: ProjectionRunner, workers: int
            ) -> tuple[list[tuple[list[Projection], list[int] | None]], bool]:
     """What each worker rebuilds: (projections, partitions or None for all), and whether
     the split is by partition."""
-    split = shares(runner.log, workers) if runner.store.can_merge_shares else None
+    split = shares(runner.log, workers)
     if split is not None:
         return [(list(runner.projections), share) for share in split], True
     return [(part, None) for part in groups(runner.projections, workers)], False

@@ -40,8 +40,8 @@ Invariants it keeps:
   table as of that snapshot: empty or half-built), while rows swapped in one transaction are seen by every reader all old or all
   new. Identity columns continue above the copied values (``setval``). A rebuild killed
   before the swap leaves the old views serving; its scratch schemas are dropped by the
-  next rebuild. Shares of a partition-split rebuild are not merged here
-  (``can_merge_shares`` is False): several workers split the projections instead.
+  next rebuild. The shares of a partition-split rebuild are merged into the first
+  scratch schema, then swapped in the same way (``merge``).
 """
 
 from __future__ import annotations
@@ -167,6 +167,24 @@ class _PostgresTransaction(ViewTransaction):
             "SELECT column_name FROM information_schema.columns WHERE table_schema = "
             "current_schema() AND table_name = %s ORDER BY ordinal_position", (table,))]
 
+    def key_columns(self, table: str, source: str) -> list[str]:
+        return [row[0] for row in self._conn.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) WHERE i.indisprimary AND i.indrelid = "
+            "(quote_ident(%s) || '.' || quote_ident(%s))::regclass ORDER BY a.attnum",
+            (source, table))]
+
+    def copy_rows(self, table: str, source: str) -> int:
+        # identity columns SQLite keeps hidden (``rowid``) are numbered afresh here, as
+        # SQLite numbers them
+        names = [row[0] for row in self._conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = %s AND is_identity = 'NO' ORDER BY ordinal_position",
+            (source, table))]
+        columns = ", ".join(_ident(n) for n in names)
+        return self.execute(f"INSERT INTO {_ident(table)} ({columns}) SELECT {columns} "
+                            f"FROM {_ident(source)}.{_ident(table)} ON CONFLICT DO NOTHING")
+
     def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
         rows = self._conn.execute(
             "INSERT INTO applied_events (projection, event_id) SELECT %s, unnest(%s::text[]) "
@@ -286,9 +304,6 @@ class PostgresViewStore(ViewStore):
     def builds_aside(self) -> bool:
         return True
 
-    @property
-    def can_merge_shares(self) -> bool:
-        return False
 
     def _scratch_prefix(self) -> str:
         return f"{self.schema}__rebuild_"
@@ -353,6 +368,37 @@ class PostgresViewStore(ViewStore):
                 for table in ("quarantine", "subject_partitions"):
                     tx.execute(f"INSERT INTO {_ident(self.schema)}.{table} SELECT * FROM "
                                f"{_ident(source)}.{table} ON CONFLICT DO NOTHING")
+
+    def merge(self, sources: Sequence[str], projections: Sequence[Any]) -> int:
+        """Replace the views of ``projections`` by the union of those built in the scratch
+        schemas ``sources`` (one share of the log's partitions each): the shares are
+        merged into the first scratch schema (``Projection.merge``: people's rows are
+        disjoint, rows about no one kept once), which nobody reads, then swapped in by
+        ``adopt``, in ONE transaction. Raises ``IntegrityError`` (nothing changed) if a
+        person's rows are in two shares. Returns the applications made in more than one
+        share, for the caller's count."""
+        target = PostgresViewStore(self.url, schema=sources[0])
+        repeated = 0
+        try:
+            with target.transaction() as tx:
+                for source in sources[1:]:
+                    for p in projections:
+                        p.merge(tx, source)
+                        tx.execute(f"INSERT INTO tracking SELECT * FROM {_ident(source)}."
+                                   "tracking WHERE projection = ?", (p.name,))
+                        (applied,), = tx.query(f"SELECT count(*) FROM {_ident(source)}."
+                                               "applied_events WHERE projection = ?", (p.name,))
+                        repeated += applied - tx.execute(
+                            f"INSERT INTO applied_events SELECT * FROM {_ident(source)}."
+                            "applied_events WHERE projection = ? ON CONFLICT DO NOTHING",
+                            (p.name,))
+                    for table in ("quarantine", "subject_partitions"):
+                        tx.execute(f"INSERT INTO {table} SELECT * FROM {_ident(source)}.{table} "
+                                   "ON CONFLICT DO NOTHING")
+        finally:
+            target.close()
+        self.adopt(sources[:1], [projections])
+        return repeated
 
     def _replace_rows(self, tx: ViewTransaction, source: str, table: str) -> None:
         live, built = f"{_ident(self.schema)}.{_ident(table)}", f"{_ident(source)}.{_ident(table)}"

@@ -121,7 +121,7 @@ class Projection(ABC):
             if table in self.volatile:
                 continue
             _check_people_disjoint(tx, table, source)
-            tx.execute(f"INSERT OR IGNORE INTO main.{table} SELECT * FROM {source}.{table}")
+            tx.copy_rows(table, source)
 
     @abstractmethod
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
@@ -131,8 +131,7 @@ class Projection(ABC):
 def _check_people_disjoint(tx: ViewTransaction, table: str, source: str) -> None:
     """Refuse to merge a share whose people (a table keyed by ``pseudonym`` alone) are
     already here."""
-    keys = [row[1] for row in tx.query(f"PRAGMA {source}.table_info({table})") if row[5]]
-    if keys != ["pseudonym"]:
+    if tx.key_columns(table, source) != ["pseudonym"]:
         return
     clash = tx.query(f"SELECT 1 FROM {source}.{table} WHERE pseudonym IN "
                      f"(SELECT pseudonym FROM main.{table}) LIMIT 1")

@@ -97,6 +97,15 @@ class ViewTransaction(ABC):
         """The columns of ``table`` in this store, in order (empty if there is none)."""
         return [row[1] for row in self.query(f"PRAGMA table_info({table})")]
 
+    def key_columns(self, table: str, source: str) -> list[str]:
+        """The primary key columns of ``table`` in the attached store ``source``."""
+        return [row[1] for row in self.query(f"PRAGMA {source}.table_info({table})") if row[5]]
+
+    def copy_rows(self, table: str, source: str) -> int:
+        """Add the rows of ``table`` in the attached store ``source`` to this store's,
+        but those whose key is here already; return how many were added."""
+        return self.execute(f"INSERT OR IGNORE INTO main.{table} SELECT * FROM {source}.{table}")
+
     def track(self, projection: str, log_id: str, position: Position) -> None:
         """Record how far ``projection`` has read ``log_id``: commits with the view rows."""
         self.executemany(
@@ -269,12 +278,6 @@ class ViewStore(ABC):
     def builds_aside(self) -> bool:
         """Whether ``scratch`` gives places to build views aside."""
         return False
-
-    @property
-    def can_merge_shares(self) -> bool:
-        """Whether ``merge`` can join views built from shares of the log's partitions
-        (else a parallel rebuild splits the projections, each group read whole)."""
-        return self.builds_aside
 
     def scratch(self, count: int) -> list[str] | None:
         """Places for ``count`` fresh, empty stores beside this one, in which a rebuild

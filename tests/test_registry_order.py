@@ -209,9 +209,9 @@ def one_process(log: EventLog, batch_size: int) -> dict[str, Any]:
     return views(store)
 
 
-def split_by_partition(log: EventLog, shares: list[list[int]], folder: Path) -> dict[str, Any]:
+def split_by_partition(log: EventLog, shares: list[list[int]], store: ViewStore
+                       ) -> dict[str, Any]:
     """What ``parallel_rebuild`` does with a worker per share, in this process."""
-    store = SQLiteViewStore(folder / "views.db")
     runner = ProjectionRunner(log, store, all_projections(), batch_size=17)
     places = store.scratch(len(shares))
     assert places is not None
@@ -292,9 +292,21 @@ def test_one_process_in_any_order(shaped: dict[int, list[LogRecord]], expected: 
 def test_split_by_partition_in_any_order(shaped: dict[int, list[LogRecord]],
                                          expected: dict[str, Any], tmp_path: Path,
                                          shares: list[list[int]], order: str) -> None:
-    got = split_by_partition(ShapedLog(shaped, ORDERS[order]), shares, tmp_path)
+    got = split_by_partition(ShapedLog(shaped, ORDERS[order]), shares,
+                             SQLiteViewStore(tmp_path / "views.db"))
     for table in expected:
         assert got[table] == expected[table], f"{table} differs, shares {shares}"
+
+
+def test_split_by_partition_into_postgres(shaped: dict[int, list[LogRecord]],
+                                          expected: dict[str, Any], postgres_url: str) -> None:
+    """Shares built in scratch schemas, merged there, swapped in (``PostgresViewStore``)."""
+    from consumers.postgres import PostgresViewStore
+
+    got = split_by_partition(ShapedLog(shaped, ORDERS["random seed 3"]), [[3], [1], [2, 0]],
+                             PostgresViewStore(postgres_url))
+    for table in expected:
+        assert got[table] == expected[table], f"{table} differs in PostgreSQL"
 
 
 @pytest.mark.parametrize("owners", [[[0, 1], [2, 3]], [[3, 0], [1], [2]]])
@@ -306,6 +318,30 @@ def test_group_members_in_any_order(shaped: dict[int, list[LogRecord]],
                         lambda: SQLiteViewStore(tmp_path / "group.db"))
     for table in expected:
         assert got[table] == expected[table], f"{table} differs, owners {owners}"
+
+
+def test_a_person_in_two_shares_is_refused_and_changes_nothing_in_postgres(
+        shaped: dict[int, list[LogRecord]], postgres_url: str) -> None:
+    """A person's event in a second partition (a producer that did not key by pseudonym):
+    the shares cannot be merged; the store's views are left as they were."""
+    from consumers.postgres import PostgresViewStore
+    from ledger.errors import IntegrityError
+
+    stray = next(r for r in shaped[0] if r.event_type == "data.collected")
+    parts = {p: list(rs) for p, rs in shaped.items()}
+    parts[1].append(LogRecord(1, len(parts[1]), "stray-1", stray.event_type, stray.subject,
+                              stray.recorded_at, stray.payload.replace(
+                                  stray.event_id.encode(), b"stray-1")))
+    store = PostgresViewStore(postgres_url)
+    ProjectionRunner(ShapedLog(shaped, round_robin), store, all_projections()).run()
+    before = views(store)
+    with pytest.raises(IntegrityError, match="more than one partition"):
+        split_by_partition(ShapedLog(parts, round_robin), [[0], [1, 2, 3]], store)
+    store = PostgresViewStore(postgres_url)
+    try:
+        assert views(store) == before
+    finally:
+        store.close()
 
 
 def test_group_members_into_postgres(shaped: dict[int, list[LogRecord]],
@@ -346,10 +382,10 @@ def test_a_sqlite_log_finds_the_same(events: list[dict[str, Any]], expected: dic
 @pytest.mark.kafka
 def test_every_reader_of_a_real_topic_gives_the_same_views(
         events: list[dict[str, Any]], settings: Any, kafka_bootstrap: str,
-        tmp_path: Path) -> None:
+        postgres_url: str, tmp_path: Path) -> None:
     """The scenario published to a real topic of 4 partitions (murmur2 keys, registry
     events copied by ``KafkaEventLog.append``): a rebuild in one process, partition-split
-    rebuild in 2 worker processes, two ``pdl consume`` group members sharing one
+    rebuild in 2 worker processes (into SQLite and into PostgreSQL), two ``pdl consume`` group members sharing one
     store, and the broker's own records replayed in adversarial orders all agree."""
     import threading
 
@@ -357,6 +393,7 @@ def test_every_reader_of_a_real_topic_gives_the_same_views(
 
     from consumers.consume import KafkaGroupConsumer
     from consumers.parallel import parallel_rebuild
+    from consumers.postgres import PostgresViewStore
     from ledger.factory import create_log
 
     kafka = kafka_settings(settings, kafka_bootstrap, partitions=PARTITIONS)
@@ -374,11 +411,10 @@ def test_every_reader_of_a_real_topic_gives_the_same_views(
         for order in ("partition 3 first", "round robin", "random seed 2"):
             assert one_process(ShapedLog(parts, ORDERS[order]), 7) == expected, order
 
-        for workers in (2,):
-            store = SQLiteViewStore(tmp_path / f"rebuilt-{workers}.db")
+        for store in (SQLiteViewStore(tmp_path / "rebuilt.db"), PostgresViewStore(postgres_url)):
             runner = ProjectionRunner(log, store, all_projections())
-            parallel_rebuild(runner, workers=workers)
-            assert views(store) == expected, f"{workers} workers"
+            parallel_rebuild(runner, workers=2)  # split by partition
+            assert views(store) == expected, type(store).__name__
             store.close()
 
         group = tmp_path / "group.db"
