@@ -57,7 +57,7 @@ import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from consumers.views import TRACKING_SCHEMA, ViewStore, ViewTransaction
+from consumers.views import TRACKING_SCHEMA, ViewStore, ViewTransaction, merge_share
 from ledger.errors import ConfigurationError, IntegrityError, OperationalError, PersistenceError
 
 #: First key of the advisory lock that serialises the writers of one set of views (the
@@ -172,7 +172,7 @@ class _PostgresTransaction(ViewTransaction):
             "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
             "AND a.attnum = ANY(i.indkey) WHERE i.indisprimary AND i.indrelid = "
             "(quote_ident(%s) || '.' || quote_ident(%s))::regclass ORDER BY a.attnum",
-            (source, table))]
+            (_unquote(source), table))]
 
     def copy_rows(self, table: str, source: str) -> int:
         # identity columns SQLite keeps hidden (``rowid``) are numbered afresh here, as
@@ -180,10 +180,11 @@ class _PostgresTransaction(ViewTransaction):
         names = [row[0] for row in self._conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
             "AND table_name = %s AND is_identity = 'NO' ORDER BY ordinal_position",
-            (source, table))]
+            (_unquote(source), table))]
         columns = ", ".join(_ident(n) for n in names)
         return self.execute(f"INSERT INTO {_ident(table)} ({columns}) SELECT {columns} "
-                            f"FROM {_ident(source)}.{_ident(table)} ON CONFLICT DO NOTHING")
+                            f"FROM {_ident(_unquote(source))}.{_ident(table)} "
+                            "ON CONFLICT DO NOTHING")
 
     def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
         rows = self._conn.execute(
@@ -382,16 +383,7 @@ class PostgresViewStore(ViewStore):
         try:
             with target.transaction() as tx:
                 for source in sources[1:]:
-                    for p in projections:
-                        p.merge(tx, source)
-                        tx.execute(f"INSERT INTO tracking SELECT * FROM {_ident(source)}."
-                                   "tracking WHERE projection = ?", (p.name,))
-                        (applied,), = tx.query(f"SELECT count(*) FROM {_ident(source)}."
-                                               "applied_events WHERE projection = ?", (p.name,))
-                        repeated += applied - tx.execute(
-                            f"INSERT INTO applied_events SELECT * FROM {_ident(source)}."
-                            "applied_events WHERE projection = ? ON CONFLICT DO NOTHING",
-                            (p.name,))
+                    repeated += merge_share(tx, projections, _ident(source))
                     for table in ("quarantine", "subject_partitions"):
                         tx.execute(f"INSERT INTO {table} SELECT * FROM {_ident(source)}.{table} "
                                    "ON CONFLICT DO NOTHING")
@@ -424,6 +416,13 @@ _BOOKKEEPING = frozenset({"tracking", "applied_events", "view_meta", "quarantine
 def _ident(name: str) -> str:
     """A quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def _unquote(name: str) -> str:
+    """A schema name as given to SQL (quoted by ``_ident``, or plain) as the catalogue has it."""
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        return name[1:-1].replace('""', '"')
+    return name
 
 
 def _tables(tx: ViewTransaction, schema: str) -> list[str]:

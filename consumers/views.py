@@ -308,6 +308,24 @@ class ViewStore(ABC):
         """Release connections."""
 
 
+def merge_share(tx: ViewTransaction, projections: Sequence[Any], source: str) -> int:
+    """Add the views ``projections`` built from one share of the log's partitions in the
+    store ``source`` (attached, or a schema) to this one: rows (``Projection.merge``),
+    tracking and applied event ids. Returns the applications the share repeats (an
+    event about no one, applied by every share)."""
+    repeated = 0
+    for p in projections:
+        p.merge(tx, source)
+        tx.execute(f"INSERT INTO main.tracking SELECT * FROM {source}.tracking "
+                   "WHERE projection = ?", (p.name,))
+        (applied,), = tx.query(f"SELECT count(*) FROM {source}.applied_events "
+                               "WHERE projection = ?", (p.name,))
+        repeated += applied - tx.execute(
+            f"INSERT OR IGNORE INTO main.applied_events SELECT * FROM "
+            f"{source}.applied_events WHERE projection = ?", (p.name,))
+    return repeated
+
+
 class _SQLiteTransaction(ViewTransaction):
     def __init__(self, db: sqlite3.Connection):
         self._db = db
@@ -455,15 +473,7 @@ class SQLiteViewStore(ViewStore):
                 p.reset(tx, indexes=False)
             # share by share, so the first copies into empty tables (SQLite's fast transfer)
             for alias in aliases:
-                for p in projections:
-                    p.merge(tx, alias)
-                    tx.execute(f"INSERT INTO main.tracking SELECT * FROM {alias}.tracking "
-                               "WHERE projection = ?", (p.name,))
-                    (applied,), = tx.query(f"SELECT count(*) FROM {alias}.applied_events "
-                                           "WHERE projection = ?", (p.name,))
-                    repeated += applied - tx.execute(
-                        f"INSERT OR IGNORE INTO main.applied_events SELECT * FROM "
-                        f"{alias}.applied_events WHERE projection = ?", (p.name,))
+                repeated += merge_share(tx, projections, alias)
             for alias in aliases:
                 self._copy_quarantine(tx, alias)
             for p in projections:
