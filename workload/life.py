@@ -159,6 +159,10 @@ from workload.tables import (
     SEC,
     SG_CROSS_BORDER,
     SHORT_RETENTION_DAYS,
+    EXTENDED_RETENTION_DAYS,
+    _ADDRESS_DELETED,
+    _ADDRESS_ERASED,
+    _ADDRESS_USED,
     SPECIAL,
     SUPPORT,
     SURNAMES,
@@ -406,13 +410,23 @@ class Life:
             if Planted.SERVICE_DENIED_AFTER_REFUSAL in kinds:
                 self.add(tr + _between(r, 1 * MIN, 2 * DAY), "service.denied", _DENIED_PROFILE,
                          S_CONSOLE)
-        elif r.random() < 0.65:
+        elif Planted.DELETED_DATA_USED in kinds or r.random() < 0.65:
             self.has_profile = True
             tp = self.some_day(t0 + 5 * MIN, min(end, t0 + 20 * DAY))
             keys: tuple[str, ...] = (NAME, ORG, JOB, INDUSTRY, ADDRESS) if self.enterprise else \
                 (NAME, ADDRESS, INDUSTRY)
             self.add(tp, "data.collected", _PROFILE_ENTERPRISE if self.enterprise else _PROFILE,
                      S_CONSOLE, keys)
+            planted = Planted.DELETED_DATA_USED in kinds
+            if (planted or (not kinds and r.random() < 0.05)) and tp + DAY < end:
+                # 6.3: the person deletes their address; it is erased (source and backup)
+                # the next night, as after a closure
+                td = self.some_day(tp + DAY, min(end, tp + 30 * DAY))
+                self.add(td, "data.deleted_by_subject", _ADDRESS_DELETED, S_CONSOLE)
+                self.add(self.nightly(td), "data.erased", _ADDRESS_ERASED, S_PRIVACY)
+                if planted:
+                    self.add(self.some_day(td + 5 * DAY, td + 20 * DAY), "data.used",
+                             _ADDRESS_USED, S_SUPPORT)
 
     def real_name_verification(self) -> None:
         """Real-name verification (2.1.1(2)): enterprise papers, face, ID photo or bank."""
@@ -604,14 +618,29 @@ class Life:
                               forced_withdrawal=Planted.PROFILING_AFTER_WITHDRAWAL in kinds)
         if not kinds and r.random() < 0.05:
             self.consent_uses(RECOMMEND, end)
-        if Planted.HELD_PAST_RETENTION in kinds or (not kinds and r.random() < 0.04):
+        unfounded = Planted.RETENTION_EXTENDED_WITHOUT_BASIS in kinds
+        if Planted.HELD_PAST_RETENTION in kinds or unfounded or (not kinds and r.random() < 0.04):
             tc = self.some_day(t0 + DAY, min(end, t0 + 20 * DAY))
             cid, _ = self.consent(tc, PROMOTION, [SPECIAL], "notice-student-plan")
             self.add(tc + _between(r, MIN, HOUR), "data.collected",
                      _collected([SPECIAL], PROMOTION, PROMO, retention=SHORT_RETENTION_DAYS,
                                 consent_id=cid, notice_ref=f"notice-student-plan-"
                                 f"{sim.version_for_new(tc)}"), S_MARKETING, (SPECIAL,))
-            if Planted.HELD_PAST_RETENTION not in kinds:
+            if Planted.HELD_PAST_RETENTION in kinds:
+                pass  # never erased
+            elif unfounded or (not kinds and r.random() < 0.3 and tc + 25 * DAY < end):
+                # 6.3: the proof kept longer, on the person's consent (planted: a consent
+                # never given), and erased at the extended date
+                te = self.some_day(tc + 10 * DAY, tc + 25 * DAY)
+                keep = f"cns-{self.subject}-renewal"
+                if not unfounded:
+                    keep, _ = self.consent(te, PROMOTION, [SPECIAL], "notice-proof-renewal")
+                self.add(te + _between(r, MIN, HOUR), "data.retention_extended", {
+                    "categories": [SPECIAL], "stores": [PROMO],
+                    "until": _iso(tc + EXTENDED_RETENTION_DAYS * DAY), "basis": "consent",
+                    "consent_id": keep}, S_MARKETING)
+                self.expire(tc, PROMO, EXTENDED_RETENTION_DAYS)
+            else:
                 self.expire(tc, PROMO, SHORT_RETENTION_DAYS)
         if Planted.PROMOTION_DATA_WITHOUT_CONSENT in kinds:
             tc = self.some_day(t0 + DAY, t0 + 30 * DAY)

@@ -34,6 +34,7 @@ CAMPAIGN_EVERY = 45 * DAY  # marketing e-mail campaigns
 LOG_RETENTION_DAYS = 180
 TICKET_RETENTION_DAYS = 365
 SHORT_RETENTION_DAYS = 30  # invitations, promotion proofs
+EXTENDED_RETENTION_DAYS = 90  # a promotion proof kept longer on the person's consent (6.3)
 LEGAL_HOLD = 3 * YEAR  # payment records after closure (e-commerce / tax law)
 REQUEST_DEADLINE = 15 * DAY
 #: Share of people who break a promise (at least one violator per kind for people >= 200).
@@ -417,6 +418,10 @@ _EXPIRED_SG = {"categories": _SESSION_CATS, "stores": ["log-lake-sg"], "method":
 _EXPIRED_SKIP_BACKUP = {"categories": _SESSION_SEARCH_CATS, "stores": [LOGS], "method": "erased",
                         "reason": "retention_expired"}
 _FRIEND_EXPIRED = _erased([EMAIL], INVITES, "retention_expired")
+#: 6.3: the person deletes their address from the profile; erased from source and backup.
+_ADDRESS_DELETED = _Payload({"categories": [ADDRESS]})
+_ADDRESS_ERASED = _erased([ADDRESS], PROFILE, "user_request")
+_ADDRESS_USED = _used([ADDRESS], "essential.service.operations.support", "ticket-system")
 _SMS_AFTER_CLOSURE = _shared(SMS, [PHONE], M_SMS)
 _EMAIL_AFTER_CLOSURE = _used([EMAIL], M_EMAIL, "campaign-mailer", message_kind=M_EMAIL)
 _INCIDENT_CATS = [IP, DEVICE_ID, BROWSING]

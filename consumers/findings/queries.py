@@ -27,7 +27,10 @@ def list_findings(store: ViewStore, clause: str | None = None, now: datetime | N
                   deadline_days: int = DEFAULT_DEADLINE_DAYS,
                   closure_days: int = DEFAULT_DEADLINE_DAYS,
                   erasure_grace_days: int = ERASURE_GRACE_DAYS,
-                  incident_report_hours: int = Settings.incident_report_hours) -> list[Finding]:
+                  incident_report_hours: int = Settings.incident_report_hours,
+                  incident_contingency_hours: int = Settings.incident_contingency_hours,
+                  incident_containment_hours: int = Settings.incident_containment_hours,
+                  ) -> list[Finding]:
     """Every finding as of ``now`` (default: the current time; naive means UTC), by time.
 
     The stored findings, plus those of the timed rules, evaluated at ``now``: data kept
@@ -36,13 +39,15 @@ def list_findings(store: ViewStore, clause: str | None = None, now: datetime | N
     held data kept more than ``erasure_grace_days`` after the hold ends (2.1.1(1)d);
     rights requests not answered by their due date, ``deadline_days`` after receipt unless
     the request names one (7.1); incidents closed or older than 72 h that were not reported,
-    or whose affected people were not notified (6.2.1a).
+    or whose affected people were not notified or given security advice, and incidents
+    whose contingency plan was not started (24 h) or spread not stopped (72 h) (6.2.1a).
     ``clause`` keeps the findings whose clause starts with it ("3", "2.1.1(2)b").
     Needs the tables of ``FindingsProjection``: run it (``ProjectionRunner``) first.
     """
     when = now if now is not None else datetime.now(UTC)
     clocks = Clocks(to_us(when if when.tzinfo is not None else when.replace(tzinfo=UTC)),
-                    deadline_days, closure_days, erasure_grace_days, incident_report_hours)
+                    deadline_days, closure_days, erasure_grace_days, incident_report_hours,
+                    incident_contingency_hours, incident_containment_hours)
     found = [Finding(c, p, e, int(part), int(off), from_us(t), x)
              for c, p, e, part, off, t, x in stored_findings(store, clause)]
     timed: list[Iterator[Finding]] = [

@@ -69,11 +69,14 @@ class Clocks:
     closure_days: int
     erasure_grace_days: int
     incident_report_hours: int = 72
+    incident_contingency_hours: int = 24
+    incident_containment_hours: int = 72
 
 
 #: The clocks a timed rule may name (``Clocks`` fields other than ``now``): each is a
 #: threshold of ``consumers.findings.thresholds`` (a setting, cited or "assumed").
-CLOCKS: Final = ("deadline_days", "closure_days", "erasure_grace_days", "incident_report_hours")
+CLOCKS: Final = ("deadline_days", "closure_days", "erasure_grace_days", "incident_report_hours",
+                 "incident_contingency_hours", "incident_containment_hours")
 
 EventCheck = Callable[["Batch", "Item", Any], "str | None"]
 TimedCheck = Callable[["ViewStore", Clocks], Iterator[Finding]]

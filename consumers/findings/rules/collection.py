@@ -24,7 +24,8 @@ from schemas import taxonomy as tx
 
 #: Every event type that can name categories (1.3 reads them all).
 _NAMING_CATEGORIES = (
-    ev.DataUsed, ev.DataShared, ev.DataCollected, ev.DataErased, ev.DataLinked,
+    ev.DataUsed, ev.DataShared, ev.DataCollected, ev.DataErased, ev.RetentionExtended,
+    ev.DataDeletedBySubject, ev.DataLinked,
     ev.DataCorrected, ev.CollectionRefused, ev.ServiceDenied, ev.SubjectClosed,
     ev.ConsentGranted, ev.RecipientRegistered, ev.RequestReceived, ev.IncidentOpened,
 )
