@@ -374,7 +374,8 @@ def clock_findings(views: ViewStore, desk: CaseDesk, now: datetime,
                     "clause": "6.2.1a", "pseudonym": None, "event_id": event_id,
                     "partition": partition, "offset": offset, "time": c.due.isoformat(),
                     "explanation": f"incident {incident.incident_id}: {c.duty} {c.state} "
-                                   f"(due {c.due.isoformat()}; {c.citation.split(':')[0]})"})
+                                   f"(due {c.due.isoformat()}; {c.citation.split(':')[0]})",
+                    "status": "open", "remedied_by": None, "remedied_at": None})
     return out
 
 

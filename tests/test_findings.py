@@ -939,3 +939,32 @@ def test_data_given_again_after_a_deletion_may_be_used(ledger: Ledger) -> None:
     assert [(f.clause, f.time) for f in found] == [("6.3b", at(3))]
     assert found[0].explanation == ("use for essential.service.security of data the person "
                                     "deleted (user.contact.email): not for the legal obligation")
+
+
+# --- 7.4: a finding and the later event that remedies it -----------------------------------
+
+
+def test_unlawfully_collected_data_erased_everywhere_or_corrected_remedies_its_finding(
+        ledger: Ledger) -> None:
+    events = [
+        collected(ALICE, at(0), [FACE], "kyc-db", backups=["kyc-backup"], retention_days=365,
+                  purpose="essential.service.identity_verification"),  # 2.1.1(2)a
+        erased(ALICE, at(2), ["user.biometric"], ["kyc-db"]),  # not the backup: still open
+        erased(ALICE, at(3), [FACE], ["kyc-db", "kyc-backup"]),  # now remedied
+        collected(ALICE, at(1), [PASSWORD], protection="plain"),  # 2.1.1(1)a
+        wire("data.corrected", at(4), categories=[PASSWORD], store="accounts-db"),
+        collected(ALICE, at(1), [IP], "logs-sg", location="SG", source="device"),  # 6.3c
+    ]
+    results = ledger.publish(events)
+    store = project(ledger)
+    found = {f.clause: f for f in list_findings(store, now=NOW)
+             if f.clause in ("2.1.1(1)a", "2.1.1(2)a", "6.3c")}
+    assert {c: (f.status, f.remedied_by) for c, f in found.items()} == {
+        "2.1.1(2)a": ("remedied", events[2]["id"]),
+        "2.1.1(1)a": ("remedied", events[4]["id"]),
+        "6.3c": ("open", None)}
+    assert found["2.1.1(2)a"].remedied_at == at(3) and results[2].event_id == events[2]["id"]
+    # as of before the remedy, the finding is open
+    before = [f for f in list_findings(store, now=at(2.5)) if f.clause == "2.1.1(2)a"]
+    assert [(f.status, f.as_dict()["remedied_by"]) for f in before] == [("open", None)]
+    assert found["2.1.1(1)a"].as_dict()["status"] == "remedied"

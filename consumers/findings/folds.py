@@ -118,6 +118,8 @@ def erased(batch: Batch, item: Item, data: ev.DataErased) -> None:
             h.changed = True
             skipped.extend(cell for cell in left if cell[CATEGORY] in touched)
     batch.skipped = skipped
+    if batch.person(item).unremedied:  # 7.4: unlawfully collected data erased
+        batch.remedied(item, stores, covered, everywhere=True)
 
 
 def extension_problem(batch: Batch, item: Item, data: ev.RetentionExtended) -> str | None:
@@ -150,6 +152,13 @@ def deleted_by_subject(batch: Batch, item: Item, data: ev.DataDeletedBySubject) 
     batch.changed(item)
     batch.deletions.append((item.record.event_id, item.event.subject or "", item.at,
                             json.dumps(list(cats)), json.dumps(list(held)), until))
+
+
+def corrected(batch: Batch, item: Item, data: ev.DataCorrected) -> None:
+    """A correction remedies a finding on the data it corrects (7.4: 更正或删除)."""
+    if batch.person(item).unremedied:
+        batch.remedied(item, frozenset((data.store,)), covered_by(tuple(data.categories)),
+                       everywhere=False)
 
 
 def refused(batch: Batch, item: Item, data: ev.CollectionRefused) -> None:
@@ -287,6 +296,7 @@ def notified(batch: Batch, item: Item, data: ev.IncidentSubjectNotified) -> None
 FOLDS: Final[dict[type[ev.EventData], Fold]] = {
     ev.DataCollected: collected,
     ev.DataErased: erased,
+    ev.DataCorrected: corrected,
     ev.RetentionExtended: retention_extended,
     ev.DataDeletedBySubject: deleted_by_subject,
     ev.CollectionRefused: refused,

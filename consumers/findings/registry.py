@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Finding:
-    """One broken promise: which clause, whose data, which event, when, and why."""
+    """One broken promise: which clause, whose data, which event, when, and why; and the
+    later event that remedied it, if any (7.4: the data erased or corrected)."""
 
     clause: str
     pseudonym: str | None
@@ -46,9 +47,16 @@ class Finding:
     offset: int
     time: datetime
     explanation: str
+    remedied_by: str | None = None
+    remedied_at: datetime | None = None
+
+    @property
+    def status(self) -> str:
+        """``open``, or ``remedied`` once a later event put it right."""
+        return "open" if self.remedied_by is None else "remedied"
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (time in ISO 8601)."""
+        """A JSON-ready dict (times in ISO 8601)."""
         return {
             "clause": self.clause,
             "pseudonym": self.pseudonym,
@@ -57,6 +65,9 @@ class Finding:
             "offset": self.offset,
             "time": self.time.isoformat(),
             "explanation": self.explanation,
+            "status": self.status,
+            "remedied_by": self.remedied_by,
+            "remedied_at": self.remedied_at.isoformat() if self.remedied_at else None,
         }
 
 

@@ -104,6 +104,9 @@ class Person:
     purposes: dict[str, list[str]] = field(default_factory=dict)
     #: data the person deleted themselves (6.3), less what they gave again since
     deleted: list[Deletion] = field(default_factory=list)
+    #: findings on a collection or a linking not yet remedied (7.4): offending event id ->
+    #: [the stores that keep the data (empty: any), its categories, the clauses broken]
+    unremedied: dict[str, list[list[str]]] = field(default_factory=dict)
 
     # -- questions the rules ask -------------------------------------------------------
 
@@ -163,6 +166,8 @@ class Person:
             doc["verified"] = self.verified
         if self.purposes:
             doc["purp"] = self.purposes
+        if self.unremedied:
+            doc["unrem"] = self.unremedied
         if self.deleted:
             doc["del"] = [[d.time, list(d.categories), list(d.held), d.hold_until,
                            list(d.again)] for d in self.deleted]
@@ -182,6 +187,7 @@ class Person:
             first_party=doc.get("fp", []),
             verified=doc.get("verified", {}),
             purposes=doc.get("purp", {}),
+            unremedied=doc.get("unrem", {}),
             deleted=[Deletion(t, tuple(c), tuple(h), u, tuple(a))
                      for t, c, h, u, a in doc.get("del", [])],
         )

@@ -34,6 +34,7 @@ STAFF_TABLE: Final = "findings_staff"
 STEPS_TABLE: Final = "findings_incident_steps"
 EXTENSIONS_TABLE: Final = "findings_extensions"
 DELETIONS_TABLE: Final = "findings_deletions"
+REMEDIES_TABLE: Final = "findings_remedies"
 
 SCHEMA: Final[tuple[str, ...]] = (
     f"""CREATE TABLE IF NOT EXISTS {FINDINGS_TABLE} (
@@ -146,11 +147,20 @@ SCHEMA: Final[tuple[str, ...]] = (
         held       TEXT NOT NULL,
         hold_until BIGINT
     )""",
+    # 7.4: the later event that remedied a finding (the unlawfully collected data erased
+    # from every store that kept it, or corrected).
+    f"""CREATE TABLE IF NOT EXISTS {REMEDIES_TABLE} (
+        event_id        TEXT NOT NULL,
+        clause          TEXT NOT NULL,
+        remedy_event_id TEXT NOT NULL,
+        time            BIGINT NOT NULL,
+        PRIMARY KEY (event_id, clause)
+    )""",
 )
 
 TABLES: Final = (FINDINGS_TABLE, SUBJECTS_TABLE, HOLDINGS_TABLE, CLOSURES_TABLE, REQUESTS_TABLE,
                  RECIPIENTS_TABLE, POLICIES_TABLE, INCIDENTS_TABLE, NOTICES_TABLE, STAFF_TABLE,
-                 STEPS_TABLE, EXTENSIONS_TABLE, DELETIONS_TABLE)
+                 STEPS_TABLE, EXTENSIONS_TABLE, DELETIONS_TABLE, REMEDIES_TABLE)
 
 CHUNK: Final = 500  # bound on "IN (?, ...)" lists
 
@@ -311,6 +321,7 @@ class Batch:
         self.incident_steps: list[tuple[str, str, int]] = []
         self.extensions: list[tuple[str, str, int, int, str, str]] = []
         self.deletions: list[tuple[str, str, int, str, str, int | None]] = []
+        self.remedies: list[tuple[str, str, str, int]] = []
         #: cells the erasure being folded left in a store it did not name (6.3a)
         self.skipped: list[Cell] = []
 
@@ -327,10 +338,37 @@ class Batch:
         self.dirty.add(item.event.subject or "")
 
     def flag(self, clause: str, item: Item, explanation: str) -> None:
-        """Record a finding of ``clause`` on ``item``'s event."""
+        """Record a finding of ``clause`` on ``item``'s event; one on a collection or a
+        linking waits for its remedy (7.4: erased or corrected later)."""
         record, event = item.record, item.event
         self.findings.append((clause, event.subject, record.event_id, record.partition,
                               record.offset, item.at, explanation))
+        data = event.data
+        if event.subject and isinstance(data, ev.DataCollected | ev.DataLinked):
+            pending = self.person(item).unremedied.setdefault(record.event_id, [
+                [data.store, *data.backups] if isinstance(data, ev.DataCollected) else [],
+                list(data.categories), []])
+            if clause not in pending[2]:
+                pending[2].append(clause)
+            self.changed(item)
+
+    def remedied(self, item: Item, stores: frozenset[str], categories: frozenset[str], *,
+                 everywhere: bool) -> None:
+        """``item`` erased or corrected ``categories`` (each key and those below it) in
+        ``stores``: the person's pending findings whose data it reaches — in every store
+        that keeps it if ``everywhere`` (an erasure), else in one (a correction) — are
+        remedied by it."""
+        person = self.person(item)
+        for event_id, (kept_in, cats, clauses) in list(person.unremedied.items()):
+            if not all(c in categories for c in cats):
+                continue
+            if kept_in and not (set(kept_in) <= stores if everywhere
+                                else not stores.isdisjoint(kept_in)):
+                continue
+            for clause in clauses:
+                self.remedies.append((event_id, clause, item.record.event_id, item.at))
+            del person.unremedied[event_id]
+            self.changed(item)
 
     def flush(self) -> None:
         """Write every change of the batch, one ``executemany`` per kind."""
@@ -421,6 +459,10 @@ class Batch:
             tx_.executemany(
                 f"INSERT INTO {STEPS_TABLE} (incident_id, step, at) VALUES (?, ?, ?) "
                 "ON CONFLICT (incident_id, step) DO NOTHING", self.incident_steps)
+        if self.remedies:
+            tx_.executemany(
+                f"INSERT INTO {REMEDIES_TABLE} (event_id, clause, remedy_event_id, time) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (event_id, clause) DO NOTHING", self.remedies)
         if self.extensions:
             tx_.executemany(
                 f"INSERT INTO {EXTENSIONS_TABLE} (event_id, pseudonym, time, until, categories,"
@@ -437,12 +479,14 @@ class Batch:
 
 
 def stored_findings(store: ViewStore, prefix: str | None) -> list[tuple[Any, ...]]:
-    """The ``findings`` rows whose clause starts with ``prefix`` (all if None)."""
-    sql = (f'SELECT clause, pseudonym, event_id, partition, "offset", time, explanation '
-           f"FROM {FINDINGS_TABLE}")
+    """The ``findings`` rows whose clause starts with ``prefix`` (all if None), each with
+    its remedy if any (event id and time, or nulls)."""
+    sql = (f'SELECT f.clause, f.pseudonym, f.event_id, f.partition, f."offset", f.time, '
+           f"f.explanation, r.remedy_event_id, r.time FROM {FINDINGS_TABLE} f "
+           f"LEFT JOIN {REMEDIES_TABLE} r ON r.event_id = f.event_id AND r.clause = f.clause")
     params: tuple[Any, ...] = ()
     if prefix:
-        sql += " WHERE substr(clause, 1, ?) = ?"
+        sql += " WHERE substr(f.clause, 1, ?) = ?"
         params = (len(prefix), prefix)
     return store.query(sql, params)
 
