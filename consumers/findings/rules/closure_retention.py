@@ -120,29 +120,38 @@ def after_closure(batch: Batch, item: Item, data: ev.DataUsed | ev.DataShared) -
     return f"{what} for {purpose} after account closure: {reason}"
 
 
-def _late_cells(cells: list[list[Any]], since: int, held: list[str], until: int | None,
-                allowed_us: int, grace_us: int, now: int,
-                only: list[str] | None = None) -> list[_Late]:
-    """The cells (of ``only`` categories, if given) not erased by ``since`` (a closure or
-    the person's deletion) and kept past their deadline: ``allowed_us`` after it beyond the
-    legal hold, the grace after the hold's end within it (an open-ended hold: never)."""
-    late: list[_Late] = []
-    for category, kept_in, erased in cells:
-        if (erased is not None and erased <= since) or (
-                only is not None and not any(tx.covers(c, category) for c in only)):
-            continue
-        in_hold = any(tx.covers(h, category) for h in held)
-        if in_hold and until is None:
-            continue
-        deadline = until + grace_us if in_hold and until is not None else since + allowed_us
-        if deadline < now and (erased is None or erased > deadline):
-            late.append(_Late(category, kept_in, deadline, in_hold))
-    return late
-
-
-def _why_late(late: list[_Late], allowed: timedelta, after: str) -> str:
-    return ("after the legal hold ended" if all(x.in_hold for x in late)
-            else f"more than {allowed.days} days after {after}, beyond the legal hold")
+def _kept_after(clause: str, rows: list[tuple[Any, ...]], clocks: Clocks, after: str,
+                selected: bool) -> Iterator[Finding]:
+    """Findings of data kept after a closure or the person's deletion (``rows``: event id,
+    pseudonym, partition, offset, cells JSON, since, [categories JSON if ``selected``],
+    held JSON, hold until): beyond the legal hold, erased within ``closure_days`` of it;
+    within the hold, within the grace of its end (an open-ended hold: never)."""
+    allowed = timedelta(days=clocks.closure_days)
+    allowed_us = allowed // timedelta(microseconds=1)
+    grace_us = timedelta(days=clocks.erasure_grace_days) // timedelta(microseconds=1)
+    for row in rows:
+        event_id, pseudonym, partition, offset, cells, since = row[:6]
+        only: list[str] | None = json.loads(row[6]) if selected else None
+        held: list[str] = json.loads(row[-2])
+        until: int | None = row[-1]
+        late: list[_Late] = []
+        for category, kept_in, erased in json.loads(cells):
+            if (erased is not None and erased <= since) or (
+                    only is not None and not any(tx.covers(c, category) for c in only)):
+                continue
+            in_hold = any(tx.covers(h, category) for h in held)
+            if in_hold and until is None:
+                continue
+            deadline = until + grace_us if in_hold and until is not None else since + allowed_us
+            if deadline < clocks.now and (erased is None or erased > deadline):
+                late.append(_Late(category, kept_in, deadline, in_hold))
+        if late:
+            why = ("after the legal hold ended" if all(x.in_hold for x in late)
+                   else f"more than {allowed.days} days after {after}, beyond the legal hold")
+            yield Finding(clause, pseudonym, event_id, int(partition), int(offset),
+                          from_us(max(x.deadline for x in late)),
+                          f"{names(x.category for x in late)} still kept in "
+                          f"{names(x.store for x in late)} {why}")
 
 
 @timed("2.1.1(1)d", "data still held after account closure and legal retention",
@@ -151,19 +160,8 @@ def _why_late(late: list[_Late], allowed: timedelta, after: str) -> str:
 def kept_after_closure(store: ViewStore, clocks: Clocks) -> Iterator[Finding]:
     """After closure, data beyond the legal hold is erased within ``closure_days``, and the
     held categories within the grace of the hold's end."""
-    allowed = timedelta(days=clocks.closure_days)
-    allowed_us = allowed // timedelta(microseconds=1)
-    grace_us = timedelta(days=clocks.erasure_grace_days) // timedelta(microseconds=1)
-    for (event_id, pseudonym, partition, offset, cells, closed, held_json,
-         until) in holdings_after_closure(store):
-        late = _late_cells(json.loads(cells), closed, json.loads(held_json), until, allowed_us,
-                           grace_us, clocks.now)
-        if late:
-            yield Finding("2.1.1(1)d", pseudonym, event_id, int(partition), int(offset),
-                          from_us(max(x.deadline for x in late)),
-                          f"{names(x.category for x in late)} still kept in "
-                          f"{names(x.store for x in late)} "
-                          f"{_why_late(late, allowed, 'account closure')}")
+    return _kept_after("2.1.1(1)d", holdings_after_closure(store), clocks, "account closure",
+                       selected=False)
 
 
 @rule("6.3b", "use or disclosure of data the person deleted, beyond the legal hold",
@@ -197,16 +195,5 @@ def after_own_deletion(batch: Batch, item: Item, data: ev.DataUsed | ev.DataShar
 def kept_after_own_deletion(store: ViewStore, clocks: Clocks) -> Iterator[Finding]:
     """Data the person deleted is erased, source and backups, as after closure: within
     ``closure_days`` beyond the legal hold, the grace after the hold's end within it."""
-    allowed = timedelta(days=clocks.closure_days)
-    allowed_us = allowed // timedelta(microseconds=1)
-    grace_us = timedelta(days=clocks.erasure_grace_days) // timedelta(microseconds=1)
-    for (event_id, pseudonym, partition, offset, cells, deleted, cats_json, held_json,
-         until) in holdings_after_deletion(store):
-        late = _late_cells(json.loads(cells), deleted, json.loads(held_json), until,
-                           allowed_us, grace_us, clocks.now, only=json.loads(cats_json))
-        if late:
-            yield Finding("6.3a", pseudonym, event_id, int(partition), int(offset),
-                          from_us(max(x.deadline for x in late)),
-                          f"{names(x.category for x in late)} still kept in "
-                          f"{names(x.store for x in late)} "
-                          f"{_why_late(late, allowed, 'the person deleted it')}")
+    return _kept_after("6.3a", holdings_after_deletion(store), clocks, "the person deleted it",
+                       selected=True)
