@@ -865,6 +865,16 @@ def test_every_violation_the_simulator_plants_is_found(ledger: Ledger) -> None:
     assert {p: c for p, c in missed.items() if c} == {}
     others = {c for p, cs in by_person.items() if p not in expected for c in cs}
     assert others <= {"6.2.1a"}
+    # 7.4: unlawfully stored data the retention job erased later remedies its finding (the
+    # store abroad, 6.3c); each remedy is a later erasure or correction of the same person
+    by_id = {e["id"]: e for e in map(json.loads, lines)}
+    remedied = [f for f in found if f.status == "remedied"]
+    assert "6.3c" in {f.clause for f in remedied}
+    for f in remedied:
+        remedy = by_id[f.remedied_by or ""]
+        assert remedy["type"] in ("data.erased", "data.corrected")
+        assert ledger.pseudonymise(remedy["subject"]) == f.pseudonym
+        assert f.remedied_at is not None and f.remedied_at >= f.time
 
 
 def test_thresholds_are_settings_shown_by_explain(ledger: Ledger, capsys: pytest.CaptureFixture[str],

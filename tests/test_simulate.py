@@ -164,8 +164,11 @@ def test_violations_document_their_clauses() -> None:
     commitments = (ROOT.parent / "shared" / "policy" / "COMMITMENTS.md")
     if commitments.exists():
         text = commitments.read_text(encoding="utf-8")
+        # a clause of COMMITMENTS.md, or one of the project's finer ids in the docs' clause
+        # map (3.2c: the rest of 3.2's promise)
+        clause_map = (ROOT / "docs" / "findings.md").read_text(encoding="utf-8")
         for v in VIOLATIONS.values():
-            assert f"| {v.clause} |" in text, v.clause
+            assert f"| {v.clause} |" in text or f"| `{v.clause}` |" in clause_map, v.clause
 
 
 @pytest.mark.parametrize("people", [200, 300, 5000])
@@ -285,6 +288,21 @@ class _Checker:
     def on_service_denied(self, e: Any, s: str, d: dict[str, Any], t: datetime) -> None:
         if set(d.get("missing_categories", [])) & self.refused[s]:
             self.flag("service_denied_after_refusal", s)  # 2.1.1(1)c
+        if not d.get("missing_categories") and any(  # 3.2: withdrawal costs no core service
+                c["purpose"] in tx.PROFILING_USES and c["withdrawn"] is not None
+                and c["withdrawn"] <= t for c in self.consents[s].values()):
+            self.flag("denied_after_withdrawal", s)
+
+    def on_data_corrected(self, e: Any, s: str, d: dict[str, Any], t: datetime) -> None:
+        request = self.requests.get(d.get("request_id") or "")
+        if self.overlaps(d["categories"], tx.REAL_NAME_CATEGORIES) and (
+                request is None or not request["verified"]):
+            self.flag("real_name_changed_unverified", s)  # 7.1
+
+    def on_policy_notice_sent(self, e: Any, s: str, d: dict[str, Any], t: datetime) -> None:
+        if any(version == d["policy_version"] and effective <= t
+               for version, effective in self.material):
+            self.flag("notice_after_change", s)  # 8: told before it takes effect
 
     def on_data_collected(self, e: Any, s: str, d: dict[str, Any], t: datetime) -> None:
         cats = d["categories"]

@@ -163,6 +163,8 @@ from workload.tables import (
     _ADDRESS_DELETED,
     _ADDRESS_ERASED,
     _ADDRESS_USED,
+    _DENIED_AFTER_WITHDRAWAL,
+    _NAME_CORRECTED,
     SPECIAL,
     SUPPORT,
     SURNAMES,
@@ -613,6 +615,11 @@ class Life:
         if Planted.PROFILING_WITHOUT_CONSENT in kinds:
             self.add(self.some_day(t0 + 5 * DAY, t0 + 60 * DAY), "data.used",
                      _used(_PROFILE_CONSENT_CATS, PROFILING, "profile-engine"), S_PROFILE)
+        elif Planted.DENIED_AFTER_WITHDRAWAL in kinds:
+            # withdrawn by day 55 at the latest; then a core service is refused for it (3.2)
+            self.consent_uses(PROFILING, end, forced_withdrawal=True)
+            self.add(self.some_day(t0 + 60 * DAY, t0 + 90 * DAY), "service.denied",
+                     _DENIED_AFTER_WITHDRAWAL, S_CONSOLE)
         elif Planted.PROFILING_AFTER_WITHDRAWAL in kinds or r.random() < 0.25:
             self.consent_uses(PROFILING, end,
                               forced_withdrawal=Planted.PROFILING_AFTER_WITHDRAWAL in kinds)
@@ -697,6 +704,9 @@ class Life:
                                    verified=False)
             self.add(tv + _between(r, HOUR, 3 * DAY), "request.fulfilled", {"request_id": rid},
                      S_PRIVACY)
+        if Planted.REAL_NAME_CHANGED_UNVERIFIED in kinds:
+            self.add(self.some_day(t0 + 10 * DAY, t0 + 60 * DAY), "data.corrected",
+                     _NAME_CORRECTED, S_ACCOUNTS, (NAME,))
         last_request = self.end - 12 * DAY if self.closes else self.end
         if not kinds and r.random() < 0.08 and last_request - t0 > 2 * DAY:
             self.rights_request(self.some_day(t0 + DAY, last_request), self.has_profile)
@@ -705,7 +715,10 @@ class Life:
         """The material policy change (8): notices to everyone with an account."""
         sim = self.sim
         notice = sim.start + V2_PUBLISHED + int(self.r.random() * 2 * DAY)
-        if self.t0 < sim.start + V2_PUBLISHED and (notice < self.end or not self.closes):
+        if Planted.NOTICE_AFTER_CHANGE in self.kinds:  # told only once it was in effect
+            notice = max(sim.start + V2_EFFECTIVE, self.t0) + _between(self.r, DAY, 5 * DAY)
+            self.add(notice, "policy.notice_sent", sim.notice_email, S_NOTIFY)
+        elif self.t0 < sim.start + V2_PUBLISHED and (notice < self.end or not self.closes):
             self.add(notice, "policy.notice_sent",
                      sim.notice_email if self.r.random() < 0.8 else sim.notice_sms, S_NOTIFY)
 
@@ -834,7 +847,7 @@ class Life:
                          S_PRIVACY)
             if purpose == PROFILING:
                 self.add(self.nightly(withdrawn), "data.erased", _WITHDRAWN_ERASURE, S_PROFILE)
-            if forced_withdrawal:
+            if forced_withdrawal and Planted.PROFILING_AFTER_WITHDRAWAL in self.kinds:
                 self.add(self.some_day(withdrawn + 5 * DAY, withdrawn + 20 * DAY), "data.used",
                          sim.consent_use(purpose, system, current), S_PROFILE)
 

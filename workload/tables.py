@@ -323,6 +323,11 @@ _DENIED_NO_REAL_NAME = {"service": "cloud-host purchase",
                                   "cloud hosts", "missing_categories": [ID_NUMBER]}
 _DENIED_PROFILE = {"service": "object-storage bucket creation",
                    "reason": "account profile incomplete", "missing_categories": [NAME, ADDRESS]}
+_DENIED_AFTER_WITHDRAWAL = {"service": "console dashboard",
+                            "reason": "personalisation consent withdrawn",
+                            "missing_categories": []}
+#: 7.1: the real name changed with no verified correction request.
+_NAME_CORRECTED = {"categories": [NAME], "store": PROFILE}
 # Real-name verification (2.1.1(2)).
 _KYC_ID = _collected([NAME, ID_NUMBER], VERIFY, KYC)
 _KYC_FACE = _collected([FACE], VERIFY, "face-compare", mechanism="face_scan", retention=0,

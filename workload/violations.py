@@ -61,6 +61,9 @@ class Planted(StrEnum):
     REQUEST_FULFILLED_UNVERIFIED = "request_fulfilled_unverified"
     RETENTION_EXTENDED_WITHOUT_BASIS = "retention_extended_without_basis"
     DELETED_DATA_USED = "deleted_data_used"
+    REAL_NAME_CHANGED_UNVERIFIED = "real_name_changed_unverified"
+    NOTICE_AFTER_CHANGE = "notice_after_change"
+    DENIED_AFTER_WITHDRAWAL = "denied_after_withdrawal"
     INCIDENT_RESPONSE_MISSING = "incident_response_missing"
 
     @property
@@ -157,6 +160,15 @@ VIOLATIONS: dict[Planted, Violation] = {
     Planted.DELETED_DATA_USED: Violation(
         "6.3b", "data the person deleted is not used (only a legal hold, for the law)",
         "data.used of the address for support after data.deleted_by_subject of it"),
+    Planted.REAL_NAME_CHANGED_UNVERIFIED: Violation(
+        "7.1", "changing real-name data requires identity verification",
+        "data.corrected of the name with no verified correction request"),
+    Planted.NOTICE_AFTER_CHANGE: Violation(
+        "8", "material policy changes are notified before they take effect",
+        "policy.notice_sent of the material v2 after its effective date"),
+    Planted.DENIED_AFTER_WITHDRAWAL: Violation(
+        "3.2c", "withdrawing profiling consent does not affect the core services",
+        "service.denied, naming no missing data, after consent.withdrawn of profiling"),
     Planted.INCIDENT_RESPONSE_MISSING: Violation(
         "6.2.1a", "on a breach the contingency plan is started and the spread stopped",
         f"incident {PLANTED_INCIDENT} reported and closed with no incident.contingency_started "
@@ -167,7 +179,8 @@ PERSON_KINDS = [kind for kind, v in VIOLATIONS.items() if v.about == "person"]
 
 #: Kinds that cannot be planted on the same person.
 _CONFLICTS = (
-    {Planted.PROFILING_WITHOUT_CONSENT, Planted.PROFILING_AFTER_WITHDRAWAL},
+    {Planted.PROFILING_WITHOUT_CONSENT, Planted.PROFILING_AFTER_WITHDRAWAL,
+     Planted.DENIED_AFTER_WITHDRAWAL},
     # The on-time erasure of one promotion proof would also erase the one meant to be held.
     {Planted.HELD_PAST_RETENTION, Planted.PROMOTION_DATA_WITHOUT_CONSENT,
      Planted.RETENTION_EXTENDED_WITHOUT_BASIS},
