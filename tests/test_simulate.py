@@ -99,7 +99,7 @@ def test_population_mix(events: list[dict[str, Any]]) -> None:
     recipients = [e["data"] for e in events if e["type"] == "recipient.registered"]
     assert {r["kind"] for r in recipients} >= {"service_provider", "affiliate", "authority",
                                                "unrelated_third_party"}
-    assert {r["location"] for r in recipients} == {"CN", "SG"}
+    assert {r["location"] for r in recipients} == {"CN", "SG", "HK"}  # HK: the planted 6.3e transfer
 
 
 def test_personal_values_are_fictitious(events: list[dict[str, Any]]) -> None:
@@ -264,6 +264,10 @@ class _Checker:
     def on_recipient_registered(self, e: Any, s: Any, d: dict[str, Any], t: datetime) -> None:
         self.recipients[d["recipient"]] = d
 
+    def on_recipient_inspected(self, e: Any, s: Any, d: dict[str, Any], t: datetime) -> None:
+        if d["passed"]:
+            self.recipients[d["recipient"]]["inspected"] = t
+
     def on_policy_published(self, e: Any, s: Any, d: dict[str, Any], t: datetime) -> None:
         if d.get("material"):
             self.material.append((d["policy_version"], _time(d["effective_at"])))
@@ -405,6 +409,10 @@ class _Checker:
         if not clause and not d.get("consent_id"):
             self.flag("disclosure_without_clause_or_consent", s)  # 5.0
         cross_border = d.get("cross_border")
+        if recipient["location"] != "CN" and (  # 6.3: agreement and on-site checks
+                not recipient.get("agreement_ref") or recipient.get("inspected") is None
+                or recipient["inspected"] > t):
+            self.flag("overseas_unchecked", s)
         if cross_border or recipient["location"] != "CN":  # 6.3d
             consent = self.consents[s].get(d.get("consent_id") or "")
             if consent is None or not consent["cross_border"] or self.consent_ok(

@@ -91,6 +91,7 @@ from workload.tables import (
     _WITHDRAWN_ERASURE,
     ACCOUNTS,
     ADDRESS,
+    AFFILIATE_HK,
     AFFILIATE_SG,
     BANK,
     BEHAVIOR,
@@ -157,6 +158,7 @@ from workload.tables import (
     S_SECURITY,
     S_SUPPORT,
     SEC,
+    HK_CROSS_BORDER,
     SG_CROSS_BORDER,
     SHORT_RETENTION_DAYS,
     EXTENDED_RETENTION_DAYS,
@@ -221,7 +223,7 @@ _KYC_KINDS = frozenset({Planted.FACE_DATA_STORED, Planted.ID_NUMBER_USED_FOR_MAR
                         Planted.PAYMENT_DATA_TO_AD_TECH})
 _PAY_KINDS = frozenset({Planted.PAYMENT_DATA_TO_AD_TECH,
                         Planted.ID_NUMBER_SHARED_NOT_FOR_VERIFICATION})
-_TICKET_KINDS = frozenset({Planted.CROSS_BORDER_WITHOUT_CONSENT,
+_TICKET_KINDS = frozenset({Planted.CROSS_BORDER_WITHOUT_CONSENT, Planted.OVERSEAS_UNCHECKED,
                            Planted.CROSS_BORDER_MISSING_FIELDS,
                            Planted.UNDECLARED_PURPOSE_WITHOUT_CONSENT,
                            Planted.CUSTOMER_CONTENT_RECORDED})
@@ -594,6 +596,12 @@ class Life:
                 self.add(tx + _between(r, MIN, HOUR), "data.shared",
                          _shared(AFFILIATE_SG, SG_CROSS_BORDER["categories"], SUPPORT,
                                  consent_id=cid, cross_border=block), S_SUPPORT)
+            if Planted.OVERSEAS_UNCHECKED in kinds:  # consented and told, but never inspected
+                cid, _ = self.consent(tx, SUPPORT, HK_CROSS_BORDER["categories"],
+                                      "notice-cross-border-hk", HK_CROSS_BORDER)
+                self.add(tx + _between(r, MIN, HOUR), "data.shared",
+                         _shared(AFFILIATE_HK, HK_CROSS_BORDER["categories"], SUPPORT,
+                                 consent_id=cid, cross_border=HK_CROSS_BORDER), S_SUPPORT)
             if Planted.CROSS_BORDER_WITHOUT_CONSENT in kinds:
                 self.add(tx + 2 * HOUR, "data.shared",
                          _shared(AFFILIATE_SG, SG_CROSS_BORDER["categories"], SUPPORT,

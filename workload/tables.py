@@ -66,6 +66,8 @@ S_CONSOLE = SRC + "console"
 
 PAY, SMS, MAIL, IDV = "huitong-pay", "xunda-sms", "yunxin-mail", "wechat-faceid"
 ANALYTICS_PARTNER, AFFILIATE_SG = "shuzhi-analytics", "lingjing-sg"
+#: An overseas affiliate never inspected on site: only the planted 6.3e transfer goes there.
+AFFILIATE_HK = "lingjing-hk"
 REGULATOR, POLICE, ADTECH = "cac-jiangsu", "psb-wuxi", "jingzhun-ads"
 
 _PAYMENT_CATEGORIES = [
@@ -119,6 +121,12 @@ RECIPIENTS: list[dict[str, Any]] = [
      "allowed_categories": ["user.contact.email", "user.account.username",
                             "user.content.support_ticket"],
      "agreement_ref": "IGDTA-2023-SG-001"},
+    {"recipient": AFFILIATE_HK, "name": "Lingjing Cloud Hong Kong Ltd.",
+     "kind": "affiliate", "location": "HK", "roles": ["other"],
+     "allowed_purposes": ["essential.service.operations.support"],
+     "allowed_categories": ["user.contact.email", "user.account.username",
+                            "user.content.support_ticket"],
+     "agreement_ref": "IGDTA-2024-HK-002"},
     {"recipient": REGULATOR, "name": "江苏省互联网信息办公室 (Jiangsu Cyberspace Administration)",
      "kind": "authority", "location": "CN", "roles": ["regulator"],
      "allowed_purposes": ["essential.legal_obligation"]},
@@ -142,6 +150,12 @@ SG_CROSS_BORDER: dict[str, Any] = {
     "purpose": "24x7 technical support",
     "categories": ["user.contact.email", "user.content.support_ticket"],
     "rights_howto": "e-mail dpo@sg.lingjing-cloud.example or call 400-181-6806 ext. 1",
+}
+HK_CROSS_BORDER: dict[str, Any] = {
+    **SG_CROSS_BORDER, "destination_country": "HK",
+    "recipient_name": "Lingjing Cloud Hong Kong Ltd.",
+    "recipient_contact": "dpo@hk.lingjing-cloud.example, +852 3000 0000",
+    "rights_howto": "e-mail dpo@hk.lingjing-cloud.example or call 400-181-6806 ext. 2",
 }
 
 # Stores: name -> backups.

@@ -62,6 +62,7 @@ class Planted(StrEnum):
     RETENTION_EXTENDED_WITHOUT_BASIS = "retention_extended_without_basis"
     DELETED_DATA_USED = "deleted_data_used"
     REAL_NAME_CHANGED_UNVERIFIED = "real_name_changed_unverified"
+    OVERSEAS_UNCHECKED = "overseas_unchecked"
     NOTICE_AFTER_CHANGE = "notice_after_change"
     DENIED_AFTER_WITHDRAWAL = "denied_after_withdrawal"
     INCIDENT_RESPONSE_MISSING = "incident_response_missing"
@@ -163,6 +164,9 @@ VIOLATIONS: dict[Planted, Violation] = {
     Planted.REAL_NAME_CHANGED_UNVERIFIED: Violation(
         "7.1", "changing real-name data requires identity verification",
         "data.corrected of the name with no verified correction request"),
+    Planted.OVERSEAS_UNCHECKED: Violation(
+        "6.3e", "overseas recipients are bound by agreement and checked on site",
+        "a consented cross-border transfer to the Hong Kong affiliate, never inspected"),
     Planted.NOTICE_AFTER_CHANGE: Violation(
         "8", "material policy changes are notified before they take effect",
         "policy.notice_sent of the material v2 after its effective date"),
