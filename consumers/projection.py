@@ -505,7 +505,7 @@ def _dedupe_keys(projection: Projection, items: Sequence[Item]) -> list[str]:
     partition is still skipped)."""
     if not projection.registries_per_partition:
         return [i.event.id or "" for i in items]
-    return [i.event.id or "" if i.event.subject else f"{i.event.id}@{i.record.partition}"
+    return [(i.event.id or "") if i.event.subject else f"{i.event.id}@{i.record.partition}"
             for i in items]
 
 
