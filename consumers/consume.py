@@ -17,13 +17,14 @@ On SQLite, the same command polls the log file.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from consumers.projection import Projection, ProjectionRunner, RunStats
+from consumers.projection import Projection, ProjectionRunner, RunStats, paused_gc
 from consumers.views import ViewStore
 from ledger.errors import OperationalError
 from ledger.persistence import EventLog
@@ -32,6 +33,12 @@ log = logging.getLogger(__name__)
 
 HEADER_REASON = "pdl-dead-letter-reason"
 HEADER_ORIGIN = "pdl-dead-letter-origin"
+#: A group member runs with the cyclic GC paused (``paused_gc``): it collects the young
+#: generations itself every this many batches (the objects of those batches, not the
+#: long-lived caches) ...
+YOUNG_GC_BATCHES = 10
+#: ... and everything every this many seconds, for cycles that reached the old generation.
+FULL_GC_SECONDS = 300.0
 
 
 class PollingConsumer:
@@ -90,7 +97,7 @@ class KafkaGroupConsumer:
     def run(self, stop: threading.Event, *, idle_exit: float | None = None,
             on_batch: Callable[[RunStats], None] | None = None) -> RunStats:
         """Consume until ``stop`` is set (or, with ``idle_exit``, after that many idle seconds)."""
-        from kafka import KafkaConsumer, OffsetAndMetadata
+        from kafka import KafkaConsumer
         from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
         member = self
@@ -119,37 +126,55 @@ class KafkaGroupConsumer:
         consumer.subscribe([self.log.topic], listener=Listener())
         total, idle_since = RunStats(), time.monotonic()
         try:
-            self.dead_letters.flush(self.store)  # any a crash left unsent
-            while not stop.is_set():
-                polled = consumer.poll(timeout_ms=500, max_records=self.batch_size)
-                records = [self.log._log_record(r)  # noqa: SLF001
-                           for batch in polled.values() for r in batch]
-                if not records:
-                    if not self.assigned:
-                        # joining or rebalancing (e.g. a broker just restarted): not idle yet
-                        idle_since = time.monotonic()
-                    elif idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
-                        break
-                    continue
-                idle_since = time.monotonic()
-                records.sort(key=lambda r: (r.partition, r.offset))
-                stats = self.runner.process(records)
-                total.add(stats)
-                if stats.bad:
-                    self.dead_letters.flush(self.store)
-                if on_batch:
-                    on_batch(stats)
-                hint = {tp: OffsetAndMetadata(batch[-1].offset + 1, "", -1)
-                        for tp, batch in polled.items() if batch}
-                try:
-                    # not waited for: a hint for tools, one broker round trip per batch less
-                    consumer.commit_async(hint)
-                except Exception as exc:  # noqa: BLE001 - a hint only: the views hold the truth
-                    log.info("group offset hint not committed: %s", exc)
+            with paused_gc():
+                self._consume(consumer, stop, idle_exit, on_batch, total, idle_since)
         finally:
             consumer.close(autocommit=False)
             self.dead_letters.close()
         return total
+
+    def _consume(self, consumer: Any, stop: threading.Event, idle_exit: float | None,
+                 on_batch: Callable[[RunStats], None] | None, total: RunStats,
+                 idle_since: float) -> None:
+        """The poll loop of ``run``, with the cyclic GC paused: polling and decoding make
+        objects by the thousand per batch, and each automatic collection of the old
+        generation would walk the projections' caches too (a tenth of the CPU per record
+        measured before). Young objects are collected every ``YOUNG_GC_BATCHES`` batches,
+        everything every ``FULL_GC_SECONDS``."""
+        from kafka import OffsetAndMetadata
+
+        batches, full_at = 0, time.monotonic() + FULL_GC_SECONDS
+        self.dead_letters.flush(self.store)  # any a crash left unsent
+        while not stop.is_set():
+            polled = consumer.poll(timeout_ms=500, max_records=self.batch_size)
+            records = self.log.consumed(polled)
+            if not records:
+                if not self.assigned:
+                    # joining or rebalancing (e.g. a broker just restarted): not idle yet
+                    idle_since = time.monotonic()
+                elif idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                    break
+                continue
+            idle_since = time.monotonic()
+            stats = self.runner.process(records)
+            total.add(stats)
+            if stats.bad:
+                self.dead_letters.flush(self.store)
+            if on_batch:
+                on_batch(stats)
+            hint = {tp: OffsetAndMetadata(batch[-1].offset + 1, "", -1)
+                    for tp, batch in polled.items() if batch}
+            try:
+                # not waited for: a hint for tools, one broker round trip per batch less
+                consumer.commit_async(hint)
+            except Exception as exc:  # noqa: BLE001 - a hint only: the views hold the truth
+                log.info("group offset hint not committed: %s", exc)
+            batches += 1
+            if batches % YOUNG_GC_BATCHES == 0:
+                gc.collect(1)
+            if time.monotonic() >= full_at:
+                gc.collect()
+                full_at = time.monotonic() + FULL_GC_SECONDS
 
 
 class DeadLetters:
