@@ -38,7 +38,7 @@ into PostgreSQL runs in one process, in place (batches commit as they go).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -47,7 +47,7 @@ import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from consumers.views import TRACKING_SCHEMA, ViewStore, ViewTransaction
+from consumers.views import TRACKING_SCHEMA, ViewStore, ViewTransaction, first_occurrences
 from ledger.errors import ConfigurationError, IntegrityError, OperationalError, PersistenceError
 
 #: First key of the advisory lock that serialises the writers of one set of views (the
@@ -157,6 +157,21 @@ class _PostgresTransaction(ViewTransaction):
             "INSERT INTO applied_events (projection, event_id) SELECT %s, unnest(%s::text[]) "
             "ON CONFLICT DO NOTHING RETURNING event_id", (projection, list(event_ids)))
         return {row[0] for row in rows.fetchall()}
+
+    def first_times(self, event_ids: Mapping[str, Sequence[str]]) -> dict[str, list[bool]]:
+        # one round trip for every projection (a pair repeated in the batch is inserted
+        # once: ON CONFLICT sees the rows this statement inserted)
+        names = [name for name, ids in event_ids.items() for _ in ids]
+        ids = [event_id for batch in event_ids.values() for event_id in batch]
+        pending: dict[str, set[str]] = {name: set() for name in event_ids}
+        if ids:
+            for name, event_id in self._conn.execute(
+                    "INSERT INTO applied_events (projection, event_id) "
+                    "SELECT * FROM unnest(%s::text[], %s::text[]) "
+                    "ON CONFLICT DO NOTHING RETURNING projection, event_id",
+                    (names, ids)).fetchall():
+                pending[name].add(event_id)
+        return {name: first_occurrences(batch, pending[name]) for name, batch in event_ids.items()}
 
 
 class PostgresViewStore(ViewStore):

@@ -69,6 +69,37 @@ def test_first_time_of_more_ids_than_one_query_takes(view_store: ViewStore) -> N
         store.close()
 
 
+def test_first_times_marks_every_projections_ids_in_one_call(view_store: ViewStore) -> None:
+    """The live path's form of ``first_time``: several projections' ids at once (one
+    statement on PostgreSQL), with the same answers as one call per projection."""
+    store = view_store
+    try:
+        with store.transaction() as tx:
+            assert tx.first_time("a", ["e1"]) == [True]
+        with store.transaction() as tx:
+            assert tx.first_times({"a": ["e1", "e2", "e2"], "b": ["e1", "e1", "e3"],
+                                   "c": []}) == {
+                "a": [False, True, False], "b": [True, False, True], "c": []}
+            assert tx.first_times({"b": ["e3", "e4"]}) == {"b": [False, True]}
+            assert tx.first_times({}) == {}
+    finally:
+        store.close()
+
+
+def test_positions_reads_every_projection_at_once(view_store: ViewStore) -> None:
+    store = view_store
+    try:
+        with store.transaction() as tx:
+            tx.track("a", "log-1", {0: 5, 2: 7})
+            tx.track("b", "log-1", {1: 3})
+            tx.track("a", "log-2", {0: 9})
+        with store.transaction() as tx:
+            assert tx.positions("log-1") == {"a": {0: 5, 2: 7}, "b": {1: 3}}
+            assert tx.positions("log-3") == {}
+    finally:
+        store.close()
+
+
 def _copies(records: list[LogRecord], partitions: int) -> list[LogRecord]:
     """Each record also on other partitions (as Kafka carries an event about no one, or a
     retried publish), at offsets of their own, sorted as a consumer hands them over."""
