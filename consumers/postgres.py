@@ -17,6 +17,10 @@ differs is translated here, once per statement text (``to_postgres``):
   follows ``holdings_erased`` by it);
 - the schema name ``main.`` (SQLite's) is dropped;
 - ``first_time`` inserts an array (``unnest``) where SQLite reads ``json_each``;
+  ``first_times`` marks every projection's ids of a batch in one statement;
+- ``executemany`` of an ``INSERT ... VALUES`` becomes ONE ``INSERT ... SELECT FROM
+  json_populate_recordset`` of the rows as JSON, where that does exactly what a statement
+  per row would (``_set_insert``; otherwise rows go one by one, pipelined);
 - Python ``bool`` parameters are stored as 0/1 integers, as SQLite stores them.
 
 Invariants it keeps:
@@ -164,14 +168,16 @@ def _set_insert(sql: str) -> _SetInsert | None:
         names, keys)
 
 
-_JSON_TYPES = (str, int, float, type(None))
+#: Values that reach a column through JSON exactly as through a parameter. Not floats:
+#: a parameter rounds one into an integer column, the JSON text is refused there.
+_JSON_TYPES = (str, int, type(None))
 
 
 def _json_rows(names: tuple[str, ...], rows: list[Sequence[Any]]) -> str:
     """The rows as a JSON array of objects, values as the table's columns read them:
-    booleans as 0/1 (as ``_BoolAsInt``), bytes as ``bytea`` hex. Raises ``TypeError`` or
-    ``ValueError`` for a value JSON does not carry exactly (the caller then goes row by
-    row)."""
+    booleans as 0/1 (as ``_BoolAsInt``), bytes as ``bytea`` hex. Raises ``TypeError``
+    for a value JSON does not carry exactly (a float, any other type: the caller then
+    goes row by row)."""
     out = []
     for row in rows:
         record = {}
