@@ -14,18 +14,16 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from apikit import publish_sample, sample_settings
-from test_queries_cli import ALICE, ALICE_EMAIL, BOB
+from samplekit import ALICE, ALICE_EMAIL, BOB, cli_env, run
 
 from ledger.application import Ledger
 from ledger.errors import ConfigurationError, InvalidInput, Unauthenticated
 from ledger.principals import Role, SQLitePrincipalStore, new_token
 from ledger.settings import Settings, generate_key
-from pdl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,22 +66,9 @@ def test_expired_tokens_and_bad_principals(tmp_path: Path) -> None:
 # --- the CLI ----------------------------------------------------------------------------
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
-    code = main(list(argv))
-    out = capsys.readouterr().out
-    try:
-        return code, json.loads(out)
-    except json.JSONDecodeError:
-        return code, out
-
-
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("LEDGER_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEDGER_MASTER_KEY", generate_key())
-    monkeypatch.setenv("LEDGER_ACTOR", "operator@tests")
-    monkeypatch.setenv("LEDGER_SQLITE_SYNCHRONOUS", "NORMAL")
-    return Settings.from_env()
+    return cli_env(tmp_path, monkeypatch, "operator@tests")
 
 
 def test_principal_and_token_commands(env: Settings, capsys: pytest.CaptureFixture[str]
