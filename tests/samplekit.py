@@ -22,8 +22,10 @@ EMAIL, BANK = "user.contact.email", "user.financial.bank_account"
 
 
 def wire(type_: str, t: str, subject: str | None, data: dict[str, Any],
-         personal: dict[str, str] | None = None) -> dict[str, Any]:
-    event: dict[str, Any] = {"source": "tests/cli", "type": type_, "time": t, "data": data}
+         personal: dict[str, str] | None = None, *, source: str = "tests/cli"
+         ) -> dict[str, Any]:
+    """A wire event (``subject`` and ``personal`` only if given)."""
+    event: dict[str, Any] = {"source": source, "type": type_, "time": t, "data": data}
     if subject:
         event["subject"] = subject
     if personal:
