@@ -163,7 +163,7 @@ class QueryService:
                         return False
             for name in names:
                 self._current[name] = {**self._current[name], **end}
-            self._forget_own_audits()
+            self._forget_own_audits(names)
         return True
 
     def _audited(self, result: AppendResult) -> None:
@@ -174,10 +174,12 @@ class QueryService:
                 own.clear()
             own.add(result.offset)
 
-    def _forget_own_audits(self) -> None:
-        """Drop the audit positions every tracked projection is current through."""
+    def _forget_own_audits(self, names: list[str]) -> None:
+        """Drop the audit positions these projections are current through. Another
+        projection still behind them then catches up when asked (forgetting costs a
+        catch-up, never a stale answer), and the positions kept stay few."""
         for partition, own in self._own_audits.items():
-            done = min((c.get(partition, -1) for c in self._current.values()), default=-1)
+            done = min(self._current[name].get(partition, -1) for name in names)
             stale = [o for o in own if o <= done]
             own.difference_update(stale)
 
