@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pdl.web.pages import install_handlers, router
 from pdl.web.sessions import SessionStore
+from pdl.web.summary import FindingsSummaryCache
 
 __all__ = ["SecurityHeaders", "install"]
 
@@ -36,6 +37,7 @@ HEADERS = [
 def install(app: FastAPI) -> None:
     """Add the dashboard's pages, static files, sessions and headers to ``app``."""
     app.state.web = SessionStore()
+    app.state.web_findings = FindingsSummaryCache()
     install_handlers(app)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")

@@ -31,6 +31,7 @@ from pdl.api.reads import read
 from pdl.service import findings_summary
 from pdl.web import charts
 from pdl.web.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, same
+from pdl.web.summary import FindingsSummaryCache, minute_of
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -227,6 +228,7 @@ def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> R
     projections = service.status()
     quarantine = service.quarantine_counts()
     findings = incidents = reqs = None
+    now = datetime.now(UTC)
 
     def answer(views: Any) -> dict[str, Any]:
         nonlocal findings, incidents
@@ -235,7 +237,7 @@ def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> R
         if role is Role.COMPLIANCE:
             service.catch_up(names=["findings"])
             findings = [{**row, "meaning": CLAUSES.get(row["clause"], "")}
-                        for row in findings_summary(service.findings(views))]
+                        for row in _summaries(request).summary(service, views, now)]
         if role is Role.RESPONDER:
             service.catch_up(names=["holdings"])
             incidents = [i for i in queries.incidents(views) if not i["closed_at"]]
@@ -246,7 +248,12 @@ def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> R
     if role in (Role.COMPLIANCE, Role.PRIVACY_OFFICER):
         reqs = _open_requests(request)
     return render(request, "overview.html", viewer, projections=projections, quarantine=quarantine,
-                  findings=findings, incidents=incidents, requests=reqs, **data)
+                  findings=findings, incidents=incidents, requests=reqs,
+                  judged_at=minute_of(now).strftime("%Y-%m-%d %H:%M UTC"), **data)
+
+
+def _summaries(request: Request) -> FindingsSummaryCache:
+    return request.app.state.web_findings  # type: ignore[no-any-return]
 
 
 def _open_requests(request: Request) -> list[dict[str, Any]]:

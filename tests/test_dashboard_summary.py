@@ -1,0 +1,95 @@
+"""The overview's cached findings summary always equals a fresh one for the same inputs
+(the views' content and the minute the clock rules are judged at)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from apikit import publish_sample, sample_settings
+from test_queries_cli import ALICE, wire
+
+from ledger.application import Ledger
+from pdl.service import QueryService, findings_summary
+from pdl.web.summary import FindingsSummaryCache, minute_of
+from workload import simulate
+
+NOW = datetime(2026, 6, 1, 12, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[QueryService]:
+    settings = sample_settings(tmp_path / "data")
+    publish_sample(settings)
+    with Ledger(settings) as ledger:
+        ledger.publish_lines(list(simulate(20, seed=5)))
+    with QueryService(Ledger(settings)) as service:
+        service.catch_up()
+        yield service
+
+
+def fresh(service: QueryService, now: datetime) -> list[dict[str, object]]:
+    return findings_summary(service.findings(service.views, as_of=minute_of(now)))
+
+
+def cached(cache: FindingsSummaryCache, service: QueryService, now: datetime
+           ) -> list[dict[str, object]]:
+    service.catch_up(names=["findings"])
+    return cache.summary(service, service.views, now)
+
+
+def test_a_cached_summary_equals_a_fresh_one_and_audit_records_keep_it(
+        service: QueryService) -> None:
+    cache = FindingsSummaryCache()
+    first = cached(cache, service, NOW)
+    assert first == fresh(service, NOW) and first
+    assert (cache.computed, cache.reused) == (1, 0)
+    # the same minute, only audit records since: reused, and still equal to a fresh answer
+    # (the simulated workload keeps a staff list: a reader not on it is a stored 6.2.1b
+    # finding, which the cache adds from the audit record's position)
+    for n in range(3):
+        service.audit("test", {}, actor="operator@tests", reason=f"ticket-{n}")
+        again = cached(cache, service, NOW + timedelta(seconds=20))
+        assert (cache.computed, cache.reused) == (1, n + 1)
+        assert again == fresh(service, NOW + timedelta(seconds=20))
+    counts = {r["clause"]: r["findings"] for r in again}
+    assert counts["6.2.1b"] == {r["clause"]: r["findings"] for r in first}.get("6.2.1b", 0) + 3
+
+
+def test_an_audit_record_that_is_a_finding_is_counted(service: QueryService) -> None:
+    cache = FindingsSummaryCache()
+    before = {r["clause"]: r["findings"] for r in cached(cache, service, NOW)}
+    # values read in clear with no reason: a stored 6.2.1b finding
+    service.audit("export", {}, actor="operator@tests", people=[service.pseudonym(ALICE)],
+                  clear=True)
+    after = cached(cache, service, NOW)
+    assert (cache.computed, cache.reused) == (1, 1)
+    assert after == fresh(service, NOW)
+    assert {r["clause"]: r["findings"] for r in after}["6.2.1b"] > before.get("6.2.1b", 0)
+    # a stored finding changed behind the cache's back (not by an audit record): afresh
+    with service.views.transaction() as tx:
+        tx.execute("DELETE FROM findings WHERE clause = '6.2.1b'")
+    service.audit("test", {}, actor="operator@tests", reason="ticket-2")
+    assert cached(cache, service, NOW) == fresh(service, NOW)
+    assert cache.computed == 2
+
+
+def test_a_new_event_or_a_new_minute_judges_afresh(service: QueryService) -> None:
+    cache = FindingsSummaryCache()
+    due = NOW + timedelta(seconds=20)  # 12:00:50
+    clause_7_1 = {r["clause"]: r["findings"] for r in cached(cache, service, NOW)}.get("7.1", 0)
+    # a request due at 12:00:50: not yet overdue at the minute 12:00, overdue at 12:01
+    service.ledger.publish([wire("request.received", "2026-05-01T00:00:00Z", ALICE, {
+        "request_id": "r-web-1", "kind": "access", "due": due.isoformat()})])
+    at_now = cached(cache, service, NOW)
+    assert cache.computed == 2 and at_now == fresh(service, NOW)
+    assert {r["clause"]: r["findings"] for r in at_now}.get("7.1", 0) == clause_7_1
+    later = NOW + timedelta(seconds=40)  # 12:01:10
+    at_due = cached(cache, service, later)
+    assert cache.computed == 3 and at_due == fresh(service, later)
+    assert {r["clause"]: r["findings"] for r in at_due}["7.1"] == clause_7_1 + 1
+    # the same minute again: reused
+    assert cached(cache, service, later + timedelta(seconds=10)) == at_due
+    assert cache.reused == 1
