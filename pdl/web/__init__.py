@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pdl.web.pages import install_handlers, router
+from pdl.web.residence import Residences
 from pdl.web.sessions import SessionStore
 from pdl.web.summary import FindingsSummaryCache
 
@@ -38,6 +39,7 @@ def install(app: FastAPI) -> None:
     """Add the dashboard's pages, static files, sessions and headers to ``app``."""
     app.state.web = SessionStore()
     app.state.web_findings = FindingsSummaryCache()
+    app.state.web_residences = Residences()
     install_handlers(app)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")

@@ -44,6 +44,13 @@ REGISTER_ROLES = (Role.COMPLIANCE,)
 PERSON_ROLES = (Role.COMPLIANCE, Role.PRIVACY_OFFICER)
 UNSEAL_ROLES = (Role.PRIVACY_OFFICER,)
 PAGE_SIZE = 50
+#: Who may read a case file's drafts (notices and reports: counts and categories, no
+#: personal value): the responder and the privacy officer.
+DRAFT_ROLES = (Role.RESPONDER, Role.PRIVACY_OFFICER)
+DRAFT_NAMES = {"notice_zh": "Notice to individuals (Chinese)",
+               "notice_en": "Notice to individuals (English)",
+               "report_cac": "Report to the CAC (Chinese)",
+               "report_gdpr": "Report under GDPR art. 33"}
 
 
 class SignIn(Exception):
@@ -247,13 +254,31 @@ def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> R
                 needs="disclosures", answer=answer)
     if role in (Role.COMPLIANCE, Role.PRIVACY_OFFICER):
         reqs = _open_requests(request)
+    case_files = _case_files(request) if viewer.may(DRAFT_ROLES) else None
     return render(request, "overview.html", viewer, projections=projections, quarantine=quarantine,
-                  findings=findings, incidents=incidents, requests=reqs,
+                  findings=findings, incidents=incidents, requests=reqs, case_files=case_files,
+                  drafts=DRAFT_NAMES,
                   judged_at=minute_of(now).strftime("%Y-%m-%d %H:%M UTC"), **data)
 
 
 def _summaries(request: Request) -> FindingsSummaryCache:
     return request.app.state.web_findings  # type: ignore[no-any-return]
+
+
+def _case_files(request: Request) -> list[dict[str, Any]]:
+    """The incidents' case files: id, open or closed, and the drafts written."""
+    from cases.desk import CaseDesk
+
+    service = state(request).service
+    with service.lock:
+        desk = CaseDesk(service.ledger)
+        try:
+            return [{"incident_id": i.incident_id,
+                     "status": "closed" if i.closed_at else "open",
+                     "grade": i.grade, "drafts": sorted(i.drafts)}
+                    for i in desk.cases.incidents()]
+        finally:
+            desk.close()
 
 
 def _open_requests(request: Request) -> list[dict[str, Any]]:
@@ -535,6 +560,7 @@ def person(request: Request, viewer: Annotated[Viewer, page(*PERSON_ROLES)],
     api = state(request)
     subject = _subject(form)
     pseudonym = api.service.pseudonym(subject)
+    now = datetime.now(UTC)
 
     def answer(views: Any) -> dict[str, Any]:
         try:
@@ -543,6 +569,7 @@ def person(request: Request, viewer: Annotated[Viewer, page(*PERSON_ROLES)],
             return {}
         api.service.catch_up(names=["disclosures", "findings"])
         return {"map": data_map, "steps": timeline(data_map),
+                "requests": person_requests(request, views, pseudonym, now),
                 "disclosures": queries.disclosures(views, pseudonym=pseudonym),
                 "findings": [{**f, "meaning": CLAUSES.get(f["clause"], "")}
                              for f in api.service.findings(views)
@@ -555,6 +582,55 @@ def person(request: Request, viewer: Annotated[Viewer, page(*PERSON_ROLES)],
                       message="The ledger knows nothing about this person.")
     return render(request, "person.html", viewer, found=found, subject=subject,
                   may_unseal=viewer.may(UNSEAL_ROLES))
+
+
+def person_requests(request: Request, views: Any, pseudonym: str, now: datetime
+                    ) -> list[dict[str, Any]]:
+    """The person's rights requests: each one the log holds (received, due, answered, as
+    the findings view keeps them), with its case file's status, identity check and clock
+    where one was opened with ``pdl request``; newest first."""
+    from cases.desk import CaseDesk
+    from consumers.findings.store import REQUESTS_TABLE
+    from consumers.findings.thresholds import clock_values
+    from consumers.rows import from_us
+
+    deadline = timedelta(days=clock_values(state(request).service.ledger.settings)[
+        "deadline_days"])
+    rows: dict[str, dict[str, Any]] = {}
+    for request_id, kind, received, due, answered in views.query(
+            f"SELECT request_id, kind, received_at, due, answered_at FROM {REQUESTS_TABLE} "
+            "WHERE pseudonym = ?", (pseudonym,)):
+        received_at = from_us(received) if received is not None else None
+        due_at = from_us(due) if due is not None else (
+            received_at + deadline if received_at is not None else None)
+        answered_at = from_us(answered) if answered is not None else None
+        late = due_at is not None and due_at < now and (answered_at is None
+                                                        or answered_at > due_at)
+        rows[request_id] = {
+            "request_id": request_id, "kind": kind or "",
+            "received_at": received_at.isoformat() if received_at else "",
+            "due": due_at.isoformat() if due_at else "",
+            "status": "answered" if answered_at else "open",
+            "answered_at": answered_at.isoformat() if answered_at else "",
+            "overdue": late, "verified": None, "case": False}
+    service = state(request).service
+    with service.lock:
+        desk = CaseDesk(service.ledger)
+        try:
+            for r in desk.cases.requests():
+                if r.subject != pseudonym:
+                    continue
+                status = desk.request_status(r, now)
+                row = rows.setdefault(r.request_id, {
+                    "request_id": r.request_id, "answered_at": "", "overdue": False})
+                row.update({"kind": status["kind"], "received_at": status["received_at"],
+                            "due": status["due"], "status": status["status"],
+                            "verified": status["verified"], "case": True,
+                            "overdue": bool(status["clock"].get("finding")) or row["overdue"]})
+        finally:
+            desk.close()
+    return sorted(rows.values(), key=lambda r: (r["received_at"], r["request_id"]),
+                  reverse=True)
 
 
 @router.post("/person/export")
@@ -669,17 +745,21 @@ def _scope_query(params: Mapping[str, str]) -> dict[str, Any] | None:
 @router.get("/incident")
 def incident_page(request: Request, viewer: Annotated[Viewer, page(*INCIDENT_ROLES)]
                   ) -> Response:
-    """The breach-scope form; its counts, per-category bars and, for a case file, its
-    clocks, per-country counts, notify counts and drafts."""
+    """The breach-scope form; its counts, per-category and per-country bars and, for a
+    case file, its clocks, notify counts and drafts."""
     api = state(request)
     q = _scope_query(request.query_params)
     result = case = None
+    people: set[str] = set()
     if q is not None:
         def answer(views: Any) -> dict[str, Any]:
             if q["incident"]:
-                return queries.incident_scope(views, q["incident"], limit=1).as_dict()
-            return queries.scope(views, q["stores"], q["since"], q["until"],
-                                 q["categories"] or None, limit=1).as_dict()
+                found = queries.incident_scope(views, q["incident"])
+            else:
+                found = queries.scope(views, q["stores"], q["since"], q["until"],
+                                      q["categories"] or None)
+            people.update(p.pseudonym for p in found.people)
+            return {"counts": found.counts}
 
         try:
             result = read(api, viewer.principal, "scope", {
@@ -696,12 +776,67 @@ def incident_page(request: Request, viewer: Annotated[Viewer, page(*INCIDENT_ROL
     if result is not None:
         cats = sorted(result["counts"].get("categories", {}).items(), key=lambda kv: -kv[1])
         bars = {"categories": charts.hbars(cats, title="People per category")}
+        countries = per_country(request, people)
+        bars["countries"] = charts.hbars(sorted(countries.items(), key=lambda kv: (-kv[1], kv[0])),
+                                         title="People per country of residence")
+        result["countries"] = countries
         residence = ((case or {}).get("snapshot") or {}).get("residence") or {}
         if residence:
-            bars["countries"] = charts.hbars(sorted(residence.items(), key=lambda kv: -kv[1]),
-                                             title="People per country of residence")
+            bars["snapshot_countries"] = charts.hbars(
+                sorted(residence.items(), key=lambda kv: (-kv[1], kv[0])),
+                title="People per country of residence (case snapshot)")
     return render(request, "incident.html", viewer, params=request.query_params,
-                  result=result, case=case, bars=bars)
+                  result=result, case=case, bars=bars, drafts=DRAFT_NAMES,
+                  may_read_drafts=viewer.may(DRAFT_ROLES))
+
+
+def per_country(request: Request, people: set[str]) -> dict[str, int]:
+    """People per country of residence (their latest registration naming one; "unknown"
+    otherwise), as the case file's snapshot counts them."""
+    from pdl.web.residence import UNKNOWN, Residences
+
+    residences: Residences = request.app.state.web_residences
+    where = residences.of(state(request).service.ledger.log, people)
+    return dict(sorted(Counter(where.get(p, UNKNOWN) for p in people).items()))
+
+
+@router.get("/incident/draft")
+def incident_draft(request: Request, viewer: Annotated[Viewer, page(*DRAFT_ROLES)]
+                   ) -> Response:
+    """One draft of an incident's case file, as written to its folder: shown only if its
+    SHA-256 is the one the case file recorded when it was drafted."""
+    import hashlib
+
+    from cases.snapshot import folder
+
+    unknown = sorted(set(request.query_params) - {"incident", "draft"})
+    if unknown:
+        raise WebError(400, f"unknown parameter {unknown[0][:40]!r}")
+    incident_id = request.query_params.get("incident", "").strip()
+    name = request.query_params.get("draft", "")
+    if name not in DRAFT_NAMES:
+        raise WebError(400, f"draft: one of {', '.join(DRAFT_NAMES)}")
+    if not incident_id or len(incident_id) > 200:
+        raise WebError(400, "incident: between 1 and 200 characters")
+    api = state(request)
+    api.service.audit("incident draft", {"incident_id": incident_id, "draft": name},
+                      actor=viewer.principal.name, role=viewer.principal.role.value)
+    case = _case(request, incident_id)
+    if case is None:
+        raise WebError(404, "no case file for this incident")
+    digest = case["drafts"].get(name)
+    if digest is None:
+        raise WebError(404, "this draft has not been written for this incident")
+    path = folder(api.service.ledger.settings.data_dir, case["incident_id"]) / "drafts" / \
+        f"{name}.md"
+    try:
+        text = path.read_text("utf-8")
+    except OSError:
+        raise WebError(404, "the draft's file is missing from the case folder") from None
+    if hashlib.sha256(text.encode()).hexdigest() != digest:
+        raise WebError(409, "the draft's file differs from the one the case file recorded")
+    return render(request, "draft.html", viewer, case=case, name=name,
+                  title=DRAFT_NAMES[name], text=text, digest=digest)
 
 
 def _case(request: Request, incident_id: str) -> dict[str, Any] | None:
