@@ -15,9 +15,17 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from test_queries_cli import ALICE
-from webkit import CASE_REQUEST, CSRF, LEDGER_REQUEST, WebLive, cli_scope, signed_in, web_server
+from webkit import (
+    CASE_REQUEST,
+    CSRF,
+    LEDGER_REQUEST,
+    WebLive,
+    cli_scope,
+    latest_residences,
+    signed_in,
+    web_server,
+)
 
-from ledger.application import Ledger
 from ledger.principals import Role
 
 
@@ -267,20 +275,6 @@ def test_incident_page_counts_people_per_country_for_an_ad_hoc_scope(web: WebLiv
     assert len(expected) > 1, expected  # the simulated people live in several countries
     shown = dict(re.findall(r'id="country-([^"]+)">(\d+)<', page.text))
     assert {k: int(v) for k, v in shown.items()} == dict(expected)
-
-
-def latest_residences(web: WebLive) -> dict[str, str]:
-    """Each person's latest registration naming a country, read straight from the log."""
-    from schemas import decode
-
-    where: dict[str, str] = {}
-    with Ledger(web.live.settings) as ledger:
-        for record in ledger.log.read():
-            if record.event_type == "subject.registered":
-                residence = decode(record.payload).data.residence  # type: ignore[attr-defined]
-                if residence and record.subject:
-                    where[record.subject] = residence
-    return where
 
 
 def test_case_drafts_are_linked_and_shown_to_the_responder_and_privacy_officer_only(

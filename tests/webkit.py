@@ -130,3 +130,17 @@ def cli_scope(web: WebLive, *args: str) -> dict[str, object]:
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def latest_residences(web: WebLive) -> dict[str, str]:
+    """Each person's latest registration naming a country, read straight from the log."""
+    from schemas import decode
+
+    where: dict[str, str] = {}
+    with Ledger(web.live.settings) as ledger:
+        for record in ledger.log.read():
+            if record.event_type == "subject.registered":
+                residence = decode(record.payload).data.residence  # type: ignore[attr-defined]
+                if residence and record.subject:
+                    where[record.subject] = residence
+    return where
