@@ -283,6 +283,8 @@ def test_run_a_scope_in_the_browser_and_match_the_cli(browser: Browser) -> None:
     assert shown == dict(expected) and {"CN", "DE"} <= set(shown)
     assert browser.driver.find_element(By.CSS_SELECTOR, "#country-bars svg")
     browser.shot("incident-scope")
+    browser.driver.find_element(By.ID, "countries").location_once_scrolled_into_view
+    browser.shot("incident-scope-countries")
     browser.go("/ui/incident?incident=inc-web")
     assert browser.has("clocks") and browser.has("notify")
     browser.shot("incident-case")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from apikit import publish_sample, sample_settings
-from test_queries_cli import ALICE, wire
+from test_queries_cli import ALICE, shared, wire
 
 from ledger.application import Ledger
 from pdl.service import QueryService, findings_summary
-from pdl.web.summary import FindingsSummaryCache, minute_of
+from pdl.web.summary import AuditStableCache, FindingsSummaryCache, minute_of
 from workload import simulate
 
 NOW = datetime(2026, 6, 1, 12, 0, 30, tzinfo=UTC)
@@ -42,7 +42,7 @@ def cached(cache: FindingsSummaryCache, service: QueryService, now: datetime
 
 def test_a_cached_summary_equals_a_fresh_one_and_audit_records_keep_it(
         service: QueryService) -> None:
-    cache = FindingsSummaryCache()
+    cache = FindingsSummaryCache(prejudge=False)
     first = cached(cache, service, NOW)
     assert first == fresh(service, NOW) and first
     assert (cache.computed, cache.reused) == (1, 0)
@@ -59,7 +59,7 @@ def test_a_cached_summary_equals_a_fresh_one_and_audit_records_keep_it(
 
 
 def test_an_audit_record_that_is_a_finding_is_counted(service: QueryService) -> None:
-    cache = FindingsSummaryCache()
+    cache = FindingsSummaryCache(prejudge=False)
     before = {r["clause"]: r["findings"] for r in cached(cache, service, NOW)}
     # values read in clear with no reason: a stored 6.2.1b finding
     service.audit("export", {}, actor="operator@tests", people=[service.pseudonym(ALICE)],
@@ -77,7 +77,7 @@ def test_an_audit_record_that_is_a_finding_is_counted(service: QueryService) -> 
 
 
 def test_a_new_event_or_a_new_minute_judges_afresh(service: QueryService) -> None:
-    cache = FindingsSummaryCache()
+    cache = FindingsSummaryCache(prejudge=False)
     due = NOW + timedelta(seconds=20)  # 12:00:50
     clause_7_1 = {r["clause"]: r["findings"] for r in cached(cache, service, NOW)}.get("7.1", 0)
     # a request due at 12:00:50: not yet overdue at the minute 12:00, overdue at 12:01
@@ -93,3 +93,53 @@ def test_a_new_event_or_a_new_minute_judges_afresh(service: QueryService) -> Non
     # the same minute again: reused
     assert cached(cache, service, later + timedelta(seconds=10)) == at_due
     assert cache.reused == 1
+
+
+def test_the_activity_chart_is_kept_while_only_audit_records_come_in(
+        service: QueryService) -> None:
+    from pdl.web.pages import ACTIVITY_VIEWS, activity
+
+    cache: AuditStableCache[object] = AuditStableCache(ACTIVITY_VIEWS)
+
+    def chart() -> object:
+        service.catch_up(names=list(ACTIVITY_VIEWS))
+        return cache.get(service, service.views, lambda: activity(service.views))
+
+    first = chart()
+    service.audit("test", {}, actor="operator@tests", reason="ticket-3")
+    assert chart() == first == activity(service.views)
+    assert (cache.computed, cache.reused) == (1, 1)
+    # a disclosure on a new day: computed afresh, and it shows
+    service.ledger.publish([shared(ALICE, "2026-11-30T00:00:00Z", "payco",
+                                   ["user.financial.bank_account"], "5.1.1")])
+    again = chart()
+    assert cache.computed == 2 and again == activity(service.views) and again != first
+
+
+def test_the_next_minute_judged_ahead_is_used_only_while_it_holds(
+        service: QueryService) -> None:
+    import time
+
+    cache = FindingsSummaryCache()
+    late = NOW.replace(second=45)  # past PREJUDGE_AFTER_S: the next minute is judged ahead
+    next_minute = late.replace(second=5) + timedelta(minutes=1)
+
+    def prejudged(n: int) -> None:
+        deadline = time.monotonic() + 60
+        while cache.prejudged < n:
+            assert time.monotonic() < deadline, "the next minute was not judged ahead"
+            time.sleep(0.05)
+
+    cached(cache, service, late)
+    prejudged(1)
+    service.audit("test", {}, actor="operator@tests", reason="ticket-4")
+    assert cached(cache, service, next_minute) == fresh(service, next_minute)
+    assert (cache.computed, cache.reused) == (1, 1)
+    # judged ahead, then an event came in: the ready answer is not used
+    cached(cache, service, next_minute.replace(second=50))
+    prejudged(2)
+    service.ledger.publish([wire("request.received", "2026-05-02T00:00:00Z", ALICE, {
+        "request_id": "r-web-2", "kind": "access"})])
+    after = next_minute + timedelta(minutes=1)
+    assert cached(cache, service, after) == fresh(service, after)
+    assert cache.computed == 2

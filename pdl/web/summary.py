@@ -1,4 +1,5 @@
-"""The overview's findings by clause, cached per view position and minute.
+"""The overview's costly parts, cached per view position: the findings by clause (and
+the minute), and the activity chart's counts.
 
 Counting the findings means evaluating the timed rules (retention, closure, request and
 incident clocks) over the views at a moment, which takes seconds on a large log. The
@@ -14,24 +15,37 @@ fresh ``findings_summary(service.findings(views, as_of=minute))``:
   someone not on the staff list), which are read by their log position and added, and
 - the ``findings`` table then has exactly the rows counted plus those added.
 
-Anything else (a new minute, any other event, a rebuild moving the position back, a new
-stored finding) evaluates the findings afresh. Every page asks under the service's lock,
+Anything else (a new minute, any other event, a rebuild moving the position back, a stored
+finding changed otherwise) evaluates the findings afresh. So that a new minute does not
+make someone wait, the next minute is judged ahead in the background once the current
+one is past its 40th second (on a second connection's read snapshot): the first overview
+of that minute then finds its answer ready, and reuses it under the same conditions. Every page asks under the service's lock,
 so position and answer cannot drift apart.
+
+``AuditStableCache`` keeps any answer computed from some views (the activity chart reads
+the data map and the disclosures) while those views have read only audit records since.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
 
 from consumers.findings import FINDINGS_TABLE
 from consumers.findings.thresholds import clock_values
-from consumers.views import ViewStore
+from consumers.views import SQLiteViewStore, ViewStore
+from ledger.errors import LedgerError
 from ledger.persistence import Position
 from ledger.settings import Settings
 from pdl.service import LEDGER_QUERIED, QueryService
+
+T = TypeVar("T")
+LOG = logging.getLogger("pdl.web")
 
 #: The findings projection's name (its tracked position).
 FINDINGS = "findings"
@@ -68,14 +82,25 @@ class _Entry:
 
 class FindingsSummaryCache:
     """Findings by clause (findings, people) at a minute, reused while the views have only
-    read audit records since (see the module's docstring for the exact conditions)."""
+    read audit records since (see the module's docstring for the exact conditions).
 
-    def __init__(self) -> None:
-        self._entry: _Entry | None = None
+    ``prejudge``: once a minute has been asked for after its second ``PREJUDGE_AFTER_S``,
+    the next minute is judged in a background thread on a read snapshot of the views (a
+    second connection to the SQLite file; none for other stores), so the first overview of
+    the next minute finds its answer ready, checked like any other.
+    """
+
+    PREJUDGE_AFTER_S = 40
+
+    def __init__(self, prejudge: bool = True) -> None:
+        self._entries: dict[datetime, _Entry] = {}
         self._lock = threading.Lock()
-        #: How many answers were computed and how many reused (for tests and the bench).
+        self._prejudging: set[datetime] = set()
+        self.prejudge = prejudge
+        #: How many answers were computed, reused, prejudged (for tests and the bench).
         self.computed = 0
         self.reused = 0
+        self.prejudged = 0
 
     def summary(self, service: QueryService, views: ViewStore, now: datetime
                 ) -> list[dict[str, Any]]:
@@ -87,25 +112,74 @@ class FindingsSummaryCache:
         position = views.position(FINDINGS, log.log_id)
         stored = int(views.query(f"SELECT COUNT(*) FROM {FINDINGS_TABLE}")[0][0])
         with self._lock:
-            entry = self._entry
-            if (entry is not None and entry.log_id == log.log_id and entry.minute == minute
-                    and entry.clocks == clocks
+            for old in [m for m in self._entries if m < minute]:
+                del self._entries[old]
+            entry = self._entries.get(minute)
+            if (entry is not None and entry.log_id == log.log_id and entry.clocks == clocks
                     and only_audit_records(service, entry.position, position)):
                 added = stored_between(views, entry.position, position)
                 if entry.stored + len(added) == stored:
                     entry = _Entry(log.log_id, minute, clocks, position, stored,
                                    dict(entry.clauses))
                     entry.add(added)
-                    self._entry = entry
+                    self._entries[minute] = entry
                     self.reused += 1
+                    self._maybe_prejudge(service, now)
                     return entry.rows()
-        entry = _Entry(log.log_id, minute, clocks, position, stored, {})
-        entry.add([(f["clause"], f["pseudonym"])
-                   for f in service.findings(views, as_of=minute)])
+        entry = judge(views, log.log_id, minute, clocks)
         with self._lock:
-            self._entry = entry
+            self._entries[minute] = entry
             self.computed += 1
+            self._maybe_prejudge(service, now)
         return entry.rows()
+
+    def _maybe_prejudge(self, service: QueryService, now: datetime) -> None:
+        """(Holding the lock.) Judge the next minute in the background, once."""
+        following = minute_of(now) + timedelta(minutes=1)
+        if (not self.prejudge or now.second < self.PREJUDGE_AFTER_S
+                or following in self._entries or following in self._prejudging):
+            return
+        store = side_views(service)
+        if store is None:
+            return
+        self._prejudging.add(following)
+        threading.Thread(target=self._prejudge, args=(service, store, following),
+                         name="pdl-web-prejudge", daemon=True).start()
+
+    def _prejudge(self, service: QueryService, store: ViewStore, minute: datetime) -> None:
+        try:
+            clocks = tuple(sorted(clock_values(Settings()).items()))
+            with store.snapshot() as views:
+                entry = judge(views, service.ledger.log.log_id, minute, clocks)
+            with self._lock:
+                self._entries.setdefault(minute, entry)
+                self.prejudged += 1
+        except (LedgerError, sqlite3.Error) as exc:
+            # the request of that minute judges it itself
+            LOG.warning("prejudging the findings summary failed: %s", type(exc).__name__)
+        finally:
+            store.close()
+            with self._lock:
+                self._prejudging.discard(minute)
+
+
+def judge(views: ViewStore, log_id: str, minute: datetime,
+          clocks: tuple[tuple[str, int], ...]) -> _Entry:
+    """The findings by clause at ``minute``, with the position and stored rows they saw."""
+    position = views.position(FINDINGS, log_id)
+    stored = int(views.query(f"SELECT COUNT(*) FROM {FINDINGS_TABLE}")[0][0])
+    entry = _Entry(log_id, minute, clocks, position, stored, {})
+    entry.add([(f["clause"], f["pseudonym"])
+               for f in QueryService.findings(views, as_of=minute, settings=Settings())])
+    return entry
+
+
+def side_views(service: QueryService) -> ViewStore | None:
+    """A second connection to the service's SQLite views (None for any other store)."""
+    views = service.views
+    if not isinstance(views, SQLiteViewStore) or views.path == ":memory:":
+        return None
+    return SQLiteViewStore(views.path, cache_mb=views.cache_mb)
 
 
 def stored_between(views: ViewStore, before: Position, after: Position
@@ -139,3 +213,35 @@ def only_audit_records(service: QueryService, before: Position, after: Position)
             if record.event_type != LEDGER_QUERIED:
                 return False
     return True
+
+
+class AuditStableCache(Generic[T]):
+    """One answer computed from the views of ``projections``, reused while every record
+    those views have read since it was computed is an audit record (which none of them
+    keeps: ``consumers.clock`` and the others skip ``ledger.queried``)."""
+
+    def __init__(self, projections: Sequence[str]) -> None:
+        self.projections = tuple(projections)
+        self._lock = threading.Lock()
+        self._entry: tuple[str, dict[str, Position], T] | None = None
+        self.computed = 0
+        self.reused = 0
+
+    def get(self, service: QueryService, views: ViewStore, compute: Callable[[], T]) -> T:
+        """The cached answer if still valid, else ``compute()`` (kept for next time).
+        ``views`` must be the service's current views, caught up for ``projections``."""
+        log = service.ledger.log
+        positions = {n: views.position(n, log.log_id) for n in self.projections}
+        with self._lock:
+            entry = self._entry
+            if entry is not None and entry[0] == log.log_id and all(
+                    only_audit_records(service, entry[1][n], positions[n])
+                    for n in self.projections):
+                self._entry = (log.log_id, positions, entry[2])
+                self.reused += 1
+                return entry[2]
+        value = compute()
+        with self._lock:
+            self._entry = (log.log_id, positions, value)
+            self.computed += 1
+        return value
