@@ -13,7 +13,12 @@ from test_queries_cli import ALICE, shared, wire
 
 from ledger.application import Ledger
 from pdl.service import QueryService, findings_summary
-from pdl.web.summary import AuditStableCache, FindingsSummaryCache, minute_of
+from pdl.web.summary import (
+    AuditStableCache,
+    FindingsSummaryCache,
+    KeyedAuditStableCache,
+    minute_of,
+)
 from workload import simulate
 
 NOW = datetime(2026, 6, 1, 12, 0, 30, tzinfo=UTC)
@@ -143,3 +148,28 @@ def test_the_next_minute_judged_ahead_is_used_only_while_it_holds(
     after = next_minute + timedelta(minutes=1)
     assert cached(cache, service, after) == fresh(service, after)
     assert cache.computed == 2
+
+
+def test_register_groups_are_kept_per_filter_while_only_audit_records_come_in(
+        service: QueryService) -> None:
+    from pdl.web.pages import GROUP_VIEWS, _groups_sql
+
+    cache: KeyedAuditStableCache[list[dict[str, object]]] = KeyedAuditStableCache(
+        GROUP_VIEWS, size=2)
+
+    def groups(group: str) -> list[dict[str, object]]:
+        service.catch_up(names=list(GROUP_VIEWS))
+        return cache.get((group, "", ()), service, service.views,
+                         lambda: _groups_sql(service.views, group, "", []))
+
+    by_recipient = groups("recipient")
+    # an audit record that is itself a finding (values read in clear without a reason)
+    service.audit("export", {}, actor="operator@tests", people=[service.pseudonym(ALICE)],
+                  clear=True)
+    assert groups("recipient") == by_recipient == _groups_sql(service.views, "recipient", "", [])
+    assert groups("clause") == _groups_sql(service.views, "clause", "", [])
+    service.ledger.publish([shared(ALICE, "2026-11-30T00:00:00Z", "payco",
+                                   ["user.financial.bank_account"], "5.1.1")])
+    fresh_groups = groups("recipient")
+    assert fresh_groups == _groups_sql(service.views, "recipient", "", [])
+    assert fresh_groups != by_recipient

@@ -31,7 +31,12 @@ from pdl.api.reads import read
 from pdl.service import findings_summary
 from pdl.web import charts
 from pdl.web.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, same
-from pdl.web.summary import AuditStableCache, FindingsSummaryCache, minute_of
+from pdl.web.summary import (
+    AuditStableCache,
+    FindingsSummaryCache,
+    KeyedAuditStableCache,
+    minute_of,
+)
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -209,6 +214,8 @@ def _day(us: int) -> str:
 #: The views the activity chart reads (its answer is cached while they only read audit
 #: records, ``pdl.web.summary.AuditStableCache``).
 ACTIVITY_VIEWS = ("datamap", "disclosures")
+#: The views the register's groups read (cached likewise, per filter).
+GROUP_VIEWS = ("disclosures", "findings")
 
 
 def activity(views: Any, days: int = 30) -> tuple[list[str], dict[str, list[int]]]:
@@ -389,9 +396,13 @@ COLUMNS = ("time", "recipient", "recipient_name", "clause", "legal_ground", "pur
 GROUP_COLUMNS = ("key", "disclosures", "people", "cross_border", "flagged", "first", "last")
 
 
-def register_rows(api: ApiState, principal: Principal, q: RegisterQuery
+def register_rows(api: ApiState, principal: Principal, q: RegisterQuery,
+                  group_cache: KeyedAuditStableCache[list[dict[str, Any]]]
                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, int]:
-    """The page of rows shown (with the groups, if grouped) and the total matching."""
+    """The page of rows shown (with the groups, if grouped) and the total matching.
+    The groups counted in SQL are kept in ``group_cache`` per filter while the disclosures and
+    findings views read only audit records (the stored findings those make name the audit
+    event, never a disclosure, so no group's flagged count changes)."""
 
     total = 0
     # without a filter or grouping SQL cannot express, SQL counts and reads one page
@@ -406,7 +417,9 @@ def register_rows(api: ApiState, principal: Principal, q: RegisterQuery
             total = int(views.query(f"SELECT COUNT(*) FROM disclosures d{where}", params)[0][0])
             if q.group:
                 api.service.catch_up(names=["findings"])
-                sql_groups = _groups_sql(views, q.group, where, params)
+                sql_groups = group_cache.get(
+                    (q.group, where, tuple(params)), api.service, views,
+                    lambda: _groups_sql(views, q.group, where, params))
             rows = queries.disclosures(views, q.recipient, q.clause, q.category, q.since,
                                        q.until, limit=q.page * PAGE_SIZE
                                        )[(q.page - 1) * PAGE_SIZE:]
@@ -491,7 +504,8 @@ def _groups_sql(views: Any, group: str, where: str, params: list[Any]
 @router.get("/register")
 def register(request: Request, viewer: Annotated[Viewer, page(*REGISTER_ROLES)]) -> Response:
     q = RegisterQuery.parse(request.query_params)
-    shown, groups, total = register_rows(state(request), viewer.principal, q)
+    shown, groups, total = register_rows(state(request), viewer.principal, q,
+                                         request.app.state.web_groups)
     pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     return render(request, "register.html", viewer, q=q, rows=shown, groups=groups,
                   total=total, pages=pages, columns=COLUMNS, group_columns=GROUP_COLUMNS,
@@ -507,7 +521,8 @@ def register_csv(request: Request, viewer: Annotated[Viewer, page(*REGISTER_ROLE
     """Exactly what the page with the same query string shows: its groups (if grouped)
     and its page of rows."""
     q = RegisterQuery.parse(request.query_params)
-    shown, groups, _ = register_rows(state(request), viewer.principal, q)
+    shown, groups, _ = register_rows(state(request), viewer.principal, q,
+                                     request.app.state.web_groups)
     out = io.StringIO()
     writer = csv.writer(out)
     if groups is not None:

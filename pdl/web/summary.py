@@ -31,7 +31,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -245,3 +246,23 @@ class AuditStableCache(Generic[T]):
             self._entry = (log.log_id, positions, value)
             self.computed += 1
         return value
+
+
+class KeyedAuditStableCache(Generic[T]):
+    """An ``AuditStableCache`` per key (a query's parameters), the ``size`` most recently
+    used kept."""
+
+    def __init__(self, projections: Sequence[str], size: int = 32) -> None:
+        self.projections = tuple(projections)
+        self.size = size
+        self._lock = threading.Lock()
+        self._caches: OrderedDict[Hashable, AuditStableCache[T]] = OrderedDict()
+
+    def get(self, key: Hashable, service: QueryService, views: ViewStore,
+            compute: Callable[[], T]) -> T:
+        with self._lock:
+            cache = self._caches.pop(key, None) or AuditStableCache[T](self.projections)
+            self._caches[key] = cache
+            while len(self._caches) > self.size:
+                self._caches.popitem(last=False)
+        return cache.get(service, views, compute)
