@@ -126,8 +126,8 @@ def test_the_next_minute_judged_ahead_is_used_only_while_it_holds(
     import time
 
     cache = FindingsSummaryCache()
-    late = NOW.replace(second=45)  # past PREJUDGE_AFTER_S: the next minute is judged ahead
-    next_minute = late.replace(second=5) + timedelta(minutes=1)
+    late = NOW.replace(second=45)  # past PREJUDGE_AFTER_S: the next minute judged at once
+    next_minute = late + timedelta(minutes=1)
 
     def prejudged(n: int) -> None:
         deadline = time.monotonic() + 60
@@ -135,19 +135,21 @@ def test_the_next_minute_judged_ahead_is_used_only_while_it_holds(
             assert time.monotonic() < deadline, "the next minute was not judged ahead"
             time.sleep(0.05)
 
-    cached(cache, service, late)
-    prejudged(1)
-    service.audit("test", {}, actor="operator@tests", reason="ticket-4")
-    assert cached(cache, service, next_minute) == fresh(service, next_minute)
-    assert (cache.computed, cache.reused) == (1, 1)
-    # judged ahead, then an event came in: the ready answer is not used
-    cached(cache, service, next_minute.replace(second=50))
-    prejudged(2)
-    service.ledger.publish([wire("request.received", "2026-05-02T00:00:00Z", ALICE, {
-        "request_id": "r-web-2", "kind": "access"})])
-    after = next_minute + timedelta(minutes=1)
-    assert cached(cache, service, after) == fresh(service, after)
-    assert cache.computed == 2
+    try:
+        cached(cache, service, late)
+        prejudged(1)
+        service.audit("test", {}, actor="operator@tests", reason="ticket-4")
+        assert cached(cache, service, next_minute) == fresh(service, next_minute)
+        assert (cache.computed, cache.reused) == (1, 1)
+        # judged ahead, then an event came in: the ready answer is not used
+        prejudged(2)
+        service.ledger.publish([wire("request.received", "2026-05-02T00:00:00Z", ALICE, {
+            "request_id": "r-web-2", "kind": "access"})])
+        after = next_minute + timedelta(seconds=20)
+        assert cached(cache, service, after) == fresh(service, after)
+        assert cache.computed == 2
+    finally:
+        cache.close()
 
 
 def test_register_groups_are_kept_per_filter_while_only_audit_records_come_in(

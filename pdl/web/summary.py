@@ -17,8 +17,8 @@ fresh ``findings_summary(service.findings(views, as_of=minute))``:
 
 Anything else (a new minute, any other event, a rebuild moving the position back, a stored
 finding changed otherwise) evaluates the findings afresh. So that a new minute does not
-make someone wait, the next minute is judged ahead in the background once the current
-one is past its 40th second (on a second connection's read snapshot): the first overview
+make someone wait, the next minute is judged ahead in the background from the 40th second
+of a minute someone asked for (on a second connection's read snapshot): the first overview
 of that minute then finds its answer ready, and reuses it under the same conditions. Every page asks under the service's lock,
 so position and answer cannot drift apart.
 
@@ -85,10 +85,10 @@ class FindingsSummaryCache:
     """Findings by clause (findings, people) at a minute, reused while the views have only
     read audit records since (see the module's docstring for the exact conditions).
 
-    ``prejudge``: once a minute has been asked for after its second ``PREJUDGE_AFTER_S``,
-    the next minute is judged in a background thread on a read snapshot of the views (a
-    second connection to the SQLite file; none for other stores), so the first overview of
-    the next minute finds its answer ready, checked like any other.
+    ``prejudge``: once a minute has been asked for, the next minute is judged from its
+    second ``PREJUDGE_AFTER_S`` on, in a background thread, on a read snapshot of the views
+    (a second connection to the SQLite file; none for other stores), so the first overview
+    of the next minute finds its answer ready, checked like any other.
     """
 
     PREJUDGE_AFTER_S = 40
@@ -97,6 +97,7 @@ class FindingsSummaryCache:
         self._entries: dict[datetime, _Entry] = {}
         self._lock = threading.Lock()
         self._prejudging: set[datetime] = set()
+        self._timers: list[threading.Timer] = []
         self.prejudge = prejudge
         #: How many answers were computed, reused, prejudged (for tests and the bench).
         self.computed = 0
@@ -135,31 +136,43 @@ class FindingsSummaryCache:
         return entry.rows()
 
     def _maybe_prejudge(self, service: QueryService, now: datetime) -> None:
-        """(Holding the lock.) Judge the next minute in the background, once."""
+        """(Holding the lock.) Judge the next minute in the background, once, from the
+        current minute's second ``PREJUDGE_AFTER_S`` on."""
         following = minute_of(now) + timedelta(minutes=1)
-        if (not self.prejudge or now.second < self.PREJUDGE_AFTER_S
-                or following in self._entries or following in self._prejudging):
-            return
-        store = side_views(service)
-        if store is None:
+        if not self.prejudge or following in self._entries or following in self._prejudging:
             return
         self._prejudging.add(following)
-        threading.Thread(target=self._prejudge, args=(service, store, following),
-                         name="pdl-web-prejudge", daemon=True).start()
+        timer = threading.Timer(max(0, self.PREJUDGE_AFTER_S - now.second), self._prejudge,
+                                args=(service, following))
+        timer.name, timer.daemon = "pdl-web-prejudge", True
+        self._timers = [t for t in self._timers if t.is_alive()] + [timer]
+        timer.start()
 
-    def _prejudge(self, service: QueryService, store: ViewStore, minute: datetime) -> None:
+    def close(self) -> None:
+        """Cancel the judging ahead not started yet."""
+        with self._lock:
+            for timer in self._timers:
+                timer.cancel()
+            self._timers = []
+
+    def _prejudge(self, service: QueryService, minute: datetime) -> None:
+        store = None
         try:
+            store = side_views(service)
+            if store is None:
+                return
             clocks = tuple(sorted(clock_values(Settings()).items()))
             with store.snapshot() as views:
                 entry = judge(views, service.ledger.log.log_id, minute, clocks)
             with self._lock:
                 self._entries.setdefault(minute, entry)
                 self.prejudged += 1
-        except (LedgerError, sqlite3.Error) as exc:
+        except (LedgerError, sqlite3.Error, OSError) as exc:
             # the request of that minute judges it itself
             LOG.warning("prejudging the findings summary failed: %s", type(exc).__name__)
         finally:
-            store.close()
+            if store is not None:
+                store.close()
             with self._lock:
                 self._prejudging.discard(minute)
 
