@@ -41,8 +41,16 @@ def fresh(service: QueryService, now: datetime) -> list[dict[str, object]]:
 
 def cached(cache: FindingsSummaryCache, service: QueryService, now: datetime
            ) -> list[dict[str, object]]:
+    """The cached summary, after checking the cached list of findings it counts equals a
+    fresh one (as the findings page and a person's page read it)."""
     service.catch_up(names=["findings"])
-    return cache.summary(service, service.views, now)
+    rows = cache.summary(service, service.views, now)
+    reused = cache.reused
+    listed = cache.findings(service, service.views, now)
+    assert cache.reused == reused + 1  # this second look is always a reuse: not counted
+    cache.reused = reused
+    assert listed == service.findings(service.views, as_of=minute_of(now))
+    return rows
 
 
 def test_a_cached_summary_equals_a_fresh_one_and_audit_records_keep_it(

@@ -596,7 +596,7 @@ def person(request: Request, viewer: Annotated[Viewer, page(*PERSON_ROLES)],
                 "requests": person_requests(request, views, pseudonym, now),
                 "disclosures": queries.disclosures(views, pseudonym=pseudonym),
                 "findings": [{**f, "meaning": CLAUSES.get(f["clause"], "")}
-                             for f in api.service.findings(views)
+                             for f in _summaries(request).findings(api.service, views, now)
                              if f["pseudonym"] == pseudonym]}
 
     found = read(api, viewer.principal, "subject", {}, as_of=None, needs="datamap",
@@ -708,9 +708,11 @@ def findings_page(request: Request, viewer: Annotated[Viewer, page(*FINDINGS_ROL
     api = state(request)
     clause = _clause_param(request.query_params, ("clause",))
 
+    now = datetime.now(UTC)
+
     def answer(views: Any) -> list[dict[str, Any]]:
         api.service.catch_up(names=["findings"])
-        return api.service.findings(views)
+        return _summaries(request).findings(api.service, views, now)
 
     found = read(api, viewer.principal, "findings", {"clause": clause}, as_of=None,
                  needs="findings", answer=answer)

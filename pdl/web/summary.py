@@ -1,5 +1,5 @@
-"""The overview's costly parts, cached per view position: the findings by clause (and
-the minute), and the activity chart's counts.
+"""The dashboard's costly parts, cached per view position: the findings (and by clause)
+at a minute, the activity chart's counts, the register's groups.
 
 Counting the findings means evaluating the timed rules (retention, closure, request and
 incident clocks) over the views at a moment, which takes seconds on a large log. The
@@ -37,8 +37,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from consumers.findings import FINDINGS_TABLE
+from consumers.findings import FINDINGS_TABLE, Finding
 from consumers.findings.thresholds import clock_values
+from consumers.rows import from_us
 from consumers.views import SQLiteViewStore, ViewStore
 from ledger.errors import LedgerError
 from ledger.persistence import Position
@@ -66,6 +67,8 @@ class _Entry:
     clocks: tuple[tuple[str, int], ...]
     position: Position
     stored: int
+    #: every finding at ``minute``, as ``QueryService.findings`` lists them (in order)
+    found: list[dict[str, Any]]
     #: clause -> [findings, set of pseudonyms]
     clauses: dict[str, tuple[int, set[str]]]
 
@@ -73,17 +76,34 @@ class _Entry:
         return [{"clause": c, "findings": n, "people": len(people)}
                 for c, (n, people) in sorted(self.clauses.items())]
 
-    def add(self, rows: list[tuple[Any, ...]]) -> None:
-        for clause, pseudonym in rows:
-            n, people = self.clauses.get(clause, (0, set()))
-            if pseudonym:
-                people = people | {pseudonym}
-            self.clauses[clause] = (n + 1, people)
+    def count(self, found: list[dict[str, Any]]) -> None:
+        for f in found:
+            n, people = self.clauses.get(f["clause"], (0, set()))
+            if f["pseudonym"]:
+                people = people | {f["pseudonym"]}
+            self.clauses[f["clause"]] = (n + 1, people)
+
+    def extended(self, position: Position, stored: int, added: list[dict[str, Any]]
+                 ) -> _Entry:
+        """This entry at a later ``position``, with the stored findings ``added``."""
+        entry = _Entry(self.log_id, self.minute, self.clocks, position, stored, self.found,
+                       dict(self.clauses))
+        if added:
+            entry.found = sorted([*self.found, *added], key=_order)
+            entry.count(added)
+        return entry
+
+
+def _order(f: dict[str, Any]) -> tuple[Any, ...]:
+    """``list_findings``'s order, on the dicts."""
+    return (datetime.fromisoformat(f["time"]), f["partition"], f["offset"], f["clause"],
+            f["pseudonym"] or "")
 
 
 class FindingsSummaryCache:
-    """Findings by clause (findings, people) at a minute, reused while the views have only
-    read audit records since (see the module's docstring for the exact conditions).
+    """The findings at a minute, and by clause (findings, people), reused while the views
+    have only read audit records since (see the module's docstring for the exact
+    conditions). The overview, the findings page and a person's page read them here.
 
     ``prejudge``: once a minute has been asked for, the next minute is judged from its
     second ``PREJUDGE_AFTER_S`` on, in a background thread, on a read snapshot of the views
@@ -108,6 +128,15 @@ class FindingsSummaryCache:
                 ) -> list[dict[str, Any]]:
         """Per clause: findings and people, the timed rules judged at ``minute_of(now)``.
         ``views`` must be the service's current views, caught up for ``findings``."""
+        return self._entry(service, views, now).rows()
+
+    def findings(self, service: QueryService, views: ViewStore, now: datetime
+                 ) -> list[dict[str, Any]]:
+        """Every finding, as ``service.findings(views, as_of=minute_of(now))`` lists them
+        (the list is shared: do not change it)."""
+        return self._entry(service, views, now).found
+
+    def _entry(self, service: QueryService, views: ViewStore, now: datetime) -> _Entry:
         minute = minute_of(now)
         log = service.ledger.log
         clocks = tuple(sorted(clock_values(Settings()).items()))
@@ -121,19 +150,17 @@ class FindingsSummaryCache:
                     and only_audit_records(service, entry.position, position)):
                 added = stored_between(views, entry.position, position)
                 if entry.stored + len(added) == stored:
-                    entry = _Entry(log.log_id, minute, clocks, position, stored,
-                                   dict(entry.clauses))
-                    entry.add(added)
+                    entry = entry.extended(position, stored, added)
                     self._entries[minute] = entry
                     self.reused += 1
                     self._maybe_prejudge(service, now)
-                    return entry.rows()
+                    return entry
         entry = judge(views, log.log_id, minute, clocks)
         with self._lock:
             self._entries[minute] = entry
             self.computed += 1
             self._maybe_prejudge(service, now)
-        return entry.rows()
+        return entry
 
     def _maybe_prejudge(self, service: QueryService, now: datetime) -> None:
         """(Holding the lock.) Judge the next minute in the background, once, from the
@@ -182,9 +209,9 @@ def judge(views: ViewStore, log_id: str, minute: datetime,
     """The findings by clause at ``minute``, with the position and stored rows they saw."""
     position = views.position(FINDINGS, log_id)
     stored = int(views.query(f"SELECT COUNT(*) FROM {FINDINGS_TABLE}")[0][0])
-    entry = _Entry(log_id, minute, clocks, position, stored, {})
-    entry.add([(f["clause"], f["pseudonym"])
-               for f in QueryService.findings(views, as_of=minute, settings=Settings())])
+    found = QueryService.findings(views, as_of=minute, settings=Settings())
+    entry = _Entry(log_id, minute, clocks, position, stored, found, {})
+    entry.count(found)
     return entry
 
 
@@ -197,16 +224,19 @@ def side_views(service: QueryService) -> ViewStore | None:
 
 
 def stored_between(views: ViewStore, before: Position, after: Position
-                   ) -> list[tuple[Any, ...]]:
-    """(clause, pseudonym) of the stored findings of the records past ``before`` up to
-    ``after``."""
-    out: list[tuple[Any, ...]] = []
+                   ) -> list[dict[str, Any]]:
+    """The stored findings of the records past ``before`` up to ``after``, as
+    ``QueryService.findings`` gives them."""
+    out: list[dict[str, Any]] = []
     for partition, offset in after.items():
         start = before.get(partition, -1)
         if offset > start:
-            out += views.query(f'SELECT clause, pseudonym FROM {FINDINGS_TABLE} '
-                               'WHERE partition = ? AND "offset" > ? AND "offset" <= ?',
-                               (partition, start, offset))
+            out += [Finding(c, p, e, int(part), int(off), from_us(t), x).as_dict()
+                    for c, p, e, part, off, t, x in views.query(
+                        f'SELECT clause, pseudonym, event_id, partition, "offset", time, '
+                        f"explanation FROM {FINDINGS_TABLE} "
+                        'WHERE partition = ? AND "offset" > ? AND "offset" <= ?',
+                        (partition, start, offset))]
     return out
 
 
