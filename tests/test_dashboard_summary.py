@@ -183,3 +183,20 @@ def test_register_groups_are_kept_per_filter_while_only_audit_records_come_in(
     fresh_groups = groups("recipient")
     assert fresh_groups == _groups_sql(service.views, "recipient", "", [])
     assert fresh_groups != by_recipient
+
+
+def test_the_caches_premise_audit_records_change_no_state_the_views_keep() -> None:
+    """What the caches rest on: the data map and disclosures views skip audit records; the
+    findings view folds nothing from them (only event rules read them, and what those make
+    are stored findings, which the cache adds), and no timed rule reads them."""
+    from consumers.findings import RULES
+    from consumers.findings.folds import FOLDS
+    from consumers.registry import all_projections
+    from schemas.events import LedgerQueried
+
+    views = {p.name: p for p in all_projections()}
+    for name in ("datamap", "disclosures"):
+        assert views[name].topics and LedgerQueried.TYPE not in views[name].topics
+    assert LedgerQueried not in FOLDS
+    assert [r for r in RULES if r.evaluate is not None]
+    assert not [r for r in RULES if r.evaluate is not None and LedgerQueried in r.reads]
