@@ -45,6 +45,7 @@ import statistics  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
+from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
@@ -115,7 +116,7 @@ def main() -> int:
     while not server.started:
         time.sleep(0.02)
     url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    rows = []
+    rows: list[dict[str, Any]] = []
     with httpx.Client(base_url=url, timeout=300) as ui, \
             httpx.Client(base_url=url, timeout=300,
                          headers={"Authorization": f"Bearer {token}"}) as api:

@@ -152,8 +152,8 @@ def test_every_role_signs_in_and_sees_only_its_pages(browser: Browser) -> None:
         assert browser.has("incidents") == (role is Role.RESPONDER)
         # the case files with links to their drafts: responder and privacy officer only
         assert browser.has("case-files") == (role in (Role.RESPONDER, Role.PRIVACY_OFFICER))
-        links = browser.driver.find_elements(By.CSS_SELECTOR, "a.draft-link")
-        assert bool(links) == (role in (Role.RESPONDER, Role.PRIVACY_OFFICER))
+        drafts = browser.driver.find_elements(By.CSS_SELECTOR, "a.draft-link")
+        assert bool(drafts) == (role in (Role.RESPONDER, Role.PRIVACY_OFFICER))
         browser.shot(f"overview-{role.value}")
     # the session cookie as the browser holds it
     cookie = browser.driver.get_cookie("pdl_session")

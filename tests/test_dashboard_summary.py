@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from apikit import publish_sample, sample_settings
@@ -35,12 +36,12 @@ def service(tmp_path: Path) -> Iterator[QueryService]:
         yield service
 
 
-def fresh(service: QueryService, now: datetime) -> list[dict[str, object]]:
+def fresh(service: QueryService, now: datetime) -> list[dict[str, Any]]:
     return findings_summary(service.findings(service.views, as_of=minute_of(now)))
 
 
 def cached(cache: FindingsSummaryCache, service: QueryService, now: datetime
-           ) -> list[dict[str, object]]:
+           ) -> list[dict[str, Any]]:
     """The cached summary, after checking the cached list of findings it counts equals a
     fresh one (as the findings page and a person's page read it)."""
     service.catch_up(names=["findings"])
@@ -167,7 +168,7 @@ def test_register_groups_are_kept_per_filter_while_only_audit_records_come_in(
     cache: KeyedAuditStableCache[list[dict[str, object]]] = KeyedAuditStableCache(
         GROUP_VIEWS, size=2)
 
-    def groups(group: str) -> list[dict[str, object]]:
+    def groups(group: str) -> list[dict[str, Any]]:
         service.catch_up(names=list(GROUP_VIEWS))
         return cache.get((group, "", ()), service, service.views,
                          lambda: _groups_sql(service.views, group, "", []))

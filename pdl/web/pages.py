@@ -687,7 +687,9 @@ def _promises() -> dict[str, dict[str, str]]:
     (privacy-policy.zh.txt, its numbered section), bundled as ``promises.json``."""
     import json
 
-    return json.loads((Path(__file__).parent / "promises.json").read_text(encoding="utf-8"))
+    promises: dict[str, dict[str, str]] = json.loads(
+        (Path(__file__).parent / "promises.json").read_text(encoding="utf-8"))
+    return promises
 
 
 def _clause_param(params: Mapping[str, str], allowed: tuple[str, ...]) -> str | None:
