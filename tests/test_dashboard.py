@@ -315,3 +315,26 @@ def test_a_draft_changed_in_the_case_folder_is_not_shown(web: WebLive) -> None:
         assert answer.status_code == 409 and "tampered" not in answer.text
     finally:
         path.write_text(kept, "utf-8")
+
+
+def test_findings_show_which_are_still_open_and_which_were_remedied(web: WebLive) -> None:
+    client, _ = signed_in(web, Role.COMPLIANCE)
+    api = web.live.client(Role.COMPLIANCE).get("/findings", params={"limit": 1000}).json()
+    by_clause: dict[str, list[dict[str, object]]] = {}
+    for f in api["items"]:
+        by_clause.setdefault(f["clause"], []).append(f)
+    page = client.get("/ui/findings").text
+    # every read by a principal not on the staff list is itself a 6.2.1b finding: skip it
+    for clause, found in by_clause.items():
+        if clause == "6.2.1b":
+            continue
+        still_open = sum(1 for f in found if f["status"] == "open")
+        assert re.search(rf'id="open-{re.escape(clause)}">(<a [^>]*>)?{still_open}<', page)
+    # the simulated workload erases some unlawfully collected data later (7.4)
+    clause = next(c for c, found in by_clause.items()
+                  if any(f["status"] == "remedied" for f in found))
+    for status in ("open", "remedied"):
+        detail = client.get("/ui/findings", params={"clause": clause, "status": status}).text
+        shown = re.findall(r'<td class="status">(\w+)', detail)
+        assert shown == [status] * sum(1 for f in by_clause[clause] if f["status"] == status)
+    assert client.get("/ui/findings", params={"status": "closed"}).status_code == 400

@@ -705,10 +705,14 @@ def _clause_param(params: Mapping[str, str], allowed: tuple[str, ...]) -> str | 
 @router.get("/findings")
 def findings_page(request: Request, viewer: Annotated[Viewer, page(*FINDINGS_ROLES)]
                   ) -> Response:
-    """By clause with the promise (Chinese and English) and its meaning, a monthly trend,
-    and one clause's findings down to the events (``?clause=``)."""
+    """By clause with the promise (Chinese and English), its meaning and how many are still
+    open, a monthly trend, and one clause's findings down to the events (``?clause=``),
+    each open or remedied (7.4), ``?status=`` keeping one or the other."""
     api = state(request)
-    clause = _clause_param(request.query_params, ("clause",))
+    clause = _clause_param(request.query_params, ("clause", "status"))
+    status = request.query_params.get("status", "") or None
+    if status not in (None, "open", "remedied"):
+        raise WebError(400, "status: open, remedied or empty")
 
     now = datetime.now(UTC)
 
@@ -716,8 +720,8 @@ def findings_page(request: Request, viewer: Annotated[Viewer, page(*FINDINGS_ROL
         api.service.catch_up(names=["findings"])
         return _summaries(request).findings(api.service, views, now)
 
-    found = read(api, viewer.principal, "findings", {"clause": clause}, as_of=None,
-                 needs="findings", answer=answer)
+    found = read(api, viewer.principal, "findings", {"clause": clause, "status": status},
+                 as_of=None, needs="findings", answer=answer)
     promises = _promises()
     clauses = [{**row, "meaning": CLAUSES.get(row["clause"], ""),
                 "promise": promises.get(row["clause"], {})}
@@ -726,10 +730,11 @@ def findings_page(request: Request, viewer: Annotated[Viewer, page(*FINDINGS_ROL
     per_month = Counter(f["time"][:7] for f in found)
     chart = charts.stacked_bars(months, {"findings": [per_month[m] for m in months]},
                                 title="Findings per month")
-    detail = [f for f in found if f["clause"] == clause] if clause else None
+    detail = [f for f in found if f["clause"] == clause
+              and (status is None or f.get("status", "open") == status)] if clause else None
     return render(request, "findings.html", viewer, clauses=clauses, chart=chart,
-                  clause=clause, detail=detail, promise=promises.get(clause or "", {}),
-                  meaning=CLAUSES.get(clause or "", ""))
+                  clause=clause, shown_status=status, detail=detail,
+                  promise=promises.get(clause or "", {}), meaning=CLAUSES.get(clause or "", ""))
 
 
 # --- incident: breach scope -------------------------------------------------------------

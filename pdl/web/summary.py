@@ -19,8 +19,8 @@ Anything else (a new minute, any other event, a rebuild moving the position back
 finding changed otherwise) evaluates the findings afresh. So that a new minute does not
 make someone wait, the next minute is judged ahead in the background from the 40th second
 of a minute someone asked for (on a second connection's read snapshot): the first overview
-of that minute then finds its answer ready, and reuses it under the same conditions. Every page asks under the service's lock,
-so position and answer cannot drift apart.
+of that minute then finds its answer ready, and reuses it under the same conditions.
+Every page asks under the service's lock, so position and answer cannot drift apart.
 
 ``AuditStableCache`` keeps any answer computed from some views (the activity chart reads
 the data map and the disclosures) while those views have read only audit records since.
@@ -39,7 +39,8 @@ from typing import Any, Generic, TypeVar
 
 from consumers.findings import FINDINGS_TABLE, Finding
 from consumers.findings.thresholds import clock_values
-from consumers.rows import from_us
+from consumers.findings.store import REMEDIES_TABLE
+from consumers.rows import from_us, to_us
 from consumers.views import SQLiteViewStore, ViewStore
 from ledger.errors import LedgerError
 from ledger.persistence import Position
@@ -69,19 +70,21 @@ class _Entry:
     stored: int
     #: every finding at ``minute``, as ``QueryService.findings`` lists them (in order)
     found: list[dict[str, Any]]
-    #: clause -> [findings, set of pseudonyms]
-    clauses: dict[str, tuple[int, set[str]]]
+    #: clause -> (findings, still open, set of pseudonyms)
+    clauses: dict[str, tuple[int, int, set[str]]]
 
     def rows(self) -> list[dict[str, Any]]:
-        return [{"clause": c, "findings": n, "people": len(people)}
-                for c, (n, people) in sorted(self.clauses.items())]
+        """As ``pdl.service.findings_summary`` counts them."""
+        return [{"clause": c, "findings": n, "open": still_open, "people": len(people)}
+                for c, (n, still_open, people) in sorted(self.clauses.items())]
 
     def count(self, found: list[dict[str, Any]]) -> None:
         for f in found:
-            n, people = self.clauses.get(f["clause"], (0, set()))
+            n, still_open, people = self.clauses.get(f["clause"], (0, 0, set()))
             if f["pseudonym"]:
                 people = people | {f["pseudonym"]}
-            self.clauses[f["clause"]] = (n + 1, people)
+            self.clauses[f["clause"]] = (n + 1, still_open + (f.get("status", "open") == "open"),
+                                         people)
 
     def extended(self, position: Position, stored: int, added: list[dict[str, Any]]
                  ) -> _Entry:
@@ -148,7 +151,7 @@ class FindingsSummaryCache:
             entry = self._entries.get(minute)
             if (entry is not None and entry.log_id == log.log_id and entry.clocks == clocks
                     and only_audit_records(service, entry.position, position)):
-                added = stored_between(views, entry.position, position)
+                added = stored_between(views, entry.position, position, minute)
                 if entry.stored + len(added) == stored:
                     entry = entry.extended(position, stored, added)
                     self._entries[minute] = entry
@@ -223,19 +226,24 @@ def side_views(service: QueryService) -> ViewStore | None:
     return SQLiteViewStore(views.path, cache_mb=views.cache_mb)
 
 
-def stored_between(views: ViewStore, before: Position, after: Position
+def stored_between(views: ViewStore, before: Position, after: Position, minute: datetime
                    ) -> list[dict[str, Any]]:
     """The stored findings of the records past ``before`` up to ``after``, as
-    ``QueryService.findings`` gives them."""
+    ``QueryService.findings(as_of=minute)`` gives them (remedied if so by ``minute``)."""
+    now = to_us(minute)
     out: list[dict[str, Any]] = []
     for partition, offset in after.items():
         start = before.get(partition, -1)
         if offset > start:
-            out += [Finding(c, p, e, int(part), int(off), from_us(t), x).as_dict()
-                    for c, p, e, part, off, t, x in views.query(
-                        f'SELECT clause, pseudonym, event_id, partition, "offset", time, '
-                        f"explanation FROM {FINDINGS_TABLE} "
-                        'WHERE partition = ? AND "offset" > ? AND "offset" <= ?',
+            out += [Finding(c, p, e, int(part), int(off), from_us(t), x,
+                            *((by, from_us(fixed)) if by is not None and fixed <= now else ())
+                            ).as_dict()
+                    for c, p, e, part, off, t, x, by, fixed in views.query(
+                        f'SELECT f.clause, f.pseudonym, f.event_id, f.partition, f."offset", '
+                        f"f.time, f.explanation, r.remedy_event_id, r.time "
+                        f"FROM {FINDINGS_TABLE} f LEFT JOIN {REMEDIES_TABLE} r "
+                        "ON r.event_id = f.event_id AND r.clause = f.clause "
+                        'WHERE f.partition = ? AND f."offset" > ? AND f."offset" <= ?',
                         (partition, start, offset))]
     return out
 
