@@ -415,7 +415,7 @@ _SELECT_ROWS = ("SELECT position, CAST(event_id AS TEXT), CAST(event_type AS TEX
                 "FROM events")
 #: From this many records on, ``verify_sqlite`` decodes and hashes in worker processes
 #: (starting one costs about a second of imports).
-PARALLEL_MIN_RECORDS = 200_000
+PARALLEL_MIN_RECORDS = 100_000
 #: Positions per task of a worker process.
 PARALLEL_CHUNK = 25_000
 
@@ -521,7 +521,7 @@ def verify_sqlite(log: Any, verifier: Verifier | None, trust: TrustState | None,
             "SELECT min(position), max(position), count(*) FROM events").fetchone()
         if workers is None:
             workers = min(os.cpu_count() or 1, 4) if count >= PARALLEL_MIN_RECORDS else 1
-        if workers > 1 and count:
+        if workers > 1 and count and str(log.path) != ":memory:":
             origin = store.stored_head(0)[0]
             trusted = trust.trusted("sqlite/0") if trust is not None else None
             prefix = leaf_prefix(trusted["origin"] if trusted else origin, 0)
