@@ -310,7 +310,7 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p.add_argument("--trust-file", help="the verifier's trust state (LEDGER_TRUST_FILE)")
     p.add_argument("--workers", type=_positive, default=None, metavar="N",
                    help="processes decoding and hashing the SQLite log (default: every CPU, "
-                        "up to 4, from 100,000 records on; 1: this process alone)")
+                        "up to 4, from 50,000 records on; 1: this process alone)")
 
     p = add("checkpoint", cmd_checkpoint, "sign a checkpoint now (SQLite) or run the sealing "
             "consumer that grows and signs each Kafka partition's tree")
