@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import difflib
 import json
+import operator
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -541,21 +543,20 @@ def _shapes(masks: np.ndarray) -> Iterable[tuple[int, int]]:
     return zip(masks[starts].tolist(), sizes.tolist(), strict=True)
 
 
-def _affected(hit: Hits, chosen: list[int], notified: set[str] | None) -> list[AffectedPerson]:
-    """The people at positions ``chosen`` of ``hit``, in that order."""
-    at = np.array(chosen, dtype=np.intp)
+def _affected(hit: Hits, at: np.ndarray, notified: set[str] | None) -> list[AffectedPerson]:
+    """The people at positions ``at`` of ``hit``, in that order."""
     ids = hit.ids[at]
-    people = [hit.names[i] for i in ids.tolist()]
+    people = list(map(hit.names.__getitem__, ids.tolist()))
     unions = hit.union[at].tolist()
     reaches = hit.reach[at].tolist()
     names = sorted(hit.per_store)
     # Where each person was held and their records there: looked up per store, in arrays.
     if len(names) == 1:
-        wheres = [(names[0],)] * len(chosen)
+        wheres = [(names[0],)] * len(at)
         records = np.bitwise_count(hit.union[at]).tolist()
     else:
         found: list[list[bool]] = []
-        counted = np.zeros(len(chosen), np.int64)
+        counted = np.zeros(len(at), np.int64)
         for name in names:
             store_ids, masks = hit.per_store[name]
             j = np.minimum(store_ids.searchsorted(ids), max(len(store_ids) - 1, 0))
@@ -563,22 +564,17 @@ def _affected(hit: Hits, chosen: list[int], notified: set[str] | None) -> list[A
             counted += np.where(present, np.bitwise_count(masks[j]) if len(masks) else 0, 0)
             found.append(present.tolist())
         wheres = [tuple(name for name, here in zip(names, row, strict=True) if here)
-                  for row in zip(*found, strict=True)] if chosen else []
+                  for row in zip(*found, strict=True)] if len(at) else []
         records = counted.tolist()
-    # Answers list up to everyone: what depends only on a mask is worked out once per mask.
-    shown: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
-    listed: list[AffectedPerson] = []
-    for p, union, reach, where, n in zip(people, unions, reaches, wheres, records, strict=True):
-        cats = shown.get(union)
-        if cats is None:
-            cats = shown[union] = (categories_of(union), categories_of(union & SENSITIVE_MASK))
-        reason = _UNREACHABLE.get(reach)
-        # tuple.__new__: the named tuple's generated __new__ costs ~1 µs per person
-        listed.append(_new_tuple(AffectedPerson, (
-            p, cats[0], cats[1], where, n, reason is None, reason,
-            None if notified is None else p in notified,
-        )))
-    return listed
+    # Answers list up to everyone: what depends only on a mask is worked out once per
+    # mask, and each person is one tuple built from columns (no Python work per field).
+    shown = {u: (categories_of(u), categories_of(u & SENSITIVE_MASK)) for u in set(unions)}
+    cats = [shown[u] for u in unions]
+    told: Iterable[bool | None] = (repeat(None) if notified is None
+                                   else map(notified.__contains__, people))
+    return list(map(_new_tuple, repeat(AffectedPerson), zip(
+        people, map(operator.itemgetter(0), cats), map(operator.itemgetter(1), cats), wheres, records,
+        map(operator.not_, reaches), map(_UNREACHABLE.get, reaches), told)))
 
 
 def _notified(store: ViewStore, incident_id: str) -> set[str]:

@@ -494,7 +494,7 @@ class Hits(NamedTuple):
         j = int(self.ids.searchsorted(i))
         return j < len(self.ids) and int(self.ids[j]) == i
 
-    def page(self, after: str | None, count: int | None) -> list[int]:
+    def page(self, after: str | None, count: int | None) -> np.ndarray:
         """Positions in ``ids`` of the first ``count`` people (every one: None) whose
         pseudonym sorts after ``after`` (from the first: None), in pseudonym order."""
         ids, names = self.ids, self.names
@@ -503,11 +503,11 @@ class Hits(NamedTuple):
             bisect_right(names, after, 0, self.ordered)))
         hi = split if count is None else min(split, lo + count)
         if split == len(ids):
-            return list(range(lo, hi))
+            return np.arange(lo, max(lo, hi), dtype=np.intp)
         rest = [(names[i], k) for k, i in enumerate(ids[split:].tolist(), split)
                 if after is None or names[i] > after]
         merged = sorted([(names[i], k) for k, i in enumerate(ids[lo:hi].tolist(), lo)] + rest)
-        return [k for _, k in merged[:count]]
+        return np.array([k for _, k in merged[:count]], dtype=np.intp)
 
     def exposure(self) -> Exposure:
         """The same answer as dicts keyed by pseudonym."""
