@@ -244,8 +244,9 @@ def scope_latency(log_path: Path, views: Path, queries: int, seed: int,
                 say(f"\n  answered from the in-memory index (the HTTP API, LEDGER_SCOPE_INDEX=1): "
                     f"loaded {stats['held']:,} held + {stats['ended']:,} ended segments of "
                     f"{stats['people']:,} people in {time.perf_counter() - t0:.1f} s, "
-                    f"+{_rss_mb() - rss:,.0f} MB resident ({stats['array_bytes'] / 2**20:,.0f} "
-                    "MB of arrays)")
+                    f"+{_rss_mb() - rss:,.0f} MB resident"
+                    + (f" ({stats['array_bytes'] / 2**20:,.0f} MB of arrays)"
+                       if "array_bytes" in stats else ""))
             _scope_table(store, stores, first, span, queries, random.Random(seed))
         ScopeIndex.detach(store)
         say(f"  load after: {_load()}")

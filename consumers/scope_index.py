@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from array import array
 from collections.abc import Iterable
 from typing import Any
 
@@ -406,28 +407,37 @@ class ScopeIndex:
     def _load(self, view: ViewStore, generation: str | None, seq: int) -> None:
         self._clear()
         ident = self._id
-        held: dict[str, list[tuple[int, int, int, int]]] = {}
+        # Rows go into typed arrays as they come (8 bytes a value, not a Python object).
+        held: dict[str, tuple[array, ...]] = {}
         for store, since, person, mask in view.rows(
                 "SELECT store, collected_at, pseudonym, categories FROM holdings"):
-            rows = held.get(store)
-            if rows is None:
-                rows = held[store] = []
-            rows.append((since, 0, ident(person), mask))
-        for store, rows in held.items():
-            times, _, pids, masks = _columns(rows)
-            order = np.argsort(times, kind="stable")
-            self._held[store] = _Held(times[order], pids[order], masks[order])
+            cols = held.get(store)
+            if cols is None:
+                cols = held[store] = (array("q"), array("q"), array("q"))
+            cols[0].append(since)
+            cols[1].append(ident(person))
+            cols[2].append(mask)
+        for store, (times, pids, masks) in held.items():
+            t = np.frombuffer(times, _I64)
+            order = np.argsort(t, kind="stable")
+            self._held[store] = _Held(t[order], np.frombuffer(pids, _I64)[order].astype(_I32),
+                                      np.frombuffer(masks, _I64)[order])
         del held
-        ended: dict[str, list[tuple[int, int, int, int]]] = {}
+        ended: dict[str, tuple[array, ...]] = {}
         for store, until, since, person, mask in view.rows(
                 "SELECT store, erased_at, collected_at, pseudonym, categories "
                 "FROM holdings_erased"):
-            rows = ended.get(store)
-            if rows is None:
-                rows = ended[store] = []
-            rows.append((until, since, ident(person), mask))
-        for store, rows in ended.items():
-            self._add_ended_of(store, *_columns(rows))
+            cols = ended.get(store)
+            if cols is None:
+                cols = ended[store] = (array("q"), array("q"), array("q"), array("q"))
+            cols[0].append(until)
+            cols[1].append(since)
+            cols[2].append(ident(person))
+            cols[3].append(mask)
+        for store, (ends, starts, pids, masks) in ended.items():
+            self._add_ended_of(store, np.frombuffer(ends, _I64), np.frombuffer(starts, _I64),
+                               np.frombuffer(pids, _I64).astype(_I32),
+                               np.frombuffer(masks, _I64))
         del ended
         self._rowid = self._max_rowid(view)
         for person, shredded, n in view.rows(
