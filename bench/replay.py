@@ -330,8 +330,8 @@ class PgViews:
 
     def _copy(self, sqlite: SQLiteViewStore, store: ViewStore) -> None:
         """The SQLite view's rows, copied as they are (the same log, projected once)."""
-        runner = ProjectionRunner(SQLiteEventLog(":memory:"), store, [HoldingsProjection()])
-        del runner  # created the tables
+        with store.transaction() as tx:
+            HoldingsProjection().create(tx)
         if store.query("SELECT count(*) FROM holdings")[0][0]:
             return
         say("copying the holdings view from SQLite into PostgreSQL ...")
