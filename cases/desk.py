@@ -15,19 +15,22 @@ from typing import Any
 
 from cases import clocks, drafts, snapshot
 from cases.application import CaseFiles, LedgerFollower
-from cases.domain import GRADES, Incident, RightsRequest
+from cases.domain import GRADES, RESPONSE, Incident, RightsRequest
 from cases.notify import notify_list
 from consumers.views import ViewStore
 from ledger.application import Ledger
 from ledger.errors import CaseRefused, InvalidInput, NotFound
 from schemas import decode
 from schemas.events import (
+    EVENT_TYPES,
     IncidentClosed,
     IncidentOpened,
     IncidentReported,
     IncidentSubjectNotified,
 )
 
+#: Catalogue model of each response step's event -> the step (adopted from the log).
+RESPONSE_TYPES = {EVENT_TYPES[event_type]: step for step, (event_type, _) in RESPONSE.items()}
 #: Duty an incident.reported without one (schema v1, or a producer's) is taken to discharge.
 DEFAULT_REPORT_DUTY = "pipl57_regulator"
 
@@ -149,6 +152,15 @@ class CaseDesk:
         self.save(incident)
         return incident
 
+    def respond(self, incident_id: str, step: str, detail: str,
+                at: datetime | None = None) -> Incident:
+        """Record a response step of 6.2.1 (``cases.domain.RESPONSE``); the follower copies
+        it to the log as its catalogue event, which the findings read."""
+        incident = self.cases.incident(incident_id)
+        incident.respond(step, detail, at=at)
+        self.save(incident)
+        return incident
+
     def close_incident(self, incident_id: str, at: datetime | None = None) -> Incident:
         incident = self.cases.incident(incident_id)
         incident.close(clocks.before_closing(incident.duties), at=at)
@@ -189,6 +201,7 @@ class CaseDesk:
         opened: tuple[str, datetime, IncidentOpened] | None = None
         reports: list[tuple[str, datetime, IncidentReported]] = []
         notified: list[tuple[datetime, str]] = []
+        steps: list[tuple[str, datetime, str, str]] = []  # (event id, time, step, detail)
         closed: tuple[str, datetime] | None = None
         for record in self.ledger.log.read():
             if not record.event_type.startswith("incident."):
@@ -204,6 +217,9 @@ class CaseDesk:
                 reports.append((event.id, event.time, data))
             elif isinstance(data, IncidentSubjectNotified):
                 notified.append((event.time, data.channel))
+            elif type(data) in RESPONSE_TYPES:
+                step = RESPONSE_TYPES[type(data)]
+                steps.append((event.id, event.time, step, getattr(data, RESPONSE[step][1])))
             elif isinstance(data, IncidentClosed) and closed is None:
                 closed = (event.id, event.time)
         if opened is None:
@@ -222,6 +238,9 @@ class CaseDesk:
             incident.notices_sent("pipl57_individuals", channel,
                                   min(len(notified), incident.snapshot["reachable"]
                                       if incident.snapshot else 0), at=last)
+        for eid, t, step, detail in steps:
+            if step not in incident.response:
+                incident.respond(step, detail, at=t, ledger_event_id=eid)
         if closed is not None:
             incident.close(clocks.before_closing(incident.duties), at=closed[1],
                            ledger_event_id=closed[0])
@@ -326,6 +345,7 @@ def incident_summary(incident: Incident, settings: Any, now: datetime) -> dict[s
         "announced": ({**incident.announced, "at": incident.announced["at"].isoformat()}
                       if incident.announced else None),
         "drafts": dict(incident.drafts),
+        "response": {k: {**v, "at": v["at"].isoformat()} for k, v in incident.response.items()},
         "folder": str(snapshot.folder(settings.data_dir, incident.incident_id)),
         "notify": _notify_counts(settings.data_dir, incident),
         "clocks": [c.as_dict() for c in clock_rows],
@@ -354,7 +374,8 @@ def clock_findings(views: ViewStore, desk: CaseDesk, now: datetime,
                     "clause": "6.2.1a", "pseudonym": None, "event_id": event_id,
                     "partition": partition, "offset": offset, "time": c.due.isoformat(),
                     "explanation": f"incident {incident.incident_id}: {c.duty} {c.state} "
-                                   f"(due {c.due.isoformat()}; {c.citation.split(':')[0]})"})
+                                   f"(due {c.due.isoformat()}; {c.citation.split(':')[0]})",
+                    "status": "open", "remedied_by": None, "remedied_at": None})
     return out
 
 

@@ -21,6 +21,13 @@ from ledger.errors import CaseRefused, InvalidInput
 from schemas import EVENT_TYPES
 
 NAMESPACE = uuid5(NAMESPACE_URL, "urn:pdl:cases")
+#: The response steps of 6.2.1 beyond report and notice: step -> (catalogue event, the
+#: field its detail fills).
+RESPONSE: dict[str, tuple[str, str]] = {
+    "contingency": ("incident.contingency_started", "plan"),
+    "contained": ("incident.contained", "measures"),
+    "advice": ("incident.advice_given", "channel"),
+}
 GRADES = ("general", "relatively_major", "major", "especially_major")  # 一般 < 较大 < 重大 < 特别重大
 GRADE_NAMES_ZH = {"general": "一般", "relatively_major": "较大", "major": "重大",
                   "especially_major": "特别重大"}
@@ -78,6 +85,8 @@ class Incident(Aggregate):
         self.drafts: dict[str, str] = {}
         self.notices: dict[str, dict[str, Any]] = {}
         self.announced: dict[str, Any] | None = None
+        #: the response steps of 6.2.1 (``RESPONSE``): step -> its details and time
+        self.response: dict[str, dict[str, Any]] = {}
         self.closed_at: datetime | None = None
 
     @classmethod
@@ -251,6 +260,41 @@ class Incident(Aggregate):
     def _announced(self, channel: str, people: int, snapshot_hash: str, at: datetime) -> None:
         self.announced = {"channel": channel, "people": people, "at": at}
 
+    def respond(self, step: str, detail: str, at: datetime | None = None,
+                ledger_event_id: str | None = None) -> None:
+        """A response step of 6.2.1 (``RESPONSE``): the contingency plan started (``detail``:
+        the plan), the spread stopped (the measures), security advice given (the channel)."""
+        if step not in RESPONSE:
+            raise InvalidInput(f"step: one of {', '.join(RESPONSE)}",
+                               [(1, "step", "unknown response step")])
+        self._refuse_if_closed(f"record the {step} step")
+        if step in self.response:
+            raise CaseRefused(f"incident {self.incident_id}: the {step} step was already "
+                              f"recorded at {self.response[step]['at'].isoformat()}")
+        event_type, field = RESPONSE[step]
+        data = _checked(event_type, {"incident_id": self.incident_id, field: detail})
+        trigger = {"contingency": self._contingency_started, "contained": self._contained,
+                   "advice": self._advice_given}[step]
+        trigger(**{field: data[field].strip()}, at=_time(at), ledger_event_id=ledger_event_id)
+
+    def _responded(self, step: str, detail: str, at: datetime) -> None:
+        self.response[step] = {RESPONSE[step][1]: detail, "at": at}
+
+    @event("ContingencyStarted")
+    def _contingency_started(self, plan: str, at: datetime,
+                             ledger_event_id: str | None = None) -> None:
+        self._responded("contingency", plan, at)
+
+    @event("Contained")
+    def _contained(self, measures: str, at: datetime,
+                   ledger_event_id: str | None = None) -> None:
+        self._responded("contained", measures, at)
+
+    @event("AdviceGiven")
+    def _advice_given(self, channel: str, at: datetime,
+                      ledger_event_id: str | None = None) -> None:
+        self._responded("advice", channel, at)
+
     def close(self, required: Sequence[str], at: datetime | None = None,
               ledger_event_id: str | None = None) -> None:
         """Close the case: refused while a report ``required`` before closing (the rule
@@ -391,6 +435,9 @@ LEDGER_TYPES: dict[type, str] = {
     Incident.NoticeDrafted: "incident.notice_drafted",  # type: ignore[attr-defined]
     Incident.NoticesSent: "incident.notices_sent",  # type: ignore[attr-defined]
     Incident.Announced: "incident.announced",  # type: ignore[attr-defined]
+    Incident.ContingencyStarted: "incident.contingency_started",  # type: ignore[attr-defined]
+    Incident.Contained: "incident.contained",  # type: ignore[attr-defined]
+    Incident.AdviceGiven: "incident.advice_given",  # type: ignore[attr-defined]
     Incident.Closed: "incident.closed",  # type: ignore[attr-defined]
     RightsRequest.Received: "request.received",  # type: ignore[attr-defined]
     RightsRequest.IdentityVerified: "request.identity_verified",  # type: ignore[attr-defined]

@@ -151,6 +151,9 @@ class Settings:
     closure_erasure_days: int = 15
     erasure_grace_days: int = 2
     incident_report_hours: int = 72
+    #: hours to start the contingency plan and to stop an incident's spread (6.2.1a)
+    incident_contingency_hours: int = 24
+    incident_containment_hours: int = 72
     #: SQLite page cache of the view store, in MB (``LEDGER_VIEW_CACHE_MB``): a fixed part
     #: of a projection process's memory, whatever the number of people.
     view_cache_mb: int = 32
@@ -366,6 +369,8 @@ ENV: tuple[Var, ...] = (
     Var("closure_erasure_days", "CLOSURE_ERASURE_DAYS", integer(1)),
     Var("erasure_grace_days", "ERASURE_GRACE_DAYS", integer(1)),
     Var("incident_report_hours", "INCIDENT_REPORT_HOURS", integer(1)),
+    Var("incident_contingency_hours", "INCIDENT_CONTINGENCY_HOURS", integer(1)),
+    Var("incident_containment_hours", "INCIDENT_CONTAINMENT_HOURS", integer(1)),
     Var("view_cache_mb", "VIEW_CACHE_MB", integer(1)),
     Var("rebuild_batch", "REBUILD_BATCH", integer(1)),
     Var("view_cache_entries", "VIEW_CACHE_ENTRIES", integer(1)),

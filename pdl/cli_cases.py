@@ -201,6 +201,11 @@ def cmd_incident_announce(args: argparse.Namespace) -> int:
                  f"announcement on {args.channel} recorded")
 
 
+def cmd_incident_respond(args: argparse.Namespace) -> int:
+    return _step(args, lambda d: d.respond(args.id, args.step, args.detail, at=args.at),
+                 f"{args.step} step recorded")
+
+
 def cmd_incident_close(args: argparse.Namespace) -> int:
     return _step(args, lambda d: d.close_incident(args.id, at=args.at),
                  f"incident {args.id} closed")
@@ -399,6 +404,18 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p = _at(step("announce", cmd_incident_announce,
                  "record the public announcement (公告) for the people who cannot be reached"))
     p.add_argument("--channel", required=True, help="where it was published, e.g. website")
+    for name, field, help in (
+            ("contingency", "--plan", "record that the contingency plan (应急预案) was started"),
+            ("contain", "--measures", "record that the incident's spread was stopped (what was "
+                                      "done)"),
+            ("advise", "--channel", "record that security advice (安全处理建议) was given to "
+                                    "the people affected")):
+        p = _at(step(name, cmd_incident_respond, help + " (6.2.1)"))
+        p.add_argument(field, dest="detail", required=True, metavar=field[2:].upper(),
+                       help={"--plan": "the plan started, e.g. its document reference",
+                             "--measures": "what stopped the spread",
+                             "--channel": "how it was given, e.g. email"}[field])
+        p.set_defaults(step={"contain": "contained", "advise": "advice"}.get(name, name))
     _at(step("close", cmd_incident_close,
              "close the case (refused while a report is neither filed nor exempted)"))
     p = step("status", cmd_incident_status,

@@ -488,14 +488,15 @@ def cmd_findings(args: argparse.Namespace) -> int:
                                    else None, **_as_of(args)})
         with _views(service, args, ["findings"]) as answering:
             found = service.findings(answering.views, args.clause, answering.when,
-                                     settings=service.ledger.settings)
-            found += _case_clock_findings(service, answering.views, args)
+                                     settings=service.ledger.settings, status=args.status)
+            if args.status != "remedied":
+                found += _case_clock_findings(service, answering.views, args)
     if args.summary:
         summary = findings_summary(found)
         emit(args, summary, lambda: _render_findings_summary(summary))
     else:
         emit(args, found, lambda: _render_findings(found))
-    return 1 if found else 0
+    return 1 if any(f.get("status", "open") == "open" for f in found) else 0
 
 
 def _render_explanation(explained: dict[str, Any]) -> None:
@@ -533,21 +534,24 @@ def _case_clock_findings(service: QueryService, views: ViewStore,
 
 def _render_findings_summary(rows: list[dict[str, Any]]) -> None:
     table = Table(title="findings by clause")
-    for col in ("clause", "findings", "people"):
+    for col in ("clause", "findings", "open", "people"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["clause"], str(r["findings"]), str(r["people"]))
+        table.add_row(r["clause"], str(r["findings"]), str(r["open"]), str(r["people"]))
     console.print(table if rows else "[green]no findings[/]")
 
 
 def _render_findings(rows: list[dict[str, Any]]) -> None:
     table = Table(title=f"{len(rows)} finding(s)")
-    for col in ("clause", "person", "time", "position", "explanation"):
+    for col in ("clause", "person", "time", "position", "status", "explanation"):
         table.add_column(col, overflow="ellipsis")
     for f in rows:
+        status = f.get("status", "open")
+        if f.get("remedied_by"):
+            status += f" by {f['remedied_by']}"
         table.add_row(str(f["clause"]), str(f.get("pseudonym") or ""),
                       str(f["time"])[:16].replace("T", " "),
-                      f"{f['partition']}:{f['offset']}", str(f["explanation"]))
+                      f"{f['partition']}:{f['offset']}", status, str(f["explanation"]))
     console.print(table if rows else "[green]no findings[/]")
 
 
@@ -641,9 +645,12 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
                    help="list the people after this one (the 'next' of the previous page)")
 
     p = _query_options(add("findings", cmd_findings,
-                           "broken promises found in the log (exit 1 if any)"))
+                           "broken promises found in the log (exit 1 if any is open)"))
     p.add_argument("--clause", help="only findings of this policy clause or its sub-clauses "
                    "(unknown: exit 66 with the nearest)")
+    p.add_argument("--status", choices=("open", "remedied"),
+                   help="only open findings, or only those a later event remedied (7.4: the "
+                        "data erased or corrected)")
     p.add_argument("--summary", action="store_true", help="counts per clause")
     p.add_argument("--explain", action="store_true",
                    help="what each clause's findings mean, and the thresholds (72 h, 15 days, "

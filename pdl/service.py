@@ -253,12 +253,14 @@ class QueryService:
     def findings(views: ViewStore, clause: str | None = None,
                  as_of: QueryTime | datetime | None = None,
                  deadline_days: int | None = None, *,
-                 settings: Settings | None = None) -> list[dict[str, Any]]:
+                 settings: Settings | None = None,
+                 status: str | None = None) -> list[dict[str, Any]]:
         """Broken promises found by the findings rules, as dicts.
 
         The timed rules judge by the thresholds of ``settings`` (``LEDGER_*``; see
         ``consumers.findings.thresholds``); ``deadline_days`` overrides the default due
-        date of rights requests (LEDGER_REQUEST_DEADLINE_DAYS).
+        date of rights requests (LEDGER_REQUEST_DEADLINE_DAYS). ``status`` keeps the
+        ``open`` or the ``remedied`` ones (7.4).
         """
         from consumers.findings import CLAUSES, list_findings
         from consumers.findings.thresholds import clock_values
@@ -269,7 +271,8 @@ class QueryService:
         clocks = clock_values(settings or Settings())
         if deadline_days is not None:
             clocks["deadline_days"] = deadline_days
-        return [f.as_dict() for f in list_findings(views, clause=clause, now=now, **clocks)]
+        return [f.as_dict() for f in list_findings(views, clause=clause, now=now, **clocks)
+                if status is None or f.status == status]
 
     def explain_findings(self) -> dict[str, Any]:
         """What ``pdl findings`` checks: each clause and its rules, and the thresholds the
@@ -300,12 +303,14 @@ def timeline(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def findings_summary(findings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per clause: how many findings and how many people."""
+    """Per clause: how many findings, how many still open (7.4), and how many people."""
     per_clause: Counter[str] = Counter()
+    still_open: Counter[str] = Counter()
     people: dict[str, set[str]] = {}
     for f in findings:
         per_clause[f["clause"]] += 1
+        still_open[f["clause"]] += f.get("status", "open") == "open"
         if f.get("pseudonym"):
             people.setdefault(f["clause"], set()).add(f["pseudonym"])
-    return [{"clause": c, "findings": n, "people": len(people.get(c, ()))}
-            for c, n in sorted(per_clause.items())]
+    return [{"clause": c, "findings": n, "open": still_open[c],
+             "people": len(people.get(c, ()))} for c, n in sorted(per_clause.items())]

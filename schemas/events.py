@@ -408,6 +408,38 @@ class DataErased(EventData):
     """the erasure request this answers, if any"""
 
 
+class RetentionExtended(EventData):
+    """Data is kept longer than its retention period, with the person's consent or a legal
+    permission (6.3: 除非经过您的同意延长保存期限或收到法律的允许)."""
+
+    TYPE = "data.retention_extended"
+    categories: Categories
+    """the categories kept longer"""
+    stores: list[Name] = Field(default_factory=list)
+    """the stores they are kept in (empty: every store)"""
+    until: UtcTime
+    """the new end of their retention"""
+    basis: Literal["consent", "law"]
+    """consent: the person agreed (consent_id); law: a legal permission (legal_ref)"""
+    consent_id: Name | None = None
+    """the consent to keep the data longer, for basis consent"""
+    legal_ref: Name | None = None
+    """the law, order or hold that permits it, for basis law"""
+
+
+class DataDeletedBySubject(EventData):
+    """The person deleted some of their own data (6.3: 主动删除). As for closing the account,
+    only a legal hold may be kept, never for commercial use, and the rest is erased."""
+
+    TYPE = "data.deleted_by_subject"
+    categories: Categories
+    """the categories the person deleted"""
+    legal_hold_categories: list[CategoryKey] = Field(default_factory=list)
+    """those of them the law requires to be kept a while"""
+    legal_hold_until: UtcTime | None = None
+    """until when the law requires them (None: an open-ended hold)"""
+
+
 # --- consent and preferences (3.2b, 3.3, 4, 7.3, 8) ----------------------------------
 
 
@@ -573,6 +605,42 @@ class IncidentClosed(EventData):
     """the incident closed"""
 
 
+class IncidentContingencyStarted(EventData):
+    """The contingency plan (应急预案) was started for the incident (6.2.1)."""
+
+    TYPE = "incident.contingency_started"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    """the incident"""
+    plan: Name
+    """the contingency plan started, e.g. its document reference"""
+
+
+class IncidentContained(EventData):
+    """The incident's spread was stopped (阻止安全事件扩大, 6.2.1)."""
+
+    TYPE = "incident.contained"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    """the incident"""
+    measures: Annotated[str, StringConstraints(min_length=1, max_length=4000,
+                                               strip_whitespace=True)]
+    """what was done to stop it, e.g. bucket made private, keys rotated"""
+
+
+class IncidentAdviceGiven(EventData):
+    """Security advice (安全处理建议) was given to the people affected (6.2.1)."""
+
+    TYPE = "incident.advice_given"
+    SUBJECT_REQUIRED = False
+    incident_id: Name
+    """the incident"""
+    channel: Name
+    """how it was given, e.g. email, push, announcement"""
+    advice_ref: Name | None = None
+    """the advice text's reference, e.g. the notice draft's digest"""
+
+
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Count = Annotated[int, Field(ge=0)]
 
@@ -720,6 +788,8 @@ DATA_MODELS: tuple[type[EventData], ...] = (
     StaffAccessGranted,
     StaffAccessRevoked,
     DataErased,
+    RetentionExtended,
+    DataDeletedBySubject,
     ConsentGranted,
     ConsentWithdrawn,
     SubscriptionChanged,
@@ -734,6 +804,9 @@ DATA_MODELS: tuple[type[EventData], ...] = (
     IncidentReported,
     IncidentSubjectNotified,
     IncidentClosed,
+    IncidentContingencyStarted,
+    IncidentContained,
+    IncidentAdviceGiven,
     IncidentScoped,
     IncidentGraded,
     IncidentExemptionRecorded,

@@ -119,6 +119,18 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         {"categories": ["user.contact.email"], "stores": ["accounts-db", "accounts-backup"],
          "method": "erased", "reason": "closure"},
     ),
+    "data.retention_extended": _event(
+        "data.retention_extended",
+        {"categories": ["user.financial.invoice"], "stores": ["billing-db"],
+         "until": "2036-11-01T00:00:00Z", "basis": "law",
+         "legal_ref": "会计档案管理办法 art. 14 (30 years)"},
+    ),
+    "data.deleted_by_subject": _event(
+        "data.deleted_by_subject",
+        {"categories": ["user.contact.address", "user.financial.invoice"],
+         "legal_hold_categories": ["user.financial.invoice"],
+         "legal_hold_until": "2031-11-01T00:00:00Z"},
+    ),
     "consent.granted": _event(
         "consent.granted",
         {"consent_id": "c-1", "purpose": "personalize.profiling", "policy_version": "2026-01",
@@ -169,6 +181,19 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "incident.subject_notified", {"incident_id": "inc-1", "channel": "email"}
     ),
     "incident.closed": _event("incident.closed", {"incident_id": "inc-1"}, subject=None),
+    "incident.contingency_started": _event(
+        "incident.contingency_started", {"incident_id": "inc-1", "plan": "IRP-2026-v3"},
+        subject=None,
+    ),
+    "incident.contained": _event(
+        "incident.contained",
+        {"incident_id": "inc-1", "measures": "bucket made private; access keys rotated"},
+        subject=None,
+    ),
+    "incident.advice_given": _event(
+        "incident.advice_given", {"incident_id": "inc-1", "channel": "email",
+                                  "advice_ref": "notice_zh"}, subject=None
+    ),
     "incident.scoped": _event(
         "incident.scoped",
         {"incident_id": "inc-1", "snapshot_hash": "0" * 63 + "1", "people": 1200,

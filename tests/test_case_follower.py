@@ -178,6 +178,9 @@ def test_an_adopted_incident_keeps_the_producers_events_and_adds_only_its_own(
             {"source": "svc/security", "type": "incident.reported",
              "time": "2026-03-01T10:00:00Z", "id": "0190a6f2-7c4e-7000-8000-00000000bbbb",
              "data": {"incident_id": "inc-p", "authority": "CAC"}},
+            {"source": "svc/security", "type": "incident.contained",
+             "time": "2026-03-01T11:00:00Z", "id": "0190a6f2-7c4e-7000-8000-00000000cccc",
+             "data": {"incident_id": "inc-p", "measures": "bucket made private"}},
         ])
         service = QueryService(ledger)
         desk = CaseDesk(ledger)
@@ -188,9 +191,11 @@ def test_an_adopted_incident_keeps_the_producers_events_and_adds_only_its_own(
             service.views.close()
             desk.close()
         assert incident.reports["pipl57_regulator"]["authority"] == "CAC"
+        assert incident.response["contained"]["measures"] == "bucket made private"
         records = list(ledger.log.read())
         ids = Counter(r.event_id for r in records)
         assert ids["0190a6f2-7c4e-7000-8000-00000000aaaa"] == 1
         assert ids["0190a6f2-7c4e-7000-8000-00000000bbbb"] == 1
+        assert ids["0190a6f2-7c4e-7000-8000-00000000cccc"] == 1  # adopted, not copied again
         ours = Counter(r.event_type for r in records if decode(r.payload).source == SOURCE)
         assert ours == {"incident.scoped": 1, "incident.graded": 1}

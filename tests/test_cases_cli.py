@@ -241,7 +241,16 @@ def test_reports_exemption_announcement_and_closing(env: Settings, scoped: dict[
     assert main(["incident", "exempt", "inc-w", "--duty", "gdpr33:DE", "--justification",
                  "only a hashed e-mail address of one German resident"]) == 0
     assert main(["incident", "announce", "inc-w", "--channel", "website"]) == 0
+    # 6.2.1's response steps: recorded once each, copied to the log as catalogue events
+    assert main(["incident", "contingency", "inc-w", "--plan", "IRP-7",
+                 "--at", "2026-02-02T09:30:00Z"]) == 0
+    assert main(["incident", "contingency", "inc-w", "--plan", "IRP-8"]) == 65  # twice
+    code, case = run(capsys, "incident", "contain", "inc-w", "--measures",
+                     "bucket made private, keys rotated", "--at", "2026-02-03T09:00:00Z")
+    assert code == 0 and set(case["response"]) == {"contingency", "contained"}
+    assert case["response"]["contained"]["measures"] == "bucket made private, keys rotated"
     assert main(["incident", "close", "inc-w", "--at", "2026-02-10T00:00:00Z"]) == 0
+    assert main(["incident", "advise", "inc-w", "--channel", "email"]) == 65  # closed
     code, rows = run(capsys, "incidents", "--status", "closed", "--now",
                      "2026-02-12T00:00:00Z")
     assert code == 0 and [r["incident_id"] for r in rows] == ["inc-w"]
@@ -250,6 +259,9 @@ def test_reports_exemption_announcement_and_closing(env: Settings, scoped: dict[
     assert rows[0]["announced"]["people"] == 2
     types = [e.type for e in log_events(env) if e.source == "pdl/cases"]
     assert types.count("incident.closed") == 1 and "incident.announced" in types
+    steps = {e.type: e.data for e in log_events(env) if e.source == "pdl/cases"}
+    assert steps["incident.contingency_started"].plan == "IRP-7"  # type: ignore[attr-defined]
+    assert "incident.contained" in steps and "incident.advice_given" not in steps
 
 
 def test_overdue_clocks_are_findings(env: Settings, scoped: dict[str, Any],
@@ -259,6 +271,11 @@ def test_overdue_clocks_are_findings(env: Settings, scoped: dict[str, Any],
     mine = [f["explanation"] for f in found if f["explanation"].startswith("incident inc-w")]
     # closed on 2026-02-10: the CAC summary was due 30 days later and is not filed
     assert any("cac_summary overdue" in e for e in mine), found
+    # the response steps the case recorded reached the findings through the log: only the
+    # advice, never given, is missing
+    response = [e for e in mine if "no record that" in e or "recorded late" in e]
+    assert response == ["incident inc-w: no record that security advice was given to the "
+                        "people affected (due 72 h after opening, or at closing)"], found
     opened = next(f for f in found if f["explanation"].startswith("incident inc-w"))
     assert opened["event_id"] and opened["offset"] is not None
 

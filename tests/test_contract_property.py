@@ -33,7 +33,7 @@ from schemas.events import Event
 #: Events per backend in CI: SQLite one per example, Kafka a batch per example (one
 #: Kafka transaction and one catch-up each).
 SQLITE_EXAMPLES = 500
-KAFKA_EXAMPLES = 50
+KAFKA_EXAMPLES = 60
 KAFKA_BATCH = 11
 
 COUNTS: dict[str, dict[str, int]] = {}

@@ -41,7 +41,7 @@ from consumers.scope import HoldingsProjection
 from consumers.views import SQLiteViewStore, ViewTransaction
 from ledger.application import Ledger
 from ledger.settings import Settings
-from workload import Planted, planted, simulate
+from workload import VIOLATIONS, Planted, planted, simulate
 
 Wire = dict[str, Any]
 
@@ -319,6 +319,38 @@ def held_past_retention(ok: bool) -> list[Wire]:
             *([erased(ALICE, at(29), [IP], ["logs", "logs-backup"])] if ok else [])]
 
 
+def extended(t: datetime, until: datetime, basis: str = "consent", **data: Any) -> Wire:
+    return wire("data.retention_extended", t, categories=[IP], until=until.isoformat(),
+                basis=basis, **data)
+
+
+def retention_extended_without_basis(ok: bool) -> list[Wire]:
+    """6.3: kept longer only with consent (or a legal permission); without one the
+    extension is a finding and the data is still past its retention."""
+    return [collected(ALICE, at(0), [IP], "logs", source="device",
+                      purpose="essential.service.security", retention_days=30),
+            *([granted(ALICE, at(10), "c-keep", "essential.service.security")] if ok else []),
+            extended(at(20), at(100), consent_id="c-keep")]
+
+
+def deleted_data_used(ok: bool) -> list[Wire]:
+    """6.3: data the person deleted is as after closure: only its legal hold, for the legal
+    obligation."""
+    return [collected(ALICE, at(0), [INVOICE], "billing-db",
+                      purpose="essential.service.invoicing"),
+            wire("data.deleted_by_subject", at(5), categories=[INVOICE],
+                 legal_hold_categories=[INVOICE], legal_hold_until=at(100).isoformat()),
+            used(ALICE, at(7), [INVOICE], "essential.legal_obligation" if ok
+                 else "essential.service.invoicing")]
+
+
+def deleted_data_kept(ok: bool) -> list[Wire]:
+    """6.3: data the person deleted is erased from source and backups, as after closure."""
+    return [collected(ALICE, at(0), [EMAIL], backups=["accounts-backup"]),
+            wire("data.deleted_by_subject", at(5), categories=[EMAIL]),
+            erased(ALICE, at(6), [EMAIL], ["accounts-db", *(["accounts-backup"] if ok else [])])]
+
+
 def erasure_skipping_backup(ok: bool) -> list[Wire]:
     return [collected(ALICE, at(0), [EMAIL], backups=["accounts-backup"]),
             erased(ALICE, at(10), ["user.contact"],
@@ -338,11 +370,32 @@ def kept_after_legal_hold(ok: bool) -> list[Wire]:
                    legal_hold_until=(at(400) if ok else at(30)).isoformat())]
 
 
+def responded(t: datetime, incident_id: str = "inc-1",
+              steps: Sequence[str] = ("contingency", "contained", "advice")) -> list[Wire]:
+    """The response steps of 6.2.1 beyond report and notice, recorded at ``t``."""
+    made = {"contingency": ("incident.contingency_started", {"plan": "IRP-3"}),
+            "contained": ("incident.contained", {"measures": "bucket made private"}),
+            "advice": ("incident.advice_given", {"channel": "email"})}
+    return [wire(made[s][0], t, None, incident_id=incident_id, **made[s][1]) for s in steps]
+
+
 def incident_unreported(ok: bool) -> list[Wire]:
     return [collected(ALICE, at(0), [EMAIL]),
             incident("inc-1", at(10), ["accounts-db"], at(9), at(10)),
+            *responded(at(10.2)),
             *([wire("incident.reported", at(10.5), None, incident_id="inc-1", authority="CAC"),
                notified(ALICE, at(11), "inc-1")] if ok else [])]
+
+
+def incident_response_missing(ok: bool) -> list[Wire]:
+    """6.2.1: the contingency plan started (24 h), the spread stopped (72 h), advice given
+    to the people affected (with the notice, 72 h) — here none recorded, or one too late."""
+    return [collected(ALICE, at(0), [EMAIL]),
+            incident("inc-2", at(10), ["accounts-db"], at(9), at(10)),
+            wire("incident.reported", at(10.5), None, incident_id="inc-2", authority="CAC"),
+            notified(ALICE, at(11), "inc-2"),
+            *(responded(at(10.5), "inc-2") if ok
+              else responded(at(11.5), "inc-2", steps=("contingency",)))]
 
 
 def request_overdue(ok: bool) -> list[Wire]:
@@ -491,9 +544,13 @@ RULES = [
     Rule(customer_content, ("1.3",)),
     Rule(held_past_retention, ("6.3a",)),
     Rule(erasure_skipping_backup, ("6.3a",)),
+    Rule(retention_extended_without_basis, ("6.3a", "6.3a")),
+    Rule(deleted_data_used, ("6.3b",)),
+    Rule(deleted_data_kept, ("6.3a", "6.3a")),
     Rule(kept_after_closure, ("2.1.1(1)d",)),
     Rule(kept_after_legal_hold, ("2.1.1(1)d",)),
     Rule(incident_unreported, ("6.2.1a", "6.2.1a")),
+    Rule(incident_response_missing, ("6.2.1a", "6.2.1a", "6.2.1a")),
     Rule(request_overdue, ("7.1",)),
     Rule(request_unverified, ("9.2",)),
     Rule(consent_from_superseded_policy, ("8",)),
@@ -659,7 +716,7 @@ def test_incident_affects_only_people_with_data_in_its_stores_during_its_window(
         collected(bob, at(0), [EMAIL]), erased(bob, at(5), [EMAIL], ["accounts-db"]),
         collected(cy, at(11), [EMAIL]),
         collected(dee, at(0), [EMAIL], "other-db"),
-        incident("inc-1", at(10), ["accounts-db"], at(9), at(10)),
+        incident("inc-1", at(10), ["accounts-db"], at(9), at(10)), *responded(at(10.2)),
         wire("incident.reported", at(10.5), None, incident_id="inc-1", authority="CAC"),
     ])
     assert [(f.clause, f.pseudonym) for f in found] == [("6.2.1a", ledger.pseudonymise(ALICE))]
@@ -676,7 +733,7 @@ def test_people_who_cannot_be_reached_are_routed_to_the_announcement_not_flagged
         collected(erased_contact, at(0), [EMAIL]),
         erased(erased_contact, at(20), [EMAIL], ["accounts-db"]),
         collected(shredded, at(0), [EMAIL]),
-        incident("inc-1", at(10), ["accounts-db"], at(9), at(10)),
+        incident("inc-1", at(10), ["accounts-db"], at(9), at(10)), *responded(at(10.2)),
         wire("incident.reported", at(10.5), None, incident_id="inc-1", authority="CAC"),
     ]
     ledger.publish(events)
@@ -796,12 +853,28 @@ def test_every_violation_the_simulator_plants_is_found(ledger: Ledger) -> None:
     expected: dict[str, set[str]] = {}
     for kind in Planted:  # every kind of the enum is planted on someone, and found
         assert who[kind], f"{kind} was not planted"
+        if VIOLATIONS[kind].about == "incident":  # the company's, in an incident: by its id
+            for incident_id in who[kind]:
+                assert any(f.clause == kind.clause and f.pseudonym is None
+                           and f.explanation.startswith(f"incident {incident_id}:")
+                           for f in found), kind
+            continue
         for subject in who[kind]:
             expected.setdefault(ledger.pseudonymise(subject), set()).add(kind.clause)
     missed = {p: clauses - by_person.get(p, set()) for p, clauses in expected.items()}
     assert {p: c for p, c in missed.items() if c} == {}
     others = {c for p, cs in by_person.items() if p not in expected for c in cs}
     assert others <= {"6.2.1a"}
+    # 7.4: unlawfully stored data the retention job erased later remedies its finding (the
+    # store abroad, 6.3c); each remedy is a later erasure or correction of the same person
+    by_id = {e["id"]: e for e in map(json.loads, lines)}
+    remedied = [f for f in found if f.status == "remedied"]
+    assert "6.3c" in {f.clause for f in remedied}
+    for f in remedied:
+        remedy = by_id[f.remedied_by or ""]
+        assert remedy["type"] in ("data.erased", "data.corrected")
+        assert ledger.pseudonymise(remedy["subject"]) == f.pseudonym
+        assert f.remedied_at is not None and f.remedied_at >= f.time
 
 
 def test_thresholds_are_settings_shown_by_explain(ledger: Ledger, capsys: pytest.CaptureFixture[str],
@@ -811,7 +884,8 @@ def test_thresholds_are_settings_shown_by_explain(ledger: Ledger, capsys: pytest
     from consumers.findings.thresholds import THRESHOLDS
     from pdl.cli import main
 
-    ledger.publish([incident("inc-9", at(1), ["accounts-db"], at(0), at(1))])
+    ledger.publish([incident("inc-9", at(1), ["accounts-db"], at(0), at(1)),
+                    *responded(at(1.5), "inc-9", steps=("contingency",))])
     store = project(ledger)
     assert list_findings(store, now=at(3)) == []  # 48 h after opening: within 72 h
     late = list_findings(store, now=at(3), incident_report_hours=24)
@@ -826,3 +900,81 @@ def test_thresholds_are_settings_shown_by_explain(ledger: Ledger, capsys: pytest
     assert {c["clause"] for c in explained["clauses"]} == set(CLAUSES)
     hours = next(t for t in explained["thresholds"] if t["clock"] == "incident_report_hours")
     assert (hours["value"], hours["default"], hours["unit"]) == (24, 72, "hours")
+
+
+# --- 6.3: keeping longer, and data the person deleted ---------------------------------------
+
+
+def test_a_retention_extension_moves_the_deadline_only_with_a_basis_recorded_in_time(
+        ledger: Ledger) -> None:
+    logs = [collected(ALICE, at(0), [IP], "logs", source="device",
+                      purpose="essential.service.security", retention_days=30)]
+    by_law = findings(ledger, [*logs, extended(at(20), at(50), "law", legal_ref="court order 7")],
+                      now=at(51))
+    assert by_law == []  # kept to day 50 by law: not late before day 52
+    ran_out = list_findings(project(ledger), now=at(53))
+    assert [(f.clause, f.time) for f in ran_out] == [("6.3a", at(50))]
+    assert "past its extended retention (to " in ran_out[0].explanation
+
+
+def test_an_extension_naming_no_law_or_recorded_too_late_is_no_extension(
+        ledger: Ledger) -> None:
+    found = findings(ledger, [
+        collected(ALICE, at(0), [IP], "logs", source="device",
+                  purpose="essential.service.security", retention_days=30),
+        extended(at(20), at(100), "law"),  # names no law
+        collected("bob-1", at(0), [IP], "logs", source="device",
+                  purpose="essential.service.security", retention_days=30),
+        wire("data.retention_extended", at(40), "bob-1", categories=[IP],
+             until=at(100).isoformat(), basis="law", legal_ref="court order 7"),  # too late
+    ])
+    assert sorted((f.pseudonym == ledger.pseudonymise(ALICE), f.explanation) for f in found) == [
+        (False, "user.device.ip_address kept in logs past the 30-day retention deadline, with "
+                "no extension on consent or a legal permission"),
+        (True, "retention of user.device.ip_address extended to "
+               f"{at(100).date().isoformat()} on a legal basis that names no law or order"),
+        (True, "user.device.ip_address kept in logs past the 30-day retention deadline, with "
+               "no extension on consent or a legal permission")]
+
+
+def test_data_given_again_after_a_deletion_may_be_used(ledger: Ledger) -> None:
+    found = findings(ledger, [
+        collected(ALICE, at(0), [EMAIL]),
+        wire("data.deleted_by_subject", at(1), categories=["user.contact"]),
+        erased(ALICE, at(2), ["user.contact"], ["accounts-db"]),
+        used(ALICE, at(3), [EMAIL]),  # deleted: a finding
+        collected(ALICE, at(4), [EMAIL]),
+        used(ALICE, at(5), [EMAIL]),  # given again: none
+    ])
+    assert [(f.clause, f.time) for f in found] == [("6.3b", at(3))]
+    assert found[0].explanation == ("use for essential.service.security of data the person "
+                                    "deleted (user.contact.email): not for the legal obligation")
+
+
+# --- 7.4: a finding and the later event that remedies it -----------------------------------
+
+
+def test_unlawfully_collected_data_erased_everywhere_or_corrected_remedies_its_finding(
+        ledger: Ledger) -> None:
+    events = [
+        collected(ALICE, at(0), [FACE], "kyc-db", backups=["kyc-backup"], retention_days=365,
+                  purpose="essential.service.identity_verification"),  # 2.1.1(2)a
+        erased(ALICE, at(2), ["user.biometric"], ["kyc-db"]),  # not the backup: still open
+        erased(ALICE, at(3), [FACE], ["kyc-db", "kyc-backup"]),  # now remedied
+        collected(ALICE, at(1), [PASSWORD], protection="plain"),  # 2.1.1(1)a
+        wire("data.corrected", at(4), categories=[PASSWORD], store="accounts-db"),
+        collected(ALICE, at(1), [IP], "logs-sg", location="SG", source="device"),  # 6.3c
+    ]
+    results = ledger.publish(events)
+    store = project(ledger)
+    found = {f.clause: f for f in list_findings(store, now=NOW)
+             if f.clause in ("2.1.1(1)a", "2.1.1(2)a", "6.3c")}
+    assert {c: (f.status, f.remedied_by) for c, f in found.items()} == {
+        "2.1.1(2)a": ("remedied", events[2]["id"]),
+        "2.1.1(1)a": ("remedied", events[4]["id"]),
+        "6.3c": ("open", None)}
+    assert found["2.1.1(2)a"].remedied_at == at(3) and results[2].event_id == events[2]["id"]
+    # as of before the remedy, the finding is open
+    before = [f for f in list_findings(store, now=at(2.5)) if f.clause == "2.1.1(2)a"]
+    assert [(f.status, f.as_dict()["remedied_by"]) for f in before] == [("open", None)]
+    assert found["2.1.1(1)a"].as_dict()["status"] == "remedied"

@@ -121,6 +121,59 @@ def test_findings_over_http(live: Live) -> None:
         assert isinstance(client.get("/findings/summary", params={"clause": "5"}).json(), list)
 
 
+def test_findings_over_http_are_open_or_remedied(live: Live) -> None:
+    """7.4: a plain password later corrected is remedied by the correction (its event id
+    named); a store abroad stays open; ``status`` filters."""
+    dee = "acct-dee-4"
+    with Ledger(live.settings) as ledger:
+        from test_queries_cli import collected, wire
+        results = ledger.publish([
+            collected(dee, "2026-03-01T00:00:00Z", ["user.authorization.password"],
+                      "accounts-db", {}, protection="plain"),
+            wire("data.corrected", "2026-03-02T00:00:00Z", dee,
+                 {"categories": ["user.authorization.password"], "store": "accounts-db"}),
+            collected(dee, "2026-03-01T00:00:00Z", ["user.device.ip_address"], "logs-sg", {},
+                      store_location="SG")])
+    handle = pseudonym(live, dee)
+    with live.client(Role.COMPLIANCE) as client:
+        items = client.get("/findings", params={"limit": 1000}).json()["items"]
+        mine = {f["clause"]: f for f in items if f["pseudonym"] == handle}
+        assert (mine["2.1.1(1)a"]["status"], mine["2.1.1(1)a"]["remedied_by"]) == (
+            "remedied", results[1].event_id)
+        assert (mine["6.3c"]["status"], mine["6.3c"]["remedied_by"]) == ("open", None)
+        remedied = client.get("/findings", params={"status": "remedied"}).json()["items"]
+        assert {(f["pseudonym"], f["clause"]) for f in remedied} == {(handle, "2.1.1(1)a")}
+        summary = client.get("/findings/summary", params={"clause": "2.1.1(1)a"}).json()
+        assert summary == [{"clause": "2.1.1(1)a", "findings": 1, "open": 0, "people": 1}]
+        assert client.get("/findings", params={"status": "gone"}).status_code in (400, 422)
+
+
+def test_a_time_before_the_log_or_the_first_event_is_warned_about_over_http(
+        live: Live) -> None:
+    """An empty answer because of the time asked says so in JSON ``warnings``; an answer
+    at a time the log covers has none."""
+    with live.client(Role.COMPLIANCE) as client:
+        early = client.get("/disclosures", params={"as_of": "2020-01-01T00:00:00Z"}).json()
+        assert early["items"] == [] and len(early["warnings"]) == 1
+        assert early["warnings"][0].startswith("as_of 2020-01-01T00:00:00+00:00 precedes the "
+                                               "log's first record")
+        before = client.get("/findings", params={"valid_at": "2020-01-01T00:00:00Z"}).json()
+        assert before["items"] == [] and "precedes the first event" in before["warnings"][0]
+        assert "--valid-at" not in before["warnings"][0] and "valid_at" in before["warnings"][0]
+        later = client.get("/disclosures", params={"as_of": "2100-01-01T00:00:00Z"}).json()
+        assert later["items"] and later["warnings"] == []
+        assert client.get("/disclosures").json()["warnings"] == []
+    with live.client(Role.RESPONDER) as client:
+        scope = client.get("/scope", params={"stores": "accounts-db", "from": JAN["from"],
+                                             "until": JAN["until"],
+                                             "valid_at": "2020-01-01T00:00:00Z"})
+        # no store was known yet: a 404, which says why
+        assert scope.status_code == 404 and scope.headers["content-type"] == PROBLEM
+        assert "precedes the first event" in scope.json()["warnings"][0]
+        incidents = client.get("/incidents", params={"as_of": "2020-01-01T00:00:00Z"}).json()
+        assert incidents["items"] == [] and incidents["warnings"]
+
+
 @pytest.mark.parametrize(("role", "path", "status"), [
     (Role.COMPLIANCE, "/disclosures?recipent=x", 400),  # the issue's misspelt parameter
     (Role.COMPLIANCE, "/disclosures?limit=0", 400),

@@ -221,6 +221,40 @@ def test_findings_command(env: Settings, capsys: Capture) -> None:
     assert audits(env)[-1]["query"] == "findings"
 
 
+PLAIN_PASSWORD = "user.authorization.password"
+
+
+def test_findings_are_open_or_remedied_with_the_remedying_event(env: Settings,
+                                                                capsys: Capture) -> None:
+    """7.4: a plain password corrected later is remedied by the correction; a store abroad
+    stays open. Table and JSON say which, and --status filters."""
+    carol = "acct-carol-3"
+    events = [collected(carol, "2026-03-01T00:00:00Z", [PLAIN_PASSWORD], "accounts-db", {},
+                        protection="plain"),
+              wire("data.corrected", "2026-03-02T00:00:00Z", carol,
+                   {"categories": [PLAIN_PASSWORD], "store": "accounts-db"}),
+              collected(carol, "2026-03-01T00:00:00Z", ["user.device.ip_address"], "logs-sg",
+                        {}, store_location="SG")]
+    with Ledger(env) as ledger:
+        fixed = ledger.publish(events)[1].event_id
+    code, found = run(capsys, "findings", "--json")
+    assert code == 1
+    mine = {f["clause"]: f for f in found if f["clause"] in ("2.1.1(1)a", "6.3c")}
+    assert (mine["2.1.1(1)a"]["status"], mine["2.1.1(1)a"]["remedied_by"]) == ("remedied", fixed)
+    assert mine["2.1.1(1)a"]["remedied_at"].startswith("2026-03-02")
+    assert (mine["6.3c"]["status"], mine["6.3c"]["remedied_by"]) == ("open", None)
+    code, remedied = run(capsys, "findings", "--json", "--status", "remedied")
+    assert [f["clause"] for f in remedied] == ["2.1.1(1)a"] and code == 0  # none open
+    code, still_open = run(capsys, "findings", "--json", "--status", "open")
+    assert code == 1 and "2.1.1(1)a" not in {f["clause"] for f in still_open}
+    code, summary = run(capsys, "findings", "--json", "--summary")
+    row = next(r for r in summary if r["clause"] == "2.1.1(1)a")
+    assert (row["findings"], row["open"]) == (1, 0)
+    assert main(["findings", "--status", "remedied"]) == 0
+    table = capsys.readouterr().out
+    assert "remedied by" in table and "status" in table
+
+
 def test_project_status_and_rebuild(env: Settings, capsys: Capture) -> None:
     code, out = run(capsys, "project", "--json")
     assert code == 0 and out["records"] > 0

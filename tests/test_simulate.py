@@ -99,7 +99,7 @@ def test_population_mix(events: list[dict[str, Any]]) -> None:
     recipients = [e["data"] for e in events if e["type"] == "recipient.registered"]
     assert {r["kind"] for r in recipients} >= {"service_provider", "affiliate", "authority",
                                                "unrelated_third_party"}
-    assert {r["location"] for r in recipients} == {"CN", "SG"}
+    assert {r["location"] for r in recipients} == {"CN", "SG", "HK"}  # HK: the planted 6.3e transfer
 
 
 def test_personal_values_are_fictitious(events: list[dict[str, Any]]) -> None:
@@ -164,15 +164,18 @@ def test_violations_document_their_clauses() -> None:
     commitments = (ROOT.parent / "shared" / "policy" / "COMMITMENTS.md")
     if commitments.exists():
         text = commitments.read_text(encoding="utf-8")
+        # a clause of COMMITMENTS.md, or one of the project's finer ids in the docs' clause
+        # map (3.2c: the rest of 3.2's promise)
+        clause_map = (ROOT / "docs" / "findings.md").read_text(encoding="utf-8")
         for v in VIOLATIONS.values():
-            assert f"| {v.clause} |" in text, v.clause
+            assert f"| {v.clause} |" in text or f"| `{v.clause}` |" in clause_map, v.clause
 
 
 @pytest.mark.parametrize("people", [200, 300, 5000])
 def test_every_kind_is_planted_on_a_sprinkle_of_people(people: int) -> None:
     truth = planted(people)
     assert all(truth[kind] for kind in VIOLATIONS)
-    violators = set().union(*map(set, truth.values()))
+    violators = set().union(*(set(truth[k]) for k, v in VIOLATIONS.items() if v.about == "person"))
     assert 0.01 <= len(violators) / people <= 0.03
 
 
@@ -195,7 +198,8 @@ def test_no_findings_without_planted_people() -> None:
     truth = planted(PEOPLE)
     violators = set().union(*map(set, truth.values()))
     honest = [e for e in map(json.loads, simulate(PEOPLE, seed=11))
-              if e.get("subject") not in violators]
+              if e.get("subject") not in violators
+              and e["data"].get("incident_id") not in violators]
     assert account_id(0) not in violators
     assert _Checker(honest).run() == {}
 
@@ -225,6 +229,8 @@ class _Checker:
         self.unverified: dict[str, list[str]] = defaultdict(list)
         self.erasures: dict[str, list[tuple[datetime, dict[str, Any]]]] = defaultdict(list)
         self.held_at_closure: dict[str, dict[str, set[str]]] = {}
+        self.incidents: dict[str, set[str]] = {}  # incident id -> response steps recorded
+        self.deleted: dict[str, set[str]] = defaultdict(set)  # categories the person deleted
 
     def flag(self, rule: str, subject: str | None) -> None:
         assert subject is not None
@@ -258,6 +264,10 @@ class _Checker:
     def on_recipient_registered(self, e: Any, s: Any, d: dict[str, Any], t: datetime) -> None:
         self.recipients[d["recipient"]] = d
 
+    def on_recipient_inspected(self, e: Any, s: Any, d: dict[str, Any], t: datetime) -> None:
+        if d["passed"]:
+            self.recipients[d["recipient"]]["inspected"] = t
+
     def on_policy_published(self, e: Any, s: Any, d: dict[str, Any], t: datetime) -> None:
         if d.get("material"):
             self.material.append((d["policy_version"], _time(d["effective_at"])))
@@ -282,6 +292,21 @@ class _Checker:
     def on_service_denied(self, e: Any, s: str, d: dict[str, Any], t: datetime) -> None:
         if set(d.get("missing_categories", [])) & self.refused[s]:
             self.flag("service_denied_after_refusal", s)  # 2.1.1(1)c
+        if not d.get("missing_categories") and any(  # 3.2: withdrawal costs no core service
+                c["purpose"] in tx.PROFILING_USES and c["withdrawn"] is not None
+                and c["withdrawn"] <= t for c in self.consents[s].values()):
+            self.flag("denied_after_withdrawal", s)
+
+    def on_data_corrected(self, e: Any, s: str, d: dict[str, Any], t: datetime) -> None:
+        request = self.requests.get(d.get("request_id") or "")
+        if self.overlaps(d["categories"], tx.REAL_NAME_CATEGORIES) and (
+                request is None or not request["verified"]):
+            self.flag("real_name_changed_unverified", s)  # 7.1
+
+    def on_policy_notice_sent(self, e: Any, s: str, d: dict[str, Any], t: datetime) -> None:
+        if any(version == d["policy_version"] and effective <= t
+               for version, effective in self.material):
+            self.flag("notice_after_change", s)  # 8: told before it takes effect
 
     def on_data_collected(self, e: Any, s: str, d: dict[str, Any], t: datetime) -> None:
         cats = d["categories"]
@@ -304,11 +329,34 @@ class _Checker:
             self.flag("store_outside_china", s)  # 6.3c
         if self.closed.get(s):
             self.flag("use_after_closure", s)
+        self.deleted[s] -= set(cats)  # given again
         stores = [d["store"], *d.get("backups", [])]
         self.backups[(s, d["store"])].update(d.get("backups", []))
         if d.get("retention_days"):
             self.retained.append((s, t, t + timedelta(days=d["retention_days"]), set(stores),
                                   cats))
+
+    # 6.3: kept longer only on the person's consent or a law; deleted data is not used.
+    def on_data_retention_extended(self, e: Any, s: str, d: dict[str, Any],
+                                   t: datetime) -> None:
+        consent = self.consents[s].get(d.get("consent_id") or "")
+        founded = (bool(d.get("legal_ref")) if d["basis"] == "law" else
+                   consent is not None and consent["granted"] <= t
+                   and (consent["withdrawn"] is None or consent["withdrawn"] > t))
+        if not founded:
+            self.flag("retention_extended_without_basis", s)
+            return
+        until = _time(d["until"])
+        self.retained = [
+            (subject, collected, max(expires, until) if subject == s and t <= expires
+             and all(any(tx.covers(k, c) for k in d["categories"]) for c in cats)
+             and (not d.get("stores") or stores <= set(d["stores"]))
+             else expires, stores, cats)
+            for subject, collected, expires, stores, cats in self.retained]
+
+    def on_data_deleted_by_subject(self, e: Any, s: str, d: dict[str, Any],
+                                   t: datetime) -> None:
+        self.deleted[s].update(d["categories"])
 
     def on_data_linked(self, e: Any, s: str, d: dict[str, Any], t: datetime) -> None:
         if not d["authorised"] and not d["de_identified"]:
@@ -318,6 +366,8 @@ class _Checker:
         cats, purpose = d["categories"], d["purpose"]
         if s in self.closed:
             self.flag("use_after_closure", s)  # 7.6
+        if self.overlaps(cats, self.deleted[s]) and purpose != "essential.legal_obligation":
+            self.flag("deleted_data_used", s)  # 6.3b
         if set(cats) & tx.VERIFICATION_ONLY and purpose not in tx.VERIFICATION_USES:
             self.flag("id_number_used_for_marketing", s)  # 2.1.1(2)b
         if self.overlaps(cats, self.unauthorised[s]):
@@ -359,6 +409,10 @@ class _Checker:
         if not clause and not d.get("consent_id"):
             self.flag("disclosure_without_clause_or_consent", s)  # 5.0
         cross_border = d.get("cross_border")
+        if recipient["location"] != "CN" and (  # 6.3: agreement and on-site checks
+                not recipient.get("agreement_ref") or recipient.get("inspected") is None
+                or recipient["inspected"] > t):
+            self.flag("overseas_unchecked", s)
         if cross_border or recipient["location"] != "CN":  # 6.3d
             consent = self.consents[s].get(d.get("consent_id") or "")
             if consent is None or not consent["cross_border"] or self.consent_ok(
@@ -390,6 +444,21 @@ class _Checker:
             self.flag("request_fulfilled_unverified", s)  # 9.2
 
     on_request_refused = on_request_fulfilled
+
+    # 6.2.1a: a breach starts the contingency plan and stops the spread.
+    def on_incident_opened(self, e: Any, s: Any, d: dict[str, Any], t: datetime) -> None:
+        self.incidents[d["incident_id"]] = set()
+
+    def on_incident_contingency_started(self, e: Any, s: Any, d: dict[str, Any],
+                                        t: datetime) -> None:
+        self.incidents[d["incident_id"]].add("contingency")
+
+    def on_incident_contained(self, e: Any, s: Any, d: dict[str, Any], t: datetime) -> None:
+        self.incidents[d["incident_id"]].add("contained")
+
+    def on_incident_closed(self, e: Any, s: Any, d: dict[str, Any], t: datetime) -> None:
+        if self.incidents[d["incident_id"]] != {"contingency", "contained"}:
+            self.flag("incident_response_missing", d["incident_id"])
 
     def finish(self) -> None:
         as_of = max(_time(e["time"]) for e in self.events)

@@ -65,7 +65,7 @@ from workload.tables import (
     _iso,
     account_id,
 )
-from workload.violations import VIOLATIONS, Planted, Violation, planted
+from workload.violations import PLANTED_INCIDENT, VIOLATIONS, Planted, Violation, planted
 from workload.world import World
 
 __all__ = [
@@ -116,10 +116,31 @@ class _Simulation(World):
             "description": "a misconfigured log-lake export bucket was publicly readable",
             "stores": [LOGS], "window_start": _iso(w0), "window_end": _iso(w1),
             "categories": _INCIDENT_CATS}, S_SECURITY)
+        # 6.2.1: the contingency plan at once, the spread stopped, the advice with the notice
+        add(s + INCIDENT_OPENED + HOUR, "incident.contingency_started",
+            {"incident_id": "inc-2024-001", "plan": "IRP-2024-v2"}, S_SECURITY)
+        add(s + INCIDENT_OPENED + 4 * HOUR, "incident.contained",
+            {"incident_id": "inc-2024-001",
+             "measures": "bucket made private; export job disabled; access logs reviewed"},
+            S_SECURITY)
         add(s + INCIDENT_OPENED + 20 * HOUR, "incident.reported",
             {"incident_id": "inc-2024-001", "authority": REGULATOR}, S_SECURITY)
+        add(s + INCIDENT_OPENED + 28 * HOUR, "incident.advice_given",
+            {"incident_id": "inc-2024-001", "channel": "email", "advice_ref": "notice_zh"},
+            S_SECURITY)
         add(s + INCIDENT_OPENED + 21 * DAY, "incident.closed", {"incident_id": "inc-2024-001"},
             S_SECURITY)
+        # Planted (an incident, not a person): a second incident reported and closed, with
+        # neither its contingency plan started nor its spread stopped on record.
+        late = s + INCIDENT_OPENED + 40 * DAY
+        add(late, "incident.opened", {
+            "incident_id": PLANTED_INCIDENT,
+            "description": "a staging snapshot was copied to an unmanaged laptop",
+            "stores": ["staging-db"], "window_start": _iso(late - DAY),
+            "window_end": _iso(late)}, S_SECURITY)
+        add(late + 10 * HOUR, "incident.reported",
+            {"incident_id": PLANTED_INCIDENT, "authority": REGULATOR}, S_SECURITY)
+        add(late + 5 * DAY, "incident.closed", {"incident_id": PLANTED_INCIDENT}, S_SECURITY)
         entries.sort(reverse=True)
         return Person([(t, seq, _head(source, event_type), _dumps(data), None, None)
                         for t, seq, source, event_type, data, _, _ in entries])

@@ -91,6 +91,7 @@ from workload.tables import (
     _WITHDRAWN_ERASURE,
     ACCOUNTS,
     ADDRESS,
+    AFFILIATE_HK,
     AFFILIATE_SG,
     BANK,
     BEHAVIOR,
@@ -157,8 +158,15 @@ from workload.tables import (
     S_SECURITY,
     S_SUPPORT,
     SEC,
+    HK_CROSS_BORDER,
     SG_CROSS_BORDER,
     SHORT_RETENTION_DAYS,
+    EXTENDED_RETENTION_DAYS,
+    _ADDRESS_DELETED,
+    _ADDRESS_ERASED,
+    _ADDRESS_USED,
+    _DENIED_AFTER_WITHDRAWAL,
+    _NAME_CORRECTED,
     SPECIAL,
     SUPPORT,
     SURNAMES,
@@ -215,7 +223,7 @@ _KYC_KINDS = frozenset({Planted.FACE_DATA_STORED, Planted.ID_NUMBER_USED_FOR_MAR
                         Planted.PAYMENT_DATA_TO_AD_TECH})
 _PAY_KINDS = frozenset({Planted.PAYMENT_DATA_TO_AD_TECH,
                         Planted.ID_NUMBER_SHARED_NOT_FOR_VERIFICATION})
-_TICKET_KINDS = frozenset({Planted.CROSS_BORDER_WITHOUT_CONSENT,
+_TICKET_KINDS = frozenset({Planted.CROSS_BORDER_WITHOUT_CONSENT, Planted.OVERSEAS_UNCHECKED,
                            Planted.CROSS_BORDER_MISSING_FIELDS,
                            Planted.UNDECLARED_PURPOSE_WITHOUT_CONSENT,
                            Planted.CUSTOMER_CONTENT_RECORDED})
@@ -406,13 +414,23 @@ class Life:
             if Planted.SERVICE_DENIED_AFTER_REFUSAL in kinds:
                 self.add(tr + _between(r, 1 * MIN, 2 * DAY), "service.denied", _DENIED_PROFILE,
                          S_CONSOLE)
-        elif r.random() < 0.65:
+        elif Planted.DELETED_DATA_USED in kinds or r.random() < 0.65:
             self.has_profile = True
             tp = self.some_day(t0 + 5 * MIN, min(end, t0 + 20 * DAY))
             keys: tuple[str, ...] = (NAME, ORG, JOB, INDUSTRY, ADDRESS) if self.enterprise else \
                 (NAME, ADDRESS, INDUSTRY)
             self.add(tp, "data.collected", _PROFILE_ENTERPRISE if self.enterprise else _PROFILE,
                      S_CONSOLE, keys)
+            planted = Planted.DELETED_DATA_USED in kinds
+            if (planted or (not kinds and r.random() < 0.05)) and tp + DAY < end:
+                # 6.3: the person deletes their address; it is erased (source and backup)
+                # the next night, as after a closure
+                td = self.some_day(tp + DAY, min(end, tp + 30 * DAY))
+                self.add(td, "data.deleted_by_subject", _ADDRESS_DELETED, S_CONSOLE)
+                self.add(self.nightly(td), "data.erased", _ADDRESS_ERASED, S_PRIVACY)
+                if planted:
+                    self.add(self.some_day(td + 5 * DAY, td + 20 * DAY), "data.used",
+                             _ADDRESS_USED, S_SUPPORT)
 
     def real_name_verification(self) -> None:
         """Real-name verification (2.1.1(2)): enterprise papers, face, ID photo or bank."""
@@ -578,6 +596,12 @@ class Life:
                 self.add(tx + _between(r, MIN, HOUR), "data.shared",
                          _shared(AFFILIATE_SG, SG_CROSS_BORDER["categories"], SUPPORT,
                                  consent_id=cid, cross_border=block), S_SUPPORT)
+            if Planted.OVERSEAS_UNCHECKED in kinds:  # consented and told, but never inspected
+                cid, _ = self.consent(tx, SUPPORT, HK_CROSS_BORDER["categories"],
+                                      "notice-cross-border-hk", HK_CROSS_BORDER)
+                self.add(tx + _between(r, MIN, HOUR), "data.shared",
+                         _shared(AFFILIATE_HK, HK_CROSS_BORDER["categories"], SUPPORT,
+                                 consent_id=cid, cross_border=HK_CROSS_BORDER), S_SUPPORT)
             if Planted.CROSS_BORDER_WITHOUT_CONSENT in kinds:
                 self.add(tx + 2 * HOUR, "data.shared",
                          _shared(AFFILIATE_SG, SG_CROSS_BORDER["categories"], SUPPORT,
@@ -599,19 +623,39 @@ class Life:
         if Planted.PROFILING_WITHOUT_CONSENT in kinds:
             self.add(self.some_day(t0 + 5 * DAY, t0 + 60 * DAY), "data.used",
                      _used(_PROFILE_CONSENT_CATS, PROFILING, "profile-engine"), S_PROFILE)
+        elif Planted.DENIED_AFTER_WITHDRAWAL in kinds:
+            # withdrawn by day 55 at the latest; then a core service is refused for it (3.2)
+            self.consent_uses(PROFILING, end, forced_withdrawal=True)
+            self.add(self.some_day(t0 + 60 * DAY, t0 + 90 * DAY), "service.denied",
+                     _DENIED_AFTER_WITHDRAWAL, S_CONSOLE)
         elif Planted.PROFILING_AFTER_WITHDRAWAL in kinds or r.random() < 0.25:
             self.consent_uses(PROFILING, end,
                               forced_withdrawal=Planted.PROFILING_AFTER_WITHDRAWAL in kinds)
         if not kinds and r.random() < 0.05:
             self.consent_uses(RECOMMEND, end)
-        if Planted.HELD_PAST_RETENTION in kinds or (not kinds and r.random() < 0.04):
+        unfounded = Planted.RETENTION_EXTENDED_WITHOUT_BASIS in kinds
+        if Planted.HELD_PAST_RETENTION in kinds or unfounded or (not kinds and r.random() < 0.04):
             tc = self.some_day(t0 + DAY, min(end, t0 + 20 * DAY))
             cid, _ = self.consent(tc, PROMOTION, [SPECIAL], "notice-student-plan")
             self.add(tc + _between(r, MIN, HOUR), "data.collected",
                      _collected([SPECIAL], PROMOTION, PROMO, retention=SHORT_RETENTION_DAYS,
                                 consent_id=cid, notice_ref=f"notice-student-plan-"
                                 f"{sim.version_for_new(tc)}"), S_MARKETING, (SPECIAL,))
-            if Planted.HELD_PAST_RETENTION not in kinds:
+            if Planted.HELD_PAST_RETENTION in kinds:
+                pass  # never erased
+            elif unfounded or (not kinds and r.random() < 0.3 and tc + 25 * DAY < end):
+                # 6.3: the proof kept longer, on the person's consent (planted: a consent
+                # never given), and erased at the extended date
+                te = self.some_day(tc + 10 * DAY, tc + 25 * DAY)
+                keep = f"cns-{self.subject}-renewal"
+                if not unfounded:
+                    keep, _ = self.consent(te, PROMOTION, [SPECIAL], "notice-proof-renewal")
+                self.add(te + _between(r, MIN, HOUR), "data.retention_extended", {
+                    "categories": [SPECIAL], "stores": [PROMO],
+                    "until": _iso(tc + EXTENDED_RETENTION_DAYS * DAY), "basis": "consent",
+                    "consent_id": keep}, S_MARKETING)
+                self.expire(tc, PROMO, EXTENDED_RETENTION_DAYS)
+            else:
                 self.expire(tc, PROMO, SHORT_RETENTION_DAYS)
         if Planted.PROMOTION_DATA_WITHOUT_CONSENT in kinds:
             tc = self.some_day(t0 + DAY, t0 + 30 * DAY)
@@ -668,6 +712,9 @@ class Life:
                                    verified=False)
             self.add(tv + _between(r, HOUR, 3 * DAY), "request.fulfilled", {"request_id": rid},
                      S_PRIVACY)
+        if Planted.REAL_NAME_CHANGED_UNVERIFIED in kinds:
+            self.add(self.some_day(t0 + 10 * DAY, t0 + 60 * DAY), "data.corrected",
+                     _NAME_CORRECTED, S_ACCOUNTS, (NAME,))
         last_request = self.end - 12 * DAY if self.closes else self.end
         if not kinds and r.random() < 0.08 and last_request - t0 > 2 * DAY:
             self.rights_request(self.some_day(t0 + DAY, last_request), self.has_profile)
@@ -676,7 +723,10 @@ class Life:
         """The material policy change (8): notices to everyone with an account."""
         sim = self.sim
         notice = sim.start + V2_PUBLISHED + int(self.r.random() * 2 * DAY)
-        if self.t0 < sim.start + V2_PUBLISHED and (notice < self.end or not self.closes):
+        if Planted.NOTICE_AFTER_CHANGE in self.kinds:  # told only once it was in effect
+            notice = max(sim.start + V2_EFFECTIVE, self.t0) + _between(self.r, DAY, 5 * DAY)
+            self.add(notice, "policy.notice_sent", sim.notice_email, S_NOTIFY)
+        elif self.t0 < sim.start + V2_PUBLISHED and (notice < self.end or not self.closes):
             self.add(notice, "policy.notice_sent",
                      sim.notice_email if self.r.random() < 0.8 else sim.notice_sms, S_NOTIFY)
 
@@ -805,7 +855,7 @@ class Life:
                          S_PRIVACY)
             if purpose == PROFILING:
                 self.add(self.nightly(withdrawn), "data.erased", _WITHDRAWN_ERASURE, S_PROFILE)
-            if forced_withdrawal:
+            if forced_withdrawal and Planted.PROFILING_AFTER_WITHDRAWAL in self.kinds:
                 self.add(self.some_day(withdrawn + 5 * DAY, withdrawn + 20 * DAY), "data.used",
                          sim.consent_use(purpose, system, current), S_PROFILE)
 

@@ -34,6 +34,7 @@ CAMPAIGN_EVERY = 45 * DAY  # marketing e-mail campaigns
 LOG_RETENTION_DAYS = 180
 TICKET_RETENTION_DAYS = 365
 SHORT_RETENTION_DAYS = 30  # invitations, promotion proofs
+EXTENDED_RETENTION_DAYS = 90  # a promotion proof kept longer on the person's consent (6.3)
 LEGAL_HOLD = 3 * YEAR  # payment records after closure (e-commerce / tax law)
 REQUEST_DEADLINE = 15 * DAY
 #: Share of people who break a promise (at least one violator per kind for people >= 200).
@@ -65,6 +66,8 @@ S_CONSOLE = SRC + "console"
 
 PAY, SMS, MAIL, IDV = "huitong-pay", "xunda-sms", "yunxin-mail", "wechat-faceid"
 ANALYTICS_PARTNER, AFFILIATE_SG = "shuzhi-analytics", "lingjing-sg"
+#: An overseas affiliate never inspected on site: only the planted 6.3e transfer goes there.
+AFFILIATE_HK = "lingjing-hk"
 REGULATOR, POLICE, ADTECH = "cac-jiangsu", "psb-wuxi", "jingzhun-ads"
 
 _PAYMENT_CATEGORIES = [
@@ -118,6 +121,12 @@ RECIPIENTS: list[dict[str, Any]] = [
      "allowed_categories": ["user.contact.email", "user.account.username",
                             "user.content.support_ticket"],
      "agreement_ref": "IGDTA-2023-SG-001"},
+    {"recipient": AFFILIATE_HK, "name": "Lingjing Cloud Hong Kong Ltd.",
+     "kind": "affiliate", "location": "HK", "roles": ["other"],
+     "allowed_purposes": ["essential.service.operations.support"],
+     "allowed_categories": ["user.contact.email", "user.account.username",
+                            "user.content.support_ticket"],
+     "agreement_ref": "IGDTA-2024-HK-002"},
     {"recipient": REGULATOR, "name": "江苏省互联网信息办公室 (Jiangsu Cyberspace Administration)",
      "kind": "authority", "location": "CN", "roles": ["regulator"],
      "allowed_purposes": ["essential.legal_obligation"]},
@@ -141,6 +150,12 @@ SG_CROSS_BORDER: dict[str, Any] = {
     "purpose": "24x7 technical support",
     "categories": ["user.contact.email", "user.content.support_ticket"],
     "rights_howto": "e-mail dpo@sg.lingjing-cloud.example or call 400-181-6806 ext. 1",
+}
+HK_CROSS_BORDER: dict[str, Any] = {
+    **SG_CROSS_BORDER, "destination_country": "HK",
+    "recipient_name": "Lingjing Cloud Hong Kong Ltd.",
+    "recipient_contact": "dpo@hk.lingjing-cloud.example, +852 3000 0000",
+    "rights_howto": "e-mail dpo@hk.lingjing-cloud.example or call 400-181-6806 ext. 2",
 }
 
 # Stores: name -> backups.
@@ -322,6 +337,11 @@ _DENIED_NO_REAL_NAME = {"service": "cloud-host purchase",
                                   "cloud hosts", "missing_categories": [ID_NUMBER]}
 _DENIED_PROFILE = {"service": "object-storage bucket creation",
                    "reason": "account profile incomplete", "missing_categories": [NAME, ADDRESS]}
+_DENIED_AFTER_WITHDRAWAL = {"service": "console dashboard",
+                            "reason": "personalisation consent withdrawn",
+                            "missing_categories": []}
+#: 7.1: the real name changed with no verified correction request.
+_NAME_CORRECTED = {"categories": [NAME], "store": PROFILE}
 # Real-name verification (2.1.1(2)).
 _KYC_ID = _collected([NAME, ID_NUMBER], VERIFY, KYC)
 _KYC_FACE = _collected([FACE], VERIFY, "face-compare", mechanism="face_scan", retention=0,
@@ -417,6 +437,10 @@ _EXPIRED_SG = {"categories": _SESSION_CATS, "stores": ["log-lake-sg"], "method":
 _EXPIRED_SKIP_BACKUP = {"categories": _SESSION_SEARCH_CATS, "stores": [LOGS], "method": "erased",
                         "reason": "retention_expired"}
 _FRIEND_EXPIRED = _erased([EMAIL], INVITES, "retention_expired")
+#: 6.3: the person deletes their address from the profile; erased from source and backup.
+_ADDRESS_DELETED = _Payload({"categories": [ADDRESS]})
+_ADDRESS_ERASED = _erased([ADDRESS], PROFILE, "user_request")
+_ADDRESS_USED = _used([ADDRESS], "essential.service.operations.support", "ticket-system")
 _SMS_AFTER_CLOSURE = _shared(SMS, [PHONE], M_SMS)
 _EMAIL_AFTER_CLOSURE = _used([EMAIL], M_EMAIL, "campaign-mailer", message_kind=M_EMAIL)
 _INCIDENT_CATS = [IP, DEVICE_ID, BROWSING]

@@ -13,6 +13,9 @@ from enum import StrEnum
 
 from workload.tables import VIOLATOR_SHARE, account_id
 
+#: The incident whose response the simulation leaves out (``Planted.INCIDENT_RESPONSE_MISSING``).
+PLANTED_INCIDENT = "inc-2024-002"
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -21,6 +24,9 @@ class Violation:
     clause: str
     promise: str
     planted: str
+    #: who breaks it: a person (``planted()`` names subject ids) or the company in an
+    #: incident (``planted()`` names the incident id)
+    about: str = "person"
 
 
 class Planted(StrEnum):
@@ -53,6 +59,13 @@ class Planted(StrEnum):
     USE_AFTER_CLOSURE = "use_after_closure"
     DISCLOSURE_AFTER_CLOSURE = "disclosure_after_closure"
     REQUEST_FULFILLED_UNVERIFIED = "request_fulfilled_unverified"
+    RETENTION_EXTENDED_WITHOUT_BASIS = "retention_extended_without_basis"
+    DELETED_DATA_USED = "deleted_data_used"
+    REAL_NAME_CHANGED_UNVERIFIED = "real_name_changed_unverified"
+    OVERSEAS_UNCHECKED = "overseas_unchecked"
+    NOTICE_AFTER_CHANGE = "notice_after_change"
+    DENIED_AFTER_WITHDRAWAL = "denied_after_withdrawal"
+    INCIDENT_RESPONSE_MISSING = "incident_response_missing"
 
     @property
     def clause(self) -> str:
@@ -140,13 +153,43 @@ VIOLATIONS: dict[Planted, Violation] = {
     Planted.REQUEST_FULFILLED_UNVERIFIED: Violation(
         "9.2", "requests are processed after verifying identity",
         "request.fulfilled with no request.identity_verified"),
+    Planted.RETENTION_EXTENDED_WITHOUT_BASIS: Violation(
+        "6.3a", "data is kept longer than its purpose needs only with consent or a legal "
+        "permission",
+        "data.retention_extended of a promotion proof on a consent never given, erased at the "
+        "extended date"),
+    Planted.DELETED_DATA_USED: Violation(
+        "6.3b", "data the person deleted is not used (only a legal hold, for the law)",
+        "data.used of the address for support after data.deleted_by_subject of it"),
+    Planted.REAL_NAME_CHANGED_UNVERIFIED: Violation(
+        "7.1", "changing real-name data requires identity verification",
+        "data.corrected of the name with no verified correction request"),
+    Planted.OVERSEAS_UNCHECKED: Violation(
+        "6.3e", "overseas recipients are bound by agreement and checked on site",
+        "a consented cross-border transfer to the Hong Kong affiliate, never inspected"),
+    Planted.NOTICE_AFTER_CHANGE: Violation(
+        "8", "material policy changes are notified before they take effect",
+        "policy.notice_sent of the material v2 after its effective date"),
+    Planted.DENIED_AFTER_WITHDRAWAL: Violation(
+        "3.2c", "withdrawing profiling consent does not affect the core services",
+        "service.denied, naming no missing data, after consent.withdrawn of profiling"),
+    Planted.INCIDENT_RESPONSE_MISSING: Violation(
+        "6.2.1a", "on a breach the contingency plan is started and the spread stopped",
+        f"incident {PLANTED_INCIDENT} reported and closed with no incident.contingency_started "
+        "nor incident.contained", about="incident"),
 }
+#: Kinds planted on people (the others are the company's, in an incident).
+PERSON_KINDS = [kind for kind, v in VIOLATIONS.items() if v.about == "person"]
 
 #: Kinds that cannot be planted on the same person.
 _CONFLICTS = (
-    {Planted.PROFILING_WITHOUT_CONSENT, Planted.PROFILING_AFTER_WITHDRAWAL},
+    {Planted.PROFILING_WITHOUT_CONSENT, Planted.PROFILING_AFTER_WITHDRAWAL,
+     Planted.DENIED_AFTER_WITHDRAWAL},
     # The on-time erasure of one promotion proof would also erase the one meant to be held.
-    {Planted.HELD_PAST_RETENTION, Planted.PROMOTION_DATA_WITHOUT_CONSENT},
+    {Planted.HELD_PAST_RETENTION, Planted.PROMOTION_DATA_WITHOUT_CONSENT,
+     Planted.RETENTION_EXTENDED_WITHOUT_BASIS},
+    # Deleting the profile needs a profile, which a refusal of it leaves out.
+    {Planted.DELETED_DATA_USED, Planted.SERVICE_DENIED_AFTER_REFUSAL},
 )
 CLOSURE_KINDS = frozenset({Planted.USE_AFTER_CLOSURE, Planted.DISCLOSURE_AFTER_CLOSURE})
 
@@ -162,7 +205,7 @@ class Violators:
     def __init__(self, people: int):
         self.people = people
         self.count = 0 if people <= 0 else min(people, max(2, round(people * VIOLATOR_SHARE)))
-        self.kinds = list(VIOLATIONS)
+        self.kinds = list(PERSON_KINDS)
         self.few: list[tuple[Planted, ...]] | None = None
         if self.count < len(self.kinds):
             assigned: list[list[Planted]] = [[] for _ in range(self.count)]
@@ -197,8 +240,10 @@ class Violators:
 
 
 def planted(people: int) -> dict[Planted, list[str]]:
-    """Violation kind -> subject ids of the people who break that promise."""
-    out: dict[Planted, list[str]] = {kind: [] for kind in VIOLATIONS}
+    """Violation kind -> subject ids of the people who break that promise (for a kind
+    about an incident: the incident's id)."""
+    out: dict[Planted, list[str]] = {
+        kind: [PLANTED_INCIDENT] if v.about == "incident" else [] for kind, v in VIOLATIONS.items()}
     for index, kinds in Violators(people):
         for kind in kinds:
             out[kind].append(account_id(index))

@@ -12,7 +12,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Final
 
-from consumers.findings.state import Closure, Consent, Policy, Recipient, Subscription
+from consumers.findings.state import (
+    Closure,
+    Consent,
+    Deletion,
+    Policy,
+    Recipient,
+    Subscription,
+)
 from consumers.findings.store import CATEGORY, ERASED, STORE, Batch, Cell, Holding, shape
 from consumers.findings.vocabulary import DAY_US, covered_by
 from consumers.projection import Item
@@ -49,6 +56,12 @@ def collected(batch: Batch, item: Item, data: ev.DataCollected) -> None:
         if data.purpose not in known:
             known.append(data.purpose)
             changed = True
+    if person.deleted:  # given again: no longer data the person deleted
+        again = [replace(d, again=tuple(dict.fromkeys((*d.again, *cats))))
+                 for d in person.deleted]
+        person.deleted = [d for d in again
+                          if not all(any(tx.covers(a, c) for a in d.again) for c in d.categories)]
+        changed = True
     if data.optional:
         optional = person.optional
         for c in cats:
@@ -105,6 +118,47 @@ def erased(batch: Batch, item: Item, data: ev.DataErased) -> None:
             h.changed = True
             skipped.extend(cell for cell in left if cell[CATEGORY] in touched)
     batch.skipped = skipped
+    if batch.person(item).unremedied:  # 7.4: unlawfully collected data erased
+        batch.remedied(item, stores, covered, everywhere=True)
+
+
+def extension_problem(batch: Batch, item: Item, data: ev.RetentionExtended) -> str | None:
+    """Why a retention extension has no basis (6.3: the person's consent in force, or a
+    legal permission named), or None."""
+    if data.basis == "law":
+        return None if data.legal_ref else "on a legal basis that names no law or order"
+    if data.consent_id is None:
+        return "on consent, naming no consent"
+    consent = batch.person(item).consents.get(data.consent_id)
+    if consent is None or not consent.in_force(item.at):
+        return "on a consent the person did not give or had withdrawn"
+    return None
+
+
+def retention_extended(batch: Batch, item: Item, data: ev.RetentionExtended) -> None:
+    """An extension with a basis moves the deadline of what it names (``held_past_retention``)."""
+    if extension_problem(batch, item, data) is None:
+        batch.extensions.append((item.record.event_id, item.event.subject or "", item.at,
+                                 to_us(data.until), json.dumps(sorted(set(data.categories))),
+                                 json.dumps(sorted(set(data.stores)))))
+
+
+def deleted_by_subject(batch: Batch, item: Item, data: ev.DataDeletedBySubject) -> None:
+    """Data the person deleted: the duties of a closure, for those categories (6.3)."""
+    until = to_us(data.legal_hold_until) if data.legal_hold_until is not None else None
+    cats = tuple(dict.fromkeys(data.categories))
+    held = tuple(dict.fromkeys(data.legal_hold_categories))
+    batch.person(item).deleted.append(Deletion(item.at, cats, held, until))
+    batch.changed(item)
+    batch.deletions.append((item.record.event_id, item.event.subject or "", item.at,
+                            json.dumps(list(cats)), json.dumps(list(held)), until))
+
+
+def corrected(batch: Batch, item: Item, data: ev.DataCorrected) -> None:
+    """A correction remedies a finding on the data it corrects (7.4: 更正或删除)."""
+    if batch.person(item).unremedied:
+        batch.remedied(item, frozenset((data.store,)), covered_by(tuple(data.categories)),
+                       everywhere=False)
 
 
 def refused(batch: Batch, item: Item, data: ev.CollectionRefused) -> None:
@@ -220,6 +274,20 @@ def incident_closed(batch: Batch, item: Item, data: ev.IncidentClosed) -> None:
     batch.incidents_closed.append((data.incident_id, item.at))
 
 
+#: Event data model of an incident's response step (6.2.1) -> the step's name.
+STEPS: Final[dict[type[ev.EventData], str]] = {
+    ev.IncidentContingencyStarted: "contingency",
+    ev.IncidentContained: "contained",
+    ev.IncidentAdviceGiven: "advice",
+}
+
+
+def incident_step(batch: Batch, item: Item,
+                  data: ev.IncidentContingencyStarted | ev.IncidentContained
+                  | ev.IncidentAdviceGiven) -> None:
+    batch.incident_steps.append((data.incident_id, STEPS[type(data)], item.at))
+
+
 def notified(batch: Batch, item: Item, data: ev.IncidentSubjectNotified) -> None:
     batch.notices.append((data.incident_id, item.event.subject or ""))
 
@@ -228,6 +296,9 @@ def notified(batch: Batch, item: Item, data: ev.IncidentSubjectNotified) -> None
 FOLDS: Final[dict[type[ev.EventData], Fold]] = {
     ev.DataCollected: collected,
     ev.DataErased: erased,
+    ev.DataCorrected: corrected,
+    ev.RetentionExtended: retention_extended,
+    ev.DataDeletedBySubject: deleted_by_subject,
     ev.CollectionRefused: refused,
     ev.SubjectClosed: closed,
     ev.ConsentGranted: consent_granted,
@@ -246,4 +317,5 @@ FOLDS: Final[dict[type[ev.EventData], Fold]] = {
     ev.IncidentReported: incident_reported,
     ev.IncidentClosed: incident_closed,
     ev.IncidentSubjectNotified: notified,
+    **dict.fromkeys(STEPS, incident_step),
 }

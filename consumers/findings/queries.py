@@ -27,7 +27,10 @@ def list_findings(store: ViewStore, clause: str | None = None, now: datetime | N
                   deadline_days: int = DEFAULT_DEADLINE_DAYS,
                   closure_days: int = DEFAULT_DEADLINE_DAYS,
                   erasure_grace_days: int = ERASURE_GRACE_DAYS,
-                  incident_report_hours: int = Settings.incident_report_hours) -> list[Finding]:
+                  incident_report_hours: int = Settings.incident_report_hours,
+                  incident_contingency_hours: int = Settings.incident_contingency_hours,
+                  incident_containment_hours: int = Settings.incident_containment_hours,
+                  ) -> list[Finding]:
     """Every finding as of ``now`` (default: the current time; naive means UTC), by time.
 
     The stored findings, plus those of the timed rules, evaluated at ``now``: data kept
@@ -36,15 +39,21 @@ def list_findings(store: ViewStore, clause: str | None = None, now: datetime | N
     held data kept more than ``erasure_grace_days`` after the hold ends (2.1.1(1)d);
     rights requests not answered by their due date, ``deadline_days`` after receipt unless
     the request names one (7.1); incidents closed or older than 72 h that were not reported,
-    or whose affected people were not notified (6.2.1a).
+    or whose affected people were not notified or given security advice, and incidents
+    whose contingency plan was not started (24 h) or spread not stopped (72 h) (6.2.1a).
     ``clause`` keeps the findings whose clause starts with it ("3", "2.1.1(2)b").
+    A finding on a collection or a linking is ``remedied`` by the first later event, by
+    ``now``, that erased its data from every store that kept it or corrected it (7.4).
     Needs the tables of ``FindingsProjection``: run it (``ProjectionRunner``) first.
     """
     when = now if now is not None else datetime.now(UTC)
     clocks = Clocks(to_us(when if when.tzinfo is not None else when.replace(tzinfo=UTC)),
-                    deadline_days, closure_days, erasure_grace_days, incident_report_hours)
-    found = [Finding(c, p, e, int(part), int(off), from_us(t), x)
-             for c, p, e, part, off, t, x in stored_findings(store, clause)]
+                    deadline_days, closure_days, erasure_grace_days, incident_report_hours,
+                    incident_contingency_hours, incident_containment_hours)
+    now_us = clocks.now
+    found = [Finding(c, p, e, int(part), int(off), from_us(t), x,
+                     *((by, from_us(fixed)) if by is not None and fixed <= now_us else ()))
+             for c, p, e, part, off, t, x, by, fixed in stored_findings(store, clause)]
     timed: list[Iterator[Finding]] = [
         r.evaluate(store, clocks) for r in RULES
         if r.evaluate is not None and _matches(r.clause, clause)]

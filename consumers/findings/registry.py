@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Finding:
-    """One broken promise: which clause, whose data, which event, when, and why."""
+    """One broken promise: which clause, whose data, which event, when, and why; and the
+    later event that remedied it, if any (7.4: the data erased or corrected)."""
 
     clause: str
     pseudonym: str | None
@@ -46,9 +47,16 @@ class Finding:
     offset: int
     time: datetime
     explanation: str
+    remedied_by: str | None = None
+    remedied_at: datetime | None = None
+
+    @property
+    def status(self) -> str:
+        """``open``, or ``remedied`` once a later event put it right."""
+        return "open" if self.remedied_by is None else "remedied"
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (time in ISO 8601)."""
+        """A JSON-ready dict (times in ISO 8601)."""
         return {
             "clause": self.clause,
             "pseudonym": self.pseudonym,
@@ -57,6 +65,9 @@ class Finding:
             "offset": self.offset,
             "time": self.time.isoformat(),
             "explanation": self.explanation,
+            "status": self.status,
+            "remedied_by": self.remedied_by,
+            "remedied_at": self.remedied_at.isoformat() if self.remedied_at else None,
         }
 
 
@@ -69,11 +80,14 @@ class Clocks:
     closure_days: int
     erasure_grace_days: int
     incident_report_hours: int = 72
+    incident_contingency_hours: int = 24
+    incident_containment_hours: int = 72
 
 
 #: The clocks a timed rule may name (``Clocks`` fields other than ``now``): each is a
 #: threshold of ``consumers.findings.thresholds`` (a setting, cited or "assumed").
-CLOCKS: Final = ("deadline_days", "closure_days", "erasure_grace_days", "incident_report_hours")
+CLOCKS: Final = ("deadline_days", "closure_days", "erasure_grace_days", "incident_report_hours",
+                 "incident_contingency_hours", "incident_containment_hours")
 
 EventCheck = Callable[["Batch", "Item", Any], "str | None"]
 TimedCheck = Callable[["ViewStore", Clocks], Iterator[Finding]]

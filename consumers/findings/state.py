@@ -61,6 +61,27 @@ class Closure:
         return any(tx.covers(h, category) for h in self.held)
 
 
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """Data the person deleted themselves (6.3): which categories, and which of them a legal
+    hold keeps until when."""
+
+    time: int
+    categories: tuple[str, ...]
+    held: tuple[str, ...]
+    hold_until: int | None
+    #: categories the person gave again since: no longer deleted
+    again: tuple[str, ...] = ()
+
+    def holds(self, category: str) -> bool:
+        return any(tx.covers(h, category) for h in self.held)
+
+    def touches(self, category: str) -> bool:
+        """Whether using ``category`` uses data deleted here (and not given again)."""
+        return (any(tx.covers(d, category) or tx.covers(category, d) for d in self.categories)
+                and not any(tx.covers(a, category) for a in self.again))
+
+
 @dataclass(slots=True)
 class Person:
     """Everything the event-time rules need to know about one person."""
@@ -81,6 +102,11 @@ class Person:
     verified: dict[str, int] = field(default_factory=dict)
     #: category -> the purposes it was collected for (3.4: another purpose needs consent)
     purposes: dict[str, list[str]] = field(default_factory=dict)
+    #: data the person deleted themselves (6.3), less what they gave again since
+    deleted: list[Deletion] = field(default_factory=list)
+    #: findings on a collection or a linking not yet remedied (7.4): offending event id ->
+    #: [the stores that keep the data (empty: any), its categories, the clauses broken]
+    unremedied: dict[str, list[list[str]]] = field(default_factory=dict)
 
     # -- questions the rules ask -------------------------------------------------------
 
@@ -140,6 +166,11 @@ class Person:
             doc["verified"] = self.verified
         if self.purposes:
             doc["purp"] = self.purposes
+        if self.unremedied:
+            doc["unrem"] = self.unremedied
+        if self.deleted:
+            doc["del"] = [[d.time, list(d.categories), list(d.held), d.hold_until,
+                           list(d.again)] for d in self.deleted]
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -156,6 +187,9 @@ class Person:
             first_party=doc.get("fp", []),
             verified=doc.get("verified", {}),
             purposes=doc.get("purp", {}),
+            unremedied=doc.get("unrem", {}),
+            deleted=[Deletion(t, tuple(c), tuple(h), u, tuple(a))
+                     for t, c, h, u, a in doc.get("del", [])],
         )
 
 

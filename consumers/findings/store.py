@@ -31,6 +31,10 @@ POLICIES_TABLE: Final = "findings_policies"
 INCIDENTS_TABLE: Final = "findings_incidents"
 NOTICES_TABLE: Final = "findings_incident_notices"
 STAFF_TABLE: Final = "findings_staff"
+STEPS_TABLE: Final = "findings_incident_steps"
+EXTENSIONS_TABLE: Final = "findings_extensions"
+DELETIONS_TABLE: Final = "findings_deletions"
+REMEDIES_TABLE: Final = "findings_remedies"
 
 SCHEMA: Final[tuple[str, ...]] = (
     f"""CREATE TABLE IF NOT EXISTS {FINDINGS_TABLE} (
@@ -116,10 +120,47 @@ SCHEMA: Final[tuple[str, ...]] = (
         granted_at BIGINT NOT NULL,
         revoked_at BIGINT
     )""",
+    # An incident's response steps (6.2.1): contingency plan started, spread stopped,
+    # advice given; when each was first recorded, in log order.
+    f"""CREATE TABLE IF NOT EXISTS {STEPS_TABLE} (
+        incident_id TEXT NOT NULL,
+        step        TEXT NOT NULL,
+        at          BIGINT NOT NULL,
+        PRIMARY KEY (incident_id, step)
+    )""",
+    # Retention extended with a basis (6.3): the categories (JSON) and stores (JSON, empty:
+    # every store) kept until ``until``.
+    f"""CREATE TABLE IF NOT EXISTS {EXTENSIONS_TABLE} (
+        event_id   TEXT PRIMARY KEY,
+        pseudonym  TEXT NOT NULL,
+        time       BIGINT NOT NULL,
+        until      BIGINT NOT NULL,
+        categories TEXT NOT NULL,
+        stores     TEXT NOT NULL
+    )""",
+    # Data the person deleted (6.3: as closure, for those categories).
+    f"""CREATE TABLE IF NOT EXISTS {DELETIONS_TABLE} (
+        event_id   TEXT PRIMARY KEY,
+        pseudonym  TEXT NOT NULL,
+        time       BIGINT NOT NULL,
+        categories TEXT NOT NULL,
+        held       TEXT NOT NULL,
+        hold_until BIGINT
+    )""",
+    # 7.4: the later event that remedied a finding (the unlawfully collected data erased
+    # from every store that kept it, or corrected).
+    f"""CREATE TABLE IF NOT EXISTS {REMEDIES_TABLE} (
+        event_id        TEXT NOT NULL,
+        clause          TEXT NOT NULL,
+        remedy_event_id TEXT NOT NULL,
+        time            BIGINT NOT NULL,
+        PRIMARY KEY (event_id, clause)
+    )""",
 )
 
 TABLES: Final = (FINDINGS_TABLE, SUBJECTS_TABLE, HOLDINGS_TABLE, CLOSURES_TABLE, REQUESTS_TABLE,
-                 RECIPIENTS_TABLE, POLICIES_TABLE, INCIDENTS_TABLE, NOTICES_TABLE, STAFF_TABLE)
+                 RECIPIENTS_TABLE, POLICIES_TABLE, INCIDENTS_TABLE, NOTICES_TABLE, STAFF_TABLE,
+                 STEPS_TABLE, EXTENSIONS_TABLE, DELETIONS_TABLE, REMEDIES_TABLE)
 
 CHUNK: Final = 500  # bound on "IN (?, ...)" lists
 
@@ -277,6 +318,10 @@ class Batch:
         self.incidents_reported: list[tuple[str, int]] = []
         self.incidents_closed: list[tuple[str, int]] = []
         self.notices: list[tuple[str, str]] = []
+        self.incident_steps: list[tuple[str, str, int]] = []
+        self.extensions: list[tuple[str, str, int, int, str, str]] = []
+        self.deletions: list[tuple[str, str, int, str, str, int | None]] = []
+        self.remedies: list[tuple[str, str, str, int]] = []
         #: cells the erasure being folded left in a store it did not name (6.3a)
         self.skipped: list[Cell] = []
 
@@ -293,10 +338,37 @@ class Batch:
         self.dirty.add(item.event.subject or "")
 
     def flag(self, clause: str, item: Item, explanation: str) -> None:
-        """Record a finding of ``clause`` on ``item``'s event."""
+        """Record a finding of ``clause`` on ``item``'s event; one on a collection or a
+        linking waits for its remedy (7.4: erased or corrected later)."""
         record, event = item.record, item.event
         self.findings.append((clause, event.subject, record.event_id, record.partition,
                               record.offset, item.at, explanation))
+        data = event.data
+        if event.subject and isinstance(data, ev.DataCollected | ev.DataLinked):
+            pending = self.person(item).unremedied.setdefault(record.event_id, [
+                [data.store, *data.backups] if isinstance(data, ev.DataCollected) else [],
+                list(data.categories), []])
+            if clause not in pending[2]:
+                pending[2].append(clause)
+            self.changed(item)
+
+    def remedied(self, item: Item, stores: frozenset[str], categories: frozenset[str], *,
+                 everywhere: bool) -> None:
+        """``item`` erased or corrected ``categories`` (each key and those below it) in
+        ``stores``: the person's pending findings whose data it reaches — in every store
+        that keeps it if ``everywhere`` (an erasure), else in one (a correction) — are
+        remedied by it."""
+        person = self.person(item)
+        for event_id, (kept_in, cats, clauses) in list(person.unremedied.items()):
+            if not all(c in categories for c in cats):
+                continue
+            if kept_in and not (set(kept_in) <= stores if everywhere
+                                else not stores.isdisjoint(kept_in)):
+                continue
+            for clause in clauses:
+                self.remedies.append((event_id, clause, item.record.event_id, item.at))
+            del person.unremedied[event_id]
+            self.changed(item)
 
     def flush(self) -> None:
         """Write every change of the batch, one ``executemany`` per kind."""
@@ -383,18 +455,38 @@ class Batch:
             tx_.executemany(
                 f"INSERT INTO {NOTICES_TABLE} (incident_id, pseudonym) VALUES (?, ?) "
                 "ON CONFLICT (incident_id, pseudonym) DO NOTHING", self.notices)
+        if self.incident_steps:
+            tx_.executemany(
+                f"INSERT INTO {STEPS_TABLE} (incident_id, step, at) VALUES (?, ?, ?) "
+                "ON CONFLICT (incident_id, step) DO NOTHING", self.incident_steps)
+        if self.remedies:
+            tx_.executemany(
+                f"INSERT INTO {REMEDIES_TABLE} (event_id, clause, remedy_event_id, time) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (event_id, clause) DO NOTHING", self.remedies)
+        if self.extensions:
+            tx_.executemany(
+                f"INSERT INTO {EXTENSIONS_TABLE} (event_id, pseudonym, time, until, categories,"
+                " stores) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                self.extensions)
+        if self.deletions:
+            tx_.executemany(
+                f"INSERT INTO {DELETIONS_TABLE} (event_id, pseudonym, time, categories, held,"
+                " hold_until) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                self.deletions)
 
 
 # --- what the timed rules read -------------------------------------------------------------
 
 
 def stored_findings(store: ViewStore, prefix: str | None) -> list[tuple[Any, ...]]:
-    """The ``findings`` rows whose clause starts with ``prefix`` (all if None)."""
-    sql = (f'SELECT clause, pseudonym, event_id, partition, "offset", time, explanation '
-           f"FROM {FINDINGS_TABLE}")
+    """The ``findings`` rows whose clause starts with ``prefix`` (all if None), each with
+    its remedy if any (event id and time, or nulls)."""
+    sql = (f'SELECT f.clause, f.pseudonym, f.event_id, f.partition, f."offset", f.time, '
+           f"f.explanation, r.remedy_event_id, r.time FROM {FINDINGS_TABLE} f "
+           f"LEFT JOIN {REMEDIES_TABLE} r ON r.event_id = f.event_id AND r.clause = f.clause")
     params: tuple[Any, ...] = ()
     if prefix:
-        sql += " WHERE substr(clause, 1, ?) = ?"
+        sql += " WHERE substr(f.clause, 1, ?) = ?"
         params = (len(prefix), prefix)
     return store.query(sql, params)
 
@@ -407,6 +499,28 @@ def expired_holdings(store: ViewStore, before: int, late: int) -> list[tuple[Any
         f'SELECT event_id, pseudonym, partition, "offset", time, deadline, cells '
         f"FROM {HOLDINGS_TABLE} WHERE deadline IS NOT NULL AND deadline < ? "
         "AND (open > 0 OR last_erased > deadline + ?)", (before, late))
+
+
+def extensions(store: ViewStore) -> dict[str, list[tuple[int, int, list[str], list[str]]]]:
+    """Retention extensions with a basis, per person: (recorded at, until, categories,
+    stores; no stores: every store)."""
+    out: dict[str, list[tuple[int, int, list[str], list[str]]]] = {}
+    for pseudonym, t, until, cats, stores in store.query(
+            f"SELECT pseudonym, time, until, categories, stores FROM {EXTENSIONS_TABLE}"):
+        out.setdefault(pseudonym, []).append((int(t), int(until), json.loads(cats),
+                                              json.loads(stores)))
+    return out
+
+
+def holdings_after_deletion(store: ViewStore) -> list[tuple[Any, ...]]:
+    """Holdings collected before the person deleted some of their data and not all erased
+    by then: (event_id, pseudonym, partition, offset, cells JSON, deleted at, categories
+    JSON, held JSON, hold until)."""
+    return store.query(
+        f'SELECT h.event_id, h.pseudonym, h.partition, h."offset", h.cells, d.time, '
+        f"d.categories, d.held, d.hold_until FROM {HOLDINGS_TABLE} h "
+        f"JOIN {DELETIONS_TABLE} d ON d.pseudonym = h.pseudonym "
+        "WHERE h.time <= d.time AND (h.open > 0 OR h.last_erased > d.time)")
 
 
 def holdings_after_closure(store: ViewStore) -> list[tuple[Any, ...]]:
@@ -434,6 +548,12 @@ def incidents(store: ViewStore) -> list[tuple[Any, ...]]:
         f'SELECT incident_id, event_id, partition, "offset", opened_at, stores, categories, '
         f"window_start, window_end, reported_at, closed_at FROM {INCIDENTS_TABLE} "
         "WHERE event_id IS NOT NULL")
+
+
+def incident_steps(store: ViewStore, incident_id: str) -> dict[str, int]:
+    """The response steps recorded for an incident: step -> when (first in log order)."""
+    return {step: int(t) for step, t in store.query(
+        f"SELECT step, at FROM {STEPS_TABLE} WHERE incident_id = ?", (incident_id,))}
 
 
 def notified(store: ViewStore, incident_id: str) -> set[str]:

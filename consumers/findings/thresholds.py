@@ -53,7 +53,16 @@ THRESHOLDS: Final[tuple[Threshold, ...]] = (
     Threshold("incident_report_hours", "incident_report_hours", "LEDGER_INCIDENT_REPORT_HOURS",
               "hours", ("6.2.1a",),
               "assumed: the policy says 及时 (promptly) under the national cybersecurity "
-              "incident emergency plan; 72 h as GDPR art. 33 sets for reports to a regulator"),
+              "incident emergency plan; 72 h as GDPR art. 33 sets for reports to a regulator; "
+              "the security advice (安全处理建议) goes with the notice to the people"),
+    Threshold("incident_contingency_hours", "incident_contingency_hours",
+              "LEDGER_INCIDENT_CONTINGENCY_HOURS", "hours", ("6.2.1a",),
+              "assumed: the policy says 启动应急预案 (start the contingency plan) with no "
+              "period; a day from opening"),
+    Threshold("incident_containment_hours", "incident_containment_hours",
+              "LEDGER_INCIDENT_CONTAINMENT_HOURS", "hours", ("6.2.1a",),
+              "assumed: the policy says 阻止安全事件扩大 (stop the incident spreading) with no "
+              "period; the same 72 h as the report"),
 )
 
 

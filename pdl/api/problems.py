@@ -62,8 +62,10 @@ class BadRequest(Exception):
 
 def problem(status: int, detail: str | None = None, *, kind: str | None = None,
             errors: list[dict[str, Any]] | None = None,
-            headers: dict[str, str] | None = None) -> JSONResponse:
-    """A problem+json response."""
+            headers: dict[str, str] | None = None,
+            warnings: list[str] | None = None) -> JSONResponse:
+    """A problem+json response (``warnings``: what the time asked explains, e.g. why no
+    store was known yet)."""
     title = HTTPStatus(status).phrase
     body: dict[str, Any] = {
         "type": f"urn:pdl:problem:{kind}" if kind else "about:blank",
@@ -73,6 +75,8 @@ def problem(status: int, detail: str | None = None, *, kind: str | None = None,
         body["detail"] = detail
     if errors:
         body["errors"] = errors
+    if warnings:
+        body["warnings"] = warnings
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON,
                         headers={"Cache-Control": "no-store", **(headers or {})})
 
@@ -139,7 +143,7 @@ def ledger_problem(exc: LedgerError) -> JSONResponse:
                   for n, f, r in exc.errors]
         return problem(422, str(exc), kind="invalid-input", errors=errors or None)
     if isinstance(exc, NotFound):
-        return problem(404, str(exc), kind="not-found")
+        return problem(404, str(exc), kind="not-found", warnings=getattr(exc, "warnings", None))
     if isinstance(exc, CaseRefused):
         return problem(409, str(exc), kind="case-refused")
     if exc.retriable:

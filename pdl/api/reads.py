@@ -12,6 +12,7 @@ from pydantic import BeforeValidator, WithJsonSchema
 
 from consumers.replay import QueryTime
 from consumers.views import ViewStore
+from ledger.errors import NotFound
 from pdl.api.deps import ApiState, Principal
 from pdl.api.problems import BadRequest
 from pdl.service import query_time
@@ -96,9 +97,14 @@ def read(api: ApiState, principal: Principal, query: str,
          arguments: Mapping[str, str | None], *, as_of: datetime | QueryTime | None,
          needs: str,
          answer: Callable[[ViewStore], T], people: Sequence[str] = (),
-         reason: str | None = None, clear: bool = False) -> T:
+         reason: str | None = None, clear: bool = False,
+         warnings: list[str] | None = None) -> T:
     """Audit the query in the principal's name, then answer it from views caught up now
-    or replayed to ``as_of`` (recorded time) and/or ``valid_at`` (event time)."""
+    or replayed to ``as_of`` (recorded time) and/or ``valid_at`` (event time).
+
+    A time before the log's first record or the first event gives an empty answer for
+    that reason: an answer that is an object then carries ``warnings`` saying so, and
+    they are added to ``warnings`` if given (for a caller that builds the object)."""
     service = api.service
     moment = query_time(as_of)
     with service.lock:
@@ -108,8 +114,20 @@ def read(api: ApiState, principal: Principal, query: str,
         if moment.now and api.catch_up:
             # only the view this question reads: the others catch up when they are asked
             service.catch_up(names=[needs])
-        with service.views_at(moment, needs=[needs]) as views:
-            return answer(views)
+        with service.answering(moment, needs=[needs]) as answering:
+            told = [w.replace("--as-of", "as_of").replace("--valid-at", "valid_at")
+                    for w in answering.warnings]
+            try:
+                result = answer(answering.views)
+            except NotFound as exc:
+                exc.warnings = told  # type: ignore[attr-defined]  # the 404 says why too
+                raise
+    if told:
+        if warnings is not None:
+            warnings.extend(told)
+        if isinstance(result, dict):
+            return {**result, "warnings": told}  # type: ignore[return-value]
+    return result
 
 
 def page_of(items: list[dict[str, Any]], limit: int, key: Callable[[dict[str, Any]], list[Any]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from consumers.findings.registry import rule
 from consumers.findings.store import Batch
 from consumers.findings.vocabulary import (
@@ -22,7 +24,8 @@ from schemas import taxonomy as tx
 
 #: Every event type that can name categories (1.3 reads them all).
 _NAMING_CATEGORIES = (
-    ev.DataUsed, ev.DataShared, ev.DataCollected, ev.DataErased, ev.DataLinked,
+    ev.DataUsed, ev.DataShared, ev.DataCollected, ev.DataErased, ev.RetentionExtended,
+    ev.DataDeletedBySubject, ev.DataLinked,
     ev.DataCorrected, ev.CollectionRefused, ev.ServiceDenied, ev.SubjectClosed,
     ev.ConsentGranted, ev.RecipientRegistered, ev.RequestReceived, ev.IncidentOpened,
 )
@@ -81,32 +84,32 @@ def biometric_stored(batch: Batch, item: Item, data: ev.DataCollected) -> str | 
     return None
 
 
+#: Personal verification data (ID numbers and photos, bank account): 2.1.1(2)b.
+_PERSONAL_VERIFICATION: Final = VERIFICATION_TOUCH - ENTERPRISE_TOUCH
+
+
 @rule("2.1.1(2)b", "real-name verification data used or shared for another purpose",
       reads=(ev.DataUsed, ev.DataShared))
 def verification_data_elsewhere(batch: Batch, item: Item,
                                 data: ev.DataUsed | ev.DataShared) -> str | None:
-    """Verification-only data serves verification, or a legal ground of 5.3."""
-    ground = data.legal_ground
-    if (data.purpose in VERIFICATION or VERIFICATION_TOUCH.isdisjoint(data.categories)
-            or (ground is not None and ground.value in DISCLOSURE_GROUNDS)):
-        return None
-    return _elsewhere(data, [c for c in data.categories
-                             if c in VERIFICATION_TOUCH and c not in ENTERPRISE_TOUCH])
+    return used_elsewhere(_PERSONAL_VERIFICATION, data)
 
 
 @rule("2.1.1(2)c", "enterprise verification data used or shared for another purpose",
       reads=(ev.DataUsed, ev.DataShared))
 def enterprise_data_elsewhere(batch: Batch, item: Item,
                               data: ev.DataUsed | ev.DataShared) -> str | None:
-    """Enterprise verification data (credit code, licence scans) serves verification only."""
+    return used_elsewhere(ENTERPRISE_TOUCH, data)
+
+
+def used_elsewhere(touch: frozenset[str], data: ev.DataUsed | ev.DataShared) -> str | None:
+    """Verification-only data (``touch``: a person's for 2.1.1(2)b, an enterprise's credit
+    code and licence scans for 2.1.1(2)c) serves verification, or a legal ground of 5.3."""
     ground = data.legal_ground
-    if (data.purpose in VERIFICATION or ENTERPRISE_TOUCH.isdisjoint(data.categories)
-            or (ground is not None and ground.value in DISCLOSURE_GROUNDS)):
+    if data.purpose in VERIFICATION or (ground is not None
+                                        and ground.value in DISCLOSURE_GROUNDS):
         return None
-    return _elsewhere(data, [c for c in data.categories if c in ENTERPRISE_TOUCH])
-
-
-def _elsewhere(data: ev.DataUsed | ev.DataShared, touched: list[str]) -> str | None:
+    touched = [c for c in data.categories if c in touch]
     if not touched:
         return None
     if isinstance(data, ev.DataShared):

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from consumers import queries
 from consumers.queries import DisclosureFilter
@@ -32,6 +32,9 @@ class Disclosure(BaseModel):
 class DisclosurePage(BaseModel):
     items: list[Disclosure]
     next: str | None
+    warnings: list[str] = Field(default_factory=list, description=(
+        "why the answer may be empty: as_of before the log's first record, valid_at before "
+        "the first event"))
 
 
 class RecipientSummary(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from consumers import queries
 from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
@@ -38,6 +38,9 @@ class Incident(BaseModel):
 class IncidentPage(BaseModel):
     items: list[Incident]
     next: str | None
+    warnings: list[str] = Field(default_factory=list, description=(
+        "why the answer may be empty: as_of before the log's first record, valid_at before "
+        "the first event"))
 
 
 def _split(text: str | None) -> list[str]:
