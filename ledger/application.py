@@ -226,7 +226,9 @@ class _Waiting:
         self.results: list[AppendResult] = []
         self.error: BaseException | None = None
         self.done = False
-        self.woken: threading.Event | None = None  # made only by a caller that must wait
+        # Made (held) only by a caller that must wait; released to wake it. A bare lock,
+        # not an Event: waking a group's callers is on the leader's path, once per caller.
+        self.woken: threading.Lock | None = None
 
     def outcome(self) -> list[AppendResult]:
         if self.error is not None:
@@ -263,10 +265,11 @@ class GroupCommit:
             lead = not self._leading
             self._leading = True
             if not lead:
-                me.woken = threading.Event()
+                me.woken = threading.Lock()
+                me.woken.acquire()
             self._queue.append(me)
         if me.woken is not None:
-            me.woken.wait()  # for my results, or for the lead
+            me.woken.acquire()  # released for my results, or for the lead
             if me.done:
                 return me.outcome()
         with self._lock:
@@ -292,10 +295,10 @@ class GroupCommit:
                 self._leading = following is not None
             for w in group:
                 if w.woken is not None:
-                    w.woken.set()
+                    w.woken.release()
             if following is not None:
                 assert following.woken is not None
-                following.woken.set()  # not done: it leads the next append
+                following.woken.release()  # not done: it leads the next append
         return me.outcome()
 
 

@@ -6,7 +6,11 @@ once, when issued; the store keeps only the SHA-256 hash of the secret, with an 
 a revocation time. The store is a SQLite file in the data directory (``access.db``, 0600).
 
 ``PrincipalStore.resolve`` turns a token string into a ``Principal`` or raises
-``Unauthenticated``: the one check both the bearer header and a browser session use.
+``Unauthenticated``: the one check both the bearer header and a browser session use. It
+remembers the tokens it accepted, and trusts what it remembers only while the store is
+unchanged since: any write to the file, by this connection or another (another process's
+`pdl token revoke`, seen through SQLite's ``data_version``), forgets them all, so a revoked
+token or a disabled principal is refused at once; expiry is checked on every call.
 """
 
 from __future__ import annotations
@@ -184,10 +188,17 @@ def check_role(role: str) -> Role:
 class SQLitePrincipalStore:
     """Principals and token hashes in a SQLite file (0600). Safe to share between threads."""
 
+    #: Accepted tokens remembered at most (beyond: all forgotten, each read again once).
+    RESOLVED_KEPT = 10_000
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         private_file(self.path)
         self._lock = threading.RLock()
+        #: token id -> (secret hash, principal, expiry, store generation when read)
+        self._resolved: dict[str, tuple[bytes, Principal, datetime | None,
+                                        tuple[int, int]]] = {}
+        self._writes = 0  # writes through this connection (data_version counts others')
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30,
                                        check_same_thread=False)
@@ -213,10 +224,22 @@ class SQLitePrincipalStore:
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
+            if not sql.startswith("SELECT"):
+                self._writes += 1  # before: a failed write may still have changed something
             try:
                 return self._db.execute(sql, tuple(params)).fetchall()
             except sqlite3.Error as exc:
                 raise PersistenceError(f"the principals store failed: {exc}") from exc
+
+    def _generation(self) -> tuple[int, int]:
+        """Changes whenever the store may have changed: a write through this connection,
+        or a commit by any other connection to the file (``PRAGMA data_version``)."""
+        with self._lock:
+            try:
+                version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise PersistenceError(f"the principals store failed: {exc}") from exc
+            return self._writes, int(version)
 
     # --- principals ---------------------------------------------------------------------
 
@@ -363,11 +386,20 @@ class SQLitePrincipalStore:
         if parsed is None:
             raise Unauthenticated("malformed token")
         token_id, secret = parsed.groups()
+        digest = _hash(secret)
+        generation = self._generation()
+        known = self._resolved.get(token_id)
+        if known is not None and known[3] == generation and hmac.compare_digest(known[0],
+                                                                                  digest):
+            _, principal, expires_at, _ = known
+            if expires_at is not None and expires_at <= _now():
+                raise Unauthenticated("expired token")
+            return principal
         rows = self._query(
             "SELECT t.secret_hash, t.expires_at, t.revoked_at, p.name, p.role, p.sources, "
             "p.disabled_at FROM tokens t JOIN principals p ON p.name = t.principal "
             "WHERE t.id = ?", (token_id,))
-        if not rows or not hmac.compare_digest(rows[0][0], _hash(secret)):
+        if not rows or not hmac.compare_digest(rows[0][0], digest):
             raise Unauthenticated("unknown token")
         _, expires, revoked, name, role, sources, disabled = rows[0]
         if revoked is not None:
@@ -377,4 +409,8 @@ class SQLitePrincipalStore:
             raise Unauthenticated("expired token")
         if disabled is not None:
             raise Unauthenticated("disabled principal")
-        return Principal(name, Role(role), tuple(json.loads(sources)))
+        principal = Principal(name, Role(role), tuple(json.loads(sources)))
+        if len(self._resolved) >= self.RESOLVED_KEPT:
+            self._resolved.clear()
+        self._resolved[token_id] = (digest, principal, expires_at, generation)
+        return principal

@@ -29,6 +29,7 @@ from consumers.replay import QueryTime, records_until, time_warnings, views_as_o
 from consumers.views import ViewStore
 from ledger.application import Ledger
 from ledger.errors import NotFound
+from ledger.persistence import AppendResult, Position
 from ledger.settings import Settings
 from schemas.events import LedgerQueried
 
@@ -58,8 +59,20 @@ class Answering:
 class QueryService:
     """A ledger with its view store: catch-up, rebuild, status and the audited queries.
 
-    One instance may serve several threads: ``lock`` serialises use of its connections.
+    One instance may serve several threads: ``lock`` serialises use of the view store's
+    connection; ``audit`` needs no lock (the ledger merges concurrent appends, see
+    ``ledger.application.GroupCommit``).
+
+    ``catch_up_through`` skips a catch-up that could change nothing: it remembers how far
+    each projection was caught up and which records since are this service's own audit
+    records (``ledger.queried``), which most projections do not read. A service answering
+    one question after another thus reads the log once per question that follows a
+    publish, not once per question (each question appends an audit record).
     """
+
+    #: Own audit positions remembered at most (beyond: forgotten, the next question
+    #: catches up as it would have without them).
+    OWN_AUDITS_KEPT = 10_000
 
     def __init__(self, ledger: Ledger, views: ViewStore | None = None):
         self.ledger = ledger
@@ -67,6 +80,12 @@ class QueryService:
         self.lock = threading.RLock()
         # The same projection objects for every catch-up, so their caches carry over.
         self.projections = all_projections(ledger.settings.view_cache_entries)
+        self._runners: dict[tuple[str, ...] | None, ProjectionRunner] = {}
+        #: projection -> the log position through which it is known to be current
+        self._current: dict[str, Position] = {}
+        #: partition -> offsets of audit records this service appended (``_audited``)
+        self._own_audits: dict[int, set[int]] = {}
+        self._own_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings) -> QueryService:
@@ -88,6 +107,15 @@ class QueryService:
         return ProjectionRunner(self.ledger.log, self.views, select(names, self.projections),
                                 batch_size=BATCH_SIZE)
 
+    def _runner(self, names: list[str] | None) -> ProjectionRunner:
+        """The runner of these projections, made once (making one opens a view transaction
+        to create the projections' tables)."""
+        key = tuple(sorted(names)) if names is not None else None
+        runner = self._runners.get(key)
+        if runner is None:
+            runner = self._runners[key] = self.runner(names)
+        return runner
+
     def lag(self) -> int:
         """Records the slowest projection still has to read."""
         return max((s["lag"] for s in self.status()), default=0)
@@ -96,10 +124,64 @@ class QueryService:
                  names: list[str] | None = None) -> RunStats:
         """Bring every projection (or those ``names``) up to the end of the log."""
         with self.lock:
-            stats = self.runner(names).run(progress=progress)
+            runner = self._runner(names)
+            stats = runner.run(progress=progress)
+            for name, position in runner.positions().items():
+                self._current[name] = position
             if stats.bad:
                 self.send_dead_letters()
             return stats
+
+    def end_position(self) -> Position:
+        """The end of the log now: a question asked after this must see every record up
+        to it (``catch_up_through``)."""
+        return self.ledger.log.end_position()
+
+    def catch_up_through(self, end: Position, names: list[str]) -> RunStats | None:
+        """Make the named projections current through ``end`` (a log position taken when
+        the question was asked): a catch-up, unless every record after the position each
+        was last caught up to is an audit record of this service, of a type it does not
+        read (then None: nothing read, the view already answers as of ``end``)."""
+        with self.lock:
+            if self._current_through(end, names):
+                return None
+            return self.catch_up(names=names)
+
+    def _current_through(self, end: Position, names: list[str]) -> bool:
+        types = self._runner(names).types
+        if types is None or LEDGER_QUERIED in types:
+            return False  # it reads audit records (or the log's types are not trusted)
+        with self._own_lock:
+            for name in names:
+                current = self._current.get(name)
+                if current is None:
+                    return False
+                for partition, last in end.items():
+                    own = self._own_audits.get(partition, set())
+                    if any(o not in own for o in range(current.get(partition, -1) + 1,
+                                                       last + 1)):
+                        return False
+            for name in names:
+                self._current[name] = {**self._current[name], **end}
+            self._forget_own_audits(names)
+        return True
+
+    def _audited(self, result: AppendResult) -> None:
+        """Remember the position of an audit record this service appended."""
+        with self._own_lock:
+            own = self._own_audits.setdefault(result.partition, set())
+            if len(own) >= self.OWN_AUDITS_KEPT:
+                own.clear()
+            own.add(result.offset)
+
+    def _forget_own_audits(self, names: list[str]) -> None:
+        """Drop the audit positions these projections are current through. Another
+        projection still behind them then catches up when asked (forgetting costs a
+        catch-up, never a stale answer), and the positions kept stay few."""
+        for partition, own in self._own_audits.items():
+            done = min(self._current[name].get(partition, -1) for name in names)
+            stale = [o for o in own if o <= done]
+            own.difference_update(stale)
 
     def send_dead_letters(self) -> int:
         """On Kafka, write the records quarantined since the last call to the dead-letter
@@ -141,6 +223,9 @@ class QueryService:
         if workers is None:
             workers = self.default_workers(names)
         with self.lock:
+            # the views are swapped: what was known of them is gone
+            self._current.clear()
+            self._runners.clear()
             stats = parallel_rebuild(self.runner(names), workers=workers, progress=progress,
                                      batch_size=self.ledger.settings.rebuild_batch)
             if stats.bad:
@@ -209,11 +294,13 @@ class QueryService:
               clear: bool = False) -> None:
         """Record the query in the log: who (``actor``, default the configured one; over
         HTTP the authenticated principal and its ``role``), about whom (``people``, by
-        pseudonym), why (``reason``) and whether clear values were read."""
+        pseudonym), why (``reason``) and whether clear values were read. Returns once the
+        record is durable; safe from many threads at once (their appends are merged)."""
         args = {k: v for k, v in arguments.items() if v is not None and v != ""}
-        with self.lock:
-            self.ledger.audit(query, args, actor=actor, role=role, people=people,
-                              reason=reason, clear=clear)
+        result = self.ledger.audit(query, args, actor=actor, role=role, people=people,
+                                   reason=reason, clear=clear)
+        if not result.duplicate:
+            self._audited(result)
 
     # --- queries ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any, Self
 
 import httpx
 import uvicorn
-from test_queries_cli import ALICE, BANK, BOB, EMAIL, collected, shared, wire
+from samplekit import ALICE_BANK, ALICE_EMAIL, sample_events  # noqa: F401 - re-exported
 
 from ledger.application import Ledger
 from ledger.principals import Role, SQLitePrincipalStore
@@ -21,7 +21,6 @@ from ledger.settings import Settings, generate_key
 from pdl.api import create_app
 from pdl.service import QueryService
 
-ALICE_EMAIL, ALICE_BANK = "alice.wang@example.com", "6222 0000 1111 2222"
 JAN = {"from": "2026-01-01T00:00:00Z", "until": "2026-02-01T00:00:00Z"}
 
 
@@ -33,20 +32,7 @@ def sample_settings(data_dir: Path) -> Settings:
 
 def publish_sample(settings: Settings) -> None:
     with Ledger(settings) as ledger:
-        ledger.publish([
-            wire("recipient.registered", "2026-01-01T00:00:00Z", None, {
-                "recipient": "payco", "name": "Pay Co", "kind": "service_provider",
-                "location": "CN", "roles": ["payment_processor"]}),
-            wire("subject.registered", "2026-01-02T00:00:00Z", ALICE, {"subject_kind": "user"}),
-            collected(ALICE, "2026-01-02T00:00:00Z", [EMAIL], "accounts-db",
-                      {EMAIL: ALICE_EMAIL}, backups=["accounts-backup"]),
-            collected(ALICE, "2026-01-03T00:00:00Z", [BANK], "payments-db",
-                      {BANK: ALICE_BANK}, purpose="essential.service.payment_processing",
-                      retention_days=365),
-            shared(ALICE, "2026-01-04T00:00:00Z", "payco", [BANK], "5.1.1"),
-            collected(BOB, "2026-01-02T00:00:00Z", [EMAIL], "accounts-db",
-                      {EMAIL: "bob@example.com"}),
-        ])
+        ledger.publish(sample_events())
 
 
 def open_sample_case(settings: Settings, incident_id: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -14,18 +13,17 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from apikit import publish_sample, sample_settings
-from test_queries_cli import ALICE, ALICE_EMAIL, BOB
+from samplekit import ALICE, ALICE_EMAIL, BOB, cli_env, run
 
 from ledger.application import Ledger
 from ledger.errors import ConfigurationError, InvalidInput, Unauthenticated
 from ledger.principals import Role, SQLitePrincipalStore, new_token
 from ledger.settings import Settings, generate_key
-from pdl.cli import main
+from pdl.api.server import free_port, spawned
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,22 +66,9 @@ def test_expired_tokens_and_bad_principals(tmp_path: Path) -> None:
 # --- the CLI ----------------------------------------------------------------------------
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
-    code = main(list(argv))
-    out = capsys.readouterr().out
-    try:
-        return code, json.loads(out)
-    except json.JSONDecodeError:
-        return code, out
-
-
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("LEDGER_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEDGER_MASTER_KEY", generate_key())
-    monkeypatch.setenv("LEDGER_ACTOR", "operator@tests")
-    monkeypatch.setenv("LEDGER_SQLITE_SYNCHRONOUS", "NORMAL")
-    return Settings.from_env()
+    return cli_env(tmp_path, monkeypatch, "operator@tests")
 
 
 def test_principal_and_token_commands(env: Settings, capsys: pytest.CaptureFixture[str]
@@ -136,12 +121,6 @@ def test_log_unseal_and_export_record_whose_data_was_opened(
 # --- serve ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _pdl(env: dict[str, str], *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pdl.cli", *argv], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout, check=False)
@@ -156,7 +135,7 @@ def _environ(settings: Settings, **extra: str) -> dict[str, str]:
 
 def test_serve_refuses_a_public_address_without_principals(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
-    result = _pdl(_environ(settings), "serve", "--host", "0.0.0.0", "--port", str(_free_port()))
+    result = _pdl(_environ(settings), "serve", "--host", "0.0.0.0", "--port", str(free_port()))
     assert result.returncode == 78
     assert "no principal is configured" in result.stderr
     assert "Traceback" not in result.stderr
@@ -169,26 +148,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     token = new_token()[0]
     secret = tmp_path / "admin-token"
     secret.write_text(token + "\n")
-    port = _free_port()
     env = _environ(settings, LEDGER_ADMIN_TOKEN_FILE=str(secret))
-    proc = subprocess.Popen([sys.executable, "-m", "pdl.cli", "serve", "--host", "0.0.0.0",
-                             "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(proc.stdout.read() if proc.stdout else "") from None
-                time.sleep(0.1)
+    with spawned(env, host="0.0.0.0", cwd=ROOT, capture=True) as (url, _):
         yield url, token, settings.data_dir
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_first_admin_token_from_a_secret_file(served: tuple[str, str, Path]) -> None:

@@ -8,6 +8,7 @@ its drafts rendered and checked field by field, then reported, exempted and clos
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from samplekit import wire as sample_wire
 
 from cases import snapshot
 from ledger.application import Ledger
@@ -42,14 +44,7 @@ FACTS = {"company": "灵境云 Lingjing Cloud", "cause": "an export bucket was m
          "dpo_contact": "dpo@lingjing.example"}
 
 
-def wire(type_: str, t: str, subject: str | None, data: dict[str, Any],
-         personal: dict[str, str] | None = None) -> dict[str, Any]:
-    event: dict[str, Any] = {"source": "tests/cases", "type": type_, "time": t, "data": data}
-    if subject:
-        event["subject"] = subject
-    if personal:
-        event["personal"] = personal
-    return event
+wire = functools.partial(sample_wire, source="tests/cases")
 
 
 @pytest.fixture(scope="module")

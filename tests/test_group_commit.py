@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from ledger.application import Ledger
 from ledger.errors import OperationalError
 from ledger.persistence import AppendResult, EventLog, NewRecord, Position
-from ledger.settings import Settings
+from ledger.settings import Settings, generate_key
 from schemas import uuid7
 from schemas.examples import EXAMPLES
 
@@ -209,3 +214,73 @@ def test_a_lone_caller_appends_its_own_batch(settings: Settings) -> None:
         results = ledger.publish([wire(4000 + i) for i in range(3)])
         assert [r.offset for r in results] == [1, 2, 3]
         assert ledger.commits.appends == 1 and ledger.commits.records == 3
+
+
+# A child process: THREADS threads publishing single events durably, each printing every
+# result it got back ("event_id offset duplicate") as soon as publish returned.
+KILLED_CHILD = """
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+from test_group_commit import THREADS, wire
+from ledger.application import Ledger
+from ledger.settings import Settings
+
+each = int(sys.argv[2])
+out = threading.Lock()
+with Ledger(Settings.from_env()) as ledger:
+    def publish(k):
+        for j in range(each):
+            [r] = ledger.publish([wire(k * each + j)])
+            with out:
+                sys.stdout.write(f"{r.event_id} {r.offset} {int(r.duplicate)}\\n")
+                sys.stdout.flush()
+    threads = [threading.Thread(target=publish, args=(k,)) for k in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+"""
+
+
+def test_sigkill_mid_group_commit_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """Kill a process whose threads are publishing (appends always in flight): every
+    result a caller got is stored where it said, no event twice, the tree whole; publishing
+    everything again stores exactly the rest."""
+    each = 250
+    env = {**os.environ, "LEDGER_DATA_DIR": str(tmp_path / "data"),
+           "LEDGER_MASTER_KEY": generate_key(), "LEDGER_SQLITE_SYNCHRONOUS": "FULL",
+           "LEDGER_ACTOR": "tests", "LEDGER_BACKEND": "sqlite"}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(Path(__file__).parent),
+                              str(each)], env=env, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    acknowledged: dict[str, int] = {}
+    for line in child.stdout:
+        event_id, offset, duplicate = line.split()
+        assert duplicate == "0" and event_id not in acknowledged
+        acknowledged[event_id] = int(offset)
+        if len(acknowledged) >= 150:
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+    for line in child.stdout:  # results printed before the kill
+        event_id, offset, _ = line.split()
+        acknowledged[event_id] = int(offset)
+    assert child.returncode == -signal.SIGKILL
+    assert len(acknowledged) < THREADS * each  # it was killed mid-run
+    settings = Settings.from_env(env)
+    with Ledger(settings) as ledger:
+        stored = {r.event_id: r.offset for r in ledger.log.read()}
+        assert len(stored) == ledger.log.count()  # no event twice
+        for event_id, offset in acknowledged.items():
+            assert stored.get(event_id) == offset  # nothing a caller was told is lost
+        assert ledger.verify() == len(stored)  # no half-written group in the tree
+        again: dict[int, list[AppendResult]] = {}
+
+        def publish(k: int) -> None:
+            again[k] = [r for j in range(each) for r in ledger.publish([wire(k * each + j)])]
+
+        assert run_threads(publish, THREADS) == []
+        results = [r for k in range(THREADS) for r in again[k]]
+        assert sum(r.duplicate for r in results) == len(stored)
+        assert all(r.offset == stored[r.event_id] for r in results if r.duplicate)
+        assert ledger.log.count() == THREADS * each

@@ -14,78 +14,35 @@ from typing import Any
 
 import pytest
 
+from samplekit import (  # noqa: F401 - the sample's names, imported from here by other tests
+    ALICE,
+    ALICE_BANK,
+    ALICE_EMAIL,
+    BANK,
+    BOB,
+    EMAIL,
+    cli_env,
+    collected,
+    run,
+    sample_events,
+    shared,
+    wire,
+)
+
 from ledger.application import Ledger
-from ledger.settings import Settings, generate_key
+from ledger.settings import Settings
 from pdl.cli import main
 
 Capture = pytest.CaptureFixture[str]
-ALICE, BOB = "acct-alice-7", "acct-bob-9"
-ALICE_EMAIL, ALICE_BANK = "alice.wang@example.com", "6222 0000 1111 2222"
-EMAIL, BANK = "user.contact.email", "user.financial.bank_account"
-
-
-def wire(type_: str, t: str, subject: str | None, data: dict[str, Any],
-         personal: dict[str, str] | None = None) -> dict[str, Any]:
-    event: dict[str, Any] = {"source": "tests/cli", "type": type_, "time": t, "data": data}
-    if subject:
-        event["subject"] = subject
-    if personal:
-        event["personal"] = personal
-    return event
-
-
-def collected(subject: str, t: str, categories: list[str], store: str, personal: dict[str, str],
-              **data: Any) -> dict[str, Any]:
-    return wire("data.collected", t, subject, {
-        "categories": categories, "source": {"kind": "subject"},
-        "purpose": data.pop("purpose", "essential.service.authentication"), "store": store,
-        "store_location": "CN", **data}, personal)
-
-
-def shared(subject: str, t: str, recipient: str, categories: list[str], clause: str) -> dict[str, Any]:
-    return wire("data.shared", t, subject, {
-        "recipient": recipient, "recipient_kind": "service_provider", "categories": categories,
-        "purpose": "essential.service.payment_processing", "clause": clause})
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """A data directory with a first batch of events, configured through LEDGER_* like a user."""
-    monkeypatch.setenv("LEDGER_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LEDGER_MASTER_KEY", generate_key())
-    monkeypatch.setenv("LEDGER_ACTOR", "dpo@tests")
-    monkeypatch.setenv("LEDGER_SQLITE_SYNCHRONOUS", "NORMAL")
-    settings = Settings.from_env()
+    settings = cli_env(tmp_path, monkeypatch, "dpo@tests")
     with Ledger(settings) as ledger:
-        ledger.publish([
-            wire("recipient.registered", "2026-01-01T00:00:00Z", None, {
-                "recipient": "payco", "name": "Pay Co", "kind": "service_provider",
-                "location": "CN", "roles": ["payment_processor"]}),
-            wire("subject.registered", "2026-01-02T00:00:00Z", ALICE, {"subject_kind": "user"}),
-            collected(ALICE, "2026-01-02T00:00:00Z", [EMAIL], "accounts-db",
-                      {EMAIL: ALICE_EMAIL}, backups=["accounts-backup"]),
-            collected(ALICE, "2026-01-03T00:00:00Z", [BANK], "payments-db",
-                      {BANK: ALICE_BANK}, purpose="essential.service.payment_processing",
-                      retention_days=365),
-            shared(ALICE, "2026-01-04T00:00:00Z", "payco", [BANK], "5.1.1"),
-            wire("consent.granted", "2026-01-05T00:00:00Z", ALICE, {
-                "consent_id": "c-mkt", "purpose": "marketing.communications.email",
-                "policy_version": "v1"}),
-            wire("subscription.changed", "2026-01-06T00:00:00Z", ALICE, {
-                "kind": "marketing.communications.sms", "subscribed": False}),
-            collected(BOB, "2026-01-02T00:00:00Z", [EMAIL], "accounts-db",
-                      {EMAIL: "bob@example.com"}),
-        ])
+        ledger.publish(sample_events(preferences=True))
     return settings
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
-    code = main(list(argv))
-    out = capsys.readouterr().out
-    try:
-        return code, json.loads(out)
-    except json.JSONDecodeError:
-        return code, out
 
 
 def audits(settings: Settings) -> list[dict[str, Any]]:

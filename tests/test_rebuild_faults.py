@@ -153,7 +153,9 @@ def test_a_killed_rebuild_changes_nothing_and_leaves_no_worker(
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     assert scratch.exists()  # killed mid-build: its scratch views were never swapped in
-    deadline = time.monotonic() + 10
+    # a worker still importing when its parent died only notices once its imports are done
+    # (seconds on a loaded machine): what is asserted is that it ends, not how soon
+    deadline = time.monotonic() + 60
     while any(map(_alive, workers_seen)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(map(_alive, workers_seen)), "rebuild workers outlived their parent"

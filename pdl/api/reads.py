@@ -7,8 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Query
+from fastapi import Query, Response
 from pydantic import BeforeValidator, WithJsonSchema
+from pydantic_core import to_json
 
 from consumers.replay import QueryTime
 from consumers.views import ViewStore
@@ -102,18 +103,25 @@ def read(api: ApiState, principal: Principal, query: str,
     """Audit the query in the principal's name, then answer it from views caught up now
     or replayed to ``as_of`` (recorded time) and/or ``valid_at`` (event time).
 
+    The audit record is durable before the answer is worked out; if appending it fails,
+    the caller gets that error and no answer. Concurrent questions share their appends
+    (``ledger.application.GroupCommit``): no lock is held while appending. A question about
+    now sees every record the log held when it was asked: the views are caught up through
+    the log's end taken before the audit (nothing is read if only audit records came
+    since, see ``QueryService.catch_up_through``).
+
     A time before the log's first record or the first event gives an empty answer for
     that reason: an answer that is an object then carries ``warnings`` saying so, and
     they are added to ``warnings`` if given (for a caller that builds the object)."""
     service = api.service
     moment = query_time(as_of)
+    end = service.end_position() if moment.now and api.catch_up else None
+    service.audit(query, {**arguments, **moment.arguments()}, actor=principal.name,
+                  role=principal.role.value, people=people, reason=reason, clear=clear)
     with service.lock:
-        service.audit(query, {**arguments, **moment.arguments()},
-                      actor=principal.name, role=principal.role.value, people=people,
-                      reason=reason, clear=clear)
-        if moment.now and api.catch_up:
+        if end is not None:
             # only the view this question reads: the others catch up when they are asked
-            service.catch_up(names=[needs])
+            service.catch_up_through(end, [needs])
         with service.answering(moment, needs=[needs]) as answering:
             told = [w.replace("--as-of", "as_of").replace("--valid-at", "valid_at")
                     for w in answering.warnings]
@@ -128,6 +136,13 @@ def read(api: ApiState, principal: Principal, query: str,
         if isinstance(result, dict):
             return {**result, "warnings": told}  # type: ignore[return-value]
     return result
+
+
+def json_answer(value: Any) -> Response:
+    """``value`` as a JSON response, as it is: for a route whose ``response_model`` only
+    documents an answer built by our own code (FastAPI would otherwise validate it again,
+    on one more hand-over to a worker thread)."""
+    return Response(to_json(value), media_type="application/json")
 
 
 def page_of(items: list[dict[str, Any]], limit: int, key: Callable[[dict[str, Any]], list[Any]]

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
@@ -103,3 +108,48 @@ def serve(service: QueryService, host: str = "127.0.0.1", port: int = 8080) -> N
                     log_config=None, log_level="info")
     finally:
         principals.close()
+
+
+# --- a server in a child process (benchmarks, tests, scripts) ----------------------------
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def spawned(env: Mapping[str, str], *, host: str = "127.0.0.1", port: int | None = None,
+            cwd: str | Path | None = None, capture: bool = False, timeout: float = 60.0,
+            ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``pdl serve`` in a child process configured by ``env``: its base URL (on 127.0.0.1)
+    and the process, once ``/health`` answers; terminated on leaving. ``capture`` keeps its
+    output on ``stdout`` (else it is discarded). Raises ``RuntimeError`` (with the output,
+    if captured) if it exits or does not answer within ``timeout`` seconds."""
+    port = port or free_port()
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pdl.cli", "serve", "--host", host, "--port", str(port)],
+        env=dict(env), cwd=cwd, stdout=out,
+        stderr=subprocess.STDOUT if capture else subprocess.DEVNULL, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    if proc.poll() is None:
+                        proc.kill()
+                    said = proc.stdout.read() if proc.stdout else ""
+                    raise RuntimeError(f"pdl serve did not start: {said}") from None
+                time.sleep(0.1)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=60)

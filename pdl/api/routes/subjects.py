@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from consumers import queries
 from pdl.api.deps import Principal, Role, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import AsOf, Time, ValidAt, at, read
+from pdl.api.reads import AsOf, Time, ValidAt, at, json_answer, read
 
 router = APIRouter(prefix="/subjects", tags=["subjects"], responses=ERROR_RESPONSES)
 
@@ -96,10 +96,10 @@ def data_map(request: Request, pseudonym: Pseudonym,
              as_of: AsOf = None, valid_at: ValidAt = None) -> Any:
     """A person's data map by pseudonym (compliance, responder, privacy_officer)."""
     moment = at(as_of, valid_at)
-    return read(state(request), principal, "subject", {}, as_of=moment, needs="datamap",
-                people=[pseudonym],
-                answer=lambda views: queries.subject_map(views, pseudonym,
-                                                         now=moment.reference))
+    return json_answer(read(state(request), principal, "subject", {}, as_of=moment,
+                            needs="datamap", people=[pseudonym],
+                            answer=lambda views: queries.subject_map(views, pseudonym,
+                                                                     now=moment.reference)))
 
 
 @router.post("/lookup", response_model=DataMap)
@@ -110,10 +110,10 @@ def lookup(request: Request, body: Lookup,
     api = state(request)
     pseudonym = api.service.pseudonym(body.subject)
     moment = at(body.as_of, body.valid_at)
-    return read(api, principal, "subject", {}, as_of=moment, needs="datamap",
-                people=[pseudonym], reason=body.reason,
-                answer=lambda views: queries.subject_map(views, pseudonym,
-                                                         now=moment.reference))
+    return json_answer(read(api, principal, "subject", {}, as_of=moment, needs="datamap",
+                            people=[pseudonym], reason=body.reason,
+                            answer=lambda views: queries.subject_map(views, pseudonym,
+                                                                     now=moment.reference)))
 
 
 @router.post("/export", response_model=Exported)
