@@ -180,6 +180,15 @@ def test_segments_that_go_are_skipped_then_compacted_away() -> None:
                                               held.masks.tolist(), strict=True) if m}
         assert alive == model
         assert list(held.times) == sorted(held.times)
+        for end in (-1, 0, 17_000, 30_500, 59_000, 10**9):  # one entry per person, OR-ed
+            people, masks = held.exposed(end)
+            assert len(people) == len(set(people.tolist()))
+            want: dict[int, int] = {}
+            for (p, t), m in model.items():
+                if t <= end:
+                    want[p] = want.get(p, 0) | m
+            assert {p: m for p, m in zip(people.tolist(), masks.tolist(), strict=True)
+                    if m} == want
         assert held.dead == int((held.masks == 0).sum())
         assert held.dead * 4 <= len(held.times) or held.dead <= 1000
 
