@@ -16,11 +16,15 @@ One run, one topic: the events of ``workload`` (seed 42) are published once by t
 
 A member's rate is measured where it is steady: from the first committed batch (the
 group join and the process start are left out) to the last record applied, read from the
-view store's tracking table (polled every 20 ms). The PostgreSQL server is the one given
-by ``--pg-url`` or one started for the run from Debian's package (tests/pgkit.py), with
-``fsync=off`` like the SQLite stores' ``synchronous=OFF``... no: the SQLite store keeps
-its default (``NORMAL``), and the server runs with ``synchronous_commit=off``; both
-survive a process crash, neither a power cut. Figures are medians over the repeats.
+view store's tracking table, polled every 20 ms on one read-only connection the bench
+holds for the measurement (``Progress``). The PostgreSQL server is the one given by
+``--pg-url`` or one started for the run from Debian's package (tests/pgkit.py, with
+``fsync=off`` and ``synchronous_commit=off``); the SQLite store keeps its default
+(``synchronous=NORMAL`` in WAL mode: no fsync per commit). Both survive a process crash,
+neither a power cut. Figures are medians over the repeats. Next to each rate, CPU µs per
+record: the raw loop's (this process, ``Stopwatch``) and each member's own over the same
+window as its rate (it prints them after each batch), with the ratios by CPU, which a
+loaded machine disturbs less than the wall clock; the load average is printed too.
 
 Targets (issue 18): SQLite 1 process >= 0.5x raw; PostgreSQL 1 process >= 0.35x raw;
 2 processes >= 1.5x one on a machine of 4 or more cores (on fewer, printed only).
@@ -58,6 +62,8 @@ for extra in (ROOT, ROOT / "tests"):
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from consumers.consume import CONSUME_BATCH as BATCH  # noqa: E402 - `pdl consume`'s default
+
 _spec = importlib.util.spec_from_file_location("pdl_bench_kafka", HERE / "kafka.py")
 assert _spec and _spec.loader
 kb = importlib.util.module_from_spec(_spec)
@@ -66,13 +72,16 @@ _spec.loader.exec_module(kb)
 
 console = Console(stderr=True)
 EVENTS = 20_000
-BATCH = 1000  # `pdl consume --batch-size` default
 TARGETS = {"SQLite, 1 process / raw": 0.5, "PostgreSQL, 1 process / raw": 0.35}
 TWO_PROCESS_TARGET = 1.5
+#: How often the bench reads the members' progress (its error on a rate: one poll).
+POLL_SECONDS = 0.02
 
-#: One group member in a process of its own: argv = bootstrap, topic, group, views.
+#: One group member in a process of its own: argv = bootstrap, topic, group, views, batch.
+#: After each batch it prints the records and the CPU seconds (its own, I/O threads
+#: included) since the end of its first batch, the same window as the bench's clock.
 MEMBER = """
-import sys, threading
+import sys, threading, time
 from consumers.consume import KafkaGroupConsumer
 from consumers.registry import all_projections
 from ledger.kafka import KafkaEventLog
@@ -86,7 +95,15 @@ else:
     store = SQLiteViewStore(views)
 member = KafkaGroupConsumer(log, store, all_projections(), group_id=group,
                             batch_size=int(batch))
-member.run(threading.Event(), idle_exit=4.0)
+since = None
+def on_batch(stats):
+    global since
+    if since is None:
+        since = [time.process_time(), 0]
+        return
+    since[1] += stats.records
+    print(since[1], time.process_time() - since[0], flush=True)
+member.run(threading.Event(), idle_exit=4.0, on_batch=on_batch)
 """
 
 
@@ -100,24 +117,45 @@ def _open(views: str) -> Any:
     return SQLiteViewStore(views)
 
 
-def applied(views: str, projections: int) -> int:
-    """Records passed by the slowest projection (0 until every one has a position)."""
-    try:
-        store = _open(views)
-    except Exception:  # noqa: BLE001 - not created yet
-        return 0
-    try:
-        rows = store.query('SELECT projection, sum("offset" + 1) FROM tracking '
-                           "GROUP BY projection")
-    except Exception:  # noqa: BLE001 - not created yet
-        return 0
-    finally:
-        store.close()
-    return min((int(n) for _, n in rows), default=0) if len(rows) >= projections else 0
+class Progress:
+    """Reads how far the members are from the view store's tracking table, on one
+    connection of its own held for the whole measurement: a plain read every poll, no
+    store opened (opening one runs its schema statements and, on PostgreSQL, connects and
+    takes the writers' lock, which would compete with the members it measures)."""
+
+    def __init__(self, views: str, projections: int):
+        self.views = views
+        self.projections = projections
+        self._conn: Any = None
+
+    def _connect(self) -> Any:
+        if self.views.startswith("postgresql://"):
+            import psycopg
+
+            return psycopg.connect(self.views, autocommit=True)
+        import sqlite3
+
+        return sqlite3.connect(f"file:{self.views}?mode=ro", uri=True, isolation_level=None)
+
+    def applied(self) -> int:
+        """Records passed by the slowest projection (0 until every one has a position)."""
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            rows = self._conn.execute('SELECT projection, sum("offset" + 1) FROM tracking '
+                                      "GROUP BY projection").fetchall()
+        except Exception:  # noqa: BLE001 - no tracking table yet
+            return 0
+        return min((int(n) for _, n in rows), default=0) if len(rows) >= self.projections else 0
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
 
-def members(bench: Any, topic: str, views: str, count: int) -> float:
-    """Records/s of ``count`` members of one fresh group into ``views``, steady state."""
+def members(bench: Any, topic: str, views: str, count: int) -> tuple[float, float]:
+    """Records/s of ``count`` members of one fresh group into ``views``, steady state, and
+    their CPU seconds per record (each member's own, from the end of its first batch)."""
     from consumers.registry import all_projections
 
     group = f"pdl-bench-{uuid.uuid4()}"
@@ -127,14 +165,15 @@ def members(bench: Any, topic: str, views: str, count: int) -> float:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", MEMBER, bench.broker.bootstrap, topic,
                                group, views, str(BATCH)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(count)]
     end = bench.stored
     first_at = first_n = None
+    progress = Progress(views, projections)
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            n = applied(views, projections)
+            n = progress.applied()
             now = time.monotonic()
             if first_at is None and n > 0:
                 first_at, first_n = now, n
@@ -143,19 +182,23 @@ def members(bench: Any, topic: str, views: str, count: int) -> float:
             if all(p.poll() is not None for p in procs):
                 raise SystemExit(f"members exited at {n} of {end}: "
                                  + procs[0].stderr.read().decode()[-2000:])  # type: ignore[union-attr]
-            time.sleep(0.02)
+            time.sleep(POLL_SECONDS)
         else:
             raise SystemExit(f"members did not finish ({n} of {end})")
         done_at = time.monotonic()
     finally:
+        progress.close()
         for p in procs:
             p.terminate()
-        for p in procs:
-            p.wait(30)
+        outputs = [p.communicate(timeout=30)[0].decode().split() for p in procs]
     assert first_at is not None and first_n is not None
     if first_n >= end:
         raise SystemExit("the first batch held every record: use more --events")
-    return (end - first_n) / (done_at - first_at)
+    # each member's last line: records and CPU seconds after its first batch
+    counted = [(int(out[-2]), float(out[-1])) for out in outputs if len(out) >= 2]
+    records = sum(n for n, _ in counted)
+    cpu = sum(c for _, c in counted) / records if records else float("nan")
+    return (end - first_n) / (done_at - first_at), cpu
 
 
 def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) -> dict[str, Any]:
@@ -170,18 +213,24 @@ def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) ->
         server = PostgresServer(bin_dir, Path(tempfile.mkdtemp(prefix="pdl-bench-pg-")),
                                 free_port())
         server.start()
-    rates: dict[str, list[float]] = {"raw consume": [], "SQLite, 1 process": [],
-                                     "PostgreSQL, 1 process": [], "PostgreSQL, 2 processes": []}
+    names = ("raw consume", "SQLite, 1 process", "PostgreSQL, 1 process",
+             "PostgreSQL, 2 processes")
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    cpus: dict[str, list[float]] = {name: [] for name in names}
     try:
         with kb.bench_session(bootstrap, n) as bench:
             console.print(f"publishing {n:,} events with the ledger ...")
             _, topic = bench.ledger_publish()
             for r in range(1, repeat + 1):
                 console.print(f"repeat {r}/{repeat}: raw consume ...")
-                rates["raw consume"].append(bench.stored / bench.raw_consume(topic).wall)
+                watch = bench.raw_consume(topic)
+                rates["raw consume"].append(bench.stored / watch.wall)
+                cpus["raw consume"].append(watch.cpu / bench.stored)
                 console.print(f"repeat {r}/{repeat}: consume into SQLite, 1 process ...")
                 path = Path(tempfile.mkdtemp(prefix="views-", dir=bench.workdir)) / "views.db"
-                rates["SQLite, 1 process"].append(members(bench, topic, str(path), 1))
+                rate, cpu = members(bench, topic, str(path), 1)
+                rates["SQLite, 1 process"].append(rate)
+                cpus["SQLite, 1 process"].append(cpu)
                 for count in (1, 2):
                     console.print(f"repeat {r}/{repeat}: consume into PostgreSQL, "
                                   f"{count} process(es) ...")
@@ -190,12 +239,15 @@ def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) ->
                     if not server:
                         _clear(url)
                     name = f"PostgreSQL, {count} process{'es' if count > 1 else ''}"
-                    rates[name].append(members(bench, topic, url, count))
+                    rate, cpu = members(bench, topic, url, count)
+                    rates[name].append(rate)
+                    cpus[name].append(cpu)
             stored = bench.stored
     finally:
         if server is not None:
             server.stop()
     medians = {name: statistics.median(values) for name, values in rates.items()}
+    cpu_us = {name: statistics.median(values) * 1e6 for name, values in cpus.items()}
     raw = medians["raw consume"]
     ratios = {
         "SQLite, 1 process / raw": medians["SQLite, 1 process"] / raw,
@@ -203,8 +255,15 @@ def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) ->
         "PostgreSQL, 2 processes / 1": (medians["PostgreSQL, 2 processes"]
                                         / medians["PostgreSQL, 1 process"]),
     }
+    # by CPU per record (steadier on a shared machine): raw's CPU over the contender's
+    cpu_ratios = {
+        "SQLite, 1 process / raw": cpu_us["raw consume"] / cpu_us["SQLite, 1 process"],
+        "PostgreSQL, 1 process / raw": (cpu_us["raw consume"]
+                                        / cpu_us["PostgreSQL, 1 process"]),
+    }
     return {"events": n, "records": stored, "repeat": repeat, "cores": os.cpu_count(),
-            "records_per_s": medians, "runs": rates, "ratios": ratios}
+            "load": os.getloadavg(), "records_per_s": medians, "cpu_us_per_record": cpu_us,
+            "runs": rates, "ratios": ratios, "cpu_ratios": cpu_ratios}
 
 
 def _clear(url: str) -> None:
@@ -222,9 +281,15 @@ def render(report: dict[str, Any]) -> None:
                         f"{report['records']:,} records, median of {report['repeat']}")
     table.add_column("contender")
     table.add_column("records/s", justify="right")
+    table.add_column("CPU µs/record", justify="right")
     for name, rate in report["records_per_s"].items():
-        table.add_row(name, f"{rate:,.0f}")
+        table.add_row(name, f"{rate:,.0f}", f"{report['cpu_us_per_record'][name]:.1f}")
     console.print(table)
+    load = ", ".join(f"{x:.2f}" for x in report["load"])
+    console.print(f"load average at the end: {load} on {report['cores']} core(s)",
+                  highlight=False)
+    for name, ratio in report["cpu_ratios"].items():
+        console.print(f"{name}, by CPU per record: {ratio:.2f}x", highlight=False)
     cores = report["cores"] or 1
     for name, ratio in report["ratios"].items():
         if name in TARGETS:
@@ -250,11 +315,11 @@ def profile(bootstrap: str | None, n: int, top: int) -> str:
         store = SQLiteViewStore(bench.workdir / "profile-views.db")
         member = KafkaGroupConsumer(log, store, all_projections(),
                                     group_id=f"pdl-bench-{uuid.uuid4()}", batch_size=BATCH)
-        stop, seen = threading.Event(), RunStats()
+        stop, seen, stored = threading.Event(), RunStats(), bench.stored
 
         def on_batch(stats: RunStats) -> None:
             seen.add(stats)
-            if seen.records >= bench.stored:
+            if seen.records >= stored:
                 stop.set()
 
         profiler = cProfile.Profile()

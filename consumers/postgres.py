@@ -17,6 +17,10 @@ differs is translated here, once per statement text (``to_postgres``):
   follows ``holdings_erased`` by it);
 - the schema name ``main.`` (SQLite's) is dropped;
 - ``first_time`` inserts an array (``unnest``) where SQLite reads ``json_each``;
+  ``first_times`` marks every projection's ids of a batch in one statement;
+- ``executemany`` of an ``INSERT ... VALUES`` becomes ONE ``INSERT ... SELECT FROM
+  json_populate_recordset`` of the rows as JSON, where that does exactly what a statement
+  per row would (``_set_insert``; otherwise rows go one by one, pipelined);
 - Python ``bool`` parameters are stored as 0/1 integers, as SQLite stores them.
 
 Invariants it keeps:
@@ -37,9 +41,11 @@ into PostgreSQL runs in one process, in place (batches commit as they go).
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -47,7 +53,7 @@ import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from consumers.views import TRACKING_SCHEMA, ViewStore, ViewTransaction
+from consumers.views import TRACKING_SCHEMA, ViewStore, ViewTransaction, first_occurrences
 from ledger.errors import ConfigurationError, IntegrityError, OperationalError, PersistenceError
 
 #: First key of the advisory lock that serialises the writers of one set of views (the
@@ -107,6 +113,87 @@ def to_postgres(sql: str) -> str:
     return _placeholders(sql)
 
 
+#: ``INSERT INTO t (cols) VALUES (%s, ...)`` and what follows (after ``to_postgres``).
+_INSERT_VALUES = re.compile(
+    r"^\s*INSERT\s+INTO\s+(?P<table>\w+)\s*\((?P<columns>[^)]*)\)\s*VALUES\s*"
+    r"(?P<row>\(\s*%s(?:\s*,\s*%s)*\s*\))(?P<tail>.*)$", re.I | re.S)
+_CONFLICT = re.compile(
+    r"^\s*ON\s+CONFLICT\s*(?:\((?P<target>[^)]*)\))?\s*DO\s+(?P<action>NOTHING|UPDATE)\b",
+    re.I | re.S)
+@dataclass(frozen=True)
+class _SetInsert:
+    """How to send an ``executemany`` of one ``INSERT ... VALUES`` as ONE statement: the
+    rows go as a JSON array that ``json_populate_recordset`` turns into rows of the table
+    (one short statement, prepared once by the server, instead of one execution per row,
+    and no per-row parameter handling in the client)."""
+
+    sql: str
+    names: tuple[str, ...]  # JSON keys: the columns, unquoted
+    #: For ``DO UPDATE``: the positions of the conflict target's columns in a row. Rows of
+    #: one statement must then have distinct keys (a statement may not update a row twice).
+    keys: tuple[int, ...] | None
+
+
+@lru_cache(maxsize=1024)
+def _set_insert(sql: str) -> _SetInsert | None:
+    """The one-statement form of a (translated) statement, if it has one that does exactly
+    what running it once per row does: a plain ``INSERT ... VALUES`` of placeholders,
+    optionally ``ON CONFLICT ... DO NOTHING`` or ``DO UPDATE`` without placeholders.
+    Rows are inserted in their order (identity columns grow as they would row by row)."""
+    m = _INSERT_VALUES.match(sql)
+    if m is None or "%s" in m["tail"] or _RETURNING.search(m["tail"]):
+        return None
+    columns = [c.strip() for c in m["columns"].split(",")]
+    names = tuple(c.strip('"') for c in columns)
+    if m["row"].count("%s") != len(columns):
+        return None
+    tail = m["tail"].strip().rstrip(";")
+    keys: tuple[int, ...] | None = None
+    if tail:
+        conflict = _CONFLICT.match(tail)
+        if conflict is None:
+            return None
+        if conflict["action"].upper() == "UPDATE":
+            if not conflict["target"]:
+                return None
+            target = [c.strip().strip('"') for c in conflict["target"].split(",")]
+            if not set(target) <= set(names):
+                return None
+            keys = tuple(names.index(c) for c in target)
+    listed = ", ".join(columns)
+    table = m["table"]
+    return _SetInsert(
+        f"INSERT INTO {table} ({listed}) SELECT {listed} FROM "
+        f"json_populate_recordset(NULL::{table}, %s::json)" + (" " + tail if tail else ""),
+        names, keys)
+
+
+#: Values that reach a column through JSON exactly as through a parameter. Not floats:
+#: a parameter rounds one into an integer column, the JSON text is refused there.
+_JSON_TYPES = (str, int, type(None))
+
+
+def _json_rows(names: tuple[str, ...], rows: list[Sequence[Any]]) -> str:
+    """The rows as a JSON array of objects, values as the table's columns read them:
+    booleans as 0/1 (as ``_BoolAsInt``), bytes as ``bytea`` hex. Raises ``TypeError``
+    for a value JSON does not carry exactly (a float, any other type: the caller then
+    goes row by row)."""
+    out = []
+    for row in rows:
+        record = {}
+        for name, value in zip(names, row, strict=True):
+            kind = type(value)
+            if kind is bool:
+                value = int(value)
+            elif kind is bytes:
+                value = "\\x" + value.hex()
+            elif kind not in _JSON_TYPES:
+                raise TypeError(f"{kind.__name__} in a row")
+            record[name] = value
+        out.append(record)
+    return json.dumps(out, allow_nan=False)
+
+
 class _BoolAsInt(Dumper):
     """``True``/``False`` as 1/0 in integer columns (SQLite's booleans)."""
 
@@ -145,9 +232,27 @@ class _PostgresTransaction(ViewTransaction):
         return max(cur.rowcount, 0)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Rows of an ``INSERT ... VALUES`` go in ONE statement (``_set_insert``) where
+        that does exactly what a statement per row would; anything else row by row,
+        pipelined."""
         rows = rows if isinstance(rows, list) else list(rows)
-        if rows:
-            self._cur.executemany(to_postgres(sql), rows)
+        if not rows:
+            return
+        pg = to_postgres(sql)
+        plan = _set_insert(pg) if len(rows) > 1 else None
+        if plan is not None and plan.keys is not None:
+            keys = plan.keys
+            if len({tuple(row[k] for k in keys) for row in rows}) != len(rows):
+                plan = None  # a key twice: later rows must see earlier ones, row by row
+        if plan is not None:
+            try:
+                payload = _json_rows(plan.names, rows)
+            except (TypeError, ValueError):
+                plan = None
+        if plan is None:
+            self._cur.executemany(pg, rows)
+            return
+        self._cur.execute(plan.sql, (payload,))
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn.execute(to_postgres(sql), params or None).fetchall()
@@ -157,6 +262,23 @@ class _PostgresTransaction(ViewTransaction):
             "INSERT INTO applied_events (projection, event_id) SELECT %s, unnest(%s::text[]) "
             "ON CONFLICT DO NOTHING RETURNING event_id", (projection, list(event_ids)))
         return {row[0] for row in rows.fetchall()}
+
+    def first_times(self, event_ids: Mapping[str, Sequence[str]]) -> dict[str, list[bool]]:
+        # one round trip for every projection (a pair repeated in the batch is inserted
+        # once: ON CONFLICT sees the rows this statement inserted)
+        names = [name for name, ids in event_ids.items() for _ in ids]
+        ids = [event_id for batch in event_ids.values() for event_id in batch]
+        pending: dict[str, set[str]] = {name: set() for name in event_ids}
+        if ids:
+            # two JSON arrays, zipped by the server (quicker to send than text[] arrays)
+            for name, event_id in self._conn.execute(
+                    "INSERT INTO applied_events (projection, event_id) "
+                    "SELECT * FROM ROWS FROM (json_array_elements_text(%s::json), "
+                    "json_array_elements_text(%s::json)) "
+                    "ON CONFLICT DO NOTHING RETURNING projection, event_id",
+                    (json.dumps(names), json.dumps(ids))).fetchall():
+                pending[name].add(event_id)
+        return {name: first_occurrences(batch, pending[name]) for name, batch in event_ids.items()}
 
 
 class PostgresViewStore(ViewStore):

@@ -400,10 +400,14 @@ class ProjectionRunner:
                 tx.quarantine(log_id, bad)
             if moved:
                 split = tx.note_partitions(log_id, moved)
+            # Read inside the transaction: another process of the same consumer group may
+            # have moved them since we last looked (a rebalance). One read for every
+            # projection, and one statement marking every projection's events applied:
+            # on PostgreSQL each is a round trip, paid while holding the writers' lock.
+            positions = tx.positions(log_id)
+            plans: list[tuple[Projection, Position, list[Item]]] = []
             for projection in self.projections:
-                # Read inside the transaction: another process of the same consumer group
-                # may have moved it since we last looked (a rebalance).
-                done = tx.position(projection.name, log_id)
+                done = positions.get(projection.name, {})
                 topics = projection.topics
                 if all(o > done.get(p, -1) for p, o in first.items()):
                     # nothing of the batch applied yet (the usual case): filter by type only
@@ -414,9 +418,14 @@ class ProjectionRunner:
                         if i.record.offset > done.get(i.record.partition, -1)
                         and (not topics or i.event.type in topics)
                     ]
+                plans.append((projection, done, mine))
+            if self.dedupe:
+                fresh = tx.first_times({projection.name: [i.event.id or "" for i in mine]
+                                        for projection, _, mine in plans if mine})
+            for projection, done, mine in plans:
                 if self.dedupe and mine:
-                    fresh = tx.first_time(projection.name, [i.event.id or "" for i in mine])
-                    kept = [i for i, new in zip(mine, fresh, strict=True) if new]
+                    kept = [i for i, new in zip(mine, fresh[projection.name], strict=True)
+                            if new]
                     stats.duplicates += len(mine) - len(kept)
                     mine = kept
                 if mine:

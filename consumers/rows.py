@@ -174,8 +174,9 @@ class WriteCache:
             self.entries.clear()
             self.complete = False
         self._token = secrets.token_hex(8)
-        tx.execute("UPDATE view_meta SET token = ? WHERE projection = ?",
-                   (self._token, self.projection))
+        # executemany: no row count wanted, so no round trip of its own on PostgreSQL
+        tx.executemany("UPDATE view_meta SET token = ? WHERE projection = ?",
+                       [(self._token, self.projection)])
         if len(self.entries) > self.capacity:
             for key in list(islice(self.entries, len(self.entries) // 2)):
                 del self.entries[key]

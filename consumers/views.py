@@ -19,7 +19,7 @@ import json
 import shutil
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,6 +109,16 @@ class ViewTransaction(ABC):
         )
         return {int(p): int(o) for p, o in rows}
 
+    def positions(self, log_id: str) -> dict[str, Position]:
+        """Every projection's tracked position in ``log_id``, read inside this transaction
+        (one statement for all of them)."""
+        out: dict[str, Position] = {}
+        for projection, partition, offset in self.query(
+                'SELECT projection, partition, "offset" FROM tracking WHERE log_id = ?',
+                (log_id,)):
+            out.setdefault(projection, {})[int(partition)] = int(offset)
+        return out
+
     def quarantine(self, log_id: str, entries: Sequence[tuple[LogRecord, str]]) -> None:
         """Set aside records that cannot be applied, with their reasons: committed with the
         positions that move past them. A record already set aside stays as it was."""
@@ -154,20 +164,31 @@ class ViewTransaction(ABC):
         """
         if not event_ids:
             return []
-        pending = self.new_ids(projection, event_ids)
-        out = []
-        for event_id in event_ids:
-            if event_id in pending:
-                pending.discard(event_id)
-                out.append(True)
-            else:
-                out.append(False)
-        return out
+        return first_occurrences(event_ids, self.new_ids(projection, event_ids))
+
+    def first_times(self, event_ids: Mapping[str, Sequence[str]]) -> dict[str, list[bool]]:
+        """``first_time`` for several projections at once: projection -> its event ids.
+        A backend where each statement is a round trip marks them all in one."""
+        return {projection: self.first_time(projection, ids)
+                for projection, ids in event_ids.items()}
 
     @abstractmethod
     def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
         """Insert the ``(projection, id)`` pairs not yet in ``applied_events``, in one
         statement; return the ids inserted (each once)."""
+
+
+def first_occurrences(event_ids: Sequence[str], pending: set[str]) -> list[bool]:
+    """Per id, whether it is in ``pending`` (the ids just marked applied), at its first
+    occurrence only."""
+    out = []
+    for event_id in event_ids:
+        if event_id in pending:
+            pending.discard(event_id)
+            out.append(True)
+        else:
+            out.append(False)
+    return out
 
 
 class ViewStore(ABC):

@@ -732,6 +732,12 @@ class KafkaEventLog(EventLog):
             payload=payload,
         )
 
+    def consumed(self, polled: Mapping[Any, Sequence[ConsumerRecord]]) -> list[LogRecord]:
+        """What a group member's ``poll`` returned, as records in log order (partition,
+        offset): each partition's come in offset order."""
+        return [self._log_record(r)
+                for tp in sorted(polled, key=lambda tp: tp.partition) for r in polled[tp]]
+
     def read(
         self,
         after: Mapping[int, int] | None = None,

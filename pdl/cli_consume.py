@@ -8,7 +8,7 @@ import threading
 
 from typing import Any
 
-from consumers.consume import make_consumer
+from consumers.consume import CONSUME_BATCH, make_consumer
 from consumers.projection import RunStats
 from consumers.registry import open_views, select
 from pdl.context import Add, open_ledger
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p.add_argument("names", nargs="*", help="projections to run (default: all)")
     p.add_argument("--all", action="store_true", help="run every projection")
     p.add_argument("--group", help="consumer group (LEDGER_KAFKA_GROUP_ID)")
-    p.add_argument("--batch-size", type=int, default=1000, metavar="N",
-                   help="records per view transaction (default 1000)")
+    p.add_argument("--batch-size", type=int, default=CONSUME_BATCH, metavar="N",
+                   help=f"records per view transaction at most (default {CONSUME_BATCH})")
     p.add_argument("--idle-exit", type=float, metavar="SECONDS",
                    help="exit after this many seconds without new records")

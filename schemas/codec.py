@@ -480,22 +480,6 @@ def decode(payload: bytes | str) -> Event:
 def json_schema(event_type: str) -> dict[str, Any]:
     """The JSON Schema of the wire form of one event type (for producers in other languages)."""
     schema = ENVELOPES[event_type].model_json_schema()
-    _time_bounds(schema)
     schema["$id"] = dataschema_uri(event_type, current_version(event_type))
     schema["title"] = event_type
     return schema
-
-
-def _time_bounds(node: Any) -> None:
-    """pydantic writes a time's bounds as ``ge``/``le``, which JSON Schema does not know:
-    rename them ``formatMinimum``/``formatMaximum`` (the format-assertion vocabulary)."""
-    if isinstance(node, dict):
-        if node.get("format") == "date-time":
-            for ours, theirs in (("ge", "formatMinimum"), ("le", "formatMaximum")):
-                if ours in node:
-                    node[theirs] = node.pop(ours)
-        for value in node.values():
-            _time_bounds(value)
-    elif isinstance(node, list):
-        for value in node:
-            _time_bounds(value)

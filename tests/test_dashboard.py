@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+from collections import Counter
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from test_queries_cli import ALICE
-from webkit import CSRF, WebLive, cli_scope, signed_in, web_server
+from webkit import (
+    CASE_REQUEST,
+    CSRF,
+    LEDGER_REQUEST,
+    WebLive,
+    cli_scope,
+    latest_residences,
+    signed_in,
+    web_server,
+)
 
 from ledger.principals import Role
 
@@ -230,3 +241,100 @@ def test_groups_counted_in_sql_equal_groups_counted_row_by_row(web: WebLive) -> 
                                   int(g["flagged"])]
                        for g in csv.DictReader(io.StringIO(fast))}
         assert fast_counts == slow and fast_counts
+
+
+def test_person_page_lists_their_rights_requests_from_the_log_and_the_case_file(
+        web: WebLive) -> None:
+    client, csrf = signed_in(web, Role.PRIVACY_OFFICER)
+    page = client.post("/ui/person", data={"subject": ALICE, "csrf": csrf})
+    assert page.status_code == 200
+    table = page.text.partition('id="person-requests"')[2].partition("</table>")[0]
+    ledger_row = table.partition(f'id="request-{LEDGER_REQUEST}"')[2].partition("</tr>")[0]
+    case_row = table.partition(f'id="request-{CASE_REQUEST}"')[2].partition("</tr>")[0]
+    # only in the log: answered two days after it came in, in time
+    assert "correction" in ledger_row and "answered" in ledger_row
+    assert "2026-02-03" in ledger_row and "overdue" not in ledger_row
+    # with a case file: open, identity not verified, long past its due date
+    api = web.live.client(Role.PRIVACY_OFFICER).get("/requests").json()
+    due = next(r["due"] for r in api if r["request_id"] == CASE_REQUEST)
+    assert "access" in case_row and ">open<" in case_row and due in case_row
+    assert ">no<" in case_row and "overdue" in case_row
+    assert table.index(CASE_REQUEST) < table.index(LEDGER_REQUEST)  # newest first
+
+
+def test_incident_page_counts_people_per_country_for_an_ad_hoc_scope(web: WebLive) -> None:
+    client, _ = signed_in(web, Role.RESPONDER)
+    params = {"stores": "accounts-db,payments-db", "from": "2024-01-01", "until": "2027-01-01"}
+    page = client.get("/ui/incident", params=params)
+    assert page.status_code == 200 and 'id="country-bars"' in page.text
+    people = web.live.client(Role.RESPONDER).get("/scope", params={
+        "stores": params["stores"], "from": "2024-01-01T00:00:00Z",
+        "until": "2027-01-01T00:00:00Z", "limit": 1000}).json()["people"]
+    assert people
+    where = latest_residences(web)
+    expected = Counter(where.get(p["pseudonym"], "unknown") for p in people)
+    assert len(expected) > 1, expected  # the simulated people live in several countries
+    shown = dict(re.findall(r'id="country-([^"]+)">(\d+)<', page.text))
+    assert {k: int(v) for k, v in shown.items()} == dict(expected)
+
+
+def test_case_drafts_are_linked_and_shown_to_the_responder_and_privacy_officer_only(
+        web: WebLive) -> None:
+    responder, _ = signed_in(web, Role.RESPONDER)
+    case = responder.get("/ui/incident", params={"incident": "inc-web"})
+    for draft in ("notice_zh", "notice_en", "report_cac"):
+        assert f'id="draft-{draft}"' in case.text
+    zh = responder.get("/ui/incident/draft", params={"incident": "inc-web", "draft": "notice_zh"})
+    assert zh.status_code == 200 and "inc-web" in zh.text and 'id="draft-text"' in zh.text
+    officer, _ = signed_in(web, Role.PRIVACY_OFFICER)
+    overview = officer.get("/ui/")
+    assert 'id="case-files"' in overview.text and "draft=report_cac" in overview.text
+    en = officer.get("/ui/incident/draft", params={"incident": "inc-web", "draft": "notice_en"})
+    assert en.status_code == 200 and "Cause: a test" in en.text
+    compliance, _ = signed_in(web, Role.COMPLIANCE)
+    assert "draft=" not in compliance.get("/ui/").text
+    assert compliance.get("/ui/incident/draft", params={
+        "incident": "inc-web", "draft": "notice_zh"}).status_code == 403
+    for bad in ({"incident": "inc-web", "draft": "nope"}, {"draft": "notice_zh"},
+                {"incident": "inc-web", "draft": "notice_zh", "x": "1"}):
+        assert responder.get("/ui/incident/draft", params=bad).status_code == 400
+    assert responder.get("/ui/incident/draft", params={
+        "incident": "no-such", "draft": "notice_zh"}).status_code == 404
+
+
+def test_a_draft_changed_in_the_case_folder_is_not_shown(web: WebLive) -> None:
+    from cases.snapshot import folder
+
+    path = folder(web.live.settings.data_dir, "inc-web") / "drafts" / "report_cac.md"
+    kept = path.read_text("utf-8")
+    try:
+        path.write_text(kept + "tampered\n", "utf-8")
+        responder, _ = signed_in(web, Role.RESPONDER)
+        answer = responder.get("/ui/incident/draft",
+                               params={"incident": "inc-web", "draft": "report_cac"})
+        assert answer.status_code == 409 and "tampered" not in answer.text
+    finally:
+        path.write_text(kept, "utf-8")
+
+
+def test_findings_show_which_are_still_open_and_which_were_remedied(web: WebLive) -> None:
+    client, _ = signed_in(web, Role.COMPLIANCE)
+    api = web.live.client(Role.COMPLIANCE).get("/findings", params={"limit": 1000}).json()
+    by_clause: dict[str, list[dict[str, object]]] = {}
+    for f in api["items"]:
+        by_clause.setdefault(f["clause"], []).append(f)
+    page = client.get("/ui/findings").text
+    # every read by a principal not on the staff list is itself a 6.2.1b finding: skip it
+    for clause, found in by_clause.items():
+        if clause == "6.2.1b":
+            continue
+        still_open = sum(1 for f in found if f["status"] == "open")
+        assert re.search(rf'id="open-{re.escape(clause)}">(<a [^>]*>)?{still_open}<', page)
+    # the simulated workload erases some unlawfully collected data later (7.4)
+    clause = next(c for c, found in by_clause.items()
+                  if any(f["status"] == "remedied" for f in found))
+    for status in ("open", "remedied"):
+        detail = client.get("/ui/findings", params={"clause": clause, "status": status}).text
+        shown = re.findall(r'<td class="status">(\w+)', detail)
+        assert shown == [status] * sum(1 for f in by_clause[clause] if f["status"] == status)
+    assert client.get("/ui/findings", params={"status": "closed"}).status_code == 400

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+from collections import Counter
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 from test_queries_cli import ALICE
-from webkit import WebLive, cli_scope, web_server
+from webkit import CASE_REQUEST, LEDGER_REQUEST, WebLive, cli_scope, latest_residences, web_server
 
 from ledger.principals import Role
 
@@ -149,6 +150,10 @@ def test_every_role_signs_in_and_sees_only_its_pages(browser: Browser) -> None:
         assert ("A person" in links) == (role in (Role.COMPLIANCE, Role.PRIVACY_OFFICER))
         assert browser.has("findings") == (role is Role.COMPLIANCE)
         assert browser.has("incidents") == (role is Role.RESPONDER)
+        # the case files with links to their drafts: responder and privacy officer only
+        assert browser.has("case-files") == (role in (Role.RESPONDER, Role.PRIVACY_OFFICER))
+        drafts = browser.driver.find_elements(By.CSS_SELECTOR, "a.draft-link")
+        assert bool(drafts) == (role in (Role.RESPONDER, Role.PRIVACY_OFFICER))
         browser.shot(f"overview-{role.value}")
     # the session cookie as the browser holds it
     cookie = browser.driver.get_cookie("pdl_session")
@@ -198,6 +203,12 @@ def test_look_a_person_up_and_unseal_as_the_privacy_officer(browser: Browser) ->
     timeline = browser.text("timeline")
     assert "collected" in timeline and "shared" in timeline and "payco" in timeline
     assert not browser.has("unseal-button")  # compliance may not unseal
+    # their rights requests: one known only from the log (answered), one with a case file
+    answered = browser.text(f"request-{LEDGER_REQUEST}")
+    assert "correction" in answered and "answered" in answered and "overdue" not in answered
+    pending = browser.text(f"request-{CASE_REQUEST}")
+    assert "access" in pending and "open" in pending and "overdue" in pending
+    browser.driver.find_element(By.ID, "person-requests").location_once_scrolled_into_view
     browser.shot("person-compliance")
 
     browser.sign_in(Role.PRIVACY_OFFICER)
@@ -220,6 +231,16 @@ def test_a_role_without_the_right_is_refused_in_the_browser(browser: Browser) ->
     browser.shot("refused-responder")
     with browser.session_client() as client:
         answer = client.post("/ui/person/export", data={"subject": ALICE, "reason": "x"})
+    assert answer.status_code == 403
+    # compliance follows no case's drafts: no link on its pages, a 403 on the route
+    browser.sign_in(Role.COMPLIANCE)
+    assert not browser.driver.find_elements(By.CSS_SELECTOR, "a.draft-link")
+    browser.go("/ui/incident/draft?incident=inc-web&draft=notice_zh")
+    assert "may not" in browser.text("error")
+    browser.shot("refused-compliance-draft")
+    with browser.session_client() as client:
+        answer = client.get("/ui/incident/draft",
+                            params={"incident": "inc-web", "draft": "notice_zh"})
     assert answer.status_code == 403
 
 
@@ -251,10 +272,28 @@ def test_run_a_scope_in_the_browser_and_match_the_cli(browser: Browser) -> None:
     assert isinstance(counts, dict)
     for key in ("people", "records", "reachable", "unreachable", "sensitive_records"):
         assert browser.text(f"count-{key}") == str(counts[key])
+    # people per country of residence, for this ad-hoc scope, against the log itself
+    people = cli["people"]
+    assert isinstance(people, list)
+    where = latest_residences(browser.web)
+    expected = Counter(where.get(p["pseudonym"], "unknown") for p in people)
+    shown = {row.find_elements(By.TAG_NAME, "td")[0].text:
+             int(row.find_elements(By.TAG_NAME, "td")[1].text)
+             for row in browser.driver.find_elements(By.CSS_SELECTOR, "#countries tbody tr")}
+    assert shown == dict(expected) and {"CN", "DE"} <= set(shown)
+    assert browser.driver.find_element(By.CSS_SELECTOR, "#country-bars svg")
     browser.shot("incident-scope")
+    browser.driver.find_element(By.ID, "countries").location_once_scrolled_into_view
+    browser.shot("incident-scope-countries")
     browser.go("/ui/incident?incident=inc-web")
     assert browser.has("clocks") and browser.has("notify")
     browser.shot("incident-case")
+    # the case file's drafts, one click away
+    browser.click("draft-notice_zh")
+    assert "inc-web" in browser.text("draft-text")
+    case = browser.web.live.client(Role.RESPONDER).get("/incidents/inc-web/case").json()
+    assert browser.text("draft-digest") == case["drafts"]["notice_zh"]
+    browser.shot("incident-draft-notice-zh")
 
 
 def test_no_personal_value_in_any_url_visited_or_log_line(browser: Browser) -> None:

@@ -69,6 +69,63 @@ def test_first_time_of_more_ids_than_one_query_takes(view_store: ViewStore) -> N
         store.close()
 
 
+def test_first_times_marks_every_projections_ids_in_one_call(view_store: ViewStore) -> None:
+    """The live path's form of ``first_time``: several projections' ids at once (one
+    statement on PostgreSQL), with the same answers as one call per projection."""
+    store = view_store
+    try:
+        with store.transaction() as tx:
+            assert tx.first_time("a", ["e1"]) == [True]
+        with store.transaction() as tx:
+            assert tx.first_times({"a": ["e1", "e2", "e2"], "b": ["e1", "e1", "e3"],
+                                   "c": []}) == {
+                "a": [False, True, False], "b": [True, False, True], "c": []}
+            assert tx.first_times({"b": ["e3", "e4"]}) == {"b": [False, True]}
+            assert tx.first_times({}) == {}
+    finally:
+        store.close()
+
+
+def test_positions_reads_every_projection_at_once(view_store: ViewStore) -> None:
+    store = view_store
+    try:
+        with store.transaction() as tx:
+            tx.track("a", "log-1", {0: 5, 2: 7})
+            tx.track("b", "log-1", {1: 3})
+            tx.track("a", "log-2", {0: 9})
+        with store.transaction() as tx:
+            assert tx.positions("log-1") == {"a": {0: 5, 2: 7}, "b": {1: 3}}
+            assert tx.positions("log-3") == {}
+    finally:
+        store.close()
+
+
+def test_executemany_of_inserts_equals_a_statement_per_row(view_store: ViewStore) -> None:
+    """PostgreSQL sends the rows of an INSERT as one statement where that is exact: the
+    same rows as one statement per row, in order (the implicit rowid), on both stores;
+    a conflict key twice in one call (later rows update earlier ones), booleans, bytes
+    and NULLs included."""
+    store = view_store
+    with store.transaction() as tx:
+        tx.execute("CREATE TABLE IF NOT EXISTS t_keyed (k TEXT NOT NULL, n INTEGER NOT NULL, "
+                   "b BLOB, PRIMARY KEY (k))")
+        tx.execute("CREATE TABLE IF NOT EXISTS t_log (k TEXT NOT NULL, flag INTEGER, "
+                   '"offset" INTEGER)')
+    upsert = ("INSERT INTO t_keyed (k, n, b) VALUES (?, ?, ?) "
+              "ON CONFLICT (k) DO UPDATE SET n = t_keyed.n + excluded.n, b = excluded.b")
+    with store.transaction() as tx:
+        tx.executemany(upsert, [("a", 1, b"\x00\xff"), ("b", 2, None)])
+        tx.executemany(upsert, [("a", 10, b"z"), ("c", 3, b""), ("a", 100, None)])
+        tx.executemany("INSERT OR IGNORE INTO t_keyed (k, n) VALUES (?, ?)",
+                       [("d", 4), ("d", 5), ("a", 0)])
+        tx.executemany('INSERT INTO t_log (k, flag, "offset") VALUES (?, ?, ?)',
+                       [(f"r{i}", i % 2 == 0, i if i % 3 else None) for i in range(7)])
+    assert [tuple(r) for r in store.query("SELECT k, n, b FROM t_keyed ORDER BY k")] == [
+        ("a", 111, None), ("b", 2, None), ("c", 3, b""), ("d", 4, None)]
+    assert [tuple(r) for r in store.query('SELECT k, flag, "offset" FROM t_log ORDER BY rowid')
+            ] == [(f"r{i}", int(i % 2 == 0), i if i % 3 else None) for i in range(7)]
+
+
 def _copies(records: list[LogRecord], partitions: int) -> list[LogRecord]:
     """Each record also on other partitions (as Kafka carries an event about no one, or a
     retried publish), at offsets of their own, sorted as a consumer hands them over."""

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 import httpx
 from apikit import Live, live_server, open_sample_case, publish_sample, sample_settings
+from test_queries_cli import ALICE, EMAIL, collected, wire
 
 from ledger.application import Ledger
 from ledger.principals import Role
+from ledger.settings import Settings
 from workload import simulate
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -49,6 +51,7 @@ def web_server(data_dir: object) -> Iterator[WebLive]:
     with Ledger(settings) as ledger:
         ledger.publish_lines(list(simulate(30, seed=11)))
     open_sample_case(settings, "inc-web")
+    add_requests_and_drafts(settings, "inc-web")
     lines = Lines()
     loggers = [logging.getLogger(n) for n in ("pdl.api", "pdl.api.requests", "uvicorn")]
     for logger in loggers:
@@ -60,6 +63,36 @@ def web_server(data_dir: object) -> Iterator[WebLive]:
     finally:
         for logger in loggers:
             logger.removeHandler(lines)
+
+
+#: Alice's rights requests: one only in the log (answered), one with a case file (open).
+LEDGER_REQUEST, CASE_REQUEST = "req-web-ledger", "req-web-case"
+
+
+def add_requests_and_drafts(settings: Settings, incident_id: str) -> None:
+    """Two rights requests of Alice's, the drafts of ``incident_id``'s case file, and three
+    people with a country of residence (the simulated ones have none)."""
+    from datetime import UTC, datetime
+
+    from cases.desk import CaseDesk
+
+    with Ledger(settings) as ledger:
+        living = [("carol-web", "DE"), ("dan-web", "CN"), ("erin-web", "CN")]
+        ledger.publish([
+            *[wire("subject.registered", "2026-01-05T00:00:00Z", who,
+                   {"subject_kind": "user", "residence": country}) for who, country in living],
+            *[collected(who, "2026-01-06T00:00:00Z", [EMAIL], "accounts-db",
+                        {EMAIL: f"{who}@example.com"}) for who, _ in living],
+            wire("request.received", "2026-02-01T00:00:00Z", ALICE,
+                 {"request_id": LEDGER_REQUEST, "kind": "correction"}),
+            wire("request.fulfilled", "2026-02-03T00:00:00Z", ALICE,
+                 {"request_id": LEDGER_REQUEST})])
+        desk = CaseDesk(ledger)
+        try:
+            desk.open_request(CASE_REQUEST, "access", ALICE, at=datetime(2026, 3, 1, tzinfo=UTC))
+            desk.draft(incident_id, {"company": "Example Cloud", "cause": "a test"})
+        finally:
+            desk.close()
 
 
 def signed_in(web: WebLive, role: Role) -> tuple[httpx.Client, str]:
@@ -97,3 +130,17 @@ def cli_scope(web: WebLive, *args: str) -> dict[str, object]:
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def latest_residences(web: WebLive) -> dict[str, str]:
+    """Each person's latest registration naming a country, read straight from the log."""
+    from schemas import decode
+
+    where: dict[str, str] = {}
+    with Ledger(web.live.settings) as ledger:
+        for record in ledger.log.read():
+            if record.event_type == "subject.registered":
+                residence = decode(record.payload).data.residence  # type: ignore[attr-defined]
+                if residence and record.subject:
+                    where[record.subject] = residence
+    return where

@@ -15,8 +15,10 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pdl.web.pages import install_handlers, router
+from pdl.web.pages import ACTIVITY_VIEWS, GROUP_VIEWS, install_handlers, router
+from pdl.web.residence import Residences
 from pdl.web.sessions import SessionStore
+from pdl.web.summary import AuditStableCache, FindingsSummaryCache, KeyedAuditStableCache
 
 __all__ = ["SecurityHeaders", "install"]
 
@@ -36,6 +38,10 @@ HEADERS = [
 def install(app: FastAPI) -> None:
     """Add the dashboard's pages, static files, sessions and headers to ``app``."""
     app.state.web = SessionStore()
+    app.state.web_findings = FindingsSummaryCache()
+    app.state.web_residences = Residences()
+    app.state.web_activity = AuditStableCache(ACTIVITY_VIEWS)
+    app.state.web_groups = KeyedAuditStableCache(GROUP_VIEWS)
     install_handlers(app)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")

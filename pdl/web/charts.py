@@ -19,7 +19,7 @@ def stacked_bars(days: Sequence[str], series: Mapping[str, Sequence[int]], *,
     parts = [f'<svg role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" '
              f'width="100%" class="chart"><title>{escape(title)}</title>']
     for i, day in enumerate(days):
-        y = plot_h
+        y = float(plot_h)
         for k, (name, values) in enumerate(series.items()):
             v = values[i]
             if not v:

@@ -31,6 +31,12 @@ from pdl.api.reads import read
 from pdl.service import findings_summary
 from pdl.web import charts
 from pdl.web.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, same
+from pdl.web.summary import (
+    AuditStableCache,
+    FindingsSummaryCache,
+    KeyedAuditStableCache,
+    minute_of,
+)
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -43,6 +49,13 @@ REGISTER_ROLES = (Role.COMPLIANCE,)
 PERSON_ROLES = (Role.COMPLIANCE, Role.PRIVACY_OFFICER)
 UNSEAL_ROLES = (Role.PRIVACY_OFFICER,)
 PAGE_SIZE = 50
+#: Who may read a case file's drafts (notices and reports: counts and categories, no
+#: personal value): the responder and the privacy officer.
+DRAFT_ROLES = (Role.RESPONDER, Role.PRIVACY_OFFICER)
+DRAFT_NAMES = {"notice_zh": "Notice to individuals (Chinese)",
+               "notice_en": "Notice to individuals (English)",
+               "report_cac": "Report to the CAC (Chinese)",
+               "report_gdpr": "Report under GDPR art. 33"}
 
 
 class SignIn(Exception):
@@ -198,6 +211,13 @@ def _day(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).date().isoformat()
 
 
+#: The views the activity chart reads (its answer is cached while they only read audit
+#: records, ``pdl.web.summary.AuditStableCache``).
+ACTIVITY_VIEWS = ("datamap", "disclosures")
+#: The views the register's groups read (cached likewise, per filter).
+GROUP_VIEWS = ("disclosures", "findings")
+
+
 def activity(views: Any, days: int = 30) -> tuple[list[str], dict[str, list[int]]]:
     """Per day (the last ``days`` with activity): first collections, first uses,
     disclosures and erasures recorded in the views."""
@@ -227,15 +247,16 @@ def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> R
     projections = service.status()
     quarantine = service.quarantine_counts()
     findings = incidents = reqs = None
+    now = datetime.now(UTC)
 
     def answer(views: Any) -> dict[str, Any]:
         nonlocal findings, incidents
         service.catch_up(names=["datamap"])
-        days, series = activity(views)
+        days, series = _activity(request).get(service, views, lambda: activity(views))
         if role is Role.COMPLIANCE:
             service.catch_up(names=["findings"])
             findings = [{**row, "meaning": CLAUSES.get(row["clause"], "")}
-                        for row in findings_summary(service.findings(views))]
+                        for row in _summaries(request).summary(service, views, now)]
         if role is Role.RESPONDER:
             service.catch_up(names=["holdings"])
             incidents = [i for i in queries.incidents(views) if not i["closed_at"]]
@@ -245,8 +266,35 @@ def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> R
                 needs="disclosures", answer=answer)
     if role in (Role.COMPLIANCE, Role.PRIVACY_OFFICER):
         reqs = _open_requests(request)
+    case_files = _case_files(request) if viewer.may(DRAFT_ROLES) else None
     return render(request, "overview.html", viewer, projections=projections, quarantine=quarantine,
-                  findings=findings, incidents=incidents, requests=reqs, **data)
+                  findings=findings, incidents=incidents, requests=reqs, case_files=case_files,
+                  drafts=DRAFT_NAMES,
+                  judged_at=minute_of(now).strftime("%Y-%m-%d %H:%M UTC"), **data)
+
+
+def _activity(request: Request) -> AuditStableCache[tuple[list[str], dict[str, list[int]]]]:
+    return request.app.state.web_activity  # type: ignore[no-any-return]
+
+
+def _summaries(request: Request) -> FindingsSummaryCache:
+    return request.app.state.web_findings  # type: ignore[no-any-return]
+
+
+def _case_files(request: Request) -> list[dict[str, Any]]:
+    """The incidents' case files: id, open or closed, and the drafts written."""
+    from cases.desk import CaseDesk
+
+    service = state(request).service
+    with service.lock:
+        desk = CaseDesk(service.ledger)
+        try:
+            return [{"incident_id": i.incident_id,
+                     "status": "closed" if i.closed_at else "open",
+                     "grade": i.grade, "drafts": sorted(i.drafts)}
+                    for i in desk.cases.incidents()]
+        finally:
+            desk.close()
 
 
 def _open_requests(request: Request) -> list[dict[str, Any]]:
@@ -348,9 +396,13 @@ COLUMNS = ("time", "recipient", "recipient_name", "clause", "legal_ground", "pur
 GROUP_COLUMNS = ("key", "disclosures", "people", "cross_border", "flagged", "first", "last")
 
 
-def register_rows(api: ApiState, principal: Principal, q: RegisterQuery
+def register_rows(api: ApiState, principal: Principal, q: RegisterQuery,
+                  group_cache: KeyedAuditStableCache[list[dict[str, Any]]]
                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, int]:
-    """The page of rows shown (with the groups, if grouped) and the total matching."""
+    """The page of rows shown (with the groups, if grouped) and the total matching.
+    The groups counted in SQL are kept in ``group_cache`` per filter while the disclosures and
+    findings views read only audit records (the stored findings those make name the audit
+    event, never a disclosure, so no group's flagged count changes)."""
 
     total = 0
     # without a filter or grouping SQL cannot express, SQL counts and reads one page
@@ -365,7 +417,9 @@ def register_rows(api: ApiState, principal: Principal, q: RegisterQuery
             total = int(views.query(f"SELECT COUNT(*) FROM disclosures d{where}", params)[0][0])
             if q.group:
                 api.service.catch_up(names=["findings"])
-                sql_groups = _groups_sql(views, q.group, where, params)
+                sql_groups = group_cache.get(
+                    (q.group, where, tuple(params)), api.service, views,
+                    lambda: _groups_sql(views, q.group, where, params))
             rows = queries.disclosures(views, q.recipient, q.clause, q.category, q.since,
                                        q.until, limit=q.page * PAGE_SIZE
                                        )[(q.page - 1) * PAGE_SIZE:]
@@ -450,7 +504,8 @@ def _groups_sql(views: Any, group: str, where: str, params: list[Any]
 @router.get("/register")
 def register(request: Request, viewer: Annotated[Viewer, page(*REGISTER_ROLES)]) -> Response:
     q = RegisterQuery.parse(request.query_params)
-    shown, groups, total = register_rows(state(request), viewer.principal, q)
+    shown, groups, total = register_rows(state(request), viewer.principal, q,
+                                         request.app.state.web_groups)
     pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     return render(request, "register.html", viewer, q=q, rows=shown, groups=groups,
                   total=total, pages=pages, columns=COLUMNS, group_columns=GROUP_COLUMNS,
@@ -466,7 +521,8 @@ def register_csv(request: Request, viewer: Annotated[Viewer, page(*REGISTER_ROLE
     """Exactly what the page with the same query string shows: its groups (if grouped)
     and its page of rows."""
     q = RegisterQuery.parse(request.query_params)
-    shown, groups, _ = register_rows(state(request), viewer.principal, q)
+    shown, groups, _ = register_rows(state(request), viewer.principal, q,
+                                     request.app.state.web_groups)
     out = io.StringIO()
     writer = csv.writer(out)
     if groups is not None:
@@ -528,6 +584,7 @@ def person(request: Request, viewer: Annotated[Viewer, page(*PERSON_ROLES)],
     api = state(request)
     subject = _subject(form)
     pseudonym = api.service.pseudonym(subject)
+    now = datetime.now(UTC)
 
     def answer(views: Any) -> dict[str, Any]:
         try:
@@ -536,9 +593,10 @@ def person(request: Request, viewer: Annotated[Viewer, page(*PERSON_ROLES)],
             return {}
         api.service.catch_up(names=["disclosures", "findings"])
         return {"map": data_map, "steps": timeline(data_map),
+                "requests": person_requests(request, views, pseudonym, now),
                 "disclosures": queries.disclosures(views, pseudonym=pseudonym),
                 "findings": [{**f, "meaning": CLAUSES.get(f["clause"], "")}
-                             for f in api.service.findings(views)
+                             for f in _summaries(request).findings(api.service, views, now)
                              if f["pseudonym"] == pseudonym]}
 
     found = read(api, viewer.principal, "subject", {}, as_of=None, needs="datamap",
@@ -548,6 +606,55 @@ def person(request: Request, viewer: Annotated[Viewer, page(*PERSON_ROLES)],
                       message="The ledger knows nothing about this person.")
     return render(request, "person.html", viewer, found=found, subject=subject,
                   may_unseal=viewer.may(UNSEAL_ROLES))
+
+
+def person_requests(request: Request, views: Any, pseudonym: str, now: datetime
+                    ) -> list[dict[str, Any]]:
+    """The person's rights requests: each one the log holds (received, due, answered, as
+    the findings view keeps them), with its case file's status, identity check and clock
+    where one was opened with ``pdl request``; newest first."""
+    from cases.desk import CaseDesk
+    from consumers.findings.store import REQUESTS_TABLE
+    from consumers.findings.thresholds import clock_values
+    from consumers.rows import from_us
+
+    deadline = timedelta(days=clock_values(state(request).service.ledger.settings)[
+        "deadline_days"])
+    rows: dict[str, dict[str, Any]] = {}
+    for request_id, kind, received, due, answered in views.query(
+            f"SELECT request_id, kind, received_at, due, answered_at FROM {REQUESTS_TABLE} "
+            "WHERE pseudonym = ?", (pseudonym,)):
+        received_at = from_us(received) if received is not None else None
+        due_at = from_us(due) if due is not None else (
+            received_at + deadline if received_at is not None else None)
+        answered_at = from_us(answered) if answered is not None else None
+        late = due_at is not None and due_at < now and (answered_at is None
+                                                        or answered_at > due_at)
+        rows[request_id] = {
+            "request_id": request_id, "kind": kind or "",
+            "received_at": received_at.isoformat() if received_at else "",
+            "due": due_at.isoformat() if due_at else "",
+            "status": "answered" if answered_at else "open",
+            "answered_at": answered_at.isoformat() if answered_at else "",
+            "overdue": late, "verified": None, "case": False}
+    service = state(request).service
+    with service.lock:
+        desk = CaseDesk(service.ledger)
+        try:
+            for r in desk.cases.requests():
+                if r.subject != pseudonym:
+                    continue
+                status = desk.request_status(r, now)
+                row = rows.setdefault(r.request_id, {
+                    "request_id": r.request_id, "answered_at": "", "overdue": False})
+                row.update({"kind": status["kind"], "received_at": status["received_at"],
+                            "due": status["due"], "status": status["status"],
+                            "verified": status["verified"], "case": True,
+                            "overdue": bool(status["clock"].get("finding")) or row["overdue"]})
+        finally:
+            desk.close()
+    return sorted(rows.values(), key=lambda r: (r["received_at"], r["request_id"]),
+                  reverse=True)
 
 
 @router.post("/person/export")
@@ -580,7 +687,9 @@ def _promises() -> dict[str, dict[str, str]]:
     (privacy-policy.zh.txt, its numbered section), bundled as ``promises.json``."""
     import json
 
-    return json.loads((Path(__file__).parent / "promises.json").read_text(encoding="utf-8"))
+    promises: dict[str, dict[str, str]] = json.loads(
+        (Path(__file__).parent / "promises.json").read_text(encoding="utf-8"))
+    return promises
 
 
 def _clause_param(params: Mapping[str, str], allowed: tuple[str, ...]) -> str | None:
@@ -596,17 +705,23 @@ def _clause_param(params: Mapping[str, str], allowed: tuple[str, ...]) -> str | 
 @router.get("/findings")
 def findings_page(request: Request, viewer: Annotated[Viewer, page(*FINDINGS_ROLES)]
                   ) -> Response:
-    """By clause with the promise (Chinese and English) and its meaning, a monthly trend,
-    and one clause's findings down to the events (``?clause=``)."""
+    """By clause with the promise (Chinese and English), its meaning and how many are still
+    open, a monthly trend, and one clause's findings down to the events (``?clause=``),
+    each open or remedied (7.4), ``?status=`` keeping one or the other."""
     api = state(request)
-    clause = _clause_param(request.query_params, ("clause",))
+    clause = _clause_param(request.query_params, ("clause", "status"))
+    status = request.query_params.get("status", "") or None
+    if status not in (None, "open", "remedied"):
+        raise WebError(400, "status: open, remedied or empty")
+
+    now = datetime.now(UTC)
 
     def answer(views: Any) -> list[dict[str, Any]]:
         api.service.catch_up(names=["findings"])
-        return api.service.findings(views)
+        return _summaries(request).findings(api.service, views, now)
 
-    found = read(api, viewer.principal, "findings", {"clause": clause}, as_of=None,
-                 needs="findings", answer=answer)
+    found = read(api, viewer.principal, "findings", {"clause": clause, "status": status},
+                 as_of=None, needs="findings", answer=answer)
     promises = _promises()
     clauses = [{**row, "meaning": CLAUSES.get(row["clause"], ""),
                 "promise": promises.get(row["clause"], {})}
@@ -615,10 +730,11 @@ def findings_page(request: Request, viewer: Annotated[Viewer, page(*FINDINGS_ROL
     per_month = Counter(f["time"][:7] for f in found)
     chart = charts.stacked_bars(months, {"findings": [per_month[m] for m in months]},
                                 title="Findings per month")
-    detail = [f for f in found if f["clause"] == clause] if clause else None
+    detail = [f for f in found if f["clause"] == clause
+              and (status is None or f.get("status", "open") == status)] if clause else None
     return render(request, "findings.html", viewer, clauses=clauses, chart=chart,
-                  clause=clause, detail=detail, promise=promises.get(clause or "", {}),
-                  meaning=CLAUSES.get(clause or "", ""))
+                  clause=clause, shown_status=status, detail=detail,
+                  promise=promises.get(clause or "", {}), meaning=CLAUSES.get(clause or "", ""))
 
 
 # --- incident: breach scope -------------------------------------------------------------
@@ -662,17 +778,21 @@ def _scope_query(params: Mapping[str, str]) -> dict[str, Any] | None:
 @router.get("/incident")
 def incident_page(request: Request, viewer: Annotated[Viewer, page(*INCIDENT_ROLES)]
                   ) -> Response:
-    """The breach-scope form; its counts, per-category bars and, for a case file, its
-    clocks, per-country counts, notify counts and drafts."""
+    """The breach-scope form; its counts, per-category and per-country bars and, for a
+    case file, its clocks, notify counts and drafts."""
     api = state(request)
     q = _scope_query(request.query_params)
     result = case = None
+    people: set[str] = set()
     if q is not None:
         def answer(views: Any) -> dict[str, Any]:
             if q["incident"]:
-                return queries.incident_scope(views, q["incident"], limit=1).as_dict()
-            return queries.scope(views, q["stores"], q["since"], q["until"],
-                                 q["categories"] or None, limit=1).as_dict()
+                found = queries.incident_scope(views, q["incident"])
+            else:
+                found = queries.scope(views, q["stores"], q["since"], q["until"],
+                                      q["categories"] or None)
+            people.update(p.pseudonym for p in found.people)
+            return {"counts": found.counts}
 
         try:
             result = read(api, viewer.principal, "scope", {
@@ -689,12 +809,67 @@ def incident_page(request: Request, viewer: Annotated[Viewer, page(*INCIDENT_ROL
     if result is not None:
         cats = sorted(result["counts"].get("categories", {}).items(), key=lambda kv: -kv[1])
         bars = {"categories": charts.hbars(cats, title="People per category")}
+        countries = per_country(request, people)
+        bars["countries"] = charts.hbars(sorted(countries.items(), key=lambda kv: (-kv[1], kv[0])),
+                                         title="People per country of residence")
+        result["countries"] = countries
         residence = ((case or {}).get("snapshot") or {}).get("residence") or {}
         if residence:
-            bars["countries"] = charts.hbars(sorted(residence.items(), key=lambda kv: -kv[1]),
-                                             title="People per country of residence")
+            bars["snapshot_countries"] = charts.hbars(
+                sorted(residence.items(), key=lambda kv: (-kv[1], kv[0])),
+                title="People per country of residence (case snapshot)")
     return render(request, "incident.html", viewer, params=request.query_params,
-                  result=result, case=case, bars=bars)
+                  result=result, case=case, bars=bars, drafts=DRAFT_NAMES,
+                  may_read_drafts=viewer.may(DRAFT_ROLES))
+
+
+def per_country(request: Request, people: set[str]) -> dict[str, int]:
+    """People per country of residence (their latest registration naming one; "unknown"
+    otherwise), as the case file's snapshot counts them."""
+    from pdl.web.residence import UNKNOWN, Residences
+
+    residences: Residences = request.app.state.web_residences
+    where = residences.of(state(request).service.ledger.log, people)
+    return dict(sorted(Counter(where.get(p, UNKNOWN) for p in people).items()))
+
+
+@router.get("/incident/draft")
+def incident_draft(request: Request, viewer: Annotated[Viewer, page(*DRAFT_ROLES)]
+                   ) -> Response:
+    """One draft of an incident's case file, as written to its folder: shown only if its
+    SHA-256 is the one the case file recorded when it was drafted."""
+    import hashlib
+
+    from cases.snapshot import folder
+
+    unknown = sorted(set(request.query_params) - {"incident", "draft"})
+    if unknown:
+        raise WebError(400, f"unknown parameter {unknown[0][:40]!r}")
+    incident_id = request.query_params.get("incident", "").strip()
+    name = request.query_params.get("draft", "")
+    if name not in DRAFT_NAMES:
+        raise WebError(400, f"draft: one of {', '.join(DRAFT_NAMES)}")
+    if not incident_id or len(incident_id) > 200:
+        raise WebError(400, "incident: between 1 and 200 characters")
+    api = state(request)
+    api.service.audit("incident draft", {"incident_id": incident_id, "draft": name},
+                      actor=viewer.principal.name, role=viewer.principal.role.value)
+    case = _case(request, incident_id)
+    if case is None:
+        raise WebError(404, "no case file for this incident")
+    digest = case["drafts"].get(name)
+    if digest is None:
+        raise WebError(404, "this draft has not been written for this incident")
+    path = folder(api.service.ledger.settings.data_dir, case["incident_id"]) / "drafts" / \
+        f"{name}.md"
+    try:
+        text = path.read_text("utf-8")
+    except OSError:
+        raise WebError(404, "the draft's file is missing from the case folder") from None
+    if hashlib.sha256(text.encode()).hexdigest() != digest:
+        raise WebError(409, "the draft's file differs from the one the case file recorded")
+    return render(request, "draft.html", viewer, case=case, name=name,
+                  title=DRAFT_NAMES[name], text=text, digest=digest)
 
 
 def _case(request: Request, incident_id: str) -> dict[str, Any] | None:

@@ -1,0 +1,319 @@
+"""The dashboard's costly parts, cached per view position: the findings (and by clause)
+at a minute, the activity chart's counts, the register's groups.
+
+Counting the findings means evaluating the timed rules (retention, closure, request and
+incident clocks) over the views at a moment, which takes seconds on a large log. The
+overview judges them at the current minute (``now`` floored to the minute, shown on the
+page) and keeps the answer with the findings view's log position and the number of stored
+findings rows. A cached answer is reused while all of these hold, so it always equals a
+fresh ``findings_summary(service.findings(views, as_of=minute))``:
+
+- the minute is the same, and so are the clock thresholds (``LEDGER_*`` settings);
+- every record past the cached position is an audit record (``ledger.queried``): the
+  findings projection keeps no state from those, so the timed rules' answer is unchanged;
+  the only findings they can make are stored rows (6.2.1b: read without a reason, or by
+  someone not on the staff list), which are read by their log position and added, and
+- the ``findings`` table then has exactly the rows counted plus those added.
+
+Anything else (a new minute, any other event, a rebuild moving the position back, a stored
+finding changed otherwise) evaluates the findings afresh. So that a new minute does not
+make someone wait, the next minute is judged ahead in the background from the 40th second
+of a minute someone asked for (on a second connection's read snapshot): the first overview
+of that minute then finds its answer ready, and reuses it under the same conditions.
+Every page asks under the service's lock, so position and answer cannot drift apart.
+
+``AuditStableCache`` keeps any answer computed from some views (the activity chart reads
+the data map and the disclosures) while those views have read only audit records since.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from consumers.findings import FINDINGS_TABLE, Finding
+from consumers.findings.thresholds import clock_values
+from consumers.findings.store import REMEDIES_TABLE
+from consumers.rows import from_us, to_us
+from consumers.views import SQLiteViewStore, ViewStore
+from ledger.errors import LedgerError
+from ledger.persistence import Position
+from ledger.settings import Settings
+from pdl.service import LEDGER_QUERIED, QueryService
+
+T = TypeVar("T")
+LOG = logging.getLogger("pdl.web")
+
+#: The findings projection's name (its tracked position).
+FINDINGS = "findings"
+#: Beyond this many new records, evaluating afresh is cheaper than reading them.
+MAX_SCAN = 20_000
+
+
+def minute_of(now: datetime) -> datetime:
+    """``now`` floored to its minute: the moment the overview judges the clocks at."""
+    return now.replace(second=0, microsecond=0)
+
+
+@dataclass
+class _Entry:
+    log_id: str
+    minute: datetime
+    clocks: tuple[tuple[str, int], ...]
+    position: Position
+    stored: int
+    #: every finding at ``minute``, as ``QueryService.findings`` lists them (in order)
+    found: list[dict[str, Any]]
+    #: clause -> (findings, still open, set of pseudonyms)
+    clauses: dict[str, tuple[int, int, set[str]]]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """As ``pdl.service.findings_summary`` counts them."""
+        return [{"clause": c, "findings": n, "open": still_open, "people": len(people)}
+                for c, (n, still_open, people) in sorted(self.clauses.items())]
+
+    def count(self, found: list[dict[str, Any]]) -> None:
+        for f in found:
+            n, still_open, people = self.clauses.get(f["clause"], (0, 0, set()))
+            if f["pseudonym"]:
+                people = people | {f["pseudonym"]}
+            self.clauses[f["clause"]] = (n + 1, still_open + (f.get("status", "open") == "open"),
+                                         people)
+
+    def extended(self, position: Position, stored: int, added: list[dict[str, Any]]
+                 ) -> _Entry:
+        """This entry at a later ``position``, with the stored findings ``added``."""
+        entry = _Entry(self.log_id, self.minute, self.clocks, position, stored, self.found,
+                       dict(self.clauses))
+        if added:
+            entry.found = sorted([*self.found, *added], key=_order)
+            entry.count(added)
+        return entry
+
+
+def _order(f: dict[str, Any]) -> tuple[Any, ...]:
+    """``list_findings``'s order, on the dicts."""
+    return (datetime.fromisoformat(f["time"]), f["partition"], f["offset"], f["clause"],
+            f["pseudonym"] or "")
+
+
+class FindingsSummaryCache:
+    """The findings at a minute, and by clause (findings, people), reused while the views
+    have only read audit records since (see the module's docstring for the exact
+    conditions). The overview, the findings page and a person's page read them here.
+
+    ``prejudge``: once a minute has been asked for, the next minute is judged from its
+    second ``PREJUDGE_AFTER_S`` on, in a background thread, on a read snapshot of the views
+    (a second connection to the SQLite file; none for other stores), so the first overview
+    of the next minute finds its answer ready, checked like any other.
+    """
+
+    PREJUDGE_AFTER_S = 40
+
+    def __init__(self, prejudge: bool = True) -> None:
+        self._entries: dict[datetime, _Entry] = {}
+        self._lock = threading.Lock()
+        self._prejudging: set[datetime] = set()
+        self._timers: list[threading.Timer] = []
+        self.prejudge = prejudge
+        #: How many answers were computed, reused, prejudged (for tests and the bench).
+        self.computed = 0
+        self.reused = 0
+        self.prejudged = 0
+
+    def summary(self, service: QueryService, views: ViewStore, now: datetime
+                ) -> list[dict[str, Any]]:
+        """Per clause: findings and people, the timed rules judged at ``minute_of(now)``.
+        ``views`` must be the service's current views, caught up for ``findings``."""
+        return self._entry(service, views, now).rows()
+
+    def findings(self, service: QueryService, views: ViewStore, now: datetime
+                 ) -> list[dict[str, Any]]:
+        """Every finding, as ``service.findings(views, as_of=minute_of(now))`` lists them
+        (the list is shared: do not change it)."""
+        return self._entry(service, views, now).found
+
+    def _entry(self, service: QueryService, views: ViewStore, now: datetime) -> _Entry:
+        minute = minute_of(now)
+        log = service.ledger.log
+        clocks = tuple(sorted(clock_values(Settings()).items()))
+        position = views.position(FINDINGS, log.log_id)
+        stored = int(views.query(f"SELECT COUNT(*) FROM {FINDINGS_TABLE}")[0][0])
+        with self._lock:
+            for old in [m for m in self._entries if m < minute]:
+                del self._entries[old]
+            entry = self._entries.get(minute)
+            if (entry is not None and entry.log_id == log.log_id and entry.clocks == clocks
+                    and only_audit_records(service, entry.position, position)):
+                added = stored_between(views, entry.position, position, minute)
+                if entry.stored + len(added) == stored:
+                    entry = entry.extended(position, stored, added)
+                    self._entries[minute] = entry
+                    self.reused += 1
+                    self._maybe_prejudge(service, now)
+                    return entry
+        entry = judge(views, log.log_id, minute, clocks)
+        with self._lock:
+            self._entries[minute] = entry
+            self.computed += 1
+            self._maybe_prejudge(service, now)
+        return entry
+
+    def _maybe_prejudge(self, service: QueryService, now: datetime) -> None:
+        """(Holding the lock.) Judge the next minute in the background, once, from the
+        current minute's second ``PREJUDGE_AFTER_S`` on."""
+        following = minute_of(now) + timedelta(minutes=1)
+        if not self.prejudge or following in self._entries or following in self._prejudging:
+            return
+        self._prejudging.add(following)
+        timer = threading.Timer(max(0, self.PREJUDGE_AFTER_S - now.second), self._prejudge,
+                                args=(service, following))
+        timer.name, timer.daemon = "pdl-web-prejudge", True
+        self._timers = [t for t in self._timers if t.is_alive()] + [timer]
+        timer.start()
+
+    def close(self) -> None:
+        """Cancel the judging ahead not started yet."""
+        with self._lock:
+            for timer in self._timers:
+                timer.cancel()
+            self._timers = []
+
+    def _prejudge(self, service: QueryService, minute: datetime) -> None:
+        store = None
+        try:
+            store = side_views(service)
+            if store is None:
+                return
+            clocks = tuple(sorted(clock_values(Settings()).items()))
+            with store.snapshot() as views:
+                entry = judge(views, service.ledger.log.log_id, minute, clocks)
+            with self._lock:
+                self._entries.setdefault(minute, entry)
+                self.prejudged += 1
+        except (LedgerError, sqlite3.Error, OSError) as exc:
+            # the request of that minute judges it itself
+            LOG.warning("prejudging the findings summary failed: %s", type(exc).__name__)
+        finally:
+            if store is not None:
+                store.close()
+            with self._lock:
+                self._prejudging.discard(minute)
+
+
+def judge(views: ViewStore, log_id: str, minute: datetime,
+          clocks: tuple[tuple[str, int], ...]) -> _Entry:
+    """The findings by clause at ``minute``, with the position and stored rows they saw."""
+    position = views.position(FINDINGS, log_id)
+    stored = int(views.query(f"SELECT COUNT(*) FROM {FINDINGS_TABLE}")[0][0])
+    found = QueryService.findings(views, as_of=minute, settings=Settings())
+    entry = _Entry(log_id, minute, clocks, position, stored, found, {})
+    entry.count(found)
+    return entry
+
+
+def side_views(service: QueryService) -> ViewStore | None:
+    """A second connection to the service's SQLite views (None for any other store)."""
+    views = service.views
+    if not isinstance(views, SQLiteViewStore) or views.path == ":memory:":
+        return None
+    return SQLiteViewStore(views.path, cache_mb=views.cache_mb)
+
+
+def stored_between(views: ViewStore, before: Position, after: Position, minute: datetime
+                   ) -> list[dict[str, Any]]:
+    """The stored findings of the records past ``before`` up to ``after``, as
+    ``QueryService.findings(as_of=minute)`` gives them (remedied if so by ``minute``)."""
+    now = to_us(minute)
+    out: list[dict[str, Any]] = []
+    for partition, offset in after.items():
+        start = before.get(partition, -1)
+        if offset > start:
+            out += [Finding(c, p, e, int(part), int(off), from_us(t), x,
+                            *((by, from_us(fixed)) if by is not None and fixed <= now else ())
+                            ).as_dict()
+                    for c, p, e, part, off, t, x, by, fixed in views.query(
+                        f'SELECT f.clause, f.pseudonym, f.event_id, f.partition, f."offset", '
+                        f"f.time, f.explanation, r.remedy_event_id, r.time "
+                        f"FROM {FINDINGS_TABLE} f LEFT JOIN {REMEDIES_TABLE} r "
+                        "ON r.event_id = f.event_id AND r.clause = f.clause "
+                        'WHERE f.partition = ? AND f."offset" > ? AND f."offset" <= ?',
+                        (partition, start, offset))]
+    return out
+
+
+def only_audit_records(service: QueryService, before: Position, after: Position) -> bool:
+    """Whether every record past ``before`` up to ``after`` is an audit record (False if
+    the position went back, or too many records came in to read them)."""
+    if any(after.get(p, -1) < o for p, o in before.items()):
+        return False
+    gaps = {p: o - before.get(p, -1) for p, o in after.items() if o > before.get(p, -1)}
+    if sum(gaps.values()) > MAX_SCAN:
+        return False
+    log = service.ledger.log
+    for partition, gap in gaps.items():
+        for record in log.read({partition: before.get(partition, -1)}, limit=gap,
+                               partitions=[partition]):
+            if record.offset > after[partition]:
+                break
+            if record.event_type != LEDGER_QUERIED:
+                return False
+    return True
+
+
+class AuditStableCache(Generic[T]):
+    """One answer computed from the views of ``projections``, reused while every record
+    those views have read since it was computed is an audit record (which none of them
+    keeps: ``consumers.clock`` and the others skip ``ledger.queried``)."""
+
+    def __init__(self, projections: Sequence[str]) -> None:
+        self.projections = tuple(projections)
+        self._lock = threading.Lock()
+        self._entry: tuple[str, dict[str, Position], T] | None = None
+        self.computed = 0
+        self.reused = 0
+
+    def get(self, service: QueryService, views: ViewStore, compute: Callable[[], T]) -> T:
+        """The cached answer if still valid, else ``compute()`` (kept for next time).
+        ``views`` must be the service's current views, caught up for ``projections``."""
+        log = service.ledger.log
+        positions = {n: views.position(n, log.log_id) for n in self.projections}
+        with self._lock:
+            entry = self._entry
+            if entry is not None and entry[0] == log.log_id and all(
+                    only_audit_records(service, entry[1][n], positions[n])
+                    for n in self.projections):
+                self._entry = (log.log_id, positions, entry[2])
+                self.reused += 1
+                return entry[2]
+        value = compute()
+        with self._lock:
+            self._entry = (log.log_id, positions, value)
+            self.computed += 1
+        return value
+
+
+class KeyedAuditStableCache(Generic[T]):
+    """An ``AuditStableCache`` per key (a query's parameters), the ``size`` most recently
+    used kept."""
+
+    def __init__(self, projections: Sequence[str], size: int = 32) -> None:
+        self.projections = tuple(projections)
+        self.size = size
+        self._lock = threading.Lock()
+        self._caches: OrderedDict[Hashable, AuditStableCache[T]] = OrderedDict()
+
+    def get(self, key: Hashable, service: QueryService, views: ViewStore,
+            compute: Callable[[], T]) -> T:
+        with self._lock:
+            cache = self._caches.pop(key, None) or AuditStableCache[T](self.projections)
+            self._caches[key] = cache
+            while len(self._caches) > self.size:
+                self._caches.popitem(last=False)
+        return cache.get(service, views, compute)
