@@ -1,8 +1,9 @@
 """The access log: who read whose data, when and why (``ledger.queried`` events).
 
 One row per audited query, and one per person it concerned (by pseudonym). Rows are keyed
-by event id: audit events concern no one's partition, so a partition-split rebuild sees
-them in every share and keeps one copy (``Projection.merge``).
+by event id: an audit event is about no one, so its copy is in every partition; the
+projection is given each copy (``registries_per_partition``) and its row names the lowest
+partition's, whatever order a reader meets them in (and ``merge`` keeps that one).
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ class AccessProjection(Projection):
     indexes = INDEXES
     tables = TABLES
     cost = 0.1
+    registries_per_partition = True
+
+    def merge(self, tx: ViewTransaction, source: str) -> None:
+        super().merge(tx, source)
+        tx.execute(
+            "UPDATE main.access_reads AS r SET log_partition = s.log_partition, "
+            f"log_offset = s.log_offset FROM {source}.access_reads AS s "
+            "WHERE s.event_id = r.event_id AND s.log_partition < r.log_partition")
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
         reads: list[tuple[Any, ...]] = []
@@ -70,8 +79,11 @@ class AccessProjection(Projection):
                           item.record.offset))
             people.extend((p, event_id, item.at) for p in dict.fromkeys(data.people))
         if reads:
-            tx.executemany("INSERT OR IGNORE INTO access_reads VALUES "
-                           "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", reads)
+            tx.executemany("INSERT INTO access_reads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                           "ON CONFLICT (event_id) DO UPDATE SET "
+                           "log_partition = excluded.log_partition, "
+                           "log_offset = excluded.log_offset "
+                           "WHERE excluded.log_partition < access_reads.log_partition", reads)
         if people:
             tx.executemany("INSERT OR IGNORE INTO access_people VALUES (?, ?, ?)", people)
 

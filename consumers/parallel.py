@@ -14,10 +14,12 @@ each projection's rules), so it is split one of two ways:
   in one partition and every event about no one is copied to every partition, so each
   share is a whole history for its people, and no record is read twice (except those
   copies). The views are merged at the end (``SQLiteViewStore.merge``,
-  ``Projection.merge``): people's rows are disjoint, rows about no one are kept once.
+  ``PostgresViewStore.merge``, ``Projection.merge``): people's rows are disjoint, rows
+  about no one are kept once.
 - **by projection** (the SQLite log, one partition): the projections in groups of about
   equal cost (``Projection.cost``), each group rebuilt by a process of its own reading the
-  whole log; the groups' tables are copied in (``SQLiteViewStore.adopt``).
+  whole log; the groups' tables are copied in (``SQLiteViewStore.adopt``,
+  ``PostgresViewStore.adopt``).
 
 Records that cannot be applied are quarantined in the scratch store like anywhere else and
 copied in with the views. Worker processes die with their parent (``PR_SET_PDEATHSIG`` on

@@ -33,17 +33,27 @@ Invariants it keeps:
   the scope index relies on;
 - ``snapshot`` reads under ``REPEATABLE READ``: one state of the views for the block;
 - driver errors are translated into the ledger's error tree, without the server's DETAIL
-  (it can quote row values).
-
-Not supported yet: building aside (``ViewStore.scratch``, ``adopt``/``merge``); a rebuild
-into PostgreSQL runs in one process, in place (batches commit as they go).
+  (it can quote row values);
+- a rebuild builds aside and swaps in with ONE transaction (``scratch``, ``adopt``): the
+  views are built in fresh schemas beside the store's own (``<schema>__rebuild_<i>``),
+  committed batch by batch there, which nobody reads; the swap then replaces, in one
+  transaction holding the write lock, every row of the rebuilt projections' tables (and
+  their tracking, applied ids, cache tokens and the holdings generation) by the built ones.
+  It deletes and inserts rows rather than dropping or renaming tables: PostgreSQL's DDL is
+  not MVCC-safe (a reader whose snapshot predates a swap by DDL would read the swapped-in
+  table as of that snapshot: empty or half-built), while rows swapped in one transaction are seen by every reader all old or all
+  new. Identity columns continue above the copied values (``setval``). A rebuild killed
+  before the swap leaves the old views serving; its scratch schemas are dropped by the
+  next rebuild. The shares of a partition-split rebuild are merged into the first
+  scratch schema, then swapped in the same way (``merge``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -53,7 +63,13 @@ import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from consumers.views import TRACKING_SCHEMA, ViewStore, ViewTransaction, first_occurrences
+from consumers.views import (
+    TRACKING_SCHEMA,
+    ViewStore,
+    ViewTransaction,
+    first_occurrences,
+    merge_share,
+)
 from ledger.errors import ConfigurationError, IntegrityError, OperationalError, PersistenceError
 
 #: First key of the advisory lock that serialises the writers of one set of views (the
@@ -257,6 +273,30 @@ class _PostgresTransaction(ViewTransaction):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn.execute(to_postgres(sql), params or None).fetchall()
 
+    def columns(self, table: str) -> list[str]:
+        return [row[0] for row in self._conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = %s ORDER BY ordinal_position", (table,))]
+
+    def key_columns(self, table: str, source: str) -> list[str]:
+        return [row[0] for row in self._conn.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) WHERE i.indisprimary AND i.indrelid = "
+            "(quote_ident(%s) || '.' || quote_ident(%s))::regclass ORDER BY a.attnum",
+            (_unquote(source), table))]
+
+    def copy_rows(self, table: str, source: str) -> int:
+        # identity columns SQLite keeps hidden (``rowid``) are numbered afresh here, as
+        # SQLite numbers them
+        names = [row[0] for row in self._conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = %s AND is_identity = 'NO' ORDER BY ordinal_position",
+            (_unquote(source), table))]
+        columns = ", ".join(_ident(n) for n in names)
+        return self.execute(f"INSERT INTO {_ident(table)} ({columns}) SELECT {columns} "
+                            f"FROM {_ident(_unquote(source))}.{_ident(table)} "
+                            "ON CONFLICT DO NOTHING")
+
     def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
         rows = self._conn.execute(
             "INSERT INTO applied_events (projection, event_id) SELECT %s, unnest(%s::text[]) "
@@ -282,9 +322,13 @@ class _PostgresTransaction(ViewTransaction):
 
 
 class PostgresViewStore(ViewStore):
-    """Views in a PostgreSQL database, shared by every consumer and reader given its URL."""
+    """Views in a PostgreSQL database, shared by every consumer and reader given its URL.
 
-    def __init__(self, url: str):
+    ``schema`` (a scratch store of a rebuild, ``scratch_opener``) overrides the URL's
+    schema: every name then resolves in that schema alone.
+    """
+
+    def __init__(self, url: str, *, schema: str | None = None):
         if not url.startswith(("postgresql://", "postgres://")):
             raise ConfigurationError(
                 "LEDGER_VIEWS_URL must be a postgresql:// URL "
@@ -298,6 +342,17 @@ class PostgresViewStore(ViewStore):
                 f"{_first_line(exc)}") from exc
         self._conn.adapters.register_dumper(bool, _BoolAsInt)
         self._in_tx = False
+        try:
+            if schema is not None:
+                self._conn.execute("SELECT set_config('search_path', %s, false)",
+                                   (_ident(schema),))
+            ((self.schema,),) = self._conn.execute("SELECT current_schema()").fetchall()
+        except psycopg.Error as exc:
+            raise _translate(exc, "choosing the view schema failed") from exc
+        if self.schema is None:
+            raise ConfigurationError(
+                "LEDGER_VIEWS_URL names no schema the user may create tables in "
+                "(its search_path is empty or names schemas that do not exist)")
         with self.transaction() as tx:
             for statement in TRACKING_SCHEMA.split(";"):
                 if statement.strip():
@@ -372,8 +427,148 @@ class PostgresViewStore(ViewStore):
             self._in_tx = False
             self._rollback()
 
+    # --- building aside ------------------------------------------------------------------
+
+    @property
+    def builds_aside(self) -> bool:
+        return True
+
+
+    def _scratch_prefix(self) -> str:
+        return f"{self.schema}__rebuild_"
+
+    def scratch(self, count: int) -> list[str] | None:
+        self.drop_scratch()  # a rebuild killed earlier left them
+        places = [f"{self._scratch_prefix()}{i}" for i in range(count)]
+        try:
+            for place in places:
+                self._conn.execute(f"CREATE SCHEMA {_ident(place)}")
+        except psycopg.Error as exc:
+            raise _translate(exc, f"creating a schema to rebuild views in {self.where} "
+                                  "failed (the user needs CREATE on the database)") from exc
+        return places
+
+    def scratch_opener(self) -> Callable[[str], ViewStore]:
+        return functools.partial(_open_scratch, self.url)
+
+    def drop_scratch(self) -> None:
+        prefix = self._scratch_prefix()
+        try:
+            names = [row[0] for row in self._conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE left(nspname, %s) = %s",
+                (len(prefix), prefix)).fetchall()]
+            for name in names:
+                self._conn.execute(f"DROP SCHEMA IF EXISTS {_ident(name)} CASCADE")
+        except psycopg.Error as exc:
+            raise _translate(exc, f"dropping rebuild schemas in {self.where} failed") from exc
+
+    def adopt(self, sources: Sequence[str], groups: Sequence[Sequence[Any]]) -> None:
+        """Replace the views of the projections ``groups[i]`` by those built in the scratch
+        schema ``sources[i]``: every table built there (the projections' own, and any they
+        keep beside them such as the holdings generation), their tracking, applied ids and
+        cache tokens, and the records quarantined, in ONE transaction (see the module doc).
+        """
+        with self.transaction() as tx:
+            for source, projections in zip(sources, groups, strict=True):
+                names = [p.name for p in projections]
+                built = _tables(tx, source)
+                here = set(_tables(tx, self.schema))
+                for table in built:
+                    if table in _BOOKKEEPING:
+                        continue
+                    if table in here and (_layout(tx, self.schema, table)
+                                          != _layout(tx, source, table)):
+                        # built under another layout (an upgrade): the table itself is
+                        # replaced, which readers of an older snapshot cannot see through
+                        tx.execute(f"DROP TABLE {_ident(self.schema)}.{_ident(table)}")
+                        here.discard(table)
+                    if table not in here:  # a projection's table this store never had
+                        tx.execute(f"CREATE TABLE {_ident(self.schema)}.{_ident(table)} "
+                                   f"(LIKE {_ident(source)}.{_ident(table)} INCLUDING ALL)")
+                    self._replace_rows(tx, source, table)
+                marks = ",".join("?" * len(names))
+                for table in ("tracking", "applied_events", "view_meta"):
+                    if table not in built:
+                        continue
+                    tx.execute(f"DELETE FROM {_ident(self.schema)}.{table} "
+                               f"WHERE projection IN ({marks})", names)
+                    tx.execute(f"INSERT INTO {_ident(self.schema)}.{table} SELECT * FROM "
+                               f"{_ident(source)}.{table} WHERE projection IN ({marks})", names)
+                for table in ("quarantine", "subject_partitions"):
+                    tx.execute(f"INSERT INTO {_ident(self.schema)}.{table} SELECT * FROM "
+                               f"{_ident(source)}.{table} ON CONFLICT DO NOTHING")
+
+    def merge(self, sources: Sequence[str], projections: Sequence[Any]) -> int:
+        """Replace the views of ``projections`` by the union of those built in the scratch
+        schemas ``sources`` (one share of the log's partitions each): the shares are
+        merged into the first scratch schema (``Projection.merge``: people's rows are
+        disjoint, rows about no one kept once), which nobody reads, then swapped in by
+        ``adopt``, in ONE transaction. Raises ``IntegrityError`` (nothing changed) if a
+        person's rows are in two shares. Returns the applications made in more than one
+        share, for the caller's count."""
+        target = PostgresViewStore(self.url, schema=sources[0])
+        repeated = 0
+        try:
+            with target.transaction() as tx:
+                for source in sources[1:]:
+                    repeated += merge_share(tx, projections, _ident(source))
+                    for table in ("quarantine", "subject_partitions"):
+                        tx.execute(f"INSERT INTO {table} SELECT * FROM {_ident(source)}.{table} "
+                                   "ON CONFLICT DO NOTHING")
+        finally:
+            target.close()
+        self.adopt(sources[:1], [projections])
+        return repeated
+
+    def _replace_rows(self, tx: ViewTransaction, source: str, table: str) -> None:
+        live, built = f"{_ident(self.schema)}.{_ident(table)}", f"{_ident(source)}.{_ident(table)}"
+        tx.execute(f"DELETE FROM {live}")
+        tx.execute(f"INSERT INTO {live} OVERRIDING SYSTEM VALUE SELECT * FROM {built}")
+        for (column,) in tx.query(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
+                "AND table_name = ? AND is_identity = 'YES'", (self.schema, table)):
+            # later rows (a consumer's, after the swap) continue above the copied values
+            tx.query("SELECT setval(pg_get_serial_sequence(?, ?), "
+                     f"coalesce((SELECT max({_ident(column)}) FROM {live}), 0) + 1, false)",
+                     (live, column))
+
     def close(self) -> None:
         self._conn.close()
+
+
+#: Tables of every view store, not of one projection: swapped row by row per projection.
+_BOOKKEEPING = frozenset({"tracking", "applied_events", "view_meta", "quarantine",
+                          "subject_partitions"})
+
+
+def _ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _unquote(name: str) -> str:
+    """A schema name as given to SQL (quoted by ``_ident``, or plain) as the catalogue has it."""
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        return name[1:-1].replace('""', '"')
+    return name
+
+
+def _tables(tx: ViewTransaction, schema: str) -> list[str]:
+    return [row[0] for row in tx.query(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+        "AND table_type = 'BASE TABLE' ORDER BY table_name", (schema,))]
+
+
+def _layout(tx: ViewTransaction, schema: str, table: str) -> list[tuple[Any, ...]]:
+    """A table's columns: name, type, identity."""
+    return tx.query(
+        "SELECT column_name, data_type, is_identity FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position", (schema, table))
+
+
+def _open_scratch(url: str, schema: str) -> PostgresViewStore:
+    """A scratch store of a rebuild (``PostgresViewStore.scratch_opener``; picklable)."""
+    return PostgresViewStore(url, schema=schema)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -69,6 +69,15 @@ class Projection(ABC):
     volatile: ClassVar[tuple[str, ...]] = ()
     #: Its share of a rebuild's work, relative to the others (to split a parallel rebuild).
     cost: ClassVar[float] = 1.0
+    #: Whether it is given every partition's copy of an event about no one (a registry
+    #: event: recipient, policy version, staff list, incident, audit record), each in its
+    #: own partition's order, instead of the first copy any partition shows. A projection
+    #: whose rules read registries while applying a person's event sets it and keeps its
+    #: registries per partition: a person's event then meets exactly the registry events
+    #: before it in its own partition, whatever order partitions are read in (see
+    #: docs/ordering.md). What it writes about no one must be idempotent across copies and
+    #: name one canonical copy (the lowest partition's).
+    registries_per_partition: ClassVar[bool] = False
 
     def wants(self, event_type: str) -> bool:
         return not self.topics or event_type in self.topics
@@ -112,7 +121,7 @@ class Projection(ABC):
             if table in self.volatile:
                 continue
             _check_people_disjoint(tx, table, source)
-            tx.execute(f"INSERT OR IGNORE INTO main.{table} SELECT * FROM {source}.{table}")
+            tx.copy_rows(table, source)
 
     @abstractmethod
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
@@ -122,8 +131,7 @@ class Projection(ABC):
 def _check_people_disjoint(tx: ViewTransaction, table: str, source: str) -> None:
     """Refuse to merge a share whose people (a table keyed by ``pseudonym`` alone) are
     already here."""
-    keys = [row[1] for row in tx.query(f"PRAGMA {source}.table_info({table})") if row[5]]
-    if keys != ["pseudonym"]:
+    if tx.key_columns(table, source) != ["pseudonym"]:
         return
     clash = tx.query(f"SELECT 1 FROM {source}.{table} WHERE pseudonym IN "
                      f"(SELECT pseudonym FROM main.{table}) LIMIT 1")
@@ -420,7 +428,7 @@ class ProjectionRunner:
                     ]
                 plans.append((projection, done, mine))
             if self.dedupe:
-                fresh = tx.first_times({projection.name: [i.event.id or "" for i in mine]
+                fresh = tx.first_times({projection.name: _dedupe_keys(projection, mine)
                                         for projection, _, mine in plans if mine})
             for projection, done, mine in plans:
                 if self.dedupe and mine:
@@ -497,6 +505,17 @@ class ProjectionRunner:
                         "end": end, "lag": lag, "quarantined": quarantined,
                         "split_people": split, "split_examples": shown})
         return out
+
+
+def _dedupe_keys(projection: Projection, items: Sequence[Item]) -> list[str]:
+    """What ``first_time`` marks applied: the event id, or for an event about no one given
+    to a projection with ``registries_per_partition``, the id in its partition (each
+    partition's copy is applied once; a retried publish's second copy in the same
+    partition is still skipped)."""
+    if not projection.registries_per_partition:
+        return [i.event.id or "" for i in items]
+    return [(i.event.id or "") if i.event.subject else f"{i.event.id}@{i.record.partition}"
+            for i in items]
 
 
 def _reason(exc: Exception) -> str:

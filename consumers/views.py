@@ -93,6 +93,19 @@ class ViewTransaction(ABC):
     @abstractmethod
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
+    def columns(self, table: str) -> list[str]:
+        """The columns of ``table`` in this store, in order (empty if there is none)."""
+        return [row[1] for row in self.query(f"PRAGMA table_info({table})")]
+
+    def key_columns(self, table: str, source: str) -> list[str]:
+        """The primary key columns of ``table`` in the attached store ``source``."""
+        return [row[1] for row in self.query(f"PRAGMA {source}.table_info({table})") if row[5]]
+
+    def copy_rows(self, table: str, source: str) -> int:
+        """Add the rows of ``table`` in the attached store ``source`` to this store's,
+        but those whose key is here already; return how many were added."""
+        return self.execute(f"INSERT OR IGNORE INTO main.{table} SELECT * FROM {source}.{table}")
+
     def track(self, projection: str, log_id: str, position: Position) -> None:
         """Record how far ``projection`` has read ``log_id``: commits with the view rows."""
         self.executemany(
@@ -316,6 +329,24 @@ class ViewStore(ABC):
         """Release connections."""
 
 
+def merge_share(tx: ViewTransaction, projections: Sequence[Any], source: str) -> int:
+    """Add the views ``projections`` built from one share of the log's partitions in the
+    store ``source`` (attached, or a schema) to this one: rows (``Projection.merge``),
+    tracking and applied event ids. Returns the applications the share repeats (an
+    event about no one, applied by every share)."""
+    repeated = 0
+    for p in projections:
+        p.merge(tx, source)
+        tx.execute(f"INSERT INTO main.tracking SELECT * FROM {source}.tracking "
+                   "WHERE projection = ?", (p.name,))
+        (applied,), = tx.query(f"SELECT count(*) FROM {source}.applied_events "
+                               "WHERE projection = ?", (p.name,))
+        repeated += applied - tx.execute(
+            f"INSERT OR IGNORE INTO main.applied_events SELECT * FROM "
+            f"{source}.applied_events WHERE projection = ?", (p.name,))
+    return repeated
+
+
 class _SQLiteTransaction(ViewTransaction):
     def __init__(self, db: sqlite3.Connection):
         self._db = db
@@ -463,15 +494,7 @@ class SQLiteViewStore(ViewStore):
                 p.reset(tx, indexes=False)
             # share by share, so the first copies into empty tables (SQLite's fast transfer)
             for alias in aliases:
-                for p in projections:
-                    p.merge(tx, alias)
-                    tx.execute(f"INSERT INTO main.tracking SELECT * FROM {alias}.tracking "
-                               "WHERE projection = ?", (p.name,))
-                    (applied,), = tx.query(f"SELECT count(*) FROM {alias}.applied_events "
-                                           "WHERE projection = ?", (p.name,))
-                    repeated += applied - tx.execute(
-                        f"INSERT OR IGNORE INTO main.applied_events SELECT * FROM "
-                        f"{alias}.applied_events WHERE projection = ?", (p.name,))
+                repeated += merge_share(tx, projections, alias)
             for alias in aliases:
                 self._copy_quarantine(tx, alias)
             for p in projections:

@@ -358,7 +358,8 @@ def test_a_rebuild_split_by_partition_equals_a_rebuild_in_one_process(
         ledger.publish([paid(i) for i in range(40)])
         ledger.publish([wire(i) for i in range(550, 600)])  # a retried publish
         split = shares(ledger.log, 2)
-        assert split is not None and sorted(map(len, split)) == [2, 2]
+        # shares balance records, so their sizes follow where the keyed pseudonyms hash
+        assert split is not None and len(split) == 2 and all(split)
         assert sorted(p for share in split for p in share) == [0, 1, 2, 3]
         serial = SQLiteViewStore(tmp_path / "serial.db")
         split = SQLiteViewStore(tmp_path / "split.db")

@@ -144,7 +144,7 @@ def test_the_index_catches_up_from_the_journal_and_reloads_only_when_it_must(
         assert index.loads == 3
 
         # so is a parallel rebuild's swap (rows copied in, journal and all; PostgreSQL
-        # rebuilds in one process)
+        # builds in scratch schemas and swaps rows in, tests/test_postgres_rebuild.py)
         log_events(log, events[2500:])
         parallel_rebuild(ProjectionRunner(log, writer, all_projections()), workers=2)
         _same(index, reader, rnd)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from consumers.findings.state import Person, Policy, Recipient
@@ -86,14 +86,21 @@ SCHEMA: Final[tuple[str, ...]] = (
         answered_at BIGINT,
         PRIMARY KEY (pseudonym, request_id)
     )""",
+    # The registries (recipients, policy versions, the staff list) per partition of the
+    # log: a person's event meets the registry events before it in its own partition
+    # (``FindingsProjection.registries_per_partition``, docs/ordering.md).
     f"""CREATE TABLE IF NOT EXISTS {RECIPIENTS_TABLE} (
-        recipient TEXT PRIMARY KEY,
-        state     TEXT NOT NULL
+        partition INTEGER NOT NULL,
+        recipient TEXT NOT NULL,
+        state     TEXT NOT NULL,
+        PRIMARY KEY (partition, recipient)
     )""",
     f"""CREATE TABLE IF NOT EXISTS {POLICIES_TABLE} (
-        version      TEXT PRIMARY KEY,
+        partition    INTEGER NOT NULL,
+        version      TEXT NOT NULL,
         effective_at BIGINT NOT NULL,
-        material     INTEGER NOT NULL
+        material     INTEGER NOT NULL,
+        PRIMARY KEY (partition, version)
     )""",
     f"""CREATE TABLE IF NOT EXISTS {INCIDENTS_TABLE} (
         incident_id  TEXT PRIMARY KEY,
@@ -116,10 +123,16 @@ SCHEMA: Final[tuple[str, ...]] = (
     # The staff allowed to read personal data (6.2.1): when each was put on the list and
     # taken off it (null: still on it).
     f"""CREATE TABLE IF NOT EXISTS {STAFF_TABLE} (
-        actor      TEXT PRIMARY KEY,
+        partition  INTEGER NOT NULL,
+        actor      TEXT NOT NULL,
         granted_at BIGINT NOT NULL,
-        revoked_at BIGINT
+        revoked_at BIGINT,
+        PRIMARY KEY (partition, actor)
     )""",
+    # A finding about no one is raised on each partition's copy of its event; one row
+    # names the lowest partition's copy (``Batch.flush``).
+    f"""CREATE UNIQUE INDEX IF NOT EXISTS {FINDINGS_TABLE}_nobody
+        ON {FINDINGS_TABLE} (event_id, clause) WHERE pseudonym IS NULL""",
     # An incident's response steps (6.2.1): contingency plan started, spread stopped,
     # advice given; when each was first recorded, in log order.
     f"""CREATE TABLE IF NOT EXISTS {STEPS_TABLE} (
@@ -245,6 +258,19 @@ def shape(categories: tuple[str, ...], stores: tuple[str, ...]
     return cells, dumps([[c, s, None] for c, s in cells]), frozenset(stores)
 
 
+@dataclass(slots=True)
+class Registries:
+    """One partition's registries as a batch reads and changes them: what the registry
+    events of that partition said before the event being applied."""
+
+    recipients: dict[str, Recipient] = field(default_factory=dict)
+    recipient_rows: dict[str, str] = field(default_factory=dict)
+    policies: dict[str, Policy] = field(default_factory=dict)
+    policy_rows: list[tuple[str, int, int]] = field(default_factory=list)
+    staff: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    staff_rows: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+
+
 class Batch:
     """The state one ``apply`` call reads, changes in log order, and writes back, and the
     findings its rules raise."""
@@ -281,24 +307,34 @@ class Batch:
                 f"WHERE pseudonym IN ({marks(len(keys))})", keys):
                 self.subjects[pseudonym] = Person.loads(text)
         self.dirty: set[str] = set()
-        self.recipients: dict[str, Recipient] = {}
+        #: partition -> its registries, as the batch's events of that partition see them
+        self.registries: dict[int, Registries] = {
+            item.record.partition: Registries() for item in items}
+        regs = self.registries
         for keys in chunks(sorted(recipients)):
-            for recipient, text in tx_.query(
-                f"SELECT recipient, state FROM {RECIPIENTS_TABLE} "
+            for partition, recipient, text in tx_.query(
+                f"SELECT partition, recipient, state FROM {RECIPIENTS_TABLE} "
                 f"WHERE recipient IN ({marks(len(keys))})", keys):
-                self.recipients[recipient] = Recipient.loads(text)
+                if partition in regs:
+                    regs[partition].recipients[recipient] = Recipient.loads(text)
+        for partition, version, effective, material in tx_.query(
+                f"SELECT partition, version, effective_at, material FROM {POLICIES_TABLE}"):
+            if partition in regs:
+                regs[partition].policies[version] = Policy(effective, bool(material))
+        if staff:  # read only if the batch needs it
+            for partition, actor, granted, revoked in tx_.query(
+                    f"SELECT partition, actor, granted_at, revoked_at FROM {STAFF_TABLE}"):
+                if partition in regs:
+                    regs[partition].staff[actor] = (granted, revoked)
+        self.recipients: dict[str, Recipient] = {}
         self.recipient_rows: dict[str, str] = {}
-        self.policies: dict[str, Policy] = {
-            version: Policy(effective, bool(material))
-            for version, effective, material in tx_.query(
-                f"SELECT version, effective_at, material FROM {POLICIES_TABLE}")
-        }
+        self.policies: dict[str, Policy] = {}
         self.policy_rows: list[tuple[str, int, int]] = []
-        #: actor -> (put on the staff list at, taken off at): read only if the batch needs it
-        self.staff: dict[str, tuple[int, int | None]] = {
-            actor: (granted, revoked) for actor, granted, revoked in tx_.query(
-                f"SELECT actor, granted_at, revoked_at FROM {STAFF_TABLE}")} if staff else {}
+        #: actor -> (put on the staff list at, taken off at)
+        self.staff: dict[str, tuple[int, int | None]] = {}
         self.staff_rows: dict[str, tuple[int, int | None]] = {}
+        if items:
+            self.enter(items[0].record.partition)
         # Only erasures need holdings, and only those in a store some erasure of the batch
         # names can be touched: only those are read.
         self.holdings: dict[str, list[Holding]] = {p: [] for p in erasing}
@@ -324,6 +360,14 @@ class Batch:
         self.remedies: list[tuple[str, str, str, int]] = []
         #: cells the erasure being folded left in a store it did not name (6.3a)
         self.skipped: list[Cell] = []
+
+    def enter(self, partition: int) -> None:
+        """Make ``partition``'s registries the ones folds and rules read and write (call
+        before an event of another partition than the last)."""
+        reg = self.registries[partition]
+        self.recipients, self.recipient_rows = reg.recipients, reg.recipient_rows
+        self.policies, self.policy_rows = reg.policies, reg.policy_rows
+        self.staff, self.staff_rows = reg.staff, reg.staff_rows
 
     def person(self, item: Item) -> Person:
         """The state of the event's person, created empty on first sight."""
@@ -373,10 +417,21 @@ class Batch:
     def flush(self) -> None:
         """Write every change of the batch, one ``executemany`` per kind."""
         tx_ = self.tx
-        if self.findings:
+        about_someone = [f for f in self.findings if f[1] is not None]
+        if about_someone:
             tx_.executemany(
                 f'INSERT INTO {FINDINGS_TABLE} (clause, pseudonym, event_id, partition, "offset",'
-                " time, explanation) VALUES (?, ?, ?, ?, ?, ?, ?)", self.findings)
+                " time, explanation) VALUES (?, ?, ?, ?, ?, ?, ?)", about_someone)
+        if len(about_someone) < len(self.findings):
+            # one row per (event, clause), naming the lowest partition's copy seen so far
+            tx_.executemany(
+                f'INSERT INTO {FINDINGS_TABLE} (clause, pseudonym, event_id, partition, "offset",'
+                " time, explanation) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (event_id, clause) WHERE pseudonym IS NULL DO UPDATE SET "
+                'partition = excluded.partition, "offset" = excluded."offset", '
+                "time = excluded.time, explanation = excluded.explanation "
+                f"WHERE excluded.partition < {FINDINGS_TABLE}.partition",
+                [f for f in self.findings if f[1] is None])
         if self.dirty:
             tx_.executemany(
                 f"INSERT INTO {SUBJECTS_TABLE} (pseudonym, state) VALUES (?, ?) "
@@ -398,22 +453,29 @@ class Batch:
                 f"INSERT INTO {CLOSURES_TABLE} (pseudonym, time, held, hold_until) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (pseudonym) DO UPDATE SET time = excluded.time,"
                 " held = excluded.held, hold_until = excluded.hold_until", self.closures)
-        if self.recipient_rows:
+        regs = sorted(self.registries.items())
+        recipient_rows = [(p, r, state) for p, reg in regs
+                          for r, state in sorted(reg.recipient_rows.items())]
+        if recipient_rows:
             tx_.executemany(
-                f"INSERT INTO {RECIPIENTS_TABLE} (recipient, state) VALUES (?, ?) "
-                "ON CONFLICT (recipient) DO UPDATE SET state = excluded.state",
-                sorted(self.recipient_rows.items()))
-        if self.staff_rows:
+                f"INSERT INTO {RECIPIENTS_TABLE} (partition, recipient, state) VALUES (?, ?, ?) "
+                "ON CONFLICT (partition, recipient) DO UPDATE SET state = excluded.state",
+                recipient_rows)
+        staff_rows = [(p, a, g, r) for p, reg in regs
+                      for a, (g, r) in sorted(reg.staff_rows.items())]
+        if staff_rows:
             tx_.executemany(
-                f"INSERT INTO {STAFF_TABLE} (actor, granted_at, revoked_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (actor) DO UPDATE SET granted_at = excluded.granted_at, "
-                "revoked_at = excluded.revoked_at",
-                [(a, g, r) for a, (g, r) in sorted(self.staff_rows.items())])
-        if self.policy_rows:
+                f"INSERT INTO {STAFF_TABLE} (partition, actor, granted_at, revoked_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (partition, actor) DO UPDATE SET "
+                "granted_at = excluded.granted_at, revoked_at = excluded.revoked_at",
+                staff_rows)
+        policy_rows = [(p, *row) for p, reg in regs for row in reg.policy_rows]
+        if policy_rows:
             tx_.executemany(
-                f"INSERT INTO {POLICIES_TABLE} (version, effective_at, material) VALUES (?, ?, ?)"
-                " ON CONFLICT (version) DO UPDATE SET effective_at = excluded.effective_at,"
-                " material = excluded.material", self.policy_rows)
+                f"INSERT INTO {POLICIES_TABLE} (partition, version, effective_at, material) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (partition, version) DO UPDATE SET "
+                "effective_at = excluded.effective_at, material = excluded.material",
+                policy_rows)
         # Requests and incidents are written by upserts that only fill empty columns, each
         # column in log order, so running them grouped by kind gives the same rows as
         # running them one event at a time.
@@ -443,7 +505,10 @@ class Batch:
                 '"offset" = excluded."offset", opened_at = excluded.opened_at, '
                 "stores = excluded.stores, categories = excluded.categories, "
                 "window_start = excluded.window_start, window_end = excluded.window_end "
-                "WHERE findings_incidents.event_id IS NULL", self.incidents_opened)
+                # the first opening; of its copies (one per partition), the lowest partition's
+                "WHERE findings_incidents.event_id IS NULL OR (findings_incidents.event_id = "
+                "excluded.event_id AND excluded.partition < findings_incidents.partition)",
+                self.incidents_opened)
         for column, rows in (("reported_at", self.incidents_reported),
                              ("closed_at", self.incidents_closed)):
             if rows:

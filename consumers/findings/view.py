@@ -13,10 +13,19 @@ from typing import Final
 from consumers.findings import rules as _rules  # noqa: F401 - registers every rule
 from consumers.findings.folds import FOLDS, Fold
 from consumers.findings.registry import RULES, EventCheck, Rule
-from consumers.findings.store import FINDINGS_TABLE, SCHEMA, SUBJECTS_TABLE, TABLES, Batch
+from consumers.findings.store import (
+    FINDINGS_TABLE,
+    INCIDENTS_TABLE,
+    POLICIES_TABLE,
+    SCHEMA,
+    SUBJECTS_TABLE,
+    TABLES,
+    Batch,
+)
 from consumers.projection import Item, Projection
 from consumers.rows import DEFAULT_CACHE_ENTRIES, WriteCache, create_meta, drop_meta
 from consumers.views import ViewTransaction
+from ledger.errors import ConfigurationError
 
 Handler = Callable[[Batch, Item], None]
 
@@ -63,35 +72,60 @@ class FindingsProjection(Projection):
     schema = SCHEMA
     tables = TABLES
     cost = 4.0
+    # Its rules read recipients, policy versions and the staff list while applying a
+    # person's event: kept per partition, fed every partition's copy (docs/ordering.md).
+    registries_per_partition = True
 
     def __init__(self, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
         #: people's states across batches (about a kilobyte each), so a person met again
         #: soon costs no read and no JSON parse
         self.cache = WriteCache(self.name, capacity=max(1, cache_entries // 4))
+        self.stale_layout = False
 
     def create(self, tx: ViewTransaction, *, indexes: bool = True) -> None:
         super().create(tx, indexes=indexes)
         create_meta(tx, self.name)  # the row whose token guards the cache
+        # Views built before registries were kept per partition cannot be carried on; a
+        # rebuild (built aside in the new layout, then swapped in) can still run.
+        self.stale_layout = "partition" not in tx.columns(POLICIES_TABLE)
 
     def drop(self, tx: ViewTransaction) -> None:
         super().drop(tx)
         drop_meta(tx, self.name)
 
     def merge(self, tx: ViewTransaction, source: str) -> None:
-        # A finding about no one comes from an event about no one: every share has it,
-        # naming its own partition's copy. Keep the first share's, as for keyed tables.
+        # A finding about no one, and an incident's opening, come from an event about no
+        # one: every share has them, naming its own lowest partition's copy. Keep the
+        # lowest partition's of all, as one process reading every partition does.
+        # (Registries are keyed by partition: shares hold disjoint rows.)
         super().merge(tx, source)
         tx.execute(
-            f"DELETE FROM main.{FINDINGS_TABLE} AS f WHERE f.pseudonym IS NULL AND EXISTS ("
-            f"SELECT 1 FROM main.{FINDINGS_TABLE} AS g WHERE g.pseudonym IS NULL "
-            "AND g.event_id = f.event_id AND g.clause = f.clause AND g.rowid < f.rowid)")
+            f'UPDATE main.{FINDINGS_TABLE} AS f SET partition = s.partition, "offset" = '
+            "s.\"offset\", time = s.time, explanation = s.explanation "
+            f"FROM {source}.{FINDINGS_TABLE} AS s WHERE f.pseudonym IS NULL AND "
+            "s.pseudonym IS NULL AND s.event_id = f.event_id AND s.clause = f.clause "
+            "AND s.partition < f.partition")
+        tx.execute(
+            f'UPDATE main.{INCIDENTS_TABLE} AS f SET partition = s.partition, "offset" = '
+            "s.\"offset\" "
+            f"FROM {source}.{INCIDENTS_TABLE} AS s WHERE s.incident_id = f.incident_id "
+            "AND s.event_id = f.event_id AND s.partition < f.partition")
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
+        if self.stale_layout:
+            raise ConfigurationError(
+                "the findings view was built before registries were kept per partition "
+                "(docs/ordering.md): rebuild it (`pdl rebuild findings`)")
         states = self.cache.begin(tx)
         if self.cache.restarted:
             self.cache.complete = not tx.query(f"SELECT 1 FROM {SUBJECTS_TABLE} LIMIT 1")
         batch = Batch(tx, items, states, self.cache.complete)
         handle = _HANDLERS
+        current = items[0].record.partition if items else -1
         for item in items:
+            partition = item.record.partition
+            if partition != current:
+                batch.enter(partition)
+                current = partition
             handle[item.event.type](batch, item)
         batch.flush()
