@@ -8,16 +8,19 @@ Times come back as ISO 8601 strings (UTC).
 from __future__ import annotations
 
 import difflib
-import heapq
 import json
+import operator
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from consumers.rows import BIT, SENSITIVE_MASK, categories_of, iso, related_mask, to_us
-from consumers.scope import exposed
+from consumers.scope import Hits, hits
 from consumers.views import ViewStore
 from ledger.errors import InvalidInput, NotFound
 from schemas.taxonomy import CATEGORIES, SharingClause, covers, is_policy_sensitive, is_sensitive
@@ -485,76 +488,42 @@ def scope(
         raise ValueError("the window ends before it starts")
     check_limit(limit)
     wanted = category_mask(categories) if categories else None
-    hit = exposed(store, stores, to_us(window_start), to_us(window_end), wanted)
-    people = hit.people()
-    if not people and incident_id is None and check:  # a misspelt store is not "no one"
+    hit = hits(store, stores, to_us(window_start), to_us(window_end), wanted)
+    everyone = len(hit.ids)
+    if not everyone and incident_id is None and check:  # a misspelt store is not "no one"
         check_stores(store, stores)
-    # Counts are computed per distinct mask, not per person: most people share a few.
+    # Counted over arrays, one pass each; per category over the distinct masks (people
+    # share a few), never over Python objects per person.
     records = sensitive_records = 0
-    shapes: Counter[int] = Counter()
-    for masks in hit.per_store.values():
-        shapes = Counter(masks.values())
-        for mask, n in shapes.items():
-            records += mask.bit_count() * n
-            sensitive_records += (mask & SENSITIVE_MASK).bit_count() * n
-    if len(hit.per_store) != 1:  # one store: its people are everyone, counted already
-        shapes = Counter(people.values())
+    for _, masks in hit.per_store.values():
+        records += int(np.bitwise_count(masks).sum())
+        sensitive_records += int(np.bitwise_count(masks & SENSITIVE_MASK).sum())
     per_category: Counter[str] = Counter()
-    sensitive_people = 0
-    for union, n in shapes.items():
+    for union, n in _shapes(hit.union):
         for cat in categories_of(union):
             per_category[cat] += n
-        if union & SENSITIVE_MASK:
-            sensitive_people += n
-    unreachable = len(hit.unreachable)
+    unreachable = int(np.count_nonzero(hit.reach))
     counts: dict[str, Any] = {
-        "people": len(people),
+        "people": everyone,
         "records": records,
-        "reachable": len(people) - unreachable,
+        "reachable": everyone - unreachable,
         "unreachable": unreachable,
         "sensitive_records": sensitive_records,
-        "people_with_sensitive_data": sensitive_people,
+        "people_with_sensitive_data": int(np.count_nonzero(hit.union & SENSITIVE_MASK)),
         "sensitive_categories": {c: n for c, n in sorted(per_category.items())
                                  if BIT[c] & SENSITIVE_MASK},
         "categories": dict(sorted(per_category.items())),
     }
     notified = _notified(store, incident_id) if incident_id else None
     if notified is not None:
-        counts["notified"] = len(notified & people.keys())
-        counts["not_notified"] = len(people) - counts["notified"]
+        counts["notified"] = sum(map(hit.has, notified))
+        counts["not_notified"] = everyone - counts["notified"]
 
-    candidates: Iterable[str] = people if after is None else (p for p in people if p > after)
-    if limit is None:
-        chosen = sorted(candidates)
-    else:
-        chosen = heapq.nsmallest(limit + 1, candidates)
+    chosen = hit.page(after, None if limit is None else limit + 1)
     more = limit is not None and len(chosen) > limit
     if more:
         chosen = chosen[:limit]
-    listed: list[AffectedPerson] = []
-    names = sorted(hit.per_store)
-    # Answers list up to everyone: what depends only on a mask is worked out once per mask
-    # (people share a few), and one store needs no search for where a person was held.
-    shown: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
-    reach_of = hit.unreachable.get
-    only: tuple[str, ...] | None = (names[0],) if len(names) == 1 else None
-    for p in chosen:
-        union = people[p]
-        cats = shown.get(union)
-        if cats is None:
-            cats = shown[union] = (categories_of(union), categories_of(union & SENSITIVE_MASK))
-        where: tuple[str, ...]
-        if only is not None:
-            where, records = only, union.bit_count()
-        else:
-            where = tuple(name for name in names if p in hit.per_store[name])
-            records = sum(hit.per_store[name][p].bit_count() for name in where)
-        reason = _UNREACHABLE.get(reach_of(p, 0))
-        # tuple.__new__: the named tuple's generated __new__ costs ~1 µs per person
-        listed.append(_new_tuple(AffectedPerson, (
-            p, cats[0], cats[1], where, records, reason is None, reason,
-            None if notified is None else p in notified,
-        )))
+    listed = _affected(hit, chosen, notified)
     return Scope(
         stores=tuple(dict.fromkeys(stores)), window_start=window_start.isoformat(),
         window_end=window_end.isoformat(), categories=tuple(categories or ()),
@@ -562,6 +531,50 @@ def scope(
         page={"after": after, "limit": limit, "listed": len(listed),
               "next": listed[-1].pseudonym if more and listed else None},
     )
+
+
+def _shapes(masks: np.ndarray) -> Iterable[tuple[int, int]]:
+    """(mask, how many people have it) for each distinct mask."""
+    if not len(masks):
+        return []
+    masks = np.sort(masks)
+    starts = np.flatnonzero(np.concatenate(([True], masks[1:] != masks[:-1])))
+    sizes = np.diff(np.append(starts, len(masks)))
+    return zip(masks[starts].tolist(), sizes.tolist(), strict=True)
+
+
+def _affected(hit: Hits, at: np.ndarray, notified: set[str] | None) -> list[AffectedPerson]:
+    """The people at positions ``at`` of ``hit``, in that order."""
+    ids = hit.ids[at]
+    people = list(map(hit.names.__getitem__, ids.tolist()))
+    unions = hit.union[at].tolist()
+    reaches = hit.reach[at].tolist()
+    names = sorted(hit.per_store)
+    # Where each person was held and their records there: looked up per store, in arrays.
+    if len(names) == 1:
+        wheres = [(names[0],)] * len(at)
+        records = np.bitwise_count(hit.union[at]).tolist()
+    else:
+        found: list[list[bool]] = []
+        counted = np.zeros(len(at), np.int64)
+        for name in names:
+            store_ids, masks = hit.per_store[name]
+            j = np.minimum(store_ids.searchsorted(ids), max(len(store_ids) - 1, 0))
+            present = (store_ids[j] == ids) if len(store_ids) else np.zeros(len(ids), bool)
+            counted += np.where(present, np.bitwise_count(masks[j]) if len(masks) else 0, 0)
+            found.append(present.tolist())
+        wheres = [tuple(name for name, here in zip(names, row, strict=True) if here)
+                  for row in zip(*found, strict=True)] if len(at) else []
+        records = counted.tolist()
+    # Answers list up to everyone: what depends only on a mask is worked out once per
+    # mask, and each person is one tuple built from columns (no Python work per field).
+    shown = {u: (categories_of(u), categories_of(u & SENSITIVE_MASK)) for u in set(unions)}
+    cats = [shown[u] for u in unions]
+    told: Iterable[bool | None] = (repeat(None) if notified is None
+                                   else map(notified.__contains__, people))
+    return list(map(_new_tuple, repeat(AffectedPerson), zip(
+        people, map(operator.itemgetter(0), cats), map(operator.itemgetter(1), cats), wheres, records,
+        map(operator.not_, reaches), map(_UNREACHABLE.get, reaches), told)))
 
 
 def _notified(store: ViewStore, incident_id: str) -> set[str]:

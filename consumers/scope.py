@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from sys import intern
 from typing import Any, NamedTuple, Protocol
 from weakref import WeakKeyDictionary
+
+import numpy as np
 
 from consumers.projection import Item
 from consumers.rows import (
@@ -464,11 +467,86 @@ class Exposure(NamedTuple):
         return union
 
 
+class Hits(NamedTuple):
+    """An ``Exposure`` as arrays, for answers naming many people (``queries.scope``).
+
+    People are numbers: ``names[i]`` is person i's pseudonym, ``id_of`` the reverse, and
+    numbers below ``ordered`` follow pseudonym order (those above it do not: people an
+    index met after it last numbered everyone). ``ids`` ascend; ``union`` (every category
+    exposed in any of the stores, a mask) and ``reach`` (0 reachable, 1 data key
+    destroyed, 2 no contact data held) align with them. ``per_store`` maps each store to
+    (its people's numbers ascending, the categories exposed there).
+    """
+
+    ids: np.ndarray
+    union: np.ndarray
+    reach: np.ndarray
+    per_store: dict[str, tuple[np.ndarray, np.ndarray]]
+    names: Sequence[str]
+    ordered: int
+    id_of: Mapping[str, int]
+
+    def has(self, pseudonym: str) -> bool:
+        """Whether ``pseudonym`` is among the people exposed."""
+        i = self.id_of.get(pseudonym)
+        if i is None:
+            return False
+        j = int(self.ids.searchsorted(i))
+        return j < len(self.ids) and int(self.ids[j]) == i
+
+    def page(self, after: str | None, count: int | None) -> np.ndarray:
+        """Positions in ``ids`` of the first ``count`` people (every one: None) whose
+        pseudonym sorts after ``after`` (from the first: None), in pseudonym order."""
+        ids, names = self.ids, self.names
+        split = int(ids.searchsorted(self.ordered))  # ids[:split] are in pseudonym order
+        lo = 0 if after is None else int(ids.searchsorted(
+            bisect_right(names, after, 0, self.ordered)))
+        hi = split if count is None else min(split, lo + count)
+        if split == len(ids):
+            return np.arange(lo, max(lo, hi), dtype=np.intp)
+        rest = [(names[i], k) for k, i in enumerate(ids[split:].tolist(), split)
+                if after is None or names[i] > after]
+        merged = sorted([(names[i], k) for k, i in enumerate(ids[lo:hi].tolist(), lo)] + rest)
+        return np.array([k for _, k in merged[:count]], dtype=np.intp)
+
+    def exposure(self) -> Exposure:
+        """The same answer as dicts keyed by pseudonym."""
+        names = self.names
+        per_store = {store: dict(zip([names[i] for i in ids.tolist()], masks.tolist(),
+                                     strict=True))
+                     for store, (ids, masks) in self.per_store.items()}
+        away = np.flatnonzero(self.reach)
+        unreachable = dict(zip([names[i] for i in self.ids[away].tolist()],
+                               self.reach[away].tolist(), strict=True))
+        return Exposure(per_store, unreachable)
+
+
+def hits_of(exposure: Exposure) -> Hits:
+    """``exposure`` as ``Hits``, its people numbered in pseudonym order."""
+    people = exposure.people()
+    names = sorted(people)
+    id_of = {p: i for i, p in enumerate(names)}
+    n = len(names)
+    per_store: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for store, masks in exposure.per_store.items():
+        pairs = sorted((id_of[p], m) for p, m in masks.items())
+        per_store[store] = (np.fromiter((i for i, _ in pairs), np.int64, len(pairs)),
+                            np.fromiter((m for _, m in pairs), np.int64, len(pairs)))
+    away = exposure.unreachable
+    return Hits(np.arange(n, dtype=np.int64),
+                np.fromiter((people[p] for p in names), np.int64, n),
+                np.fromiter((away.get(p, 0) for p in names), np.int8, n),
+                per_store, names, n, id_of)
+
+
 class ExposureIndex(Protocol):
     """Answers ``exposed`` for one view store (``consumers.scope_index.ScopeIndex``)."""
 
     def exposed(self, stores: Iterable[str], window_start: int, window_end: int,
                 categories: int | None = None) -> Exposure: ...
+
+    def hits(self, stores: Iterable[str], window_start: int, window_end: int,
+             categories: int | None = None) -> Hits: ...
 
 
 #: view store -> the index attached to it (``ScopeIndex.attach``)
@@ -490,6 +568,18 @@ def exposed(
     if index is not None:
         return index.exposed(stores, window_start, window_end, categories)
     return exposed_sql(store, stores, window_start, window_end, categories)
+
+
+def hits(
+    store: ViewStore, stores: Iterable[str], window_start: int, window_end: int,
+    categories: int | None = None,
+) -> Hits:
+    """``exposed`` as arrays (see ``Hits``): from the attached ``ScopeIndex`` if any,
+    without a Python object per person; else from SQL."""
+    index = _INDEXES.get(store)
+    if index is not None:
+        return index.hits(stores, window_start, window_end, categories)
+    return hits_of(exposed_sql(store, stores, window_start, window_end, categories))
 
 
 def exposed_sql(

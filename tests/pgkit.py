@@ -82,9 +82,11 @@ class PostgresServer:
         if self._as:
             shutil.chown(self.root, "postgres", "postgres")
             shutil.chown(self.socket_dir, "postgres", "postgres")
-        init = self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", USER,
-                         "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync")
-        if init.returncode != 0:
+        init = None
+        if not (self.data / "PG_VERSION").exists():  # a cluster kept from a run (bench/)
+            init = self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", USER,
+                             "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync")
+        if init is not None and init.returncode != 0:
             raise RuntimeError(f"initdb failed: {init.stdout}{init.stderr}")
         # Durability off: a test server's data is thrown away; the ledger's own guarantees
         # are transactional, which these settings do not weaken.

@@ -164,21 +164,33 @@ def test_segments_that_go_are_skipped_then_compacted_away() -> None:
     """``_Held`` against a dict: set, unset, revive, and compaction past 1,000 gone."""
     rnd = random.Random(9)
     held = _Held()
-    model: dict[tuple[str, int], int] = {}
-    for step in range(12_000):
-        person, since = f"p{rnd.randrange(400)}", rnd.randrange(60) * 1000
-        mask = 0 if step > 4000 and rnd.random() < 0.6 else rnd.randrange(1, 64)
-        held.set(person, since, mask)
-        if mask:
-            model[(person, since)] = mask
-        else:
-            model.pop((person, since), None)
-    alive = {(p, t): m for t, p, m in zip(held.times, held.people, held.masks, strict=True)
-             if m}
-    assert alive == model
-    assert list(held.times) == sorted(held.times)
-    assert held.dead == sum(1 for m in held.masks if not m)
-    assert held.dead * 4 <= len(held.times) or held.dead <= 1000
+    model: dict[tuple[int, int], int] = {}
+    for _ in range(60):
+        batch: dict[tuple[int, int], int] = {}
+        for _ in range(200):
+            person, since = rnd.randrange(400), rnd.randrange(60) * 1000
+            mask = 0 if len(model) > 1500 and rnd.random() < 0.6 else rnd.randrange(1, 64)
+            batch[(person, since)] = mask
+            if mask:
+                model[(person, since)] = mask
+            else:
+                model.pop((person, since), None)
+        held.update(batch)
+        alive = {(p, t): m for t, p, m in zip(held.times.tolist(), held.pids.tolist(),
+                                              held.masks.tolist(), strict=True) if m}
+        assert alive == model
+        assert list(held.times) == sorted(held.times)
+        for end in (-1, 0, 17_000, 30_500, 59_000, 10**9):  # one entry per person, OR-ed
+            people, masks = held.exposed(end)
+            assert len(people) == len(set(people.tolist()))
+            want: dict[int, int] = {}
+            for (p, t), m in model.items():
+                if t <= end:
+                    want[p] = want.get(p, 0) | m
+            assert {p: m for p, m in zip(people.tolist(), masks.tolist(), strict=True)
+                    if m} == want
+        assert held.dead == int((held.masks == 0).sum())
+        assert held.dead * 4 <= len(held.times) or held.dead <= 1000
 
 
 def test_finer_span_classes_nest_in_the_sql_ones() -> None:
@@ -225,3 +237,137 @@ def test_holdings_views_get_a_new_generation_on_each_build(tmp_path: Path) -> No
     finally:
         store.close()
         log.close()
+
+
+# --- whole answers at size: the arrays' paths, renumbering, edges ----------------------
+
+SIZE_CATS = [EMAIL := "user.contact.email", "user.contact.phone_number",
+             "user.financial.bank_account", "user.device.ip_address", "user.biometric.face"]
+
+
+def _many_people(rnd: random.Random, people: list[str], first: int) -> list[dict[str, Any]]:
+    """Collections and erasures of ``people`` in a big store (everyone), a small one (a few),
+    a backup, and a store whose every holding ended on day 2 ("gone-db")."""
+    out: list[dict[str, Any]] = []
+    for i, p in enumerate(people):
+        t = at(first + rnd.random() * 30)
+        out.append(collected(p, t, rnd.sample(SIZE_CATS, rnd.randint(1, 3)), "big-db",
+                             backups=["big-backup"] if i % 3 == 0 else []))
+        if rnd.random() < 0.6:  # a second segment later, maybe new categories
+            out.append(collected(p, t + timedelta(days=rnd.random() * 20),
+                                 rnd.sample(SIZE_CATS, 2), "big-db"))
+        if rnd.random() < 0.4:
+            out.append(erased(p, t + timedelta(days=rnd.random() * 40),
+                              [rnd.choice(["user", "user.contact", *SIZE_CATS])],
+                              ["big-db", "big-backup"],
+                              "crypto_shredded" if rnd.random() < 0.1 else "erased"))
+        if i % 97 == 0:  # a few people, several segments each (held and ended)
+            t = at(first + rnd.random() * 30)
+            out.append(collected(p, t, [EMAIL], "small-db"))
+            out.append(collected(p, t + timedelta(days=1), ["user.device.ip_address"],
+                                 "small-db"))
+            out.append(erased(p, t + timedelta(days=2), [EMAIL], ["small-db"]))
+            out.append(collected(p, t + timedelta(days=3), [EMAIL], "small-db"))
+        if i % 50 == 0 and first == 0:
+            out.append(collected(p, at(0.5), [EMAIL], "gone-db"))
+            out.append(erased(p, at(2), ["user"], ["gone-db"]))
+    out.sort(key=lambda e: e["time"])
+    return out
+
+
+def _questions(rnd: random.Random, times: list[int]) -> list[dict[str, Any]]:
+    stores = [["big-db"], ["small-db"], ["gone-db"], ["big-db", "big-backup"],
+              ["small-db", "big-db", "gone-db"], ["big-backup"]]
+    out = []
+    for _ in range(24):
+        # windows starting or ending at the very microsecond of an event: edges count
+        start = rnd.choice(times) + rnd.choice([0, 0, -1, 1])
+        end = start + rnd.choice([0, 1, 3_600_000_000, 5 * 86_400_000_000, 10**15])
+        out.append({"stores": rnd.choice(stores), "start": start, "end": end,
+                    "categories": rnd.choice([None, None, [EMAIL], ["user.financial"]]),
+                    "limit": rnd.choice([None, 0, 1, 25]),
+                    "after": rnd.choice([None, None, "p_5", "p_a"])})
+    return out
+
+
+def _answers(views: ViewStore, questions: list[dict[str, Any]]) -> list[Any]:
+    from datetime import UTC, datetime
+
+    from consumers import queries
+
+    def when(us: int) -> datetime:
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+    out: list[Any] = []
+    for q in questions:
+        answer = queries.scope(views, q["stores"], when(q["start"]), when(q["end"]),
+                               q["categories"], limit=q["limit"], after=q["after"])
+        pages = [answer.as_dict()]
+        while q["limit"] and pages[-1]["page"]["next"] and len(pages) < 4:  # walk on
+            pages.append(queries.scope(
+                views, q["stores"], when(q["start"]), when(q["end"]), q["categories"],
+                limit=q["limit"], after=pages[-1]["page"]["next"]).as_dict())
+        out.append(pages)
+    return out
+
+
+def test_whole_answers_from_the_index_equal_sql_with_many_people(view_store: ViewStore,
+                                                                 tmp_path: Path) -> None:
+    """Thousands of people, so that the small stores take the sort path and the big ones
+    the scratch path; people arriving in a catch-up, numbered out of order and then
+    renumbered; windows on the edges; a store whose holdings all ended before; the
+    counts, every page and every field compared with SQL's."""
+    from consumers import scope_index as index_module
+
+    rnd = random.Random(5)
+    people = [f"p_{rnd.getrandbits(40):010x}" for _ in range(1500)]
+    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+    try:
+        events = _many_people(rnd, people[:1200], 0)
+        log_events(log, events)
+        runner = ProjectionRunner(log, view_store, [HoldingsProjection()], batch_size=500)
+        runner.run()
+        times = sorted({to_us(at(0)), *(to_us(_parse(e["time"])) for e in events)})
+        questions = _questions(rnd, times)
+        sql = _answers(view_store, questions)
+        assert any(page[0]["counts"]["people"] == 0 for page in sql)  # gone-db, or none
+        assert any(page[0]["counts"]["people"] > 300 for page in sql)
+        index = ScopeIndex.attach(view_store)
+        try:
+            assert _answers(view_store, questions) == sql
+            assert (index.loads, index.renumbered) == (1, 1)
+
+            # 300 people more, caught up from the journal: numbered after everyone
+            log_events(log, _many_people(rnd, people[1200:], 15))
+            runner.run()
+            ScopeIndex.detach(view_store)
+            sql = _answers(view_store, questions)
+            scope_module._INDEXES[view_store] = index
+            assert _answers(view_store, questions) == sql
+            assert (index.loads, index.catch_ups, index.renumbered) == (1, 1, 1)
+            assert index._ordered == 1200 < len(index._names)  # noqa: SLF001
+
+            # ... until there are too many of them: everyone is renumbered
+            kept = index_module._UNORDERED_MIN
+            index_module._UNORDERED_MIN = 10
+            try:
+                log_events(log, [collected(people[-1], at(50), [EMAIL], "small-db")])
+                runner.run()
+                ScopeIndex.detach(view_store)
+                sql = _answers(view_store, questions)
+                scope_module._INDEXES[view_store] = index
+                assert _answers(view_store, questions) == sql
+            finally:
+                index_module._UNORDERED_MIN = kept
+            assert (index.loads, index.renumbered) == (1, 2)
+            assert index._names == sorted(index._names)  # noqa: SLF001
+        finally:
+            ScopeIndex.detach(view_store)
+    finally:
+        log.close()
+
+
+def _parse(text: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
