@@ -710,13 +710,10 @@ class KafkaEventLog(EventLog):
     def _log_record(self, record: ConsumerRecord) -> LogRecord:
         # A record written by something other than the ledger may have no headers; it is
         # returned anyway (projections report an undecodable payload as a bad record).
-        event_id = event_type = b""
-        headers = record.headers or ()
-        for name, value in headers:
-            if name == HEADER_EVENT_ID:
-                event_id = value or b""
-            elif name == HEADER_EVENT_TYPE:
-                event_type = value or b""
+        headers = record.headers or []
+        named = dict(headers)  # the last of a repeated name, as a loop over them would
+        event_id = named.get(HEADER_EVENT_ID) or b""
+        event_type = named.get(HEADER_EVENT_TYPE) or b""
         # A record in binary mode (the ledger's own since envelope 2) is put back together;
         # one without ce_* headers is the stored form already.
         payload = (from_kafka(headers, record.value) if len(headers) > 2 else None) \

@@ -77,13 +77,68 @@ def _json_value(name: str, raw: bytes) -> bytes:
     return json.dumps(raw.decode("utf-8", "replace"), ensure_ascii=False).encode()
 
 
+#: Header names of a record, in order -> how its event is put back together (``_layout``).
+_LAYOUTS: dict[tuple[str, ...], tuple[tuple[int, ...], tuple[int, ...], list[bytes]] | None] = {}
+#: Layouts remembered at most (a producer writing odd headers cannot grow it for ever).
+MAX_LAYOUTS = 1024
+
+
+def _layout(names: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...], list[bytes]] | None:
+    """For records with these header names: the positions of the attribute headers, which
+    of those are integers, and the bytes that go around their values (from ``{`` up to
+    ``"data":``); None if the names hold no ``ce_specversion``."""
+    picked = [(i, "ce_datacontenttype" if n == "content-type" else n)
+              for i, n in enumerate(names) if n.startswith("ce_") or n == "content-type"]
+    if not any(n == "ce_specversion" for _, n in picked):
+        return None
+    pieces: list[bytes] = []
+    integers: list[int] = []
+    before = b"{"
+    for k, (_, name) in enumerate(picked):
+        if name in _INTEGERS:
+            integers.append(k)
+            pieces.append(before + _opening(name))
+            before = b","
+        else:
+            pieces.append(before + _opening(name) + b'"')
+            before = b'",'
+    pieces.append(before + b'"data":')
+    return tuple(i for i, _ in picked), tuple(integers), pieces
+
+
 def from_kafka(headers: Iterable[tuple[str, bytes | None]], value: bytes) -> bytes | None:
     """The stored event (structured JSON) of a binary-mode record; None if it is not one.
 
     The inverse of ``to_kafka`` up to key order, built by concatenation: this runs for
-    every record a projection reads, so values needing no JSON escaping (the usual case,
-    checked with one scan of all of them) are quoted as they are.
+    every record a projection reads, so the bytes around the values are made once per
+    set of header names (``_layout``), and values needing no JSON escaping (the usual
+    case, checked with one scan of all of them) are put between them as they are.
     """
+    headers = headers if isinstance(headers, list) else list(headers)
+    names = tuple([h[0] for h in headers])
+    try:
+        layout = _LAYOUTS[names]
+    except KeyError:
+        if len(_LAYOUTS) >= MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        layout = _LAYOUTS[names] = _layout(names)
+    if layout is None:
+        return None
+    at, integers, pieces = layout
+    raws = [headers[i][1] for i in at]
+    if (None in raws or not _PLAIN(b"".join(raws))  # type: ignore[arg-type]
+            or not all(raws[k].isdigit() for k in integers)):  # type: ignore[union-attr]
+        return _from_kafka_escaped(headers, value)
+    parts: list[bytes] = pieces * 2
+    del parts[-1]
+    parts[0::2] = pieces
+    parts[1::2] = raws  # type: ignore[assignment]
+    return b"".join(parts) + (value or b"null") + b"}"
+
+
+def _from_kafka_escaped(headers: Iterable[tuple[str, bytes | None]],
+                        value: bytes) -> bytes | None:
+    """``from_kafka`` for any headers: values escaped as JSON strings where they need it."""
     names: list[str] = []
     raws: list[bytes] = []
     for name, raw in headers:
@@ -92,12 +147,7 @@ def from_kafka(headers: Iterable[tuple[str, bytes | None]], value: bytes) -> byt
             raws.append(raw)
     if "ce_specversion" not in names:
         return None
-    if _PLAIN(b"".join(raws)):
-        body = b",".join(
-            [_opening(n) + (r if n in _INTEGERS and r.isdigit() else b'"' + r + b'"')
-             for n, r in zip(names, raws)])
-    else:
-        body = b",".join([_opening(n) + _json_value(n, r) for n, r in zip(names, raws)])
+    body = b",".join([_opening(n) + _json_value(n, r) for n, r in zip(names, raws)])
     return b"{" + body + b',"data":' + (value or b"null") + b"}"
 
 

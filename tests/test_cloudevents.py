@@ -9,6 +9,9 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from cloudevents.core.bindings import kafka as kafka_binding
 from cloudevents.core.bindings.kafka import KafkaMessage
 from cloudevents.core.formats.json import JSONFormat
@@ -189,3 +192,22 @@ def test_kafka_records_are_binary_mode_cloudevents(settings: Settings,
         attributes = {k: v for k, v in event.get_attributes().items() if k != "partitionkey"}
         attributes["schemaversion"] = int(attributes["schemaversion"])
         assert decode(FORMAT.write(CloudEvent(attributes, event.get_data()))) == stored
+
+
+_HEADER_NAMES = ["ce_specversion", "ce_id", "ce_type", "ce_schemaversion", "content-type",
+                 "pdl-event-id", "ce_subject", "other"]
+_HEADER_VALUES = [b"1.0", b"e1", b"12", b'say "hi"', "é".encode(), None, b"", b"a\\b", b"\n"]
+
+
+@examples(max_examples=400, deadline=None)
+@given(headers=st.lists(st.tuples(st.sampled_from(_HEADER_NAMES),
+                                  st.sampled_from(_HEADER_VALUES)), max_size=7),
+       value=st.sampled_from([b'{"a":1}', b"", None]))
+def test_from_kafka_layouts_give_what_escaping_each_value_gives(
+        headers: list[tuple[str, bytes | None]], value: bytes | None) -> None:
+    from schemas.cloudevents import _from_kafka_escaped, from_kafka
+
+    made = from_kafka(headers, value)  # type: ignore[arg-type]
+    assert made == _from_kafka_escaped(headers, value)  # type: ignore[arg-type]
+    if made is not None:
+        assert json.loads(made)["specversion"] is not None
