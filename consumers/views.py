@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS subject_partitions (
     PRIMARY KEY (log_id, pseudonym, partition)
 );
 """
+#: SQLite's ``applied_events``: the same table without a rowid (its key is its only
+#: index, so a mark is one B-tree insertion, not two; stores made before keep theirs).
+SQLITE_TRACKING_SCHEMA = TRACKING_SCHEMA.replace(
+    "PRIMARY KEY (projection, event_id)\n)", "PRIMARY KEY (projection, event_id)\n) WITHOUT ROWID")
 #: Columns of a quarantine row, in table order.
 QUARANTINE_COLUMNS = ("log_id", "partition", "offset", "event_id", "event_type", "subject",
                       "reason", "payload", "recorded_at", "quarantined_at", "dead_lettered")
@@ -360,6 +364,32 @@ class _SQLiteTransaction(ViewTransaction):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._db.execute(sql, params).fetchall()
 
+    def first_time(self, projection: str, event_ids: Sequence[str]) -> list[bool]:
+        # Usually no id of the batch is marked yet: insert them all without RETURNING (a
+        # row back per id), and if as many rows went in as there are distinct ids, each
+        # is new at its first occurrence. Otherwise undo that (a savepoint) and learn
+        # which ids are new from ``new_ids``.
+        if not event_ids:
+            return []
+        distinct = set(event_ids)
+        db = self._db
+        db.execute("SAVEPOINT first_time")
+        try:
+            added = db.execute(
+                "INSERT OR IGNORE INTO applied_events (projection, event_id) "
+                "SELECT ?, value FROM json_each(?)",
+                (projection, json.dumps(list(event_ids)))).rowcount
+            if added != len(distinct):
+                db.execute("ROLLBACK TO first_time")
+        except BaseException:
+            db.execute("ROLLBACK TO first_time")
+            db.execute("RELEASE first_time")
+            raise
+        db.execute("RELEASE first_time")
+        if added == len(distinct):
+            return first_occurrences(event_ids, distinct)
+        return first_occurrences(event_ids, self.new_ids(projection, event_ids))
+
     def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
         return {row[0] for row in self._db.execute(
             "INSERT OR IGNORE INTO applied_events (projection, event_id) "
@@ -396,7 +426,7 @@ class SQLiteViewStore(ViewStore):
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")
             self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
-            self._db.executescript(TRACKING_SCHEMA)
+            self._db.executescript(SQLITE_TRACKING_SCHEMA)
         except sqlite3.Error as exc:
             raise PersistenceError(f"cannot open the view store at {self.path}: {exc}") from exc
 

@@ -86,6 +86,22 @@ def test_first_times_marks_every_projections_ids_in_one_call(view_store: ViewSto
         store.close()
 
 
+def test_first_time_with_some_ids_marked_already_marks_each_once(view_store: ViewStore) -> None:
+    """An insert that meets ids marked before is undone and made again id by id: no mark
+    lost, none twice, and the answers are those of the fresh ids only."""
+    store = view_store
+    try:
+        with store.transaction() as tx:
+            assert tx.first_time("a", ["e1", "e3"]) == [True, True]
+        with store.transaction() as tx:
+            assert tx.first_time("a", ["e2", "e3", "e4", "e2"]) == [True, False, True, False]
+        rows = store.query("SELECT event_id FROM applied_events WHERE projection = 'a' "
+                           "ORDER BY event_id")
+        assert [r[0] for r in rows] == ["e1", "e2", "e3", "e4"]
+    finally:
+        store.close()
+
+
 def test_positions_reads_every_projection_at_once(view_store: ViewStore) -> None:
     store = view_store
     try:
