@@ -15,8 +15,9 @@ Two parts, each with its baseline measured in the same run:
     every 10,000 records (the default) and when the log is closed. Target: at most 10 %
     slower than off;
   - no tree (``SQLiteEventLog(merkle=False)``): what the whole verifiable log costs.
-  The modes take turns (a round runs each once, in a rotating order) for ``--repeat``
-  rounds (>= 5): medians of events/s and of CPU µs per event, ratios of both.
+  In each of ``--repeat`` rounds (>= 5) the three modes publish side by side into fresh
+  folders, taking turns batch by batch in a rotating order, each batch timed alone:
+  medians of events/s and of CPU µs per event over the rounds, ratios of both.
   Then one event per durable commit (``Ledger.publish([event])``) for ``--single`` events,
   and the append's tree hashing alone (µs per record).
 - **verify** (``--events``, default 200,000: a log written once, checkpoints on): a raw read
@@ -34,6 +35,7 @@ wander; the CPU ratios much less.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -121,6 +123,32 @@ def _publish(lines: Iterable[str], mode: str, keep: Path | None = None) -> tuple
         ledger.close()  # seals the last checkpoint: part of the cost
         wall, cpu = time.perf_counter() - start, _cpu() - cpu
         return n / wall, cpu / n * 1e6
+
+
+def _publish_turns(lines: list[str], first: int) -> dict[str, tuple[float, float]]:
+    """One round: the three modes publish ``lines`` into fresh folders side by side, batch
+    by batch, taking turns in a rotating order; each batch (and each close) is timed alone
+    and added to its mode. Drift on a shared machine then lands on every mode alike within
+    about a batch (~40 ms), instead of on whichever mode ran in a slower second."""
+    wall = dict.fromkeys(MODES, 0.0)
+    cpu = dict.fromkeys(MODES, 0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        ledgers = {m: _ledger(Path(tmp) / m, m) for m in MODES}
+
+        def timed(mode: str, work: Callable[[], object]) -> None:
+            start, c = time.perf_counter(), time.process_time()
+            work()
+            wall[mode] += time.perf_counter() - start
+            cpu[mode] += time.process_time() - c
+
+        for k, batch in enumerate(_batches(lines)):
+            turn = (first + k) % 3
+            for mode in MODES[turn:] + MODES[:turn]:
+                timed(mode, functools.partial(ledgers[mode].publish_lines, batch,
+                                              batch_size=BATCH))
+        for mode in MODES:
+            timed(mode, ledgers[mode].close)  # seals the last checkpoint: part of the cost
+    return {m: (len(lines) / wall[m], cpu[m] / len(lines) * 1e6) for m in MODES}
 
 
 def _batches(lines: Iterable[str]) -> Iterator[list[str]]:
@@ -225,11 +253,12 @@ def main() -> int:
                            "python": platform.python_version(),
                            "sqlite": sqlite3.sqlite_version, "cpus": os.cpu_count(),
                            "load_before": _load()}
-    # Take turns, in a rotating order, so drift on a shared machine hits every mode alike.
+    # Take turns batch by batch, in a rotating order, so drift on a shared machine hits
+    # every mode alike.
     runs: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
     for r in range(args.repeat):
-        for mode in MODES[r % 3:] + MODES[: r % 3]:
-            runs[mode].append(_publish(lines, mode))
+        for mode, figures in _publish_turns(lines, r).items():
+            runs[mode].append(figures)
     singles: dict[str, list[float]] = {m: [] for m in MODES}
     for r in range(args.repeat):
         for mode in MODES[r % 3:] + MODES[: r % 3]:
