@@ -355,18 +355,26 @@ def _at(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def _stepper(steps: argparse._SubParsersAction, id_help: str  # type: ignore[type-arg]
+             ) -> Callable[[str, Callable[[argparse.Namespace], int], str],
+                           argparse.ArgumentParser]:
+    """A maker of one case-file step: its parser with the case id and ``--json``."""
+    def step(name: str, handler: Callable[[argparse.Namespace], int],
+             help: str) -> argparse.ArgumentParser:
+        p = steps.add_parser(name, help=help, description=help)
+        p.add_argument("id", help=id_help)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(handler=handler)
+        return p
+    return step
+
+
 def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore[type-arg]
     """Add ``incident``, ``incidents``, ``request`` and ``requests`` to ``pdl``."""
     inc = add("incident", lambda a: 2, "an incident's case file (6.2.1)", False)
     isub = inc.add_subparsers(dest="incident_command", required=True, metavar="STEP")
 
-    def step(name: str, handler: Callable[[argparse.Namespace], int],
-             help: str) -> argparse.ArgumentParser:
-        p = isub.add_parser(name, help=help, description=help)
-        p.add_argument("id", help="the incident id, e.g. inc-2026-001")
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.set_defaults(handler=handler)
-        return p
+    step = _stepper(isub, "the incident id, e.g. inc-2026-001")
 
     p = step("open", cmd_incident_open, "open a case file for a new incident")
     p.add_argument("--description", required=True, help="what happened")
@@ -404,18 +412,20 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p = _at(step("announce", cmd_incident_announce,
                  "record the public announcement (公告) for the people who cannot be reached"))
     p.add_argument("--channel", required=True, help="where it was published, e.g. website")
-    for name, field, help in (
-            ("contingency", "--plan", "record that the contingency plan (应急预案) was started"),
-            ("contain", "--measures", "record that the incident's spread was stopped (what was "
-                                      "done)"),
-            ("advise", "--channel", "record that security advice (安全处理建议) was given to "
-                                    "the people affected")):
-        p = _at(step(name, cmd_incident_respond, help + " (6.2.1)"))
-        p.add_argument(field, dest="detail", required=True, metavar=field[2:].upper(),
-                       help={"--plan": "the plan started, e.g. its document reference",
-                             "--measures": "what stopped the spread",
-                             "--channel": "how it was given, e.g. email"}[field])
-        p.set_defaults(step={"contain": "contained", "advise": "advice"}.get(name, name))
+    for name, recorded, option, what, detail in (
+            ("contingency", "contingency", "--plan",
+             "record that the contingency plan (应急预案) was started",
+             "the plan started, e.g. its document reference"),
+            ("contain", "contained", "--measures",
+             "record that the incident's spread was stopped (what was done)",
+             "what stopped the spread"),
+            ("advise", "advice", "--channel",
+             "record that security advice (安全处理建议) was given to the people affected",
+             "how it was given, e.g. email")):
+        p = _at(step(name, cmd_incident_respond, what + " (6.2.1)"))
+        p.add_argument(option, dest="detail", required=True, metavar=option[2:].upper(),
+                       help=detail)
+        p.set_defaults(step=recorded)
     _at(step("close", cmd_incident_close,
              "close the case (refused while a report is neither filed nor exempted)"))
     p = step("status", cmd_incident_status,
@@ -440,11 +450,9 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
 
     def rstep(name: str, handler: Callable[[argparse.Namespace], int],
               help: str) -> argparse.ArgumentParser:
-        p = rsub.add_parser(name, help=help, description=help)
-        p.add_argument("id", help="the request id")
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.set_defaults(handler=handler)
-        return _at(p)
+        return _at(request_step(name, handler, help))
+
+    request_step = _stepper(rsub, "the request id")
 
     p = rstep("open", cmd_request_open, "receive a request (due in LEDGER_REQUEST_DEADLINE_DAYS)")
     p.add_argument("--subject", required=True, help="the person's identifier (pseudonymised)")
