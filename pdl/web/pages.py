@@ -34,8 +34,8 @@ from pdl.web.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, same
 from pdl.web.summary import (
     AuditStableCache,
     FindingsSummaryCache,
+    Judgement,
     KeyedAuditStableCache,
-    minute_of,
 )
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -246,17 +246,18 @@ def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> R
     role = viewer.principal.role
     projections = service.status()
     quarantine = service.quarantine_counts()
-    findings = incidents = reqs = None
+    findings = incidents = reqs = judged = None
     now = datetime.now(UTC)
 
     def answer(views: Any) -> dict[str, Any]:
-        nonlocal findings, incidents
+        nonlocal findings, incidents, judged
         service.catch_up(names=["datamap"])
         days, series = _activity(request).get(service, views, lambda: activity(views))
         if role is Role.COMPLIANCE:
             service.catch_up(names=["findings"])
+            judged = _summaries(request).judgement(service, views, now)
             findings = [{**row, "meaning": CLAUSES.get(row["clause"], "")}
-                        for row in _summaries(request).summary(service, views, now)]
+                        for row in judged.rows]
         if role is Role.RESPONDER:
             service.catch_up(names=["holdings"])
             incidents = [i for i in queries.incidents(views) if not i["closed_at"]]
@@ -269,8 +270,17 @@ def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> R
     case_files = _case_files(request) if viewer.may(DRAFT_ROLES) else None
     return render(request, "overview.html", viewer, projections=projections, quarantine=quarantine,
                   findings=findings, incidents=incidents, requests=reqs, case_files=case_files,
-                  drafts=DRAFT_NAMES,
-                  judged_at=minute_of(now).strftime("%Y-%m-%d %H:%M UTC"), **data)
+                  drafts=DRAFT_NAMES, judged=judged and as_of(judged), **data)
+
+
+def as_of(judged: Judgement) -> dict[str, Any]:
+    """What the overview says of the findings it shows: the log position (records the
+    findings view had read) and the minute the clock rules were judged at, and whether that
+    is current or an earlier answer shown while a fresh one is judged."""
+    return {"current": judged.current, "position": f"{judged.records:,}",
+            "behind": f"{judged.behind:,}",
+            "minute": judged.minute.strftime("%Y-%m-%d %H:%M UTC"),
+            "at": judged.judged.strftime("%H:%M:%S UTC")}
 
 
 def _activity(request: Request) -> AuditStableCache[tuple[list[str], dict[str, list[int]]]]:

@@ -22,6 +22,14 @@ of a minute someone asked for (on a second connection's read snapshot): the firs
 of that minute then finds its answer ready, and reuses it under the same conditions.
 Every page asks under the service's lock, so position and answer cannot drift apart.
 
+Under continuous ingestion every event other than an audit record moves the position, so
+no answer can be reused. The overview then asks ``judgement`` (stale-while-revalidate):
+the cached answer when it is current as above; otherwise the latest answer judged (at an
+earlier position, or an earlier minute), returned marked as not current with the position
+and minute it was judged at, while one background thread judges afresh on a read snapshot
+of a second connection (SQLite views; other stores judge while the request waits). Once
+ingestion stops, the next judgement is current again and equal to a fresh one.
+
 ``AuditStableCache`` keeps any answer computed from some views (the activity chart reads
 the data map and the disclosures) while those views have read only audit records since.
 """
@@ -72,6 +80,8 @@ class _Entry:
     found: list[dict[str, Any]]
     #: clause -> (findings, still open, set of pseudonyms)
     clauses: dict[str, tuple[int, int, set[str]]]
+    #: when the clock rules were judged (wall time)
+    judged: datetime
 
     def rows(self) -> list[dict[str, Any]]:
         """As ``pdl.service.findings_summary`` counts them."""
@@ -90,7 +100,7 @@ class _Entry:
                  ) -> _Entry:
         """This entry at a later ``position``, with the stored findings ``added``."""
         entry = _Entry(self.log_id, self.minute, self.clocks, position, stored, self.found,
-                       dict(self.clauses))
+                       dict(self.clauses), self.judged)
         if added:
             entry.found = sorted([*self.found, *added], key=_order)
             entry.count(added)
@@ -101,6 +111,36 @@ def _order(f: dict[str, Any]) -> tuple[Any, ...]:
     """``list_findings``'s order, on the dicts."""
     return (datetime.fromisoformat(f["time"]), f["partition"], f["offset"], f["clause"],
             f["pseudonym"] or "")
+
+
+def records(position: Position) -> int:
+    """How many records a position stands for (offsets are 0-based, per partition)."""
+    return sum(offset + 1 for offset in position.values())
+
+
+def not_behind(position: Position, other: Position) -> bool:
+    """Whether ``position`` has read at least what ``other`` has, in every partition."""
+    return all(position.get(p, -1) >= o for p, o in other.items())
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A findings summary by clause and what it was judged on: the findings view's log
+    position and the minute of the clock rules. ``current`` only when it equals a fresh
+    judgement of the views as they are now at the minute asked; otherwise it is the latest
+    one judged before, and ``behind`` counts the records the view has read since."""
+
+    rows: list[dict[str, Any]]
+    minute: datetime
+    position: Position
+    judged: datetime
+    current: bool
+    behind: int
+
+    @property
+    def records(self) -> int:
+        """The log position it was judged at, as a count of records."""
+        return records(self.position)
 
 
 class FindingsSummaryCache:
@@ -126,6 +166,81 @@ class FindingsSummaryCache:
         self.computed = 0
         self.reused = 0
         self.prejudged = 0
+        #: stale answers served, and fresh ones judged in the background meanwhile
+        self.stale = 0
+        self.revalidated = 0
+        #: the latest answer judged (at a minute asked for, not one judged ahead)
+        self._latest: _Entry | None = None
+        self._revalidating: threading.Thread | None = None
+
+    def judgement(self, service: QueryService, views: ViewStore, now: datetime
+                  ) -> Judgement:
+        """Stale-while-revalidate: the summary as ``summary`` gives it when the cached one
+        is current; otherwise, if an earlier one exists and the views can be judged in the
+        background, that one marked as not current (and a fresh one judged in the
+        background); otherwise judged while the caller waits."""
+        minute, clocks, position, stored = self._inputs(service, views, now)
+        entry = self._reused(service, views, now, minute, clocks, position, stored)
+        if entry is not None:
+            return self._judgement(entry, position, current=True)
+        log_id = service.ledger.log.log_id
+        with self._lock:
+            candidates = [e for e in (self._latest, self._entries.get(minute))
+                          if e is not None and e.log_id == log_id and e.clocks == clocks
+                          and e.minute <= minute and not_behind(position, e.position)]
+        latest = max(candidates, key=lambda e: (records(e.position), e.minute), default=None)
+        if latest is not None and self._revalidate(service, minute):
+            with self._lock:
+                self.stale += 1
+            return self._judgement(latest, position, current=False)
+        entry = self._judged(service, views, now, minute, clocks)
+        return self._judgement(entry, position, current=True)
+
+    @staticmethod
+    def _judgement(entry: _Entry, position: Position, current: bool) -> Judgement:
+        return Judgement(entry.rows(), entry.minute, dict(entry.position), entry.judged,
+                         current, 0 if current else records(position) - records(entry.position))
+
+    def _revalidate(self, service: QueryService, minute: datetime) -> bool:
+        """Judge ``minute`` afresh in the background (one thread at a time); False if the
+        views cannot be read beside the service's connection."""
+        if not can_read_aside(service):
+            return False
+        with self._lock:
+            if self._revalidating is None or not self._revalidating.is_alive():
+                thread = threading.Thread(target=self._refresh, args=(service, minute),
+                                          name="pdl-web-revalidate", daemon=True)
+                self._revalidating = thread
+                thread.start()
+        return True
+
+    def _refresh(self, service: QueryService, minute: datetime) -> None:
+        entry = self._judge_aside(service, minute)
+        if entry is None:
+            return
+        with self._lock:
+            kept = self._entries.get(minute)
+            if kept is None or not not_behind(kept.position, entry.position):
+                self._entries[minute] = entry
+            self._keep_latest(entry)
+            self.revalidated += 1
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background judgement under way (if any); whether none is left."""
+        with self._lock:
+            thread = self._revalidating
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _keep_latest(self, entry: _Entry) -> None:
+        """(Holding the lock.) Keep ``entry`` as the latest answer if it is."""
+        latest = self._latest
+        if (latest is None or latest.log_id != entry.log_id or latest.clocks != entry.clocks
+                or (entry.minute, records(entry.position))
+                >= (latest.minute, records(latest.position))):
+            self._latest = entry
 
     def summary(self, service: QueryService, views: ViewStore, now: datetime
                 ) -> list[dict[str, Any]]:
@@ -140,11 +255,22 @@ class FindingsSummaryCache:
         return self._entry(service, views, now).found
 
     def _entry(self, service: QueryService, views: ViewStore, now: datetime) -> _Entry:
-        minute = minute_of(now)
-        log = service.ledger.log
-        clocks = tuple(sorted(clock_values(Settings()).items()))
-        position = views.position(FINDINGS, log.log_id)
+        minute, clocks, position, stored = self._inputs(service, views, now)
+        entry = self._reused(service, views, now, minute, clocks, position, stored)
+        return entry if entry is not None else self._judged(service, views, now, minute, clocks)
+
+    @staticmethod
+    def _inputs(service: QueryService, views: ViewStore, now: datetime
+                ) -> tuple[datetime, tuple[tuple[str, int], ...], Position, int]:
+        position = views.position(FINDINGS, service.ledger.log.log_id)
         stored = int(views.query(f"SELECT COUNT(*) FROM {FINDINGS_TABLE}")[0][0])
+        return minute_of(now), tuple(sorted(clock_values(Settings()).items())), position, stored
+
+    def _reused(self, service: QueryService, views: ViewStore, now: datetime,
+                minute: datetime, clocks: tuple[tuple[str, int], ...], position: Position,
+                stored: int) -> _Entry | None:
+        """The cached answer for ``minute``, brought to ``position``, if it still holds."""
+        log = service.ledger.log
         with self._lock:
             for old in [m for m in self._entries if m < minute]:
                 del self._entries[old]
@@ -155,12 +281,19 @@ class FindingsSummaryCache:
                 if entry.stored + len(added) == stored:
                     entry = entry.extended(position, stored, added)
                     self._entries[minute] = entry
+                    self._keep_latest(entry)
                     self.reused += 1
                     self._maybe_prejudge(service, now)
                     return entry
-        entry = judge(views, log.log_id, minute, clocks)
+        return None
+
+    def _judged(self, service: QueryService, views: ViewStore, now: datetime,
+                minute: datetime, clocks: tuple[tuple[str, int], ...]) -> _Entry:
+        """Judged afresh while the caller waits."""
+        entry = judge(views, service.ledger.log.log_id, minute, clocks)
         with self._lock:
             self._entries[minute] = entry
+            self._keep_latest(entry)
             self.computed += 1
             self._maybe_prejudge(service, now)
         return entry
@@ -186,25 +319,34 @@ class FindingsSummaryCache:
             self._timers = []
 
     def _prejudge(self, service: QueryService, minute: datetime) -> None:
+        try:
+            entry = self._judge_aside(service, minute)
+            if entry is not None:
+                with self._lock:
+                    self._entries.setdefault(minute, entry)
+                    self.prejudged += 1
+        finally:
+            with self._lock:
+                self._prejudging.discard(minute)
+
+    @staticmethod
+    def _judge_aside(service: QueryService, minute: datetime) -> _Entry | None:
+        """``minute`` judged on a read snapshot of a second connection to the views (None
+        if there is none, or it failed: a request then judges it itself)."""
         store = None
         try:
             store = side_views(service)
             if store is None:
-                return
+                return None
             clocks = tuple(sorted(clock_values(Settings()).items()))
             with store.snapshot() as views:
-                entry = judge(views, service.ledger.log.log_id, minute, clocks)
-            with self._lock:
-                self._entries.setdefault(minute, entry)
-                self.prejudged += 1
+                return judge(views, service.ledger.log.log_id, minute, clocks)
         except (LedgerError, sqlite3.Error, OSError) as exc:
-            # the request of that minute judges it itself
-            LOG.warning("prejudging the findings summary failed: %s", type(exc).__name__)
+            LOG.warning("judging the findings summary aside failed: %s", type(exc).__name__)
+            return None
         finally:
             if store is not None:
                 store.close()
-            with self._lock:
-                self._prejudging.discard(minute)
 
 
 def judge(views: ViewStore, log_id: str, minute: datetime,
@@ -213,9 +355,16 @@ def judge(views: ViewStore, log_id: str, minute: datetime,
     position = views.position(FINDINGS, log_id)
     stored = int(views.query(f"SELECT COUNT(*) FROM {FINDINGS_TABLE}")[0][0])
     found = QueryService.findings(views, as_of=minute, settings=Settings())
-    entry = _Entry(log_id, minute, clocks, position, stored, found, {})
+    entry = _Entry(log_id, minute, clocks, position, stored, found, {},
+                   datetime.now(minute.tzinfo))
     entry.count(found)
     return entry
+
+
+def can_read_aside(service: QueryService) -> bool:
+    """Whether ``side_views`` can open a second connection to the service's views."""
+    views = service.views
+    return isinstance(views, SQLiteViewStore) and views.path != ":memory:"
 
 
 def side_views(service: QueryService) -> ViewStore | None:
