@@ -23,7 +23,14 @@ from ledger.application import Ledger
 from ledger.principals import Role
 from pdl.service import QueryService, findings_summary
 from pdl.web.pages import TEMPLATES, as_of
-from pdl.web.summary import FindingsSummaryCache, Judgement, minute_of, records
+from pdl.web.summary import (
+    AuditStableCache,
+    FindingsSummaryCache,
+    Judgement,
+    Stamped,
+    minute_of,
+    records,
+)
 from workload import simulate
 
 NOW = datetime(2026, 6, 1, 12, 0, 10, tzinfo=UTC)
@@ -117,6 +124,39 @@ def test_under_ingestion_current_means_fresh_and_stale_is_labelled(
     assert cache.judgement(service, service.views, NOW).current and cache.reused == reused + 1
 
 
+def test_the_activity_chart_under_ingestion(service: QueryService) -> None:
+    from pdl.web.pages import ACTIVITY_VIEWS, activity
+
+    cache: AuditStableCache[Any] = AuditStableCache(ACTIVITY_VIEWS)
+
+    def chart() -> Stamped[Any]:
+        service.catch_up(names=list(ACTIVITY_VIEWS))
+        with service.lock:
+            stamped = cache.latest(service, service.views, activity)
+            if stamped.current:
+                assert stamped.value == activity(service.views) and stamped.behind == 0
+            else:
+                assert stamped.behind > 0 or stamped.positions != {
+                    n: service.views.position(n, service.ledger.log.log_id)
+                    for n in ACTIVITY_VIEWS}
+        return stamped
+
+    assert chart().current
+    publisher = Publisher(service.ledger, list(simulate(15, seed=29)))
+    publisher.start()
+    stale = 0
+    while publisher.is_alive():
+        stale += not chart().current
+        time.sleep(0.02)
+    publisher.join()
+    assert stale >= 1 and cache.stale == stale
+    deadline = time.monotonic() + 60
+    while not chart().current:
+        assert time.monotonic() < deadline, "the chart never became current"
+        cache.wait(10)
+    assert cache.revalidated >= 1
+
+
 def test_a_new_minute_shows_the_last_one_labelled_until_judged(service: QueryService) -> None:
     cache = FindingsSummaryCache(prejudge=False)
     assert cache.judgement(service, service.views, NOW).current
@@ -162,6 +202,7 @@ def test_the_overview_says_when_its_findings_are_not_current(web: WebLive) -> No
     page = compliance.get("/ui/")
     found = AS_OF.search(page.text)
     assert found is not None and found.group(1) == "stale", page.text
+    assert 'id="chart-as-of"' in page.text  # the activity chart: likewise
     words = re.sub(r"<[^>]+>", "", found.group(2))
     assert "Not current, updating" in words and "records have come in since" in words
     # no personal value in the label, nor in any log line of the server
@@ -170,12 +211,17 @@ def test_the_overview_says_when_its_findings_are_not_current(web: WebLive) -> No
     assert not any(ALICE in line or EMAIL in line for line in web.log.lines)
     # ingestion stopped: the page becomes current (the audit records of these reads keep it)
     deadline = time.monotonic() + 60
-    while (found := AS_OF.search(compliance.get("/ui/").text)) and found.group(1) != "current":
+    while True:
+        text = compliance.get("/ui/").text
+        found = AS_OF.search(text)
+        if found and found.group(1) == "current" and 'id="chart-as-of"' not in text:
+            break
         assert time.monotonic() < deadline, "the overview never became current"
         time.sleep(0.2)
     assert found is not None and "Current: as of log position" in found.group(2)
     now = datetime.now(UTC)
     table = compliance.get("/ui/").text
+    assert 'id="chart-as-of"' not in table
     if minute_of(datetime.now(UTC)) == minute_of(now):  # not across a minute's end
         service.catch_up(names=[FINDINGS_VIEW])
         expected = fresh(service, now)

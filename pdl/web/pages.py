@@ -252,7 +252,8 @@ def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> R
     def answer(views: Any) -> dict[str, Any]:
         nonlocal findings, incidents, judged
         service.catch_up(names=["datamap"])
-        days, series = _activity(request).get(service, views, lambda: activity(views))
+        chart = _activity(request).latest(service, views, activity)
+        days, series = chart.value
         if role is Role.COMPLIANCE:
             service.catch_up(names=["findings"])
             judged = _summaries(request).judgement(service, views, now)
@@ -261,7 +262,9 @@ def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> R
         if role is Role.RESPONDER:
             service.catch_up(names=["holdings"])
             incidents = [i for i in queries.incidents(views) if not i["closed_at"]]
-        return {"chart": charts.stacked_bars(days, series, title="Activity per day by kind")}
+        return {"chart": charts.stacked_bars(days, series, title="Activity per day by kind"),
+                "chart_as_of": None if chart.current else
+                {"position": f"{chart.records:,}", "behind": f"{chart.behind:,}"}}
 
     data = read(api, viewer.principal, "dashboard overview", {}, as_of=None,
                 needs="disclosures", answer=answer)

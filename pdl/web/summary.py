@@ -123,6 +123,32 @@ def not_behind(position: Position, other: Position) -> bool:
     return all(position.get(p, -1) >= o for p, o in other.items())
 
 
+class Revalidator:
+    """Runs one background job at a time (a fresh answer judged aside): ``start`` does
+    nothing while one is under way."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self, target: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=target, args=args, name=self.name,
+                                                daemon=True)
+                self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the job under way (if any); whether none is left."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+
 @dataclass(frozen=True)
 class Judgement:
     """A findings summary by clause and what it was judged on: the findings view's log
@@ -171,7 +197,7 @@ class FindingsSummaryCache:
         self.revalidated = 0
         #: the latest answer judged (at a minute asked for, not one judged ahead)
         self._latest: _Entry | None = None
-        self._revalidating: threading.Thread | None = None
+        self._revalidating = Revalidator("pdl-web-revalidate")
 
     def judgement(self, service: QueryService, views: ViewStore, now: datetime
                   ) -> Judgement:
@@ -206,12 +232,7 @@ class FindingsSummaryCache:
         views cannot be read beside the service's connection."""
         if not can_read_aside(service):
             return False
-        with self._lock:
-            if self._revalidating is None or not self._revalidating.is_alive():
-                thread = threading.Thread(target=self._refresh, args=(service, minute),
-                                          name="pdl-web-revalidate", daemon=True)
-                self._revalidating = thread
-                thread.start()
+        self._revalidating.start(self._refresh, service, minute)
         return True
 
     def _refresh(self, service: QueryService, minute: datetime) -> None:
@@ -227,12 +248,7 @@ class FindingsSummaryCache:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the background judgement under way (if any); whether none is left."""
-        with self._lock:
-            thread = self._revalidating
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
+        return self._revalidating.wait(timeout)
 
     def _keep_latest(self, entry: _Entry) -> None:
         """(Holding the lock.) Keep ``entry`` as the latest answer if it is."""
@@ -416,21 +432,80 @@ def only_audit_records(service: QueryService, before: Position, after: Position)
     return True
 
 
+@dataclass(frozen=True)
+class Stamped(Generic[T]):
+    """An answer and the positions of the views it was computed from; ``current`` unless it
+    is an earlier answer shown while a fresh one is computed (``behind``: records the first
+    view has read since)."""
+
+    value: T
+    positions: dict[str, Position]
+    current: bool
+    behind: int
+
+    @property
+    def records(self) -> int:
+        """The first view's log position it was computed at, as a count of records."""
+        return records(next(iter(self.positions.values()), {}))
+
+
 class AuditStableCache(Generic[T]):
     """One answer computed from the views of ``projections``, reused while every record
     those views have read since it was computed is an audit record (which none of them
-    keeps: ``consumers.clock`` and the others skip ``ledger.queried``)."""
+    keeps: ``consumers.clock`` and the others skip ``ledger.queried``).
+
+    ``latest`` adds stale-while-revalidate: when the answer no longer holds, the last one
+    is returned marked as not current while a fresh one is computed in the background."""
 
     def __init__(self, projections: Sequence[str]) -> None:
         self.projections = tuple(projections)
         self._lock = threading.Lock()
         self._entry: tuple[str, dict[str, Position], T] | None = None
+        self._revalidating = Revalidator("pdl-web-revalidate-chart")
         self.computed = 0
         self.reused = 0
+        self.stale = 0
+        self.revalidated = 0
 
     def get(self, service: QueryService, views: ViewStore, compute: Callable[[], T]) -> T:
         """The cached answer if still valid, else ``compute()`` (kept for next time).
         ``views`` must be the service's current views, caught up for ``projections``."""
+        positions, value = self._reused(service, views)
+        if value is not None:
+            return value[0]
+        value = (compute(),)
+        self._keep(service.ledger.log.log_id, positions, value[0], computed=True)
+        return value[0]
+
+    def latest(self, service: QueryService, views: ViewStore,
+               compute: Callable[[ViewStore], T]) -> Stamped[T]:
+        """As ``get``, but an answer no longer valid is returned marked as not current
+        (if the views can be read aside: SQLite) while ``compute`` runs in the background
+        on a read snapshot of a second connection."""
+        positions, value = self._reused(service, views)
+        if value is not None:
+            return Stamped(value[0], positions, True, 0)
+        log_id = service.ledger.log.log_id
+        with self._lock:
+            entry = self._entry
+        if (entry is not None and entry[0] == log_id and can_read_aside(service)
+                and all(not_behind(positions[n], entry[1][n]) for n in self.projections)):
+            self._revalidating.start(self._refresh, service, compute)
+            with self._lock:
+                self.stale += 1
+            first = self.projections[0]
+            return Stamped(entry[2], entry[1], False,
+                           records(positions[first]) - records(entry[1][first]))
+        fresh = compute(views)
+        self._keep(log_id, positions, fresh, computed=True)
+        return Stamped(fresh, positions, True, 0)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background computation under way (if any); whether none is left."""
+        return self._revalidating.wait(timeout)
+
+    def _reused(self, service: QueryService, views: ViewStore
+                ) -> tuple[dict[str, Position], tuple[T] | None]:
         log = service.ledger.log
         positions = {n: views.position(n, log.log_id) for n in self.projections}
         with self._lock:
@@ -440,12 +515,38 @@ class AuditStableCache(Generic[T]):
                     for n in self.projections):
                 self._entry = (log.log_id, positions, entry[2])
                 self.reused += 1
-                return entry[2]
-        value = compute()
+                return positions, (entry[2],)
+        return positions, None
+
+    def _keep(self, log_id: str, positions: dict[str, Position], value: T, *,
+              computed: bool) -> None:
         with self._lock:
-            self._entry = (log.log_id, positions, value)
-            self.computed += 1
-        return value
+            entry = self._entry
+            # an answer computed aside does not replace one computed later in the log
+            if (computed or entry is None or entry[0] != log_id
+                    or not all(not_behind(entry[1][n], positions[n]) for n in self.projections)):
+                self._entry = (log_id, positions, value)
+            if computed:
+                self.computed += 1
+            else:
+                self.revalidated += 1
+
+    def _refresh(self, service: QueryService, compute: Callable[[ViewStore], T]) -> None:
+        store = None
+        log_id = service.ledger.log.log_id
+        try:
+            store = side_views(service)
+            if store is None:
+                return
+            with store.snapshot() as views:
+                positions = {n: views.position(n, log_id) for n in self.projections}
+                value = compute(views)
+            self._keep(log_id, positions, value, computed=False)
+        except (LedgerError, sqlite3.Error, OSError) as exc:
+            LOG.warning("computing a dashboard chart aside failed: %s", type(exc).__name__)
+        finally:
+            if store is not None:
+                store.close()
 
 
 class KeyedAuditStableCache(Generic[T]):
