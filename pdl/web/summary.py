@@ -37,10 +37,13 @@ the data map and the disclosures) while those views have read only audit records
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -198,6 +201,9 @@ class FindingsSummaryCache:
         #: the latest answer judged (at a minute asked for, not one judged ahead)
         self._latest: _Entry | None = None
         self._revalidating = Revalidator("pdl-web-revalidate")
+        #: False: never show an earlier answer, judge while the caller waits (the bench's
+        #: baseline, as before stale-while-revalidate)
+        self.revalidate = True
 
     def judgement(self, service: QueryService, views: ViewStore, now: datetime
                   ) -> Judgement:
@@ -215,7 +221,7 @@ class FindingsSummaryCache:
                           if e is not None and e.log_id == log_id and e.clocks == clocks
                           and e.minute <= minute and not_behind(position, e.position)]
         latest = max(candidates, key=lambda e: (records(e.position), e.minute), default=None)
-        if latest is not None and self._revalidate(service, minute):
+        if latest is not None and self.revalidate and self._revalidate(service, minute):
             with self._lock:
                 self.stale += 1
             return self._judgement(latest, position, current=False)
@@ -347,30 +353,65 @@ class FindingsSummaryCache:
 
     @staticmethod
     def _judge_aside(service: QueryService, minute: datetime) -> _Entry | None:
-        """``minute`` judged on a read snapshot of a second connection to the views (None
-        if there is none, or it failed: a request then judges it itself)."""
-        store = None
+        """``minute`` judged on a read snapshot of the views in the judging process (None
+        if the views are not a SQLite file, or it failed: a request then judges it)."""
+        views = service.views
+        if not isinstance(views, SQLiteViewStore) or views.path == ":memory:":
+            return None
+        settings = Settings()
+        clocks = tuple(sorted(clock_values(settings).items()))
         try:
-            store = side_views(service)
-            if store is None:
-                return None
-            clocks = tuple(sorted(clock_values(Settings()).items()))
-            with store.snapshot() as views:
-                return judge(views, service.ledger.log.log_id, minute, clocks)
-        except (LedgerError, sqlite3.Error, OSError) as exc:
+            return judge_aside(views.path, views.cache_mb, service.ledger.log.log_id, minute,
+                               clocks, settings)
+        except (LedgerError, sqlite3.Error, OSError, BrokenProcessPool) as exc:
             LOG.warning("judging the findings summary aside failed: %s", type(exc).__name__)
             return None
-        finally:
-            if store is not None:
-                store.close()
+
+
+_POOL_LOCK = threading.Lock()
+#: The judging process (one per server process, started at the first judgement aside).
+_POOL: ProcessPoolExecutor | None = None
+
+
+def judge_aside(path: str, cache_mb: int, log_id: str, minute: datetime,
+                clocks: tuple[tuple[str, int], ...], settings: Settings) -> _Entry:
+    """``judge`` in the judging process, on a read snapshot of its own connection to the
+    views at ``path``: the timed rules are Python, and judged in a thread of the server
+    they would hold its interpreter lock for seconds at 1M events, slowing every request
+    meanwhile. A process that died is replaced at the next call."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ProcessPoolExecutor(max_workers=1,
+                                        mp_context=multiprocessing.get_context("spawn"))
+        pool = _POOL
+    try:
+        return pool.submit(judge_file, path, cache_mb, log_id, minute, clocks,
+                           settings).result()
+    except BrokenProcessPool:
+        with _POOL_LOCK:
+            if _POOL is pool:
+                _POOL = None
+        raise
+
+
+def judge_file(path: str, cache_mb: int, log_id: str, minute: datetime,
+               clocks: tuple[tuple[str, int], ...], settings: Settings) -> _Entry:
+    """(In the judging process.) ``judge`` on a read snapshot of the views at ``path``."""
+    store = SQLiteViewStore(path, cache_mb=cache_mb)
+    try:
+        with store.snapshot() as views:
+            return judge(views, log_id, minute, clocks, settings)
+    finally:
+        store.close()
 
 
 def judge(views: ViewStore, log_id: str, minute: datetime,
-          clocks: tuple[tuple[str, int], ...]) -> _Entry:
+          clocks: tuple[tuple[str, int], ...], settings: Settings | None = None) -> _Entry:
     """The findings by clause at ``minute``, with the position and stored rows they saw."""
     position = views.position(FINDINGS, log_id)
     stored = int(views.query(f"SELECT COUNT(*) FROM {FINDINGS_TABLE}")[0][0])
-    found = QueryService.findings(views, as_of=minute, settings=Settings())
+    found = QueryService.findings(views, as_of=minute, settings=settings or Settings())
     entry = _Entry(log_id, minute, clocks, position, stored, found, {},
                    datetime.now(minute.tzinfo))
     entry.count(found)
@@ -462,6 +503,8 @@ class AuditStableCache(Generic[T]):
         self._lock = threading.Lock()
         self._entry: tuple[str, dict[str, Position], T] | None = None
         self._revalidating = Revalidator("pdl-web-revalidate-chart")
+        #: False: never show an earlier answer (as ``FindingsSummaryCache.revalidate``)
+        self.revalidate = True
         self.computed = 0
         self.reused = 0
         self.stale = 0
@@ -488,7 +531,8 @@ class AuditStableCache(Generic[T]):
         log_id = service.ledger.log.log_id
         with self._lock:
             entry = self._entry
-        if (entry is not None and entry[0] == log_id and can_read_aside(service)
+        if (entry is not None and entry[0] == log_id and self.revalidate
+                and can_read_aside(service)
                 and all(not_behind(positions[n], entry[1][n]) for n in self.projections)):
             self._revalidating.start(self._refresh, service, compute)
             with self._lock:
