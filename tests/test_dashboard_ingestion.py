@@ -211,6 +211,10 @@ def test_the_overview_says_when_its_findings_are_not_current(web: WebLive) -> No
     assert ALICE not in page.text and EMAIL not in page.text
     assert re.fullmatch(r"[A-Za-z ,:;/().0-9\-]+", " ".join(words.split())), words
     assert not any(ALICE in line or EMAIL in line for line in web.log.lines)
+    # the findings page likewise (another event: whatever was judged is behind it)
+    service.ledger.publish_lines(list(simulate(2, seed=37)))
+    listing = AS_OF.search(compliance.get("/ui/findings").text)
+    assert listing is not None and listing.group(1) == "stale"
     # ingestion stopped: the page becomes current (the audit records of these reads keep it)
     deadline = time.monotonic() + 60
     while True:
@@ -231,3 +235,23 @@ def test_the_overview_says_when_its_findings_are_not_current(web: WebLive) -> No
                           r"</td><td>(\d+)</td></tr>", table.split('id="findings"')[1])
         assert [(c, int(n), int(o), int(p)) for c, n, o, p in rows] == [
             (r["clause"], r["findings"], r["open"], r["people"]) for r in expected]
+    # the findings page is current too (one judgement serves both)
+    listing = AS_OF.search(compliance.get("/ui/findings").text)
+    assert listing is not None and listing.group(1) == "current"
+
+
+def test_a_failed_judgement_aside_makes_the_next_request_wait_not_stay_stale(
+        service: QueryService, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pdl.web.summary as summary
+
+    def broken(*_: object) -> None:
+        raise OSError("no process")
+
+    monkeypatch.setattr(summary, "side_views", broken)
+    cache = FindingsSummaryCache(prejudge=False)
+    assert cache.judgement(service, service.views, NOW).current
+    later = NOW + timedelta(minutes=1)
+    assert not cache.judgement(service, service.views, later).current
+    assert cache.wait(60)
+    judged = cache.judgement(service, service.views, later)  # judged while waiting
+    assert judged.current and judged.rows == fresh(service, later) and cache.computed == 2

@@ -720,7 +720,8 @@ def findings_page(request: Request, viewer: Annotated[Viewer, page(*FINDINGS_ROL
                   ) -> Response:
     """By clause with the promise (Chinese and English), its meaning and how many are still
     open, a monthly trend, and one clause's findings down to the events (``?clause=``),
-    each open or remedied (7.4), ``?status=`` keeping one or the other."""
+    each open or remedied (7.4), ``?status=`` keeping one or the other. Under ingestion,
+    the last findings judged, labelled as not current while fresh ones are judged."""
     api = state(request)
     clause = _clause_param(request.query_params, ("clause", "status"))
     status = request.query_params.get("status", "") or None
@@ -729,12 +730,13 @@ def findings_page(request: Request, viewer: Annotated[Viewer, page(*FINDINGS_ROL
 
     now = datetime.now(UTC)
 
-    def answer(views: Any) -> list[dict[str, Any]]:
+    def answer(views: Any) -> Judgement:
         api.service.catch_up(names=["findings"])
-        return _summaries(request).findings(api.service, views, now)
+        return _summaries(request).judgement(api.service, views, now)
 
-    found = read(api, viewer.principal, "findings", {"clause": clause, "status": status},
-                 as_of=None, needs="findings", answer=answer)
+    judged = read(api, viewer.principal, "findings", {"clause": clause, "status": status},
+                  as_of=None, needs="findings", answer=answer)
+    found = judged.found
     promises = _promises()
     clauses = [{**row, "meaning": CLAUSES.get(row["clause"], ""),
                 "promise": promises.get(row["clause"], {})}
@@ -746,7 +748,7 @@ def findings_page(request: Request, viewer: Annotated[Viewer, page(*FINDINGS_ROL
     detail = [f for f in found if f["clause"] == clause
               and (status is None or f.get("status", "open") == status)] if clause else None
     return render(request, "findings.html", viewer, clauses=clauses, chart=chart,
-                  clause=clause, shown_status=status, detail=detail,
+                  judged=as_of(judged), clause=clause, shown_status=status, detail=detail,
                   promise=promises.get(clause or "", {}), meaning=CLAUSES.get(clause or "", ""))
 
 

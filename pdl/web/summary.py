@@ -37,13 +37,10 @@ the data map and the disclosures) while those views have read only audit records
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -165,6 +162,9 @@ class Judgement:
     judged: datetime
     current: bool
     behind: int
+    #: every finding it counts, as ``QueryService.findings`` lists them (shared: do not
+    #: change it)
+    found: list[dict[str, Any]]
 
     @property
     def records(self) -> int:
@@ -201,6 +201,9 @@ class FindingsSummaryCache:
         #: the latest answer judged (at a minute asked for, not one judged ahead)
         self._latest: _Entry | None = None
         self._revalidating = Revalidator("pdl-web-revalidate")
+        #: the last judgement aside failed: the next request judges while it waits, so a
+        #: broken background never keeps the page stale
+        self._aside_failed = False
         #: False: never show an earlier answer, judge while the caller waits (the bench's
         #: baseline, as before stale-while-revalidate)
         self.revalidate = True
@@ -221,7 +224,8 @@ class FindingsSummaryCache:
                           if e is not None and e.log_id == log_id and e.clocks == clocks
                           and e.minute <= minute and not_behind(position, e.position)]
         latest = max(candidates, key=lambda e: (records(e.position), e.minute), default=None)
-        if latest is not None and self.revalidate and self._revalidate(service, minute):
+        if (latest is not None and self.revalidate and not self._aside_failed
+                and self._revalidate(service, minute)):
             with self._lock:
                 self.stale += 1
             return self._judgement(latest, position, current=False)
@@ -231,7 +235,8 @@ class FindingsSummaryCache:
     @staticmethod
     def _judgement(entry: _Entry, position: Position, current: bool) -> Judgement:
         return Judgement(entry.rows(), entry.minute, dict(entry.position), entry.judged,
-                         current, 0 if current else records(position) - records(entry.position))
+                         current, 0 if current else records(position) - records(entry.position),
+                         entry.found)
 
     def _revalidate(self, service: QueryService, minute: datetime) -> bool:
         """Judge ``minute`` afresh in the background (one thread at a time); False if the
@@ -244,6 +249,7 @@ class FindingsSummaryCache:
     def _refresh(self, service: QueryService, minute: datetime) -> None:
         entry = self._judge_aside(service, minute)
         if entry is None:
+            self._aside_failed = True
             return
         with self._lock:
             kept = self._entries.get(minute)
@@ -313,6 +319,7 @@ class FindingsSummaryCache:
                 minute: datetime, clocks: tuple[tuple[str, int], ...]) -> _Entry:
         """Judged afresh while the caller waits."""
         entry = judge(views, service.ledger.log.log_id, minute, clocks)
+        self._aside_failed = False
         with self._lock:
             self._entries[minute] = entry
             self._keep_latest(entry)
@@ -353,57 +360,23 @@ class FindingsSummaryCache:
 
     @staticmethod
     def _judge_aside(service: QueryService, minute: datetime) -> _Entry | None:
-        """``minute`` judged on a read snapshot of the views in the judging process (None
-        if the views are not a SQLite file, or it failed: a request then judges it)."""
-        views = service.views
-        if not isinstance(views, SQLiteViewStore) or views.path == ":memory:":
-            return None
-        settings = Settings()
-        clocks = tuple(sorted(clock_values(settings).items()))
+        """``minute`` judged on a read snapshot of a second connection to the views (None
+        if there is none, or it failed: a request then judges it itself)."""
+        store = None
         try:
-            return judge_aside(views.path, views.cache_mb, service.ledger.log.log_id, minute,
-                               clocks, settings)
-        except (LedgerError, sqlite3.Error, OSError, BrokenProcessPool) as exc:
+            store = side_views(service)
+            if store is None:
+                return None
+            settings = Settings()
+            clocks = tuple(sorted(clock_values(settings).items()))
+            with store.snapshot() as views:
+                return judge(views, service.ledger.log.log_id, minute, clocks, settings)
+        except (LedgerError, sqlite3.Error, OSError) as exc:
             LOG.warning("judging the findings summary aside failed: %s", type(exc).__name__)
             return None
-
-
-_POOL_LOCK = threading.Lock()
-#: The judging process (one per server process, started at the first judgement aside).
-_POOL: ProcessPoolExecutor | None = None
-
-
-def judge_aside(path: str, cache_mb: int, log_id: str, minute: datetime,
-                clocks: tuple[tuple[str, int], ...], settings: Settings) -> _Entry:
-    """``judge`` in the judging process, on a read snapshot of its own connection to the
-    views at ``path``: the timed rules are Python, and judged in a thread of the server
-    they would hold its interpreter lock for seconds at 1M events, slowing every request
-    meanwhile. A process that died is replaced at the next call."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ProcessPoolExecutor(max_workers=1,
-                                        mp_context=multiprocessing.get_context("spawn"))
-        pool = _POOL
-    try:
-        return pool.submit(judge_file, path, cache_mb, log_id, minute, clocks,
-                           settings).result()
-    except BrokenProcessPool:
-        with _POOL_LOCK:
-            if _POOL is pool:
-                _POOL = None
-        raise
-
-
-def judge_file(path: str, cache_mb: int, log_id: str, minute: datetime,
-               clocks: tuple[tuple[str, int], ...], settings: Settings) -> _Entry:
-    """(In the judging process.) ``judge`` on a read snapshot of the views at ``path``."""
-    store = SQLiteViewStore(path, cache_mb=cache_mb)
-    try:
-        with store.snapshot() as views:
-            return judge(views, log_id, minute, clocks, settings)
-    finally:
-        store.close()
+        finally:
+            if store is not None:
+                store.close()
 
 
 def judge(views: ViewStore, log_id: str, minute: datetime,
@@ -505,6 +478,7 @@ class AuditStableCache(Generic[T]):
         self._revalidating = Revalidator("pdl-web-revalidate-chart")
         #: False: never show an earlier answer (as ``FindingsSummaryCache.revalidate``)
         self.revalidate = True
+        self._aside_failed = False
         self.computed = 0
         self.reused = 0
         self.stale = 0
@@ -532,7 +506,7 @@ class AuditStableCache(Generic[T]):
         with self._lock:
             entry = self._entry
         if (entry is not None and entry[0] == log_id and self.revalidate
-                and can_read_aside(service)
+                and not self._aside_failed and can_read_aside(service)
                 and all(not_behind(positions[n], entry[1][n]) for n in self.projections)):
             self._revalidating.start(self._refresh, service, compute)
             with self._lock:
@@ -541,6 +515,7 @@ class AuditStableCache(Generic[T]):
             return Stamped(entry[2], entry[1], False,
                            records(positions[first]) - records(entry[1][first]))
         fresh = compute(views)
+        self._aside_failed = False
         self._keep(log_id, positions, fresh, computed=True)
         return Stamped(fresh, positions, True, 0)
 
@@ -587,6 +562,7 @@ class AuditStableCache(Generic[T]):
                 value = compute(views)
             self._keep(log_id, positions, value, computed=False)
         except (LedgerError, sqlite3.Error, OSError) as exc:
+            self._aside_failed = True
             LOG.warning("computing a dashboard chart aside failed: %s", type(exc).__name__)
         finally:
             if store is not None:
