@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 from apikit import publish_sample, sample_settings
+from test_dashboard_summary import fresh, service  # noqa: F401 (a fixture)
 from test_queries_cli import ALICE, EMAIL
 from webkit import WebLive, signed_in, web_server
 
 from ledger.application import Ledger
 from ledger.principals import Role
-from pdl.service import QueryService, findings_summary
+from pdl.service import QueryService
 from pdl.web.pages import TEMPLATES, as_of
 from pdl.web.summary import (
     AuditStableCache,
@@ -35,21 +36,6 @@ from workload import simulate
 
 NOW = datetime(2026, 6, 1, 12, 0, 10, tzinfo=UTC)
 FINDINGS_VIEW = "findings"
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[QueryService]:
-    settings = sample_settings(tmp_path / "data")
-    publish_sample(settings)
-    with Ledger(settings) as ledger:
-        ledger.publish_lines(list(simulate(20, seed=5)))
-    with QueryService(Ledger(settings)) as service:
-        service.catch_up()
-        yield service
-
-
-def fresh(service: QueryService, now: datetime) -> list[dict[str, Any]]:
-    return findings_summary(service.findings(service.views, as_of=minute_of(now)))
 
 
 def label(judged: Judgement) -> str:
