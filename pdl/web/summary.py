@@ -37,7 +37,11 @@ the data map and the disclosures) while those views have read only audit records
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -62,6 +66,8 @@ LOG = logging.getLogger("pdl.web")
 FINDINGS = "findings"
 #: Beyond this many new records, evaluating afresh is cheaper than reading them.
 MAX_SCAN = 20_000
+#: A judgement aside taking longer is given up (the next request judges while it waits).
+JUDGING_TIMEOUT_S = 600
 
 
 def minute_of(now: datetime) -> datetime:
@@ -360,23 +366,31 @@ class FindingsSummaryCache:
 
     @staticmethod
     def _judge_aside(service: QueryService, minute: datetime) -> _Entry | None:
-        """``minute`` judged on a read snapshot of a second connection to the views (None
-        if there is none, or it failed: a request then judges it itself)."""
-        store = None
+        """``minute`` judged in a process of its own (``pdl.web.judging``) on a read
+        snapshot of its own connection to the SQLite views (None if the views are not a
+        SQLite file, or it failed: a request then judges it itself)."""
+        views = service.views
+        if not isinstance(views, SQLiteViewStore) or views.path == ":memory:":
+            return None
+        settings = Settings()
+        clocks = tuple(sorted(clock_values(settings).items()))
+        arguments = (views.path, views.cache_mb, service.ledger.log.log_id, minute, clocks,
+                     settings)
+        # the child imports the same code as this process
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
-            store = side_views(service)
-            if store is None:
-                return None
-            settings = Settings()
-            clocks = tuple(sorted(clock_values(settings).items()))
-            with store.snapshot() as views:
-                return judge(views, service.ledger.log.log_id, minute, clocks, settings)
-        except (LedgerError, sqlite3.Error, OSError) as exc:
+            done = subprocess.run([sys.executable, "-m", "pdl.web.judging"],
+                                  input=pickle.dumps(arguments), capture_output=True,
+                                  env=env, timeout=JUDGING_TIMEOUT_S, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
             LOG.warning("judging the findings summary aside failed: %s", type(exc).__name__)
             return None
-        finally:
-            if store is not None:
-                store.close()
+        if done.returncode != 0:
+            LOG.warning("judging the findings summary aside failed: exit code %d",
+                        done.returncode)
+            return None
+        entry: _Entry = pickle.loads(done.stdout)
+        return entry
 
 
 def judge(views: ViewStore, log_id: str, minute: datetime,
