@@ -10,12 +10,14 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ledger.application import Ledger
+from ledger.principals import Role, SQLitePrincipalStore
 from ledger.settings import Settings, generate_key
 from pdl.api.server import spawned
 from pdl.cli import main
@@ -90,11 +92,9 @@ def test_erase_reaches_a_running_server_and_a_running_publisher(
     settings = Settings.from_env(backend_env)
     with Ledger(settings) as ledger:
         ledger.publish([wire(ALICE, {"user.contact.email": EMAIL})])
-    pdl = [sys.executable, "-m", "pdl.cli"]
-    subprocess.run([*pdl, "principal", "add", "dpo", "--role", "privacy_officer"],
-                   env=backend_env, check=True, capture_output=True)
-    token = subprocess.run([*pdl, "token", "issue", "dpo"], env=backend_env, check=True,
-                           capture_output=True, text=True).stdout.strip()
+    with closing(SQLitePrincipalStore.for_data_dir(settings.data_dir)) as principals:
+        principals.add("dpo", Role.PRIVACY_OFFICER)
+        token = principals.issue("dpo").token
     publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(Path(__file__).parent)],
                                  env=backend_env, stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True)
