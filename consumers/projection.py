@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from schemas import Event, decode
 from schemas.events import PSEUDONYM
 
-from consumers.views import ViewStore, ViewTransaction
+from consumers.views import LEGACY, Mark, ViewStore, ViewTransaction
 from ledger.errors import IntegrityError
 from ledger.persistence import EventLog, LogRecord, Position
 
@@ -99,7 +99,9 @@ class Projection(ABC):
 
     def reset(self, tx: ViewTransaction, *, indexes: bool) -> None:
         """Empty views, as before the first event: tables dropped and made again (query
-        indexes too if ``indexes``), tracking and applied event ids forgotten."""
+        indexes too if ``indexes``), tracking forgotten (and the applied ids of a store
+        made before marks). The marks stay: the projection meets each first copy again
+        and applies it (see ``_first_copies``)."""
         self.drop(tx)
         for table in ("tracking", "applied_events"):
             tx.execute(f"DELETE FROM main.{table} WHERE projection = ?", (self.name,))
@@ -403,6 +405,7 @@ class ProjectionRunner:
                   if i.event.subject and homes.get(i.event.subject) != i.record.partition}
                  if self.log.self_contained_partitions else set())
         split: dict[str, list[int]] = {}
+        marks: dict[str, tuple[int, int]] | None = None
         with self.store.transaction() as tx:
             if bad:
                 tx.quarantine(log_id, bad)
@@ -410,8 +413,9 @@ class ProjectionRunner:
                 split = tx.note_partitions(log_id, moved)
             # Read inside the transaction: another process of the same consumer group may
             # have moved them since we last looked (a rebalance). One read for every
-            # projection, and one statement marking every projection's events applied:
-            # on PostgreSQL each is a round trip, paid while holding the writers' lock.
+            # projection, and one statement marking where each event was first met (for
+            # every projection): on PostgreSQL each is a round trip, paid while holding
+            # the writers' lock.
             positions = tx.positions(log_id)
             plans: list[tuple[Projection, Position, list[Item]]] = []
             for projection in self.projections:
@@ -427,13 +431,11 @@ class ProjectionRunner:
                         and (not topics or i.event.type in topics)
                     ]
                 plans.append((projection, done, mine))
-            if self.dedupe:
-                fresh = tx.first_times({projection.name: _dedupe_keys(projection, mine)
-                                        for projection, _, mine in plans if mine})
+            if self.dedupe and items:
+                marks = _marks(tx, items)
             for projection, done, mine in plans:
-                if self.dedupe and mine:
-                    kept = [i for i, new in zip(mine, fresh[projection.name], strict=True)
-                            if new]
+                if self.dedupe and mine and marks is not None:
+                    kept = _first_copies(tx, projection, mine, marks)
                     stats.duplicates += len(mine) - len(kept)
                     mine = kept
                 if mine:
@@ -478,6 +480,7 @@ class ProjectionRunner:
                 # query indexes come after the replay; one killed before then gets them
                 # back from the next runner's create()
                 p.reset(tx, indexes=False)
+            tx.forget_marks_if_unused()
         kept = self.batch_size
         if batch_size is not None:
             self.batch_size = batch_size
@@ -507,15 +510,68 @@ class ProjectionRunner:
         return out
 
 
-def _dedupe_keys(projection: Projection, items: Sequence[Item]) -> list[str]:
-    """What ``first_time`` marks applied: the event id, or for an event about no one given
-    to a projection with ``registries_per_partition``, the id in its partition (each
-    partition's copy is applied once; a retried publish's second copy in the same
-    partition is still skipped)."""
-    if not projection.registries_per_partition:
-        return [i.event.id or "" for i in items]
-    return [(i.event.id or "") if i.event.subject else f"{i.event.id}@{i.record.partition}"
-            for i in items]
+def _marks(tx: ViewTransaction, items: Sequence[Item]) -> dict[str, tuple[int, int]] | None:
+    """Mark where each event of the batch was first met (``ViewTransaction.mark``): its
+    id, and for an event about no one also ``id@partition`` (what a projection with
+    ``registries_per_partition`` applies once per partition). Returns None if every event
+    is met for the first time, each once (every item is then a first copy), else every
+    key's mark."""
+    rows: dict[str, Mark] = {}
+    plain = True  # every item a person's event, met once in the batch
+    for i in items:
+        event, record = i.event, i.record
+        key = event.id or ""
+        if key in rows:
+            plain = False
+        elif event.subject:
+            rows[key] = (key, record.partition, record.offset, None)
+        else:
+            # an event about no one: its type too, to count the applications a
+            # partition-split rebuild repeats (``repeated_applications``)
+            rows[key] = (key, record.partition, record.offset, event.type)
+        if not event.subject:
+            plain = False
+            local = f"{key}@{record.partition}"
+            if local not in rows:
+                rows[local] = (local, record.partition, record.offset, None)
+    marked = tx.mark(list(rows.values()))
+    if marked is None and plain:
+        return None  # every item is its event's first copy
+    if marked is None:
+        marked = {key: (partition, offset) for key, partition, offset, _ in rows.values()}
+    return marked
+
+
+def _first_copies(tx: ViewTransaction, projection: Projection, mine: list[Item],
+                  marks: dict[str, tuple[int, int]]) -> list[Item]:
+    """The items of ``mine`` the projection applies: those that are their event's first
+    copy, the one its mark names (any other is a retried publish's, or the copy of an
+    event about no one in another partition, or one met again after a redelivery).
+    A projection reset meets every first copy again and applies it; one whose position
+    is past a mark applied that copy before and is not given it again.
+
+    Events marked ``LEGACY`` (applied in a store made before marks) are decided by the
+    projection's own applied ids, as they were then."""
+    per_partition = projection.registries_per_partition
+    kept: list[Item] = []
+    legacy: list[tuple[int, str]] = []
+    for i in mine:
+        event, record = i.event, i.record
+        key = event.id or ""
+        if per_partition and not event.subject:
+            key = f"{key}@{record.partition}"
+        mark = marks[key]
+        if mark[1] == record.offset and mark[0] == record.partition:
+            kept.append(i)
+        elif mark == LEGACY:
+            legacy.append((len(kept), key))
+            kept.append(i)
+    if legacy:
+        fresh = tx.first_time(projection.name, [key for _, key in legacy])
+        for (at, _), new in reversed(list(zip(legacy, fresh, strict=True))):
+            if not new:
+                del kept[at]
+    return kept
 
 
 def _reason(exc: Exception) -> str:
