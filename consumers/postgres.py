@@ -298,29 +298,52 @@ class _PostgresTransaction(ViewTransaction):
                             f"FROM {_ident(_unquote(source))}.{_ident(table)} "
                             "ON CONFLICT DO NOTHING")
 
+    #: The batch's marks as rows (four JSON arrays zipped by the server: quicker to send
+    #: than ``text[]`` arrays).
+    _MARKS = ("SELECT k, p::bigint AS p, o::bigint AS o, t FROM ROWS FROM ("
+              "json_array_elements_text(%s::json), json_array_elements_text(%s::json), "
+              "json_array_elements_text(%s::json), json_array_elements_text(%s::json)) "
+              "AS m(k, p, o, t)")
+
+    def mark(self, marks: Sequence[Mark], shared: Sequence[Mark] = ()
+             ) -> dict[str, tuple[int, int]]:
+        # ONE round trip: the insert, and the marks stored before it (the statement's
+        # snapshot does not see its own insert) that name another position
+        marks = [*marks, *shared]
+        if not marks:
+            return {}
+        rows = self._conn.execute(
+            f"WITH j AS ({self._MARKS}), ins AS ("
+            'INSERT INTO event_marks (event_id, partition, "offset", event_type) '
+            "SELECT k, p, o, t FROM j ON CONFLICT DO NOTHING) "
+            'SELECT m.event_id, m.partition, m."offset" FROM j '
+            "JOIN event_marks AS m ON m.event_id = j.k "
+            'WHERE m.partition <> j.p OR m."offset" <> j.o', _mark_arrays(marks)).fetchall()
+        return {key: (int(partition), int(offset)) for key, partition, offset in rows}
+
     def insert_marks(self, marks: Sequence[Mark]) -> int:
-        # four JSON arrays zipped by the server (quicker to send than text[] arrays); the
-        # row count only: no row back per mark
-        keys, partitions, offsets, types = zip(*marks, strict=True)
         return self.execute(
             'INSERT INTO event_marks (event_id, partition, "offset", event_type) '
-            "SELECT k, p::bigint, o::bigint, t FROM ROWS FROM ("
-            "json_array_elements_text(?::json), json_array_elements_text(?::json), "
-            "json_array_elements_text(?::json), json_array_elements_text(?::json)) "
-            "AS m(k, p, o, t) ON CONFLICT DO NOTHING",
-            (json.dumps(keys), json.dumps(partitions), json.dumps(offsets), json.dumps(types)))
+            f"SELECT k, p, o, t FROM ({self._MARKS.replace('%s', '?')}) AS j "
+            "ON CONFLICT DO NOTHING", _mark_arrays(marks))
 
-    def marks_of(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
-        return {key: (int(partition), int(offset)) for key, partition, offset in self.query(
-            'SELECT event_id, partition, "offset" FROM event_marks '
-            "WHERE event_id IN (SELECT json_array_elements_text(?::json))",
-            (json.dumps(list(keys)),))}
+    def marks_elsewhere(self, marks: Sequence[Mark]) -> dict[str, tuple[int, int]]:
+        rows = self._conn.execute(
+            f'WITH j AS ({self._MARKS}) SELECT m.event_id, m.partition, m."offset" FROM j '
+            "JOIN event_marks AS m ON m.event_id = j.k "
+            'WHERE m.partition <> j.p OR m."offset" <> j.o', _mark_arrays(marks)).fetchall()
+        return {key: (int(partition), int(offset)) for key, partition, offset in rows}
 
     def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
         rows = self._conn.execute(
             "INSERT INTO applied_events (projection, event_id) SELECT %s, unnest(%s::text[]) "
             "ON CONFLICT DO NOTHING RETURNING event_id", (projection, list(event_ids)))
         return {row[0] for row in rows.fetchall()}
+
+
+def _mark_arrays(marks: Sequence[Mark]) -> tuple[str, str, str, str]:
+    keys, partitions, offsets, types = zip(*marks, strict=True)
+    return json.dumps(keys), json.dumps(partitions), json.dumps(offsets), json.dumps(types)
 
 
 class PostgresViewStore(ViewStore):

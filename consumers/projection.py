@@ -405,7 +405,7 @@ class ProjectionRunner:
                   if i.event.subject and homes.get(i.event.subject) != i.record.partition}
                  if self.log.self_contained_partitions else set())
         split: dict[str, list[int]] = {}
-        marks: dict[str, tuple[int, int]] | None = None
+        copies: _Copies | None = None
         with self.store.transaction() as tx:
             if bad:
                 tx.quarantine(log_id, bad)
@@ -432,10 +432,10 @@ class ProjectionRunner:
                     ]
                 plans.append((projection, done, mine))
             if self.dedupe and items:
-                marks = _marks(tx, items)
+                copies = _marks(tx, items)
             for projection, done, mine in plans:
-                if self.dedupe and mine and marks is not None:
-                    kept = _first_copies(tx, projection, mine, marks)
+                if mine and copies is not None:
+                    kept = _first_copies(tx, projection, mine, copies)
                     stats.duplicates += len(mine) - len(kept)
                     mine = kept
                 if mine:
@@ -510,40 +510,79 @@ class ProjectionRunner:
         return out
 
 
-def _marks(tx: ViewTransaction, items: Sequence[Item]) -> dict[str, tuple[int, int]] | None:
+@dataclass(slots=True)
+class _Copies:
+    """Which items of a batch are not their event's first copy (``_marks``): per item
+    (``id``), for a projection that reads the event id alone, and for one that reads an
+    event about no one per partition (``registries_per_partition``); and for each, the
+    items whose key was marked by a store made before marks (``LEGACY``), with the key."""
+
+    later: set[int]
+    later_here: set[int]
+    legacy: dict[int, str]
+    legacy_here: dict[int, str]
+
+
+#: Which projections a key decides for: a person's event id decides for all; for an
+#: event about no one, its id for those reading it once, ``id@partition`` for those
+#: reading it per partition (``registries_per_partition``).
+_ALL, _ONCE, _PER_PARTITION = 0, 1, 2
+
+
+def _marks(tx: ViewTransaction, items: Sequence[Item]) -> _Copies | None:
     """Mark where each event of the batch was first met (``ViewTransaction.mark``): its
     id, and for an event about no one also ``id@partition`` (what a projection with
-    ``registries_per_partition`` applies once per partition). Returns None if every event
-    is met for the first time, each once (every item is then a first copy), else every
-    key's mark."""
+    ``registries_per_partition`` applies once per partition). Returns None if every item
+    is its event's first copy (the usual case: one statement, nothing more to do)."""
     rows: dict[str, Mark] = {}
-    plain = True  # every item a person's event, met once in the batch
+    shared: dict[str, Mark] = {}  # events about no one: few, often met in another partition
+    firsts: dict[str, tuple[Item, int]] = {}
+    repeats: list[tuple[str, Item, int]] = []  # a key met again in the batch
     for i in items:
         event, record = i.event, i.record
         key = event.id or ""
-        if key in rows:
-            plain = False
-        elif event.subject:
-            rows[key] = (key, record.partition, record.offset, None)
-        else:
-            # an event about no one: its type too, to count the applications a
-            # partition-split rebuild repeats (``repeated_applications``)
-            rows[key] = (key, record.partition, record.offset, event.type)
-        if not event.subject:
-            plain = False
-            local = f"{key}@{record.partition}"
-            if local not in rows:
-                rows[local] = (local, record.partition, record.offset, None)
-    marked = tx.mark(list(rows.values()))
-    if marked is None and plain:
-        return None  # every item is its event's first copy
-    if marked is None:
-        marked = {key: (partition, offset) for key, partition, offset, _ in rows.values()}
-    return marked
+        if event.subject:
+            if key in rows:
+                repeats.append((key, i, _ALL))
+            else:
+                rows[key] = (key, record.partition, record.offset, None)
+                firsts[key] = (i, _ALL)
+            continue
+        here = f"{key}@{record.partition}"
+        for k, view, kind in ((key, _ONCE, event.type), (here, _PER_PARTITION, None)):
+            if k in shared or k in rows:
+                repeats.append((k, i, view))
+            else:
+                # the type of an event about no one counts the applications a
+                # partition-split rebuild repeats (``repeated_applications``)
+                shared[k] = (k, record.partition, record.offset, kind)
+                firsts[k] = (i, view)
+    elsewhere = tx.mark(list(rows.values()), list(shared.values()))
+    if not repeats and not elsewhere:
+        return None
+    copies = _Copies(set(), set(), {}, {})
+    first_of = {**rows, **shared}
+    for key, i, view in [*repeats, *((k, *firsts[k]) for k in elsewhere)]:
+        mark = elsewhere.get(key)
+        if mark is None:
+            _, partition, offset, _ = first_of[key]
+            mark = (partition, offset)
+        record = i.record
+        if mark == LEGACY:
+            if view != _PER_PARTITION:
+                copies.legacy[id(i)] = key
+            if view != _ONCE:
+                copies.legacy_here[id(i)] = key
+        elif mark[1] != record.offset or mark[0] != record.partition:
+            if view != _PER_PARTITION:
+                copies.later.add(id(i))
+            if view != _ONCE:
+                copies.later_here.add(id(i))
+    return copies
 
 
 def _first_copies(tx: ViewTransaction, projection: Projection, mine: list[Item],
-                  marks: dict[str, tuple[int, int]]) -> list[Item]:
+                  copies: _Copies) -> list[Item]:
     """The items of ``mine`` the projection applies: those that are their event's first
     copy, the one its mark names (any other is a retried publish's, or the copy of an
     event about no one in another partition, or one met again after a redelivery).
@@ -552,25 +591,19 @@ def _first_copies(tx: ViewTransaction, projection: Projection, mine: list[Item],
 
     Events marked ``LEGACY`` (applied in a store made before marks) are decided by the
     projection's own applied ids, as they were then."""
-    per_partition = projection.registries_per_partition
-    kept: list[Item] = []
-    legacy: list[tuple[int, str]] = []
-    for i in mine:
-        event, record = i.event, i.record
-        key = event.id or ""
-        if per_partition and not event.subject:
-            key = f"{key}@{record.partition}"
-        mark = marks[key]
-        if mark[1] == record.offset and mark[0] == record.partition:
-            kept.append(i)
-        elif mark == LEGACY:
-            legacy.append((len(kept), key))
-            kept.append(i)
+    if projection.registries_per_partition:
+        later, legacy_keys = copies.later_here, copies.legacy_here
+    else:
+        later, legacy_keys = copies.later, copies.legacy
+    if not later and not legacy_keys:
+        return mine
+    kept = [i for i in mine if id(i) not in later]
+    legacy = [(n, legacy_keys[id(i)]) for n, i in enumerate(kept) if id(i) in legacy_keys]
     if legacy:
         fresh = tx.first_time(projection.name, [key for _, key in legacy])
-        for (at, _), new in reversed(list(zip(legacy, fresh, strict=True))):
+        for (n, _), new in reversed(list(zip(legacy, fresh, strict=True))):
             if not new:
-                del kept[at]
+                del kept[n]
     return kept
 
 

@@ -188,20 +188,27 @@ class ViewTransaction(ABC):
                 found.setdefault(person, []).append(int(partition))
         return {person: parts for person, parts in found.items() if len(parts) > 1}
 
-    def mark(self, marks: Sequence[Mark]) -> dict[str, tuple[int, int]] | None:
+    def mark(self, marks: Sequence[Mark], shared: Sequence[Mark] = ()
+             ) -> dict[str, tuple[int, int]]:
         """Mark where each event was first met: each key's (partition, offset), unless the
-        key is marked already (see docs/ordering.md, "Retried copies"). ``marks`` holds
-        each key once. Returns None if every key was new (each mark is then the one
-        given), else every key's mark as it stands (one more statement: a retried copy,
-        a redelivery, a projection meeting again what it was reset from).
+        key is marked already (see docs/ordering.md, "Retried copies"). Each key is given
+        once, in ``marks`` or, for events about no one (copied to every partition, so
+        usually marked already: kept apart to leave ``marks`` its fast path), in
+        ``shared``. Returns the keys marked before at another position than the one
+        given, with their marks (a retried copy, an event about no one met first in
+        another partition, a projection meeting again what it was reset from); a key not
+        returned is marked where given.
 
-        One statement in the usual case, on every backend: the insert, without rows back.
+        The usual case is one statement: the insert, without rows back. SQLite reads the
+        marks elsewhere with one more if some key was marked already; PostgreSQL does
+        it all in one.
         """
-        if not marks:
-            return None
-        if self.insert_marks(marks) == len(marks):
-            return None
-        return self.marks_of([m[0] for m in marks])
+        elsewhere: dict[str, tuple[int, int]] = {}
+        if marks and self.insert_marks(marks) != len(marks):
+            elsewhere = self.marks_elsewhere(marks)
+        if shared and self.insert_marks(shared) != len(shared):
+            elsewhere.update(self.marks_elsewhere(shared))
+        return elsewhere
 
     @abstractmethod
     def insert_marks(self, marks: Sequence[Mark]) -> int:
@@ -209,8 +216,9 @@ class ViewTransaction(ABC):
         many went in."""
 
     @abstractmethod
-    def marks_of(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
-        """The marks of ``keys``, in one statement."""
+    def marks_elsewhere(self, marks: Sequence[Mark]) -> dict[str, tuple[int, int]]:
+        """The stored marks of these keys that name another position than the one given,
+        in one statement."""
 
     def forget_marks_if_unused(self) -> None:
         """Drop every mark once no projection has a position in this store (each one was
@@ -430,10 +438,12 @@ class _SQLiteTransaction(ViewTransaction):
             "SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?)",
             (json.dumps(marks),)).rowcount
 
-    def marks_of(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+    def marks_elsewhere(self, marks: Sequence[Mark]) -> dict[str, tuple[int, int]]:
         return {key: (partition, offset) for key, partition, offset in self._db.execute(
-            'SELECT event_id, partition, "offset" FROM event_marks '
-            "WHERE event_id IN (SELECT value FROM json_each(?))", (json.dumps(list(keys)),))}
+            'SELECT m.event_id, m.partition, m."offset" FROM json_each(?) AS j '
+            "JOIN event_marks AS m ON m.event_id = j.value->>0 "
+            'WHERE m.partition != j.value->>1 OR m."offset" != j.value->>2',
+            (json.dumps(marks),))}
 
     def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
         return {row[0] for row in self._db.execute(

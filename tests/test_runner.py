@@ -70,23 +70,24 @@ def test_first_time_of_more_ids_than_one_query_takes(view_store: ViewStore) -> N
 
 
 def test_marks_keep_where_each_event_was_first_met(view_store: ViewStore) -> None:
-    """``mark``: one insert; None while every key is new, else every key's mark as it
-    stands (the earlier one wins); rolled back with its transaction."""
+    """``mark``: one insert; answers the keys marked before at another position (the
+    earlier mark wins), nothing while every key is new; rolled back with its transaction."""
     store = view_store
     try:
         with store.transaction() as tx:
-            assert tx.mark([("e1", 0, 5, None), ("e2", 1, 7, "policy.published")]) is None
-            assert tx.mark([]) is None
+            assert tx.mark([("e1", 0, 5, None), ("e2", 1, 7, "policy.published")]) == {}
+            assert tx.mark([]) == {}
         with pytest.raises(RuntimeError), store.transaction() as tx:
-            assert tx.mark([("e3", 2, 1, None)]) is None
+            assert tx.mark([("e3", 2, 1, None)]) == {}
             raise RuntimeError("batch failed")
         with store.transaction() as tx:
-            assert tx.mark([("e3", 0, 9, None), ("e1", 3, 50, None), ("e2", 1, 7, None)]) == {
-                "e1": (0, 5), "e2": (1, 7), "e3": (0, 9)}
+            assert tx.mark([("e3", 0, 9, None), ("e1", 3, 50, None), ("e2", 1, 7, None),
+                            ("e4", 0, 5, None)]) == {"e1": (0, 5)}
+            assert tx.mark([("e3", 0, 10, None), ("e1", 0, 5, None)]) == {"e3": (0, 9)}
         rows = store.query('SELECT event_id, partition, "offset", event_type FROM event_marks '
                            "ORDER BY event_id")
         assert [tuple(r) for r in rows] == [("e1", 0, 5, None), ("e2", 1, 7, "policy.published"),
-                                            ("e3", 0, 9, None)]
+                                            ("e3", 0, 9, None), ("e4", 0, 5, None)]
     finally:
         store.close()
 
