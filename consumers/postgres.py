@@ -312,13 +312,16 @@ class _PostgresTransaction(ViewTransaction):
         marks = [*marks, *shared]
         if not marks:
             return {}
+        # (the join runs only if some key was not inserted: a one-time filter)
         rows = self._conn.execute(
             f"WITH j AS ({self._MARKS}), ins AS ("
             'INSERT INTO event_marks (event_id, partition, "offset", event_type) '
-            "SELECT k, p, o, t FROM j ON CONFLICT DO NOTHING) "
+            "SELECT k, p, o, t FROM j ON CONFLICT DO NOTHING RETURNING 1) "
             'SELECT m.event_id, m.partition, m."offset" FROM j '
             "JOIN event_marks AS m ON m.event_id = j.k "
-            'WHERE m.partition <> j.p OR m."offset" <> j.o', _mark_arrays(marks)).fetchall()
+            "WHERE (SELECT count(*) FROM ins) < %s "
+            'AND (m.partition <> j.p OR m."offset" <> j.o)',
+            (*_mark_arrays(marks), len(marks))).fetchall()
         return {key: (int(partition), int(offset)) for key, partition, offset in rows}
 
     def insert_marks(self, marks: Sequence[Mark]) -> int:
