@@ -8,8 +8,8 @@ A view store is a SQL database behind a small interface (``transaction()`` yield
 ``ViewTransaction``), so a second backend (PostgreSQL) plugs in without touching the
 projections. Projections write portable SQL with ``?`` placeholders and ``ON CONFLICT``;
 a backend translates what its dialect spells otherwise (``consumers.postgres``), and
-the statements that differ most (``ViewTransaction.new_ids``) are methods of the
-transaction.
+the statements that differ most (``ViewTransaction.insert_marks``, ``marks_elsewhere``)
+are methods of the transaction.
 """
 
 from __future__ import annotations
