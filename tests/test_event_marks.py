@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -253,14 +252,14 @@ def test_a_store_made_before_marks_keeps_each_projections_applied_ids(
 
 @pytest.mark.parametrize("shares", [[[0, 1], [2, 3]], [[3], [1], [2, 0]]])
 def test_a_split_rebuild_merges_marks_and_counts_what_shares_repeat(
-        shaped: tuple[Parts, Parts], expected: dict[str, Any], tmp_path: Path,
+        shaped: tuple[Parts, Parts], expected: dict[str, Any], make_view_store: MakeStore,
         shares: list[list[int]]) -> None:
     from consumers.parallel import _build
 
     retried, _ = shaped
     log = ShapedLog(retried, round_robin)
     serial = ProjectionRunner(log, SQLiteViewStore(), all_projections(), batch_size=17).run()
-    store = SQLiteViewStore(tmp_path / "views.db")
+    store = make_view_store()
     ProjectionRunner(log, store, all_projections())  # the live views' tables, as always
     places = store.scratch(len(shares))
     assert places is not None
@@ -272,4 +271,16 @@ def test_a_split_rebuild_merges_marks_and_counts_what_shares_repeat(
     _same(views(store), expected)
     assert sum(b.applied for b in built) - repeated == serial.applied
     assert sum(b.duplicates for b in built) + repeated == serial.duplicates
-    store.close()
+
+
+def test_group_members_skip_retried_copies_whoever_reads_them(
+        shaped: tuple[Parts, Parts], expected: dict[str, Any], make_view_store: MakeStore) -> None:
+    """Members of one consumer group, each owning some partitions, apply randomly sized
+    polled batches into one store: the first copy either member meets is applied once."""
+    from test_registry_order import group_members
+
+    retried, _ = shaped
+    base = make_view_store()
+    got = group_members(ShapedLog(retried, round_robin), [[3, 0], [1], [2]], 2,
+                        lambda: _reopen(base))
+    _same(got, expected)
