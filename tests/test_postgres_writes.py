@@ -24,8 +24,9 @@ ON CONFLICT (p, s) DO UPDATE SET held = w.held | excluded.held,
     first_at = least(w.first_at, excluded.first_at), last_at = excluded.last_at,
     note = coalesce(excluded.note, w.note)"""
 #: a table without a key: rows numbered in insertion order (``rowid``)
-LOG = "CREATE TABLE IF NOT EXISTS l (p TEXT NOT NULL, n INTEGER NOT NULL)"
-APPEND = "INSERT INTO l (p, n) VALUES (?, ?)"
+LOG = ("CREATE TABLE IF NOT EXISTS l (p TEXT NOT NULL, n INTEGER NOT NULL, flag INTEGER, "
+       "b BLOB)")
+APPEND = "INSERT INTO l (p, n, flag, b) VALUES (?, ?, ?, ?)"
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,8 @@ rows = st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from("xy"),
                           st.none() | st.sampled_from(["n1", "n2"])), max_size=12)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(rows, min_size=1, max_size=3))
 def test_one_statement_per_round_equals_one_per_row(
         stores: tuple[PostgresViewStore, PostgresViewStore],
@@ -72,13 +74,14 @@ def test_one_statement_per_round_equals_one_per_row(
     for batch in batches:
         with together.transaction() as tx:
             tx.executemany(sql, batch)
-            tx.executemany(APPEND, [(r[0], r[3]) for r in batch])
+            tx.executemany(APPEND, [(r[0], r[3], r[3] > 4, r[0].encode() * r[2])
+                                    for r in batch])
         with one_by_one.transaction() as tx:
             for row in batch:
                 tx.execute(sql, row)
-                tx.execute(APPEND, (row[0], row[3]))
+                tx.execute(APPEND, (row[0], row[3], row[3] > 4, row[0].encode() * row[2]))
     read = "SELECT * FROM w ORDER BY p, s"
     assert together.query(read) == one_by_one.query(read)
     # insertion order kept (the identity column numbers rows as a statement per row does)
-    log = "SELECT p, n FROM l ORDER BY rowid"
+    log = "SELECT p, n, flag, b FROM l ORDER BY rowid"
     assert together.query(log) == one_by_one.query(log)
