@@ -183,7 +183,7 @@ class WriteCache:
         this projection applies); return the entries valid in this transaction."""
         rows = tx.query("SELECT token FROM view_meta WHERE projection = ?", (self.projection,))
         stored = _tokens(rows[0][0] if rows else None)
-        partitions = {str(item.record.partition) for item in items}
+        partitions = [str(p) for p in {item.record.partition for item in items}]
         mine = self._tokens
         self.restarted = ("*" not in stored or stored["*"] != mine.get("*")
                           or any(mine.get(p) != stored.get(p) for p in partitions))
