@@ -130,13 +130,17 @@ def to_postgres(sql: str) -> str:
     return _placeholders(sql)
 
 
-#: ``INSERT INTO t (cols) VALUES (%s, ...)`` and what follows (after ``to_postgres``).
+#: ``INSERT INTO t (cols) VALUES (%s, 0, ...)`` and what follows (after ``to_postgres``).
 _INSERT_VALUES = re.compile(
     r"^\s*INSERT\s+INTO\s+(?P<table>\w+)\s*\((?P<columns>[^)]*)\)\s*VALUES\s*"
-    r"(?P<row>\(\s*%s(?:\s*,\s*%s)*\s*\))(?P<tail>.*)$", re.I | re.S)
+    r"\((?P<values>[^()']*)\)(?P<tail>.*)$", re.I | re.S)
 _CONFLICT = re.compile(
     r"^\s*ON\s+CONFLICT\s*(?:\((?P<target>[^)]*)\))?\s*DO\s+(?P<action>NOTHING|UPDATE)\b",
     re.I | re.S)
+#: A constant in ``VALUES`` the set form can carry as it is: an integer.
+_INTEGER = re.compile(r"-?\d+")
+
+
 @dataclass(frozen=True)
 class _SetInsert:
     """How to send an ``executemany`` of one ``INSERT ... VALUES`` as ONE statement: the
@@ -145,25 +149,30 @@ class _SetInsert:
     and no per-row parameter handling in the client)."""
 
     sql: str
-    names: tuple[str, ...]  # JSON keys: the columns, unquoted
-    #: For ``DO UPDATE``: the positions of the conflict target's columns in a row. Rows of
-    #: one statement must then have distinct keys (a statement may not update a row twice).
+    names: tuple[str, ...]  # JSON keys: the columns given by parameters, unquoted
+    #: For ``DO UPDATE``: the positions (in a row of parameters) of the conflict target's
+    #: columns. A statement may not update a row twice, so rows with one key go in
+    #: successive statements (``_rounds``).
     keys: tuple[int, ...] | None
 
 
 @lru_cache(maxsize=1024)
 def _set_insert(sql: str) -> _SetInsert | None:
     """The one-statement form of a (translated) statement, if it has one that does exactly
-    what running it once per row does: a plain ``INSERT ... VALUES`` of placeholders,
-    optionally ``ON CONFLICT ... DO NOTHING`` or ``DO UPDATE`` without placeholders.
-    Rows are inserted in their order (identity columns grow as they would row by row)."""
+    what running it once per row does: a plain ``INSERT ... VALUES`` of placeholders and
+    integer constants, optionally ``ON CONFLICT ... DO NOTHING`` or ``DO UPDATE`` without
+    placeholders. Rows are inserted in their order (identity columns grow as they would
+    row by row)."""
     m = _INSERT_VALUES.match(sql)
     if m is None or "%s" in m["tail"] or _RETURNING.search(m["tail"]):
         return None
     columns = [c.strip() for c in m["columns"].split(",")]
-    names = tuple(c.strip('"') for c in columns)
-    if m["row"].count("%s") != len(columns):
+    values = [v.strip() for v in m["values"].split(",")]
+    if len(values) != len(columns) or not all(v == "%s" or _INTEGER.fullmatch(v)
+                                              for v in values):
         return None
+    given = [c for c, v in zip(columns, values, strict=True) if v == "%s"]
+    names = tuple(c.strip('"') for c in given)
     tail = m["tail"].strip().rstrip(";")
     keys: tuple[int, ...] | None = None
     if tail:
@@ -174,20 +183,43 @@ def _set_insert(sql: str) -> _SetInsert | None:
             if not conflict["target"]:
                 return None
             target = [c.strip().strip('"') for c in conflict["target"].split(",")]
-            if not set(target) <= set(names):
+            constant = {c.strip('"') for c in columns} - set(names)
+            if not set(target) <= set(names) | constant:
                 return None
-            keys = tuple(names.index(c) for c in target)
+            # a constant column of the key is the same in every row: not compared
+            keys = tuple(names.index(c) for c in target if c in names)
     listed = ", ".join(columns)
+    selected = ", ".join(c if v == "%s" else v for c, v in zip(columns, values, strict=True))
     table = m["table"]
     return _SetInsert(
-        f"INSERT INTO {table} ({listed}) SELECT {listed} FROM "
+        f"INSERT INTO {table} ({listed}) SELECT {selected} FROM "
         f"json_populate_recordset(NULL::{table}, %s::json)" + (" " + tail if tail else ""),
         names, keys)
+
+
+def _rounds(rows: list[Sequence[Any]], keys: tuple[int, ...]) -> list[list[Sequence[Any]]]:
+    """``rows`` split into statements that each update a key at most once: every key's
+    first row, then every key's second row, and so on. Run in that order they do what
+    a statement per row does: a key's rows keep their order, and rows of different keys
+    touch different rows of the table. (Only a key's first row can insert: identity
+    values are still given in the rows' order.)"""
+    rounds: list[list[Sequence[Any]]] = []
+    count: dict[tuple[Any, ...], int] = {}
+    for row in rows:
+        key = tuple([row[k] for k in keys])
+        n = count.get(key, 0)
+        count[key] = n + 1
+        if n == len(rounds):
+            rounds.append([row])
+        else:
+            rounds[n].append(row)
+    return rounds
 
 
 #: Values that reach a column through JSON exactly as through a parameter. Not floats:
 #: a parameter rounds one into an integer column, the JSON text is refused there.
 _JSON_TYPES = (str, int, type(None))
+_PLAIN = frozenset(_JSON_TYPES)
 
 
 def _json_rows(names: tuple[str, ...], rows: list[Sequence[Any]]) -> str:
@@ -195,6 +227,11 @@ def _json_rows(names: tuple[str, ...], rows: list[Sequence[Any]]) -> str:
     booleans as 0/1 (as ``_BoolAsInt``), bytes as ``bytea`` hex. Raises ``TypeError``
     for a value JSON does not carry exactly (a float, any other type: the caller then
     goes row by row)."""
+    if {type(value) for row in rows for value in row} <= _PLAIN:
+        # the usual case: nothing to convert (twice as quick as the loop below)
+        if any(len(row) != len(names) for row in rows):
+            raise ValueError("a row of another length than the statement's")
+        return json.dumps([dict(zip(names, row)) for row in rows], separators=(",", ":"))
     out = []
     for row in rows:
         record = {}
@@ -249,27 +286,25 @@ class _PostgresTransaction(ViewTransaction):
         return max(cur.rowcount, 0)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Rows of an ``INSERT ... VALUES`` go in ONE statement (``_set_insert``) where
-        that does exactly what a statement per row would; anything else row by row,
-        pipelined."""
+        """Rows of an ``INSERT ... VALUES`` go in ONE statement (``_set_insert``), or one
+        per repeat of a conflict key (``_rounds``), where that does exactly what a
+        statement per row would; anything else row by row, pipelined."""
         rows = rows if isinstance(rows, list) else list(rows)
         if not rows:
             return
         pg = to_postgres(sql)
         plan = _set_insert(pg) if len(rows) > 1 else None
-        if plan is not None and plan.keys is not None:
-            keys = plan.keys
-            if len({tuple(row[k] for k in keys) for row in rows}) != len(rows):
-                plan = None  # a key twice: later rows must see earlier ones, row by row
         if plan is not None:
+            rounds = [rows] if plan.keys is None else _rounds(rows, plan.keys)
             try:
-                payload = _json_rows(plan.names, rows)
+                payloads = [_json_rows(plan.names, part) for part in rounds]
             except (TypeError, ValueError):
                 plan = None
         if plan is None:
             self._cur.executemany(pg, rows)
             return
-        self._cur.execute(plan.sql, (payload,))
+        for payload in payloads:
+            self._cur.execute(plan.sql, (payload,))
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn.execute(to_postgres(sql), params or None).fetchall()

@@ -116,7 +116,7 @@ class FindingsProjection(Projection):
             raise ConfigurationError(
                 "the findings view was built before registries were kept per partition "
                 "(docs/ordering.md): rebuild it (`pdl rebuild findings`)")
-        states = self.cache.begin(tx)
+        states = self.cache.begin(tx, items)
         if self.cache.restarted:
             self.cache.complete = not tx.query(f"SELECT 1 FROM {SUBJECTS_TABLE} LIMIT 1")
         batch = Batch(tx, items, states, self.cache.complete)
