@@ -845,6 +845,8 @@ _PLANS: dict[tuple[str, ...], tuple[int | None, int | None, KafkaLayout | None]]
 #: Plans remembered at most (a producer writing odd headers cannot grow it for ever).
 MAX_PLANS = 1024
 _header_name = operator.itemgetter(0)
+#: The last broker time made into a ``datetime`` (milliseconds, the datetime).
+_last_stamp: tuple[int | None, datetime] = (None, EPOCH)
 
 
 def _plan(names: tuple[str, ...]) -> tuple[int | None, int | None, KafkaLayout | None]:
@@ -871,10 +873,10 @@ def _log_records(records: Sequence[ConsumerRecord]) -> list[LogRecord]:
     A record written by something other than the ledger may have no headers; it is
     returned anyway (projections report an undecodable payload as a bad record).
     """
+    global _last_stamp  # noqa: PLW0603 - a pure function's last value, any thread's is right
     out: list[LogRecord] = []
     append = out.append
-    last_ms: int | None = None
-    recorded_at = EPOCH
+    last_ms, recorded_at = _last_stamp
     for record in records:
         headers = record.headers or []
         id_at, type_at, layout = _plan(tuple(map(_header_name, headers)))
@@ -894,4 +896,5 @@ def _log_records(records: Sequence[ConsumerRecord]) -> list[LogRecord]:
             recorded_at=recorded_at,
             payload=payload,
         ))
+    _last_stamp = (last_ms, recorded_at)  # one read of a record at a time reuses it too
     return out
