@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from schemas import Event, decode
 from schemas.events import PSEUDONYM
@@ -30,9 +30,9 @@ logger = logging.getLogger(__name__)
 from ledger.settings import Settings
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One decoded event with where it sits in the log."""
+class Item(NamedTuple):
+    """One decoded event with where it sits in the log (a tuple: one is made per event
+    read, at a fraction of a frozen dataclass's cost)."""
 
     record: LogRecord
     event: Event

@@ -3,7 +3,6 @@ decodes, the query indexes of a rebuild, and the cyclic GC while projecting."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -153,7 +152,7 @@ def _copies(records: list[LogRecord], partitions: int) -> list[LogRecord]:
     retried publish), at offsets of their own, sorted as a consumer hands them over."""
     out = []
     for partition in range(partitions):
-        out.extend(dataclasses.replace(r, partition=partition) for r in records)
+        out.extend(r._replace(partition=partition) for r in records)
     out.sort(key=lambda r: (r.partition, r.offset))
     return out
 
