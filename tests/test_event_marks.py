@@ -12,7 +12,6 @@ transaction markers do).
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +46,7 @@ def with_retries(parts: Parts, seed: int, share: float = 0.15) -> tuple[Parts, P
                 out.append(copy)
                 pending.remove((due, copy))
         out += [copy for _, copy in pending]
-        retried[p] = [dataclasses.replace(r, offset=i) for i, r in enumerate(out)]
+        retried[p] = [r._replace(offset=i) for i, r in enumerate(out)]
     originals = {p: [r for i, r in enumerate(rs) if r.event_id not in
                      {q.event_id for q in rs[:i]}] for p, rs in retried.items()}
     return retried, originals
@@ -208,7 +207,7 @@ def test_a_quarantined_first_copy_leaves_its_retry_to_be_applied(
     p, i = next((p, i) for p, rs in retried.items() for i, (a, b) in enumerate(zip(rs, rs[1:]))
                 if a.event_id == b.event_id and a.event_type == DataCollected.TYPE)
     broken = {q: list(rs) for q, rs in retried.items()}
-    broken[p][i] = dataclasses.replace(broken[p][i], payload=b"{not json")
+    broken[p][i] = broken[p][i]._replace(payload=b"{not json")
     good = {q: [r for r in rs if r is not retried[p][i]] for q, rs in retried.items()}
     once = SQLiteViewStore()
     ProjectionRunner(ShapedLog(good, round_robin), once, all_projections()).run()
@@ -238,7 +237,7 @@ def test_a_store_made_before_marks_keeps_each_projections_applied_ids(
         marks = store.query('SELECT DISTINCT partition, "offset" FROM event_marks')
         assert [tuple(m) for m in marks] == [LEGACY]
         # the same events again further on (a retried publish after the upgrade)
-        later = {p: rs + [dataclasses.replace(r, offset=len(rs) + k) for k, r in enumerate(rs)]
+        later = {p: rs + [r._replace(offset=len(rs) + k) for k, r in enumerate(rs)]
                  for p, rs in retried.items()}
         stats = ProjectionRunner(ShapedLog(later, round_robin), store, all_projections()).run()
         assert stats.applied == 0 and stats.duplicates > 0
