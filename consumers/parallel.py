@@ -47,11 +47,15 @@ from datetime import datetime
 from typing import Any
 
 from consumers.projection import Projection, ProjectionRunner, RunStats
-from consumers.views import ViewStore
+from consumers.views import RebuildOvertaken, ViewStore
 from ledger.errors import IntegrityError, LedgerError
 from ledger.persistence import EventLog
 
 log = logging.getLogger(__name__)
+
+#: Builds before a rebuild overtaken by the live consumer gives up (``RebuildOvertaken``):
+#: each one reads to the log's end anew, past what overtook the one before.
+REBUILD_ATTEMPTS = 3
 
 #: prctl(2) option: the signal a process gets when its parent dies (Linux).
 PR_SET_PDEATHSIG = 1
@@ -187,6 +191,23 @@ def parallel_rebuild(
     of a split by partition overlap (a person's events in two partitions), it says so in
     the log and rebuilds in this process instead.
     """
+    for attempt in range(1, REBUILD_ATTEMPTS + 1):
+        try:
+            return _rebuild_aside(runner, workers, progress, until, batch_size)
+        except RebuildOvertaken as exc:
+            if attempt == REBUILD_ATTEMPTS:
+                raise RebuildOvertaken(
+                    f"{exc} ({REBUILD_ATTEMPTS} attempts): stop `pdl consume` while one "
+                    "projection is rebuilt") from exc
+            log.warning("%s; building again (attempt %d of %d)", exc, attempt + 1,
+                        REBUILD_ATTEMPTS)
+    raise AssertionError("unreachable")
+
+
+def _rebuild_aside(runner: ProjectionRunner, workers: int,
+                   progress: Callable[[int], None] | None, until: datetime | None,
+                   batch_size: int | None) -> RunStats:
+    """One attempt of ``parallel_rebuild``."""
     store = runner.store
     batch = batch_size or runner.batch_size
     if workers > 1 and _workers_can_build(runner):

@@ -65,6 +65,7 @@ from psycopg.pq import Format
 
 from consumers.views import (
     LEGACY_MARKS,
+    check_not_overtaken,
     TRACKING_SCHEMA,
     Mark,
     ViewStore,
@@ -575,6 +576,7 @@ class PostgresViewStore(ViewStore):
                 # a mark here stays: the projections not rebuilt applied its copy
                 tx.execute(f"INSERT INTO {live}.event_marks SELECT * FROM "
                            f"{_ident(source)}.event_marks ON CONFLICT DO NOTHING")
+                check_not_overtaken(tx, live, _ident(source), projections)
                 for table in ("quarantine", "subject_partitions"):
                     tx.execute(f"INSERT INTO {live}.{table} SELECT * FROM "
                                f"{_ident(source)}.{table} ON CONFLICT DO NOTHING")

@@ -95,7 +95,7 @@ class Projection(ABC):
 
     def drop(self, tx: ViewTransaction) -> None:
         for table in self.tables:
-            tx.execute(f"DROP TABLE IF EXISTS {table}")
+            tx.execute(f"DROP TABLE IF EXISTS main.{table}")
 
     def reset(self, tx: ViewTransaction, *, indexes: bool) -> None:
         """Empty views, as before the first event: tables dropped and made again (query

@@ -399,6 +399,32 @@ def merge_share(tx: ViewTransaction, projections: Sequence[Any], source: str,
     return repeated
 
 
+class RebuildOvertaken(OperationalError):
+    """A rebuild built aside cannot be swapped in as it stands: while it was built, the
+    live consumer marked the first copy of an event the rebuild applied at another copy,
+    at a position the rebuilt projections have not passed (they would apply it twice).
+    Nothing changed; building again reads past that position (``parallel_rebuild`` does)."""
+
+
+def check_not_overtaken(tx: ViewTransaction, live: str, source: str,
+                        projections: Sequence[Any]) -> None:
+    """Raise ``RebuildOvertaken`` if a mark kept from the live store ``live`` names another
+    copy than the one the rebuild ``source`` met, beyond the position a rebuilt projection
+    now holds in that partition (read from ``live``'s tracking, after the swap's copy).
+    Marks the rebuilt projections already passed are harmless: they never meet them again."""
+    for p in projections:
+        if tx.query(
+                f"SELECT 1 FROM {source}.event_marks s JOIN {live}.event_marks m "
+                "ON m.event_id = s.event_id "
+                'WHERE (m.partition <> s.partition OR m."offset" <> s."offset") '
+                'AND m."offset" > COALESCE((SELECT max(t."offset") FROM '
+                f"{live}.tracking t WHERE t.projection = ? AND t.partition = m.partition), -1) "
+                "LIMIT 1", (p.name,)):
+            raise RebuildOvertaken(
+                f"the rebuild of {p.name} was overtaken by the live consumer (an event's first "
+                "copy marked past the rebuild's end); the views are unchanged")
+
+
 def repeated_applications(tx: ViewTransaction, projections: Sequence[Any], source: str,
                           earlier: Sequence[str]) -> int:
     """The applications the share ``source`` made that an ``earlier`` share made too: an
@@ -587,6 +613,7 @@ class SQLiteViewStore(ViewStore):
                 # a mark here stays: the projections not rebuilt applied its copy
                 tx.execute(f"INSERT OR IGNORE INTO main.event_marks SELECT * FROM "
                            f"{alias}.event_marks")
+                check_not_overtaken(tx, "main", alias, projections)
                 self._copy_quarantine(tx, alias)
 
     def merge(self, sources: Sequence[str], projections: Sequence[Any]) -> int:
@@ -607,6 +634,8 @@ class SQLiteViewStore(ViewStore):
             # share by share, so the first copies into empty tables (SQLite's fast transfer)
             for i, alias in enumerate(aliases):
                 repeated += merge_share(tx, projections, alias, aliases[:i])
+            for alias in aliases:
+                check_not_overtaken(tx, "main", alias, projections)
             for alias in aliases:
                 self._copy_quarantine(tx, alias)
             for p in projections:
