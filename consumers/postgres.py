@@ -549,7 +549,7 @@ class PostgresViewStore(ViewStore):
                 for table in ("tracking", "applied_events", "view_meta"):
                     tx.execute(f"DELETE FROM {live}.{table} WHERE projection IN ({marks})",
                                names)
-            tx.forget_marks_if_unused()
+            kept = tx.forget_marks_if_unused()
             for source, projections in zip(sources, groups, strict=True):
                 names = [p.name for p in projections]
                 built = _tables(tx, source)
@@ -576,7 +576,8 @@ class PostgresViewStore(ViewStore):
                 # a mark here stays: the projections not rebuilt applied its copy
                 tx.execute(f"INSERT INTO {live}.event_marks SELECT * FROM "
                            f"{_ident(source)}.event_marks ON CONFLICT DO NOTHING")
-                check_not_overtaken(tx, live, _ident(source), projections)
+                if kept:
+                    check_not_overtaken(tx, live, _ident(source), projections)
                 for table in ("quarantine", "subject_partitions"):
                     tx.execute(f"INSERT INTO {live}.{table} SELECT * FROM "
                                f"{_ident(source)}.{table} ON CONFLICT DO NOTHING")

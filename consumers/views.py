@@ -220,14 +220,17 @@ class ViewTransaction(ABC):
         """The stored marks of these keys that name another position than the one given,
         in one statement."""
 
-    def forget_marks_if_unused(self) -> None:
+    def forget_marks_if_unused(self) -> bool:
         """Drop every mark once no projection has a position in this store (each one was
         just reset): a mark says which copy the projections past it applied, and there
         are none. A store that follows a topic made again from nothing needs this, and
-        it keeps the marks of a full rebuild those of the log as read then."""
+        it keeps the marks of a full rebuild those of the log as read then. Returns
+        whether marks were kept (projections not rebuilt still use them)."""
         if not self.query("SELECT 1 FROM main.tracking LIMIT 1"):
             self.execute("DELETE FROM main.event_marks")
             self.execute("DELETE FROM main.applied_events")
+            return False
+        return True
 
     def first_time(self, projection: str, event_ids: Sequence[str]) -> list[bool]:
         """Mark events as applied by ``projection`` (``applied_events``); per id, whether it
@@ -603,7 +606,7 @@ class SQLiteViewStore(ViewStore):
             for projections in groups:
                 for p in projections:
                     p.reset(tx, indexes=True)
-            tx.forget_marks_if_unused()
+            kept = tx.forget_marks_if_unused()
             for alias, projections in zip(aliases, groups, strict=True):
                 for p in projections:
                     for table in (*p.tables, "tracking"):
@@ -613,7 +616,8 @@ class SQLiteViewStore(ViewStore):
                 # a mark here stays: the projections not rebuilt applied its copy
                 tx.execute(f"INSERT OR IGNORE INTO main.event_marks SELECT * FROM "
                            f"{alias}.event_marks")
-                check_not_overtaken(tx, "main", alias, projections)
+                if kept:
+                    check_not_overtaken(tx, "main", alias, projections)
                 self._copy_quarantine(tx, alias)
 
     def merge(self, sources: Sequence[str], projections: Sequence[Any]) -> int:
@@ -630,11 +634,11 @@ class SQLiteViewStore(ViewStore):
         with self._attached(sources) as aliases, self.transaction() as tx:
             for p in projections:
                 p.reset(tx, indexes=False)
-            tx.forget_marks_if_unused()
+            kept = tx.forget_marks_if_unused()
             # share by share, so the first copies into empty tables (SQLite's fast transfer)
             for i, alias in enumerate(aliases):
                 repeated += merge_share(tx, projections, alias, aliases[:i])
-            for alias in aliases:
+            for alias in aliases if kept else ():
                 check_not_overtaken(tx, "main", alias, projections)
             for alias in aliases:
                 self._copy_quarantine(tx, alias)
