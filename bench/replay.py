@@ -230,7 +230,9 @@ def scope_latency(log_path: Path, views: Path, queries: int, seed: int,
         say(f"\nbreach scope: {queries} incidents per store, one store and a 3-day window at "
             f"a random time between {first.date()} and {last.date()}; 'page' = exact counts "
             f"+ the first {PAGE} people (the default answer of the API's first page), 'all' = "
-            "counts + every affected person listed; wall ms (cpu ms of the answering thread)"
+            "counts + every affected person listed (as columns), 'rows' = the same + one "
+            "tuple per person (as before: the baseline), 'json' = 'all' + written as the "
+            "HTTP API's JSON; wall ms (cpu ms of the answering thread)"
             f"; load: {_load()}")
         for mode in modes:
             if mode == "sql":
@@ -361,19 +363,33 @@ def _rss_mb() -> float:
 
 def _scope_table(store: ViewStore, stores: list[str], first: datetime,
                  span: timedelta, queries: int, rnd: random.Random) -> None:
+    """Per store, p50 and p99 of: the first page; everyone listed (the answer's columns);
+    everyone as rows (one tuple per person: how answers were made before, the baseline);
+    everyone written as JSON (the columns straight to text, as the HTTP API sends it)."""
     say(f"  {'store':22s} {'page p50':>14s} {'page p99':>14s} {'all p50':>14s} "
-        f"{'all p99':>14s} {'people p50':>11s} {'max':>8s}")
-    overall: dict[str, list[float]] = {"page": [], "all": [], "page cpu": [], "all cpu": []}
+        f"{'all p99':>14s} {'rows p99':>14s} {'json p50':>14s} {'json p99':>14s} "
+        f"{'people p50':>11s} {'max':>8s}")
+    overall: dict[str, list[float]] = {
+        k: [] for k in ("page", "all", "rows", "json", "page cpu", "all cpu", "rows cpu",
+                        "json cpu")}
+    size: list[int] = []
     for name in stores:
         times: dict[str, list[float]] = {k: [] for k in overall}
         people: list[int] = []
         scope(store, [name], first, first + timedelta(days=3))  # warm the page cache
         for _ in range(queries):
             start = first + span * rnd.random()
-            for kind, limit in (("page", PAGE), ("all", None)):
+            for kind, limit in (("page", PAGE), ("all", None), ("rows", None),
+                                ("json", None)):
                 c0 = time.thread_time()
                 t0 = time.perf_counter()
                 answer = scope(store, [name], start, start + timedelta(days=3), limit=limit)
+                if kind == "rows":
+                    answer.people.rows()  # type: ignore[attr-defined]
+                elif kind == "json":
+                    text = answer.to_json(separators=(",", ":"))
+                    size.append(len(text))
+                    del text
                 times[kind].append((time.perf_counter() - t0) * 1000)
                 times[f"{kind} cpu"].append((time.thread_time() - c0) * 1000)
                 counted = answer.counts["people"]
@@ -383,12 +399,18 @@ def _scope_table(store: ViewStore, stores: list[str], first: datetime,
             overall[kind].extend(values)
         say(f"  {name:22s} {_cell(times, 'page', statistics.median)} "
             f"{_cell(times, 'page', _p99)} {_cell(times, 'all', statistics.median)} "
-            f"{_cell(times, 'all', _p99)} {int(statistics.median(people)):11,d} "
-            f"{max(people):8,d}")
+            f"{_cell(times, 'all', _p99)} {_cell(times, 'rows', _p99)} "
+            f"{_cell(times, 'json', statistics.median)} {_cell(times, 'json', _p99)} "
+            f"{int(statistics.median(people)):11,d} {max(people):8,d}")
     say(f"  {'all stores':22s} {_cell(overall, 'page', statistics.median)} "
         f"{_cell(overall, 'page', _p99)} {_cell(overall, 'all', statistics.median)} "
-        f"{_cell(overall, 'all', _p99)}   (target from the index: p50 <= {SCOPE_P50_MS} ms, "
-        f"p99 <= {SCOPE_P99_MS} ms)")
+        f"{_cell(overall, 'all', _p99)} {_cell(overall, 'rows', _p99)} "
+        f"{_cell(overall, 'json', statistics.median)} {_cell(overall, 'json', _p99)}")
+    say(f"  target from the index: p50 <= {SCOPE_P50_MS} ms, p99 <= {SCOPE_P99_MS} ms; "
+        f"everyone as rows / as columns at p99: "
+        f"{_p99(overall['rows']) / max(_p99(overall['all']), 1e-9):.1f}x, as JSON / as rows: "
+        f"{_p99(overall['json']) / max(_p99(overall['rows']), 1e-9):.2f}x; JSON of everyone "
+        f"up to {max(size, default=0) / 2**20:.1f} MB; load: {_load()}")
 
 
 def _cell(times: dict[str, list[float]], kind: str, stat: Any) -> str:

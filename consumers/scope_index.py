@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from consumers.rows import chunks, marks
-from consumers.scope import _INDEXES, SPAN_BOUNDS, Exposure, Hits
+from consumers.scope import _INDEXES, SPAN_BOUNDS, Exposure, Hits, plain_name
 from consumers.views import ViewStore
 
 _ALL = -1  # every bit: "no category filter"
@@ -250,6 +250,11 @@ class ScopeIndex:
         self._names: list[str] = []
         self._ids: dict[str, int] = {}
         self._ordered = 0
+        # ``_names`` as an object array (answers gather a page's names from it in one
+        # numpy call), extended when asked for after people arrived; and whether every
+        # name goes into JSON as it is (``plain_name``)
+        self._name_array: np.ndarray = np.zeros(0, object)
+        self._plain = True
         #: reachability by person number (see ``_reach``): 2 until a row says otherwise
         self._reach = np.full(1024, 2, np.int8)
         # zeroed scratch space, one slot per person, for merging masks per person
@@ -276,9 +281,20 @@ class ScopeIndex:
         if i is None:
             i = self._ids[pseudonym] = len(self._names)
             self._names.append(pseudonym)
+            if self._plain and not plain_name(pseudonym):
+                self._plain = False
             if i >= len(self._reach):
                 self._grow(2 * i)
         return i
+
+    def _names_as_array(self) -> np.ndarray:
+        """``_names`` as an object array (a new one when people arrived: an answer handed
+        out keeps the one it was given)."""
+        names, array_ = self._names, self._name_array
+        if len(array_) < len(names):
+            array_ = self._name_array = np.concatenate((array_, np.fromiter(
+                names[len(array_):], object, len(names) - len(array_))))
+        return array_
 
     def _grow(self, size: int) -> None:
         reach = np.full(size, 2, np.int8)
@@ -307,6 +323,7 @@ class ScopeIndex:
                 part.pids = new_of_old[part.pids]
         self._names = [names[i] for i in order]
         self._ids = {p: i for i, p in enumerate(self._names)}
+        self._name_array = np.fromiter(self._names, object, n)
         reach = np.full(len(self._reach), 2, np.int8)
         reach[:n] = self._reach[np.array(order, dtype=np.intp)]
         self._reach = reach
@@ -477,7 +494,7 @@ class ScopeIndex:
             else:
                 ids, union = self._union_of(list(per_store.values()))
             return Hits(ids, union, self._reach[ids], per_store, self._names, self._ordered,
-                        self._ids)
+                        self._ids, self._names_as_array(), self._plain)
 
     def exposed(self, stores: Iterable[str], window_start: int, window_end: int,
                 categories: int | None = None) -> Exposure:
