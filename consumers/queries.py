@@ -464,10 +464,12 @@ class Scope:
         text = json.dumps({**self._as_dict(slot), **(extra or {})}, ensure_ascii=False,
                           indent=indent, separators=separators)
         key_sep = (separators or ((", ", ": ") if indent is None else (",", ": ")))[1]
-        where = f'"people"{key_sep}{json.dumps(slot)}'
-        assert text.count(where) == 1  # a string's own quotes are escaped: cannot match
-        return text.replace(where, f'"people"{key_sep}' + people.to_json(
-            indent=indent, separators=separators, level=1 if indent is not None else 0))
+        key = f'"people"{key_sep}'
+        head, tail = text.split(key + json.dumps(slot))  # a string's quotes are escaped
+        # one copy of the whole text: the list's pieces joined with what surrounds them
+        return "".join([head + key, *people.json_parts(
+            indent=indent, separators=separators, level=1 if indent is not None else 0),
+            tail])
 
 
 def incident_links(incident_id: str) -> dict[str, str]:
@@ -695,7 +697,13 @@ class People(Sequence[AffectedPerson]):
     def to_json(self, *, indent: int | None = None, separators: tuple[str, str] | None = None,
                 level: int = 0) -> str:
         """``json.dumps(self.as_dicts(), ensure_ascii=False, indent=indent,
-        separators=separators)``, nested ``level`` deep, written from the columns.
+        separators=separators)``, nested ``level`` deep, written from the columns
+        (``json_parts`` joined)."""
+        return "".join(self.json_parts(indent=indent, separators=separators, level=level))
+
+    def json_parts(self, *, indent: int | None = None,
+                   separators: tuple[str, str] | None = None, level: int = 0) -> list[str]:
+        """``to_json``'s text in pieces, to be joined (with more around them, maybe).
 
         A row is its name between fragments that depend on a few small codes: its
         categories (one per distinct mask), its stores, and its records, reachability and
@@ -704,7 +712,7 @@ class People(Sequence[AffectedPerson]):
         """
         n = len(self)
         if not n:
-            return "[]"
+            return ["[]"]
         item_sep, key_sep = separators or ((", ", ": ") if indent is None else (",", ": "))
 
         def pad(depth: int) -> str:
@@ -719,7 +727,8 @@ class People(Sequence[AffectedPerson]):
 
         opening = "{" + pad(2) + json.dumps("pseudonym") + key_sep + '"'
         closing = pad(1) + "}"
-        masks, by_mask = np.unique(self._unions, return_inverse=True)
+        masks = np.unique(self._unions)  # a sort; the inverse would cost an argsort more
+        by_mask = masks.searchsorted(self._unions)
         cats = np.array(['"' + key("categories") + dump(categories_of(m)) + key(
             "sensitive_categories") + dump(categories_of(m & SENSITIVE_MASK)) + key("stores")
             for m in masks.tolist()], object)
@@ -743,7 +752,7 @@ class People(Sequence[AffectedPerson]):
             tails[code] = (key("records") + str(records) + key("reachable")
                            + ("false" if reach else "true") + key("unreachable_reason")
                            + dump(_UNREACHABLE.get(reach)) + key("notified")
-                           + dump((None, False, True)[notice]) + closing + between)
+                           + dump((None, False, True)[notice]) + closing)
         names = self._names
         plain = self._plain
         if plain is None:
@@ -751,13 +760,15 @@ class People(Sequence[AffectedPerson]):
         if not plain:
             names = np.fromiter((json.dumps(p, ensure_ascii=False)[1:-1]
                                  for p in names.tolist()), object, n)
-        parts = np.empty(4 * n, object)
-        parts[0::4] = names
-        parts[1::4] = cats[by_mask]
-        parts[2::4] = wheres[by_where]
-        parts[3::4] = tails[tail]
-        text = "".join(parts.tolist())
-        return "[" + pad(1) + opening + text[: len(text) - len(between)] + pad(0) + "]"
+        parts = np.empty(5 * n + 1, object)
+        parts[0] = "[" + pad(1) + opening
+        parts[1::5] = names
+        parts[2::5] = cats[by_mask]
+        parts[3::5] = wheres[by_where]
+        parts[4::5] = tails[tail]
+        parts[5::5] = between
+        parts[-1] = pad(0) + "]"
+        return parts.tolist()
 
 
 def _notified(store: ViewStore, incident_id: str) -> set[str]:
