@@ -726,33 +726,45 @@ class People(Sequence[AffectedPerson]):
             return item_sep + pad(2) + json.dumps(name) + key_sep
 
         opening = "{" + pad(2) + json.dumps("pseudonym") + key_sep + '"'
-        closing = pad(1) + "}"
+        between = pad(1) + "}" + item_sep + pad(1) + opening  # one row's end, the next's start
         masks = np.unique(self._unions)  # a sort; the inverse would cost an argsort more
-        by_mask = masks.searchsorted(self._unions)
-        cats = np.array(['"' + key("categories") + dump(categories_of(m)) + key(
-            "sensitive_categories") + dump(categories_of(m & SENSITIVE_MASK)) + key("stores")
-            for m in masks.tolist()], object)
         if self._present is None:
-            wheres = np.array([dump(self._stores)], object)
-            by_where = np.zeros(n, np.intp)
+            sets: list[list[bool]] = [[True]]
+            by_where = np.zeros(n, np.int64)
         else:
-            sets, by_where = np.unique(self._present.T, axis=0, return_inverse=True)
-            wheres = np.array([dump([s for s, here in zip(self._stores, row, strict=True)
-                                     if here]) for row in sets.tolist()], object)
-            by_where = by_where.reshape(-1)
+            found, inverse = np.unique(self._present.T, axis=0, return_inverse=True)
+            sets, by_where = found.tolist(), inverse.reshape(-1).astype(np.int64)
         told = (np.zeros(n, np.int64) if self._notified is None
                 else 1 + self._notified.astype(np.int64))
-        tail = (self._records * 3 + self._reaches) * 3 + told
-        present_tails = np.flatnonzero(np.bincount(tail))
-        tails = np.empty(int(present_tails[-1]) + 1, object)
-        between = item_sep + pad(1) + opening
-        for code in present_tails.tolist():
-            records, rest = divmod(code, 9)
+        # a row's code: its mask, its stores, its records, reachability and notice
+        tails = int(self._records.max()) * 9 + 9
+        code = ((masks.searchsorted(self._unions) * len(sets) + by_where) * tails
+                + (self._records * 3 + self._reaches) * 3 + told)
+        span = int(code.max()) + 1
+        table = span <= max(4 * n, 1 << 16)  # a lookup table by code, not a search
+        codes = np.flatnonzero(np.bincount(code, minlength=span)) if table else np.unique(code)
+
+        def fragment(c: int) -> str:  # everything of a row after its name
+            c, tail = divmod(c, tails)
+            mask, where = divmod(c, len(sets))
+            union = int(masks[mask])
+            records, rest = divmod(tail, 9)
             reach, notice = divmod(rest, 3)
-            tails[code] = (key("records") + str(records) + key("reachable")
-                           + ("false" if reach else "true") + key("unreachable_reason")
-                           + dump(_UNREACHABLE.get(reach)) + key("notified")
-                           + dump((None, False, True)[notice]) + closing)
+            return ('"' + key("categories") + dump(categories_of(union))
+                    + key("sensitive_categories") + dump(categories_of(union & SENSITIVE_MASK))
+                    + key("stores") + dump([s for s, here in zip(self._stores, sets[where],
+                                                                 strict=False) if here])
+                    + key("records") + str(records) + key("reachable")
+                    + ("false" if reach else "true") + key("unreachable_reason")
+                    + dump(_UNREACHABLE.get(reach)) + key("notified")
+                    + dump((None, False, True)[notice]) + between)
+
+        made = [fragment(c) for c in codes.tolist()]
+        if table:
+            fragments = np.empty(span, object)
+            fragments[codes] = made
+        else:
+            fragments = np.array(made, object)
         names = self._names
         plain = self._plain
         if plain is None:
@@ -760,14 +772,13 @@ class People(Sequence[AffectedPerson]):
         if not plain:
             names = np.fromiter((json.dumps(p, ensure_ascii=False)[1:-1]
                                  for p in names.tolist()), object, n)
-        parts = np.empty(5 * n + 1, object)
+        # two pieces a row: its name, then one fragment made once per code
+        parts = np.empty(2 * n + 1, object)
         parts[0] = "[" + pad(1) + opening
-        parts[1::5] = names
-        parts[2::5] = cats[by_mask]
-        parts[3::5] = wheres[by_where]
-        parts[4::5] = tails[tail]
-        parts[5::5] = between
-        parts[-1] = pad(0) + "]"
+        parts[1::2] = names
+        parts[2::2] = fragments[code] if table else fragments[codes.searchsorted(code)]
+        last = parts[-1]
+        parts[-1] = last[: len(last) - len(between)] + pad(1) + "}" + pad(0) + "]"
         return parts.tolist()
 
 

@@ -4,8 +4,9 @@
 ``scope_people`` for reachability: about 2–5 µs per person, so a window exposing 10,000
 people takes tens of milliseconds. A long-lived process (the HTTP API) can instead keep the
 segments in memory as numpy arrays, sorted the way the SQL indexes are, and answer the same
-question with a few vectorised passes: no Python object per exposed person until a page
-of them is listed.
+question with a few vectorised passes: no Python object per exposed person, even when
+everyone is listed (``consumers.queries.People``: the list as columns, gathered from
+``_names`` as an object array, and written to JSON from them).
 
 People are numbered. ``_names[i]`` is person i's pseudonym, ``_reach[i]`` their
 reachability; segments hold the number (``int32``), not the string. Numbers below
