@@ -46,14 +46,17 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from consumers.parallel import parallel_rebuild
 from consumers.projection import REBUILD_BATCH_SIZE, ProjectionRunner
-from consumers.queries import incident_scope, incidents, scope
+from consumers.queries import People, incident_scope, incidents, scope
 from consumers.registry import all_projections
-from consumers.scope import HoldingsProjection
+from consumers.rows import to_us
+from consumers.scope import HoldingsProjection, Hits, hits
 from consumers.scope_index import ScopeIndex
 from consumers.views import DEFAULT_CACHE_MB, SQLiteViewStore, ViewStore
 from ledger.application import Ledger
@@ -209,7 +212,8 @@ def memory_slope(log_path: Path, views: Path, batch_size: int, people: int,
 
 
 def scope_latency(log_path: Path, views: Path, queries: int, seed: int,
-                  batch_size: int, modes: list[str], pg: PgViews | None = None) -> None:
+                  batch_size: int, modes: list[str], pg: PgViews | None = None,
+                  people_at: int = 0) -> None:
     log = SQLiteEventLog(log_path)
     # the page cache a query process is given (LEDGER_VIEW_CACHE_MB; the bench's default)
     cache_mb = int(os.environ.get("LEDGER_VIEW_CACHE_MB") or DEFAULT_CACHE_MB)
@@ -250,6 +254,8 @@ def scope_latency(log_path: Path, views: Path, queries: int, seed: int,
                     + (f" ({stats['array_bytes'] / 2**20:,.0f} MB of arrays)"
                        if "array_bytes" in stats else ""))
             _scope_table(store, stores, first, span, queries, random.Random(seed))
+            if mode == "index" and people_at:
+                _everyone_at_size(store, stores[0], first, span, people_at, random.Random(seed))
         ScopeIndex.detach(store)
         say(f"  load after: {_load()}")
         for incident in incidents(store):
@@ -413,6 +419,54 @@ def _scope_table(store: ViewStore, stores: list[str], first: datetime,
         f"up to {max(size, default=0) / 2**20:.1f} MB; load: {_load()}")
 
 
+def _everyone_at_size(store: ViewStore, name: str, first: datetime, span: timedelta,
+                      people: int, rnd: random.Random) -> None:
+    """Everyone listed at ``people`` people, whatever the log's size: the largest answer of
+    a few windows on ``name`` (the index's), its rows repeated to that many people with
+    pseudonyms of their own. Times (medians of 5, this thread's CPU in brackets) the
+    columns (``People.of``), one tuple per person (the old way), and the JSON."""
+    biggest: Hits | None = None
+    for _ in range(10):
+        start = first + span * rnd.random()
+        hit = hits(store, [name], to_us(start), to_us(start + timedelta(days=3)))
+        if biggest is None or len(hit.ids) > len(biggest.ids):
+            biggest = hit
+    assert biggest is not None
+    if not len(biggest.ids):
+        return
+    names = sorted(f"p_{rnd.getrandbits(160):040x}"[:34] for _ in range(people))
+    ids = np.arange(people, dtype=np.int64)
+    union = np.resize(biggest.union, people)
+    hit = Hits(ids, union, np.resize(biggest.reach, people), {name: (ids, union)}, names,
+               people, {}, np.fromiter(names, object, people), True)
+    steps: dict[str, Any] = {
+        "columns (People.of)": lambda: People.of(hit, ids, None),
+        "+ a tuple per person (before)": lambda: People.of(hit, ids, None).rows(),
+        "+ JSON text": lambda: People.of(hit, ids, None).to_json(separators=(",", ":")),
+        "+ JSON bytes (HTTP body)": lambda: People.of(hit, ids, None).to_json(
+            separators=(",", ":")).encode(),
+    }
+    size = len(People.of(hit, ids, None).to_json(separators=(",", ":")))
+    say(f"\n  everyone listed at {people:,} people (the largest of 10 answers on {name}, "
+        f"{len(biggest.ids):,} people, repeated; JSON {size / 2**20:.1f} MB), median of 5, "
+        f"wall ms (cpu ms); load: {_load()}")
+    cpu: dict[str, float] = {}
+    for label, step in steps.items():
+        walls, cpus = [], []
+        for _ in range(5):
+            c0, t0 = time.thread_time(), time.perf_counter()
+            out = step()
+            walls.append((time.perf_counter() - t0) * 1000)
+            cpus.append((time.thread_time() - c0) * 1000)
+            del out
+        cpu[label] = statistics.median(cpus)
+        say(f"    {label:32s} {statistics.median(walls):8.1f} ({cpu[label]:6.1f})  "
+            f"{cpu[label] * 1000 / people:5.2f} cpu us a person")
+    labels = list(steps)
+    say(f"    tuples / columns: {cpu[labels[1]] / max(cpu[labels[0]], 1e-9):.1f}x; "
+        f"JSON / tuples: {cpu[labels[2]] / max(cpu[labels[1]], 1e-9):.2f}x")
+
+
 def _cell(times: dict[str, list[float]], kind: str, stat: Any) -> str:
     return f"{stat(times[kind]):7.2f} ({stat(times[kind + ' cpu']):5.1f})"
 
@@ -450,6 +504,9 @@ def main() -> int:
                              "path) or by copying the SQLite view's rows")
     parser.add_argument("--modes", default="sql,index",
                         help="answer scope from: sql, index, or both (comma-separated)")
+    parser.add_argument("--scope-people", type=int, default=0,
+                        help="with the index: also time everyone listed at this many people "
+                             "(e.g. 181000, the largest answer at 10M events)")
     parser.add_argument("--memory-only", action="store_true",
                         help="only the memory slope, between --memory-events and --events "
                              "(e.g. 1M and 10M: does memory level off with more people?)")
@@ -481,7 +538,7 @@ def main() -> int:
           if args.views == "postgres" else None)
     try:
         scope_latency(scope_log, scope_dir / "holdings.db", args.queries, args.seed,
-                      args.batch_size, modes, pg)
+                      args.batch_size, modes, pg, args.scope_people)
     finally:
         if pg is not None:
             pg.close()

@@ -727,7 +727,7 @@ class People(Sequence[AffectedPerson]):
 
         opening = "{" + pad(2) + json.dumps("pseudonym") + key_sep + '"'
         between = pad(1) + "}" + item_sep + pad(1) + opening  # one row's end, the next's start
-        masks = np.unique(self._unions)  # a sort; the inverse would cost an argsort more
+        masks, by_mask = np.unique(self._unions, return_inverse=True)
         if self._present is None:
             sets: list[list[bool]] = [[True]]
             by_where = np.zeros(n, np.int64)
@@ -738,7 +738,7 @@ class People(Sequence[AffectedPerson]):
                 else 1 + self._notified.astype(np.int64))
         # a row's code: its mask, its stores, its records, reachability and notice
         tails = int(self._records.max()) * 9 + 9
-        code = ((masks.searchsorted(self._unions) * len(sets) + by_where) * tails
+        code = ((by_mask.reshape(-1).astype(np.int64) * len(sets) + by_where) * tails
                 + (self._records * 3 + self._reaches) * 3 + told)
         span = int(code.max()) + 1
         table = span <= max(4 * n, 1 << 16)  # a lookup table by code, not a search
