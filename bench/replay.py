@@ -462,9 +462,17 @@ def _everyone_at_size(store: ViewStore, name: str, first: datetime, span: timede
         cpu[label] = statistics.median(cpus)
         say(f"    {label:32s} {statistics.median(walls):8.1f} ({cpu[label]:6.1f})  "
             f"{cpu[label] * 1000 / people:5.2f} cpu us a person")
+    c0, t0 = time.thread_time(), time.perf_counter()  # once: seconds
+    out = json.dumps(People.of(hit, ids, None).as_dicts(), ensure_ascii=False,
+                     separators=(",", ":"))
+    cpu["dicts"] = (time.thread_time() - c0) * 1000
+    say(f"    {'+ a dict each, json.dumps (once)':32s} {(time.perf_counter() - t0) * 1000:8.1f} "
+        f"({cpu['dicts']:6.1f})  {cpu['dicts'] * 1000 / people:5.2f} cpu us a person")
+    del out
     labels = list(steps)
     say(f"    tuples / columns: {cpu[labels[1]] / max(cpu[labels[0]], 1e-9):.1f}x; "
-        f"JSON / tuples: {cpu[labels[2]] / max(cpu[labels[1]], 1e-9):.2f}x")
+        f"JSON / tuples: {cpu[labels[2]] / max(cpu[labels[1]], 1e-9):.2f}x; "
+        f"JSON from columns / from dicts: {cpu[labels[2]] / max(cpu['dicts'], 1e-9):.2f}x")
 
 
 def _cell(times: dict[str, list[float]], kind: str, stat: Any) -> str:
