@@ -728,12 +728,19 @@ class People(Sequence[AffectedPerson]):
         opening = "{" + pad(2) + json.dumps("pseudonym") + key_sep + '"'
         between = pad(1) + "}" + item_sep + pad(1) + opening  # one row's end, the next's start
         masks, by_mask = np.unique(self._unions, return_inverse=True)
+        stores = self._stores
         if self._present is None:
             sets: list[list[bool]] = [[True]]
             by_where = np.zeros(n, np.int64)
+        elif len(stores) <= 62:  # each person's stores as the bits of one number
+            weights = np.int64(1) << np.arange(len(stores), dtype=np.int64)
+            found, by_where = np.unique(weights @ self._present.astype(np.int64),
+                                        return_inverse=True)
+            sets = [[bool(f >> k & 1) for k in range(len(stores))] for f in found.tolist()]
         else:
-            found, inverse = np.unique(self._present.T, axis=0, return_inverse=True)
-            sets, by_where = found.tolist(), inverse.reshape(-1).astype(np.int64)
+            rows, by_where = np.unique(self._present.T, axis=0, return_inverse=True)
+            sets = rows.tolist()
+        by_where = by_where.reshape(-1).astype(np.int64)
         told = (np.zeros(n, np.int64) if self._notified is None
                 else 1 + self._notified.astype(np.int64))
         # a row's code: its mask, its stores, its records, reachability and notice
@@ -743,21 +750,22 @@ class People(Sequence[AffectedPerson]):
         span = int(code.max()) + 1
         table = span <= max(4 * n, 1 << 16)  # a lookup table by code, not a search
         codes = np.flatnonzero(np.bincount(code, minlength=span)) if table else np.unique(code)
+        # the text of each mask, set of stores, reachability and notice, written once
+        cats = [key("categories") + dump(categories_of(m)) + key("sensitive_categories")
+                + dump(categories_of(m & SENSITIVE_MASK)) for m in masks.tolist()]
+        wheres = [key("stores") + dump([s for s, here in zip(stores, row, strict=True) if here])
+                  + key("records") for row in sets]
+        reaches = [key("reachable") + ("false" if r else "true") + key("unreachable_reason")
+                   + dump(_UNREACHABLE.get(r)) + key("notified") for r in range(3)]
+        notices = [dump(v) + between for v in (None, False, True)]
 
         def fragment(c: int) -> str:  # everything of a row after its name
             c, tail = divmod(c, tails)
             mask, where = divmod(c, len(sets))
-            union = int(masks[mask])
             records, rest = divmod(tail, 9)
             reach, notice = divmod(rest, 3)
-            return ('"' + key("categories") + dump(categories_of(union))
-                    + key("sensitive_categories") + dump(categories_of(union & SENSITIVE_MASK))
-                    + key("stores") + dump([s for s, here in zip(self._stores, sets[where],
-                                                                 strict=False) if here])
-                    + key("records") + str(records) + key("reachable")
-                    + ("false" if reach else "true") + key("unreachable_reason")
-                    + dump(_UNREACHABLE.get(reach)) + key("notified")
-                    + dump((None, False, True)[notice]) + between)
+            return ('"' + cats[mask] + wheres[where] + str(records) + reaches[reach]
+                    + notices[notice])
 
         made = [fragment(c) for c in codes.tolist()]
         if table:
