@@ -434,7 +434,9 @@ def _everyone_at_size(store: ViewStore, name: str, first: datetime, span: timede
     assert biggest is not None
     if not len(biggest.ids):
         return
-    names = sorted(f"p_{rnd.getrandbits(160):040x}"[:34] for _ in range(people))
+    # copied in pseudonym order, as the index copies its names when it numbers them
+    names = [p.encode().decode()
+             for p in sorted(f"p_{rnd.getrandbits(160):040x}"[:34] for _ in range(people))]
     ids = np.arange(people, dtype=np.int64)
     union = np.resize(biggest.union, people)
     hit = Hits(ids, union, np.resize(biggest.reach, people), {name: (ids, union)}, names,

@@ -705,10 +705,10 @@ class People(Sequence[AffectedPerson]):
                    separators: tuple[str, str] | None = None, level: int = 0) -> list[str]:
         """``to_json``'s text in pieces, to be joined (with more around them, maybe).
 
-        A row is its name between fragments that depend on a few small codes: its
-        categories (one per distinct mask), its stores, and its records, reachability and
-        notice together. Each fragment is written once; the rows are then one gather per
-        column into an object array and one ``str.join``, no Python work per person.
+        Everything of a row after its name depends on a small code: its category mask,
+        its set of stores, its records, reachability and notice. The text of each code
+        present is written once; the list is then two pieces a row (the name, the code's
+        text) gathered into an object array, no Python work per person.
         """
         n = len(self)
         if not n:
