@@ -776,7 +776,7 @@ class People(Sequence[AffectedPerson]):
         names = self._names
         plain = self._plain
         if plain is None:
-            plain = all(map(plain_name, names.tolist()))
+            plain = plain_name("".join(names.tolist()))  # a property of each character
         if not plain:
             names = np.fromiter((json.dumps(p, ensure_ascii=False)[1:-1]
                                  for p in names.tolist()), object, n)
