@@ -436,3 +436,45 @@ def test_everyone_listed_from_columns_equals_sql_as_rows_and_as_json(view_store:
                               separators=separators)
             assert mine.to_json(indent=indent, separators=separators) == text
             assert theirs.to_json(indent=indent, separators=separators) == text
+
+
+def test_people_written_as_json_equal_json_dumps_of_their_rows() -> None:
+    """Names JSON must escape (quote, backslash, control characters, U+2028) or not, one
+    store or several, incidents or not, compact or indented: the text from the columns is
+    ``json.dumps`` of the rows' dicts, character for character."""
+    import json
+
+    import numpy as np
+
+    from consumers.queries import People, Scope
+    from consumers.scope import Hits
+
+    rnd = random.Random(3)
+    names = sorted([f"p_{rnd.getrandbits(40):010x}" for _ in range(400)]
+                   + ['p_"q', "p_\\b", "p_\nc", "p_\u2028d", "p_é"])
+    n = len(names)
+    ids = np.arange(n, dtype=np.int64)
+    union = np.array([rnd.choice([BIT[EMAIL], BIT[EMAIL] | BIT["user.biometric.face"],
+                                  BIT["user.device.ip_address"]]) for _ in range(n)], np.int64)
+    reach = np.array([rnd.choice([0, 0, 1, 2]) for _ in range(n)], np.int8)
+    per_store = {}
+    for store in ("a-db", "b-db", "c-db"):
+        held = np.array(sorted(rnd.sample(range(n), 250)), np.int64)
+        per_store[store] = (held, union[held] & rnd.choice([-1, BIT[EMAIL]]))
+    hit = Hits(ids, union, reach, per_store, names, n, {p: i for i, p in enumerate(names)})
+    for one_store in (True, False):
+        for told in (None, set(rnd.sample(names, 40))):
+            used = hit._replace(per_store={"a-db": per_store["a-db"]}) if one_store else hit
+            people = People.of(used, np.arange(n), told)
+            answer = Scope(tuple(used.per_store), "from", "until", (), people, {"people": n},
+                           "inc-1" if told else None, {"next": None})
+            for indent, separators in ((None, None), (None, (",", ":")), (2, None)):
+                assert people.to_json(indent=indent, separators=separators) == json.dumps(
+                    people.as_dicts(), ensure_ascii=False, indent=indent,
+                    separators=separators)
+                assert answer.to_json(indent=indent, separators=separators,
+                                      extra={"warnings": ["w"]}) == json.dumps(
+                    {**answer.as_dict(), "warnings": ["w"]}, ensure_ascii=False,
+                    indent=indent, separators=separators)
+            assert (len({p.stores for p in people}) == 1) == one_store
+            assert {p.notified for p in people} == ({None} if told is None else {True, False})
