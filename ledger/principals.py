@@ -231,6 +231,21 @@ class SQLitePrincipalStore:
             except sqlite3.Error as exc:
                 raise PersistenceError(f"the principals store failed: {exc}") from exc
 
+    def _page(self, select: str, equal: dict[str, Any], key: str, after: str | None,
+              limit: int | None) -> list[tuple[Any, ...]]:
+        """Rows of ``select`` whose columns equal ``equal``'s values (None: any value), in
+        ``key`` order, after the key ``after`` (the next page), at most ``limit``."""
+        where = [f"{column} = ?" for column, value in equal.items() if value is not None]
+        params = [value for value in equal.values() if value is not None]
+        if after is not None:
+            where.append(f"{key} > ?")
+            params.append(after)
+        sql = select + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {key}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._query(sql, params)
+
     def _generation(self) -> tuple[int, int]:
         """Changes whenever the store may have changed: a write through this connection,
         or a commit by any other connection to the file (``PRAGMA data_version``)."""
@@ -286,16 +301,9 @@ class SQLitePrincipalStore:
     def principals(self, *, after: str | None = None, limit: int | None = None
              ) -> list[PrincipalInfo]:
         """Principals by name (``after`` a name: the next page)."""
-        sql = "SELECT name, role, sources, created_at, disabled_at FROM principals"
-        params: list[Any] = []
-        if after is not None:
-            sql += " WHERE name > ?"
-            params.append(after)
-        sql += " ORDER BY name"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [self._info(r) for r in self._query(sql, params)]
+        rows = self._page("SELECT name, role, sources, created_at, disabled_at FROM principals",
+                          {}, "name", after, limit)
+        return [self._info(r) for r in rows]
 
     def disable(self, name: str) -> PrincipalInfo:
         """Disable a principal: none of its tokens authenticates any more."""
@@ -358,22 +366,11 @@ class SQLitePrincipalStore:
     def tokens(self, *, principal: str | None = None, token_id: str | None = None,
                after: str | None = None, limit: int | None = None) -> list[TokenInfo]:
         """Tokens by id (never their secrets)."""
-        sql = ("SELECT id, principal, created_at, expires_at, revoked_at, label FROM tokens "
-               "WHERE 1=1")
-        params: list[Any] = []
-        for column, value in (("principal", principal), ("id", token_id)):
-            if value is not None:
-                sql += f" AND {column} = ?"
-                params.append(value)
-        if after is not None:
-            sql += " AND id > ?"
-            params.append(after)
-        sql += " ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        rows = self._page("SELECT id, principal, created_at, expires_at, revoked_at, label "
+                          "FROM tokens", {"principal": principal, "id": token_id}, "id",
+                          after, limit)
         out = []
-        for tid, who, created, expires, revoked, label in self._query(sql, params):
+        for tid, who, created, expires, revoked, label in rows:
             created_at = _time(created)
             assert created_at is not None
             out.append(TokenInfo(tid, who, created_at, _time(expires), _time(revoked), label))

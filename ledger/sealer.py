@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ledger.checkpoint import recorded_us
-from ledger.errors import OperationalError, PersistenceError
+from ledger.errors import PersistenceError
 from ledger.files import private_file
 from ledger.persistence import EventLog
 from ledger.treelog import SQLiteTreeStore, TreeOptions
@@ -72,7 +72,7 @@ class KafkaTreeSealer:
         return sizes
 
     def _partition(self, p: int, progress: Callable[[int], None] | None, base: int) -> int:
-        store, db = self.store, self.db
+        store = self.store
         size = store.size(p)
         last = self._last_offset(p)
         batch: list[tuple[int, str, str, str | None, int, bytes]] = []
@@ -98,7 +98,6 @@ class KafkaTreeSealer:
         flush()
         if store.options.signer is not None:
             self._write(lambda: store.seal(p))
-        del db
         return size
 
     def _last_offset(self, p: int) -> int:
@@ -107,19 +106,4 @@ class KafkaTreeSealer:
         return int(row[0]) if row else -1
 
     def _write(self, work: Callable[[], object]) -> None:
-        db = self.db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            work()
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            self.store.rolled_back()
-            raise OperationalError(f"cannot write the Merkle trees at {self.path}: {exc}") from exc
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            self.store.rolled_back()
-            raise
-        self.store.flush_files()
+        self.store.write(work, f"cannot write the Merkle trees at {self.path}")

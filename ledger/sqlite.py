@@ -145,19 +145,9 @@ class SQLiteEventLog(EventLog):
         """Sign a checkpoint of everything appended so far, if anything is new."""
         if self._tree is None:
             return False
+        tree = self._tree
         with self._lock:
-            db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                done = self._tree.seal(0)
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                self._tree.rolled_back()
-                raise OperationalError(f"cannot sign a checkpoint of {self.path}: {exc}") from exc
-            self._tree.flush_files()
-            return done
+            return tree.write(lambda: tree.seal(0), f"cannot sign a checkpoint of {self.path}")
 
     def build_tree(self, progress: object = None) -> int:
         """Grow the tree over every record the tree does not cover yet (a log written before
@@ -167,47 +157,40 @@ class SQLiteEventLog(EventLog):
         first, so the new tree never seals records that the old chain already shows altered.
         """
         assert self._tree is not None
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if db.execute("SELECT 1 FROM events WHERE chain IS NOT NULL LIMIT 1").fetchone():
-                    self._verify(db, None)
-                tree = self._tree
-                done = tree.size(0)
-                while True:
-                    rows = db.execute(
-                        "SELECT position, event_id, event_type, subject, recorded_at, payload "
-                        "FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                        (done, 20_000)).fetchall()
-                    if not rows:
-                        break
-                    if rows[0][0] != done + 1:
-                        raise TamperedLogError(f"position {done + 1} is missing from the log "
-                                               f"(next is {rows[0][0]})")
-                    tree.grow(0, done, [(e, t, s, b) for _, e, t, s, _, b in rows],
-                              [p for p, *_ in rows], [recorded_us(r[4]) for r in rows])
-                    done = rows[-1][0]
-                    if progress is not None:
-                        progress(done)  # type: ignore[operator]
-                tree.seal(0)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                self._tree.rolled_back()
-                raise
-            self._tree.flush_files()
+        tree, db = self._tree, self._db
+
+        def grow() -> int:
+            if db.execute("SELECT 1 FROM events WHERE chain IS NOT NULL LIMIT 1").fetchone():
+                self._verify(db, None)
+            done = tree.size(0)
+            while True:
+                rows = db.execute(
+                    "SELECT position, event_id, event_type, subject, recorded_at, payload "
+                    "FROM events WHERE position > ? ORDER BY position LIMIT ?",
+                    (done, 20_000)).fetchall()
+                if not rows:
+                    break
+                if rows[0][0] != done + 1:
+                    raise TamperedLogError(f"position {done + 1} is missing from the log "
+                                           f"(next is {rows[0][0]})")
+                tree.grow(0, done, [(e, t, s, b) for _, e, t, s, _, b in rows],
+                          [p for p, *_ in rows], [recorded_us(r[4]) for r in rows])
+                done = rows[-1][0]
+                if progress is not None:
+                    progress(done)  # type: ignore[operator]
+            tree.seal(0)
             return done
+
+        with self._lock:
+            return tree.write(grow, f"cannot build the Merkle tree of {self.path}")
 
     def rebuild_tree(self, progress: object = None) -> int:
         """Throw the tree's tiles and state away and grow them again from the log
         (``pdl verify --rebuild-tree``); stored checkpoints stay, and verify compares."""
-        assert self._tree is not None
+        tree = self._tree
+        assert tree is not None
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._tree.reset(0)
-            self._db.execute("COMMIT")
+            tree.write(lambda: tree.reset(0), f"cannot reset the Merkle tree of {self.path}")
         return self.build_tree(progress)
 
     def reopener(self) -> Callable[[], SQLiteEventLog]:
@@ -299,10 +282,10 @@ class SQLiteEventLog(EventLog):
         return last + 1
 
     def _rollback(self) -> None:
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
         if self._tree is not None:
-            self._tree.rolled_back()
+            self._tree.roll_back()
+        elif self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def _append(self, records: Sequence[NewRecord],
                 check_existing: bool) -> tuple[int, dict[str, int], dict[str, int]]:

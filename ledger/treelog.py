@@ -21,10 +21,10 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ledger.checkpoint import (
     ALG_COSIGNATURE_V1,
@@ -36,7 +36,7 @@ from ledger.checkpoint import (
     leaf_prefix,
     sign_checkpoint,
 )
-from ledger.errors import ConfigurationError, PersistenceError
+from ledger.errors import ConfigurationError, OperationalError, PersistenceError
 from ledger.files import private_dir
 from ledger.merkle import (
     HASH_SIZE,
@@ -49,6 +49,8 @@ from ledger.merkle import (
 
 if TYPE_CHECKING:
     from ledger.settings import Settings
+
+T = TypeVar("T")
 
 TREE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS merkle_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -323,6 +325,33 @@ class SQLiteTreeStore:
             return False
         self._sign(state, time.time())
         return True
+
+    def write(self, work: Callable[[], T], failure: str) -> T:
+        """Run ``work`` (tree writes, and the caller's own statements on the same connection)
+        in one ``BEGIN IMMEDIATE`` transaction, then write the checkpoint files it signed.
+
+        On any error the transaction is rolled back and cached state forgotten; a SQLite
+        error is raised as ``OperationalError("<failure>: <reason>")``.
+        """
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            result = work()
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.roll_back()
+            raise OperationalError(f"{failure}: {exc}") from exc
+        except BaseException:
+            self.roll_back()
+            raise
+        self.flush_files()
+        return result
+
+    def roll_back(self) -> None:
+        """Roll back the connection's open transaction, if any, and call ``rolled_back``."""
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        self.rolled_back()
 
     def flush_files(self) -> None:
         """Write the checkpoints signed in the committed transaction to the folder."""

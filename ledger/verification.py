@@ -40,9 +40,7 @@ from ledger.checkpoint import (
 from ledger.errors import ConfigurationError, NotFound, PersistenceError
 from ledger.merkle import (
     HASH_SIZE,
-    TILE_HEIGHT,
     CompactRange,
-    HashSource,
     ProofError,
     TileWriter,
     verify_consistency,

@@ -44,6 +44,7 @@ from pdl.output import (
     cut,
     emit,
     err_console,
+    json_option,
     parse_time,
     progress_bar,
     report_invalid,
@@ -93,7 +94,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_log(args: argparse.Namespace) -> int:
     from consumers.replay import QueryTime, time_warnings
 
-    when = QueryTime(as_of=args.as_of, valid_at=args.valid_at)
     filtered = args.subject is not None or args.valid_at is not None
     with open_ledger(args) as ledger:
         after = {0: args.after} if args.after is not None else None
@@ -243,9 +243,6 @@ def _version() -> str:
         return "unknown"
 
 
-TIME_HELP = "ISO 8601 with a zone, or a plain date 2024-07-01 = midnight UTC"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="pdl", description="Personal-Data Ledger: record, prove and query personal-data use.",
@@ -329,11 +326,6 @@ def build_parser() -> argparse.ArgumentParser:
     for group in GROUPS:
         group.register(sub, add)
     return parser
-
-
-def json_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true",
-                   help="machine-readable output (errors too, as {\"error\": ...} on stdout)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

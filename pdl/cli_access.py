@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ledger.principals import Role, SQLitePrincipalStore, new_token
 from pdl.context import Add, settings_from
-from pdl.output import TIME_HELP, console, emit, err_console, parse_time
+from pdl.output import TIME_HELP, console, emit, err_console, json_option, parse_time
 
 
 def _store(args: argparse.Namespace) -> SQLitePrincipalStore:
@@ -148,14 +148,14 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     a.add_argument("--role", required=True, choices=roles, help="its one role")
     a.add_argument("--source", action="append", metavar="SOURCE",
                    help="publisher only: an event source it may publish (repeat)")
-    a.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(a)
     a.set_defaults(handler=cmd_principal_add)
     a = psub.add_parser("list", help="every principal")
-    a.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(a)
     a.set_defaults(handler=cmd_principal_list)
     a = psub.add_parser("disable", help="disable a principal (its tokens stop working)")
     a.add_argument("name", help="the principal's name")
-    a.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(a)
     a.set_defaults(handler=cmd_principal_disable)
 
     p = add("token", lambda a: 2, "bearer tokens of the HTTP API", False)
@@ -165,19 +165,19 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     a.add_argument("--ttl-days", type=int, default=90,
                    help="days until it expires (default 90; 0: never)")
     a.add_argument("--label", help="what it is for")
-    a.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(a)
     a.set_defaults(handler=cmd_token_issue)
     a = tsub.add_parser("revoke", help="revoke a token by id")
     a.add_argument("id", help="the token's id (from token list)")
-    a.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(a)
     a.set_defaults(handler=cmd_token_revoke)
     a = tsub.add_parser("list", help="tokens, never their secrets")
     a.add_argument("--principal", help="only this principal's tokens")
-    a.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(a)
     a.set_defaults(handler=cmd_token_list)
     a = tsub.add_parser("new", help="print a fresh token, stored nowhere: for "
                         "LEDGER_ADMIN_TOKEN_FILE (the API's first admin token)")
-    a.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(a)
     a.set_defaults(handler=cmd_token_new)
 
     p = add("access-log", cmd_access_log, "who read whose data, when and why (audited)")

@@ -20,7 +20,7 @@ from cases import clocks, snapshot
 from cases.desk import CaseDesk, incident_summary, read_facts
 from ledger.files import write_private
 from pdl.context import Add, open_ledger
-from pdl.output import console, emit, parse_time, progress_bar
+from pdl.output import console, emit, json_option, parse_time, progress_bar
 from schemas.taxonomy import RequestKind
 
 
@@ -363,7 +363,7 @@ def _stepper(steps: argparse._SubParsersAction, id_help: str  # type: ignore[typ
              help: str) -> argparse.ArgumentParser:
         p = steps.add_parser(name, help=help, description=help)
         p.add_argument("id", help=id_help)
-        p.add_argument("--json", action="store_true", help="machine-readable output")
+        json_option(p)
         p.set_defaults(handler=handler)
         return p
     return step
@@ -471,7 +471,7 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
                          ("requests", add("requests", cmd_requests,
                                           "the rights requests and their due dates"))):
         if name == "list":
-            parser.add_argument("--json", action="store_true", help="machine-readable output")
+            json_option(parser)
             parser.set_defaults(handler=cmd_requests)
         parser.add_argument("--status", choices=("open", "fulfilled", "refused"), help="only requests in this state")
         parser.add_argument("--kind", choices=[k.value for k in RequestKind], help="only requests of this kind")

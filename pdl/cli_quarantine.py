@@ -18,7 +18,7 @@ from rich.table import Table
 from consumers.registry import open_views
 from ledger.errors import InvalidInput, NotFound
 from pdl.context import Add, open_ledger
-from pdl.output import console, emit
+from pdl.output import console, emit, json_option
 
 
 
@@ -91,7 +91,7 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p = add("quarantine", lambda a: 2, "log records the projections set aside, and why", False)
     q = p.add_subparsers(dest="quarantine_command", required=True)
     ls = q.add_parser("list", help="quarantined records, in log order")
-    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(ls)
     ls.add_argument("--limit", type=int, default=100, metavar="N",
                     help="list at most N quarantined records (default 100)")
     ls.add_argument("--after", type=_position, metavar="PARTITION:OFFSET",
@@ -100,5 +100,5 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     show = q.add_parser("show", help="one quarantined record with its reason and payload")
     show.add_argument("position", type=_position, metavar="PARTITION:OFFSET",
                       help="the quarantined record's position in the log")
-    show.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(show)
     show.set_defaults(handler=cmd_show)

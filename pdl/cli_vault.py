@@ -10,7 +10,7 @@ from ledger.errors import ConfigurationError
 from ledger.factory import open_vault
 from ledger.settings import decode_key
 from pdl.context import Add, settings_from
-from pdl.output import emit, err_console
+from pdl.output import emit, err_console, json_option
 
 
 def cmd_vault_rotate(args: argparse.Namespace) -> int:
@@ -46,5 +46,5 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
         "rotate", help="re-wrap every live data key under a new master key (pseudonyms stay)")
     r.add_argument("--new-key-file", required=True, metavar="FILE",
                    help="file holding the new key (from `pdl keygen`), or - for stdin")
-    r.add_argument("--json", action="store_true", help="machine-readable output")
+    json_option(r)
     r.set_defaults(handler=cmd_vault_rotate)

@@ -80,6 +80,12 @@ def cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+def json_option(p: argparse.ArgumentParser) -> None:
+    """The ``--json`` flag of a command (``pdl.cli`` reports errors as JSON with it too)."""
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output (errors too, as {\"error\": ...} on stdout)")
+
+
 def emit(args: argparse.Namespace, payload: Any, render: Callable[[], None]) -> None:
     """JSON for machines with ``--json``, else a human rendering."""
     if getattr(args, "json", False):

@@ -152,3 +152,16 @@ def live_server(settings: Settings, *, quiet: bool = True) -> Iterator[Live]:
         thread.join(timeout=30)
         principals.close()
         service.close()
+
+
+@contextmanager
+def sample_server(folder: Path, *, case: str | None = None, quiet: bool = True
+                  ) -> Iterator[Live]:
+    """``live_server`` over the sample events, published in ``folder/data`` (with ``case``:
+    and a case file for that incident, ``open_sample_case``)."""
+    settings = sample_settings(folder / "data")
+    publish_sample(settings)
+    if case:
+        open_sample_case(settings, case)
+    with live_server(settings, quiet=quiet) as server:
+        yield server

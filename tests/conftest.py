@@ -42,6 +42,40 @@ def kafka_unavailable(reason: str) -> None:
                 "a JDK and Maven (apt-get install default-jdk-headless maven).")
 
 
+#: Prefixes of the topics tests make (``kafka_settings``, and the tests that name their own).
+TEST_TOPICS = ("pdl-test-", "pdl-forged-", "pdl.polish-")
+#: The bootstrap address of the broker ``scripts/kafka-dev`` runs for this session, once known.
+DEV_BROKER: list[str] = []
+
+
+def drop_test_topics(bootstrap: str) -> None:
+    """Delete the tests' topics on ``bootstrap``: a broker restarts (the fault tests kill it)
+    and stops in time that grows with its partitions. Clean-up only: errors are ignored."""
+    from kafka import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    except Exception:  # noqa: BLE001 - the broker is down: nothing to clean now
+        return
+    try:
+        names = [t for t in admin.list_topics() if t.startswith(TEST_TOPICS)]
+        if names:
+            admin.delete_topics(names)
+    except Exception:  # noqa: BLE001 - clean-up only
+        pass
+    finally:
+        admin.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_test_topics_after_the_module() -> Iterator[None]:
+    """After each test module, its topics go (on the session's own kafka-dev broker only;
+    module fixtures of the module are torn down before this autouse one)."""
+    yield
+    if DEV_BROKER:
+        drop_test_topics(DEV_BROKER[0])
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap address of a real broker, started for the session if needed."""
@@ -60,7 +94,9 @@ def kafka_bootstrap() -> Iterator[str]:
     bootstrap = subprocess.run(
         [str(KAFKA_DEV), "bootstrap"], capture_output=True, text=True, check=True
     ).stdout.strip()
+    DEV_BROKER.append(bootstrap)
     yield bootstrap
+    DEV_BROKER.clear()
     if not was_running:
         subprocess.run([str(KAFKA_DEV), "stop"], capture_output=True)
 

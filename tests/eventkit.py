@@ -265,12 +265,15 @@ def random_sqlite_log(directory: Path, *, seed: int, n: int) -> SQLiteEventLog:
 
 
 class Boom(Projection):
-    """A projection that fails on its second batch."""
+    """A projection that fails on its ``fail_at``-th batch (the second by default), in
+    whichever process runs it."""
 
     name = "boom"
-    calls = 0
+
+    def __init__(self, fail_at: int = 2) -> None:
+        self.fail_at, self.calls = fail_at, 0
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
         self.calls += 1
-        if self.calls == 2:
-            raise RuntimeError("injected failure in a rebuild worker")
+        if self.calls == self.fail_at:
+            raise RuntimeError(f"injected failure at batch {self.fail_at}")

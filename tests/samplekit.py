@@ -8,6 +8,9 @@ build ``Settings`` (``apikit.sample_settings``). Both publish ``sample_events``.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +94,29 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
         return code, json.loads(out)
     except json.JSONDecodeError:
         return code, out
+
+
+PROOF_TOOL = Path(__file__).resolve().parent.parent / "tools" / "pdl-verify-proof.py"
+
+
+def simulated_subject(people: int, seed: int) -> str:
+    """The first subject ``pdl simulate --people PEOPLE --seed SEED`` writes about."""
+    from workload import simulate
+
+    return next(json.loads(line)["subject"] for line in simulate(people=people, seed=seed)
+                if json.loads(line).get("subject"))
+
+
+def run_proof_tool(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``tools/pdl-verify-proof.py ARGS`` as a user without the ledger runs it: ``-I`` (no
+    PYTHONPATH, no cwd on the path) and the ledger's packages made unimportable (this venv
+    has them installed), so it runs on the standard library and cryptography alone."""
+    tool = str(PROOF_TOOL)
+    code = ("import runpy, sys\n"
+            "for name in ('ledger', 'schemas', 'consumers', 'pdl', 'pydantic'):\n"
+            "    sys.modules[name] = None\n"
+            f"sys.argv = [{tool!r}, *sys.argv[1:]]\n"
+            f"runpy.run_path({tool!r}, run_name='__main__')\n")
+    clean = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": "", "HOME": str(cwd)}
+    return subprocess.run([sys.executable, "-I", "-c", code, *args], capture_output=True,
+                          text=True, env=clean, cwd=cwd)

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from apikit import Live, live_server, publish_sample, sample_settings
+from apikit import Live, sample_server
 from samplekit import ALICE, BOB, EMAIL, collected
 
 from ledger.application import Ledger
@@ -28,9 +28,7 @@ from ledger.sqlite import SQLiteEventLog
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    settings = sample_settings(tmp_path_factory.mktemp("reads") / "data")
-    publish_sample(settings)
-    with live_server(settings) as server:
+    with sample_server(tmp_path_factory.mktemp("reads")) as server:
         yield server
 
 

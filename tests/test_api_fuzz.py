@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apikit import Live, live_server, publish_sample, sample_settings
+from apikit import Live, sample_server
 
 from ledger.principals import Role
 
@@ -39,9 +39,7 @@ PREFERENCE = (Role.PRIVACY_OFFICER, Role.COMPLIANCE, Role.RESPONDER, Role.ADMIN,
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    settings = sample_settings(tmp_path_factory.mktemp("fuzz") / "data")
-    publish_sample(settings)
-    with live_server(settings) as server:
+    with sample_server(tmp_path_factory.mktemp("fuzz")) as server:
         yield server
 
 

@@ -13,15 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from apikit import (
-    JAN,
-    Caller,
-    Live,
-    live_server,
-    open_sample_case,
-    publish_sample,
-    sample_settings,
-)
+from apikit import JAN, Caller, Live, sample_server
 from test_queries_cli import ALICE
 
 from ledger.principals import Role
@@ -75,10 +67,7 @@ PUBLIC = {("GET", "/health"), ("GET", "/schemas"), ("GET", "/schemas/{event_type
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    settings = sample_settings(tmp_path_factory.mktemp("roles") / "data")
-    publish_sample(settings)
-    open_sample_case(settings, "inc-matrix")
-    with live_server(settings) as server:
+    with sample_server(tmp_path_factory.mktemp("roles"), case="inc-matrix") as server:
         yield server
 
 

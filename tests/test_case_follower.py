@@ -72,6 +72,13 @@ def _env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _killed(settings: Settings, code: str, arg: str) -> None:
+    """Run ``code`` in a child process on ``settings``' ledger; it must die by SIGKILL."""
+    result = subprocess.run([sys.executable, "-c", code, arg], cwd=ROOT, env=_env(settings),
+                            capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+
+
 def _copies(ledger: Ledger) -> Counter[tuple[int, str]]:
     """(partition, event id) of every case event in the log: on Kafka an event about no one
     sits once in every partition, so a repeat shows as a count of 2."""
@@ -82,10 +89,7 @@ def _copies(ledger: Ledger) -> Counter[tuple[int, str]]:
 def test_killed_before_the_append_the_batch_is_copied_once_on_restart(
     backend_settings: Settings
 ) -> None:
-    result = subprocess.run([sys.executable, "-c", KILLED, "cases.intent"], cwd=ROOT,
-                            env=_env(backend_settings), capture_output=True, text=True,
-                            check=False, timeout=120)
-    assert result.returncode == -signal.SIGKILL, result.stderr
+    _killed(backend_settings, KILLED, "cases.intent")
     with Ledger(backend_settings) as ledger:
         cases = CaseFiles(backend_settings)
         follower = LedgerFollower(cases, ledger)
@@ -114,10 +118,7 @@ def append_then_die(self, records):
     results = append(self, records)
     os.kill(os.getpid(), signal.SIGKILL)
 GroupCommit.append = append_then_die""")
-    result = subprocess.run([sys.executable, "-c", code, "-"], cwd=ROOT,
-                            env=_env(backend_settings), capture_output=True, text=True,
-                            check=False, timeout=120)
-    assert result.returncode == -signal.SIGKILL, result.stderr
+    _killed(backend_settings, code, "-")
     with Ledger(backend_settings) as ledger:
         cases = CaseFiles(backend_settings)
         follower = LedgerFollower(cases, ledger)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from apikit import Live, live_server, open_sample_case, publish_sample, sample_settings
+from apikit import Live, sample_server
 from test_queries_cli import ALICE_EMAIL
 
 from ledger.principals import Role
@@ -14,10 +14,7 @@ from ledger.principals import Role
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    settings = sample_settings(tmp_path_factory.mktemp("cases-api") / "data")
-    publish_sample(settings)
-    open_sample_case(settings, "inc-api")
-    with live_server(settings) as server:
+    with sample_server(tmp_path_factory.mktemp("cases-api"), case="inc-api") as server:
         yield server
 
 

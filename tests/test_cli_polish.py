@@ -11,9 +11,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from samplekit import wire
 
 from ledger.application import Ledger
 from ledger.settings import Settings, generate_key
@@ -25,13 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 ALICE = "acct-alice-polish"
 
 
-def _wire(type_: str, t: str, subject: str | None, data: dict[str, Any]) -> dict[str, Any]:
-    event: dict[str, Any] = {"source": "tests/polish", "type": type_, "time": t, "data": data}
-    if subject:
-        event["subject"] = subject
-    return event
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     data = tmp_path_factory.mktemp("polish")
@@ -39,20 +32,20 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
            "LEDGER_SQLITE_SYNCHRONOUS": "NORMAL", "LEDGER_ACTOR": "dpo@tests"}
     with Ledger(Settings.from_env(env)) as ledger:
         ledger.publish([
-            _wire("recipient.registered", "2026-01-01T00:00:00Z", None, {
+            wire("recipient.registered", "2026-01-01T00:00:00Z", None, {
                 "recipient": "huitong-pay", "name": "Huitong Pay", "kind": "service_provider",
                 "location": "CN", "roles": ["payment_processor"]}),
-            _wire("subject.registered", "2026-01-02T00:00:00Z", ALICE, {"subject_kind": "user"}),
-            _wire("data.collected", "2026-01-02T00:00:00Z", ALICE, {
+            wire("subject.registered", "2026-01-02T00:00:00Z", ALICE, {"subject_kind": "user"}),
+            wire("data.collected", "2026-01-02T00:00:00Z", ALICE, {
                 "categories": ["user.financial.bank_account", "user.contact.email"],
                 "source": {"kind": "subject"},
                 "purpose": "essential.service.payment_processing", "store": "payments-db",
                 "store_location": "CN", "backups": ["payments-db-backup-long-name"]}),
-            _wire("data.shared", "2026-01-03T00:00:00Z", ALICE, {
+            wire("data.shared", "2026-01-03T00:00:00Z", ALICE, {
                 "recipient": "huitong-pay", "recipient_kind": "service_provider",
                 "categories": ["user.financial.bank_account"],
                 "purpose": "essential.service.payment_processing", "clause": "5.1.1"}),
-            _wire("data.used", "2026-01-04T00:00:00Z", ALICE, {
+            wire("data.used", "2026-01-04T00:00:00Z", ALICE, {
                 "categories": ["user.contact.email"], "purpose": "sales",
                 "system": "a-system-with-a-very-long-name-" + "x" * 150}),
         ])

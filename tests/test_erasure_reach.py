@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ledger.application import Ledger
+from ledger.principals import Role, SQLitePrincipalStore
 from ledger.settings import Settings, generate_key
+from pdl.api.server import spawned
 from pdl.cli import main
 
 Capture = pytest.CaptureFixture[str]
@@ -58,12 +59,6 @@ def backend_env(request: pytest.FixtureRequest, env: dict[str, str]) -> dict[str
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _export(base: str, token: str) -> dict[str, Any]:
     request = urllib.request.Request(
         f"{base}/subjects/export", method="POST",
@@ -97,46 +92,31 @@ def test_erase_reaches_a_running_server_and_a_running_publisher(
     settings = Settings.from_env(backend_env)
     with Ledger(settings) as ledger:
         ledger.publish([wire(ALICE, {"user.contact.email": EMAIL})])
-    pdl = [sys.executable, "-m", "pdl.cli"]
-    subprocess.run([*pdl, "principal", "add", "dpo", "--role", "privacy_officer"],
-                   env=backend_env, check=True, capture_output=True)
-    token = subprocess.run([*pdl, "token", "issue", "dpo"], env=backend_env, check=True,
-                           capture_output=True, text=True).stdout.strip()
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "pdl.cli", "serve", "--port", str(port)],
-                              env=backend_env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    with closing(SQLitePrincipalStore.for_data_dir(settings.data_dir)) as principals:
+        principals.add("dpo", Role.PRIVACY_OFFICER)
+        token = principals.issue("dpo").token
     publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(Path(__file__).parent)],
                                  env=backend_env, stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True)
     assert publisher.stdin is not None and publisher.stdout is not None
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                before = _export(base, token)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "pdl serve never answered"
-                time.sleep(0.2)
-        assert EMAIL in json.dumps(before)  # its vault has Alice's key cached now
-        publisher.stdin.write("go\n")
-        publisher.stdin.flush()
-        assert publisher.stdout.readline().strip() == "sealed"  # the publisher's too
-        with Ledger(settings) as ledger:  # a third process erases
-            assert not ledger.erase(ALICE).already
-        after = _export(base, token)
-        assert EMAIL not in json.dumps(after) and "again@example.cn" not in json.dumps(after)
-        assert after.get("key", "destroyed") == "destroyed"
-        publisher.stdin.write("go\n")
-        publisher.stdin.flush()
-        assert publisher.stdout.readline().startswith("refused this person was erased")
+        with spawned(backend_env) as (base, _server):
+            before = _export(base, token)
+            assert EMAIL in json.dumps(before)  # its vault has Alice's key cached now
+            publisher.stdin.write("go\n")
+            publisher.stdin.flush()
+            assert publisher.stdout.readline().strip() == "sealed"  # the publisher's too
+            with Ledger(settings) as ledger:  # a third process erases
+                assert not ledger.erase(ALICE).already
+            after = _export(base, token)
+            assert EMAIL not in json.dumps(after) and "again@example.cn" not in json.dumps(after)
+            assert after.get("key", "destroyed") == "destroyed"
+            publisher.stdin.write("go\n")
+            publisher.stdin.flush()
+            assert publisher.stdout.readline().startswith("refused this person was erased")
     finally:
-        server.terminate()
         publisher.stdin.close()
         publisher.wait(30)
-        server.wait(30)
 
 
 def test_erase_of_an_unknown_id_and_twice(env: dict[str, str], capsys: Capture,

@@ -12,6 +12,7 @@ import fideslang
 import pytest
 import yaml
 from fideslang.models import Dataset, System, Taxonomy
+from samplekit import wire
 
 from ledger.application import Ledger
 from ledger.settings import Settings, generate_key
@@ -90,13 +91,6 @@ def test_the_policy_calls_registration_data_sensitive() -> None:
     assert not is_policy_sensitive("user.device.ip_address")
 
 
-def _wire(type_: str, t: str, subject: str | None, data: dict[str, Any]) -> dict[str, Any]:
-    event: dict[str, Any] = {"source": "tests/fides", "type": type_, "time": t, "data": data}
-    if subject:
-        event["subject"] = subject
-    return event
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data = tmp_path_factory.mktemp("fides")
@@ -104,24 +98,24 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
            "LEDGER_SQLITE_SYNCHRONOUS": "NORMAL"}
     with Ledger(Settings.from_env(env)) as ledger:
         ledger.publish([
-            _wire("recipient.registered", "2026-01-01T00:00:00Z", None, {
+            wire("recipient.registered", "2026-01-01T00:00:00Z", None, {
                 "recipient": "payco", "name": "Pay Co", "kind": "service_provider",
                 "location": "CN", "roles": ["payment_processor"], "agreement_ref": "dpa-7"}),
-            _wire("subject.registered", "2026-01-02T00:00:00Z", "a-1", {"subject_kind": "user"}),
-            _wire("subject.registered", "2026-01-02T00:00:00Z", "f-1",
+            wire("subject.registered", "2026-01-02T00:00:00Z", "a-1", {"subject_kind": "user"}),
+            wire("subject.registered", "2026-01-02T00:00:00Z", "f-1",
                   {"subject_kind": "non_user"}),
-            _wire("data.collected", "2026-01-02T00:00:00Z", "a-1", {
+            wire("data.collected", "2026-01-02T00:00:00Z", "a-1", {
                 "categories": ["user.contact.email", "user.authorization.verification_code"],
                 "source": {"kind": "subject"}, "purpose": "essential.service.authentication",
                 "store": "accounts db", "store_location": "CN", "backups": ["accounts-bak"]}),
-            _wire("data.collected", "2026-01-03T00:00:00Z", "a-1", {
+            wire("data.collected", "2026-01-03T00:00:00Z", "a-1", {
                 "categories": ["user.financial.bank_account"], "source": {"kind": "subject"},
                 "purpose": "essential.service.payment_processing", "store": "pay-db",
                 "store_location": "CN"}),
-            _wire("data.used", "2026-01-04T00:00:00Z", "a-1", {
+            wire("data.used", "2026-01-04T00:00:00Z", "a-1", {
                 "categories": ["user.contact.email"], "purpose": "marketing.communications.email",
                 "system": "mailer"}),
-            _wire("data.shared", "2026-01-05T00:00:00Z", "a-1", {
+            wire("data.shared", "2026-01-05T00:00:00Z", "a-1", {
                 "recipient": "payco", "recipient_kind": "service_provider",
                 "categories": ["user.financial.bank_account"],
                 "purpose": "essential.service.payment_processing", "clause": "5.1.1"}),

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apikit import ALICE_EMAIL, JAN, Live, live_server, publish_sample, sample_settings
+from apikit import (
+    ALICE_EMAIL,
+    JAN,
+    Live,
+    live_server,
+    publish_sample,
+    sample_server,
+    sample_settings,
+)
 from test_queries_cli import ALICE, BANK
 
 from ledger.application import Ledger
@@ -20,9 +28,7 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    settings = sample_settings(tmp_path_factory.mktemp("http") / "data")
-    publish_sample(settings)
-    with live_server(settings) as server:
+    with sample_server(tmp_path_factory.mktemp("http")) as server:
         yield server
 
 

@@ -213,7 +213,7 @@ def test_broker_killed_mid_publish_loses_and_doubles_nothing(kafka: Settings, ow
                     acknowledged.update(r.event_id for r in results)
                 except LedgerError as exc:
                     failures.append(str(exc))
-                    if len(failures) > 3:
+                    if len(failures) > 1:  # the second: the replaced producer's (CI time)
                         return
 
         publisher = threading.Thread(target=publish_all)

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from eventkit import (
+    Boom,
     at,
     closed,
     collected,
@@ -35,9 +36,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers import queries
-from consumers.projection import Item, Projection, ProjectionRunner, RunStats
+from consumers.projection import ProjectionRunner, RunStats
 from consumers.registry import all_projections
-from consumers.views import SQLiteViewStore, ViewStore, ViewTransaction
+from consumers.views import SQLiteViewStore, ViewStore
 from ledger.errors import NotFound
 from ledger.persistence import EventLog
 from ledger.sqlite import SQLiteEventLog
@@ -341,25 +342,13 @@ def _incremental_equals_rebuild(events: list[dict[str, Any]], data: st.DataObjec
             rebuilt.close()
 
 
-class _FailOnce(Projection):
-    """Fails inside the shared transaction once, after the other projections applied."""
-
-    name = "fail-once"
-    calls = 0
-
-    def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
-        self.calls += 1
-        if self.calls == 3:
-            raise RuntimeError("injected failure after the other projections wrote")
-
-
 def test_a_rolled_back_batch_leaves_no_trace_in_the_same_process(
     event_log: EventLog, make_view_store: MakeStore
 ) -> None:
     log_events(event_log, random_events(seed=2, n=400))
     store = make_view_store()
     projections = all_projections()
-    runner = ProjectionRunner(event_log, store, [*projections, _FailOnce()], batch_size=30)
+    runner = ProjectionRunner(event_log, store, [*projections, Boom(fail_at=3)], batch_size=30)
     with pytest.raises(RuntimeError):
         runner.run()
     runner.run()  # the same projection objects, caches and all, carry on

@@ -13,33 +13,20 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from eventkit import dump_views, log_events, random_events
+from eventkit import Boom, dump_views, log_events, random_events
 
 from consumers.parallel import ParallelRebuildError, parallel_rebuild
-from consumers.projection import Item, Projection, ProjectionRunner
+from consumers.projection import ProjectionRunner
 from consumers.registry import all_projections
-from consumers.views import SQLiteViewStore, ViewTransaction
+from consumers.views import SQLiteViewStore
 from ledger.factory import create_log
 from ledger.settings import Settings, generate_key
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class _Boom(Projection):
-    """Fails on its second batch (in whichever process runs it)."""
-
-    name = "boom"
-    calls = 0
-
-    def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
-        self.calls += 1
-        if self.calls == 2:
-            raise RuntimeError("injected failure in a rebuild")
 
 
 def _env(tmp_path: Path, backend: str, bootstrap: str | None) -> dict[str, str]:
@@ -81,7 +68,7 @@ def test_a_failed_rebuild_changes_nothing(backend_env: dict[str, str], workers: 
         ProjectionRunner(log, store, all_projections()).run()
         before = dump_views(store, all_projections())
         positions = ProjectionRunner(log, store, all_projections()).positions()
-        runner = ProjectionRunner(log, store, [*all_projections(), _Boom()], batch_size=40)
+        runner = ProjectionRunner(log, store, [*all_projections(), Boom()], batch_size=40)
         expected = ParallelRebuildError if workers > 1 else RuntimeError
         with pytest.raises(expected, match="injected failure"):
             parallel_rebuild(runner, workers=workers)

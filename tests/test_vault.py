@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from pgkit import PostgresServer
 from ledger.application import Ledger
 from ledger.errors import SealingError
 from ledger.settings import Settings, decode_key, generate_key
-from schemas import decode
 from schemas.examples import EXAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,11 +13,11 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from samplekit import run_proof_tool, simulated_subject
 
 from ledger.application import Ledger
 from ledger.checkpoint import ALG_COSIGNATURE_V1, Signer, decode_leaf
@@ -28,7 +28,6 @@ from ledger.sqlite import SQLiteEventLog
 from ledger.treelog import TreeOptions
 from pdl.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
 SIGNER = Signer.generate("pdl-test-log")
 MASTER = generate_key()
 BATCH = 400
@@ -244,8 +243,7 @@ def test_crypto_shredding_leaves_every_leaf_alone(data: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     settings = _settings(data)
     with Ledger(settings) as ledger:
-        person = next(json.loads(line)["subject"] for line in simulate(people=30, seed=7)
-                      if json.loads(line).get("subject"))
+        person = simulated_subject(people=30, seed=7)
         ledger.erase(person)
     db = _db(data)
     assert db.execute("SELECT count(*) FROM events WHERE event_type = 'data.erased'"
@@ -289,8 +287,7 @@ def test_an_old_log_gets_its_tree_on_first_open_after_its_chain_is_checked(
 
 def test_the_standalone_verifier_checks_a_subject_bundle_without_the_ledger(
         data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    person = next(json.loads(line)["subject"] for line in simulate(people=30, seed=7)
-                  if json.loads(line).get("subject"))
+    person = simulated_subject(people=30, seed=7)
     bundle = tmp_path / "proof.json"
     assert main(["proof", "--subject", person, "--output", str(bundle)]) == 0
     parsed = json.loads(bundle.read_text())
@@ -298,20 +295,9 @@ def test_the_standalone_verifier_checks_a_subject_bundle_without_the_ledger(
     assert person not in bundle.read_text()  # pseudonyms only
     leaf = decode_leaf(__import__("base64").b64decode(parsed["entries"][0]["leaf"]))
     assert leaf.subject and leaf.subject.startswith("p_")
-    tool = ROOT / "tools" / "pdl-verify-proof.py"
-    clean = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": "", "HOME": str(tmp_path)}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        # -I (no PYTHONPATH, no cwd on the path) and the ledger's packages made unimportable
-        # (this venv has them installed): the tool runs on the standard library and
-        # cryptography alone.
-        code = ("import runpy, sys\n"
-                "for name in ('ledger', 'schemas', 'consumers', 'pdl', 'pydantic'):\n"
-                "    sys.modules[name] = None\n"
-                f"sys.argv = [{str(tool)!r}, *sys.argv[1:]]\n"
-                f"runpy.run_path({str(tool)!r}, run_name='__main__')\n")
-        return subprocess.run([sys.executable, "-I", "-c", code, *args], capture_output=True,
-                              text=True, env=clean, cwd=tmp_path)
+        return run_proof_tool(tmp_path, *args)
 
     got = run(str(bundle), "--key", str(SIGNER.verifier))
     assert got.returncode == 0, got.stdout + got.stderr

@@ -10,10 +10,7 @@ check it against the original's sealed trees, checkpoint files and trust state.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +21,7 @@ from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from conftest import kafka_settings
+from samplekit import run_proof_tool, simulated_subject
 from ledger.application import Ledger
 from ledger.checkpoint import Signer
 from ledger.kafka import HEADER_EVENT_ID, HEADER_EVENT_TYPE, NO_SUBJECT_KEY, topic_configs
@@ -36,7 +34,6 @@ from ledger.treelog import TreeOptions
 from pdl.cli import main
 
 pytestmark = pytest.mark.kafka
-ROOT = Path(__file__).resolve().parent.parent
 SIGNER = Signer.generate("pdl-test-kafka")
 YEAR_MS = 365 * 86_400_000
 
@@ -251,14 +248,11 @@ def test_a_resealed_copy_signed_with_another_key_is_detected(
 
 def test_a_subject_proof_from_kafka_checks_with_the_standalone_tool(
         env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    person = next(json.loads(line)["subject"] for line in simulate(people=10, seed=3)
-                  if json.loads(line).get("subject"))
+    person = simulated_subject(people=10, seed=3)
     out = tmp_path / "proof.json"
     assert main(["proof", "--subject", person, "-o", str(out)]) == 0
     bundle = json.loads(out.read_text())
     assert bundle["kind"] == "inclusion" and bundle["entries"]
-    got = subprocess.run([sys.executable, "-I", str(ROOT / "tools" / "pdl-verify-proof.py"),
-                          str(out), "--key", str(SIGNER.verifier)], capture_output=True,
-                         text=True, env={"PATH": os.environ.get("PATH", "")})
+    got = run_proof_tool(tmp_path, str(out), "--key", str(SIGNER.verifier))
     assert got.returncode == 0, got.stdout + got.stderr
     assert "inclusion proof(s) verified" in got.stdout

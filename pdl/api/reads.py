@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Query, Response
-from pydantic import BeforeValidator, WithJsonSchema
+from pydantic import BeforeValidator, Field, WithJsonSchema
 from pydantic_core import to_json
 
 from consumers.replay import QueryTime
@@ -21,6 +21,11 @@ from schemas.events import MAX_TIME, MIN_TIME
 from schemas.taxonomy import CATEGORIES
 
 T = TypeVar("T")
+
+#: A page's ``warnings`` field (the models of the reads that take ``as_of``/``valid_at``).
+Warnings = Annotated[list[str], Field(default_factory=list, description=(
+    "why the answer may be empty: as_of before the log's first record, valid_at before "
+    "the first event"))]
 
 
 #: The years a time given to the API may name, in its own offset (the contract's range:

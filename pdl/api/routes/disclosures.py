@@ -6,14 +6,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from consumers import queries
 from consumers.queries import DisclosureFilter
 from consumers.rows import to_us
 from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import AsOf, CategoryKey, TimeParam, ValidAt, at, page_of, read, utc
+from pdl.api.reads import AsOf, CategoryKey, TimeParam, ValidAt, Warnings, at, page_of, read, utc
 
 router = APIRouter(prefix="/disclosures", tags=["registers"], responses=ERROR_RESPONSES)
 
@@ -32,9 +32,7 @@ class Disclosure(BaseModel):
 class DisclosurePage(BaseModel):
     items: list[Disclosure]
     next: str | None
-    warnings: list[str] = Field(default_factory=list, description=(
-        "why the answer may be empty: as_of before the log's first record, valid_at before "
-        "the first event"))
+    warnings: Warnings
 
 
 class RecipientSummary(BaseModel):

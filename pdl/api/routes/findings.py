@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES
-from pdl.api.reads import AsOf, ValidAt, at, page_of, read
+from pdl.api.reads import AsOf, ValidAt, Warnings, at, page_of, read
 from pdl.service import QueryService, findings_summary
 
 router = APIRouter(prefix="/findings", tags=["registers"], responses=ERROR_RESPONSES)
@@ -30,9 +30,7 @@ class Finding(BaseModel):
 class FindingPage(BaseModel):
     items: list[Finding]
     next: str | None
-    warnings: list[str] = Field(default_factory=list, description=(
-        "why the answer may be empty: as_of before the log's first record, valid_at before "
-        "the first event"))
+    warnings: Warnings
 
 
 class ClauseSummary(BaseModel):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from consumers import queries
 from pdl.api.deps import Cursor, Limit, Principal, Role, decode_cursor, require, state
 from pdl.api.problems import ERROR_RESPONSES, BadRequest
-from pdl.api.reads import AsOf, TimeParam, ValidAt, at, page_of, read, utc
+from pdl.api.reads import AsOf, TimeParam, ValidAt, Warnings, at, page_of, read, utc
 from pdl.api.reads import categories as category_keys
 
 router = APIRouter(tags=["incidents"], responses=ERROR_RESPONSES)
@@ -38,9 +38,7 @@ class Incident(BaseModel):
 class IncidentPage(BaseModel):
     items: list[Incident]
     next: str | None
-    warnings: list[str] = Field(default_factory=list, description=(
-        "why the answer may be empty: as_of before the log's first record, valid_at before "
-        "the first event"))
+    warnings: Warnings
 
 
 def _split(text: str | None) -> list[str]:
