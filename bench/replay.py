@@ -3,6 +3,8 @@
     python bench/replay.py                      # 1M-event log; scope on the same log
     python bench/replay.py --scope-events 10000000   # scope on a 10M-event log (long)
     python bench/replay.py --scope-only --scope-events 10000000 --views postgres
+    python bench/replay.py --scope-only --events 10000000 --queries 30 --modes index \
+        --scope-people 181000 [--views postgres --pg-fill copy]   # everyone listed
 
 Prints, from one run on a log of ``--events`` simulated events (published through the
 ledger: pseudonymised and sealed, as in production):
@@ -19,8 +21,11 @@ ledger: pseudonymised and sealed, as in production):
   store, a three-day window at a random time) on a log of ``--scope-events`` events,
   per store, with the number of people each answer names (p50 <= 10 ms, p99 <= 50 ms
   from the index): once for the first page (exact counts + the first 100 people, what the
-  API answers first) and once listing every affected person; answered from SQL (the
-  CLI's one-shot path) and from the in-memory ``ScopeIndex`` the HTTP API keeps (with its
+  API answers first) and listing every affected person three ways: as the answer's
+  columns (``all``), plus one tuple per person (``rows``: how answers were made before,
+  the baseline) and plus the HTTP API's JSON text (``json``); ``--scope-people N`` also
+  times everyone listed at N people, step by step (columns, tuples, JSON, bytes, dicts +
+  ``json.dumps``); answered from SQL (the CLI's one-shot path) and from the in-memory ``ScopeIndex`` the HTTP API keeps (with its
   load time and memory). Wall ms and, beside them, the CPU ms of the answering thread
   (steadier on a shared machine). ``--views postgres`` keeps the holdings view in
   PostgreSQL instead (``--pg-url``, or a server started from Debian's package under
