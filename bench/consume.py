@@ -29,8 +29,11 @@ loaded machine disturbs less than the wall clock; the load average is printed to
 Targets (issue 18): SQLite 1 process >= 0.5x raw; PostgreSQL 1 process >= 0.35x raw;
 2 processes >= 1.5x one on a machine of 4 or more cores (on fewer, printed only).
 
-``--profile`` runs one member into SQLite in this process under cProfile and prints the
-top functions.
+``--profile`` runs one member in this process under cProfile and prints the top
+functions; with ``--views postgres`` into a server started with ``pg_stat_statements``,
+then the server's statements by total time and its CPU per record. The benchmark's
+table has the server's CPU per record too (its processes' CPU from /proc over each
+member's window: on 2 cores the server competes with the members for the CPU).
 """
 
 from __future__ import annotations
@@ -117,6 +120,35 @@ def _open(views: str) -> Any:
     return SQLiteViewStore(views)
 
 
+def server_cpu(server: Any) -> float | None:
+    """CPU seconds used so far by a PostgreSQL server we started: the postmaster and every
+    process it runs (backends, WAL writer, checkpointer...), read from /proc, plus what its
+    exited children used (the postmaster's ``cutime``/``cstime``). None for a server given
+    by URL (not ours to read) or where /proc is missing."""
+    if server is None:
+        return None
+    try:
+        postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            pid, ppid = int(entry.name), int(fields[1])
+            if pid == postmaster:
+                total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+            elif ppid == postmaster:
+                total += int(fields[11]) + int(fields[12])
+        return total / ticks
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class Progress:
     """Reads how far the members are from the view store's tracking table, on one
     connection of its own held for the whole measurement: a plain read every poll, no
@@ -153,9 +185,12 @@ class Progress:
             self._conn.close()
 
 
-def members(bench: Any, topic: str, views: str, count: int) -> tuple[float, float]:
-    """Records/s of ``count`` members of one fresh group into ``views``, steady state, and
-    their CPU seconds per record (each member's own, from the end of its first batch)."""
+def members(bench: Any, topic: str, views: str, count: int,
+            server: Any = None) -> tuple[float, float, float | None]:
+    """Records/s of ``count`` members of one fresh group into ``views``, steady state,
+    their CPU seconds per record (each member's own, from the end of its first batch), and
+    the PostgreSQL server's CPU seconds per record over the same window (``server_cpu``;
+    None for SQLite or a server given by URL)."""
     from consumers.registry import all_projections
 
     group = f"pdl-bench-{uuid.uuid4()}"
@@ -169,6 +204,7 @@ def members(bench: Any, topic: str, views: str, count: int) -> tuple[float, floa
              for _ in range(count)]
     end = bench.stored
     first_at = first_n = None
+    server_from = server_to = None
     progress = Progress(views, projections)
     try:
         deadline = time.monotonic() + 600
@@ -177,6 +213,7 @@ def members(bench: Any, topic: str, views: str, count: int) -> tuple[float, floa
             now = time.monotonic()
             if first_at is None and n > 0:
                 first_at, first_n = now, n
+                server_from = server_cpu(server)
             if n >= end:
                 break
             if all(p.poll() is not None for p in procs):
@@ -186,6 +223,7 @@ def members(bench: Any, topic: str, views: str, count: int) -> tuple[float, floa
         else:
             raise SystemExit(f"members did not finish ({n} of {end})")
         done_at = time.monotonic()
+        server_to = server_cpu(server)
     finally:
         progress.close()
         for p in procs:
@@ -198,7 +236,9 @@ def members(bench: Any, topic: str, views: str, count: int) -> tuple[float, floa
     counted = [(int(out[-2]), float(out[-1])) for out in outputs if len(out) >= 2]
     records = sum(n for n, _ in counted)
     cpu = sum(c for _, c in counted) / records if records else float("nan")
-    return (end - first_n) / (done_at - first_at), cpu
+    served = (None if server_from is None or server_to is None
+              else (server_to - server_from) / (end - first_n))
+    return (end - first_n) / (done_at - first_at), cpu, served
 
 
 def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) -> dict[str, Any]:
@@ -217,6 +257,7 @@ def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) ->
              "PostgreSQL, 2 processes")
     rates: dict[str, list[float]] = {name: [] for name in names}
     cpus: dict[str, list[float]] = {name: [] for name in names}
+    server_cpus: dict[str, list[float]] = {}
     try:
         with kb.bench_session(bootstrap, n) as bench:
             console.print(f"publishing {n:,} events with the ledger ...")
@@ -228,7 +269,7 @@ def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) ->
                 cpus["raw consume"].append(watch.cpu / bench.stored)
                 console.print(f"repeat {r}/{repeat}: consume into SQLite, 1 process ...")
                 path = Path(tempfile.mkdtemp(prefix="views-", dir=bench.workdir)) / "views.db"
-                rate, cpu = members(bench, topic, str(path), 1)
+                rate, cpu, _ = members(bench, topic, str(path), 1)
                 rates["SQLite, 1 process"].append(rate)
                 cpus["SQLite, 1 process"].append(cpu)
                 for count in (1, 2):
@@ -239,9 +280,12 @@ def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) ->
                     if not server:
                         _clear(url)
                     name = f"PostgreSQL, {count} process{'es' if count > 1 else ''}"
-                    rate, cpu = members(bench, topic, url, count)
+                    rate, cpu, served = members(bench, topic, url, count,
+                                                server if server else None)
                     rates[name].append(rate)
                     cpus[name].append(cpu)
+                    if served is not None:
+                        server_cpus.setdefault(name, []).append(served)
             stored = bench.stored
     finally:
         if server is not None:
@@ -263,6 +307,8 @@ def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) ->
     }
     return {"events": n, "records": stored, "repeat": repeat, "cores": os.cpu_count(),
             "load": os.getloadavg(), "records_per_s": medians, "cpu_us_per_record": cpu_us,
+            "server_cpu_us_per_record": {name: statistics.median(values) * 1e6
+                                         for name, values in server_cpus.items()},
             "runs": rates, "ratios": ratios, "cpu_ratios": cpu_ratios}
 
 
@@ -282,8 +328,11 @@ def render(report: dict[str, Any]) -> None:
     table.add_column("contender")
     table.add_column("records/s", justify="right")
     table.add_column("CPU µs/record", justify="right")
+    table.add_column("server CPU µs/record", justify="right")
+    served = report.get("server_cpu_us_per_record", {})
     for name, rate in report["records_per_s"].items():
-        table.add_row(name, f"{rate:,.0f}", f"{report['cpu_us_per_record'][name]:.1f}")
+        table.add_row(name, f"{rate:,.0f}", f"{report['cpu_us_per_record'][name]:.1f}",
+                      f"{served[name]:.1f}" if name in served else "")
     console.print(table)
     load = ", ".join(f"{x:.2f}" for x in report["load"])
     console.print(f"load average at the end: {load} on {report['cores']} core(s)",
@@ -303,35 +352,85 @@ def render(report: dict[str, Any]) -> None:
         console.print(f"{name}: {ratio:.2f}x ({verdict})", highlight=False)
 
 
-def profile(bootstrap: str | None, n: int, top: int) -> str:
+def profile(bootstrap: str | None, n: int, top: int, views: str = "sqlite") -> str:
+    """One member in this process under cProfile, into SQLite or (``views="postgres"``) a
+    PostgreSQL server started for it with ``pg_stat_statements``: then the member's profile
+    is followed by the server's side, its statements by total execution time and its CPU
+    per record (``server_cpu``) against the member's."""
     from consumers.consume import KafkaGroupConsumer
     from consumers.projection import RunStats
     from consumers.registry import all_projections
     from consumers.views import SQLiteViewStore
 
+    server = None
+    out = io.StringIO()
     with kb.bench_session(bootstrap, n) as bench:
         _, topic = bench.ledger_publish()
         log = bench.open_log(topic)
-        store = SQLiteViewStore(bench.workdir / "profile-views.db")
-        member = KafkaGroupConsumer(log, store, all_projections(),
-                                    group_id=f"pdl-bench-{uuid.uuid4()}", batch_size=BATCH)
-        stop, seen, stored = threading.Event(), RunStats(), bench.stored
+        if views == "postgres":
+            import psycopg
 
-        def on_batch(stats: RunStats) -> None:
-            seen.add(stats)
-            if seen.records >= stored:
-                stop.set()
+            from consumers.postgres import PostgresViewStore
+            from pgkit import PostgresServer, find_bin, free_port
 
-        profiler = cProfile.Profile()
-        profiler.enable()
-        member.run(stop, idle_exit=10, on_batch=on_batch)
-        profiler.disable()
-        store.close()
-        log.close()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("tottime").print_stats(top)
-    stats.sort_stats("cumulative").print_stats(top)
+            bin_dir = find_bin()
+            if bin_dir is None:
+                raise SystemExit("no PostgreSQL server binaries: apt-get install postgresql")
+            server = PostgresServer(bin_dir, Path(tempfile.mkdtemp(prefix="pdl-bench-pg-")),
+                                    free_port())
+            server.start()
+            with psycopg.connect(server.url(), autocommit=True) as conn:
+                conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            server.stop()
+            server.start()
+            url = server.new_schema(tcp=False)
+            store: Any = PostgresViewStore(url)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA public")
+                conn.execute("SELECT public.pg_stat_statements_reset()")
+        else:
+            store = SQLiteViewStore(bench.workdir / "profile-views.db")
+        try:
+            member = KafkaGroupConsumer(log, store, all_projections(),
+                                        group_id=f"pdl-bench-{uuid.uuid4()}", batch_size=BATCH)
+            stop, seen, stored = threading.Event(), RunStats(), bench.stored
+
+            def on_batch(stats: RunStats) -> None:
+                seen.add(stats)
+                if seen.records >= stored:
+                    stop.set()
+
+            profiler = cProfile.Profile()
+            served, cpu = server_cpu(server), time.process_time()
+            profiler.enable()
+            member.run(stop, idle_exit=10, on_batch=on_batch)
+            profiler.disable()
+            cpu = time.process_time() - cpu
+            served_to = server_cpu(server)
+            store.close()
+            log.close()
+            stats = pstats.Stats(profiler, stream=out)
+            stats.sort_stats("tottime").print_stats(top)
+            stats.sort_stats("cumulative").print_stats(top)
+            out.write(f"member CPU (under cProfile): {cpu / stored * 1e6:.1f} µs/record\n")
+            if server is not None:
+                if served is not None and served_to is not None:
+                    out.write(f"server CPU: {(served_to - served) / stored * 1e6:.1f} "
+                              "µs/record\n")
+                with psycopg.connect(url, autocommit=True) as conn:
+                    rows = conn.execute(
+                        "SELECT calls, rows, total_exec_time, left(regexp_replace(query, "
+                        "'\\s+', ' ', 'g'), 150) FROM public.pg_stat_statements "
+                        "ORDER BY total_exec_time DESC LIMIT %s", (top,)).fetchall()
+                total = sum(r[2] for r in rows)
+                out.write(f"server statements by total execution time (top {top}: "
+                          f"{total / stored * 1e3:.1f} µs/record):\n")
+                for calls, nrows, ms, query in rows:
+                    out.write(f"{ms:9.1f} ms {ms / stored * 1e3:6.1f} µs/rec {calls:6} calls "
+                              f"{nrows:8} rows  {query}\n")
+        finally:
+            if server is not None:
+                server.stop()
     return out.getvalue()
 
 
@@ -344,9 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--views", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the store --profile writes into")
     args = parser.parse_args(argv)
     if args.profile:
-        sys.stdout.write(profile(args.bootstrap, args.events, args.top))
+        sys.stdout.write(profile(args.bootstrap, args.events, args.top, args.views))
         return 0
     report = benchmark(args.bootstrap, args.events, args.repeat, args.pg_url)
     if args.json:

@@ -24,6 +24,19 @@ thread of this process, signed in as a compliance principal):
 - ``findings``: ``GET /ui/findings`` (by clause with the promises, a monthly trend), from
   the same cached findings as the overview; baseline ``GET /findings/summary``.
 
+Under continuous ingestion (``--ingest-rate`` events/s, default 100; 0 skips it): a
+publisher process appends simulated events to the same log throughout, and the overview is
+timed again in the same run:
+
+- ``overview-ingest``: ``GET /ui/`` every ``PAUSE_S`` while publishing goes on (stale-while-revalidate: the
+  last findings and chart are shown, labelled "not current, updating" with the position
+  and minute they were judged at, while fresh ones are judged in the background); the run
+  also counts how many answers were labelled stale and how far behind they were;
+- ``overview-ingest-wait``: the same with showing earlier answers turned off (the clock
+  rules and the chart judged while the request waits, as before), fewer requests.
+
+Both against ``overview`` (no ingestion) as the baseline, ratios printed.
+
 Every request, page or JSON, is audited (appends a ``ledger.queried`` event) and catches
 the views up: that is part of what is measured. Target (issue 16): p50 <= 300 ms on 1M
 events, for the overview and the register.
@@ -41,7 +54,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 import argparse  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
+import signal  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
@@ -61,6 +76,8 @@ from pdl.api import create_app  # noqa: E402
 from pdl.service import QueryService  # noqa: E402
 
 TARGET_MS = 300
+#: Between two overviews under ingestion: events come in meanwhile.
+PAUSE_S = 0.3
 PRINCIPAL = "bench-web"
 
 
@@ -80,6 +97,84 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
+def publish(directory: Path, rate: int, seed: int) -> int:
+    """(The publisher process.) Append simulated events to the log in ``directory`` at
+    ``rate`` events/s, in tenths of a second, until terminated; print how many."""
+    from itertools import islice
+
+    from workload import simulate
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    lines = simulate(people=1_000_000, seed=seed)
+    taken = sent = 0  # lines taken, events appended (a duplicate would not be)
+    with Ledger(settings_for(directory)) as ledger:
+        ledger.publish_lines(list(islice(lines, max(1, rate // 10))))  # warm: first batch
+        print(json.dumps({"ready": True}), flush=True)
+        started = time.monotonic()
+        while not stop.is_set():
+            due = int((time.monotonic() - started) * rate) - taken
+            if due > 0:
+                batch = list(islice(lines, due))
+                if not batch:
+                    break
+                taken += len(batch)
+                sent += ledger.publish_lines(batch).appended
+            stop.wait(0.1)
+    print(json.dumps({"published": sent}), flush=True)
+    return 0
+
+
+class Publisher:
+    """A publisher process appending to the log while it runs (``with``)."""
+
+    def __init__(self, directory: Path, rate: int, seed: int) -> None:
+        self.args = [sys.executable, str(Path(__file__).resolve()), "--publish-into",
+                     str(directory), "--ingest-rate", str(rate), "--seed", str(seed)]
+        self.published = 0
+
+    def __enter__(self) -> Publisher:
+        self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        if "ready" not in self.process.stdout.readline():  # imports, a first batch
+            raise SystemExit("the publisher process did not start")
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        out, _ = self.process.communicate(timeout=120)
+        self.seconds = time.monotonic() - self.started
+        self.published = int(json.loads(out.strip().splitlines()[-1])["published"])
+
+
+AS_OF = re.compile(r'id="judged-at" class="as-of (current|stale)"')
+BEHIND = re.compile(r"([0-9,]+) records have come in since")
+
+
+def timed_overview(client: httpx.Client, repeat: int, pause: float
+                   ) -> tuple[list[float], int, list[int]]:
+    """``GET /ui/`` ``repeat`` times, ``pause`` seconds apart (someone reloading the page
+    while events come in): the times, how many showed stale findings, and how many records
+    behind those were."""
+    times, stale, behind = [], 0, []
+    for _ in range(repeat):
+        time.sleep(pause)
+        started = time.perf_counter()
+        answer = client.get("/ui/")
+        times.append((time.perf_counter() - started) * 1000)
+        if answer.status_code != 200:
+            raise SystemExit(f"/ui/: HTTP {answer.status_code}")
+        found = AS_OF.search(answer.text)
+        if found is None:
+            raise SystemExit("/ui/: no findings label")
+        if found.group(1) == "stale":
+            stale += 1
+            more = BEHIND.search(answer.text)
+            behind.append(int(more.group(1).replace(",", "")) if more else 0)
+    return times, stale, behind
+
+
 def wait_for_next_minute_if_close(margin_s: float) -> None:
     """Start the timed requests early in a minute, so the clock rules are judged once."""
     left = 60 - datetime.now(UTC).second
@@ -93,7 +188,15 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=21)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--ingest-rate", type=int, default=100,
+                        help="events/s appended while the overview is timed again (0: not)")
+    # the publisher's events: new ones each run (the same seed would only repeat event ids,
+    # which the log refuses as duplicates)
+    parser.add_argument("--seed", type=int, default=int(time.time()), help=argparse.SUPPRESS)
+    parser.add_argument("--publish-into", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.publish_into is not None:
+        return publish(args.publish_into, args.ingest_rate, args.seed)
 
     directory = args.out / f"log-{args.events}"
     started = time.perf_counter()
@@ -157,12 +260,14 @@ def main() -> int:
         reused = app.state.web_findings.reused
         computed = app.state.web_findings.computed
         prejudged = app.state.web_findings.prejudged
+        ingest = overview_under_ingestion(app, ui, directory, args, rows[0]) \
+            if args.ingest_rate > 0 else None
     server.should_exit = True
     events = service.ledger.log.count()
     result = {"events": events, "ready_s": round(built, 1), "overview_cold_ms": round(cold, 1),
               "overview_new_minute_ms": round(new_minute, 1),
               "summaries_computed": computed, "summaries_reused": reused,
-              "summaries_prejudged": prejudged, "rows": rows}
+              "summaries_prejudged": prejudged, "rows": rows, "ingestion": ingest}
     if args.json:
         print(json.dumps(result, indent=1))
     else:
@@ -178,9 +283,48 @@ def main() -> int:
             print(f"{r['row']:<18} page p50 {r['page_p50_ms']:>8.1f} ms  p99 "
                   f"{r['page_p99_ms']:>8.1f} ms   baseline {r['baseline']:<22} p50 "
                   f"{r['baseline_p50_ms']:>7.1f} ms   ratio {r['ratio']:.2f}x   {target}")
+        if ingest:
+            print(f"under ingestion at {ingest['rate']} events/s asked, "
+                  f"{ingest['achieved_rate']} achieved ({ingest['published']:,} published "
+                  "during the timed requests):")
+            for r in ingest["rows"]:
+                print(f"{r['row']:<20} page p50 {r['page_p50_ms']:>8.1f} ms  p99 "
+                      f"{r['page_p99_ms']:>8.1f} ms   vs overview without ingestion "
+                      f"{r['ratio_to_idle']:.2f}x   stale {r['stale']}/{r['requests']}"
+                      + (f", behind p50 {r['behind_p50']:,} records" if r["stale"] else ""))
+            print(f"overview-ingest / overview-ingest-wait p50: {ingest['ratio']:.3f}x; "
+                  f"background judgements: {ingest['revalidated']} findings, "
+                  f"{ingest['charts_redrawn']} charts")
     service.close()
     principals.close()
     return 0
+
+
+def overview_under_ingestion(app: Any, ui: httpx.Client, directory: Path,
+                             args: argparse.Namespace, idle: dict[str, Any]
+                             ) -> dict[str, Any]:
+    """The overview timed while a publisher process appends: showing earlier answers while
+    fresh ones are judged (as served), then judging while the request waits."""
+    findings, chart = app.state.web_findings, app.state.web_activity
+    rows = []
+    with Publisher(directory, args.ingest_rate, args.seed) as publisher:
+        for name, revalidate, repeat in (("overview-ingest", True, args.repeat),
+                                         ("overview-ingest-wait", False,
+                                          max(3, args.repeat // 4))):
+            findings.revalidate = chart.revalidate = revalidate
+            timed_overview(ui, 2, PAUSE_S)  # warm up (the first one starts judging)
+            times, stale, behind = timed_overview(ui, repeat, PAUSE_S)
+            p50 = statistics.median(times)
+            rows.append({"row": name, "page_p50_ms": round(p50, 1),
+                         "page_p99_ms": round(p99(times), 1), "requests": repeat,
+                         "stale": stale, "behind_p50": round(statistics.median(behind))
+                         if behind else 0,
+                         "ratio_to_idle": round(p50 / idle["page_p50_ms"], 2)})
+        findings.revalidate = chart.revalidate = True
+    return {"rate": args.ingest_rate, "published": publisher.published,
+            "achieved_rate": round(publisher.published / publisher.seconds), "rows": rows,
+            "ratio": round(rows[0]["page_p50_ms"] / rows[1]["page_p50_ms"], 3),
+            "revalidated": findings.revalidated, "charts_redrawn": chart.revalidated}
 
 
 if __name__ == "__main__":

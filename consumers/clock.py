@@ -66,25 +66,34 @@ class ClockProjection(Projection):
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
         rows: dict[int, list[int]] = {}
+        stamp, recorded = None, 0
         for item in items:
             if item.event.subject is None:
                 continue
             record = item.record
-            recorded = to_us(record.recorded_at)
-            delay = recorded - item.at
+            if record.recorded_at is not stamp:  # records of one broker batch share theirs
+                stamp = record.recorded_at
+                recorded = to_us(stamp)
+            at = item.at
+            delay = recorded - at
             row = rows.get(record.partition)
             if row is None:
-                rows[record.partition] = [1, int(delay > _LATE_US), max(delay, 0), item.at,
-                                          item.at, recorded, recorded]
+                rows[record.partition] = [1, int(delay > _LATE_US), max(delay, 0), at, at,
+                                          recorded, recorded]
                 continue
             row[0] += 1
             if delay > _LATE_US:
                 row[1] += 1
-            row[2] = max(row[2], delay)
-            row[3] = min(row[3], item.at)
-            row[4] = max(row[4], item.at)
-            row[5] = min(row[5], recorded)
-            row[6] = max(row[6], recorded)
+            if delay > row[2]:
+                row[2] = delay
+            if at < row[3]:
+                row[3] = at
+            elif at > row[4]:
+                row[4] = at
+            if recorded < row[5]:
+                row[5] = recorded
+            elif recorded > row[6]:
+                row[6] = recorded
         if rows:
             tx.executemany(UPSERT, [(p, *r) for p, r in rows.items()])
 

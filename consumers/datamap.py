@@ -412,7 +412,7 @@ class DataMapProjection(MaskedProjection):
         self.cache = WriteCache(self.name, cache_entries)
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
-        seen = self.cache.begin(tx)
+        seen = self.cache.begin(tx, items)
         if self.cache.restarted:
             self.cache.complete = not tx.query("SELECT 1 FROM dm_stores LIMIT 1")
         batch = _Batch(seen, self.cache.complete)

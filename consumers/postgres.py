@@ -16,8 +16,8 @@ differs is translated here, once per statement text (``to_postgres``):
   ``rowid`` column SQLite gives it implicitly (insertion order: ``consumers.scope_index``
   follows ``holdings_erased`` by it);
 - the schema name ``main.`` (SQLite's) is dropped;
-- ``first_time`` inserts an array (``unnest``) where SQLite reads ``json_each``;
-  ``first_times`` marks every projection's ids of a batch in one statement;
+- ``insert_marks`` zips JSON arrays (``ROWS FROM``) where SQLite reads ``json_each``:
+  one statement marks a batch's events;
 - ``executemany`` of an ``INSERT ... VALUES`` becomes ONE ``INSERT ... SELECT FROM
   json_populate_recordset`` of the rows as JSON, where that does exactly what a statement
   per row would (``_set_insert``; otherwise rows go one by one, pipelined);
@@ -38,7 +38,7 @@ Invariants it keeps:
   views are built in fresh schemas beside the store's own (``<schema>__rebuild_<i>``),
   committed batch by batch there, which nobody reads; the swap then replaces, in one
   transaction holding the write lock, every row of the rebuilt projections' tables (and
-  their tracking, applied ids, cache tokens and the holdings generation) by the built ones.
+  their tracking, event marks, cache tokens and the holdings generation) by the built ones.
   It deletes and inserts rows rather than dropping or renaming tables: PostgreSQL's DDL is
   not MVCC-safe (a reader whose snapshot predates a swap by DDL would read the swapped-in
   table as of that snapshot: empty or half-built), while rows swapped in one transaction are seen by every reader all old or all
@@ -64,10 +64,11 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from consumers.views import (
+    LEGACY_MARKS,
     TRACKING_SCHEMA,
+    Mark,
     ViewStore,
     ViewTransaction,
-    first_occurrences,
     merge_share,
 )
 from ledger.errors import ConfigurationError, IntegrityError, OperationalError, PersistenceError
@@ -129,13 +130,17 @@ def to_postgres(sql: str) -> str:
     return _placeholders(sql)
 
 
-#: ``INSERT INTO t (cols) VALUES (%s, ...)`` and what follows (after ``to_postgres``).
+#: ``INSERT INTO t (cols) VALUES (%s, 0, ...)`` and what follows (after ``to_postgres``).
 _INSERT_VALUES = re.compile(
     r"^\s*INSERT\s+INTO\s+(?P<table>\w+)\s*\((?P<columns>[^)]*)\)\s*VALUES\s*"
-    r"(?P<row>\(\s*%s(?:\s*,\s*%s)*\s*\))(?P<tail>.*)$", re.I | re.S)
+    r"\((?P<values>[^()']*)\)(?P<tail>.*)$", re.I | re.S)
 _CONFLICT = re.compile(
     r"^\s*ON\s+CONFLICT\s*(?:\((?P<target>[^)]*)\))?\s*DO\s+(?P<action>NOTHING|UPDATE)\b",
     re.I | re.S)
+#: A constant in ``VALUES`` the set form can carry as it is: an integer.
+_INTEGER = re.compile(r"-?\d+")
+
+
 @dataclass(frozen=True)
 class _SetInsert:
     """How to send an ``executemany`` of one ``INSERT ... VALUES`` as ONE statement: the
@@ -144,25 +149,30 @@ class _SetInsert:
     and no per-row parameter handling in the client)."""
 
     sql: str
-    names: tuple[str, ...]  # JSON keys: the columns, unquoted
-    #: For ``DO UPDATE``: the positions of the conflict target's columns in a row. Rows of
-    #: one statement must then have distinct keys (a statement may not update a row twice).
+    names: tuple[str, ...]  # JSON keys: the columns given by parameters, unquoted
+    #: For ``DO UPDATE``: the positions (in a row of parameters) of the conflict target's
+    #: columns. A statement may not update a row twice, so rows with one key go in
+    #: successive statements (``_rounds``).
     keys: tuple[int, ...] | None
 
 
 @lru_cache(maxsize=1024)
 def _set_insert(sql: str) -> _SetInsert | None:
     """The one-statement form of a (translated) statement, if it has one that does exactly
-    what running it once per row does: a plain ``INSERT ... VALUES`` of placeholders,
-    optionally ``ON CONFLICT ... DO NOTHING`` or ``DO UPDATE`` without placeholders.
-    Rows are inserted in their order (identity columns grow as they would row by row)."""
+    what running it once per row does: a plain ``INSERT ... VALUES`` of placeholders and
+    integer constants, optionally ``ON CONFLICT ... DO NOTHING`` or ``DO UPDATE`` without
+    placeholders. Rows are inserted in their order (identity columns grow as they would
+    row by row)."""
     m = _INSERT_VALUES.match(sql)
     if m is None or "%s" in m["tail"] or _RETURNING.search(m["tail"]):
         return None
     columns = [c.strip() for c in m["columns"].split(",")]
-    names = tuple(c.strip('"') for c in columns)
-    if m["row"].count("%s") != len(columns):
+    values = [v.strip() for v in m["values"].split(",")]
+    if len(values) != len(columns) or not all(v == "%s" or _INTEGER.fullmatch(v)
+                                              for v in values):
         return None
+    given = [c for c, v in zip(columns, values, strict=True) if v == "%s"]
+    names = tuple(c.strip('"') for c in given)
     tail = m["tail"].strip().rstrip(";")
     keys: tuple[int, ...] | None = None
     if tail:
@@ -173,20 +183,43 @@ def _set_insert(sql: str) -> _SetInsert | None:
             if not conflict["target"]:
                 return None
             target = [c.strip().strip('"') for c in conflict["target"].split(",")]
-            if not set(target) <= set(names):
+            constant = {c.strip('"') for c in columns} - set(names)
+            if not set(target) <= set(names) | constant:
                 return None
-            keys = tuple(names.index(c) for c in target)
+            # a constant column of the key is the same in every row: not compared
+            keys = tuple(names.index(c) for c in target if c in names)
     listed = ", ".join(columns)
+    selected = ", ".join(c if v == "%s" else v for c, v in zip(columns, values, strict=True))
     table = m["table"]
     return _SetInsert(
-        f"INSERT INTO {table} ({listed}) SELECT {listed} FROM "
+        f"INSERT INTO {table} ({listed}) SELECT {selected} FROM "
         f"json_populate_recordset(NULL::{table}, %s::json)" + (" " + tail if tail else ""),
         names, keys)
+
+
+def _rounds(rows: list[Sequence[Any]], keys: tuple[int, ...]) -> list[list[Sequence[Any]]]:
+    """``rows`` split into statements that each update a key at most once: every key's
+    first row, then every key's second row, and so on. Run in that order they do what
+    a statement per row does: a key's rows keep their order, and rows of different keys
+    touch different rows of the table. (Only a key's first row can insert: identity
+    values are still given in the rows' order.)"""
+    rounds: list[list[Sequence[Any]]] = []
+    count: dict[tuple[Any, ...], int] = {}
+    for row in rows:
+        key = tuple([row[k] for k in keys])
+        n = count.get(key, 0)
+        count[key] = n + 1
+        if n == len(rounds):
+            rounds.append([row])
+        else:
+            rounds[n].append(row)
+    return rounds
 
 
 #: Values that reach a column through JSON exactly as through a parameter. Not floats:
 #: a parameter rounds one into an integer column, the JSON text is refused there.
 _JSON_TYPES = (str, int, type(None))
+_PLAIN = frozenset(_JSON_TYPES)
 
 
 def _json_rows(names: tuple[str, ...], rows: list[Sequence[Any]]) -> str:
@@ -194,6 +227,11 @@ def _json_rows(names: tuple[str, ...], rows: list[Sequence[Any]]) -> str:
     booleans as 0/1 (as ``_BoolAsInt``), bytes as ``bytea`` hex. Raises ``TypeError``
     for a value JSON does not carry exactly (a float, any other type: the caller then
     goes row by row)."""
+    if {type(value) for row in rows for value in row} <= _PLAIN:
+        # the usual case: nothing to convert (twice as quick as the loop below)
+        if any(len(row) != len(names) for row in rows):
+            raise ValueError("a row of another length than the statement's")
+        return json.dumps([dict(zip(names, row)) for row in rows], separators=(",", ":"))
     out = []
     for row in rows:
         record = {}
@@ -248,27 +286,25 @@ class _PostgresTransaction(ViewTransaction):
         return max(cur.rowcount, 0)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Rows of an ``INSERT ... VALUES`` go in ONE statement (``_set_insert``) where
-        that does exactly what a statement per row would; anything else row by row,
-        pipelined."""
+        """Rows of an ``INSERT ... VALUES`` go in ONE statement (``_set_insert``), or one
+        per repeat of a conflict key (``_rounds``), where that does exactly what a
+        statement per row would; anything else row by row, pipelined."""
         rows = rows if isinstance(rows, list) else list(rows)
         if not rows:
             return
         pg = to_postgres(sql)
         plan = _set_insert(pg) if len(rows) > 1 else None
-        if plan is not None and plan.keys is not None:
-            keys = plan.keys
-            if len({tuple(row[k] for k in keys) for row in rows}) != len(rows):
-                plan = None  # a key twice: later rows must see earlier ones, row by row
         if plan is not None:
+            rounds = [rows] if plan.keys is None else _rounds(rows, plan.keys)
             try:
-                payload = _json_rows(plan.names, rows)
+                payloads = [_json_rows(plan.names, part) for part in rounds]
             except (TypeError, ValueError):
                 plan = None
         if plan is None:
             self._cur.executemany(pg, rows)
             return
-        self._cur.execute(plan.sql, (payload,))
+        for payload in payloads:
+            self._cur.execute(plan.sql, (payload,))
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn.execute(to_postgres(sql), params or None).fetchall()
@@ -297,28 +333,55 @@ class _PostgresTransaction(ViewTransaction):
                             f"FROM {_ident(_unquote(source))}.{_ident(table)} "
                             "ON CONFLICT DO NOTHING")
 
+    #: The batch's marks as rows (four JSON arrays zipped by the server: quicker to send
+    #: than ``text[]`` arrays).
+    _MARKS = ("SELECT k, p::bigint AS p, o::bigint AS o, t FROM ROWS FROM ("
+              "json_array_elements_text(%s::json), json_array_elements_text(%s::json), "
+              "json_array_elements_text(%s::json), json_array_elements_text(%s::json)) "
+              "AS m(k, p, o, t)")
+
+    def mark(self, marks: Sequence[Mark], shared: Sequence[Mark] = ()
+             ) -> dict[str, tuple[int, int]]:
+        # ONE round trip: the insert, and the marks stored before it (the statement's
+        # snapshot does not see its own insert) that name another position
+        marks = [*marks, *shared]
+        if not marks:
+            return {}
+        # (the join runs only if some key was not inserted: a one-time filter)
+        rows = self._conn.execute(
+            f"WITH j AS ({self._MARKS}), ins AS ("
+            'INSERT INTO event_marks (event_id, partition, "offset", event_type) '
+            "SELECT k, p, o, t FROM j ON CONFLICT DO NOTHING RETURNING 1) "
+            'SELECT m.event_id, m.partition, m."offset" FROM j '
+            "JOIN event_marks AS m ON m.event_id = j.k "
+            "WHERE (SELECT count(*) FROM ins) < %s "
+            'AND (m.partition <> j.p OR m."offset" <> j.o)',
+            (*_mark_arrays(marks), len(marks))).fetchall()
+        return {key: (int(partition), int(offset)) for key, partition, offset in rows}
+
+    def insert_marks(self, marks: Sequence[Mark]) -> int:
+        return self.execute(
+            'INSERT INTO event_marks (event_id, partition, "offset", event_type) '
+            f"SELECT k, p, o, t FROM ({self._MARKS.replace('%s', '?')}) AS j "
+            "ON CONFLICT DO NOTHING", _mark_arrays(marks))
+
+    def marks_elsewhere(self, marks: Sequence[Mark]) -> dict[str, tuple[int, int]]:
+        rows = self._conn.execute(
+            f'WITH j AS ({self._MARKS}) SELECT m.event_id, m.partition, m."offset" FROM j '
+            "JOIN event_marks AS m ON m.event_id = j.k "
+            'WHERE m.partition <> j.p OR m."offset" <> j.o', _mark_arrays(marks)).fetchall()
+        return {key: (int(partition), int(offset)) for key, partition, offset in rows}
+
     def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
         rows = self._conn.execute(
             "INSERT INTO applied_events (projection, event_id) SELECT %s, unnest(%s::text[]) "
             "ON CONFLICT DO NOTHING RETURNING event_id", (projection, list(event_ids)))
         return {row[0] for row in rows.fetchall()}
 
-    def first_times(self, event_ids: Mapping[str, Sequence[str]]) -> dict[str, list[bool]]:
-        # one round trip for every projection (a pair repeated in the batch is inserted
-        # once: ON CONFLICT sees the rows this statement inserted)
-        names = [name for name, ids in event_ids.items() for _ in ids]
-        ids = [event_id for batch in event_ids.values() for event_id in batch]
-        pending: dict[str, set[str]] = {name: set() for name in event_ids}
-        if ids:
-            # two JSON arrays, zipped by the server (quicker to send than text[] arrays)
-            for name, event_id in self._conn.execute(
-                    "INSERT INTO applied_events (projection, event_id) "
-                    "SELECT * FROM ROWS FROM (json_array_elements_text(%s::json), "
-                    "json_array_elements_text(%s::json)) "
-                    "ON CONFLICT DO NOTHING RETURNING projection, event_id",
-                    (json.dumps(names), json.dumps(ids))).fetchall():
-                pending[name].add(event_id)
-        return {name: first_occurrences(batch, pending[name]) for name, batch in event_ids.items()}
+
+def _mark_arrays(marks: Sequence[Mark]) -> tuple[str, str, str, str]:
+    keys, partitions, offsets, types = zip(*marks, strict=True)
+    return json.dumps(keys), json.dumps(partitions), json.dumps(offsets), json.dumps(types)
 
 
 class PostgresViewStore(ViewStore):
@@ -354,9 +417,15 @@ class PostgresViewStore(ViewStore):
                 "LEDGER_VIEWS_URL names no schema the user may create tables in "
                 "(its search_path is empty or names schemas that do not exist)")
         with self.transaction() as tx:
+            # in a store made before ``event_marks``, its applied ids become LEGACY marks
+            # (under the write lock: one process does it)
+            ((older,),) = tx.query("SELECT to_regclass('event_marks') IS NULL AND "
+                                   "to_regclass('applied_events') IS NOT NULL")
             for statement in TRACKING_SCHEMA.split(";"):
                 if statement.strip():
                     tx.execute(statement)
+            if older:
+                tx.execute(LEGACY_MARKS)
 
     @property
     def where(self) -> str:
@@ -465,10 +534,21 @@ class PostgresViewStore(ViewStore):
     def adopt(self, sources: Sequence[str], groups: Sequence[Sequence[Any]]) -> None:
         """Replace the views of the projections ``groups[i]`` by those built in the scratch
         schema ``sources[i]``: every table built there (the projections' own, and any they
-        keep beside them such as the holdings generation), their tracking, applied ids and
-        cache tokens, and the records quarantined, in ONE transaction (see the module doc).
+        keep beside them such as the holdings generation), their tracking and cache tokens,
+        the marks of the events they applied (a mark here stays: the projections not
+        rebuilt applied its copy; all go first if no other projection is left, see
+        ``forget_marks_if_unused``), and the records quarantined, in ONE transaction (see
+        the module doc).
         """
+        live = _ident(self.schema)
         with self.transaction() as tx:
+            for projections in groups:
+                names = [p.name for p in projections]
+                marks = ",".join("?" * len(names))
+                for table in ("tracking", "applied_events", "view_meta"):
+                    tx.execute(f"DELETE FROM {live}.{table} WHERE projection IN ({marks})",
+                               names)
+            tx.forget_marks_if_unused()
             for source, projections in zip(sources, groups, strict=True):
                 names = [p.name for p in projections]
                 built = _tables(tx, source)
@@ -480,22 +560,23 @@ class PostgresViewStore(ViewStore):
                                           != _layout(tx, source, table)):
                         # built under another layout (an upgrade): the table itself is
                         # replaced, which readers of an older snapshot cannot see through
-                        tx.execute(f"DROP TABLE {_ident(self.schema)}.{_ident(table)}")
+                        tx.execute(f"DROP TABLE {live}.{_ident(table)}")
                         here.discard(table)
                     if table not in here:  # a projection's table this store never had
-                        tx.execute(f"CREATE TABLE {_ident(self.schema)}.{_ident(table)} "
+                        tx.execute(f"CREATE TABLE {live}.{_ident(table)} "
                                    f"(LIKE {_ident(source)}.{_ident(table)} INCLUDING ALL)")
                     self._replace_rows(tx, source, table)
                 marks = ",".join("?" * len(names))
-                for table in ("tracking", "applied_events", "view_meta"):
-                    if table not in built:
-                        continue
-                    tx.execute(f"DELETE FROM {_ident(self.schema)}.{table} "
-                               f"WHERE projection IN ({marks})", names)
-                    tx.execute(f"INSERT INTO {_ident(self.schema)}.{table} SELECT * FROM "
-                               f"{_ident(source)}.{table} WHERE projection IN ({marks})", names)
+                for table in ("tracking", "view_meta"):
+                    if table in built:
+                        tx.execute(f"INSERT INTO {live}.{table} SELECT * FROM "
+                                   f"{_ident(source)}.{table} WHERE projection IN ({marks})",
+                                   names)
+                # a mark here stays: the projections not rebuilt applied its copy
+                tx.execute(f"INSERT INTO {live}.event_marks SELECT * FROM "
+                           f"{_ident(source)}.event_marks ON CONFLICT DO NOTHING")
                 for table in ("quarantine", "subject_partitions"):
-                    tx.execute(f"INSERT INTO {_ident(self.schema)}.{table} SELECT * FROM "
+                    tx.execute(f"INSERT INTO {live}.{table} SELECT * FROM "
                                f"{_ident(source)}.{table} ON CONFLICT DO NOTHING")
 
     def merge(self, sources: Sequence[str], projections: Sequence[Any]) -> int:
@@ -510,8 +591,9 @@ class PostgresViewStore(ViewStore):
         repeated = 0
         try:
             with target.transaction() as tx:
-                for source in sources[1:]:
-                    repeated += merge_share(tx, projections, _ident(source))
+                for i, source in enumerate(sources[1:], 1):
+                    repeated += merge_share(tx, projections, _ident(source),
+                                            [_ident(s) for s in sources[:i]])
                     for table in ("quarantine", "subject_partitions"):
                         tx.execute(f"INSERT INTO {table} SELECT * FROM {_ident(source)}.{table} "
                                    "ON CONFLICT DO NOTHING")
@@ -537,8 +619,8 @@ class PostgresViewStore(ViewStore):
 
 
 #: Tables of every view store, not of one projection: swapped row by row per projection.
-_BOOKKEEPING = frozenset({"tracking", "applied_events", "view_meta", "quarantine",
-                          "subject_partitions"})
+_BOOKKEEPING = frozenset({"tracking", "event_marks", "applied_events", "view_meta",
+                          "quarantine", "subject_partitions"})
 
 
 def _ident(name: str) -> str:

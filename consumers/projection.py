@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from schemas import Event, decode
 from schemas.events import PSEUDONYM
 
-from consumers.views import ViewStore, ViewTransaction
+from consumers.views import LEGACY, Mark, ViewStore, ViewTransaction
 from ledger.errors import IntegrityError
 from ledger.persistence import EventLog, LogRecord, Position
 
@@ -30,9 +30,9 @@ logger = logging.getLogger(__name__)
 from ledger.settings import Settings
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One decoded event with where it sits in the log."""
+class Item(NamedTuple):
+    """One decoded event with where it sits in the log (a tuple: one is made per event
+    read, at a fraction of a frozen dataclass's cost)."""
 
     record: LogRecord
     event: Event
@@ -99,7 +99,9 @@ class Projection(ABC):
 
     def reset(self, tx: ViewTransaction, *, indexes: bool) -> None:
         """Empty views, as before the first event: tables dropped and made again (query
-        indexes too if ``indexes``), tracking and applied event ids forgotten."""
+        indexes too if ``indexes``), tracking forgotten (and the applied ids of a store
+        made before marks). The marks stay: the projection meets each first copy again
+        and applies it (see ``_first_copies``)."""
         self.drop(tx)
         for table in ("tracking", "applied_events"):
             tx.execute(f"DELETE FROM main.{table} WHERE projection = ?", (self.name,))
@@ -403,6 +405,7 @@ class ProjectionRunner:
                   if i.event.subject and homes.get(i.event.subject) != i.record.partition}
                  if self.log.self_contained_partitions else set())
         split: dict[str, list[int]] = {}
+        copies: _Copies | None = None
         with self.store.transaction() as tx:
             if bad:
                 tx.quarantine(log_id, bad)
@@ -410,8 +413,9 @@ class ProjectionRunner:
                 split = tx.note_partitions(log_id, moved)
             # Read inside the transaction: another process of the same consumer group may
             # have moved them since we last looked (a rebalance). One read for every
-            # projection, and one statement marking every projection's events applied:
-            # on PostgreSQL each is a round trip, paid while holding the writers' lock.
+            # projection, and one statement marking where each event was first met (for
+            # every projection): on PostgreSQL each is a round trip, paid while holding
+            # the writers' lock.
             positions = tx.positions(log_id)
             plans: list[tuple[Projection, Position, list[Item]]] = []
             for projection in self.projections:
@@ -427,13 +431,11 @@ class ProjectionRunner:
                         and (not topics or i.event.type in topics)
                     ]
                 plans.append((projection, done, mine))
-            if self.dedupe:
-                fresh = tx.first_times({projection.name: _dedupe_keys(projection, mine)
-                                        for projection, _, mine in plans if mine})
+            if self.dedupe and items:
+                copies = _marks(tx, items)
             for projection, done, mine in plans:
-                if self.dedupe and mine:
-                    kept = [i for i, new in zip(mine, fresh[projection.name], strict=True)
-                            if new]
+                if mine and copies is not None:
+                    kept = _first_copies(tx, projection, mine, copies)
                     stats.duplicates += len(mine) - len(kept)
                     mine = kept
                 if mine:
@@ -478,6 +480,7 @@ class ProjectionRunner:
                 # query indexes come after the replay; one killed before then gets them
                 # back from the next runner's create()
                 p.reset(tx, indexes=False)
+            tx.forget_marks_if_unused()
         kept = self.batch_size
         if batch_size is not None:
             self.batch_size = batch_size
@@ -507,15 +510,101 @@ class ProjectionRunner:
         return out
 
 
-def _dedupe_keys(projection: Projection, items: Sequence[Item]) -> list[str]:
-    """What ``first_time`` marks applied: the event id, or for an event about no one given
-    to a projection with ``registries_per_partition``, the id in its partition (each
-    partition's copy is applied once; a retried publish's second copy in the same
-    partition is still skipped)."""
-    if not projection.registries_per_partition:
-        return [i.event.id or "" for i in items]
-    return [(i.event.id or "") if i.event.subject else f"{i.event.id}@{i.record.partition}"
-            for i in items]
+@dataclass(slots=True)
+class _Copies:
+    """Which items of a batch are not their event's first copy (``_marks``): per item
+    (``id``), for a projection that reads the event id alone, and for one that reads an
+    event about no one per partition (``registries_per_partition``); and for each, the
+    items whose key was marked by a store made before marks (``LEGACY``), with the key."""
+
+    later: set[int]
+    later_here: set[int]
+    legacy: dict[int, str]
+    legacy_here: dict[int, str]
+
+
+#: Which projections a key decides for: a person's event id decides for all; for an
+#: event about no one, its id for those reading it once, ``id@partition`` for those
+#: reading it per partition (``registries_per_partition``).
+_ALL, _ONCE, _PER_PARTITION = 0, 1, 2
+
+
+def _marks(tx: ViewTransaction, items: Sequence[Item]) -> _Copies | None:
+    """Mark where each event of the batch was first met (``ViewTransaction.mark``): its
+    id, and for an event about no one also ``id@partition`` (what a projection with
+    ``registries_per_partition`` applies once per partition). Returns None if every item
+    is its event's first copy (the usual case: one statement, nothing more to do)."""
+    rows: dict[str, Mark] = {}
+    shared: dict[str, Mark] = {}  # events about no one: few, often met in another partition
+    firsts: dict[str, tuple[Item, int]] = {}
+    repeats: list[tuple[str, Item, int]] = []  # a key met again in the batch
+    for i in items:
+        event, record = i.event, i.record
+        key = event.id or ""
+        if event.subject:
+            if key in rows:
+                repeats.append((key, i, _ALL))
+            else:
+                rows[key] = (key, record.partition, record.offset, None)
+                firsts[key] = (i, _ALL)
+            continue
+        here = f"{key}@{record.partition}"
+        for k, view, kind in ((key, _ONCE, event.type), (here, _PER_PARTITION, None)):
+            if k in shared or k in rows:
+                repeats.append((k, i, view))
+            else:
+                # the type of an event about no one counts the applications a
+                # partition-split rebuild repeats (``repeated_applications``)
+                shared[k] = (k, record.partition, record.offset, kind)
+                firsts[k] = (i, view)
+    elsewhere = tx.mark(list(rows.values()), list(shared.values()))
+    if not repeats and not elsewhere:
+        return None
+    copies = _Copies(set(), set(), {}, {})
+    first_of = {**rows, **shared}
+    for key, i, view in [*repeats, *((k, *firsts[k]) for k in elsewhere)]:
+        mark = elsewhere.get(key)
+        if mark is None:
+            _, partition, offset, _ = first_of[key]
+            mark = (partition, offset)
+        record = i.record
+        if mark == LEGACY:
+            if view != _PER_PARTITION:
+                copies.legacy[id(i)] = key
+            if view != _ONCE:
+                copies.legacy_here[id(i)] = key
+        elif mark[1] != record.offset or mark[0] != record.partition:
+            if view != _PER_PARTITION:
+                copies.later.add(id(i))
+            if view != _ONCE:
+                copies.later_here.add(id(i))
+    return copies
+
+
+def _first_copies(tx: ViewTransaction, projection: Projection, mine: list[Item],
+                  copies: _Copies) -> list[Item]:
+    """The items of ``mine`` the projection applies: those that are their event's first
+    copy, the one its mark names (any other is a retried publish's, or the copy of an
+    event about no one in another partition, or one met again after a redelivery).
+    A projection reset meets every first copy again and applies it; one whose position
+    is past a mark applied that copy before and is not given it again.
+
+    Events marked ``LEGACY`` (applied in a store made before marks) are decided by the
+    projection's own applied ids, as they were then."""
+    if projection.registries_per_partition:
+        later, legacy_keys = copies.later_here, copies.legacy_here
+    else:
+        later, legacy_keys = copies.later, copies.legacy
+    if not later and not legacy_keys:
+        return mine
+    kept = [i for i in mine if id(i) not in later]
+    legacy = [(n, legacy_keys[id(i)]) for n, i in enumerate(kept) if id(i) in legacy_keys]
+    if legacy:
+        fresh = tx.first_time(projection.name, [key for _, key in legacy])
+        for (n, _), new in reversed(list(zip(legacy, fresh, strict=True))):
+            if not new:
+                del kept[n]
+    return kept
 
 
 def _reason(exc: Exception) -> str:

@@ -15,6 +15,7 @@ which change nothing (a category used again for the same purpose) cost no SQL at
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Hashable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -146,10 +147,18 @@ class WriteCache:
     """What a projection knows its view holds, kept across batches to skip reads and
     writes that would change nothing.
 
-    It is trusted only while this process is the view's only writer: every batch stamps a
-    fresh token on the view inside its transaction, and a batch that finds another token
-    (another process wrote, a rebuild dropped the view, or this process's last
-    transaction rolled back) starts from an empty cache.
+    It is trusted only for partitions this process was the last to write: every entry is
+    about one person (the subject of the events that wrote it), and a person's events
+    live in one partition, so the view's rows a batch reads and writes are those of its
+    partitions' people. Each batch stamps a fresh token on the partitions it brings,
+    inside its transaction (``view_meta.token`` holds ``{"*": generation, partition:
+    token}``, as JSON). A batch that finds, on one of its partitions, a token other than
+    the one this process last wrote there (another member of the group wrote that
+    partition, after a rebalance; or this process's transaction there rolled back), or
+    another generation (the view was dropped, rebuilt or swapped in: ``create_meta``
+    leaves no token and the first writer draws a generation), starts from an empty
+    cache. Members owning disjoint partitions thus keep their caches. Tokens of
+    partitions a batch does not bring are left as they are.
 
     Past ``capacity`` entries the least recently used half goes (``recent`` marks use), and
     the cache is no longer complete.
@@ -160,28 +169,55 @@ class WriteCache:
         self.capacity = capacity
         self.entries: dict[Any, Any] = {}
         #: True while the entries are everything the view holds (set by the projection
-        #: when it starts on an empty view; an eviction ends it).
+        #: when it starts on an empty view: a missing key means no row. An eviction ends
+        #: it.) Only the batch's partitions' people are ever looked up, and those were
+        #: written by this process alone since the cache started.
         self.complete = False
         #: True if the last ``begin`` found the cache stale and emptied it.
         self.restarted = False
-        self._token: str | None = None
+        #: The tokens as this process last left them (a partition as a string: JSON keys).
+        self._tokens: dict[str, str] = {}
 
-    def begin(self, tx: ViewTransaction) -> dict[Any, Any]:
-        """Check and renew the token; return the entries valid in this transaction."""
+    def begin(self, tx: ViewTransaction, items: Sequence[Any]) -> dict[Any, Any]:
+        """Check and renew the tokens of the partitions of ``items`` (the batch's items
+        this projection applies); return the entries valid in this transaction."""
         rows = tx.query("SELECT token FROM view_meta WHERE projection = ?", (self.projection,))
-        self.restarted = not rows or rows[0][0] is None or rows[0][0] != self._token
+        stored = _tokens(rows[0][0] if rows else None)
+        partitions = [str(p) for p in {item.record.partition for item in items}]
+        mine = self._tokens
+        self.restarted = ("*" not in stored or stored["*"] != mine.get("*")
+                          or any(mine.get(p) != stored.get(p) for p in partitions))
         if self.restarted:
             self.entries.clear()
             self.complete = False
-        self._token = secrets.token_hex(8)
-        # executemany: no row count wanted, so no round trip of its own on PostgreSQL
+            # an empty cache agrees with the view on every partition, as it now stands
+            mine = self._tokens = dict(stored)
+            mine.setdefault("*", secrets.token_hex(8))
+        token = secrets.token_hex(8)
+        for p in partitions:
+            mine[p] = token
+        # the other partitions' tokens are written back as they were read (other members'
+        # stay valid); executemany: no row count wanted, so no round trip on PostgreSQL
+        stored.update({p: token for p in partitions}, **{"*": mine["*"]})
         tx.executemany("UPDATE view_meta SET token = ? WHERE projection = ?",
-                       [(self._token, self.projection)])
+                       [(json.dumps(stored, sort_keys=True), self.projection)])
         if len(self.entries) > self.capacity:
             for key in list(islice(self.entries, len(self.entries) // 2)):
                 del self.entries[key]
             self.complete = False
         return self.entries
+
+
+def _tokens(text: str | None) -> dict[str, str]:
+    """``view_meta.token`` as a map; empty if none was written (or by an older version,
+    one token per projection: then no generation, and every cache restarts once)."""
+    if not text or not text.startswith("{"):
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def recent(entries: dict[Any, Any], key: Any) -> Any:

@@ -349,7 +349,7 @@ class HoldingsProjection(MaskedProjection):
                 touched.update((p, backup) for backup in data.backups)
             elif isinstance(data, DataErased):
                 touched.update((p, store) for store in data.stores)
-        held = self.cache.begin(tx)
+        held = self.cache.begin(tx, items)
         if self.cache.restarted:
             self.cache.complete = not tx.query("SELECT 1 FROM holdings LIMIT 1")
         segments = _Segments(tx, held, touched, self.cache.complete)

@@ -8,8 +8,8 @@ A view store is a SQL database behind a small interface (``transaction()`` yield
 ``ViewTransaction``), so a second backend (PostgreSQL) plugs in without touching the
 projections. Projections write portable SQL with ``?`` placeholders and ``ON CONFLICT``;
 a backend translates what its dialect spells otherwise (``consumers.postgres``), and
-the statements that differ most (``ViewTransaction.new_ids``) are methods of the
-transaction.
+the statements that differ most (``ViewTransaction.insert_marks``, ``marks_elsewhere``)
+are methods of the transaction.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 import shutil
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +47,13 @@ CREATE TABLE IF NOT EXISTS tracking (
     "offset"    INTEGER NOT NULL,
     PRIMARY KEY (projection, log_id, partition)
 );
+CREATE TABLE IF NOT EXISTS event_marks (
+    event_id    TEXT NOT NULL,
+    partition   INTEGER NOT NULL,
+    "offset"    INTEGER NOT NULL,
+    event_type  TEXT,
+    PRIMARY KEY (event_id)
+);
 CREATE TABLE IF NOT EXISTS applied_events (
     projection  TEXT NOT NULL,
     event_id    TEXT NOT NULL,
@@ -73,10 +80,20 @@ CREATE TABLE IF NOT EXISTS subject_partitions (
     PRIMARY KEY (log_id, pseudonym, partition)
 );
 """
-#: SQLite's ``applied_events``: the same table without a rowid (its key is its only
-#: index, so a mark is one B-tree insertion, not two; stores made before keep theirs).
+#: SQLite's ``event_marks`` and ``applied_events``: the same tables without a rowid (the
+#: key is the only index, so a mark is one B-tree insertion, not two).
 SQLITE_TRACKING_SCHEMA = TRACKING_SCHEMA.replace(
-    "PRIMARY KEY (projection, event_id)\n)", "PRIMARY KEY (projection, event_id)\n) WITHOUT ROWID")
+    "PRIMARY KEY (projection, event_id)\n)", "PRIMARY KEY (projection, event_id)\n) WITHOUT ROWID"
+).replace("PRIMARY KEY (event_id)\n)", "PRIMARY KEY (event_id)\n) WITHOUT ROWID")
+#: The mark of an event applied by a store made before marks existed (``applied_events``
+#: then held every projection's applied ids; see ``LEGACY_MARKS``).
+LEGACY = (-1, -1)
+#: Turns an older store's per-projection applied ids into marks: each id gets the mark
+#: ``LEGACY``, and for those ``applied_events`` keeps deciding, projection by projection.
+LEGACY_MARKS = ('INSERT OR IGNORE INTO event_marks (event_id, partition, "offset") '
+                "SELECT DISTINCT event_id, -1, -1 FROM applied_events")
+#: A mark to set: (key, partition, offset, event type or None).
+Mark = tuple[str, int, int, str | None]
 #: Columns of a quarantine row, in table order.
 QUARANTINE_COLUMNS = ("log_id", "partition", "offset", "event_id", "event_type", "subject",
                       "reason", "payload", "recorded_at", "quarantined_at", "dead_lettered")
@@ -171,23 +188,57 @@ class ViewTransaction(ABC):
                 found.setdefault(person, []).append(int(partition))
         return {person: parts for person, parts in found.items() if len(parts) > 1}
 
-    def first_time(self, projection: str, event_ids: Sequence[str]) -> list[bool]:
-        """Mark events as applied by ``projection``; per id, whether it is its first time.
+    def mark(self, marks: Sequence[Mark], shared: Sequence[Mark] = ()
+             ) -> dict[str, tuple[int, int]]:
+        """Mark where each event was first met: each key's (partition, offset), unless the
+        key is marked already (see docs/ordering.md, "Retried copies"). Each key is given
+        once, in ``marks`` or, for events about no one (copied to every partition, so
+        usually marked already: kept apart to leave ``marks`` its fast path), in
+        ``shared``. Returns the keys marked before at another position than the one
+        given, with their marks (a retried copy, an event about no one met first in
+        another partition, a projection meeting again what it was reset from); a key not
+        returned is marked where given.
 
-        Used when the log may deliver an event id twice (a retried Kafka publish, an event
-        about no one written to every partition). An id repeated within ``event_ids`` is
-        new at most once, at its first occurrence. One statement for the whole batch: it
-        inserts the ids not yet marked and returns them (one index probe per id).
+        The usual case is one statement: the insert, without rows back. SQLite reads the
+        marks elsewhere with one more if some key was marked already; PostgreSQL does
+        it all in one.
+        """
+        elsewhere: dict[str, tuple[int, int]] = {}
+        if marks and self.insert_marks(marks) != len(marks):
+            elsewhere = self.marks_elsewhere(marks)
+        if shared and self.insert_marks(shared) != len(shared):
+            elsewhere.update(self.marks_elsewhere(shared))
+        return elsewhere
+
+    @abstractmethod
+    def insert_marks(self, marks: Sequence[Mark]) -> int:
+        """Insert the marks whose keys are not marked yet, in one statement; return how
+        many went in."""
+
+    @abstractmethod
+    def marks_elsewhere(self, marks: Sequence[Mark]) -> dict[str, tuple[int, int]]:
+        """The stored marks of these keys that name another position than the one given,
+        in one statement."""
+
+    def forget_marks_if_unused(self) -> None:
+        """Drop every mark once no projection has a position in this store (each one was
+        just reset): a mark says which copy the projections past it applied, and there
+        are none. A store that follows a topic made again from nothing needs this, and
+        it keeps the marks of a full rebuild those of the log as read then."""
+        if not self.query("SELECT 1 FROM main.tracking LIMIT 1"):
+            self.execute("DELETE FROM main.event_marks")
+            self.execute("DELETE FROM main.applied_events")
+
+    def first_time(self, projection: str, event_ids: Sequence[str]) -> list[bool]:
+        """Mark events as applied by ``projection`` (``applied_events``); per id, whether it
+        is its first time. Only for ids marked ``LEGACY`` (a store made before
+        ``event_marks``): for them, each projection keeps deciding as it did then.
+
+        An id repeated within ``event_ids`` is new at most once, at its first occurrence.
         """
         if not event_ids:
             return []
         return first_occurrences(event_ids, self.new_ids(projection, event_ids))
-
-    def first_times(self, event_ids: Mapping[str, Sequence[str]]) -> dict[str, list[bool]]:
-        """``first_time`` for several projections at once: projection -> its event ids.
-        A backend where each statement is a round trip marks them all in one."""
-        return {projection: self.first_time(projection, ids)
-                for projection, ids in event_ids.items()}
 
     @abstractmethod
     def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
@@ -333,21 +384,37 @@ class ViewStore(ABC):
         """Release connections."""
 
 
-def merge_share(tx: ViewTransaction, projections: Sequence[Any], source: str) -> int:
+def merge_share(tx: ViewTransaction, projections: Sequence[Any], source: str,
+                earlier: Sequence[str]) -> int:
     """Add the views ``projections`` built from one share of the log's partitions in the
     store ``source`` (attached, or a schema) to this one: rows (``Projection.merge``),
-    tracking and applied event ids. Returns the applications the share repeats (an
-    event about no one, applied by every share)."""
-    repeated = 0
+    tracking and marks (a mark here already stays). ``earlier`` are the shares merged
+    before it. Returns the applications the share repeats (``repeated``)."""
     for p in projections:
         p.merge(tx, source)
         tx.execute(f"INSERT INTO main.tracking SELECT * FROM {source}.tracking "
                    "WHERE projection = ?", (p.name,))
-        (applied,), = tx.query(f"SELECT count(*) FROM {source}.applied_events "
-                               "WHERE projection = ?", (p.name,))
-        repeated += applied - tx.execute(
-            f"INSERT OR IGNORE INTO main.applied_events SELECT * FROM "
-            f"{source}.applied_events WHERE projection = ?", (p.name,))
+    repeated = repeated_applications(tx, projections, source, earlier)
+    tx.execute(f"INSERT OR IGNORE INTO main.event_marks SELECT * FROM {source}.event_marks")
+    return repeated
+
+
+def repeated_applications(tx: ViewTransaction, projections: Sequence[Any], source: str,
+                          earlier: Sequence[str]) -> int:
+    """The applications the share ``source`` made that an ``earlier`` share made too: an
+    event about no one is in every partition, so every share applied it, once per
+    projection that wants it, but those keeping registries per partition (they apply each
+    partition's copy: their keys ``id@partition`` are the share's own). Such an event's
+    plain-id mark is the one carrying its type."""
+    if not earlier:
+        return 0
+    seen = " OR ".join(f"event_id IN (SELECT event_id FROM {e}.event_marks)" for e in earlier)
+    repeated = 0
+    for event_type, count in tx.query(
+            f"SELECT event_type, count(*) FROM {source}.event_marks "
+            f"WHERE event_type IS NOT NULL AND ({seen}) GROUP BY event_type"):
+        repeated += int(count) * sum(1 for p in projections if p.wants(event_type)
+                                     and not p.registries_per_partition)
     return repeated
 
 
@@ -364,31 +431,19 @@ class _SQLiteTransaction(ViewTransaction):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._db.execute(sql, params).fetchall()
 
-    def first_time(self, projection: str, event_ids: Sequence[str]) -> list[bool]:
-        # Usually no id of the batch is marked yet: insert them all without RETURNING (a
-        # row back per id), and if as many rows went in as there are distinct ids, each
-        # is new at its first occurrence. Otherwise undo that (a savepoint) and learn
-        # which ids are new from ``new_ids``.
-        if not event_ids:
-            return []
-        distinct = set(event_ids)
-        db = self._db
-        db.execute("SAVEPOINT first_time")
-        try:
-            added = db.execute(
-                "INSERT OR IGNORE INTO applied_events (projection, event_id) "
-                "SELECT ?, value FROM json_each(?)",
-                (projection, json.dumps(list(event_ids)))).rowcount
-            if added != len(distinct):
-                db.execute("ROLLBACK TO first_time")
-        except BaseException:
-            db.execute("ROLLBACK TO first_time")
-            db.execute("RELEASE first_time")
-            raise
-        db.execute("RELEASE first_time")
-        if added == len(distinct):
-            return first_occurrences(event_ids, distinct)
-        return first_occurrences(event_ids, self.new_ids(projection, event_ids))
+    def insert_marks(self, marks: Sequence[Mark]) -> int:
+        # one statement, no row back per mark (RETURNING would cost one per id)
+        return self._db.execute(
+            'INSERT OR IGNORE INTO event_marks (event_id, partition, "offset", event_type) '
+            "SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?)",
+            (json.dumps(marks),)).rowcount
+
+    def marks_elsewhere(self, marks: Sequence[Mark]) -> dict[str, tuple[int, int]]:
+        return {key: (partition, offset) for key, partition, offset in self._db.execute(
+            'SELECT m.event_id, m.partition, m."offset" FROM json_each(?) AS j '
+            "JOIN event_marks AS m ON m.event_id = j.value->>0 "
+            'WHERE m.partition != j.value->>1 OR m."offset" != j.value->>2',
+            (json.dumps(marks),))}
 
     def new_ids(self, projection: str, event_ids: Sequence[str]) -> set[str]:
         return {row[0] for row in self._db.execute(
@@ -426,9 +481,30 @@ class SQLiteViewStore(ViewStore):
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")
             self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
-            self._db.executescript(SQLITE_TRACKING_SCHEMA)
+            self._create_bookkeeping()
         except sqlite3.Error as exc:
             raise PersistenceError(f"cannot open the view store at {self.path}: {exc}") from exc
+
+    def _create_bookkeeping(self) -> None:
+        """The tracking tables; in a store made before ``event_marks``, its applied ids
+        turned into ``LEGACY`` marks, in the transaction creating the table."""
+        db = self._db
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'event_marks'").fetchall():
+            db.executescript(SQLITE_TRACKING_SCHEMA)
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            older = bool(db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'applied_events'").fetchall())
+            for statement in SQLITE_TRACKING_SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            if older:
+                db.execute(LEGACY_MARKS)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[ViewTransaction]:
@@ -498,14 +574,19 @@ class SQLiteViewStore(ViewStore):
         table is into an empty one of the same schema (SQLite's fast transfer).
         """
         with self._attached(sources) as aliases, self.transaction() as tx:
-            for alias, projections in zip(aliases, groups, strict=True):
+            for projections in groups:
                 for p in projections:
                     p.reset(tx, indexes=True)
-                    for table in (*p.tables, "tracking", "applied_events"):
-                        where = (" WHERE projection = ?"
-                                 if table in ("tracking", "applied_events") else "")
+            tx.forget_marks_if_unused()
+            for alias, projections in zip(aliases, groups, strict=True):
+                for p in projections:
+                    for table in (*p.tables, "tracking"):
+                        where = " WHERE projection = ?" if table == "tracking" else ""
                         tx.execute(f"INSERT INTO main.{table} SELECT * FROM "
                                    f"{alias}.{table}{where}", (p.name,) if where else ())
+                # a mark here stays: the projections not rebuilt applied its copy
+                tx.execute(f"INSERT OR IGNORE INTO main.event_marks SELECT * FROM "
+                           f"{alias}.event_marks")
                 self._copy_quarantine(tx, alias)
 
     def merge(self, sources: Sequence[str], projections: Sequence[Any]) -> int:
@@ -522,9 +603,10 @@ class SQLiteViewStore(ViewStore):
         with self._attached(sources) as aliases, self.transaction() as tx:
             for p in projections:
                 p.reset(tx, indexes=False)
+            tx.forget_marks_if_unused()
             # share by share, so the first copies into empty tables (SQLite's fast transfer)
-            for alias in aliases:
-                repeated += merge_share(tx, projections, alias)
+            for i, alias in enumerate(aliases):
+                repeated += merge_share(tx, projections, alias, aliases[:i])
             for alias in aliases:
                 self._copy_quarantine(tx, alias)
             for p in projections:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import threading
 import time
 import uuid
@@ -48,7 +49,7 @@ from ledger.persistence import (
     check_batch,
 )
 from ledger.settings import KafkaSettings, Settings
-from schemas.cloudevents import from_kafka, to_kafka
+from schemas.cloudevents import KafkaLayout, from_kafka_laid_out, kafka_layout, to_kafka
 
 if TYPE_CHECKING:
     from kafka.consumer.fetcher import ConsumerRecord  # type: ignore[import-untyped]
@@ -708,32 +709,13 @@ class KafkaEventLog(EventLog):
                 )
 
     def _log_record(self, record: ConsumerRecord) -> LogRecord:
-        # A record written by something other than the ledger may have no headers; it is
-        # returned anyway (projections report an undecodable payload as a bad record).
-        headers = record.headers or []
-        named = dict(headers)  # the last of a repeated name, as a loop over them would
-        event_id = named.get(HEADER_EVENT_ID) or b""
-        event_type = named.get(HEADER_EVENT_TYPE) or b""
-        # A record in binary mode (the ledger's own since envelope 2) is put back together;
-        # one without ce_* headers is the stored form already.
-        payload = (from_kafka(headers, record.value) if len(headers) > 2 else None) \
-            or record.value
-        key = record.key
-        return LogRecord(
-            partition=record.partition,
-            offset=record.offset,
-            event_id=event_id.decode(),
-            event_type=event_type.decode(),
-            subject=None if key is None or key == NO_SUBJECT_KEY else key.decode(),
-            recorded_at=EPOCH + timedelta(milliseconds=record.timestamp),
-            payload=payload,
-        )
+        return _log_records([record])[0]
 
     def consumed(self, polled: Mapping[Any, Sequence[ConsumerRecord]]) -> list[LogRecord]:
         """What a group member's ``poll`` returned, as records in log order (partition,
         offset): each partition's come in offset order."""
-        return [self._log_record(r)
-                for tp in sorted(polled, key=lambda tp: tp.partition) for r in polled[tp]]
+        return _log_records([r for tp in sorted(polled, key=lambda tp: tp.partition)
+                             for r in polled[tp]])
 
     def read(
         self,
@@ -854,3 +836,65 @@ def _quietly(close: Any, **kwargs: Any) -> None:
         close(**kwargs)
     except Exception:  # noqa: BLE001
         log.debug("closing a Kafka client failed", exc_info=True)
+
+
+#: Header names of a record, in order -> where its event id and type are and how its
+#: stored event is put back together (``_plan``): worked out once per set of names, not
+#: once per record (this runs for every record a consumer reads).
+_PLANS: dict[tuple[str, ...], tuple[int | None, int | None, KafkaLayout | None]] = {}
+#: Plans remembered at most (a producer writing odd headers cannot grow it for ever).
+MAX_PLANS = 1024
+_header_name = operator.itemgetter(0)
+#: The last broker time made into a ``datetime`` (milliseconds, the datetime).
+_last_stamp: tuple[int | None, datetime] = (None, EPOCH)
+
+
+def _plan(names: tuple[str, ...]) -> tuple[int | None, int | None, KafkaLayout | None]:
+    plan = _PLANS.get(names)
+    if plan is None:
+        id_at = type_at = None
+        for i, name in enumerate(names):  # the last of a repeated name
+            if name == HEADER_EVENT_ID:
+                id_at = i
+            elif name == HEADER_EVENT_TYPE:
+                type_at = i
+        # a record in binary mode (the ledger's own since envelope 2) is put back together;
+        # one without ce_* headers is the stored form already
+        layout = kafka_layout(names) if len(names) > 2 else None
+        if len(_PLANS) >= MAX_PLANS:
+            _PLANS.clear()
+        plan = _PLANS[names] = (id_at, type_at, layout)
+    return plan
+
+
+def _log_records(records: Sequence[ConsumerRecord]) -> list[LogRecord]:
+    """Kafka records as the ledger's ``LogRecord``s.
+
+    A record written by something other than the ledger may have no headers; it is
+    returned anyway (projections report an undecodable payload as a bad record).
+    """
+    global _last_stamp  # noqa: PLW0603 - a pure function's last value, any thread's is right
+    out: list[LogRecord] = []
+    append = out.append
+    last_ms, recorded_at = _last_stamp
+    for record in records:
+        headers = record.headers or []
+        id_at, type_at, layout = _plan(tuple(map(_header_name, headers)))
+        value = record.value
+        payload = (from_kafka_laid_out(layout, headers, value) if layout is not None
+                   else None) or value
+        key = record.key
+        ms = record.timestamp
+        if ms != last_ms:  # the broker stamps a whole produced batch with one time
+            last_ms, recorded_at = ms, EPOCH + timedelta(milliseconds=ms)
+        append(LogRecord(
+            partition=record.partition,
+            offset=record.offset,
+            event_id=(id_at is not None and headers[id_at][1] or b"").decode(),
+            event_type=(type_at is not None and headers[type_at][1] or b"").decode(),
+            subject=None if key is None or key == NO_SUBJECT_KEY else key.decode(),
+            recorded_at=recorded_at,
+            payload=payload,
+        ))
+    _last_stamp = (last_ms, recorded_at)  # one read of a record at a time reuses it too
+    return out

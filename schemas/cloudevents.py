@@ -77,16 +77,29 @@ def _json_value(name: str, raw: bytes) -> bytes:
     return json.dumps(raw.decode("utf-8", "replace"), ensure_ascii=False).encode()
 
 
+class KafkaLayout:
+    """How the stored event of a record with a given list of header names is put back
+    together (``kafka_layout``): the positions of its attribute headers, which of those
+    are integers, and one bytes template holding everything around their values (from
+    ``{`` up to ``"data":``, then the data and ``}``)."""
+
+    __slots__ = ("at", "integers", "template")
+
+    def __init__(self, at: tuple[int, ...], integers: tuple[int, ...], template: bytes):
+        self.at = at
+        self.integers = integers
+        self.template = template
+
+
 #: Header names of a record, in order -> how its event is put back together (``_layout``).
-_LAYOUTS: dict[tuple[str, ...], tuple[tuple[int, ...], tuple[int, ...], list[bytes]] | None] = {}
+_LAYOUTS: dict[tuple[str, ...], KafkaLayout | None] = {}
 #: Layouts remembered at most (a producer writing odd headers cannot grow it for ever).
 MAX_LAYOUTS = 1024
 
 
-def _layout(names: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...], list[bytes]] | None:
-    """For records with these header names: the positions of the attribute headers, which
-    of those are integers, and the bytes that go around their values (from ``{`` up to
-    ``"data":``); None if the names hold no ``ce_specversion``."""
+def _layout(names: tuple[str, ...]) -> KafkaLayout | None:
+    """The ``KafkaLayout`` of records with these header names; None if the names hold no
+    ``ce_specversion``."""
     picked = [(i, "ce_datacontenttype" if n == "content-type" else n)
               for i, n in enumerate(names) if n.startswith("ce_") or n == "content-type"]
     if not any(n == "ce_specversion" for _, n in picked):
@@ -103,7 +116,21 @@ def _layout(names: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[int, ...], l
             pieces.append(before + _opening(name) + b'"')
             before = b'",'
     pieces.append(before + b'"data":')
-    return tuple(i for i, _ in picked), tuple(integers), pieces
+    # one ``%`` formatting puts the values in (attribute names may hold a ``%``)
+    template = b"%b".join(p.replace(b"%", b"%%") for p in pieces) + b"%b}"
+    return KafkaLayout(tuple(i for i, _ in picked), tuple(integers), template)
+
+
+def kafka_layout(names: tuple[str, ...]) -> KafkaLayout | None:
+    """The layout of records with these header names (made once per set of names), or
+    None if they are not a binary-mode CloudEvent's."""
+    try:
+        return _LAYOUTS[names]
+    except KeyError:
+        if len(_LAYOUTS) >= MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        layout = _LAYOUTS[names] = _layout(names)
+        return layout
 
 
 def from_kafka(headers: Iterable[tuple[str, bytes | None]], value: bytes) -> bytes | None:
@@ -111,29 +138,28 @@ def from_kafka(headers: Iterable[tuple[str, bytes | None]], value: bytes) -> byt
 
     The inverse of ``to_kafka`` up to key order, built by concatenation: this runs for
     every record a projection reads, so the bytes around the values are made once per
-    set of header names (``_layout``), and values needing no JSON escaping (the usual
+    set of header names (``kafka_layout``), and values needing no JSON escaping (the usual
     case, checked with one scan of all of them) are put between them as they are.
     """
     headers = headers if isinstance(headers, list) else list(headers)
-    names = tuple([h[0] for h in headers])
-    try:
-        layout = _LAYOUTS[names]
-    except KeyError:
-        if len(_LAYOUTS) >= MAX_LAYOUTS:
-            _LAYOUTS.clear()
-        layout = _LAYOUTS[names] = _layout(names)
+    layout = kafka_layout(tuple([h[0] for h in headers]))
     if layout is None:
         return None
-    at, integers, pieces = layout
-    raws = [headers[i][1] for i in at]
-    if (None in raws or not _PLAIN(b"".join(raws))  # type: ignore[arg-type]
-            or not all(raws[k].isdigit() for k in integers)):  # type: ignore[union-attr]
+    return from_kafka_laid_out(layout, headers, value)
+
+
+def from_kafka_laid_out(layout: KafkaLayout, headers: list[tuple[str, bytes | None]],
+                        value: bytes) -> bytes | None:
+    """``from_kafka`` for a record whose header names have this ``layout`` (a reader that
+    looked the layout up itself, with other things it reads from the same names)."""
+    raws = [headers[i][1] for i in layout.at]
+    if None in raws or not _PLAIN(b"".join(raws)):  # type: ignore[arg-type]
         return _from_kafka_escaped(headers, value)
-    parts: list[bytes] = pieces * 2
-    del parts[-1]
-    parts[0::2] = pieces
-    parts[1::2] = raws  # type: ignore[assignment]
-    return b"".join(parts) + (value or b"null") + b"}"
+    for k in layout.integers:
+        if not raws[k].isdigit():  # type: ignore[union-attr]
+            return _from_kafka_escaped(headers, value)
+    raws.append(value or b"null")  # type: ignore[arg-type]
+    return layout.template % tuple(raws)
 
 
 def _from_kafka_escaped(headers: Iterable[tuple[str, bytes | None]],

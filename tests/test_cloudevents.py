@@ -195,7 +195,7 @@ def test_kafka_records_are_binary_mode_cloudevents(settings: Settings,
 
 
 _HEADER_NAMES = ["ce_specversion", "ce_id", "ce_type", "ce_schemaversion", "content-type",
-                 "pdl-event-id", "ce_subject", "other"]
+                 "pdl-event-id", "ce_subject", "ce_50%off", "other"]
 _HEADER_VALUES = [b"1.0", b"e1", b"12", b'say "hi"', "é".encode(), None, b"", b"a\\b", b"\n"]
 
 

@@ -833,6 +833,30 @@ def test_a_rolled_back_batch_or_another_store_leaves_no_trace(
     assert dump_views(other, views) == dump_views(fresh, views)
 
 
+def test_registries_kept_across_batches_follow_another_writer(ledger: Ledger) -> None:
+    """A projection keeps the registries across its batches (``RegistryCache``), and drops
+    them when another writer changed the view in between: here a recipient's role and the
+    staff list. Kept, they would clear the second share of payment data (the recipient
+    was an e-mail gateway) and flag nothing on the revoked reader."""
+    kept, views = FindingsProjection(), [FindingsProjection()]
+    store = SQLiteViewStore(":memory:")
+    ledger.publish([recipient("payco", at(0), "Pay Co", roles=["email_gateway"]),
+                    wire("staff.access_granted", at(0), None, actor="temp@example.cn"),
+                    shared(ALICE, at(1), "payco", [BANK])])
+    ProjectionRunner(ledger.log, store, [kept]).run()  # reads the registries, keeps them
+    ledger.publish([recipient("payco", at(2), "Pay Co", roles=["payment_processor"]),
+                    wire("staff.access_revoked", at(2), None, actor="temp@example.cn")])
+    ProjectionRunner(ledger.log, store, [FindingsProjection()]).run()  # another writer
+    ledger.publish([shared(ALICE, at(3), "payco", [BANK]),
+                    wire("ledger.queried", at(3), None, actor="temp@example.cn",
+                         query="subject")])
+    ProjectionRunner(ledger.log, store, [kept]).run()
+    assert dump_views(store, views) == dump_views(project(ledger), views)
+    found = list_findings(store, now=NOW)
+    assert [f.time for f in found if f.clause == "2.1.1(3)b"] == [at(1)]
+    assert [f.time for f in found if f.clause.startswith("6.2.1")] == [at(3)]
+
+
 # --- the simulator's planted violations --------------------------------------------------
 
 

@@ -107,8 +107,7 @@ def test_librdkafka_producers_in_both_partitioner_modes(kafka: Settings, tmp_pat
         assert alert and moved in alert[0]
         assert f"partitions {', '.join(map(str, split_at))}" in alert[0]
         # the murmur2 producer's records were taken up, the person kept one partition
-        applied = service.views.query("SELECT count(*) FROM applied_events WHERE "
-                                      "projection = 'findings' AND event_id IN "
+        applied = service.views.query("SELECT count(*) FROM event_marks WHERE event_id IN "
                                       "('fp-100', 'fp-101', 'fp-102', 'fp-103', 'fp-104')")
         assert applied == [(3,)]  # 100, 101 (murmur2) and 102 (split, still applied)
         # every other reader says so too

@@ -3,7 +3,6 @@ decodes, the query indexes of a rebuild, and the cyclic GC while projecting."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -69,19 +68,25 @@ def test_first_time_of_more_ids_than_one_query_takes(view_store: ViewStore) -> N
         store.close()
 
 
-def test_first_times_marks_every_projections_ids_in_one_call(view_store: ViewStore) -> None:
-    """The live path's form of ``first_time``: several projections' ids at once (one
-    statement on PostgreSQL), with the same answers as one call per projection."""
+def test_marks_keep_where_each_event_was_first_met(view_store: ViewStore) -> None:
+    """``mark``: one insert; answers the keys marked before at another position (the
+    earlier mark wins), nothing while every key is new; rolled back with its transaction."""
     store = view_store
     try:
         with store.transaction() as tx:
-            assert tx.first_time("a", ["e1"]) == [True]
+            assert tx.mark([("e1", 0, 5, None), ("e2", 1, 7, "policy.published")]) == {}
+            assert tx.mark([]) == {}
+        with pytest.raises(RuntimeError), store.transaction() as tx:
+            assert tx.mark([("e3", 2, 1, None)]) == {}
+            raise RuntimeError("batch failed")
         with store.transaction() as tx:
-            assert tx.first_times({"a": ["e1", "e2", "e2"], "b": ["e1", "e1", "e3"],
-                                   "c": []}) == {
-                "a": [False, True, False], "b": [True, False, True], "c": []}
-            assert tx.first_times({"b": ["e3", "e4"]}) == {"b": [False, True]}
-            assert tx.first_times({}) == {}
+            assert tx.mark([("e3", 0, 9, None), ("e1", 3, 50, None), ("e2", 1, 7, None),
+                            ("e4", 0, 5, None)]) == {"e1": (0, 5)}
+            assert tx.mark([("e3", 0, 10, None), ("e1", 0, 5, None)]) == {"e3": (0, 9)}
+        rows = store.query('SELECT event_id, partition, "offset", event_type FROM event_marks '
+                           "ORDER BY event_id")
+        assert [tuple(r) for r in rows] == [("e1", 0, 5, None), ("e2", 1, 7, "policy.published"),
+                                            ("e3", 0, 9, None), ("e4", 0, 5, None)]
     finally:
         store.close()
 
@@ -147,7 +152,7 @@ def _copies(records: list[LogRecord], partitions: int) -> list[LogRecord]:
     retried publish), at offsets of their own, sorted as a consumer hands them over."""
     out = []
     for partition in range(partitions):
-        out.extend(dataclasses.replace(r, partition=partition) for r in records)
+        out.extend(r._replace(partition=partition) for r in records)
     out.sort(key=lambda r: (r.partition, r.offset))
     return out
 

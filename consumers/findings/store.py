@@ -271,14 +271,45 @@ class Registries:
     staff_rows: dict[str, tuple[int, int | None]] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class RegistryCache:
+    """Every partition's registries as the view holds them, kept across batches by the
+    projection next to people's states, and trusted as they are: only while its
+    ``WriteCache`` is (``clear`` when that restarts). A batch reads from the view only
+    what the cache does not hold yet: the recipients it names that no batch read before,
+    the policy versions once, the staff list once."""
+
+    partitions: dict[int, Registries] = field(default_factory=dict)
+    #: recipients read from the view (their rows of every partition), held or not
+    recipients: set[str] = field(default_factory=set)
+    #: whether every partition's policy versions, and staff list, were read
+    policies: bool = False
+    staff: bool = False
+
+    def clear(self) -> None:
+        self.partitions.clear()
+        self.recipients.clear()
+        self.policies = self.staff = False
+
+
+_ERASED: Final = ev.DataErased.TYPE
+_NAMING_RECIPIENT: Final = frozenset({ev.DataShared.TYPE, ev.RecipientRegistered.TYPE,
+                                      ev.RecipientInspected.TYPE})
+_READING_STAFF: Final = frozenset({ev.LedgerQueried.TYPE, ev.StaffAccessGranted.TYPE,
+                                   ev.StaffAccessRevoked.TYPE})
+
+
 class Batch:
     """The state one ``apply`` call reads, changes in log order, and writes back, and the
     findings its rules raise."""
 
     def __init__(self, tx_: ViewTransaction, items: Sequence[Item], states: dict[str, Person],
-                 complete: bool):
+                 complete: bool, registries: RegistryCache | None = None):
         self.tx = tx_
         self.findings: list[FindingRow] = []
+        #: the last event ``person`` was asked about, and its person's state
+        self._item: Item | None = None
+        self._person = Person()
         subjects: set[str] = set()
         erasing: set[str] = set()
         erased_stores: set[str] = set()
@@ -286,16 +317,15 @@ class Batch:
         staff = False
         for item in items:
             event = item.event
-            data = event.data
+            kind = event.type
             if event.subject:
                 subjects.add(event.subject)
-                if isinstance(data, ev.DataErased):
+                if kind == _ERASED:
                     erasing.add(event.subject)
-                    erased_stores.update(data.stores)
-            if isinstance(data, ev.DataShared | ev.RecipientRegistered | ev.RecipientInspected):
-                recipients.add(data.recipient)
-            elif isinstance(data, ev.LedgerQueried | ev.StaffAccessGranted
-                            | ev.StaffAccessRevoked):
+                    erased_stores.update(event.data.stores)  # type: ignore[attr-defined]
+            if kind in _NAMING_RECIPIENT:
+                recipients.add(event.data.recipient)  # type: ignore[attr-defined]
+            elif kind in _READING_STAFF:
                 staff = True
         # ``states`` is the projection's cache (see ``WriteCache``): the state of people
         # seen lately, as the view holds it; when ``complete``, a person missing has no row.
@@ -308,24 +338,35 @@ class Batch:
                 self.subjects[pseudonym] = Person.loads(text)
         self.dirty: set[str] = set()
         #: partition -> its registries, as the batch's events of that partition see them
-        self.registries: dict[int, Registries] = {
-            item.record.partition: Registries() for item in items}
-        regs = self.registries
-        for keys in chunks(sorted(recipients)):
+        #: (every partition's the cache holds, the batch's at least)
+        cache = registries if registries is not None else RegistryCache()
+        self.registries = regs = cache.partitions
+        for reg in regs.values():  # what earlier batches wrote is in the view now
+            if reg.recipient_rows or reg.policy_rows or reg.staff_rows:
+                reg.recipient_rows, reg.policy_rows, reg.staff_rows = {}, [], {}
+        for item in items:
+            if item.record.partition not in regs:
+                regs[item.record.partition] = Registries()
+        # Read from the view only what the cache does not hold, for every partition (a
+        # partition new to the cache then has no rows there).
+        for keys in chunks(sorted(recipients - cache.recipients)):
             for partition, recipient, text in tx_.query(
                 f"SELECT partition, recipient, state FROM {RECIPIENTS_TABLE} "
                 f"WHERE recipient IN ({marks(len(keys))})", keys):
-                if partition in regs:
-                    regs[partition].recipients[recipient] = Recipient.loads(text)
-        for partition, version, effective, material in tx_.query(
-                f"SELECT partition, version, effective_at, material FROM {POLICIES_TABLE}"):
-            if partition in regs:
-                regs[partition].policies[version] = Policy(effective, bool(material))
-        if staff:  # read only if the batch needs it
+                regs.setdefault(partition, Registries()).recipients[recipient] = \
+                    Recipient.loads(text)
+            cache.recipients.update(keys)
+        if not cache.policies:
+            for partition, version, effective, material in tx_.query(
+                    f"SELECT partition, version, effective_at, material FROM {POLICIES_TABLE}"):
+                regs.setdefault(partition, Registries()).policies[version] = \
+                    Policy(effective, bool(material))
+            cache.policies = True
+        if staff and not cache.staff:  # read only if the batch needs it
             for partition, actor, granted, revoked in tx_.query(
                     f"SELECT partition, actor, granted_at, revoked_at FROM {STAFF_TABLE}"):
-                if partition in regs:
-                    regs[partition].staff[actor] = (granted, revoked)
+                regs.setdefault(partition, Registries()).staff[actor] = (granted, revoked)
+            cache.staff = True
         self.recipients: dict[str, Recipient] = {}
         self.recipient_rows: dict[str, str] = {}
         self.policies: dict[str, Policy] = {}
@@ -371,10 +412,13 @@ class Batch:
 
     def person(self, item: Item) -> Person:
         """The state of the event's person, created empty on first sight."""
+        if item is self._item:  # the fold and most rules of an event ask for it in turn
+            return self._person
         pseudonym = item.event.subject or ""
         state = self.subjects.get(pseudonym)
         if state is None:
             state = self.subjects[pseudonym] = Person()
+        self._item, self._person = item, state
         return state
 
     def changed(self, item: Item) -> None:

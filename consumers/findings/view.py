@@ -21,6 +21,7 @@ from consumers.findings.store import (
     SUBJECTS_TABLE,
     TABLES,
     Batch,
+    RegistryCache,
 )
 from consumers.projection import Item, Projection
 from consumers.rows import DEFAULT_CACHE_ENTRIES, WriteCache, create_meta, drop_meta
@@ -80,6 +81,8 @@ class FindingsProjection(Projection):
         #: people's states across batches (about a kilobyte each), so a person met again
         #: soon costs no read and no JSON parse
         self.cache = WriteCache(self.name, capacity=max(1, cache_entries // 4))
+        #: the registries across batches, valid while ``cache`` is
+        self.registries = RegistryCache()
         self.stale_layout = False
 
     def create(self, tx: ViewTransaction, *, indexes: bool = True) -> None:
@@ -116,10 +119,11 @@ class FindingsProjection(Projection):
             raise ConfigurationError(
                 "the findings view was built before registries were kept per partition "
                 "(docs/ordering.md): rebuild it (`pdl rebuild findings`)")
-        states = self.cache.begin(tx)
+        states = self.cache.begin(tx, items)
         if self.cache.restarted:
             self.cache.complete = not tx.query(f"SELECT 1 FROM {SUBJECTS_TABLE} LIMIT 1")
-        batch = Batch(tx, items, states, self.cache.complete)
+            self.registries.clear()
+        batch = Batch(tx, items, states, self.cache.complete, self.registries)
         handle = _HANDLERS
         current = items[0].record.partition if items else -1
         for item in items:

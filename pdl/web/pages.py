@@ -34,8 +34,8 @@ from pdl.web.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, same
 from pdl.web.summary import (
     AuditStableCache,
     FindingsSummaryCache,
+    Judgement,
     KeyedAuditStableCache,
-    minute_of,
 )
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -244,23 +244,27 @@ def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> R
     api = state(request)
     service = api.service
     role = viewer.principal.role
-    projections = service.status()
+    projections = _lags(service)
     quarantine = service.quarantine_counts()
-    findings = incidents = reqs = None
+    findings = incidents = reqs = judged = None
     now = datetime.now(UTC)
 
     def answer(views: Any) -> dict[str, Any]:
-        nonlocal findings, incidents
+        nonlocal findings, incidents, judged
         service.catch_up(names=["datamap"])
-        days, series = _activity(request).get(service, views, lambda: activity(views))
+        chart = _activity(request).latest(service, views, activity)
+        days, series = chart.value
         if role is Role.COMPLIANCE:
             service.catch_up(names=["findings"])
+            judged = _summaries(request).judgement(service, views, now)
             findings = [{**row, "meaning": CLAUSES.get(row["clause"], "")}
-                        for row in _summaries(request).summary(service, views, now)]
+                        for row in judged.rows]
         if role is Role.RESPONDER:
             service.catch_up(names=["holdings"])
             incidents = [i for i in queries.incidents(views) if not i["closed_at"]]
-        return {"chart": charts.stacked_bars(days, series, title="Activity per day by kind")}
+        return {"chart": charts.stacked_bars(days, series, title="Activity per day by kind"),
+                "chart_as_of": None if chart.current else
+                {"position": f"{chart.records:,}", "behind": f"{chart.behind:,}"}}
 
     data = read(api, viewer.principal, "dashboard overview", {}, as_of=None,
                 needs="disclosures", answer=answer)
@@ -269,8 +273,26 @@ def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> R
     case_files = _case_files(request) if viewer.may(DRAFT_ROLES) else None
     return render(request, "overview.html", viewer, projections=projections, quarantine=quarantine,
                   findings=findings, incidents=incidents, requests=reqs, case_files=case_files,
-                  drafts=DRAFT_NAMES,
-                  judged_at=minute_of(now).strftime("%Y-%m-%d %H:%M UTC"), **data)
+                  drafts=DRAFT_NAMES, judged=judged and as_of(judged), **data)
+
+
+def as_of(judged: Judgement) -> dict[str, Any]:
+    """What the overview says of the findings it shows: the log position (records the
+    findings view had read) and the minute the clock rules were judged at, and whether that
+    is current or an earlier answer shown while a fresh one is judged."""
+    return {"current": judged.current, "position": f"{judged.records:,}",
+            "behind": f"{judged.behind:,}",
+            "minute": judged.minute.strftime("%Y-%m-%d %H:%M UTC"),
+            "at": judged.judged.strftime("%H:%M:%S UTC")}
+
+
+def _lags(service: Any) -> list[dict[str, Any]]:
+    """Each projection's position and lag, as ``QueryService.status`` without its
+    ``audit_lag``: that one reads every record a projection lags behind (up to 100,000 per
+    projection), and under continuous ingestion the projections no page catches up lag
+    further on every request; the page only shows the lag."""
+    with service.lock:
+        return service.runner().status()  # type: ignore[no-any-return]
 
 
 def _activity(request: Request) -> AuditStableCache[tuple[list[str], dict[str, list[int]]]]:
@@ -707,7 +729,8 @@ def findings_page(request: Request, viewer: Annotated[Viewer, page(*FINDINGS_ROL
                   ) -> Response:
     """By clause with the promise (Chinese and English), its meaning and how many are still
     open, a monthly trend, and one clause's findings down to the events (``?clause=``),
-    each open or remedied (7.4), ``?status=`` keeping one or the other."""
+    each open or remedied (7.4), ``?status=`` keeping one or the other. Under ingestion,
+    the last findings judged, labelled as not current while fresh ones are judged."""
     api = state(request)
     clause = _clause_param(request.query_params, ("clause", "status"))
     status = request.query_params.get("status", "") or None
@@ -716,12 +739,13 @@ def findings_page(request: Request, viewer: Annotated[Viewer, page(*FINDINGS_ROL
 
     now = datetime.now(UTC)
 
-    def answer(views: Any) -> list[dict[str, Any]]:
+    def answer(views: Any) -> Judgement:
         api.service.catch_up(names=["findings"])
-        return _summaries(request).findings(api.service, views, now)
+        return _summaries(request).judgement(api.service, views, now)
 
-    found = read(api, viewer.principal, "findings", {"clause": clause, "status": status},
-                 as_of=None, needs="findings", answer=answer)
+    judged = read(api, viewer.principal, "findings", {"clause": clause, "status": status},
+                  as_of=None, needs="findings", answer=answer)
+    found = judged.found
     promises = _promises()
     clauses = [{**row, "meaning": CLAUSES.get(row["clause"], ""),
                 "promise": promises.get(row["clause"], {})}
@@ -733,7 +757,7 @@ def findings_page(request: Request, viewer: Annotated[Viewer, page(*FINDINGS_ROL
     detail = [f for f in found if f["clause"] == clause
               and (status is None or f.get("status", "open") == status)] if clause else None
     return render(request, "findings.html", viewer, clauses=clauses, chart=chart,
-                  clause=clause, shown_status=status, detail=detail,
+                  judged=as_of(judged), clause=clause, shown_status=status, detail=detail,
                   promise=promises.get(clause or "", {}), meaning=CLAUSES.get(clause or "", ""))
 
 

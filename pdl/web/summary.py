@@ -22,6 +22,14 @@ of a minute someone asked for (on a second connection's read snapshot): the firs
 of that minute then finds its answer ready, and reuses it under the same conditions.
 Every page asks under the service's lock, so position and answer cannot drift apart.
 
+Under continuous ingestion every event other than an audit record moves the position, so
+no answer can be reused. The overview then asks ``judgement`` (stale-while-revalidate):
+the cached answer when it is current as above; otherwise the latest answer judged (at an
+earlier position, or an earlier minute), returned marked as not current with the position
+and minute it was judged at, while one background thread judges afresh on a read snapshot
+of a second connection (SQLite views; other stores judge while the request waits). Once
+ingestion stops, the next judgement is current again and equal to a fresh one.
+
 ``AuditStableCache`` keeps any answer computed from some views (the activity chart reads
 the data map and the disclosures) while those views have read only audit records since.
 """
@@ -29,7 +37,11 @@ the data map and the disclosures) while those views have read only audit records
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -54,6 +66,8 @@ LOG = logging.getLogger("pdl.web")
 FINDINGS = "findings"
 #: Beyond this many new records, evaluating afresh is cheaper than reading them.
 MAX_SCAN = 20_000
+#: A judgement aside taking longer is given up (the next request judges while it waits).
+JUDGING_TIMEOUT_S = 600
 
 
 def minute_of(now: datetime) -> datetime:
@@ -72,6 +86,8 @@ class _Entry:
     found: list[dict[str, Any]]
     #: clause -> (findings, still open, set of pseudonyms)
     clauses: dict[str, tuple[int, int, set[str]]]
+    #: when the clock rules were judged (wall time)
+    judged: datetime
 
     def rows(self) -> list[dict[str, Any]]:
         """As ``pdl.service.findings_summary`` counts them."""
@@ -90,7 +106,7 @@ class _Entry:
                  ) -> _Entry:
         """This entry at a later ``position``, with the stored findings ``added``."""
         entry = _Entry(self.log_id, self.minute, self.clocks, position, stored, self.found,
-                       dict(self.clauses))
+                       dict(self.clauses), self.judged)
         if added:
             entry.found = sorted([*self.found, *added], key=_order)
             entry.count(added)
@@ -101,6 +117,65 @@ def _order(f: dict[str, Any]) -> tuple[Any, ...]:
     """``list_findings``'s order, on the dicts."""
     return (datetime.fromisoformat(f["time"]), f["partition"], f["offset"], f["clause"],
             f["pseudonym"] or "")
+
+
+def records(position: Position) -> int:
+    """How many records a position stands for (offsets are 0-based, per partition)."""
+    return sum(offset + 1 for offset in position.values())
+
+
+def not_behind(position: Position, other: Position) -> bool:
+    """Whether ``position`` has read at least what ``other`` has, in every partition."""
+    return all(position.get(p, -1) >= o for p, o in other.items())
+
+
+class Revalidator:
+    """Runs one background job at a time (a fresh answer judged aside): ``start`` does
+    nothing while one is under way."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self, target: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=target, args=args, name=self.name,
+                                                daemon=True)
+                self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the job under way (if any); whether none is left."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A findings summary by clause and what it was judged on: the findings view's log
+    position and the minute of the clock rules. ``current`` only when it equals a fresh
+    judgement of the views as they are now at the minute asked; otherwise it is the latest
+    one judged before, and ``behind`` counts the records the view has read since."""
+
+    rows: list[dict[str, Any]]
+    minute: datetime
+    position: Position
+    judged: datetime
+    current: bool
+    behind: int
+    #: every finding it counts, as ``QueryService.findings`` lists them (shared: do not
+    #: change it)
+    found: list[dict[str, Any]]
+
+    @property
+    def records(self) -> int:
+        """The log position it was judged at, as a count of records."""
+        return records(self.position)
 
 
 class FindingsSummaryCache:
@@ -126,6 +201,80 @@ class FindingsSummaryCache:
         self.computed = 0
         self.reused = 0
         self.prejudged = 0
+        #: stale answers served, and fresh ones judged in the background meanwhile
+        self.stale = 0
+        self.revalidated = 0
+        #: the latest answer judged (at a minute asked for, not one judged ahead)
+        self._latest: _Entry | None = None
+        self._revalidating = Revalidator("pdl-web-revalidate")
+        #: the last judgement aside failed: the next request judges while it waits, so a
+        #: broken background never keeps the page stale
+        self._aside_failed = False
+        #: False: never show an earlier answer, judge while the caller waits (the bench's
+        #: baseline, as before stale-while-revalidate)
+        self.revalidate = True
+
+    def judgement(self, service: QueryService, views: ViewStore, now: datetime
+                  ) -> Judgement:
+        """Stale-while-revalidate: the summary as ``summary`` gives it when the cached one
+        is current; otherwise, if an earlier one exists and the views can be judged in the
+        background, that one marked as not current (and a fresh one judged in the
+        background); otherwise judged while the caller waits."""
+        minute, clocks, position, stored = self._inputs(service, views, now)
+        entry = self._reused(service, views, now, minute, clocks, position, stored)
+        if entry is not None:
+            return self._judgement(entry, position, current=True)
+        log_id = service.ledger.log.log_id
+        with self._lock:
+            candidates = [e for e in (self._latest, self._entries.get(minute))
+                          if e is not None and e.log_id == log_id and e.clocks == clocks
+                          and e.minute <= minute and not_behind(position, e.position)]
+        latest = max(candidates, key=lambda e: (records(e.position), e.minute), default=None)
+        if (latest is not None and self.revalidate and not self._aside_failed
+                and self._revalidate(service, minute)):
+            with self._lock:
+                self.stale += 1
+            return self._judgement(latest, position, current=False)
+        entry = self._judged(service, views, now, minute, clocks)
+        return self._judgement(entry, position, current=True)
+
+    @staticmethod
+    def _judgement(entry: _Entry, position: Position, current: bool) -> Judgement:
+        return Judgement(entry.rows(), entry.minute, dict(entry.position), entry.judged,
+                         current, 0 if current else records(position) - records(entry.position),
+                         entry.found)
+
+    def _revalidate(self, service: QueryService, minute: datetime) -> bool:
+        """Judge ``minute`` afresh in the background (one thread at a time); False if the
+        views cannot be read beside the service's connection."""
+        if not can_read_aside(service):
+            return False
+        self._revalidating.start(self._refresh, service, minute)
+        return True
+
+    def _refresh(self, service: QueryService, minute: datetime) -> None:
+        entry = self._judge_aside(service, minute)
+        if entry is None:
+            self._aside_failed = True
+            return
+        with self._lock:
+            kept = self._entries.get(minute)
+            if kept is None or not not_behind(kept.position, entry.position):
+                self._entries[minute] = entry
+            self._keep_latest(entry)
+            self.revalidated += 1
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background judgement under way (if any); whether none is left."""
+        return self._revalidating.wait(timeout)
+
+    def _keep_latest(self, entry: _Entry) -> None:
+        """(Holding the lock.) Keep ``entry`` as the latest answer if it is."""
+        latest = self._latest
+        if (latest is None or latest.log_id != entry.log_id or latest.clocks != entry.clocks
+                or (entry.minute, records(entry.position))
+                >= (latest.minute, records(latest.position))):
+            self._latest = entry
 
     def summary(self, service: QueryService, views: ViewStore, now: datetime
                 ) -> list[dict[str, Any]]:
@@ -140,11 +289,22 @@ class FindingsSummaryCache:
         return self._entry(service, views, now).found
 
     def _entry(self, service: QueryService, views: ViewStore, now: datetime) -> _Entry:
-        minute = minute_of(now)
-        log = service.ledger.log
-        clocks = tuple(sorted(clock_values(Settings()).items()))
-        position = views.position(FINDINGS, log.log_id)
+        minute, clocks, position, stored = self._inputs(service, views, now)
+        entry = self._reused(service, views, now, minute, clocks, position, stored)
+        return entry if entry is not None else self._judged(service, views, now, minute, clocks)
+
+    @staticmethod
+    def _inputs(service: QueryService, views: ViewStore, now: datetime
+                ) -> tuple[datetime, tuple[tuple[str, int], ...], Position, int]:
+        position = views.position(FINDINGS, service.ledger.log.log_id)
         stored = int(views.query(f"SELECT COUNT(*) FROM {FINDINGS_TABLE}")[0][0])
+        return minute_of(now), tuple(sorted(clock_values(Settings()).items())), position, stored
+
+    def _reused(self, service: QueryService, views: ViewStore, now: datetime,
+                minute: datetime, clocks: tuple[tuple[str, int], ...], position: Position,
+                stored: int) -> _Entry | None:
+        """The cached answer for ``minute``, brought to ``position``, if it still holds."""
+        log = service.ledger.log
         with self._lock:
             for old in [m for m in self._entries if m < minute]:
                 del self._entries[old]
@@ -155,12 +315,20 @@ class FindingsSummaryCache:
                 if entry.stored + len(added) == stored:
                     entry = entry.extended(position, stored, added)
                     self._entries[minute] = entry
+                    self._keep_latest(entry)
                     self.reused += 1
                     self._maybe_prejudge(service, now)
                     return entry
-        entry = judge(views, log.log_id, minute, clocks)
+        return None
+
+    def _judged(self, service: QueryService, views: ViewStore, now: datetime,
+                minute: datetime, clocks: tuple[tuple[str, int], ...]) -> _Entry:
+        """Judged afresh while the caller waits."""
+        entry = judge(views, service.ledger.log.log_id, minute, clocks)
+        self._aside_failed = False
         with self._lock:
             self._entries[minute] = entry
+            self._keep_latest(entry)
             self.computed += 1
             self._maybe_prejudge(service, now)
         return entry
@@ -186,36 +354,61 @@ class FindingsSummaryCache:
             self._timers = []
 
     def _prejudge(self, service: QueryService, minute: datetime) -> None:
-        store = None
         try:
-            store = side_views(service)
-            if store is None:
-                return
-            clocks = tuple(sorted(clock_values(Settings()).items()))
-            with store.snapshot() as views:
-                entry = judge(views, service.ledger.log.log_id, minute, clocks)
-            with self._lock:
-                self._entries.setdefault(minute, entry)
-                self.prejudged += 1
-        except (LedgerError, sqlite3.Error, OSError) as exc:
-            # the request of that minute judges it itself
-            LOG.warning("prejudging the findings summary failed: %s", type(exc).__name__)
+            entry = self._judge_aside(service, minute)
+            if entry is not None:
+                with self._lock:
+                    self._entries.setdefault(minute, entry)
+                    self.prejudged += 1
         finally:
-            if store is not None:
-                store.close()
             with self._lock:
                 self._prejudging.discard(minute)
 
+    @staticmethod
+    def _judge_aside(service: QueryService, minute: datetime) -> _Entry | None:
+        """``minute`` judged in a process of its own (``pdl.web.judging``) on a read
+        snapshot of its own connection to the SQLite views (None if the views are not a
+        SQLite file, or it failed: a request then judges it itself)."""
+        views = service.views
+        if not isinstance(views, SQLiteViewStore) or views.path == ":memory:":
+            return None
+        settings = Settings()
+        clocks = tuple(sorted(clock_values(settings).items()))
+        arguments = (views.path, views.cache_mb, service.ledger.log.log_id, minute, clocks,
+                     settings)
+        # the child imports the same code as this process
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            done = subprocess.run([sys.executable, "-m", "pdl.web.judging"],
+                                  input=pickle.dumps(arguments), capture_output=True,
+                                  env=env, timeout=JUDGING_TIMEOUT_S, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            LOG.warning("judging the findings summary aside failed: %s", type(exc).__name__)
+            return None
+        if done.returncode != 0:
+            LOG.warning("judging the findings summary aside failed: exit code %d",
+                        done.returncode)
+            return None
+        entry: _Entry = pickle.loads(done.stdout)
+        return entry
+
 
 def judge(views: ViewStore, log_id: str, minute: datetime,
-          clocks: tuple[tuple[str, int], ...]) -> _Entry:
+          clocks: tuple[tuple[str, int], ...], settings: Settings | None = None) -> _Entry:
     """The findings by clause at ``minute``, with the position and stored rows they saw."""
     position = views.position(FINDINGS, log_id)
     stored = int(views.query(f"SELECT COUNT(*) FROM {FINDINGS_TABLE}")[0][0])
-    found = QueryService.findings(views, as_of=minute, settings=Settings())
-    entry = _Entry(log_id, minute, clocks, position, stored, found, {})
+    found = QueryService.findings(views, as_of=minute, settings=settings or Settings())
+    entry = _Entry(log_id, minute, clocks, position, stored, found, {},
+                   datetime.now(minute.tzinfo))
     entry.count(found)
     return entry
+
+
+def can_read_aside(service: QueryService) -> bool:
+    """Whether ``side_views`` can open a second connection to the service's views."""
+    views = service.views
+    return isinstance(views, SQLiteViewStore) and views.path != ":memory:"
 
 
 def side_views(service: QueryService) -> ViewStore | None:
@@ -267,21 +460,85 @@ def only_audit_records(service: QueryService, before: Position, after: Position)
     return True
 
 
+@dataclass(frozen=True)
+class Stamped(Generic[T]):
+    """An answer and the positions of the views it was computed from; ``current`` unless it
+    is an earlier answer shown while a fresh one is computed (``behind``: records the first
+    view has read since)."""
+
+    value: T
+    positions: dict[str, Position]
+    current: bool
+    behind: int
+
+    @property
+    def records(self) -> int:
+        """The first view's log position it was computed at, as a count of records."""
+        return records(next(iter(self.positions.values()), {}))
+
+
 class AuditStableCache(Generic[T]):
     """One answer computed from the views of ``projections``, reused while every record
     those views have read since it was computed is an audit record (which none of them
-    keeps: ``consumers.clock`` and the others skip ``ledger.queried``)."""
+    keeps: ``consumers.clock`` and the others skip ``ledger.queried``).
+
+    ``latest`` adds stale-while-revalidate: when the answer no longer holds, the last one
+    is returned marked as not current while a fresh one is computed in the background."""
 
     def __init__(self, projections: Sequence[str]) -> None:
         self.projections = tuple(projections)
         self._lock = threading.Lock()
         self._entry: tuple[str, dict[str, Position], T] | None = None
+        self._revalidating = Revalidator("pdl-web-revalidate-chart")
+        #: False: never show an earlier answer (as ``FindingsSummaryCache.revalidate``)
+        self.revalidate = True
+        self._aside_failed = False
         self.computed = 0
         self.reused = 0
+        self.stale = 0
+        self.revalidated = 0
 
     def get(self, service: QueryService, views: ViewStore, compute: Callable[[], T]) -> T:
         """The cached answer if still valid, else ``compute()`` (kept for next time).
         ``views`` must be the service's current views, caught up for ``projections``."""
+        positions, value = self._reused(service, views)
+        if value is not None:
+            return value[0]
+        value = (compute(),)
+        self._keep(service.ledger.log.log_id, positions, value[0], computed=True)
+        return value[0]
+
+    def latest(self, service: QueryService, views: ViewStore,
+               compute: Callable[[ViewStore], T]) -> Stamped[T]:
+        """As ``get``, but an answer no longer valid is returned marked as not current
+        (if the views can be read aside: SQLite) while ``compute`` runs in the background
+        on a read snapshot of a second connection."""
+        positions, value = self._reused(service, views)
+        if value is not None:
+            return Stamped(value[0], positions, True, 0)
+        log_id = service.ledger.log.log_id
+        with self._lock:
+            entry = self._entry
+        if (entry is not None and entry[0] == log_id and self.revalidate
+                and not self._aside_failed and can_read_aside(service)
+                and all(not_behind(positions[n], entry[1][n]) for n in self.projections)):
+            self._revalidating.start(self._refresh, service, compute)
+            with self._lock:
+                self.stale += 1
+            first = self.projections[0]
+            return Stamped(entry[2], entry[1], False,
+                           records(positions[first]) - records(entry[1][first]))
+        fresh = compute(views)
+        self._aside_failed = False
+        self._keep(log_id, positions, fresh, computed=True)
+        return Stamped(fresh, positions, True, 0)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background computation under way (if any); whether none is left."""
+        return self._revalidating.wait(timeout)
+
+    def _reused(self, service: QueryService, views: ViewStore
+                ) -> tuple[dict[str, Position], tuple[T] | None]:
         log = service.ledger.log
         positions = {n: views.position(n, log.log_id) for n in self.projections}
         with self._lock:
@@ -291,12 +548,39 @@ class AuditStableCache(Generic[T]):
                     for n in self.projections):
                 self._entry = (log.log_id, positions, entry[2])
                 self.reused += 1
-                return entry[2]
-        value = compute()
+                return positions, (entry[2],)
+        return positions, None
+
+    def _keep(self, log_id: str, positions: dict[str, Position], value: T, *,
+              computed: bool) -> None:
         with self._lock:
-            self._entry = (log.log_id, positions, value)
-            self.computed += 1
-        return value
+            entry = self._entry
+            # an answer computed aside does not replace one computed later in the log
+            if (computed or entry is None or entry[0] != log_id
+                    or not all(not_behind(entry[1][n], positions[n]) for n in self.projections)):
+                self._entry = (log_id, positions, value)
+            if computed:
+                self.computed += 1
+            else:
+                self.revalidated += 1
+
+    def _refresh(self, service: QueryService, compute: Callable[[ViewStore], T]) -> None:
+        store = None
+        log_id = service.ledger.log.log_id
+        try:
+            store = side_views(service)
+            if store is None:
+                return
+            with store.snapshot() as views:
+                positions = {n: views.position(n, log_id) for n in self.projections}
+                value = compute(views)
+            self._keep(log_id, positions, value, computed=False)
+        except (LedgerError, sqlite3.Error, OSError) as exc:
+            self._aside_failed = True
+            LOG.warning("computing a dashboard chart aside failed: %s", type(exc).__name__)
+        finally:
+            if store is not None:
+                store.close()
 
 
 class KeyedAuditStableCache(Generic[T]):

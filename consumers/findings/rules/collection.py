@@ -31,14 +31,21 @@ _NAMING_CATEGORIES = (
 )
 
 
+#: The event types whose data may name a cross-border transfer's categories (1.3 reads them).
+_CROSS_BORDER: Final = frozenset({
+    model for model in _NAMING_CATEGORIES
+    if issubclass(model, ev.DataShared | ev.ConsentGranted) and "cross_border" in model.model_fields
+})
+
+
 @rule("1.3", "customer content recorded in the ledger", reads=_NAMING_CATEGORIES)
 def customer_content(batch: Batch, item: Item, data: ev.EventData) -> str | None:
     """Customer content (what users store on the cloud) is never recorded."""
-    for field in CATEGORY_FIELDS[type(data)]:
+    kind = type(data)
+    for field in CATEGORY_FIELDS[kind]:
         if not OUT_OF_SCOPE.isdisjoint(getattr(data, field)):
             return f"customer content named in {field} of a {item.event.type} event"
-    cross_border = getattr(data, "cross_border", None) if isinstance(
-        data, ev.DataShared | ev.ConsentGranted) else None
+    cross_border = data.cross_border if kind in _CROSS_BORDER else None  # type: ignore[attr-defined]
     if cross_border is not None and not OUT_OF_SCOPE.isdisjoint(cross_border.categories):
         return f"customer content named in a {item.event.type} event"
     return None

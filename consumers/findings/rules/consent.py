@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from consumers.findings.registry import rule
 from consumers.findings.store import Batch
 from consumers.findings.vocabulary import (
@@ -48,6 +50,7 @@ def undeclared_purpose(batch: Batch, item: Item, data: ev.DataUsed) -> str | Non
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # a few dozen purposes: pairs repeat on every use
 def compatible(collected_for: str, used_for: str) -> bool:
     """Whether data collected for one purpose may serve another without asking again:
     the same family of uses (``essential.*``, ``marketing.*`` ...), security and fraud

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from consumers.findings.registry import rule
 from consumers.findings.store import Batch
 from consumers.findings.vocabulary import DISCLOSURE_GROUNDS, PAYMENT_TOUCH, PROCESSOR_ROLES, names
@@ -47,6 +49,11 @@ def payment_data_to_others(batch: Batch, item: Item, data: ev.DataShared) -> str
     return f"payment data ({names(touched)}) shared with {data.recipient}, {status}"
 
 
+@functools.lru_cache(maxsize=4096)  # recipients repeat, and so do the categories sent them
+def _allowed(allowed: tuple[str, ...], category: str) -> bool:
+    return any(tx.covers(a, category) for a in allowed)
+
+
 @rule("5.1", "disclosure beyond what the recipient is registered for",
       reads=(ev.DataShared,))
 def beyond_registration(batch: Batch, item: Item, data: ev.DataShared) -> str | None:
@@ -55,8 +62,8 @@ def beyond_registration(batch: Batch, item: Item, data: ev.DataShared) -> str | 
         return None
     reasons = []
     if registered.categories:
-        beyond = [c for c in data.categories
-                  if not any(tx.covers(a, c) for a in registered.categories)]
+        allowed = registered.categories
+        beyond = [c for c in data.categories if not _allowed(allowed, c)]
         if beyond:
             reasons.append(f"categories {names(beyond)} beyond those registered")
     if registered.purposes and not any(tx.covers(a, data.purpose) for a in registered.purposes):
