@@ -3,6 +3,8 @@
     python bench/replay.py                      # 1M-event log; scope on the same log
     python bench/replay.py --scope-events 10000000   # scope on a 10M-event log (long)
     python bench/replay.py --scope-only --scope-events 10000000 --views postgres
+    python bench/replay.py --scope-only --events 10000000 --queries 30 --modes index \
+        --scope-people 181000 [--views postgres --pg-fill copy]   # everyone listed
 
 Prints, from one run on a log of ``--events`` simulated events (published through the
 ledger: pseudonymised and sealed, as in production):
@@ -19,8 +21,11 @@ ledger: pseudonymised and sealed, as in production):
   store, a three-day window at a random time) on a log of ``--scope-events`` events,
   per store, with the number of people each answer names (p50 <= 10 ms, p99 <= 50 ms
   from the index): once for the first page (exact counts + the first 100 people, what the
-  API answers first) and once listing every affected person; answered from SQL (the
-  CLI's one-shot path) and from the in-memory ``ScopeIndex`` the HTTP API keeps (with its
+  API answers first) and listing every affected person three ways: as the answer's
+  columns (``all``), plus one tuple per person (``rows``: how answers were made before,
+  the baseline) and plus the HTTP API's JSON text (``json``); ``--scope-people N`` also
+  times everyone listed at N people, step by step (columns, tuples, JSON, bytes, dicts +
+  ``json.dumps``); answered from SQL (the CLI's one-shot path) and from the in-memory ``ScopeIndex`` the HTTP API keeps (with its
   load time and memory). Wall ms and, beside them, the CPU ms of the answering thread
   (steadier on a shared machine). ``--views postgres`` keeps the holdings view in
   PostgreSQL instead (``--pg-url``, or a server started from Debian's package under
@@ -46,14 +51,17 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from consumers.parallel import parallel_rebuild
 from consumers.projection import REBUILD_BATCH_SIZE, ProjectionRunner
-from consumers.queries import incident_scope, incidents, scope
+from consumers.queries import People, incident_scope, incidents, scope
 from consumers.registry import all_projections
-from consumers.scope import HoldingsProjection
+from consumers.rows import to_us
+from consumers.scope import HoldingsProjection, Hits, hits
 from consumers.scope_index import ScopeIndex
 from consumers.views import DEFAULT_CACHE_MB, SQLiteViewStore, ViewStore
 from ledger.application import Ledger
@@ -209,7 +217,8 @@ def memory_slope(log_path: Path, views: Path, batch_size: int, people: int,
 
 
 def scope_latency(log_path: Path, views: Path, queries: int, seed: int,
-                  batch_size: int, modes: list[str], pg: PgViews | None = None) -> None:
+                  batch_size: int, modes: list[str], pg: PgViews | None = None,
+                  people_at: int = 0) -> None:
     log = SQLiteEventLog(log_path)
     # the page cache a query process is given (LEDGER_VIEW_CACHE_MB; the bench's default)
     cache_mb = int(os.environ.get("LEDGER_VIEW_CACHE_MB") or DEFAULT_CACHE_MB)
@@ -230,7 +239,9 @@ def scope_latency(log_path: Path, views: Path, queries: int, seed: int,
         say(f"\nbreach scope: {queries} incidents per store, one store and a 3-day window at "
             f"a random time between {first.date()} and {last.date()}; 'page' = exact counts "
             f"+ the first {PAGE} people (the default answer of the API's first page), 'all' = "
-            "counts + every affected person listed; wall ms (cpu ms of the answering thread)"
+            "counts + every affected person listed (as columns), 'rows' = the same + one "
+            "tuple per person (as before: the baseline), 'json' = 'all' + written as the "
+            "HTTP API's JSON; wall ms (cpu ms of the answering thread)"
             f"; load: {_load()}")
         for mode in modes:
             if mode == "sql":
@@ -248,6 +259,8 @@ def scope_latency(log_path: Path, views: Path, queries: int, seed: int,
                     + (f" ({stats['array_bytes'] / 2**20:,.0f} MB of arrays)"
                        if "array_bytes" in stats else ""))
             _scope_table(store, stores, first, span, queries, random.Random(seed))
+            if mode == "index" and people_at:
+                _everyone_at_size(store, stores[0], first, span, people_at, random.Random(seed))
         ScopeIndex.detach(store)
         say(f"  load after: {_load()}")
         for incident in incidents(store):
@@ -361,19 +374,33 @@ def _rss_mb() -> float:
 
 def _scope_table(store: ViewStore, stores: list[str], first: datetime,
                  span: timedelta, queries: int, rnd: random.Random) -> None:
+    """Per store, p50 and p99 of: the first page; everyone listed (the answer's columns);
+    everyone as rows (one tuple per person: how answers were made before, the baseline);
+    everyone written as JSON (the columns straight to text, as the HTTP API sends it)."""
     say(f"  {'store':22s} {'page p50':>14s} {'page p99':>14s} {'all p50':>14s} "
-        f"{'all p99':>14s} {'people p50':>11s} {'max':>8s}")
-    overall: dict[str, list[float]] = {"page": [], "all": [], "page cpu": [], "all cpu": []}
+        f"{'all p99':>14s} {'rows p99':>14s} {'json p50':>14s} {'json p99':>14s} "
+        f"{'people p50':>11s} {'max':>8s}")
+    overall: dict[str, list[float]] = {
+        k: [] for k in ("page", "all", "rows", "json", "page cpu", "all cpu", "rows cpu",
+                        "json cpu")}
+    size: list[int] = []
     for name in stores:
         times: dict[str, list[float]] = {k: [] for k in overall}
         people: list[int] = []
         scope(store, [name], first, first + timedelta(days=3))  # warm the page cache
         for _ in range(queries):
             start = first + span * rnd.random()
-            for kind, limit in (("page", PAGE), ("all", None)):
+            for kind, limit in (("page", PAGE), ("all", None), ("rows", None),
+                                ("json", None)):
                 c0 = time.thread_time()
                 t0 = time.perf_counter()
                 answer = scope(store, [name], start, start + timedelta(days=3), limit=limit)
+                if kind == "rows":
+                    answer.people.rows()  # type: ignore[attr-defined]
+                elif kind == "json":
+                    text = answer.to_json(separators=(",", ":"))
+                    size.append(len(text))
+                    del text
                 times[kind].append((time.perf_counter() - t0) * 1000)
                 times[f"{kind} cpu"].append((time.thread_time() - c0) * 1000)
                 counted = answer.counts["people"]
@@ -383,12 +410,76 @@ def _scope_table(store: ViewStore, stores: list[str], first: datetime,
             overall[kind].extend(values)
         say(f"  {name:22s} {_cell(times, 'page', statistics.median)} "
             f"{_cell(times, 'page', _p99)} {_cell(times, 'all', statistics.median)} "
-            f"{_cell(times, 'all', _p99)} {int(statistics.median(people)):11,d} "
-            f"{max(people):8,d}")
+            f"{_cell(times, 'all', _p99)} {_cell(times, 'rows', _p99)} "
+            f"{_cell(times, 'json', statistics.median)} {_cell(times, 'json', _p99)} "
+            f"{int(statistics.median(people)):11,d} {max(people):8,d}")
     say(f"  {'all stores':22s} {_cell(overall, 'page', statistics.median)} "
         f"{_cell(overall, 'page', _p99)} {_cell(overall, 'all', statistics.median)} "
-        f"{_cell(overall, 'all', _p99)}   (target from the index: p50 <= {SCOPE_P50_MS} ms, "
-        f"p99 <= {SCOPE_P99_MS} ms)")
+        f"{_cell(overall, 'all', _p99)} {_cell(overall, 'rows', _p99)} "
+        f"{_cell(overall, 'json', statistics.median)} {_cell(overall, 'json', _p99)}")
+    say(f"  target from the index: p50 <= {SCOPE_P50_MS} ms, p99 <= {SCOPE_P99_MS} ms; "
+        f"everyone as rows / as columns at p99: "
+        f"{_p99(overall['rows']) / max(_p99(overall['all']), 1e-9):.1f}x, as JSON / as rows: "
+        f"{_p99(overall['json']) / max(_p99(overall['rows']), 1e-9):.2f}x; JSON of everyone "
+        f"up to {max(size, default=0) / 2**20:.1f} MB; load: {_load()}")
+
+
+def _everyone_at_size(store: ViewStore, name: str, first: datetime, span: timedelta,
+                      people: int, rnd: random.Random) -> None:
+    """Everyone listed at ``people`` people, whatever the log's size: the largest answer of
+    a few windows on ``name`` (the index's), its rows repeated to that many people with
+    pseudonyms of their own. Times (medians of 5, this thread's CPU in brackets) the
+    columns (``People.of``), one tuple per person (the old way), and the JSON."""
+    biggest: Hits | None = None
+    for _ in range(10):
+        start = first + span * rnd.random()
+        hit = hits(store, [name], to_us(start), to_us(start + timedelta(days=3)))
+        if biggest is None or len(hit.ids) > len(biggest.ids):
+            biggest = hit
+    assert biggest is not None
+    if not len(biggest.ids):
+        return
+    # copied in pseudonym order, as the index copies its names when it numbers them
+    names = [p.encode().decode()
+             for p in sorted(f"p_{rnd.getrandbits(160):040x}"[:34] for _ in range(people))]
+    ids = np.arange(people, dtype=np.int64)
+    union = np.resize(biggest.union, people)
+    hit = Hits(ids, union, np.resize(biggest.reach, people), {name: (ids, union)}, names,
+               people, {}, np.fromiter(names, object, people), True)
+    steps: dict[str, Any] = {
+        "columns (People.of)": lambda: People.of(hit, ids, None),
+        "+ a tuple per person (before)": lambda: People.of(hit, ids, None).rows(),
+        "+ JSON text": lambda: People.of(hit, ids, None).to_json(separators=(",", ":")),
+        "+ JSON bytes (HTTP body)": lambda: People.of(hit, ids, None).to_json(
+            separators=(",", ":")).encode(),
+    }
+    size = len(People.of(hit, ids, None).to_json(separators=(",", ":")))
+    say(f"\n  everyone listed at {people:,} people (the largest of 10 answers on {name}, "
+        f"{len(biggest.ids):,} people, repeated; JSON {size / 2**20:.1f} MB), median of 5, "
+        f"wall ms (cpu ms); load: {_load()}")
+    cpu: dict[str, float] = {}
+    for label, step in steps.items():
+        walls, cpus = [], []
+        for _ in range(5):
+            c0, t0 = time.thread_time(), time.perf_counter()
+            out = step()
+            walls.append((time.perf_counter() - t0) * 1000)
+            cpus.append((time.thread_time() - c0) * 1000)
+            del out
+        cpu[label] = statistics.median(cpus)
+        say(f"    {label:32s} {statistics.median(walls):8.1f} ({cpu[label]:6.1f})  "
+            f"{cpu[label] * 1000 / people:5.2f} cpu us a person")
+    c0, t0 = time.thread_time(), time.perf_counter()  # once: seconds
+    out = json.dumps(People.of(hit, ids, None).as_dicts(), ensure_ascii=False,
+                     separators=(",", ":"))
+    cpu["dicts"] = (time.thread_time() - c0) * 1000
+    say(f"    {'+ a dict each, json.dumps (once)':32s} {(time.perf_counter() - t0) * 1000:8.1f} "
+        f"({cpu['dicts']:6.1f})  {cpu['dicts'] * 1000 / people:5.2f} cpu us a person")
+    del out
+    labels = list(steps)
+    say(f"    tuples / columns: {cpu[labels[1]] / max(cpu[labels[0]], 1e-9):.1f}x; "
+        f"JSON / tuples: {cpu[labels[2]] / max(cpu[labels[1]], 1e-9):.2f}x; "
+        f"JSON from columns / from dicts: {cpu[labels[2]] / max(cpu['dicts'], 1e-9):.2f}x")
 
 
 def _cell(times: dict[str, list[float]], kind: str, stat: Any) -> str:
@@ -428,6 +519,9 @@ def main() -> int:
                              "path) or by copying the SQLite view's rows")
     parser.add_argument("--modes", default="sql,index",
                         help="answer scope from: sql, index, or both (comma-separated)")
+    parser.add_argument("--scope-people", type=int, default=0,
+                        help="with the index: also time everyone listed at this many people "
+                             "(e.g. 181000, the largest answer at 10M events)")
     parser.add_argument("--memory-only", action="store_true",
                         help="only the memory slope, between --memory-events and --events "
                              "(e.g. 1M and 10M: does memory level off with more people?)")
@@ -459,7 +553,7 @@ def main() -> int:
           if args.views == "postgres" else None)
     try:
         scope_latency(scope_log, scope_dir / "holdings.db", args.queries, args.seed,
-                      args.batch_size, modes, pg)
+                      args.batch_size, modes, pg, args.scope_people)
     finally:
         if pg is not None:
             pg.close()

@@ -11,16 +11,16 @@ import difflib
 import json
 import operator
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import repeat
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 
 from consumers.rows import BIT, SENSITIVE_MASK, categories_of, iso, related_mask, to_us
-from consumers.scope import Hits, hits
+from consumers.scope import Hits, hits, plain_name
 from consumers.views import ViewStore
 from ledger.errors import InvalidInput, NotFound
 from schemas.taxonomy import CATEGORIES, SharingClause, covers, is_policy_sensitive, is_sensitive
@@ -433,19 +433,43 @@ class Scope:
     window_start: str
     window_end: str
     categories: tuple[str, ...]
-    people: tuple[AffectedPerson, ...]
+    people: Sequence[AffectedPerson]
     counts: dict[str, Any] = field(default_factory=dict)
     incident_id: str | None = None
     page: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        return self._as_dict([p.as_dict() for p in self.people])
+
+    def _as_dict(self, people: Any) -> dict[str, Any]:
         return {
             "stores": list(self.stores), "window_start": self.window_start,
             "window_end": self.window_end, "categories": list(self.categories),
             "incident_id": self.incident_id, "counts": self.counts,
-            "page": self.page, "people": [p.as_dict() for p in self.people],
+            "page": self.page, "people": people,
             **({"links": incident_links(self.incident_id)} if self.incident_id else {}),
         }
+
+    def to_json(self, *, indent: int | None = None,
+                separators: tuple[str, str] | None = None,
+                extra: dict[str, Any] | None = None) -> str:
+        """``json.dumps(self.as_dict() | extra, ensure_ascii=False, indent=indent,
+        separators=separators)``, the people written from columns (``People.to_json``)
+        rather than one dict per person."""
+        people = self.people
+        if not isinstance(people, People):
+            return json.dumps({**self.as_dict(), **(extra or {})}, ensure_ascii=False,
+                              indent=indent, separators=separators)
+        slot = "\x00people\x00"  # stands for the list; only ever a value of "people"
+        text = json.dumps({**self._as_dict(slot), **(extra or {})}, ensure_ascii=False,
+                          indent=indent, separators=separators)
+        key_sep = (separators or ((", ", ": ") if indent is None else (",", ": ")))[1]
+        key = f'"people"{key_sep}'
+        head, tail = text.split(key + json.dumps(slot))  # a string's quotes are escaped
+        # one copy of the whole text: the list's pieces joined with what surrounds them
+        return "".join([head + key, *people.json_parts(
+            indent=indent, separators=separators, level=1 if indent is not None else 0),
+            tail])
 
 
 def incident_links(incident_id: str) -> dict[str, str]:
@@ -523,11 +547,11 @@ def scope(
     more = limit is not None and len(chosen) > limit
     if more:
         chosen = chosen[:limit]
-    listed = _affected(hit, chosen, notified)
+    listed = People.of(hit, chosen, notified)
     return Scope(
         stores=tuple(dict.fromkeys(stores)), window_start=window_start.isoformat(),
         window_end=window_end.isoformat(), categories=tuple(categories or ()),
-        people=tuple(listed), counts=counts, incident_id=incident_id,
+        people=listed, counts=counts, incident_id=incident_id,
         page={"after": after, "limit": limit, "listed": len(listed),
               "next": listed[-1].pseudonym if more and listed else None},
     )
@@ -543,38 +567,227 @@ def _shapes(masks: np.ndarray) -> Iterable[tuple[int, int]]:
     return zip(masks[starts].tolist(), sizes.tolist(), strict=True)
 
 
-def _affected(hit: Hits, at: np.ndarray, notified: set[str] | None) -> list[AffectedPerson]:
-    """The people at positions ``at`` of ``hit``, in that order."""
-    ids = hit.ids[at]
-    people = list(map(hit.names.__getitem__, ids.tolist()))
-    unions = hit.union[at].tolist()
-    reaches = hit.reach[at].tolist()
-    names = sorted(hit.per_store)
-    # Where each person was held and their records there: looked up per store, in arrays.
-    if len(names) == 1:
-        wheres = [(names[0],)] * len(at)
-        records = np.bitwise_count(hit.union[at]).tolist()
-    else:
-        found: list[list[bool]] = []
-        counted = np.zeros(len(at), np.int64)
-        for name in names:
-            store_ids, masks = hit.per_store[name]
-            j = np.minimum(store_ids.searchsorted(ids), max(len(store_ids) - 1, 0))
-            present = (store_ids[j] == ids) if len(store_ids) else np.zeros(len(ids), bool)
-            counted += np.where(present, np.bitwise_count(masks[j]) if len(masks) else 0, 0)
-            found.append(present.tolist())
-        wheres = [tuple(name for name, here in zip(names, row, strict=True) if here)
-                  for row in zip(*found, strict=True)] if len(at) else []
-        records = counted.tolist()
-    # Answers list up to everyone: what depends only on a mask is worked out once per
-    # mask, and each person is one tuple built from columns (no Python work per field).
-    shown = {u: (categories_of(u), categories_of(u & SENSITIVE_MASK)) for u in set(unions)}
-    cats = [shown[u] for u in unions]
-    told: Iterable[bool | None] = (repeat(None) if notified is None
-                                   else map(notified.__contains__, people))
-    return list(map(_new_tuple, repeat(AffectedPerson), zip(
-        people, map(operator.itemgetter(0), cats), map(operator.itemgetter(1), cats), wheres, records,
-        map(operator.not_, reaches), map(_UNREACHABLE.get, reaches), told)))
+class People(Sequence[AffectedPerson]):
+    """The people a scope answer lists, as columns: one array per field, no Python object
+    per person until one is asked for (``people[i]``, iterating) or the list is written
+    as JSON (``to_json``, straight from the columns). Equal to any sequence of the same
+    ``AffectedPerson`` rows, e.g. a tuple.
+    """
+
+    __slots__ = ("_names", "_notified", "_plain", "_present", "_reaches", "_records",
+                 "_rows", "_stores", "_unions")
+
+    def __init__(self, names: np.ndarray, unions: np.ndarray, reaches: np.ndarray,
+                 records: np.ndarray, stores: tuple[str, ...], present: np.ndarray | None,
+                 notified: np.ndarray | None = None, plain: bool | None = None) -> None:
+        """``names``: pseudonyms (object array); ``unions``: every category exposed (masks);
+        ``reaches``: 0 reachable, 1 data key destroyed, 2 no contact data; ``records``;
+        ``present[k, i]``: person i was held in ``stores[k]`` (None: one store, everyone);
+        ``notified``: told of the incident (None: no incident asked about)."""
+        self._names, self._unions, self._reaches = names, unions, reaches
+        self._records, self._stores, self._present = records, stores, present
+        self._notified, self._plain = notified, plain
+        self._rows: list[AffectedPerson] | None = None
+
+    @classmethod
+    def of(cls, hit: Hits, at: np.ndarray, notified: set[str] | None) -> People:
+        """The people at positions ``at`` of ``hit``, in that order."""
+        ids = hit.ids[at]
+        n = len(ids)
+        if hit.name_array is not None:
+            names = hit.name_array[ids]
+        else:
+            names = np.fromiter(map(hit.names.__getitem__, ids.tolist()), object, n)
+        unions = hit.union[at]
+        stores = tuple(sorted(hit.per_store))
+        present: np.ndarray | None = None
+        if len(stores) == 1:
+            records = np.bitwise_count(unions).astype(np.int64)
+        else:
+            # where each person was held and their records there: looked up per store
+            present = np.zeros((len(stores), n), bool)
+            records = np.zeros(n, np.int64)
+            for k, name in enumerate(stores):
+                store_ids, masks = hit.per_store[name]
+                if not len(store_ids):
+                    continue
+                j = np.minimum(store_ids.searchsorted(ids), len(store_ids) - 1)
+                here = present[k] = store_ids[j] == ids
+                records += np.where(here, np.bitwise_count(masks[j]), 0)
+        told = None
+        if notified is not None:
+            known = [i for i in map(hit.id_of.get, notified) if i is not None]
+            told = np.isin(ids, np.array(known, np.int64))
+        return cls(names, unions, hit.reach[at], records, stores, present, told, hit.plain)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    @overload
+    def __getitem__(self, i: int) -> AffectedPerson: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[AffectedPerson, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> AffectedPerson | tuple[AffectedPerson, ...]:
+        if isinstance(i, slice):
+            return tuple(self.rows()[i])
+        if self._rows is not None:
+            return self._rows[i]
+        if not -len(self) <= i < len(self):
+            raise IndexError("person index out of range")
+        union, reach = int(self._unions[i]), int(self._reaches[i])
+        return AffectedPerson(
+            self._names[i], categories_of(union), categories_of(union & SENSITIVE_MASK),
+            self._where(i), int(self._records[i]), not reach, _UNREACHABLE.get(reach),
+            None if self._notified is None else bool(self._notified[i]))
+
+    def _where(self, i: int) -> tuple[str, ...]:
+        if self._present is None:
+            return self._stores
+        return tuple(s for s, here in zip(self._stores, self._present[:, i].tolist(),
+                                          strict=True) if here)
+
+    def __iter__(self) -> Iterator[AffectedPerson]:
+        return iter(self.rows())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other,
+                                                                       strict=True))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.rows()))
+
+    def __repr__(self) -> str:
+        return f"People({len(self)} listed)"
+
+    def pseudonyms(self) -> list[str]:
+        """Everyone's pseudonym, in order (no row made)."""
+        return self._names.tolist()
+
+    def rows(self) -> list[AffectedPerson]:
+        """Every person as an ``AffectedPerson``: made once, from the columns."""
+        if self._rows is not None:
+            return self._rows
+        n = len(self)
+        unions = self._unions.tolist()
+        reaches = self._reaches.tolist()
+        if self._present is None:
+            wheres: Sequence[tuple[str, ...]] = [self._stores] * n
+        else:
+            wheres = [tuple(s for s, here in zip(self._stores, row, strict=True) if here)
+                      for row in self._present.T.tolist()]
+        # what depends only on a mask is worked out once per mask, and each person is
+        # one tuple built from columns (no Python work per field)
+        shown = {u: (categories_of(u), categories_of(u & SENSITIVE_MASK)) for u in set(unions)}
+        cats = [shown[u] for u in unions]
+        told: list[bool] | list[None] = ([None] * n if self._notified is None
+                                          else self._notified.tolist())
+        self._rows = list(map(_new_tuple, repeat(AffectedPerson), zip(
+            self._names.tolist(), map(operator.itemgetter(0), cats),
+            map(operator.itemgetter(1), cats), wheres, self._records.tolist(),
+            map(operator.not_, reaches), map(_UNREACHABLE.get, reaches), told, strict=True)))
+        return self._rows
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [p.as_dict() for p in self.rows()]
+
+    def to_json(self, *, indent: int | None = None, separators: tuple[str, str] | None = None,
+                level: int = 0) -> str:
+        """``json.dumps(self.as_dicts(), ensure_ascii=False, indent=indent,
+        separators=separators)``, nested ``level`` deep, written from the columns
+        (``json_parts`` joined)."""
+        return "".join(self.json_parts(indent=indent, separators=separators, level=level))
+
+    def json_parts(self, *, indent: int | None = None,
+                   separators: tuple[str, str] | None = None, level: int = 0) -> list[str]:
+        """``to_json``'s text in pieces, to be joined (with more around them, maybe).
+
+        Everything of a row after its name depends on a small code: its category mask,
+        its set of stores, its records, reachability and notice. The text of each code
+        present is written once; the list is then two pieces a row (the name, the code's
+        text) gathered into an object array, no Python work per person.
+        """
+        n = len(self)
+        if not n:
+            return ["[]"]
+        item_sep, key_sep = separators or ((", ", ": ") if indent is None else (",", ": "))
+
+        def pad(depth: int) -> str:
+            return "" if indent is None else "\n" + " " * (indent * (level + depth))
+
+        def dump(value: Any) -> str:  # a field's value, two levels in
+            return json.dumps(value, ensure_ascii=False, indent=indent,
+                              separators=separators).replace("\n", pad(2))
+
+        def key(name: str) -> str:
+            return item_sep + pad(2) + json.dumps(name) + key_sep
+
+        opening = "{" + pad(2) + json.dumps("pseudonym") + key_sep + '"'
+        between = pad(1) + "}" + item_sep + pad(1) + opening  # one row's end, the next's start
+        masks, by_mask = np.unique(self._unions, return_inverse=True)
+        stores = self._stores
+        if self._present is None:
+            sets: list[list[bool]] = [[True]]
+            by_where = np.zeros(n, np.int64)
+        elif len(stores) <= 62:  # each person's stores as the bits of one number
+            weights = np.int64(1) << np.arange(len(stores), dtype=np.int64)
+            found, by_where = np.unique(weights @ self._present.astype(np.int64),
+                                        return_inverse=True)
+            sets = [[bool(f >> k & 1) for k in range(len(stores))] for f in found.tolist()]
+        else:
+            rows, by_where = np.unique(self._present.T, axis=0, return_inverse=True)
+            sets = rows.tolist()
+        by_where = by_where.reshape(-1).astype(np.int64)
+        told = (np.zeros(n, np.int64) if self._notified is None
+                else 1 + self._notified.astype(np.int64))
+        # a row's code: its mask, its stores, its records, reachability and notice
+        tails = int(self._records.max()) * 9 + 9
+        code = ((by_mask.reshape(-1).astype(np.int64) * len(sets) + by_where) * tails
+                + (self._records * 3 + self._reaches) * 3 + told)
+        span = int(code.max()) + 1
+        table = span <= max(4 * n, 1 << 16)  # a lookup table by code, not a search
+        codes = np.flatnonzero(np.bincount(code, minlength=span)) if table else np.unique(code)
+        # the text of each mask, set of stores, reachability and notice, written once
+        cats = [key("categories") + dump(categories_of(m)) + key("sensitive_categories")
+                + dump(categories_of(m & SENSITIVE_MASK)) for m in masks.tolist()]
+        wheres = [key("stores") + dump([s for s, here in zip(stores, row, strict=True) if here])
+                  + key("records") for row in sets]
+        reaches = [key("reachable") + ("false" if r else "true") + key("unreachable_reason")
+                   + dump(_UNREACHABLE.get(r)) + key("notified") for r in range(3)]
+        notices = [dump(v) + between for v in (None, False, True)]
+
+        def fragment(c: int) -> str:  # everything of a row after its name
+            c, tail = divmod(c, tails)
+            mask, where = divmod(c, len(sets))
+            records, rest = divmod(tail, 9)
+            reach, notice = divmod(rest, 3)
+            return ('"' + cats[mask] + wheres[where] + str(records) + reaches[reach]
+                    + notices[notice])
+
+        made = [fragment(c) for c in codes.tolist()]
+        if table:
+            fragments = np.empty(span, object)
+            fragments[codes] = made
+        else:
+            fragments = np.array(made, object)
+        names = self._names
+        plain = self._plain
+        if plain is None:
+            plain = plain_name("".join(names.tolist()))  # a property of each character
+        if not plain:
+            names = np.fromiter((json.dumps(p, ensure_ascii=False)[1:-1]
+                                 for p in names.tolist()), object, n)
+        # two pieces a row: its name, then one fragment made once per code
+        parts = np.empty(2 * n + 1, object)
+        parts[0] = "[" + pad(1) + opening
+        parts[1::2] = names
+        parts[2::2] = fragments[code] if table else fragments[codes.searchsorted(code)]
+        last = parts[-1]
+        parts[-1] = last[: len(last) - len(between)] + pad(1) + "}" + pad(0) + "]"
+        return parts.tolist()
 
 
 def _notified(store: ViewStore, incident_id: str) -> set[str]:

@@ -475,7 +475,10 @@ class Hits(NamedTuple):
     index met after it last numbered everyone). ``ids`` ascend; ``union`` (every category
     exposed in any of the stores, a mask) and ``reach`` (0 reachable, 1 data key
     destroyed, 2 no contact data held) align with them. ``per_store`` maps each store to
-    (its people's numbers ascending, the categories exposed there).
+    (its people's numbers ascending, the categories exposed there). ``name_array``, when
+    given, is ``names`` as a numpy object array (gathered by number without a Python loop),
+    and ``plain`` whether every name is written in JSON as it is, between quotes (see
+    ``plain_name``; None: not known, checked when needed).
     """
 
     ids: np.ndarray
@@ -485,6 +488,8 @@ class Hits(NamedTuple):
     names: Sequence[str]
     ordered: int
     id_of: Mapping[str, int]
+    name_array: np.ndarray | None = None
+    plain: bool | None = None
 
     def has(self, pseudonym: str) -> bool:
         """Whether ``pseudonym`` is among the people exposed."""
@@ -519,6 +524,12 @@ class Hits(NamedTuple):
         unreachable = dict(zip([names[i] for i in self.ids[away].tolist()],
                                self.reach[away].tolist(), strict=True))
         return Exposure(per_store, unreachable)
+
+
+def plain_name(text: str) -> bool:
+    """Whether JSON writes ``text`` as it is between quotes (``ensure_ascii=False``): no
+    quote, backslash or control character. Pseudonyms always are."""
+    return text.isprintable() and '"' not in text and "\\" not in text
 
 
 def hits_of(exposure: Exposure) -> Hits:

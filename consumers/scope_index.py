@@ -4,8 +4,9 @@
 ``scope_people`` for reachability: about 2–5 µs per person, so a window exposing 10,000
 people takes tens of milliseconds. A long-lived process (the HTTP API) can instead keep the
 segments in memory as numpy arrays, sorted the way the SQL indexes are, and answer the same
-question with a few vectorised passes: no Python object per exposed person until a page
-of them is listed.
+question with a few vectorised passes: no Python object per exposed person, even when
+everyone is listed (``consumers.queries.People``: the list as columns, gathered from
+``_names`` as an object array, and written to JSON from them).
 
 People are numbered. ``_names[i]`` is person i's pseudonym, ``_reach[i]`` their
 reachability; segments hold the number (``int32``), not the string. Numbers below
@@ -47,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from consumers.rows import chunks, marks
-from consumers.scope import _INDEXES, SPAN_BOUNDS, Exposure, Hits
+from consumers.scope import _INDEXES, SPAN_BOUNDS, Exposure, Hits, plain_name
 from consumers.views import ViewStore
 
 _ALL = -1  # every bit: "no category filter"
@@ -250,6 +251,11 @@ class ScopeIndex:
         self._names: list[str] = []
         self._ids: dict[str, int] = {}
         self._ordered = 0
+        # ``_names`` as an object array (answers gather a page's names from it in one
+        # numpy call), extended when asked for after people arrived; and whether every
+        # name goes into JSON as it is (``plain_name``)
+        self._name_array: np.ndarray = np.zeros(0, object)
+        self._plain = True
         #: reachability by person number (see ``_reach``): 2 until a row says otherwise
         self._reach = np.full(1024, 2, np.int8)
         # zeroed scratch space, one slot per person, for merging masks per person
@@ -276,9 +282,20 @@ class ScopeIndex:
         if i is None:
             i = self._ids[pseudonym] = len(self._names)
             self._names.append(pseudonym)
+            if self._plain and not plain_name(pseudonym):
+                self._plain = False
             if i >= len(self._reach):
                 self._grow(2 * i)
         return i
+
+    def _names_as_array(self) -> np.ndarray:
+        """``_names`` as an object array (a new one when people arrived: an answer handed
+        out keeps the one it was given)."""
+        names, array_ = self._names, self._name_array
+        if len(array_) < len(names):
+            array_ = self._name_array = np.concatenate((array_, np.fromiter(
+                names[len(array_):], object, len(names) - len(array_))))
+        return array_
 
     def _grow(self, size: int) -> None:
         reach = np.full(size, 2, np.int8)
@@ -305,8 +322,12 @@ class ScopeIndex:
         for classes in self._ended.values():
             for part in classes.values():
                 part.pids = new_of_old[part.pids]
-        self._names = [names[i] for i in order]
+        # Fresh copies, made in pseudonym order, lie in memory in that order: writing a
+        # long list (``People.to_json``) then reads them in sequence (a third faster at
+        # 181k people than strings scattered as the rows that brought them were read).
+        self._names = [names[i].encode().decode() for i in order]
         self._ids = {p: i for i, p in enumerate(self._names)}
+        self._name_array = np.fromiter(self._names, object, n)
         reach = np.full(len(self._reach), 2, np.int8)
         reach[:n] = self._reach[np.array(order, dtype=np.intp)]
         self._reach = reach
@@ -477,7 +498,7 @@ class ScopeIndex:
             else:
                 ids, union = self._union_of(list(per_store.values()))
             return Hits(ids, union, self._reach[ids], per_store, self._names, self._ordered,
-                        self._ids)
+                        self._ids, self._names_as_array(), self._plain)
 
     def exposed(self, stores: Iterable[str], window_start: int, window_end: int,
                 categories: int | None = None) -> Exposure:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -435,6 +436,10 @@ def cmd_scope(args: argparse.Namespace) -> int:
                 result = queries.scope(views, stores, args.since, args.until,
                                        categories or None, limit=limit, after=args.after,
                                        check=found.when.now)
+        if args.json:  # everyone, maybe: written from the answer's columns, no dict each
+            sys.stdout.write(result.to_json(indent=2, extra={
+                **found.when.arguments(), "warnings": found.warnings}) + "\n")
+            return 0
         answer = _with_warnings(result.as_dict(), found)
         emit(args, answer, lambda: render_scope(answer, args.show))
     return 0

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eventkit import at, collected, erased, event_sequences, log_events, random_events
+from eventkit import (at, collected, erased, event_sequences, incident, log_events, notified,
+                      random_events)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -371,3 +372,109 @@ def _parse(text: str) -> Any:
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_everyone_listed_from_columns_equals_sql_as_rows_and_as_json(view_store: ViewStore,
+                                                                     tmp_path: Path) -> None:
+    """The full list (no limit) of a store of 1,200 people, of three stores together and of
+    an incident with people notified: the index's columns give the same rows as SQL, the
+    same JSON as ``json.dumps`` of those rows (compact, as the HTTP API writes it, and
+    indented, as the CLI does), and pages walked with ``after`` add up to it."""
+    import json
+    from datetime import UTC, datetime
+
+    from consumers import queries
+
+    rnd = random.Random(11)
+    people = sorted(f"p_{rnd.getrandbits(40):010x}" for _ in range(1200))
+    told = rnd.sample(people, 150)
+    events = _many_people(rnd, people, 0)
+    events += [incident("inc-big", at(70), ["big-db", "small-db", "big-backup"], at(0),
+                        at(40), ["user.contact"])]
+    events += [notified(p, at(71), "inc-big") for p in told]
+    log = SQLiteEventLog(tmp_path / "log.db", synchronous="OFF")
+    start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=to_us(at(0)))
+    end = start + timedelta(days=40)
+
+    def answers() -> list[queries.Scope]:
+        return [queries.scope(view_store, ["big-db"], start, end),
+                queries.scope(view_store, ["big-db", "small-db", "big-backup"], start, end),
+                queries.incident_scope(view_store, "inc-big")]
+
+    try:
+        log_events(log, events)
+        ProjectionRunner(log, view_store, [HoldingsProjection()], batch_size=500).run()
+        sql = answers()
+        ScopeIndex.attach(view_store)
+        try:
+            from_index = answers()
+            walked = []
+            after = None
+            while True:  # the HTTP API's way through everyone: pages and ``after``
+                page = queries.scope(view_store, ["big-db"], start, end, limit=250,
+                                     after=after)
+                walked += page.people
+                after = page.page["next"]
+                if after is None:
+                    break
+        finally:
+            ScopeIndex.detach(view_store)
+    finally:
+        log.close()
+    assert sql[0].counts["people"] > 900 and len(sql[0].people) == sql[0].counts["people"]
+    assert {p.notified for p in sql[2].people} == {True, False}
+    assert {len(p.stores) for p in sql[1].people} == {1, 2, 3}
+    assert any(not p.reachable for p in sql[0].people)
+    assert walked == list(sql[0].people) == list(from_index[0].people)
+    for mine, theirs in zip(from_index, sql, strict=True):
+        expected = theirs.as_dict()
+        assert mine.as_dict() == expected
+        assert mine.people == tuple(theirs.people)
+        assert [mine.people[i] for i in (0, 7, -1)] == [theirs.people[i] for i in (0, 7, -1)]
+        for indent, separators in ((None, (",", ":")), (2, None)):
+            text = json.dumps(expected, ensure_ascii=False, indent=indent,
+                              separators=separators)
+            assert mine.to_json(indent=indent, separators=separators) == text
+            assert theirs.to_json(indent=indent, separators=separators) == text
+
+
+def test_people_written_as_json_equal_json_dumps_of_their_rows() -> None:
+    """Names JSON must escape (quote, backslash, control characters, U+2028) or not, one
+    store or several, incidents or not, compact or indented: the text from the columns is
+    ``json.dumps`` of the rows' dicts, character for character."""
+    import json
+
+    import numpy as np
+
+    from consumers.queries import People, Scope
+    from consumers.scope import Hits
+
+    rnd = random.Random(3)
+    names = sorted([f"p_{rnd.getrandbits(40):010x}" for _ in range(400)]
+                   + ['p_"q', "p_\\b", "p_\nc", "p_\u2028d", "p_é"])
+    n = len(names)
+    ids = np.arange(n, dtype=np.int64)
+    union = np.array([rnd.choice([BIT[EMAIL], BIT[EMAIL] | BIT["user.biometric.face"],
+                                  BIT["user.device.ip_address"]]) for _ in range(n)], np.int64)
+    reach = np.array([rnd.choice([0, 0, 1, 2]) for _ in range(n)], np.int8)
+    per_store = {}
+    for store in ("a-db", "b-db", "c-db"):
+        held = np.array(sorted(rnd.sample(range(n), 250)), np.int64)
+        per_store[store] = (held, union[held] & rnd.choice([-1, BIT[EMAIL]]))
+    hit = Hits(ids, union, reach, per_store, names, n, {p: i for i, p in enumerate(names)})
+    for one_store in (True, False):
+        for told in (None, set(rnd.sample(names, 40))):
+            used = hit._replace(per_store={"a-db": per_store["a-db"]}) if one_store else hit
+            people = People.of(used, np.arange(n), told)
+            answer = Scope(tuple(used.per_store), "from", "until", (), people, {"people": n},
+                           "inc-1" if told else None, {"next": None})
+            for indent, separators in ((None, None), (None, (",", ":")), (2, None)):
+                assert people.to_json(indent=indent, separators=separators) == json.dumps(
+                    people.as_dicts(), ensure_ascii=False, indent=indent,
+                    separators=separators)
+                assert answer.to_json(indent=indent, separators=separators,
+                                      extra={"warnings": ["w"]}) == json.dumps(
+                    {**answer.as_dict(), "warnings": ["w"]}, ensure_ascii=False,
+                    indent=indent, separators=separators)
+            assert (len({p.stores for p in people}) == 1) == one_store
+            assert {p.notified for p in people} == ({None} if told is None else {True, False})
