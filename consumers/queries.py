@@ -433,7 +433,7 @@ class Scope:
     window_start: str
     window_end: str
     categories: tuple[str, ...]
-    people: Sequence[AffectedPerson]
+    people: People
     counts: dict[str, Any] = field(default_factory=dict)
     incident_id: str | None = None
     page: dict[str, Any] = field(default_factory=dict)

@@ -815,7 +815,7 @@ def incident_page(request: Request, viewer: Annotated[Viewer, page(*INCIDENT_ROL
             else:
                 found = queries.scope(views, q["stores"], q["since"], q["until"],
                                       q["categories"] or None)
-            people.update(p.pseudonym for p in found.people)
+            people.update(found.people.pseudonyms())
             return {"counts": found.counts}
 
         try:
