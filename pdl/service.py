@@ -238,8 +238,13 @@ class QueryService:
         appends and no view reads), counted when the lag is small enough to read."""
         with self.lock:
             rows = self.runner().status()
+            counted: dict[tuple[tuple[int, int], ...], int | None] = {}
             for row in rows:
-                row["audit_lag"] = self._audit_records_after(row["position"], row["lag"])
+                # projections at one position (the usual case) share one read of the lag
+                at = tuple(sorted(row["position"].items()))
+                if at not in counted:
+                    counted[at] = self._audit_records_after(row["position"], row["lag"])
+                row["audit_lag"] = counted[at]
             return rows
 
     #: Largest lag whose records ``status`` reads to tell audit records apart.
