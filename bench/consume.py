@@ -74,7 +74,10 @@ sys.modules["pdl_bench_kafka"] = kb  # its dataclasses look their module up
 _spec.loader.exec_module(kb)
 
 console = Console(stderr=True)
-EVENTS = 20_000
+#: 100,000 by default: a member's rate is measured from the end of its first batch of 5,000,
+#: so 20,000 events left 3 batches to measure, and quiet-machine runs wandered 0.36-0.62x
+#: (docs/benchmarks.md, session 8); 100,000 leave 19 and gave 0.36x twice.
+EVENTS = 100_000
 TARGETS = {"SQLite, 1 process / raw": 0.5, "PostgreSQL, 1 process / raw": 0.35}
 TWO_PROCESS_TARGET = 1.5
 #: How often the bench reads the members' progress (its error on a rate: one poll).
