@@ -584,12 +584,17 @@ class IncidentOpened(EventData):
         return self
 
 
-class IncidentReported(EventData):
-    TYPE = "incident.reported"
-    SCHEMA_VERSION = 2  # v2 added duty (upcast: none named)
+class IncidentStep(EventData):
+    """Base of an incident's steps after its opening: about the incident, not a person."""
+
     SUBJECT_REQUIRED = False
     incident_id: Name
     """the incident"""
+
+
+class IncidentReported(IncidentStep):
+    TYPE = "incident.reported"
+    SCHEMA_VERSION = 2  # v2 added duty (upcast: none named)
     authority: Name
     """the authority reported to, under the national emergency plan (6.2.1)"""
     duty: Name | None = Field(
@@ -612,36 +617,27 @@ class IncidentClosed(EventData):
     """the incident closed"""
 
 
-class IncidentContingencyStarted(EventData):
+class IncidentContingencyStarted(IncidentStep):
     """The contingency plan (应急预案) was started for the incident (6.2.1)."""
 
     TYPE = "incident.contingency_started"
-    SUBJECT_REQUIRED = False
-    incident_id: Name
-    """the incident"""
     plan: Name
     """the contingency plan started, e.g. its document reference"""
 
 
-class IncidentContained(EventData):
+class IncidentContained(IncidentStep):
     """The incident's spread was stopped (阻止安全事件扩大, 6.2.1)."""
 
     TYPE = "incident.contained"
-    SUBJECT_REQUIRED = False
-    incident_id: Name
-    """the incident"""
     measures: Annotated[str, StringConstraints(min_length=1, max_length=4000,
                                                strip_whitespace=True)]
     """what was done to stop it, e.g. bucket made private, keys rotated"""
 
 
-class IncidentAdviceGiven(EventData):
+class IncidentAdviceGiven(IncidentStep):
     """Security advice (安全处理建议) was given to the people affected (6.2.1)."""
 
     TYPE = "incident.advice_given"
-    SUBJECT_REQUIRED = False
-    incident_id: Name
-    """the incident"""
     channel: Name
     """how it was given, e.g. email, push, announcement"""
     advice_ref: Name | None = None
@@ -652,13 +648,10 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Count = Annotated[int, Field(ge=0)]
 
 
-class IncidentScoped(EventData):
+class IncidentScoped(IncidentStep):
     """The incident's scope was taken from the ledger; the snapshot is cited by its hash."""
 
     TYPE = "incident.scoped"
-    SUBJECT_REQUIRED = False
-    incident_id: Name
-    """the incident"""
     snapshot_hash: Sha256 = Field(description="SHA-256 of the snapshot's canonical JSON")
     people: Count
     """people affected"""
@@ -679,13 +672,10 @@ class IncidentScoped(EventData):
     )
 
 
-class IncidentGraded(EventData):
+class IncidentGraded(IncidentStep):
     """The incident's grade under the CAC measures: computed from the scope, or judged."""
 
     TYPE = "incident.graded"
-    SUBJECT_REQUIRED = False
-    incident_id: Name
-    """the incident"""
     grade: Literal["especially_major", "major", "relatively_major", "general"]
     """the grade under the CAC incident measures"""
     basis: Literal["threshold", "judgment"]
@@ -703,13 +693,10 @@ class IncidentGraded(EventData):
         return self
 
 
-class IncidentExemptionRecorded(EventData):
+class IncidentExemptionRecorded(IncidentStep):
     """A duty does not apply to this incident, and why (instead of a report)."""
 
     TYPE = "incident.exemption_recorded"
-    SUBJECT_REQUIRED = False
-    incident_id: Name
-    """the incident"""
     duty: Name
     """the duty that does not apply"""
     justification: Annotated[str, StringConstraints(min_length=10, max_length=4000,
@@ -717,13 +704,10 @@ class IncidentExemptionRecorded(EventData):
     """why it does not apply"""
 
 
-class IncidentNoticeDrafted(EventData):
+class IncidentNoticeDrafted(IncidentStep):
     """A notice or report was drafted from a scope snapshot (the draft stays outside the log)."""
 
     TYPE = "incident.notice_drafted"
-    SUBJECT_REQUIRED = False
-    incident_id: Name
-    """the incident"""
     draft: Literal["notice_zh", "notice_en", "report_cac", "report_gdpr"]
     """which notice or report"""
     snapshot_hash: Sha256
@@ -731,13 +715,10 @@ class IncidentNoticeDrafted(EventData):
     digest: Sha256 = Field(description="SHA-256 of the rendered Markdown")
 
 
-class IncidentNoticesSent(EventData):
+class IncidentNoticesSent(IncidentStep):
     """The notice to individuals went out (each person's also an incident.subject_notified)."""
 
     TYPE = "incident.notices_sent"
-    SUBJECT_REQUIRED = False
-    incident_id: Name
-    """the incident"""
     duty: Name = Field(description="the notice duty it discharges, e.g. pipl57_individuals")
     channel: Name
     """how the people were told"""
@@ -745,13 +726,10 @@ class IncidentNoticesSent(EventData):
     """how many people were told"""
 
 
-class IncidentAnnounced(EventData):
+class IncidentAnnounced(IncidentStep):
     """A public announcement (公告) was made for the people who cannot be contacted."""
 
     TYPE = "incident.announced"
-    SUBJECT_REQUIRED = False
-    incident_id: Name
-    """the incident"""
     channel: Name = Field(description="where it was published, e.g. website")
     people: Count = Field(description="unreachable and erased people it stands in for")
     snapshot_hash: Sha256
