@@ -97,58 +97,64 @@ def phases(records: Sequence[LogRecord]) -> list[list[LogRecord]]:
     return [list(records[:first]), list(records[first:last]), list(records[last:])]
 
 
-def test_members_on_disjoint_partitions_keep_their_caches(
-        log: tuple[Ledger, dict[int, list[LogRecord]]], postgres_url: str) -> None:
-    ledger, parts = log
+Members = tuple[list[PostgresViewStore], ProjectionRunner, ProjectionRunner]
+
+
+@pytest.fixture
+def members(log: tuple[Ledger, dict[int, list[LogRecord]]], postgres_url: str
+            ) -> Iterator[Members]:
+    """Two group members, each with its own connection to one PostgreSQL store."""
     stores = [PostgresViewStore(postgres_url) for _ in range(2)]
     try:
-        a, b = (ProjectionRunner(ledger.log, store, all_projections()) for store in stores)
-        assert len(restarts(a)) == 3  # datamap, findings, holdings
-        # member a owns partitions 0 and 1, member b 2 and 3; they alternate batches
-        batches = [(a, phase[0] + phase[1]) for phase in zip(
-            *(phases(parts[p]) for p in (0, 1)), strict=True)]
-        batches = [x for pair in zip(batches, [(b, phase[0] + phase[1]) for phase in zip(
-            *(phases(parts[p]) for p in (2, 3)), strict=True)], strict=True) for x in pair]
-        seen: list[dict[str, bool]] = []
-        for runner, records in batches:
-            runner.process(records)
-            seen.append(restarts(runner))
-        # each member starts from an empty cache once, then never again: the other's
-        # writes (on its own partitions, and the registration on every partition) do not
-        # make it drop its cache
-        assert all(seen[0].values()) and all(seen[1].values())
-        assert not any(any(s.values()) for s in seen[2:]), "\n".join(map(str, seen))
-        assert dump_views(stores[0]) == rebuilt(ledger)
+        a, b = (ProjectionRunner(log[0].log, store, all_projections()) for store in stores)
+        yield stores, a, b
     finally:
         for store in stores:
             store.close()
+
+
+def test_members_on_disjoint_partitions_keep_their_caches(
+        log: tuple[Ledger, dict[int, list[LogRecord]]], members: Members) -> None:
+    ledger, parts = log
+    stores, a, b = members
+    assert len(restarts(a)) == 3  # datamap, findings, holdings
+    # member a owns partitions 0 and 1, member b 2 and 3; they alternate batches
+    batches = [(a, phase[0] + phase[1]) for phase in zip(
+        *(phases(parts[p]) for p in (0, 1)), strict=True)]
+    batches = [x for pair in zip(batches, [(b, phase[0] + phase[1]) for phase in zip(
+        *(phases(parts[p]) for p in (2, 3)), strict=True)], strict=True) for x in pair]
+    seen: list[dict[str, bool]] = []
+    for runner, records in batches:
+        runner.process(records)
+        seen.append(restarts(runner))
+    # each member starts from an empty cache once, then never again: the other's
+    # writes (on its own partitions, and the registration on every partition) do not
+    # make it drop its cache
+    assert all(seen[0].values()) and all(seen[1].values())
+    assert not any(any(s.values()) for s in seen[2:]), "\n".join(map(str, seen))
+    assert dump_views(stores[0]) == rebuilt(ledger)
 
 
 def test_a_partition_written_by_another_member_meanwhile_drops_the_cache(
-        log: tuple[Ledger, dict[int, list[LogRecord]]], postgres_url: str) -> None:
+        log: tuple[Ledger, dict[int, list[LogRecord]]], members: Members) -> None:
     ledger, parts = log
-    stores = [PostgresViewStore(postgres_url) for _ in range(2)]
-    try:
-        a, b = (ProjectionRunner(ledger.log, store, all_projections()) for store in stores)
-        collect, erase, again = phases(parts[1])
-        a.process(parts[0] + collect)  # a caches partition 1's people as holding db-a
-        b.process(parts[2])
-        assert all(restarts(b).values())  # b's first batch: it starts empty
-        # a rebalance gives partition 1 to b, which erases its people in db-a. b's cache
-        # started (empty) after a's last write there: it holds nothing of partition 1's
-        # people and reads them from the view, so it need not restart
-        b.process(erase)
-        assert not any(restarts(b).values())
-        # partition 1 back to a: what a cached about its people is stale (held in db-a),
-        # and collecting the same again must be written, not skipped as known
-        a.process(again)
-        assert all(restarts(a).values())
-        b.process(parts[3])
-        assert not any(restarts(b).values())  # partition 3 untouched by a: b keeps its cache
-        held = stores[0].query("SELECT count(*) FROM dm_stores WHERE store = 'db-a' "
-                               "AND held != 0")
-        assert held[0][0] > 0
-        assert dump_views(stores[0]) == rebuilt(ledger)
-    finally:
-        for store in stores:
-            store.close()
+    stores, a, b = members
+    collect, erase, again = phases(parts[1])
+    a.process(parts[0] + collect)  # a caches partition 1's people as holding db-a
+    b.process(parts[2])
+    assert all(restarts(b).values())  # b's first batch: it starts empty
+    # a rebalance gives partition 1 to b, which erases its people in db-a. b's cache
+    # started (empty) after a's last write there: it holds nothing of partition 1's
+    # people and reads them from the view, so it need not restart
+    b.process(erase)
+    assert not any(restarts(b).values())
+    # partition 1 back to a: what a cached about its people is stale (held in db-a),
+    # and collecting the same again must be written, not skipped as known
+    a.process(again)
+    assert all(restarts(a).values())
+    b.process(parts[3])
+    assert not any(restarts(b).values())  # partition 3 untouched by a: b keeps its cache
+    held = stores[0].query("SELECT count(*) FROM dm_stores WHERE store = 'db-a' "
+                           "AND held != 0")
+    assert held[0][0] > 0
+    assert dump_views(stores[0]) == rebuilt(ledger)
