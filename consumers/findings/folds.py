@@ -51,10 +51,14 @@ def collected(batch: Batch, item: Item, data: ev.DataCollected) -> None:
                 first_party.append(c)
                 changed = True
     purposes = person.purposes  # 3.4: what each category was collected for
+    purpose = data.purpose
     for c in cats:
-        known = purposes.setdefault(c, [])
-        if data.purpose not in known:
-            known.append(data.purpose)
+        known = purposes.get(c)
+        if known is None:
+            purposes[c] = [purpose]
+            changed = True
+        elif purpose not in known:
+            known.append(purpose)
             changed = True
     if person.deleted:  # given again: no longer data the person deleted
         again = [replace(d, again=tuple(dict.fromkeys((*d.again, *cats))))
@@ -105,18 +109,17 @@ def erased(batch: Batch, item: Item, data: ev.DataErased) -> None:
             h.parsed()
         if h.stores is None or stores.isdisjoint(h.stores):
             continue
-        touched = set()
-        left = []
-        for cell in h.parsed():
-            if cell[ERASED] is None:
-                if cell[STORE] in stores and cell[CATEGORY] in covered:
-                    cell[ERASED] = at
-                    touched.add(cell[CATEGORY])
-                else:
-                    left.append(cell)
+        cells = h.parsed()
+        touched = {cell[CATEGORY] for cell in cells if cell[ERASED] is None
+                   and cell[STORE] in stores and cell[CATEGORY] in covered}
         if touched:
+            for cell in cells:
+                if cell[ERASED] is None and cell[STORE] in stores and cell[CATEGORY] in covered:
+                    cell[ERASED] = at
             h.changed = True
-            skipped.extend(cell for cell in left if cell[CATEGORY] in touched)
+            # what is left of the categories erased here: in a store the erasure did not name
+            skipped.extend(cell for cell in cells
+                           if cell[ERASED] is None and cell[CATEGORY] in touched)
     batch.skipped = skipped
     if batch.person(item).unremedied:  # 7.4: unlawfully collected data erased
         batch.remedied(item, stores, covered, everywhere=True)

@@ -82,8 +82,14 @@ def purpose_changed(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
         return None
     person = batch.person(item)
     collected = person.purposes
-    changed = [c for c in data.categories
-               if collected.get(c) and not any(compatible(p, purpose) for p in collected[c])]
+    changed = []
+    for c in data.categories:
+        for p in collected.get(c, ()):
+            if compatible(p, purpose):
+                break
+        else:
+            if c in collected and collected[c]:
+                changed.append(c)
     if not changed or person.consent_in_force(purpose, item.at):
         return None
     were = names(p for c in changed for p in collected[c])
