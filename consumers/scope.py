@@ -38,6 +38,7 @@ from consumers.projection import Item
 from consumers.rows import (
     CONTACT_MASK,
     DEFAULT_CACHE_ENTRIES,
+    VALUE,
     MaskedProjection,
     WriteCache,
     chunks,
@@ -371,7 +372,7 @@ class HoldingsProjection(MaskedProjection):
             elif isinstance(data, DataErased):
                 if p is None:
                     continue
-                method = data.method.value
+                method = VALUE[data.method]
                 if method == SHREDDED:
                     people.append((p, None, t, 0))
                 mask = cover_mask(data.categories)
