@@ -99,7 +99,11 @@ class KafkaGroupConsumer:
 
     def cpu_seconds(self) -> float:
         """CPU seconds this member used so far: this process's, and its reader's."""
-        return time.process_time() + (self._reader.cpu if self._reader else 0.0)
+        return time.process_time() + self.reader_cpu_seconds()
+
+    def reader_cpu_seconds(self) -> float:
+        """CPU seconds of the reader process as of its last message (0 without one)."""
+        return self._reader.cpu if self._reader else 0.0
 
     # --- the group member ---------------------------------------------------------------
 
