@@ -45,9 +45,12 @@ def collected(batch: Batch, item: Item, data: ev.DataCollected) -> None:
                     scope.append(use)
         changed = True
     else:
-        first_party = person.first_party
+        first_party, seen = person.first_party, person.first_seen
+        if seen is None:
+            seen = person.first_seen = set(first_party)
         for c in cats:
-            if c not in first_party:
+            if c not in seen:
+                seen.add(c)
                 first_party.append(c)
                 changed = True
     purposes = person.purposes  # 3.4: what each category was collected for

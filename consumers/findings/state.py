@@ -107,6 +107,9 @@ class Person:
     #: findings on a collection or a linking not yet remedied (7.4): offending event id ->
     #: [the stores that keep the data (empty: any), its categories, the clauses broken]
     unremedied: dict[str, list[list[str]]] = field(default_factory=dict)
+    #: ``first_party`` as a set, made on first need (not stored): a person gives some 15
+    #: categories, and each collection asks about each of its own
+    first_seen: set[str] | None = field(default=None, compare=False, repr=False)
 
     # -- questions the rules ask -------------------------------------------------------
 
