@@ -82,9 +82,10 @@ def collected(batch: Batch, item: Item, data: ev.DataCollected) -> None:
         deadline = at + data.retention_days * DAY_US if data.retention_days is not None else None
         record = item.record
         pseudonym = item.event.subject or ""
-        cells, text, kept_in = shape(tuple(cats), (data.store, *data.backups))
+        cells, text, kept_in, kinds = shape(tuple(cats), (data.store, *data.backups))
         holding = Holding(record.event_id, pseudonym, record.partition, record.offset, at,
-                          deadline, len(cells), text, stores=kept_in, shape=cells, new=True)
+                          deadline, len(cells), text, stores=kept_in, kinds=kinds, shape=cells,
+                          new=True)
         batch.new_holdings.append(holding)
         held = batch.holdings.get(pseudonym)
         if held is not None:  # the person erases something later in this batch
@@ -110,8 +111,8 @@ def erased(batch: Batch, item: Item, data: ev.DataErased) -> None:
             if not any(needle in h.text for needle in needles):
                 continue  # as read from the view, and naming none of these stores
             h.parsed()
-        if h.stores is None or stores.isdisjoint(h.stores):
-            continue
+        if h.stores is None or stores.isdisjoint(h.stores) or covered.isdisjoint(h.kinds):
+            continue  # none of these stores, or none of these categories
         cells = h.parsed()
         touched = {cell[CATEGORY] for cell in cells if cell[ERASED] is None
                    and cell[STORE] in stores and cell[CATEGORY] in covered}

@@ -214,6 +214,7 @@ class Holding:
     text: str
     cells: list[Cell] | None = None
     stores: frozenset[str] | None = None  # known once parsed, or from the shape
+    kinds: frozenset[str] = frozenset()  # its categories, known with ``stores``
     shape: tuple[tuple[str, str], ...] = ()  # (category, store) of a holding made here
     new: bool = False
     changed: bool = False
@@ -227,11 +228,13 @@ class Holding:
                 if known is None:
                     cells = json.loads(self.text)
                     self.stores = frozenset(c[1] for c in cells)
+                    self.kinds = frozenset(c[0] for c in cells)
                     if len(_SHAPES) < _SHAPES_KEPT and all(c[2] is None for c in cells):
-                        _SHAPES[self.text] = (tuple((c, s) for c, s, _ in cells), self.stores)
+                        _SHAPES[self.text] = (tuple((c, s) for c, s, _ in cells), self.stores,
+                                              self.kinds)
                     self.cells = cells
                     return cells
-                self.shape, self.stores = known
+                self.shape, self.stores, self.kinds = known
             self.cells = [[c, s, None] for c, s in self.shape]
         return self.cells
 
@@ -258,21 +261,22 @@ def like(store: str) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def shape(categories: tuple[str, ...], stores: tuple[str, ...]
-           ) -> tuple[tuple[tuple[str, str], ...], str, frozenset[str]]:
-    """A fresh holding's (category, store) cells, as JSON too, and its stores: collections
-    repeat a few shapes."""
+           ) -> tuple[tuple[tuple[str, str], ...], str, frozenset[str], frozenset[str]]:
+    """A fresh holding's (category, store) cells, as JSON too, its stores and its
+    categories: collections repeat a few shapes."""
     cells = tuple((c, s) for s in dict.fromkeys(stores) for c in dict.fromkeys(categories))
     text = dumps([[c, s, None] for c, s in cells])
     kept_in = frozenset(stores)
+    kinds = frozenset(c for c, _ in cells)
     if len(_SHAPES) < _SHAPES_KEPT:
-        _SHAPES[text] = (cells, kept_in)
-    return cells, text, kept_in
+        _SHAPES[text] = (cells, kept_in, kinds)
+    return cells, text, kept_in, kinds
 
 
 #: Cells JSON of a holding with nothing erased -> its (category, store) cells and stores:
 #: a holding read back in that state is made from them instead of parsing its JSON. Bounded
 #: (a log has a few hundred shapes); beyond the bound, holdings are parsed.
-_SHAPES: dict[str, tuple[tuple[tuple[str, str], ...], frozenset[str]]] = {}
+_SHAPES: dict[str, tuple[tuple[tuple[str, str], ...], frozenset[str], frozenset[str]]] = {}
 _SHAPES_KEPT: Final = 8192
 
 
