@@ -64,6 +64,11 @@ def compatible(collected_for: str, used_for: str) -> bool:
     return collected_for.startswith("essential.") and used_for in MARKETING
 
 
+#: used for -> collected for -> ``compatible``: one dictionary per use, asked once per
+#: category of it (cheaper than the cache's key of two); purposes are taxonomy keys, few.
+_COMPATIBLE: dict[str, dict[str, bool]] = {}
+
+
 #: Purposes 3.4c leaves to rules of their own.
 _JUDGED_ELSEWHERE = UNDECLARED | PROFILING | ANALYTICS | TRACKING
 
@@ -82,14 +87,24 @@ def purpose_changed(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
         return None
     person = batch.person(item)
     collected = person.purposes
+    compat = _COMPATIBLE.get(purpose)
+    if compat is None:
+        if len(_COMPATIBLE) > 4096:
+            _COMPATIBLE.clear()
+        compat = _COMPATIBLE[purpose] = {}
     changed = []
     for c in data.categories:
-        for p in collected.get(c, ()):
-            if compatible(p, purpose):
+        known = collected.get(c)
+        if not known:
+            continue
+        for p in known:
+            ok = compat.get(p)
+            if ok is None:
+                ok = compat[p] = compatible(p, purpose)
+            if ok:
                 break
         else:
-            if c in collected and collected[c]:
-                changed.append(c)
+            changed.append(c)
     if not changed or person.consent_in_force(purpose, item.at):
         return None
     were = names(p for c in changed for p in collected[c])
