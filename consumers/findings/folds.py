@@ -108,7 +108,11 @@ def erased(batch: Batch, item: Item, data: ev.DataErased) -> None:
         if h.stores is None:
             if needles is None:
                 needles = [json.dumps(store) for store in stores]
-            if not any(needle in h.text for needle in needles):
+            text = h.text
+            for needle in needles:
+                if needle in text:
+                    break
+            else:
                 continue  # as read from the view, and naming none of these stores
             h.parsed()
         if h.stores is None or stores.isdisjoint(h.stores) or covered.isdisjoint(h.kinds):

@@ -16,6 +16,10 @@ from typing import Any
 from schemas import taxonomy as tx
 
 
+#: ``json.dumps(doc, sort_keys=True, separators=(",", ":"))``, one encoder for every call.
+_SORTED_COMPACT = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 @dataclass(frozen=True, slots=True)
 class Subscription:
     """The person's latest change to one message kind (7.3), and where it sits in the log."""
@@ -174,7 +178,7 @@ class Person:
         if self.deleted:
             doc["del"] = [[d.time, list(d.categories), list(d.held), d.hold_until,
                            list(d.again)] for d in self.deleted]
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return _SORTED_COMPACT.encode(doc)
 
     @classmethod
     def loads(cls, text: str) -> Person:

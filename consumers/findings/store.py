@@ -249,8 +249,13 @@ class Holding:
                 dumps(self.cells))
 
 
+#: ``json.dumps(value, separators=(",", ":"))`` without making an encoder per call (it
+#: does, given any option): the same text.
+_COMPACT: Final = json.JSONEncoder(separators=(",", ":"))
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def like(store: str) -> str:
