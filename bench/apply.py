@@ -227,23 +227,29 @@ def rows_of(result: dict[str, Any]) -> dict[str, float]:
 
 
 def main() -> int:
+    if "--child" not in sys.argv and str(ROOT) not in sys.path:
+        # a child imports the code measured from its PYTHONPATH (this checkout or --against)
+        sys.path.insert(0, str(ROOT))
+    from consumers.consume import CONSUME_BATCH
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--events", type=int, default=EVENTS)
-    ap.add_argument("--repeat", type=int, default=REPEAT)
-    ap.add_argument("--partitions", type=int, default=PARTITIONS)
-    ap.add_argument("--batch", type=int, default=5000, help="records per batch "
-                    "(`pdl consume`'s CONSUME_BATCH)")
+    ap.add_argument("--events", type=int, default=EVENTS, help="events of the workload "
+                    "(default %(default)s)")
+    ap.add_argument("--repeat", type=int, default=REPEAT, help="children per checkout, "
+                    "figures their median (default %(default)s)")
+    ap.add_argument("--partitions", type=int, default=PARTITIONS, help="partitions the "
+                    "records are spread over (default %(default)s)")
+    ap.add_argument("--batch", type=int, default=CONSUME_BATCH, help="records per batch "
+                    "(default `pdl consume`'s, %(default)s)")
     ap.add_argument("--passes", type=int, default=PASSES, help="passes per child, each "
                     "row the least of them (default %(default)s)")
     ap.add_argument("--against", type=Path, help="another checkout to compare with (before)")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="the figures as JSON")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(measure(args.child, args.batch, args.passes)))
         return 0
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     roots = {"this": ROOT}
     if args.against:
         roots = {"before": args.against.resolve(), "after": ROOT}
