@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import compress, groupby
+from operator import itemgetter
 from typing import Any, ClassVar, NamedTuple
 
 from schemas import Event, decode
@@ -155,25 +157,31 @@ POISON: tuple[type[BaseException], ...] = (
 )
 
 
-def _check_stored(event: Event) -> None:
-    if event.data.personal:
-        raise ValueError("clear personal values in the log: events must be sealed (publish via pdl)")
+# Why a record is set aside (``ProjectionRunner._read``). A reason about a record another
+# producer wrote never quotes the subject: it may be a person's real identifier.
+_CLEAR = "clear personal values in the log: events must be sealed (publish via pdl)"
+_NOBODY_KEYED = "the record's key names a person, but the event is about no one"
+_NOT_PSEUDONYM = ("subject is not a pseudonym of this ledger (p_ and 32 base32 characters): "
+                  "it may be a person's real identifier; publish through pdl")
+_KEY_NOT_SUBJECT = ("the record's key is not its subject: a person's events must be keyed by "
+                    "their pseudonym to stay in one partition (see docs/robustness.md)")
+
+_PARTITION, _OFFSET = itemgetter(0), itemgetter(1)  # of a LogRecord
 
 
-def _foreign(record: LogRecord, event: Event) -> str | None:
-    """Why a record another producer wrote cannot be taken on trust, if it cannot. The
-    reason never quotes the subject: it may be a person's real identifier."""
-    if event.subject is None:
-        if record.subject is not None:
-            return "the record's key names a person, but the event is about no one"
-        return None
-    if not PSEUDONYM.fullmatch(event.subject):
-        return ("subject is not a pseudonym of this ledger (p_ and 32 base32 characters): "
-                "it may be a person's real identifier; publish through pdl")
-    if record.subject != event.subject:
-        return ("the record's key is not its subject: a person's events must be keyed by "
-                "their pseudonym to stay in one partition (see docs/robustness.md)")
-    return None
+def _bounds(batch: list[LogRecord]) -> tuple[Position, Position]:
+    """Where the batch starts and ends, per partition: its least and greatest offsets.
+    A poll's records come a run per partition: each run's offsets are read in C."""
+    first: Position = {}
+    last: Position = {}
+    for partition, run in groupby(batch, key=_PARTITION):
+        offsets = list(map(_OFFSET, run))
+        low, high = min(offsets), max(offsets)
+        if low < first.get(partition, low + 1):
+            first[partition] = low
+        if high > last.get(partition, -1):
+            last[partition] = high
+    return first, last
 
 
 #: People whose partition a runner remembers (to record each person's partitions once).
@@ -356,56 +364,81 @@ class ProjectionRunner:
             reason = f"a projection failed on it: {type(exc).__name__}: {exc}"
             stats.add(self._apply_batch(batch, poisoned=reason))
 
-    def _apply_batch(self, batch: list[LogRecord], poisoned: str | None = None) -> RunStats:
-        stats = RunStats()
-        items: list[Item] = []
-        bad: list[tuple[LogRecord, str]] = []
+    def _read(self, batch: list[LogRecord], poisoned: str | None, stats: RunStats,
+              ) -> tuple[list[Item], list[str], list[tuple[LogRecord, str]],
+                         set[tuple[str, int]]]:
+        """Decode and check a batch's records, once for every projection: the items to
+        apply and their event types (two lists in log order), the records set aside with
+        their reasons, and the (person, partition) pairs this runner has not noted yet.
+
+        One loop with everything it reads held locally: this is the applying process's
+        work per record outside the projections (docs/projection-cpu.md)."""
         types = self.types
+        if poisoned is not None:
+            return [], [], [(r, poisoned) for r in batch
+                            if types is None or r.event_type in types], set()
+        items: list[Item] = []
+        etypes: list[str] = []
+        bad: list[tuple[LogRecord, str]] = []
+        moved: set[tuple[str, int]] = set()
+        checks = self.log.checks_subjects
+        # Every key of ``homes`` is the subject of an event this runner applied, so it
+        # passed the checks below: a person met again skips the pseudonym's regex.
+        homes = self._homes
+        note = self.log.self_contained_partitions
+        bound = self.valid_until_us
+        earliest = stats.earliest_us
+        fullmatch = PSEUDONYM.fullmatch
+        new_item = tuple.__new__  # Item(...) without NamedTuple's Python-level __new__
         for record in batch:
-            if types is not None and record.event_type not in types:
-                continue
-            if poisoned is not None:
-                bad.append((record, poisoned))
+            partition, _, _, event_type, key, _, payload = record
+            if types is not None and event_type not in types:
                 continue
             try:
-                event = decode(record.payload)
-                _check_stored(event)
-                at = to_us(event.time)
+                event = decode(payload)
+                if event.data.personal:
+                    raise ValueError(_CLEAR)
+                at = (event.time - EPOCH) // _MICROSECOND  # to_us, inline
             except Exception as exc:  # noqa: BLE001 - any decode failure is a bad record
                 bad.append((record, _reason(exc)))
                 continue
-            if self.log.checks_subjects:
-                why = _foreign(record, event)
-                if why is not None:
-                    bad.append((record, why))
+            subject = event.subject
+            home = None
+            if subject is None:
+                if checks and key is not None:
+                    bad.append((record, _NOBODY_KEYED))
                     continue
-            items.append(Item(record, event, at))
-        stats.records += len(batch)
-        stats.bad += len(bad)
-        if self.valid_until_us is not None and items:
-            earliest = min(i.at for i in items)
-            if stats.earliest_us is None or earliest < stats.earliest_us:
-                stats.earliest_us = earliest
-            bound = self.valid_until_us
-            kept = [i for i in items if i.at <= bound]
-            stats.later += len(items) - len(kept)
-            items = kept
-        # where the batch starts and ends, per partition (once for every projection)
-        first: Position = {}
-        last: Position = {}
-        for record in batch:
-            p, o = record.partition, record.offset
-            if o < first.get(p, o + 1):
-                first[p] = o
-            if o > last.get(p, -1):
-                last[p] = o
+            else:
+                home = homes.get(subject)
+                if checks:
+                    if home is None and not fullmatch(subject):
+                        bad.append((record, _NOT_PSEUDONYM))
+                        continue
+                    if key != subject:
+                        bad.append((record, _KEY_NOT_SUBJECT))
+                        continue
+            if bound is not None:
+                if earliest is None or at < earliest:
+                    earliest = at
+                if at > bound:
+                    stats.later += 1
+                    continue
+            if note and subject and home != partition:
+                moved.add((subject, partition))
+            items.append(new_item(Item, (record, event, at)))
+            etypes.append(event.type)
+        stats.earliest_us = earliest
+        return items, etypes, bad, moved
+
+    def _apply_batch(self, batch: list[LogRecord], poisoned: str | None = None) -> RunStats:
+        stats = RunStats()
+        stats.records = len(batch)
+        items, etypes, bad, moved = self._read(batch, poisoned, stats)
+        stats.bad = len(bad)
+        first, last = _bounds(batch)
         log_id = self.log.log_id
         homes = self._homes
-        moved = ({(i.event.subject, i.record.partition) for i in items
-                  if i.event.subject and homes.get(i.event.subject) != i.record.partition}
-                 if self.log.self_contained_partitions else set())
         split: dict[str, list[int]] = {}
-        copies: _Copies | None = None
         with self.store.transaction() as tx:
             if bad:
                 tx.quarantine(log_id, bad)
@@ -417,27 +450,39 @@ class ProjectionRunner:
             # every projection): on PostgreSQL each is a round trip, paid while holding
             # the writers' lock.
             positions = tx.positions(log_id)
-            plans: list[tuple[Projection, Position, list[Item]]] = []
+            copies = _marks(tx, items) if self.dedupe and items else None
+            # the items less the later copies, per kind of projection (made once)
+            firsts: dict[bool, tuple[list[Item], list[str]]] = {}
             for projection in self.projections:
                 done = positions.get(projection.name, {})
                 topics = projection.topics
-                if all(o > done.get(p, -1) for p, o in first.items()):
-                    # nothing of the batch applied yet (the usual case): filter by type only
-                    mine = items if not topics else [i for i in items if i.event.type in topics]
+                per_partition = projection.registries_per_partition
+                later: set[int] = set()
+                legacy: dict[int, str] = {}
+                if copies is not None:
+                    later, legacy = copies.of(per_partition)
+                if legacy or not all(o > done.get(p, -1) for p, o in first.items()):
+                    # marks of a store made before marks, or part of the batch applied
+                    # already (a redelivery): item by item
+                    mine, duplicates = _select(tx, projection, items, etypes, done,
+                                               later, legacy)
                 else:
-                    mine = [
-                        i for i in items
-                        if i.record.offset > done.get(i.record.partition, -1)
-                        and (not topics or i.event.type in topics)
-                    ]
-                plans.append((projection, done, mine))
-            if self.dedupe and items:
-                copies = _marks(tx, items)
-            for projection, done, mine in plans:
-                if mine and copies is not None:
-                    kept = _first_copies(tx, projection, mine, copies)
-                    stats.duplicates += len(mine) - len(kept)
-                    mine = kept
+                    # the usual case: filter by type, less the later copies, in C loops
+                    source, kinds = items, etypes
+                    duplicates = 0
+                    if later:
+                        if per_partition not in firsts:
+                            keep = bytearray(b"\x01") * len(items)
+                            for n in later:
+                                keep[n] = 0
+                            firsts[per_partition] = (list(compress(items, keep)),
+                                                     list(compress(etypes, keep)))
+                        source, kinds = firsts[per_partition]
+                        duplicates = (len(later) if not topics
+                                      else sum(etypes[n] in topics for n in later))
+                    mine = (source if not topics
+                            else list(compress(source, map(topics.__contains__, kinds))))
+                stats.duplicates += duplicates
                 if mine:
                     projection.apply(tx, mine)
                     stats.applied += len(mine)
@@ -512,15 +557,22 @@ class ProjectionRunner:
 
 @dataclass(slots=True)
 class _Copies:
-    """Which items of a batch are not their event's first copy (``_marks``): per item
-    (``id``), for a projection that reads the event id alone, and for one that reads an
-    event about no one per partition (``registries_per_partition``); and for each, the
-    items whose key was marked by a store made before marks (``LEGACY``), with the key."""
+    """Which items of a batch are not their event's first copy (``_marks``), by their
+    index in the batch's items: for a projection that reads the event id alone
+    (``later``), and for one that reads an event about no one per partition
+    (``later_here``); and for each, the items whose key was marked by a store made
+    before marks (``LEGACY``), with the key."""
 
     later: set[int]
     later_here: set[int]
     legacy: dict[int, str]
     legacy_here: dict[int, str]
+
+    def of(self, per_partition: bool) -> tuple[set[int], dict[int, str]]:
+        """The later copies and the legacy keys for one kind of projection."""
+        if per_partition:
+            return self.later_here, self.legacy_here
+        return self.later, self.legacy
 
 
 #: Which projections a key decides for: a person's event id decides for all; for an
@@ -536,75 +588,83 @@ def _marks(tx: ViewTransaction, items: Sequence[Item]) -> _Copies | None:
     is its event's first copy (the usual case: one statement, nothing more to do)."""
     rows: dict[str, Mark] = {}
     shared: dict[str, Mark] = {}  # events about no one: few, often met in another partition
-    firsts: dict[str, tuple[Item, int]] = {}
-    repeats: list[tuple[str, Item, int]] = []  # a key met again in the batch
-    for i in items:
-        event, record = i.event, i.record
+    firsts: dict[str, tuple[int, int]] = {}  # where a key of ``shared`` was met first
+    repeats: list[tuple[str, int, int]] = []  # a key met again in the batch
+    for n, (record, event, _) in enumerate(items):
         key = event.id or ""
         if event.subject:
             if key in rows:
-                repeats.append((key, i, _ALL))
+                repeats.append((key, n, _ALL))
             else:
-                rows[key] = (key, record.partition, record.offset, None)
-                firsts[key] = (i, _ALL)
+                rows[key] = (key, record[0], record[1], None)
             continue
         here = f"{key}@{record.partition}"
         for k, view, kind in ((key, _ONCE, event.type), (here, _PER_PARTITION, None)):
             if k in shared or k in rows:
-                repeats.append((k, i, view))
+                repeats.append((k, n, view))
             else:
                 # the type of an event about no one counts the applications a
                 # partition-split rebuild repeats (``repeated_applications``)
                 shared[k] = (k, record.partition, record.offset, kind)
-                firsts[k] = (i, view)
+                firsts[k] = (n, view)
     elsewhere = tx.mark(list(rows.values()), list(shared.values()))
     if not repeats and not elsewhere:
         return None
+    for key in elsewhere:
+        if key in rows:  # a person's event marked elsewhere (rare): found again
+            n = _first_index(items, key)
+            if key not in firsts or firsts[key][0] < n:
+                firsts[key] = (n, _ALL)
     copies = _Copies(set(), set(), {}, {})
     first_of = {**rows, **shared}
-    for key, i, view in [*repeats, *((k, *firsts[k]) for k in elsewhere)]:
+    for key, n, view in [*repeats, *((k, *firsts[k]) for k in elsewhere)]:
         mark = elsewhere.get(key)
         if mark is None:
             _, partition, offset, _ = first_of[key]
             mark = (partition, offset)
-        record = i.record
+        record = items[n].record
         if mark == LEGACY:
             if view != _PER_PARTITION:
-                copies.legacy[id(i)] = key
+                copies.legacy[n] = key
             if view != _ONCE:
-                copies.legacy_here[id(i)] = key
+                copies.legacy_here[n] = key
         elif mark[1] != record.offset or mark[0] != record.partition:
             if view != _PER_PARTITION:
-                copies.later.add(id(i))
+                copies.later.add(n)
             if view != _ONCE:
-                copies.later_here.add(id(i))
+                copies.later_here.add(n)
     return copies
 
 
-def _first_copies(tx: ViewTransaction, projection: Projection, mine: list[Item],
-                  copies: _Copies) -> list[Item]:
-    """The items of ``mine`` the projection applies: those that are their event's first
-    copy, the one its mark names (any other is a retried publish's, or the copy of an
-    event about no one in another partition, or one met again after a redelivery).
-    A projection reset meets every first copy again and applies it; one whose position
-    is past a mark applied that copy before and is not given it again.
+def _first_index(items: Sequence[Item], key: str) -> int:
+    """The index of the first item about a person whose event id is ``key``."""
+    return next(n for n, i in enumerate(items) if i.event.subject and (i.event.id or "") == key)
+
+
+def _select(tx: ViewTransaction, projection: Projection, items: list[Item], etypes: list[str],
+            done: Position, later: set[int], legacy_keys: dict[int, str],
+            ) -> tuple[list[Item], int]:
+    """The items the projection applies, item by item, and how many copies it skips:
+    those of its types past its position ``done`` that are their event's first copy, the
+    one its mark names (any other is a retried publish's, or the copy of an event about
+    no one in another partition, or one met again after a redelivery). A projection reset
+    meets every first copy again and applies it; one whose position is past a mark
+    applied that copy before and is not given it again.
 
     Events marked ``LEGACY`` (applied in a store made before marks) are decided by the
     projection's own applied ids, as they were then."""
-    if projection.registries_per_partition:
-        later, legacy_keys = copies.later_here, copies.legacy_here
-    else:
-        later, legacy_keys = copies.later, copies.legacy
-    if not later and not legacy_keys:
-        return mine
-    kept = [i for i in mine if id(i) not in later]
-    legacy = [(n, legacy_keys[id(i)]) for n, i in enumerate(kept) if id(i) in legacy_keys]
+    topics = projection.topics
+    wanted = [n for n, i in enumerate(items)
+              if i.record.offset > done.get(i.record.partition, -1)
+              and (not topics or etypes[n] in topics)]
+    kept = [n for n in wanted if n not in later]
+    legacy = [(at, legacy_keys[n]) for at, n in enumerate(kept) if n in legacy_keys]
     if legacy:
         fresh = tx.first_time(projection.name, [key for _, key in legacy])
-        for (n, _), new in reversed(list(zip(legacy, fresh, strict=True))):
+        for (at, _), new in reversed(list(zip(legacy, fresh, strict=True))):
             if not new:
-                del kept[n]
-    return kept
+                del kept[at]
+    return [items[n] for n in kept], len(wanted) - len(kept)
 
 
 def _reason(exc: Exception) -> str:
