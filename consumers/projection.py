@@ -383,8 +383,10 @@ class ProjectionRunner:
         moved: set[tuple[str, int]] = set()
         checks = self.log.checks_subjects
         # Every key of ``homes`` is the subject of an event this runner applied, so it
-        # passed the checks below: a person met again skips the pseudonym's regex.
+        # passed the checks below, as did those of ``known``: a person met again skips
+        # the pseudonym's regex.
         homes = self._homes
+        known: set[str] = set()
         note = self.log.self_contained_partitions
         bound = self.valid_until_us
         earliest = stats.earliest_us
@@ -411,9 +413,11 @@ class ProjectionRunner:
             else:
                 home = homes.get(subject)
                 if checks:
-                    if home is None and not fullmatch(subject):
-                        bad.append((record, _NOT_PSEUDONYM))
-                        continue
+                    if home is None and subject not in known:
+                        if not fullmatch(subject):
+                            bad.append((record, _NOT_PSEUDONYM))
+                            continue
+                        known.add(subject)
                     if key != subject:
                         bad.append((record, _KEY_NOT_SUBJECT))
                         continue
