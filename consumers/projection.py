@@ -103,7 +103,7 @@ class Projection(ABC):
         """Empty views, as before the first event: tables dropped and made again (query
         indexes too if ``indexes``), tracking forgotten (and the applied ids of a store
         made before marks). The marks stay: the projection meets each first copy again
-        and applies it (see ``_first_copies``)."""
+        and applies it (see ``_marks`` and ``_select``)."""
         self.drop(tx)
         for table in ("tracking", "applied_events"):
             tx.execute(f"DELETE FROM main.{table} WHERE projection = ?", (self.name,))
