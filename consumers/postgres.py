@@ -19,8 +19,10 @@ differs is translated here, once per statement text (``to_postgres``):
 - ``insert_marks`` zips JSON arrays (``ROWS FROM``) where SQLite reads ``json_each``:
   one statement marks a batch's events;
 - ``executemany`` of an ``INSERT ... VALUES`` becomes ONE ``INSERT ... SELECT FROM
-  json_populate_recordset`` of the rows as JSON, where that does exactly what a statement
-  per row would (``_set_insert``; otherwise rows go one by one, pipelined);
+  unnest(%s::type[], ...)`` of one array per column, typed as the table's columns
+  (read once per table and connection, ``_ColumnTypes``), where that does exactly what a
+  statement per row would (``_set_insert``, ``_array_literal``; otherwise rows go one by
+  one, pipelined);
 - Python ``bool`` parameters are stored as 0/1 integers, as SQLite stores them.
 
 Invariants it keeps:
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -226,10 +229,12 @@ def _rounds(rows: list[Sequence[Any]], keys: tuple[int, ...]) -> list[list[Seque
     a statement per row does: a key's rows keep their order, and rows of different keys
     touch different rows of the table. (Only a key's first row can insert: identity
     values are still given in the rows' order.)"""
+    found = list(map(operator.itemgetter(*keys), rows))
+    if len(set(found)) == len(found):
+        return [rows]  # every key once (the usual case)
     rounds: list[list[Sequence[Any]]] = []
-    count: dict[tuple[Any, ...], int] = {}
-    for row in rows:
-        key = tuple([row[k] for k in keys])
+    count: dict[Any, int] = {}
+    for key, row in zip(found, rows):
         n = count.get(key, 0)
         count[key] = n + 1
         if n == len(rounds):
@@ -315,19 +320,35 @@ def _array_literal(kind: str, column: Sequence[Any]) -> str | None:
     return _quoted(column)
 
 
-def _arrays(kinds: Sequence[str], rows: list[Sequence[Any]]) -> list[str] | None:
-    """The rows as one array literal per column, or None if a value has none (the rows
-    then go one by one). Raises ``ValueError`` for a row of another length."""
-    width = len(kinds)
-    if any(len(row) != width for row in rows):
-        raise ValueError("a row of another length than the statement's")
-    arrays = []
-    for kind, column in zip(kinds, zip(*rows), strict=True):
-        literal = _array_literal(kind, column)
-        if literal is None:
-            return None
-        arrays.append(literal)
-    return arrays
+#: Values of a conflict key that are equal in Python where the column finds them equal
+#: (``_rounds``): one type per kind (1 and "1" are one key of a text column).
+_KEY_TYPES = {"int": _INT_PLAIN, "text": _TEXT_PLAIN, "bytea": frozenset({bytes, _NONE})}
+
+
+def _arrays(kinds: Sequence[str], keys: tuple[int, ...] | None,
+            rows: list[Sequence[Any]]) -> list[list[str]] | None:
+    """The parameters of the statements of the array form: per round (``_rounds``, if
+    ``keys``), one array literal per column; None if a value has none, a row is of
+    another length, or a key's values are not compared as the column compares them
+    (the rows then go one by one)."""
+    if set(map(len, rows)) != {len(kinds)}:
+        return None
+    rounds = [rows]
+    if keys is not None:
+        for k in keys:
+            if not set(map(type, map(operator.itemgetter(k), rows))) <= _KEY_TYPES[kinds[k]]:
+                return None
+        rounds = _rounds(rows, keys)
+    statements = []
+    for part in rounds:
+        arrays = []
+        for kind, column in zip(kinds, zip(*part), strict=True):
+            literal = _array_literal(kind, column)
+            if literal is None:
+                return None
+            arrays.append(literal)
+        statements.append(arrays)
+    return statements
 
 
 class _ColumnTypes:
@@ -430,13 +451,9 @@ class _PostgresTransaction(ViewTransaction):
         form = self._array_form(plan) if plan is not None else None
         if plan is not None and form is not None:
             statement, kinds = form
-            rounds = [rows] if plan.keys is None else _rounds(rows, plan.keys)
-            try:
-                arrays = [_arrays(kinds, part) for part in rounds]
-            except ValueError:
-                arrays = [None]
-            if None not in arrays:
-                for params in arrays:
+            statements = _arrays(kinds, plan.keys, rows)
+            if statements is not None:
+                for params in statements:
                     self._cur.execute(statement, params)
                 return
         self._cur.executemany(pg, rows)
