@@ -118,10 +118,11 @@ since = None
 def on_batch(stats):
     global since
     if since is None:
-        since = [member.cpu_seconds(), 0]
+        since = [member.cpu_seconds(), 0, member.reader_cpu_seconds()]
         return
     since[1] += stats.records
-    print(since[1], member.cpu_seconds() - since[0], flush=True)
+    print(since[1], member.cpu_seconds() - since[0],
+          member.reader_cpu_seconds() - since[2], flush=True)
 member.run(threading.Event(), idle_exit=4.0, on_batch=on_batch)
 """
 
@@ -202,7 +203,8 @@ class Progress:
 
 
 def members(bench: Any, topic: str, views: str, count: int,
-            server: Any = None, pipeline: bool = True) -> tuple[float, float, float | None]:
+            server: Any = None, pipeline: bool = True
+            ) -> tuple[float, float, float, float | None]:
     """Records/s of ``count`` members of one fresh group into ``views``, steady state,
     their CPU seconds per record (each member's own, its reader process's included, from
     the end of its first batch), and the PostgreSQL server's CPU seconds per record over
@@ -251,12 +253,14 @@ def members(bench: Any, topic: str, views: str, count: int,
     if first_n >= end:
         raise SystemExit("the first batch held every record: use more --events")
     # each member's last line: records and CPU seconds after its first batch
-    counted = [(int(out[-2]), float(out[-1])) for out in outputs if len(out) >= 2]
-    records = sum(n for n, _ in counted)
-    cpu = sum(c for _, c in counted) / records if records else float("nan")
+    counted = [(int(out[-3]), float(out[-2]), float(out[-1])) for out in outputs
+               if len(out) >= 3]
+    records = sum(n for n, _, _ in counted)
+    cpu = sum(c for _, c, _ in counted) / records if records else float("nan")
+    reading = sum(r for _, _, r in counted) / records if records else float("nan")
     served = (None if server_from is None or server_to is None
               else (server_to - server_from) / (end - first_n))
-    return (end - first_n) / (done_at - first_at), cpu, served
+    return (end - first_n) / (done_at - first_at), cpu, reading, served
 
 
 def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) -> dict[str, Any]:
@@ -274,6 +278,7 @@ def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) ->
     rates: dict[str, list[float]] = {name: [] for name in NAMES}
     cpus: dict[str, list[float]] = {name: [] for name in NAMES}
     server_cpus: dict[str, list[float]] = {}
+    reader_cpus: dict[str, list[float]] = {}
     try:
         with kb.bench_session(bootstrap, n) as bench:
             console.print(f"publishing {n:,} events with the ledger ...")
@@ -293,11 +298,13 @@ def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) ->
                         assert url is not None
                         if not server:
                             _clear(url)
-                    rate, cpu, served = members(bench, topic, url, count,
+                    rate, cpu, reading, served = members(bench, topic, url, count,
                                                 server if views == "postgres" else None,
                                                 pipeline=pipeline)
                     rates[name].append(rate)
                     cpus[name].append(cpu)
+                    if pipeline:
+                        reader_cpus.setdefault(name, []).append(reading)
                     if served is not None:
                         server_cpus.setdefault(name, []).append(served)
             stored = bench.stored
@@ -318,6 +325,8 @@ def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) ->
             "load": os.getloadavg(), "records_per_s": medians, "cpu_us_per_record": cpu_us,
             "server_cpu_us_per_record": {name: statistics.median(values) * 1e6
                                          for name, values in server_cpus.items()},
+            "reader_cpu_us_per_record": {name: statistics.median(values) * 1e6
+                                         for name, values in reader_cpus.items()},
             "runs": rates, "ratios": ratios, "cpu_ratios": cpu_ratios}
 
 
@@ -337,10 +346,13 @@ def render(report: dict[str, Any]) -> None:
     table.add_column("contender")
     table.add_column("records/s", justify="right")
     table.add_column("CPU µs/record", justify="right")
+    table.add_column("of which reader", justify="right")
     table.add_column("server CPU µs/record", justify="right")
     served = report.get("server_cpu_us_per_record", {})
+    reading = report.get("reader_cpu_us_per_record", {})
     for name, rate in report["records_per_s"].items():
         table.add_row(name, f"{rate:,.0f}", f"{report['cpu_us_per_record'][name]:.1f}",
+                      f"{reading[name]:.1f}" if name in reading else "",
                       f"{served[name]:.1f}" if name in served else "")
     console.print(table)
     load = ", ".join(f"{x:.2f}" for x in report["load"])

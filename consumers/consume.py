@@ -49,6 +49,24 @@ YOUNG_GC_BATCHES = 10
 FULL_GC_SECONDS = 300.0
 
 
+class Collector:
+    """The cyclic GC's work while it is paused (``paused_gc``) in a long-lived member: the
+    young generations every ``YOUNG_GC_BATCHES`` batches, everything every
+    ``FULL_GC_SECONDS``."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.full_at = time.monotonic() + FULL_GC_SECONDS
+
+    def after_batch(self) -> None:
+        self.batches += 1
+        if self.batches % YOUNG_GC_BATCHES == 0:
+            gc.collect(1)
+        if time.monotonic() >= self.full_at:
+            gc.collect()
+            self.full_at = time.monotonic() + FULL_GC_SECONDS
+
+
 class PollingConsumer:
     """Keeps projections caught up with an embedded (SQLite) log by polling it."""
 
@@ -99,7 +117,11 @@ class KafkaGroupConsumer:
 
     def cpu_seconds(self) -> float:
         """CPU seconds this member used so far: this process's, and its reader's."""
-        return time.process_time() + (self._reader.cpu if self._reader else 0.0)
+        return time.process_time() + self.reader_cpu_seconds()
+
+    def reader_cpu_seconds(self) -> float:
+        """CPU seconds of the reader process as of its last message (0 without one)."""
+        return self._reader.cpu if self._reader else 0.0
 
     # --- the group member ---------------------------------------------------------------
 
@@ -159,7 +181,7 @@ class KafkaGroupConsumer:
         everything every ``FULL_GC_SECONDS``."""
         from kafka import OffsetAndMetadata
 
-        batches, full_at = 0, time.monotonic() + FULL_GC_SECONDS
+        collector = Collector()
         self.dead_letters.flush(self.store)  # any a crash left unsent
         while not stop.is_set():
             polled = consumer.poll(timeout_ms=500, max_records=self.batch_size)
@@ -185,19 +207,14 @@ class KafkaGroupConsumer:
                 consumer.commit_async(hint)
             except Exception as exc:  # noqa: BLE001 - a hint only: the views hold the truth
                 log.info("group offset hint not committed: %s", exc)
-            batches += 1
-            if batches % YOUNG_GC_BATCHES == 0:
-                gc.collect(1)
-            if time.monotonic() >= full_at:
-                gc.collect()
-                full_at = time.monotonic() + FULL_GC_SECONDS
+            collector.after_batch()
 
 
     def _run_pipelined(self, stop: threading.Event, idle_exit: float | None,
                        on_batch: Callable[[RunStats], None] | None) -> RunStats:
         """``run`` as the applier of a reader process (``consumers.pipeline``)."""
         total, idle_since = RunStats(), time.monotonic()
-        batches, full_at = 0, time.monotonic() + FULL_GC_SECONDS
+        collector = Collector()
         self.dead_letters.flush(self.store)  # any a crash left unsent
         self._reader = reader = ReaderProcess(
             reader_config(self.log, self.group_id, self.batch_size))
@@ -218,12 +235,7 @@ class KafkaGroupConsumer:
                             self.dead_letters.flush(self.store)
                         if on_batch:
                             on_batch(stats)
-                        batches += 1
-                        if batches % YOUNG_GC_BATCHES == 0:
-                            gc.collect(1)
-                        if time.monotonic() >= full_at:
-                            gc.collect()
-                            full_at = time.monotonic() + FULL_GC_SECONDS
+                        collector.after_batch()
                     elif kind == "idle":
                         if not message[1]:
                             idle_since = time.monotonic()  # joining or rebalancing

@@ -28,7 +28,7 @@ from ledger.errors import LedgerError
 from ledger.settings import Settings
 from schemas import encode, parse_wire
 from schemas.examples import EXAMPLES
-from conftest import DEV_ENV, IN_CI, KAFKA_DEV, kafka_settings
+from conftest import DEV_ENV, IN_CI, KAFKA_DEV, kafka_cli_env, kafka_settings
 from eventkit import dump_views as _dump_views
 
 pytestmark = pytest.mark.kafka
@@ -284,21 +284,12 @@ def test_broker_killed_mid_projection_then_views_equal_a_rebuild(kafka: Settings
 
 
 def test_pdl_consume_stops_cleanly_on_sigterm(kafka: Settings, tmp_path: Path) -> None:
-    import os
     import signal
     import sys
-    from base64 import urlsafe_b64encode
 
     with Ledger(kafka) as ledger:
         ledger.publish([wire(i) for i in range(50)])
-    assert kafka.master_key is not None
-    env = {**os.environ,
-           "LEDGER_BACKEND": "kafka", "LEDGER_DATA_DIR": str(kafka.data_dir),
-           "LEDGER_MASTER_KEY": urlsafe_b64encode(kafka.master_key).decode(),
-           "LEDGER_KAFKA_BOOTSTRAP_SERVERS": kafka.kafka.bootstrap_servers,
-           "LEDGER_KAFKA_TOPIC": kafka.kafka.topic,
-           "LEDGER_KAFKA_DEAD_LETTER_TOPIC": kafka.kafka.dead_letter_topic,
-           "LEDGER_KAFKA_GROUP_ID": kafka.kafka.group_id}
+    env = kafka_cli_env(kafka)
     proc = subprocess.Popen([sys.executable, "-m", "pdl.cli", "consume", "--json"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     views = kafka.views_file

@@ -16,12 +16,11 @@ import subprocess
 import sys
 import threading
 import time
-from base64 import urlsafe_b64encode
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import kafka_settings
+from conftest import kafka_cli_env, kafka_settings
 from eventkit import dump_views
 
 from consumers.consume import KafkaGroupConsumer
@@ -148,14 +147,7 @@ def test_group_offset_hints_never_run_ahead_of_the_views(kafka: Settings,
 def test_pdl_consume_reads_in_a_second_process_that_dies_with_it(kafka: Settings) -> None:
     with Ledger(kafka) as ledger:
         ledger.publish([wire(i) for i in range(200)])
-    assert kafka.master_key is not None
-    env = {**os.environ,
-           "LEDGER_BACKEND": "kafka", "LEDGER_DATA_DIR": str(kafka.data_dir),
-           "LEDGER_MASTER_KEY": urlsafe_b64encode(kafka.master_key).decode(),
-           "LEDGER_KAFKA_BOOTSTRAP_SERVERS": kafka.kafka.bootstrap_servers,
-           "LEDGER_KAFKA_TOPIC": kafka.kafka.topic,
-           "LEDGER_KAFKA_DEAD_LETTER_TOPIC": kafka.kafka.dead_letter_topic,
-           "LEDGER_KAFKA_GROUP_ID": kafka.kafka.group_id}
+    env = kafka_cli_env(kafka)
     env.pop("LEDGER_CONSUME_PIPELINE", None)
     proc = subprocess.Popen([sys.executable, "-m", "pdl.cli", "consume"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
