@@ -37,8 +37,8 @@ def stores(postgres_server: Any) -> Iterator[tuple[PostgresViewStore, PostgresVi
             PostgresViewStore(postgres_server.new_schema()))
     for store in pair:
         with store.transaction() as tx:
-            tx.execute(TABLE)
-            tx.execute(LOG)
+            for table in (TABLE, LOG, HARD, KEYED):
+                tx.execute(table)
     yield pair
     for store in pair:
         store.close()
@@ -123,19 +123,6 @@ hard_rows = st.lists(st.tuples(TEXT_VALUES, INT_VALUES, BYTEA_VALUES, TEXT_VALUE
                      min_size=2, max_size=10)
 
 
-@pytest.fixture(scope="module")
-def hard_stores(postgres_server: Any) -> Iterator[tuple[PostgresViewStore, PostgresViewStore]]:
-    pair = (PostgresViewStore(postgres_server.new_schema()),
-            PostgresViewStore(postgres_server.new_schema()))
-    for store in pair:
-        with store.transaction() as tx:
-            tx.execute(HARD)
-            tx.execute(KEYED)
-    yield pair
-    for store in pair:
-        store.close()
-
-
 def _both(stores: tuple[PostgresViewStore, PostgresViewStore], sql: str,
           batches: list[list[tuple[Any, ...]]]) -> None:
     together, one_by_one = stores
@@ -156,13 +143,13 @@ def _both(stores: tuple[PostgresViewStore, PostgresViewStore], sql: str,
 @given(batches=st.lists(hard_rows, min_size=1, max_size=2),
        floats=st.lists(FLOATS, max_size=1))
 def test_arrays_carry_hard_values_as_parameters_do(
-        hard_stores: tuple[PostgresViewStore, PostgresViewStore],
+        stores: tuple[PostgresViewStore, PostgresViewStore],
         batches: list[list[tuple[Any, ...]]], floats: list[float]) -> None:
     if floats:  # a float among the integers: that batch goes row by row, as it must
         batches[0][0] = (batches[0][0][0], floats[0], *batches[0][0][2:])
-    _both(hard_stores, HARD_INSERT, batches)
+    _both(stores, HARD_INSERT, batches)
     read = 'SELECT t, n, b, "Odd Name", k FROM h ORDER BY rowid'
-    together, one_by_one = hard_stores
+    together, one_by_one = stores
     assert together.query(read) == one_by_one.query(read)
     assert len(together.query(read)) == sum(map(len, batches))
 
@@ -173,11 +160,11 @@ def test_arrays_carry_hard_values_as_parameters_do(
                                            st.none() | TEXT),
                                  min_size=2, max_size=10), min_size=1, max_size=2))
 def test_arrays_upsert_hard_keys_as_statements_per_row_do(
-        hard_stores: tuple[PostgresViewStore, PostgresViewStore],
+        stores: tuple[PostgresViewStore, PostgresViewStore],
         batches: list[list[tuple[Any, ...]]]) -> None:
-    _both(hard_stores, KEYED_UPSERT, batches)
+    _both(stores, KEYED_UPSERT, batches)
     read = "SELECT k, v, w FROM u ORDER BY k"
-    together, one_by_one = hard_stores
+    together, one_by_one = stores
     assert together.query(read) == one_by_one.query(read)
 
 
@@ -188,10 +175,10 @@ def test_arrays_upsert_hard_keys_as_statements_per_row_do(
     ([("\ud800", 1, None, None), ("b", 2, None, None)], UnicodeEncodeError),  # surrogate
 ])
 def test_arrays_refuse_what_parameters_refuse(
-        hard_stores: tuple[PostgresViewStore, PostgresViewStore],
+        stores: tuple[PostgresViewStore, PostgresViewStore],
         rows: list[tuple[Any, ...]], error: type[Exception]) -> None:
-    together, one_by_one = hard_stores
-    for store in hard_stores:
+    together, one_by_one = stores
+    for store in stores:
         with store.transaction() as tx:
             tx.execute("DELETE FROM h")
     with pytest.raises(error):
