@@ -239,3 +239,33 @@ def test_a_failed_judgement_aside_makes_the_next_request_wait_not_stay_stale(
     assert cache.wait(60)
     judged = cache.judgement(service, service.views, later)  # judged while waiting
     assert judged.current and judged.rows == fresh(service, later) and cache.computed == 2
+
+
+def test_the_chart_redrawn_aside_beside_judging_processes_never_fails(
+        service: QueryService) -> None:
+    """The chart's side connection (in the server's process) and the judging processes
+    (their own connections, closed when done) in turn, the server committing between
+    them: every redrawing aside succeeds, and the server's commits stay in the views
+    (``tests/test_files_locks.py`` has the cause: a second connection used to drop the
+    server connection's locks, and a judging process then deleted the WAL)."""
+    from pathlib import Path
+
+    from pdl.web.pages import ACTIVITY_VIEWS, activity
+
+    chart: AuditStableCache[Any] = AuditStableCache(ACTIVITY_VIEWS)
+    judging = FindingsSummaryCache(prejudge=False)
+    assert chart.latest(service, service.views, activity).current
+    for round_, seed in enumerate((41, 43, 47), start=1):
+        service.ledger.publish_lines(list(simulate(3, seed=seed)))
+        service.catch_up()  # the server commits
+        assert not chart.latest(service, service.views, activity).current
+        assert chart.wait(60)
+        assert judging._judge_aside(service, minute_of(NOW)) is not None
+        assert chart.revalidated == round_ and not chart._aside_failed
+        assert Path(f"{service.views.path}-wal").exists()  # type: ignore[attr-defined]
+    service.ledger.publish_lines(list(simulate(3, seed=53)))
+    service.catch_up()
+    assert not chart.latest(service, service.views, activity).current
+    assert chart.wait(60) and not chart._aside_failed
+    stamped = chart.latest(service, service.views, activity)
+    assert stamped.current and stamped.value == activity(service.views)

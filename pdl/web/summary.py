@@ -577,7 +577,8 @@ class AuditStableCache(Generic[T]):
             self._keep(log_id, positions, value, computed=False)
         except (LedgerError, sqlite3.Error, OSError) as exc:
             self._aside_failed = True
-            LOG.warning("computing a dashboard chart aside failed: %s", type(exc).__name__)
+            LOG.warning("computing a dashboard chart aside failed: %s: %s",
+                        type(exc).__name__, exc)
         finally:
             if store is not None:
                 store.close()
