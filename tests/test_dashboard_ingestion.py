@@ -269,3 +269,47 @@ def test_the_chart_redrawn_aside_beside_judging_processes_never_fails(
     assert chart.wait(60) and not chart._aside_failed
     stamped = chart.latest(service, service.views, activity)
     assert stamped.current and stamped.value == activity(service.views)
+
+
+# --- PostgreSQL views: judged aside too -------------------------------------------------
+
+@pytest.fixture
+def pg_service(tmp_path: Path, postgres_server: Any) -> Iterator[QueryService]:
+    """The summary tests' service, its views in a schema of the session's PostgreSQL."""
+    settings = sample_settings(tmp_path / "data").with_(views_url=postgres_server.new_schema())
+    publish_sample(settings)
+    with Ledger(settings) as ledger:
+        ledger.publish_lines(list(simulate(20, seed=5)))
+    with QueryService(Ledger(settings)) as service:
+        service.catch_up()
+        yield service
+
+
+def test_postgres_views_are_judged_aside_while_the_page_shows_the_last_answer(
+        pg_service: QueryService) -> None:
+    from pdl.web.pages import ACTIVITY_VIEWS, activity
+
+    service = pg_service
+    assert type(service.views).__name__ == "PostgresViewStore"
+    cache = FindingsSummaryCache(prejudge=False)
+    chart: AuditStableCache[Any] = AuditStableCache(ACTIVITY_VIEWS)
+    assert cache.judgement(service, service.views, NOW).current
+    assert chart.latest(service, service.views, activity).current
+    service.ledger.publish_lines(list(simulate(5, seed=59)))
+    service.catch_up()
+    position = service.views.position(FINDINGS_VIEW, service.ledger.log.log_id)
+    # not judged while waiting: the last answer, labelled, with the records behind
+    stale = cache.judgement(service, service.views, NOW)
+    assert not stale.current and stale.behind == records(position) - records(stale.position) > 0
+    assert "Not current, updating" in label(stale)
+    drawn = chart.latest(service, service.views, activity)
+    assert not drawn.current and drawn.behind > 0
+    assert cache.computed == 1 and chart.computed == 1
+    # judged in a process of its own on its own PostgreSQL connection, then current
+    assert cache.wait(60) and chart.wait(60)
+    judged = cache.judgement(service, service.views, NOW)
+    assert judged.current and judged.rows == fresh(service, NOW) and judged.position == position
+    assert cache.revalidated == 1 and cache.computed == 1
+    drawn = chart.latest(service, service.views, activity)
+    assert drawn.current and drawn.value == activity(service.views)
+    assert chart.revalidated == 1 and chart.computed == 1

@@ -3,10 +3,11 @@ dashboard's background judgements (``pdl.web.summary``).
 
 The timed rules are Python: judged in a thread of the server they would hold its
 interpreter lock for seconds at 1M events, and every request meanwhile would wait on it.
-One short-lived process per judgement reads its arguments (the views' SQLite file, the log
-id, the minute, the clock thresholds and the settings) pickled from stdin, judges on a
-read snapshot of its own connection, and writes the answer pickled to stdout. Only the
-server writes to that pipe and reads from it.
+One short-lived process per judgement reads its arguments (what opens the views: their
+SQLite file, or their PostgreSQL database and schema; the log id, the minute, the clock
+thresholds and the settings) pickled from stdin, judges on a read snapshot of its own
+connection, and writes the answer pickled to stdout. Only the server writes to that pipe
+and reads from it.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from __future__ import annotations
 import pickle
 import sys
 
-from consumers.views import SQLiteViewStore
 from pdl.web.summary import judge
 
 
 def main() -> int:
-    path, cache_mb, log_id, minute, clocks, settings = pickle.load(sys.stdin.buffer)
-    store = SQLiteViewStore(path, cache_mb=cache_mb)
+    opener, log_id, minute, clocks, settings = pickle.load(sys.stdin.buffer)
+    store = opener()
     try:
         with store.snapshot() as views:
             entry = judge(views, log_id, minute, clocks, settings)

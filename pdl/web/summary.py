@@ -27,8 +27,9 @@ no answer can be reused. The overview then asks ``judgement`` (stale-while-reval
 the cached answer when it is current as above; otherwise the latest answer judged (at an
 earlier position, or an earlier minute), returned marked as not current with the position
 and minute it was judged at, while one background thread judges afresh on a read snapshot
-of a second connection (SQLite views; other stores judge while the request waits). Once
-ingestion stops, the next judgement is current again and equal to a fresh one.
+of a second connection (the SQLite file or the PostgreSQL database; views in memory judge
+while the request waits). Once ingestion stops, the next judgement is current again and
+equal to a fresh one.
 
 ``AuditStableCache`` keeps any answer computed from some views (the activity chart reads
 the data map and the disclosures) while those views have read only audit records since.
@@ -36,10 +37,10 @@ the data map and the disclosures) while those views have read only audit records
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -54,7 +55,6 @@ from consumers.findings.thresholds import clock_values
 from consumers.findings.store import REMEDIES_TABLE
 from consumers.rows import from_us, to_us
 from consumers.views import SQLiteViewStore, ViewStore
-from ledger.errors import LedgerError
 from ledger.persistence import Position
 from ledger.settings import Settings
 from pdl.service import LEDGER_QUERIED, QueryService
@@ -185,7 +185,8 @@ class FindingsSummaryCache:
 
     ``prejudge``: once a minute has been asked for, the next minute is judged from its
     second ``PREJUDGE_AFTER_S`` on, in a background thread, on a read snapshot of the views
-    (a second connection to the SQLite file; none for other stores), so the first overview
+    (a second connection to the SQLite file or PostgreSQL database; none for views in
+    memory), so the first overview
     of the next minute finds its answer ready, checked like any other.
     """
 
@@ -367,15 +368,14 @@ class FindingsSummaryCache:
     @staticmethod
     def _judge_aside(service: QueryService, minute: datetime) -> _Entry | None:
         """``minute`` judged in a process of its own (``pdl.web.judging``) on a read
-        snapshot of its own connection to the SQLite views (None if the views are not a
-        SQLite file, or it failed: a request then judges it itself)."""
-        views = service.views
-        if not isinstance(views, SQLiteViewStore) or views.path == ":memory:":
+        snapshot of its own connection to the views (None if the views are in memory, or it
+        failed: a request then judges it itself)."""
+        opener = side_opener(service)
+        if opener is None:
             return None
         settings = Settings()
         clocks = tuple(sorted(clock_values(settings).items()))
-        arguments = (views.path, views.cache_mb, service.ledger.log.log_id, minute, clocks,
-                     settings)
+        arguments = (opener, service.ledger.log.log_id, minute, clocks, settings)
         # the child imports the same code as this process
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
@@ -386,8 +386,10 @@ class FindingsSummaryCache:
             LOG.warning("judging the findings summary aside failed: %s", type(exc).__name__)
             return None
         if done.returncode != 0:
-            LOG.warning("judging the findings summary aside failed: exit code %d",
-                        done.returncode)
+            # the error's last line (its type and message: a store's path, SQL, no values)
+            said = done.stderr.decode(errors="replace").strip().splitlines()
+            LOG.warning("judging the findings summary aside failed: exit code %d: %s",
+                        done.returncode, said[-1][:300] if said else "")
             return None
         entry: _Entry = pickle.loads(done.stdout)
         return entry
@@ -405,18 +407,31 @@ def judge(views: ViewStore, log_id: str, minute: datetime,
     return entry
 
 
+def side_opener(service: QueryService) -> Callable[[], ViewStore] | None:
+    """What opens a second connection to the service's views, to read them beside it
+    (picklable: the judging process calls it too): the same SQLite file, or the same
+    PostgreSQL database and schema. None for views in memory."""
+    views = service.views
+    if isinstance(views, SQLiteViewStore):
+        if views.path == ":memory:":
+            return None
+        return functools.partial(SQLiteViewStore, views.path, cache_mb=views.cache_mb)
+    # PostgreSQL views exist only if their module (and psycopg) was imported
+    postgres = sys.modules.get("consumers.postgres")
+    if postgres is not None and isinstance(views, postgres.PostgresViewStore):
+        return functools.partial(postgres.PostgresViewStore, views.url, schema=views.schema)
+    return None
+
+
 def can_read_aside(service: QueryService) -> bool:
     """Whether ``side_views`` can open a second connection to the service's views."""
-    views = service.views
-    return isinstance(views, SQLiteViewStore) and views.path != ":memory:"
+    return side_opener(service) is not None
 
 
 def side_views(service: QueryService) -> ViewStore | None:
-    """A second connection to the service's SQLite views (None for any other store)."""
-    views = service.views
-    if not isinstance(views, SQLiteViewStore) or views.path == ":memory:":
-        return None
-    return SQLiteViewStore(views.path, cache_mb=views.cache_mb)
+    """A second connection to the service's views (None for views in memory)."""
+    opener = side_opener(service)
+    return None if opener is None else opener()
 
 
 def stored_between(views: ViewStore, before: Position, after: Position, minute: datetime
@@ -511,7 +526,7 @@ class AuditStableCache(Generic[T]):
     def latest(self, service: QueryService, views: ViewStore,
                compute: Callable[[ViewStore], T]) -> Stamped[T]:
         """As ``get``, but an answer no longer valid is returned marked as not current
-        (if the views can be read aside: SQLite) while ``compute`` runs in the background
+        (if the views can be read aside: a SQLite file, PostgreSQL) while ``compute`` runs in the background
         on a read snapshot of a second connection."""
         positions, value = self._reused(service, views)
         if value is not None:
@@ -575,7 +590,7 @@ class AuditStableCache(Generic[T]):
                 positions = {n: views.position(n, log_id) for n in self.projections}
                 value = compute(views)
             self._keep(log_id, positions, value, computed=False)
-        except (LedgerError, sqlite3.Error, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed aside, a request computes
             self._aside_failed = True
             LOG.warning("computing a dashboard chart aside failed: %s: %s",
                         type(exc).__name__, exc)
