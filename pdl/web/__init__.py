@@ -20,9 +20,11 @@ from pdl.web.residence import Residences
 from pdl.web.sessions import SessionStore
 from pdl.web.summary import AuditStableCache, FindingsSummaryCache, KeyedAuditStableCache
 
-__all__ = ["SecurityHeaders", "install"]
+__all__ = ["SecurityHeaders", "install", "warm"]
 
 STATIC = Path(__file__).parent / "static"
+#: The overview's last findings summary, kept in the data directory for the next server.
+KEPT_FINDINGS = "dashboard-findings.json"
 
 HEADERS = [
     (b"content-security-policy",
@@ -38,7 +40,8 @@ HEADERS = [
 def install(app: FastAPI) -> None:
     """Add the dashboard's pages, static files, sessions and headers to ``app``."""
     app.state.web = SessionStore()
-    app.state.web_findings = FindingsSummaryCache()
+    data_dir = app.state.pdl.service.ledger.settings.data_dir
+    app.state.web_findings = FindingsSummaryCache(keep=Path(data_dir) / KEPT_FINDINGS)
     app.state.web_residences = Residences()
     app.state.web_activity = AuditStableCache(ACTIVITY_VIEWS)
     app.state.web_groups = KeyedAuditStableCache(GROUP_VIEWS)
@@ -46,6 +49,12 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
     app.add_middleware(SecurityHeaders)
+
+
+def warm(app: FastAPI) -> None:
+    """At the server's start: the overview's findings, as the last server kept them
+    (shown labelled as not current), else judged aside from now on."""
+    app.state.web_findings.warm(app.state.pdl.service)
 
 
 class SecurityHeaders:

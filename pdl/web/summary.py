@@ -47,7 +47,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from consumers.findings import FINDINGS_TABLE, Finding
@@ -58,6 +59,7 @@ from consumers.views import SQLiteViewStore, ViewStore
 from ledger.persistence import Position
 from ledger.settings import Settings
 from pdl.service import LEDGER_QUERIED, QueryService
+from pdl.web.kept import KeptAnswer, views_identity
 
 T = TypeVar("T")
 LOG = logging.getLogger("pdl.web")
@@ -102,6 +104,28 @@ class _Entry:
             self.clauses[f["clause"]] = (n + 1, still_open + (f.get("status", "open") == "open"),
                                          people)
 
+    def order(self) -> tuple[datetime, int]:
+        """Later answers come after: (minute, records)."""
+        return self.minute, records(self.position)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``from_json`` reads back (``pdl.web.kept``)."""
+        return {"log_id": self.log_id, "minute": self.minute.isoformat(),
+                "clocks": [list(c) for c in self.clocks],
+                "position": {str(p): o for p, o in self.position.items()},
+                "stored": self.stored, "found": self.found, "judged": self.judged.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _Entry:
+        """An entry ``to_json`` wrote (KeyError, TypeError, ValueError if it is not one)."""
+        found = list(data["found"])
+        entry = cls(str(data["log_id"]), datetime.fromisoformat(data["minute"]),
+                    tuple((str(k), int(v)) for k, v in data["clocks"]),
+                    {int(p): int(o) for p, o in data["position"].items()},
+                    int(data["stored"]), found, {}, datetime.fromisoformat(data["judged"]))
+        entry.count(found)
+        return entry
+
     def extended(self, position: Position, stored: int, added: list[dict[str, Any]]
                  ) -> _Entry:
         """This entry at a later ``position``, with the stored findings ``added``."""
@@ -144,6 +168,11 @@ class Revalidator:
                 self._thread = threading.Thread(target=target, args=args, name=self.name,
                                                 daemon=True)
                 self._thread.start()
+
+    def busy(self) -> bool:
+        """Whether a job is under way."""
+        with self._lock:
+            return self._thread is not None and self._thread.is_alive()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the job under way (if any); whether none is left."""
@@ -192,7 +221,7 @@ class FindingsSummaryCache:
 
     PREJUDGE_AFTER_S = 40
 
-    def __init__(self, prejudge: bool = True) -> None:
+    def __init__(self, prejudge: bool = True, keep: Path | None = None) -> None:
         self._entries: dict[datetime, _Entry] = {}
         self._lock = threading.Lock()
         self._prejudging: set[datetime] = set()
@@ -214,6 +243,45 @@ class FindingsSummaryCache:
         #: False: never show an earlier answer, judge while the caller waits (the bench's
         #: baseline, as before stale-while-revalidate)
         self.revalidate = True
+        #: the latest answer judged, kept across restarts (``pdl.web.kept``); read back
+        #: once, as the latest answer (shown as not current)
+        self._kept = KeptAnswer(keep) if keep is not None else None
+        self._restored = False
+        self.restored = 0
+
+    def warm(self, service: QueryService, now: datetime | None = None) -> None:
+        """At a server's start: read the answer kept by the last one; if there is none,
+        judge the current minute aside now, so the first overview need not wait for all
+        of it (``judgement`` waits for this judgement rather than start its own)."""
+        self._restore(service)
+        with self._lock:
+            latest = self._latest
+        if latest is None and can_read_aside(service):
+            self._revalidating.start(self._refresh, service,
+                                     minute_of(now or datetime.now(UTC)))
+
+    def _restore(self, service: QueryService) -> None:
+        """Read back the kept answer (once) as the latest, if it is of these log and views
+        and nothing later was judged here."""
+        if self._kept is None or self._restored:
+            return
+        self._restored = True
+        data = self._kept.load(_kept_of(service))
+        if data is None:
+            return
+        try:
+            entry = _Entry.from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return
+        with self._lock:
+            if self._latest is None and entry.log_id == service.ledger.log.log_id:
+                self._latest = entry
+                self.restored += 1
+
+    def _keep(self, service: QueryService, entry: _Entry) -> None:
+        """Keep ``entry`` for the next server (in this thread: call it off a request)."""
+        if self._kept is not None:
+            self._kept.save(_kept_of(service), entry.to_json(), entry.order())
 
     def judgement(self, service: QueryService, views: ViewStore, now: datetime
                   ) -> Judgement:
@@ -221,16 +289,20 @@ class FindingsSummaryCache:
         is current; otherwise, if an earlier one exists and the views can be judged in the
         background, that one marked as not current (and a fresh one judged in the
         background); otherwise judged while the caller waits."""
+        self._restore(service)
         minute, clocks, position, stored = self._inputs(service, views, now)
         entry = self._reused(service, views, now, minute, clocks, position, stored)
         if entry is not None:
             return self._judgement(entry, position, current=True)
-        log_id = service.ledger.log.log_id
-        with self._lock:
-            candidates = [e for e in (self._latest, self._entries.get(minute))
-                          if e is not None and e.log_id == log_id and e.clocks == clocks
-                          and e.minute <= minute and not_behind(position, e.position)]
-        latest = max(candidates, key=lambda e: (records(e.position), e.minute), default=None)
+        latest = self._earlier(service, minute, clocks, position)
+        if latest is None and self._revalidating.busy():
+            # nothing to show yet, but a judgement aside is under way (the one started
+            # with the server): wait for it rather than judge the same again
+            self._revalidating.wait(JUDGING_TIMEOUT_S)
+            entry = self._reused(service, views, now, minute, clocks, position, stored)
+            if entry is not None:
+                return self._judgement(entry, position, current=True)
+            latest = self._earlier(service, minute, clocks, position)
         if (latest is not None and self.revalidate and not self._aside_failed
                 and self._revalidate(service, minute)):
             with self._lock:
@@ -238,6 +310,17 @@ class FindingsSummaryCache:
             return self._judgement(latest, position, current=False)
         entry = self._judged(service, views, now, minute, clocks)
         return self._judgement(entry, position, current=True)
+
+    def _earlier(self, service: QueryService, minute: datetime,
+                 clocks: tuple[tuple[str, int], ...], position: Position) -> _Entry | None:
+        """The latest answer judged that may be shown, labelled, at ``minute`` and
+        ``position``: same log and thresholds, a minute reached, a position passed."""
+        log_id = service.ledger.log.log_id
+        with self._lock:
+            candidates = [e for e in (self._latest, self._entries.get(minute))
+                          if e is not None and e.log_id == log_id and e.clocks == clocks
+                          and e.minute <= minute and not_behind(position, e.position)]
+        return max(candidates, key=lambda e: (records(e.position), e.minute), default=None)
 
     @staticmethod
     def _judgement(entry: _Entry, position: Position, current: bool) -> Judgement:
@@ -254,7 +337,7 @@ class FindingsSummaryCache:
         return True
 
     def _refresh(self, service: QueryService, minute: datetime) -> None:
-        entry = self._judge_aside(service, minute)
+        entry = self._judge_aside(service, minute, self._kept)
         if entry is None:
             self._aside_failed = True
             return
@@ -332,6 +415,9 @@ class FindingsSummaryCache:
             self._keep_latest(entry)
             self.computed += 1
             self._maybe_prejudge(service, now)
+        if self._kept is not None:  # written off the request
+            threading.Thread(target=self._keep, args=(service, entry), daemon=True,
+                             name="pdl-web-keep").start()
         return entry
 
     def _maybe_prejudge(self, service: QueryService, now: datetime) -> None:
@@ -366,16 +452,19 @@ class FindingsSummaryCache:
                 self._prejudging.discard(minute)
 
     @staticmethod
-    def _judge_aside(service: QueryService, minute: datetime) -> _Entry | None:
+    def _judge_aside(service: QueryService, minute: datetime,
+                     kept: KeptAnswer | None = None) -> _Entry | None:
         """``minute`` judged in a process of its own (``pdl.web.judging``) on a read
         snapshot of its own connection to the views (None if the views are in memory, or it
-        failed: a request then judges it itself)."""
+        failed: a request then judges it itself). That process also writes the answer to
+        ``kept`` (its JSON costs this process nothing)."""
         opener = side_opener(service)
         if opener is None:
             return None
         settings = Settings()
         clocks = tuple(sorted(clock_values(settings).items()))
-        arguments = (opener, service.ledger.log.log_id, minute, clocks, settings)
+        keep = None if kept is None else (kept.path, _kept_of(service))
+        arguments = (opener, service.ledger.log.log_id, minute, clocks, settings, keep)
         # the child imports the same code as this process
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
@@ -421,6 +510,11 @@ def side_opener(service: QueryService) -> Callable[[], ViewStore] | None:
     if postgres is not None and isinstance(views, postgres.PostgresViewStore):
         return functools.partial(postgres.PostgresViewStore, views.url, schema=views.schema)
     return None
+
+
+def _kept_of(service: QueryService) -> dict[str, Any]:
+    """What a kept answer was judged on (``pdl.web.kept``)."""
+    return {"log_id": service.ledger.log.log_id, "views": views_identity(service.views)}
 
 
 def can_read_aside(service: QueryService) -> bool:
