@@ -9,10 +9,13 @@ One run, one topic: the events of ``workload`` (seed 42) are published once by t
 
 - raw consume: a ``KafkaConsumer`` reads the topic and ``json.loads`` each value
   (``Bench.raw_consume``): the floor any consumer pays;
-- consume into SQLite, 1 process: one consumer-group member (``KafkaGroupConsumer``, as
-  `pdl consume` runs it) in a process of its own, into an empty SQLite view store;
-- consume into PostgreSQL, 1 process: the same into an empty PostgreSQL schema;
-- consume into PostgreSQL, 2 processes: two members of one group into one schema.
+- consume into SQLite, 1 member: one consumer-group member (``KafkaGroupConsumer``, as
+  `pdl consume` runs it: reading in a process of its own, applying in its main process,
+  ``consumers.pipeline``), into an empty SQLite view store;
+- the same with the member in one process (``LEDGER_CONSUME_PIPELINE=0``), for reference;
+- consume into PostgreSQL, 1 member (and 1 member in one process): the same into an
+  empty PostgreSQL schema;
+- consume into PostgreSQL, 2 members: two members of one group into one schema.
 
 A member's rate is measured where it is steady: from the first committed batch (the
 group join and the process start are left out) to the last record applied, read from the
@@ -26,8 +29,9 @@ record: the raw loop's (this process, ``Stopwatch``) and each member's own over 
 window as its rate (it prints them after each batch), with the ratios by CPU, which a
 loaded machine disturbs less than the wall clock; the load average is printed too.
 
-Targets (issue 18): SQLite 1 process >= 0.5x raw; PostgreSQL 1 process >= 0.35x raw;
-2 processes >= 1.5x one on a machine of 4 or more cores (on fewer, printed only).
+Targets (issue 18): SQLite 1 member >= 0.5x raw; PostgreSQL 1 member >= 0.35x raw;
+2 members >= 1.5x one on a machine of 4 or more cores (on fewer, printed only). A
+member's CPU counts its reader process's too.
 
 ``--profile`` runs one member in this process under cProfile and prints the top
 functions; with ``--views postgres`` into a server started with ``pg_stat_statements``,
@@ -78,7 +82,16 @@ console = Console(stderr=True)
 #: so 20,000 events left 3 batches to measure, and quiet-machine runs wandered 0.36-0.62x
 #: (docs/benchmarks.md, session 8); 100,000 leave 19 and gave 0.36x twice.
 EVENTS = 100_000
-TARGETS = {"SQLite, 1 process / raw": 0.5, "PostgreSQL, 1 process / raw": 0.35}
+TARGETS = {"SQLite, 1 member / raw": 0.5, "PostgreSQL, 1 member / raw": 0.35}
+#: name -> (store, members, each reading in a process of its own as `pdl consume` does)
+CONTENDERS: dict[str, tuple[str, int, bool]] = {
+    "SQLite, 1 member": ("sqlite", 1, True),
+    "SQLite, 1 member, 1 process": ("sqlite", 1, False),
+    "PostgreSQL, 1 member": ("postgres", 1, True),
+    "PostgreSQL, 1 member, 1 process": ("postgres", 1, False),
+    "PostgreSQL, 2 members": ("postgres", 2, True),
+}
+NAMES = ("raw consume", *CONTENDERS)
 TWO_PROCESS_TARGET = 1.5
 #: How often the bench reads the members' progress (its error on a rate: one poll).
 POLL_SECONDS = 0.02
@@ -91,7 +104,7 @@ import sys, threading, time
 from consumers.consume import KafkaGroupConsumer
 from consumers.registry import all_projections
 from ledger.kafka import KafkaEventLog
-bootstrap, topic, group, views, batch = sys.argv[1:6]
+bootstrap, topic, group, views, batch, pipeline = sys.argv[1:7]
 log = KafkaEventLog(bootstrap, topic, group_id=group)
 if views.startswith("postgresql://"):
     from consumers.postgres import PostgresViewStore
@@ -100,15 +113,16 @@ else:
     from consumers.views import SQLiteViewStore
     store = SQLiteViewStore(views)
 member = KafkaGroupConsumer(log, store, all_projections(), group_id=group,
-                            batch_size=int(batch))
+                            batch_size=int(batch), pipeline=pipeline == "1")
 since = None
 def on_batch(stats):
     global since
     if since is None:
-        since = [time.process_time(), 0]
+        since = [member.cpu_seconds(), 0, member.reader_cpu_seconds()]
         return
     since[1] += stats.records
-    print(since[1], time.process_time() - since[0], flush=True)
+    print(since[1], member.cpu_seconds() - since[0],
+          member.reader_cpu_seconds() - since[2], flush=True)
 member.run(threading.Event(), idle_exit=4.0, on_batch=on_batch)
 """
 
@@ -189,11 +203,13 @@ class Progress:
 
 
 def members(bench: Any, topic: str, views: str, count: int,
-            server: Any = None) -> tuple[float, float, float | None]:
+            server: Any = None, pipeline: bool = True
+            ) -> tuple[float, float, float, float | None]:
     """Records/s of ``count`` members of one fresh group into ``views``, steady state,
-    their CPU seconds per record (each member's own, from the end of its first batch), and
-    the PostgreSQL server's CPU seconds per record over the same window (``server_cpu``;
-    None for SQLite or a server given by URL)."""
+    their CPU seconds per record (each member's own, its reader process's included, from
+    the end of its first batch), and the PostgreSQL server's CPU seconds per record over
+    the same window (``server_cpu``; None for SQLite or a server given by URL). With
+    ``pipeline`` each member reads in a process of its own (as `pdl consume` runs it)."""
     from consumers.registry import all_projections
 
     group = f"pdl-bench-{uuid.uuid4()}"
@@ -202,7 +218,8 @@ def members(bench: Any, topic: str, views: str, count: int,
     _open(views).close()  # tables made before the clock (as a long-lived store has them)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", MEMBER, bench.broker.bootstrap, topic,
-                               group, views, str(BATCH)], cwd=ROOT, env=env,
+                               group, views, str(BATCH), "1" if pipeline else "0"],
+                              cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(count)]
     end = bench.stored
@@ -236,12 +253,14 @@ def members(bench: Any, topic: str, views: str, count: int,
     if first_n >= end:
         raise SystemExit("the first batch held every record: use more --events")
     # each member's last line: records and CPU seconds after its first batch
-    counted = [(int(out[-2]), float(out[-1])) for out in outputs if len(out) >= 2]
-    records = sum(n for n, _ in counted)
-    cpu = sum(c for _, c in counted) / records if records else float("nan")
+    counted = [(int(out[-3]), float(out[-2]), float(out[-1])) for out in outputs
+               if len(out) >= 3]
+    records = sum(n for n, _, _ in counted)
+    cpu = sum(c for _, c, _ in counted) / records if records else float("nan")
+    reading = sum(r for _, _, r in counted) / records if records else float("nan")
     served = (None if server_from is None or server_to is None
               else (server_to - server_from) / (end - first_n))
-    return (end - first_n) / (done_at - first_at), cpu, served
+    return (end - first_n) / (done_at - first_at), cpu, reading, served
 
 
 def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) -> dict[str, Any]:
@@ -256,11 +275,10 @@ def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) ->
         server = PostgresServer(bin_dir, Path(tempfile.mkdtemp(prefix="pdl-bench-pg-")),
                                 free_port())
         server.start()
-    names = ("raw consume", "SQLite, 1 process", "PostgreSQL, 1 process",
-             "PostgreSQL, 2 processes")
-    rates: dict[str, list[float]] = {name: [] for name in names}
-    cpus: dict[str, list[float]] = {name: [] for name in names}
+    rates: dict[str, list[float]] = {name: [] for name in NAMES}
+    cpus: dict[str, list[float]] = {name: [] for name in NAMES}
     server_cpus: dict[str, list[float]] = {}
+    reader_cpus: dict[str, list[float]] = {}
     try:
         with kb.bench_session(bootstrap, n) as bench:
             console.print(f"publishing {n:,} events with the ledger ...")
@@ -270,23 +288,23 @@ def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) ->
                 watch = bench.raw_consume(topic)
                 rates["raw consume"].append(bench.stored / watch.wall)
                 cpus["raw consume"].append(watch.cpu / bench.stored)
-                console.print(f"repeat {r}/{repeat}: consume into SQLite, 1 process ...")
-                path = Path(tempfile.mkdtemp(prefix="views-", dir=bench.workdir)) / "views.db"
-                rate, cpu, _ = members(bench, topic, str(path), 1)
-                rates["SQLite, 1 process"].append(rate)
-                cpus["SQLite, 1 process"].append(cpu)
-                for count in (1, 2):
-                    console.print(f"repeat {r}/{repeat}: consume into PostgreSQL, "
-                                  f"{count} process(es) ...")
-                    url = server.new_schema(tcp=False) if server else pg_url
-                    assert url is not None
-                    if not server:
-                        _clear(url)
-                    name = f"PostgreSQL, {count} process{'es' if count > 1 else ''}"
-                    rate, cpu, served = members(bench, topic, url, count,
-                                                server if server else None)
+                for name, (views, count, pipeline) in CONTENDERS.items():
+                    console.print(f"repeat {r}/{repeat}: consume into {name} ...")
+                    if views == "sqlite":
+                        url = str(Path(tempfile.mkdtemp(prefix="views-", dir=bench.workdir))
+                                  / "views.db")
+                    else:
+                        url = server.new_schema(tcp=False) if server else pg_url
+                        assert url is not None
+                        if not server:
+                            _clear(url)
+                    rate, cpu, reading, served = members(bench, topic, url, count,
+                                                server if views == "postgres" else None,
+                                                pipeline=pipeline)
                     rates[name].append(rate)
                     cpus[name].append(cpu)
+                    if pipeline:
+                        reader_cpus.setdefault(name, []).append(reading)
                     if served is not None:
                         server_cpus.setdefault(name, []).append(served)
             stored = bench.stored
@@ -296,22 +314,19 @@ def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) ->
     medians = {name: statistics.median(values) for name, values in rates.items()}
     cpu_us = {name: statistics.median(values) * 1e6 for name, values in cpus.items()}
     raw = medians["raw consume"]
-    ratios = {
-        "SQLite, 1 process / raw": medians["SQLite, 1 process"] / raw,
-        "PostgreSQL, 1 process / raw": medians["PostgreSQL, 1 process"] / raw,
-        "PostgreSQL, 2 processes / 1": (medians["PostgreSQL, 2 processes"]
-                                        / medians["PostgreSQL, 1 process"]),
-    }
+    ratios = {f"{name} / raw": medians[name] / raw for name in CONTENDERS
+              if CONTENDERS[name][1] == 1}
+    ratios["PostgreSQL, 2 members / 1"] = (medians["PostgreSQL, 2 members"]
+                                           / medians["PostgreSQL, 1 member"])
     # by CPU per record (steadier on a shared machine): raw's CPU over the contender's
-    cpu_ratios = {
-        "SQLite, 1 process / raw": cpu_us["raw consume"] / cpu_us["SQLite, 1 process"],
-        "PostgreSQL, 1 process / raw": (cpu_us["raw consume"]
-                                        / cpu_us["PostgreSQL, 1 process"]),
-    }
+    cpu_ratios = {f"{name} / raw": cpu_us["raw consume"] / cpu_us[name] for name in CONTENDERS
+                  if CONTENDERS[name][1] == 1}
     return {"events": n, "records": stored, "repeat": repeat, "cores": os.cpu_count(),
             "load": os.getloadavg(), "records_per_s": medians, "cpu_us_per_record": cpu_us,
             "server_cpu_us_per_record": {name: statistics.median(values) * 1e6
                                          for name, values in server_cpus.items()},
+            "reader_cpu_us_per_record": {name: statistics.median(values) * 1e6
+                                         for name, values in reader_cpus.items()},
             "runs": rates, "ratios": ratios, "cpu_ratios": cpu_ratios}
 
 
@@ -331,10 +346,13 @@ def render(report: dict[str, Any]) -> None:
     table.add_column("contender")
     table.add_column("records/s", justify="right")
     table.add_column("CPU µs/record", justify="right")
+    table.add_column("of which reader", justify="right")
     table.add_column("server CPU µs/record", justify="right")
     served = report.get("server_cpu_us_per_record", {})
+    reading = report.get("reader_cpu_us_per_record", {})
     for name, rate in report["records_per_s"].items():
         table.add_row(name, f"{rate:,.0f}", f"{report['cpu_us_per_record'][name]:.1f}",
+                      f"{reading[name]:.1f}" if name in reading else "",
                       f"{served[name]:.1f}" if name in served else "")
     console.print(table)
     load = ", ".join(f"{x:.2f}" for x in report["load"])
@@ -346,6 +364,8 @@ def render(report: dict[str, Any]) -> None:
     for name, ratio in report["ratios"].items():
         if name in TARGETS:
             verdict = "ok" if ratio >= TARGETS[name] else f"BELOW the {TARGETS[name]}x target"
+        elif "2 members" not in name:
+            verdict = "for reference: the member reading and applying in one process"
         elif cores >= 4:
             verdict = ("ok" if ratio >= TWO_PROCESS_TARGET
                        else f"BELOW the {TWO_PROCESS_TARGET}x target")

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from consumers.pipeline import ReaderProcess, reader_config, resume_at
 from consumers.projection import Projection, ProjectionRunner, RunStats, paused_gc
 from consumers.views import ViewStore
 from ledger.errors import OperationalError
@@ -46,6 +47,24 @@ HEADER_ORIGIN = "pdl-dead-letter-origin"
 YOUNG_GC_BATCHES = 10
 #: ... and everything every this many seconds, for cycles that reached the old generation.
 FULL_GC_SECONDS = 300.0
+
+
+class Collector:
+    """The cyclic GC's work while it is paused (``paused_gc``) in a long-lived member: the
+    young generations every ``YOUNG_GC_BATCHES`` batches, everything every
+    ``FULL_GC_SECONDS``."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.full_at = time.monotonic() + FULL_GC_SECONDS
+
+    def after_batch(self) -> None:
+        self.batches += 1
+        if self.batches % YOUNG_GC_BATCHES == 0:
+            gc.collect(1)
+        if time.monotonic() >= self.full_at:
+            gc.collect()
+            self.full_at = time.monotonic() + FULL_GC_SECONDS
 
 
 class PollingConsumer:
@@ -77,7 +96,7 @@ class KafkaGroupConsumer:
 
     def __init__(self, log: Any, store: ViewStore, projections: Sequence[Projection], *,
                  group_id: str | None = None, batch_size: int = CONSUME_BATCH,
-                 dead_letter_topic: str | None = None):
+                 dead_letter_topic: str | None = None, pipeline: bool = False):
         from ledger.kafka import KafkaEventLog
 
         if not isinstance(log, KafkaEventLog):
@@ -92,18 +111,30 @@ class KafkaGroupConsumer:
         self._consumer: Any = None
         self.assigned: set[int] = set()  # partitions this member owns now
         self.ever_assigned: set[int] = set()
+        #: read in a process of its own (``consumers.pipeline``)
+        self.pipeline = pipeline
+        self._reader: ReaderProcess | None = None
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds this member used so far: this process's, and its reader's."""
+        return time.process_time() + self.reader_cpu_seconds()
+
+    def reader_cpu_seconds(self) -> float:
+        """CPU seconds of the reader process as of its last message (0 without one)."""
+        return self._reader.cpu if self._reader else 0.0
 
     # --- the group member ---------------------------------------------------------------
 
     def _seek_to_tracked(self, consumer: Any, partitions: Sequence[Any]) -> None:
-        positions = self.runner.positions().values()
+        resume = resume_at(self.runner.positions(), [tp.partition for tp in partitions])
         for tp in partitions:
-            done = min((pos.get(tp.partition, -1) for pos in positions), default=-1)
-            consumer.seek(tp, done + 1)
+            consumer.seek(tp, resume[tp.partition])
 
     def run(self, stop: threading.Event, *, idle_exit: float | None = None,
             on_batch: Callable[[RunStats], None] | None = None) -> RunStats:
         """Consume until ``stop`` is set (or, with ``idle_exit``, after that many idle seconds)."""
+        if self.pipeline:
+            return self._run_pipelined(stop, idle_exit, on_batch)
         from kafka import KafkaConsumer
         from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
@@ -150,7 +181,7 @@ class KafkaGroupConsumer:
         everything every ``FULL_GC_SECONDS``."""
         from kafka import OffsetAndMetadata
 
-        batches, full_at = 0, time.monotonic() + FULL_GC_SECONDS
+        collector = Collector()
         self.dead_letters.flush(self.store)  # any a crash left unsent
         while not stop.is_set():
             polled = consumer.poll(timeout_ms=500, max_records=self.batch_size)
@@ -176,12 +207,53 @@ class KafkaGroupConsumer:
                 consumer.commit_async(hint)
             except Exception as exc:  # noqa: BLE001 - a hint only: the views hold the truth
                 log.info("group offset hint not committed: %s", exc)
-            batches += 1
-            if batches % YOUNG_GC_BATCHES == 0:
-                gc.collect(1)
-            if time.monotonic() >= full_at:
-                gc.collect()
-                full_at = time.monotonic() + FULL_GC_SECONDS
+            collector.after_batch()
+
+
+    def _run_pipelined(self, stop: threading.Event, idle_exit: float | None,
+                       on_batch: Callable[[RunStats], None] | None) -> RunStats:
+        """``run`` as the applier of a reader process (``consumers.pipeline``)."""
+        total, idle_since = RunStats(), time.monotonic()
+        collector = Collector()
+        self.dead_letters.flush(self.store)  # any a crash left unsent
+        self._reader = reader = ReaderProcess(
+            reader_config(self.log, self.group_id, self.batch_size))
+        try:
+            with paused_gc():
+                while not stop.is_set():
+                    message = reader.receive(timeout=0.5)
+                    if message is None:
+                        continue
+                    kind = message[0]
+                    if kind == "batch":
+                        idle_since = time.monotonic()
+                        stats = self.runner.process(message[2])
+                        reader.send("ack", message[1])
+                        del message
+                        total.add(stats)
+                        if stats.bad:
+                            self.dead_letters.flush(self.store)
+                        if on_batch:
+                            on_batch(stats)
+                        collector.after_batch()
+                    elif kind == "idle":
+                        if not message[1]:
+                            idle_since = time.monotonic()  # joining or rebalancing
+                        elif (idle_exit is not None
+                              and time.monotonic() - idle_since >= idle_exit):
+                            break
+                    elif kind == "assigned":
+                        self.assigned |= set(message[1])
+                        self.ever_assigned |= self.assigned
+                        reader.send("resume", resume_at(self.runner.positions(), message[1]))
+                    elif kind == "revoked":
+                        # every batch the reader sent before this message is committed
+                        self.assigned -= set(message[1])
+                        reader.send("drained", None)
+        finally:
+            reader.stop()
+            self.dead_letters.close()
+        return total
 
 
 class DeadLetters:
@@ -243,4 +315,5 @@ def make_consumer(log: EventLog, store: ViewStore, projections: Sequence[Project
         return KafkaGroupConsumer(log, store, projections, **kwargs)
     kwargs.pop("group_id", None)
     kwargs.pop("dead_letter_topic", None)
+    kwargs.pop("pipeline", None)
     return PollingConsumer(log, store, projections, **kwargs)

@@ -712,10 +712,9 @@ class KafkaEventLog(EventLog):
         return _log_records([record])[0]
 
     def consumed(self, polled: Mapping[Any, Sequence[ConsumerRecord]]) -> list[LogRecord]:
-        """What a group member's ``poll`` returned, as records in log order (partition,
-        offset): each partition's come in offset order."""
-        return _log_records([r for tp in sorted(polled, key=lambda tp: tp.partition)
-                             for r in polled[tp]])
+        """What a group member's ``poll`` returned, as records in log order (see
+        ``consumed``, the function: a reader process has no log object)."""
+        return consumed(polled)
 
     def read(
         self,
@@ -865,6 +864,13 @@ def _plan(names: tuple[str, ...]) -> tuple[int | None, int | None, KafkaLayout |
             _PLANS.clear()
         plan = _PLANS[names] = (id_at, type_at, layout)
     return plan
+
+
+def consumed(polled: Mapping[Any, Sequence[ConsumerRecord]]) -> list[LogRecord]:
+    """What a group member's ``poll`` returned, as records in log order (partition,
+    offset): each partition's come in offset order."""
+    return _log_records([r for tp in sorted(polled, key=lambda tp: tp.partition)
+                         for r in polled[tp]])
 
 
 def _log_records(records: Sequence[ConsumerRecord]) -> list[LogRecord]:

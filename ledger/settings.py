@@ -169,6 +169,10 @@ class Settings:
     #: (``LEDGER_SCOPE_INDEX``; ``consumers.scope_index``): milliseconds per scope answer
     #: instead of tens to hundreds, for ~30 bytes per segment (~130 MB at 10M events).
     scope_index: bool = True
+    #: Whether a ``pdl consume`` member on Kafka reads in a process of its own while its
+    #: main process applies (``LEDGER_CONSUME_PIPELINE``; ``consumers.pipeline``): on two
+    #: or more cores about twice the records per second; ``0`` for one process.
+    consume_pipeline: bool = True
     #: A first admin token for ``pdl serve`` to accept (``LEDGER_ADMIN_TOKEN_FILE``, a
     #: Docker secret made with ``pdl token new``); only its hash is stored.
     admin_token_file: Path | None = None
@@ -375,6 +379,7 @@ ENV: tuple[Var, ...] = (
     Var("rebuild_batch", "REBUILD_BATCH", integer(1)),
     Var("view_cache_entries", "VIEW_CACHE_ENTRIES", integer(1)),
     Var("scope_index", "SCOPE_INDEX", flag),
+    Var("consume_pipeline", "CONSUME_PIPELINE", flag),
     Var("admin_token_file", "ADMIN_TOKEN_FILE", path),
     Var("ingest_max_bytes", "INGEST_MAX_BYTES", integer(1024)),
     Var("ingest_max_events", "INGEST_MAX_EVENTS", integer(1)),

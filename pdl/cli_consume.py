@@ -29,8 +29,10 @@ def cmd_consume(args: argparse.Namespace) -> int:
     with open_ledger(args) as ledger:
         store = open_views(ledger.settings)
         try:
+            pipeline = (ledger.settings.consume_pipeline if args.pipeline is None
+                        else args.pipeline)
             consumer = make_consumer(ledger.log, store, select(names), group_id=args.group,
-                                     batch_size=args.batch_size)
+                                     batch_size=args.batch_size, pipeline=pipeline)
             seen = [0]
 
             def on_batch(stats: RunStats) -> None:
@@ -58,5 +60,8 @@ def register(sub: argparse._SubParsersAction, add: Add) -> None:  # type: ignore
     p.add_argument("--group", help="consumer group (LEDGER_KAFKA_GROUP_ID)")
     p.add_argument("--batch-size", type=int, default=CONSUME_BATCH, metavar="N",
                    help=f"records per view transaction at most (default {CONSUME_BATCH})")
+    p.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=None,
+                   help="Kafka: read in a process of its own while this one applies "
+                        "(default LEDGER_CONSUME_PIPELINE, on)")
     p.add_argument("--idle-exit", type=float, metavar="SECONDS",
                    help="exit after this many seconds without new records")

@@ -121,6 +121,22 @@ def kafka_settings(base: Settings, bootstrap: str, **overrides: Any) -> Settings
     return base.with_(backend="kafka", kafka=kafka)
 
 
+def kafka_cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `pdl` command on the Kafka settings of a test (its topic,
+    group, data folder and master key), plus ``extra``."""
+    from base64 import urlsafe_b64encode
+
+    assert settings.master_key is not None
+    k = settings.kafka
+    assert k.bootstrap_servers and k.dead_letter_topic and k.group_id
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+            "LEDGER_BACKEND": "kafka", "LEDGER_DATA_DIR": str(settings.data_dir),
+            "LEDGER_MASTER_KEY": urlsafe_b64encode(settings.master_key).decode(),
+            "LEDGER_KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
+            "LEDGER_KAFKA_TOPIC": k.topic, "LEDGER_KAFKA_DEAD_LETTER_TOPIC": k.dead_letter_topic,
+            "LEDGER_KAFKA_GROUP_ID": k.group_id, **extra}
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     """The same settings on each backend: tests using this run once per backend."""

@@ -9,18 +9,16 @@ skipped, rows about no one applied once.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from base64 import urlsafe_b64encode
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import kafka_settings
+from conftest import kafka_cli_env, kafka_settings
 from eventkit import dump_views as _dump_views
 
 from consumers.postgres import PostgresViewStore
@@ -85,15 +83,7 @@ def test_three_consumers_one_killed_equal_a_one_process_rebuild(
     kafka = kafka_settings(settings, kafka_bootstrap, partitions=6)
     events = workload()
     ledger = Ledger(kafka)  # the topic exists before the members subscribe
-    assert kafka.master_key is not None
-    env = {**os.environ, "PYTHONPATH": str(ROOT),
-           "LEDGER_BACKEND": "kafka", "LEDGER_DATA_DIR": str(kafka.data_dir),
-           "LEDGER_MASTER_KEY": urlsafe_b64encode(kafka.master_key).decode(),
-           "LEDGER_KAFKA_BOOTSTRAP_SERVERS": kafka.kafka.bootstrap_servers,
-           "LEDGER_KAFKA_TOPIC": kafka.kafka.topic,
-           "LEDGER_KAFKA_DEAD_LETTER_TOPIC": kafka.kafka.dead_letter_topic,
-           "LEDGER_KAFKA_GROUP_ID": kafka.kafka.group_id,
-           "LEDGER_VIEWS_URL": postgres_url}
+    env = kafka_cli_env(kafka, LEDGER_VIEWS_URL=postgres_url)
     members = [subprocess.Popen([sys.executable, "-m", "pdl.cli", "consume",
                                  "--batch-size", "50"], cwd=ROOT, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)

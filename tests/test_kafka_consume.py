@@ -28,7 +28,7 @@ from ledger.errors import LedgerError
 from ledger.settings import Settings
 from schemas import encode, parse_wire
 from schemas.examples import EXAMPLES
-from conftest import DEV_ENV, IN_CI, KAFKA_DEV, kafka_settings
+from conftest import DEV_ENV, IN_CI, KAFKA_DEV, kafka_cli_env, kafka_settings
 from eventkit import dump_views as _dump_views
 
 pytestmark = pytest.mark.kafka
@@ -75,14 +75,15 @@ def fresh_rebuild(ledger: Ledger) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def consume(ledger: Ledger, store: SQLiteViewStore, *, idle: float = 3.0,
-            group: str | None = None) -> Any:
+            group: str | None = None, pipeline: bool = False) -> Any:
     member = KafkaGroupConsumer(ledger.log, store, all_projections(), group_id=group,
-                                batch_size=200)
+                                batch_size=200, pipeline=pipeline)
     return member.run(threading.Event(), idle_exit=idle)
 
 
+@pytest.mark.parametrize("pipeline", [False, True], ids=["one-process", "pipeline"])
 def test_group_consumer_equals_a_fresh_rebuild_and_ignores_retried_publishes(
-        kafka: Settings, tmp_path: Path) -> None:
+        kafka: Settings, tmp_path: Path, pipeline: bool) -> None:
     with Ledger(kafka) as ledger:
         # A payment processor registered first (an event about no one), then people's
         # payment data shared with it, from every partition.
@@ -92,7 +93,7 @@ def test_group_consumer_equals_a_fresh_rebuild_and_ignores_retried_publishes(
         ledger.publish(events[300:])  # a retried publish: 100 events again
         ledger.publish([paid(i) for i in range(40)])
         store = SQLiteViewStore(tmp_path / "views.db")
-        stats = consume(ledger, store)
+        stats = consume(ledger, store, pipeline=pipeline)
         assert stats.records >= 700 and stats.duplicates > 0
         assert dump_views(store, all_projections()) == fresh_rebuild(ledger)
         # each event applied once, the retried 100 not twice (and the registration, the 40
@@ -102,15 +103,18 @@ def test_group_consumer_equals_a_fresh_rebuild_and_ignores_retried_publishes(
         assert list_findings(store, clause="2.1.1(3)b") == []
 
 
+@pytest.mark.parametrize("pipeline", [False, True], ids=["one-process", "pipeline"])
 def test_two_members_share_partitions_and_a_crash_loses_nothing(kafka: Settings,
-                                                                 tmp_path: Path) -> None:
+                                                                 tmp_path: Path,
+                                                                 pipeline: bool) -> None:
     with Ledger(kafka) as ledger:
         for start in range(0, 1200, 200):
             ledger.publish([wire(i) for i in range(start, start + 200)])
         store_path = tmp_path / "views.db"
         stop_a, stop_b = threading.Event(), threading.Event()
         stores = [SQLiteViewStore(store_path), SQLiteViewStore(store_path)]
-        members = [KafkaGroupConsumer(ledger.log, s, all_projections(), batch_size=50)
+        members = [KafkaGroupConsumer(ledger.log, s, all_projections(), batch_size=50,
+                                      pipeline=pipeline)
                    for s in stores]
         seen_a: list[int] = []
         thread_a = threading.Thread(target=lambda: members[0].run(
@@ -280,21 +284,12 @@ def test_broker_killed_mid_projection_then_views_equal_a_rebuild(kafka: Settings
 
 
 def test_pdl_consume_stops_cleanly_on_sigterm(kafka: Settings, tmp_path: Path) -> None:
-    import os
     import signal
     import sys
-    from base64 import urlsafe_b64encode
 
     with Ledger(kafka) as ledger:
         ledger.publish([wire(i) for i in range(50)])
-    assert kafka.master_key is not None
-    env = {**os.environ,
-           "LEDGER_BACKEND": "kafka", "LEDGER_DATA_DIR": str(kafka.data_dir),
-           "LEDGER_MASTER_KEY": urlsafe_b64encode(kafka.master_key).decode(),
-           "LEDGER_KAFKA_BOOTSTRAP_SERVERS": kafka.kafka.bootstrap_servers,
-           "LEDGER_KAFKA_TOPIC": kafka.kafka.topic,
-           "LEDGER_KAFKA_DEAD_LETTER_TOPIC": kafka.kafka.dead_letter_topic,
-           "LEDGER_KAFKA_GROUP_ID": kafka.kafka.group_id}
+    env = kafka_cli_env(kafka)
     proc = subprocess.Popen([sys.executable, "-m", "pdl.cli", "consume", "--json"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     views = kafka.views_file
