@@ -192,3 +192,37 @@ def test_pdl_serve_restarted_shows_the_last_summary_at_once(
                 assert time.monotonic() < deadline, "the overview never became current"
                 time.sleep(0.2)
                 state, words = _findings_label(client)
+
+
+def test_a_restarted_server_shows_the_kept_activity_chart_labelled(
+        data: tuple[Settings, str]) -> None:
+    from pdl.web import KEPT_ACTIVITY
+    from pdl.web.pages import ACTIVITY_VIEWS, activity, activity_from_json
+    from pdl.web.summary import AuditStableCache
+
+    settings, _ = data
+    kept = settings.data_dir / KEPT_ACTIVITY
+    with _served(settings) as service:
+        first: AuditStableCache[object] = AuditStableCache(ACTIVITY_VIEWS, kept,
+                                                           activity_from_json)
+        drawn = first.latest(service, service.views, activity)
+        assert drawn.current and kept.exists()
+    with Ledger(settings) as ledger:
+        ledger.publish_lines(list(simulate(5, seed=71)))
+    with _served(settings) as service:
+        again: AuditStableCache[object] = AuditStableCache(ACTIVITY_VIEWS, kept,
+                                                           activity_from_json)
+        shown = again.latest(service, service.views, activity)
+        assert again.restored == 1 and again.computed == 0
+        assert not shown.current and shown.value == drawn.value and shown.behind > 0
+        assert shown.positions == drawn.positions
+        assert again.wait(60)
+        current = again.latest(service, service.views, activity)
+        assert current.current and current.value == activity(service.views)
+        assert again.computed == 0 and again.revalidated == 1
+        # only ever an earlier answer: with nothing new, a kept chart is still not current
+    with _served(settings) as service:
+        third: AuditStableCache[object] = AuditStableCache(ACTIVITY_VIEWS, kept,
+                                                           activity_from_json)
+        assert not third.latest(service, service.views, activity).current
+        assert third.restored == 1

@@ -592,12 +592,22 @@ class AuditStableCache(Generic[T]):
     keeps: ``consumers.clock`` and the others skip ``ledger.queried``).
 
     ``latest`` adds stale-while-revalidate: when the answer no longer holds, the last one
-    is returned marked as not current while a fresh one is computed in the background."""
+    is returned marked as not current while a fresh one is computed in the background.
+    With ``keep`` (a file, and ``decode`` turning its JSON back into an answer), the latest
+    answer is kept there for the next server, whose first ``latest`` shows it as not
+    current (``pdl.web.kept``)."""
 
-    def __init__(self, projections: Sequence[str]) -> None:
+    def __init__(self, projections: Sequence[str], keep: Path | None = None,
+                 decode: Callable[[Any], T] | None = None) -> None:
         self.projections = tuple(projections)
         self._lock = threading.Lock()
         self._entry: tuple[str, dict[str, Position], T] | None = None
+        self._kept = KeptAnswer(keep) if keep is not None and decode is not None else None
+        self._decode = decode
+        #: the answer the last server kept: shown only as not current, never reused
+        self._restored: tuple[str, dict[str, Position], T] | None = None
+        self._restore_tried = False
+        self.restored = 0
         self._revalidating = Revalidator("pdl-web-revalidate-chart")
         #: False: never show an earlier answer (as ``FindingsSummaryCache.revalidate``)
         self.revalidate = True
@@ -622,12 +632,13 @@ class AuditStableCache(Generic[T]):
         """As ``get``, but an answer no longer valid is returned marked as not current
         (if the views can be read aside: a SQLite file, PostgreSQL) while ``compute`` runs in the background
         on a read snapshot of a second connection."""
+        self._restore(service)
         positions, value = self._reused(service, views)
         if value is not None:
             return Stamped(value[0], positions, True, 0)
         log_id = service.ledger.log.log_id
         with self._lock:
-            entry = self._entry
+            entry = self._entry if self._entry is not None else self._restored
         if (entry is not None and entry[0] == log_id and self.revalidate
                 and not self._aside_failed and can_read_aside(service)
                 and all(not_behind(positions[n], entry[1][n]) for n in self.projections)):
@@ -640,7 +651,35 @@ class AuditStableCache(Generic[T]):
         fresh = compute(views)
         self._aside_failed = False
         self._keep(log_id, positions, fresh, computed=True)
+        self._save(service, positions, fresh)
         return Stamped(fresh, positions, True, 0)
+
+    def _restore(self, service: QueryService) -> None:
+        """Read back (once) the answer the last server kept, if of these log and views."""
+        if self._kept is None or self._decode is None or self._restore_tried:
+            return
+        self._restore_tried = True
+        data = self._kept.load(_kept_of(service))
+        if data is None:
+            return
+        try:
+            positions = {n: {int(p): int(o) for p, o in data["positions"][n].items()}
+                         for n in self.projections}
+            value = self._decode(data["value"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return
+        with self._lock:
+            if self._entry is None:
+                self._restored = (service.ledger.log.log_id, positions, value)
+                self.restored += 1
+
+    def _save(self, service: QueryService, positions: dict[str, Position], value: T) -> None:
+        """Keep the answer for the next server (small: written where it was computed)."""
+        if self._kept is not None:
+            self._kept.save(_kept_of(service), {
+                "positions": {n: {str(p): o for p, o in positions[n].items()}
+                              for n in self.projections}, "value": value},
+                tuple(records(positions[n]) for n in self.projections))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the background computation under way (if any); whether none is left."""
@@ -684,6 +723,7 @@ class AuditStableCache(Generic[T]):
                 positions = {n: views.position(n, log_id) for n in self.projections}
                 value = compute(views)
             self._keep(log_id, positions, value, computed=False)
+            self._save(service, positions, value)
         except Exception as exc:  # noqa: BLE001 - whatever failed aside, a request computes
             self._aside_failed = True
             LOG.warning("computing a dashboard chart aside failed: %s: %s",
