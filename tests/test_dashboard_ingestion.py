@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from apikit import publish_sample, sample_settings
-from test_dashboard_summary import fresh, service  # noqa: F401 (a fixture)
+from test_dashboard_summary import fresh, sample_service, service  # noqa: F401 (a fixture)
 from test_queries_cli import ALICE, EMAIL
 from webkit import WebLive, signed_in, web_server
 
@@ -277,12 +277,8 @@ def test_the_chart_redrawn_aside_beside_judging_processes_never_fails(
 def pg_service(tmp_path: Path, postgres_server: Any) -> Iterator[QueryService]:
     """The summary tests' service, its views in a schema of the session's PostgreSQL."""
     settings = sample_settings(tmp_path / "data").with_(views_url=postgres_server.new_schema())
-    publish_sample(settings)
-    with Ledger(settings) as ledger:
-        ledger.publish_lines(list(simulate(20, seed=5)))
-    with QueryService(Ledger(settings)) as service:
-        service.catch_up()
-        yield service
+    with sample_service(settings) as served:
+        yield served
 
 
 def test_postgres_views_are_judged_aside_while_the_page_shows_the_last_answer(
