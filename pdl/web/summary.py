@@ -215,8 +215,11 @@ class FindingsSummaryCache:
     ``prejudge``: once a minute has been asked for, the next minute is judged from its
     second ``PREJUDGE_AFTER_S`` on, in a background thread, on a read snapshot of the views
     (a second connection to the SQLite file or PostgreSQL database; none for views in
-    memory), so the first overview
-    of the next minute finds its answer ready, checked like any other.
+    memory), so the first overview of the next minute finds its answer ready, checked like
+    any other.
+
+    ``keep``: a file where the latest answer is kept for the next server
+    (``pdl.web.kept``), whose first ``judgement`` shows it as not current (``warm``).
     """
 
     PREJUDGE_AFTER_S = 40
