@@ -43,6 +43,11 @@ timed again in the same run:
 
 Both against ``overview`` (no ingestion) as the baseline, ratios printed.
 
+``--views postgres`` keeps the views in PostgreSQL instead of the SQLite file beside the
+log (``--pg-url``, or a server started for the run from Debian's package, tests/pgkit.py;
+the views are built afresh in a schema of their own each run): the same rows, the
+judgements aside then on connections of their own to that schema.
+
 Every request, page or JSON, is audited (appends a ``ledger.queried`` event) and catches
 the views up: that is part of what is measured. Target (issue 16): p50 <= 300 ms on 1M
 events, for the overview and the register.
@@ -197,6 +202,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=21)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--views", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--pg-url", help="with --views postgres: this server's database "
+                        "(default: a server started for the run)")
     parser.add_argument("--restarts", type=int, default=3,
                         help="restarts timed with and without the last answers kept")
     parser.add_argument("--ingest-rate", type=int, default=100,
@@ -213,8 +221,12 @@ def main() -> int:
     started = time.perf_counter()
     ensure_log(directory, args.events)
     settings = settings_for(directory)
+    pg_server = None
+    if args.views == "postgres":
+        pg_server, url = postgres_views(args.pg_url)
+        settings = settings.with_(views_url=url)
     service = QueryService(Ledger(settings))
-    print(f"catching the views up ({directory}) ...", file=sys.stderr, flush=True)
+    print(f"catching the views up ({directory}, {args.views}) ...", file=sys.stderr, flush=True)
     service.catch_up()
     built = time.perf_counter() - started
     principals = SQLitePrincipalStore.for_data_dir(settings.data_dir)
@@ -279,14 +291,15 @@ def main() -> int:
             if args.ingest_rate > 0 else None
     server.should_exit = True
     events = service.ledger.log.count()
-    result = {"events": events, "ready_s": round(built, 1), "overview_cold_ms": round(cold, 1),
+    result = {"events": events, "views": args.views, "ready_s": round(built, 1), "overview_cold_ms": round(cold, 1),
               "overview_new_minute_ms": round(new_minute, 1), "restart": restart,
               "summaries_computed": computed, "summaries_reused": reused,
               "summaries_prejudged": prejudged, "rows": rows, "ingestion": ingest}
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"log: {events:,} records, built or reopened and caught up in {built:.1f} s")
+        print(f"log: {events:,} records, built or reopened and caught up in {built:.1f} s "
+              f"({args.views} views)")
         print(f"overview-cold      {cold:>8.1f} ms (first request: clock rules judged while "
               "waiting)")
         print(f"overview-new-min   {new_minute:>8.1f} ms (first of a new minute, judged ahead in "
@@ -317,7 +330,38 @@ def main() -> int:
                   f"{ingest['charts_redrawn']} charts")
     service.close()
     principals.close()
+    if pg_server is not None:
+        import shutil
+
+        pg_server.stop()
+        shutil.rmtree(pg_server.root, ignore_errors=True)
     return 0
+
+
+def postgres_views(url: str | None) -> tuple[Any, str]:
+    """A fresh schema for the views: on the server at ``url``, or on one started for the
+    run (returned, to stop)."""
+    server = None
+    if url is None:
+        sys.path.insert(0, str(ROOT / "tests"))
+        import tempfile
+
+        from pgkit import PostgresServer, find_bin, free_port
+
+        bin_dir = find_bin()
+        if bin_dir is None:
+            raise SystemExit("no PostgreSQL server binaries: apt-get install postgresql, "
+                             "or give --pg-url")
+        server = PostgresServer(bin_dir, Path(tempfile.mkdtemp(prefix="pdl-bench-web-pg-")),
+                                free_port())
+        server.start()
+        url = server.url()
+    import psycopg
+
+    schema = f"web_{int(time.time())}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return server, f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
 
 
 def fresh_caches(app: Any, kept: Path) -> None:
