@@ -72,8 +72,11 @@ def _kept_written(path: Path, position: dict[int, int]) -> dict[str, object]:
 
 
 def test_a_restarted_server_shows_the_kept_summary_labelled_then_a_fresh_one(
-        data: tuple[Settings, str]) -> None:
+        data: tuple[Settings, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import pdl.web.summary as summary
+
     settings, _ = data
+    monkeypatch.setattr(summary, "KEEP_EVERY_S", 0)  # keep every answer, not every 30 s
     kept = settings.data_dir / KEPT_FINDINGS
     with _served(settings) as service:
         first = FindingsSummaryCache(prejudge=False, keep=kept)
@@ -226,3 +229,21 @@ def test_a_restarted_server_shows_the_kept_activity_chart_labelled(
                                                            activity_from_json)
         assert not third.latest(service, service.views, activity).current
         assert third.restored == 1
+
+
+def test_kept_answers_are_written_at_most_every_so_often_and_in_order(tmp_path: Path) -> None:
+    from pdl.web.kept import KeptAnswer
+
+    of = {"log_id": "log", "views": "sqlite /x"}
+    path = tmp_path / "kept.json"
+    KeptAnswer(path).save(of, {"n": 1}, (1,), every_s=30)
+    assert KeptAnswer(path).load(of) == {"n": 1}
+    KeptAnswer(path).save(of, {"n": 2}, (2,), every_s=30)  # written a moment ago: kept
+    assert KeptAnswer(path).load(of) == {"n": 1}
+    writer = KeptAnswer(path)
+    writer.save(of, {"n": 3}, (3,))
+    writer.save(of, {"n": 2}, (2,))  # earlier than what this writer kept: not written
+    assert KeptAnswer(path).load(of) == {"n": 3}
+    assert KeptAnswer(path).load({**of, "log_id": "other"}) is None
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -29,8 +29,8 @@ def main() -> int:
     finally:
         store.close()
     if keep is not None:  # for the next server (pdl.web.kept)
-        path, of = keep
-        KeptAnswer(path).save(of, entry.to_json(), entry.order())
+        path, of, every_s = keep
+        KeptAnswer(path).save(of, entry.to_json(), entry.order(), every_s)
     sys.stdout.buffer.write(pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL))
     return 0
 

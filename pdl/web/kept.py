@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,20 @@ class KeptAnswer:
         answer = data.get("answer")
         return answer if isinstance(answer, dict) else None
 
-    def save(self, of: dict[str, Any], answer: dict[str, Any], order: tuple[Any, ...]
-             ) -> None:
+    def save(self, of: dict[str, Any], answer: dict[str, Any], order: tuple[Any, ...],
+             every_s: float = 0) -> None:
         """Keep ``answer`` unless one later in ``order`` (minute, records) was kept by
-        this process; a failure is logged, never raised (the page does not need it)."""
+        this process, or the file was written less than ``every_s`` seconds ago; a
+        failure is logged, never raised (the page does not need it)."""
         with self._lock:
             if self._saved is not None and order < self._saved:
                 return
+            if every_s > 0:
+                try:
+                    if time.time() - self.path.stat().st_mtime < every_s:
+                        return
+                except OSError:
+                    pass  # none yet
             temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             try:
                 write_private(temporary, json.dumps({"of": {**of, "format": FORMAT},

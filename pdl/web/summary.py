@@ -70,6 +70,9 @@ FINDINGS = "findings"
 MAX_SCAN = 20_000
 #: A judgement aside taking longer is given up (the next request judges while it waits).
 JUDGING_TIMEOUT_S = 600
+#: The judging process keeps its answer for the next server at most this often: under
+#: ingestion judgements follow each other, and the file (megabytes at 1M events) need not.
+KEEP_EVERY_S = 30
 
 
 def minute_of(now: datetime) -> datetime:
@@ -466,7 +469,7 @@ class FindingsSummaryCache:
             return None
         settings = Settings()
         clocks = tuple(sorted(clock_values(settings).items()))
-        keep = None if kept is None else (kept.path, _kept_of(service))
+        keep = None if kept is None else (kept.path, _kept_of(service), KEEP_EVERY_S)
         arguments = (opener, service.ledger.log.log_id, minute, clocks, settings, keep)
         # the child imports the same code as this process
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
