@@ -346,7 +346,7 @@ def postgres_views(url: str | None) -> tuple[Any, str]:
         sys.path.insert(0, str(ROOT / "tests"))
         import tempfile
 
-        from pgkit import PostgresServer, find_bin, free_port
+        from pgkit import PostgresServer, find_bin, free_port  # type: ignore[import-not-found]
 
         bin_dir = find_bin()
         if bin_dir is None:

@@ -73,7 +73,7 @@ def _kept_written(path: Path, position: dict[int, int]) -> dict[str, object]:
 
 def test_a_restarted_server_shows_the_kept_summary_labelled_then_a_fresh_one(
         data: tuple[Settings, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import pdl.web.summary as summary
+    from pdl.web import summary
 
     settings, _ = data
     monkeypatch.setattr(summary, "KEEP_EVERY_S", 0)  # keep every answer, not every 30 s
@@ -106,7 +106,7 @@ def test_a_restarted_server_shows_the_kept_summary_labelled_then_a_fresh_one(
 
 def test_a_kept_summary_of_other_views_or_damaged_is_not_shown(
         data: tuple[Settings, str]) -> None:
-    settings, key = data
+    settings, _ = data
     kept = settings.data_dir / KEPT_FINDINGS
     with _served(settings) as service:
         judged = FindingsSummaryCache(prejudge=False, keep=kept).judgement(
@@ -185,16 +185,15 @@ def test_pdl_serve_restarted_shows_the_last_summary_at_once(
     assert before is not None
     with Ledger(settings) as ledger:
         ledger.publish_lines(list(simulate(5, seed=67)))
-    with spawned(env, cwd=ROOT) as (url, _):
-        with closing(_signed_in(url, token)) as client:
+    with spawned(env, cwd=ROOT) as (url, _), closing(_signed_in(url, token)) as client:
+        state, words = _findings_label(client)
+        assert state == "stale" and "Not current, updating" in words, words
+        assert f"as of log position {before.group(1)}" in words
+        deadline = time.monotonic() + 60
+        while state != "current":
+            assert time.monotonic() < deadline, "the overview never became current"
+            time.sleep(0.2)
             state, words = _findings_label(client)
-            assert state == "stale" and "Not current, updating" in words, words
-            assert f"as of log position {before.group(1)}" in words
-            deadline = time.monotonic() + 60
-            while state != "current":
-                assert time.monotonic() < deadline, "the overview never became current"
-                time.sleep(0.2)
-                state, words = _findings_label(client)
 
 
 def test_a_restarted_server_shows_the_kept_activity_chart_labelled(
