@@ -24,6 +24,7 @@ from typing import Any
 from consumers.projection import Item
 from consumers.rows import (
     DEFAULT_CACHE_ENTRIES,
+    VALUE,
     KeyedWrites,
     MaskedProjection,
     WriteCache,
@@ -297,11 +298,11 @@ def _closed(b: _Batch, p: str, t: int, d: SubjectClosed) -> None:
 
 def _collected(b: _Batch, p: str, t: int, d: DataCollected) -> None:
     src = d.source
-    kind = src.kind.value
+    kind = VALUE[src.kind]
     party = src.party or ""
     mask = mask_of(d.categories)
     stored = d.retention_days != 0
-    ground = d.legal_ground.value if d.legal_ground else None
+    ground = VALUE[d.legal_ground] if d.legal_ground else None
     row = (p, kind, party, d.purpose, mask, mask if stored else 0, mask if d.optional else 0,
            ground, d.consent_id, t)
     key = ("c", p, kind, party, d.purpose)
@@ -339,7 +340,7 @@ def _hold(b: _Batch, p: str, store: str, location: str, backup: int, mask: int, 
 
 
 def _used(b: _Batch, p: str, t: int, d: DataUsed) -> None:
-    ground = d.legal_ground.value if d.legal_ground else ""
+    ground = VALUE[d.legal_ground] if d.legal_ground else ""
     consent = d.consent_id or ""
     mask = mask_of(d.categories)
     if _news(b.seen, ("u", p, d.purpose, ground, consent), mask, t):
@@ -353,7 +354,7 @@ def _shared(b: _Batch, p: str, t: int, d: DataShared) -> None:
 
 
 def _erased(b: _Batch, p: str, t: int, d: DataErased) -> None:
-    method = d.method.value
+    method = VALUE[d.method]
     if method == SHREDDED:
         b.subjects.append((p, None, None, None, None, None, None, t))
     mask = cover_mask(d.categories)

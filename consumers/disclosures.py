@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consumers.projection import Item
-from consumers.rows import MaskedProjection, mask_of
+from consumers.rows import VALUE, MaskedProjection, mask_of
 from consumers.views import ViewTransaction
 from schemas.events import DataShared, RecipientRegistered
 
@@ -100,9 +100,9 @@ class DisclosureProjection(MaskedProjection):
                 cb_json = cb.model_dump_json(exclude_none=True) if cb else None
                 record = item.record
                 shared.append((
-                    event.id, event.subject, data.recipient, data.recipient_kind.value, t,
-                    data.clause.value if data.clause else None,
-                    data.legal_ground.value if data.legal_ground else None,
+                    event.id, event.subject, data.recipient, VALUE[data.recipient_kind], t,
+                    VALUE[data.clause] if data.clause else None,
+                    VALUE[data.legal_ground] if data.legal_ground else None,
                     data.consent_id, data.purpose, mask_of(data.categories),
                     data.agreement_ref, cb_to, cb_json, record.partition, record.offset,
                 ))

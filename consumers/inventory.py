@@ -54,28 +54,34 @@ class InventoryProjection(MaskedProjection):
     cost = 0.3
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
+        #: (system, role, purpose) -> [location, categories, events, first, last]
         rows: dict[tuple[str, str, str], list[Any]] = {}
-
-        def add(key: tuple[str, str, str], location: str, mask: int, at: int) -> None:
-            row = rows.get(key)
-            if row is None:
-                rows[key] = [location, mask, 1, at, at]
-                return
-            row[0] = location
-            row[1] |= mask
-            row[2] += 1
-            row[3] = min(row[3], at)
-            row[4] = max(row[4], at)
-
+        get = rows.get
         for item in items:
             data = item.event.data
-            if isinstance(data, DataCollected):
-                mask = mask_of(data.categories)
-                add((data.store, "store", data.purpose), data.store_location, mask, item.at)
-                for backup in data.backups:
-                    add((backup, "backup", data.purpose), data.store_location, mask, item.at)
-            elif isinstance(data, DataUsed):
-                add((data.system, "use", data.purpose), "", mask_of(data.categories), item.at)
+            # exact types (no subclasses): cheaper than isinstance on pydantic's metaclass
+            if type(data) is DataUsed:
+                keys: Sequence[tuple[str, str, str]] = ((data.system, "use", data.purpose),)
+                location = ""
+            elif type(data) is DataCollected:
+                purpose, location = data.purpose, data.store_location
+                keys = ((data.store, "store", purpose),
+                        *((backup, "backup", purpose) for backup in data.backups))
+            else:
+                continue
+            mask, at = mask_of(data.categories), item.at
+            for key in keys:
+                row = get(key)
+                if row is None:
+                    rows[key] = [location, mask, 1, at, at]
+                    continue
+                row[0] = location
+                row[1] |= mask
+                row[2] += 1
+                if at < row[3]:
+                    row[3] = at
+                elif at > row[4]:
+                    row[4] = at
         if rows:
             tx.executemany(UPSERT, [(*k, *v) for k, v in rows.items()])
 

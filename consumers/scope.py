@@ -38,6 +38,7 @@ from consumers.projection import Item
 from consumers.rows import (
     CONTACT_MASK,
     DEFAULT_CACHE_ENTRIES,
+    VALUE,
     MaskedProjection,
     WriteCache,
     chunks,
@@ -310,6 +311,14 @@ class _Segments:
             tx.executemany(INSERT_ERASED, self.erased)
 
 
+#: What ``HoldingsProjection.apply`` does with an event, by its data's type.
+_COLLECT, _ERASE, _CLOSE, _OPEN, _REPORT, _END, _NOTIFY = range(7)
+_OTHERS: dict[type[Any], int] = {
+    SubjectClosed: _CLOSE, IncidentOpened: _OPEN, IncidentReported: _REPORT,
+    IncidentClosed: _END, IncidentSubjectNotified: _NOTIFY,
+}
+
+
 class HoldingsProjection(MaskedProjection):
     """Holding segments per (person, store), closures, shredding and incidents."""
 
@@ -338,17 +347,35 @@ class HoldingsProjection(MaskedProjection):
         tx.execute("DROP TABLE IF EXISTS holdings_generation")
 
     def apply(self, tx: ViewTransaction, items: Sequence[Item]) -> None:
+        # One pass reads each event once: the (person, store) pairs to load, and what to
+        # do, in log order; the second does it once they are loaded. (Exact types: the
+        # events read here have no subclasses, and isinstance on pydantic's metaclass
+        # costs more when it fails.)
         touched: set[Key] = set()
+        touch = touched.add
+        ops: list[tuple[int, Any, str | None, int]] = []
         for item in items:
-            data, p = item.event.data, item.event.subject
-            if p is None:
-                continue
-            p = intern(p)  # one string per person in the cache's keys
-            if isinstance(data, DataCollected):
-                touched.add((p, data.store))
-                touched.update((p, backup) for backup in data.backups)
-            elif isinstance(data, DataErased):
-                touched.update((p, store) for store in data.stores)
+            event = item.event
+            data, p = event.data, event.subject
+            kind = type(data)
+            if kind is DataCollected:
+                if p is None:
+                    continue
+                p = intern(p)  # one string per person in the cache's keys
+                touch((p, data.store))
+                for backup in data.backups:
+                    touch((p, backup))
+                if data.retention_days != 0:  # else compared and discarded: held nowhere
+                    ops.append((_COLLECT, data, p, item.at))
+            elif kind is DataErased:
+                if p is None:
+                    continue
+                p = intern(p)
+                for store in data.stores:
+                    touch((p, store))
+                ops.append((_ERASE, data, p, item.at))
+            elif kind in _OTHERS:
+                ops.append((_OTHERS[kind], data, p, item.at))
         held = self.cache.begin(tx, items)
         if self.cache.restarted:
             self.cache.complete = not tx.query("SELECT 1 FROM holdings LIMIT 1")
@@ -356,41 +383,35 @@ class HoldingsProjection(MaskedProjection):
         people: list[tuple[Any, ...]] = []
         incidents: list[tuple[Any, ...]] = []
         notices: list[tuple[Any, ...]] = []
-        for item in items:
-            event = item.event
-            data = event.data
-            p = event.subject
-            t = item.at
-            if isinstance(data, DataCollected):
-                if p is None or data.retention_days == 0:
-                    continue  # compared and discarded: held nowhere
+        collect, erase = segments.collect, segments.erase
+        for op, data, p, t in ops:
+            if op == _COLLECT:
                 mask = mask_of(data.categories)
-                segments.collect((p, data.store), mask, t)
+                collect((p, data.store), mask, t)
                 for backup in data.backups:
-                    segments.collect((p, backup), mask, t)
-            elif isinstance(data, DataErased):
-                if p is None:
-                    continue
-                method = data.method.value
+                    collect((p, backup), mask, t)
+            elif op == _ERASE:
+                method = VALUE[data.method]
                 if method == SHREDDED:
                     people.append((p, None, t, 0))
                 mask = cover_mask(data.categories)
                 for store in data.stores:
-                    segments.erase((p, store), mask, t, method)
-            elif isinstance(data, SubjectClosed) and p is not None:
-                people.append((p, t, None, 0))
-            elif isinstance(data, IncidentOpened):
+                    erase((p, store), mask, t, method)
+            elif op == _CLOSE:
+                if p is not None:
+                    people.append((p, t, None, 0))
+            elif op == _OPEN:
                 incidents.append((
                     data.incident_id, data.description, json.dumps(data.stores),
                     to_us(data.window_start), to_us(data.window_end),
                     json.dumps(data.categories), t, None, None, None,
                 ))
-            elif isinstance(data, IncidentReported):
+            elif op == _REPORT:
                 incidents.append((data.incident_id, "", "[]", 0, 0, "[]", 0, t,
                                   data.authority, None))
-            elif isinstance(data, IncidentClosed):
+            elif op == _END:
                 incidents.append((data.incident_id, "", "[]", 0, 0, "[]", 0, None, None, t))
-            elif isinstance(data, IncidentSubjectNotified) and p is not None:
+            elif op == _NOTIFY and p is not None:
                 notices.append((data.incident_id, p, data.channel, t))
         journal: list[tuple[Any, ...]] = []
         segments.write(tx, people, journal)

@@ -4,6 +4,7 @@ exactly the registered clauses."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -20,6 +21,7 @@ from consumers.findings.view import handlers
 from consumers.projection import Item
 from consumers.rows import to_us
 from ledger.application import Ledger
+from ledger.errors import ConfigurationError
 from ledger.settings import Settings
 from schemas import events as ev
 
@@ -82,3 +84,50 @@ def test_the_docs_clause_map_names_exactly_the_registered_clauses() -> None:
     assert rows, f"no clause rows in {DOCS}"
     assert len(rows) == len(set(rows))
     assert set(rows) == set(CLAUSES)
+
+
+# --- guards (``Rule.when``): tested inline, false only where the rule finds nothing --------
+
+def test_guards_are_false_only_where_their_rule_finds_nothing(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every rule called on every event, its guard tested beside it: a guard false where
+    its rule found something raises. Over every story (violating and compliant) and the
+    workload log of test_view_digests, whose views must come out as recorded."""
+    import test_view_digests
+
+    for event_type, handle in handlers(RULES, check_guards=True).items():
+        monkeypatch.setitem(findings_module._HANDLERS, event_type, handle)
+    ledger.publish(every_story())
+    store = project(ledger)
+    assert len({c for (c,) in store.query("SELECT clause FROM findings")}) >= 30
+    recorded = json.loads(test_view_digests.DIGESTS.read_text())
+    assert test_view_digests.build(tmp_path) == recorded
+
+
+def test_a_rule_whose_guard_is_false_is_not_called(ledger: Ledger,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def check(batch: Any, item: Item, data: ev.DataUsed) -> str | None:
+        calls.append(data.purpose)
+        return "found"
+
+    guarded = Rule("9.9", "test", (ev.DataUsed,), "tests", "guarded", check=check,
+                   when="data.purpose in MARKETING and person.subscriptions is not None",
+                   module="consumers.findings.rules.marketing")
+    for event_type, handle in handlers([guarded]).items():
+        monkeypatch.setitem(findings_module._HANDLERS, event_type, handle)
+    ledger.publish(every_story())
+    store = project(ledger)
+    assert calls and all(p.startswith("marketing.") for p in calls)
+    assert store.query("SELECT count(*) FROM findings WHERE clause = '9.9'") == [(len(calls),)]
+
+
+def test_a_guard_must_be_an_expression_over_known_names() -> None:
+    with pytest.raises(ValueError, match="not an expression"):
+        findings_module.rule("9.9", "test", reads=(ev.DataUsed,), when="data.purpose in")
+    unknown = Rule("9.9", "test", (ev.DataUsed,), "tests", "unknown",
+                   check=lambda batch, item, data: None, when="data.purpose in NOWHERE",
+                   module=__name__)
+    with pytest.raises(ConfigurationError, match="NOWHERE"):
+        handlers([unknown])

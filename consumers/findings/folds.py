@@ -45,16 +45,23 @@ def collected(batch: Batch, item: Item, data: ev.DataCollected) -> None:
                     scope.append(use)
         changed = True
     else:
-        first_party = person.first_party
+        first_party, seen = person.first_party, person.first_seen
+        if seen is None:
+            seen = person.first_seen = set(first_party)
         for c in cats:
-            if c not in first_party:
+            if c not in seen:
+                seen.add(c)
                 first_party.append(c)
                 changed = True
     purposes = person.purposes  # 3.4: what each category was collected for
+    purpose = data.purpose
     for c in cats:
-        known = purposes.setdefault(c, [])
-        if data.purpose not in known:
-            known.append(data.purpose)
+        known = purposes.get(c)
+        if known is None:
+            purposes[c] = [purpose]
+            changed = True
+        elif purpose not in known:
+            known.append(purpose)
             changed = True
     if person.deleted:  # given again: no longer data the person deleted
         again = [replace(d, again=tuple(dict.fromkeys((*d.again, *cats))))
@@ -75,9 +82,10 @@ def collected(batch: Batch, item: Item, data: ev.DataCollected) -> None:
         deadline = at + data.retention_days * DAY_US if data.retention_days is not None else None
         record = item.record
         pseudonym = item.event.subject or ""
-        cells, text, kept_in = shape(tuple(cats), (data.store, *data.backups))
+        cells, text, kept_in, kinds = shape(tuple(cats), (data.store, *data.backups))
         holding = Holding(record.event_id, pseudonym, record.partition, record.offset, at,
-                          deadline, len(cells), text, stores=kept_in, shape=cells, new=True)
+                          deadline, len(cells), text, stores=kept_in, kinds=kinds, shape=cells,
+                          new=True)
         batch.new_holdings.append(holding)
         held = batch.holdings.get(pseudonym)
         if held is not None:  # the person erases something later in this batch
@@ -100,23 +108,26 @@ def erased(batch: Batch, item: Item, data: ev.DataErased) -> None:
         if h.stores is None:
             if needles is None:
                 needles = [json.dumps(store) for store in stores]
-            if not any(needle in h.text for needle in needles):
+            text = h.text
+            for needle in needles:
+                if needle in text:
+                    break
+            else:
                 continue  # as read from the view, and naming none of these stores
             h.parsed()
-        if h.stores is None or stores.isdisjoint(h.stores):
-            continue
-        touched = set()
-        left = []
-        for cell in h.parsed():
-            if cell[ERASED] is None:
-                if cell[STORE] in stores and cell[CATEGORY] in covered:
-                    cell[ERASED] = at
-                    touched.add(cell[CATEGORY])
-                else:
-                    left.append(cell)
+        if h.stores is None or stores.isdisjoint(h.stores) or covered.isdisjoint(h.kinds):
+            continue  # none of these stores, or none of these categories
+        cells = h.parsed()
+        touched = {cell[CATEGORY] for cell in cells if cell[ERASED] is None
+                   and cell[STORE] in stores and cell[CATEGORY] in covered}
         if touched:
+            for cell in cells:
+                if cell[ERASED] is None and cell[STORE] in stores and cell[CATEGORY] in covered:
+                    cell[ERASED] = at
             h.changed = True
-            skipped.extend(cell for cell in left if cell[CATEGORY] in touched)
+            # what is left of the categories erased here: in a store the erasure did not name
+            skipped.extend(cell for cell in cells
+                           if cell[ERASED] is None and cell[CATEGORY] in touched)
     batch.skipped = skipped
     if batch.person(item).unremedied:  # 7.4: unlawfully collected data erased
         batch.remedied(item, stores, covered, everywhere=True)

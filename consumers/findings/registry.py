@@ -8,6 +8,15 @@ An *event rule* looks at one event as it is applied, with the state the earlier 
     def marketing_after_opt_out(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
         ...
 
+A rule may declare ``when``: a Python expression over ``data``, ``item``, ``batch`` and
+``person`` (the event's person's state, ``batch.person(item)``) and the names of its
+module, that is false only when the rule would return None. The compiled handler of the
+event type tests it inline and calls the rule only when it holds: most rules return at
+their first test, and a call costs more than the test (``view._compile``)::
+
+    @rule("3.2a", "non-anonymised analytics without consent", reads=(ev.DataUsed,),
+          when="data.purpose in ANALYTICS and not data.anonymised")
+
 A *timed rule* depends on the clock: it cannot be stored when the event happens, so
 ``list_findings`` runs it over the view at the moment asked for::
 
@@ -106,6 +115,10 @@ class Rule:
     evaluate: TimedCheck | None = None
     #: the clocks a timed rule depends on (``CLOCKS``)
     clocks: tuple[str, ...] = ()
+    #: an event rule's guard: an expression false only when ``check`` returns None
+    when: str | None = None
+    #: the module that registered it, whose names its guard reads
+    module: str = ""
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -132,12 +145,19 @@ def _register(new: Rule) -> None:
     RULES.append(new)
 
 
-def rule(clause: str, title: str, *, reads: tuple[type[ev.EventData], ...]) -> Callable[[F], F]:
-    """Register an event rule: ``check(batch, item, data) -> explanation or None``."""
+def rule(clause: str, title: str, *, reads: tuple[type[ev.EventData], ...],
+         when: str | None = None) -> Callable[[F], F]:
+    """Register an event rule: ``check(batch, item, data) -> explanation or None``, called
+    only when its guard ``when`` (if given) holds."""
+    if when is not None:
+        try:
+            compile(when, f"<guard of a {clause} rule>", "eval")
+        except SyntaxError as exc:
+            raise ValueError(f"the guard of a {clause} rule is not an expression: {exc}") from exc
 
     def register(check: F) -> F:
         _register(Rule(clause, title, tuple(reads), _family(check.__module__), check.__name__,
-                       check=check))
+                       check=check, when=when, module=check.__module__))
         return check
 
     return register

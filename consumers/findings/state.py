@@ -16,6 +16,10 @@ from typing import Any
 from schemas import taxonomy as tx
 
 
+#: ``json.dumps(doc, sort_keys=True, separators=(",", ":"))``, one encoder for every call.
+_SORTED_COMPACT = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 @dataclass(frozen=True, slots=True)
 class Subscription:
     """The person's latest change to one message kind (7.3), and where it sits in the log."""
@@ -107,6 +111,9 @@ class Person:
     #: findings on a collection or a linking not yet remedied (7.4): offending event id ->
     #: [the stores that keep the data (empty: any), its categories, the clauses broken]
     unremedied: dict[str, list[list[str]]] = field(default_factory=dict)
+    #: ``first_party`` as a set, made on first need (not stored): a person gives some 15
+    #: categories, and each collection asks about each of its own
+    first_seen: set[str] | None = field(default=None, compare=False, repr=False)
 
     # -- questions the rules ask -------------------------------------------------------
 
@@ -171,7 +178,7 @@ class Person:
         if self.deleted:
             doc["del"] = [[d.time, list(d.categories), list(d.held), d.hold_until,
                            list(d.again)] for d in self.deleted]
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return _SORTED_COMPACT.encode(doc)
 
     @classmethod
     def loads(cls, text: str) -> Person:

@@ -214,6 +214,7 @@ class Holding:
     text: str
     cells: list[Cell] | None = None
     stores: frozenset[str] | None = None  # known once parsed, or from the shape
+    kinds: frozenset[str] = frozenset()  # its categories, known with ``stores``
     shape: tuple[tuple[str, str], ...] = ()  # (category, store) of a holding made here
     new: bool = False
     changed: bool = False
@@ -221,11 +222,20 @@ class Holding:
     def parsed(self) -> list[Cell]:
         """The cells, parsed on first need."""
         if self.cells is None:
-            if self.shape:
-                self.cells = [[c, s, None] for c, s in self.shape]
-            else:
-                self.cells = json.loads(self.text)
-                self.stores = frozenset(c[1] for c in self.cells)
+            if not self.shape:
+                # most holdings read back are as collected, nothing erased: a shape seen
+                known = _SHAPES.get(self.text)
+                if known is None:
+                    cells = json.loads(self.text)
+                    self.stores = frozenset(c[1] for c in cells)
+                    self.kinds = frozenset(c[0] for c in cells)
+                    if len(_SHAPES) < _SHAPES_KEPT and all(c[2] is None for c in cells):
+                        _SHAPES[self.text] = (tuple((c, s) for c, s, _ in cells), self.stores,
+                                              self.kinds)
+                    self.cells = cells
+                    return cells
+                self.shape, self.stores, self.kinds = known
+            self.cells = [[c, s, None] for c, s in self.shape]
         return self.cells
 
     def row(self) -> tuple[Any, ...]:
@@ -239,8 +249,13 @@ class Holding:
                 dumps(self.cells))
 
 
+#: ``json.dumps(value, separators=(",", ":"))`` without making an encoder per call (it
+#: does, given any option): the same text.
+_COMPACT: Final = json.JSONEncoder(separators=(",", ":"))
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def like(store: str) -> str:
@@ -251,11 +266,23 @@ def like(store: str) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def shape(categories: tuple[str, ...], stores: tuple[str, ...]
-           ) -> tuple[tuple[tuple[str, str], ...], str, frozenset[str]]:
-    """A fresh holding's (category, store) cells, as JSON too, and its stores: collections
-    repeat a few shapes."""
+           ) -> tuple[tuple[tuple[str, str], ...], str, frozenset[str], frozenset[str]]:
+    """A fresh holding's (category, store) cells, as JSON too, its stores and its
+    categories: collections repeat a few shapes."""
     cells = tuple((c, s) for s in dict.fromkeys(stores) for c in dict.fromkeys(categories))
-    return cells, dumps([[c, s, None] for c, s in cells]), frozenset(stores)
+    text = dumps([[c, s, None] for c, s in cells])
+    kept_in = frozenset(stores)
+    kinds = frozenset(c for c, _ in cells)
+    if len(_SHAPES) < _SHAPES_KEPT:
+        _SHAPES[text] = (cells, kept_in, kinds)
+    return cells, text, kept_in, kinds
+
+
+#: Cells JSON of a holding with nothing erased -> its (category, store) cells and stores:
+#: a holding read back in that state is made from them instead of parsing its JSON. Bounded
+#: (a log has a few hundred shapes); beyond the bound, holdings are parsed.
+_SHAPES: dict[str, tuple[tuple[tuple[str, str], ...], frozenset[str], frozenset[str]]] = {}
+_SHAPES_KEPT: Final = 8192
 
 
 @dataclass(slots=True)
@@ -314,10 +341,12 @@ class Batch:
         erasing: set[str] = set()
         erased_stores: set[str] = set()
         recipients: set[str] = set()
+        partitions: set[int] = set()
         staff = False
         for item in items:
             event = item.event
             kind = event.type
+            partitions.add(item.record.partition)
             if event.subject:
                 subjects.add(event.subject)
                 if kind == _ERASED:
@@ -344,9 +373,9 @@ class Batch:
         for reg in regs.values():  # what earlier batches wrote is in the view now
             if reg.recipient_rows or reg.policy_rows or reg.staff_rows:
                 reg.recipient_rows, reg.policy_rows, reg.staff_rows = {}, [], {}
-        for item in items:
-            if item.record.partition not in regs:
-                regs[item.record.partition] = Registries()
+        for partition in partitions:
+            if partition not in regs:
+                regs[partition] = Registries()
         # Read from the view only what the cache does not hold, for every partition (a
         # partition new to the cache then has no rows there).
         for keys in chunks(sorted(recipients - cache.recipients)):

@@ -1,18 +1,21 @@
 """``FindingsProjection``: folds each event into the state, then runs the event's rules.
 
 Per event type one handler is compiled from the registry (its fold, then its rules in
-registration order), so applying an event costs one dictionary lookup and the calls of
-the rules that read it.
+registration order), so applying an event costs one dictionary lookup, the rules' guards
+tested inline, and the calls of the rules whose guard holds.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
+import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
 from consumers.findings import rules as _rules  # noqa: F401 - registers every rule
 from consumers.findings.folds import FOLDS, Fold
-from consumers.findings.registry import RULES, EventCheck, Rule
+from consumers.findings.registry import RULES, Rule
 from consumers.findings.store import (
     FINDINGS_TABLE,
     INCIDENTS_TABLE,
@@ -31,34 +34,82 @@ from ledger.errors import ConfigurationError
 Handler = Callable[[Batch, Item], None]
 
 
-def _compile(event_type: str, fold: Fold | None,
-             checks: Sequence[tuple[str, EventCheck]]) -> Handler:
+#: The names a guard may read besides its module's: what the handler holds.
+_LOCALS: Final = frozenset({"batch", "item", "data", "person"})
+
+
+def _guard(rule: Rule, n: int, scope: dict[str, object]) -> tuple[str, bool]:
+    """Rule ``n``'s guard as source for the handler (its module's names renamed apart from
+    other rules' and put in ``scope``), and whether it reads ``person``."""
+    assert rule.when is not None and rule.check is not None
+    tree = ast.parse(rule.when, mode="eval")
+    module = vars(sys.modules[rule.module]) if rule.module else rule.check.__globals__
+    person = False
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Name):
+            continue
+        if node.id in _LOCALS:
+            person = person or node.id == "person"
+            continue
+        if node.id in module:
+            value = module[node.id]
+        elif hasattr(builtins, node.id):
+            value = getattr(builtins, node.id)
+        else:
+            raise ConfigurationError(f"the guard of rule {rule.name} ({rule.clause}) reads "
+                                     f"{node.id!r}, which its module does not define")
+        node.id = f"r{n}_{node.id}"
+        scope[node.id] = value
+    return ast.unparse(tree), person
+
+
+def _compile(event_type: str, fold: Fold | None, rules: Sequence[Rule], *,
+             check_guards: bool = False) -> Handler:
     """One function running the fold then each rule in turn, written out rather than
     looped: the findings projection is the slowest, and a loop over a dozen rules per
-    event costs as much as some of the rules."""
+    event costs as much as some of the rules. A rule's guard (``Rule.when``) is tested
+    inline, and the rule called only if it holds; with ``check_guards`` (tests) every rule
+    is called and a guard that was false where its rule found something raises."""
     scope: dict[str, object] = {"fold": fold}
+    body = []
+    uses_person = False
+    for i, r in enumerate(rules):
+        scope[f"check{i}"] = r.check
+        call = [f"why = check{i}(batch, item, data)",
+                "if why is not None:",
+                f"    batch.flag({r.clause!r}, item, why)"]
+        if r.when is None:
+            body += call
+            continue
+        guard, person = _guard(r, i, scope)
+        uses_person = uses_person or person
+        if check_guards:
+            body += [call[0], f"if why is not None and not ({guard}):",
+                     f"    raise AssertionError('the guard of rule {r.name} was false, but it"
+                     " found: ' + why)", *call[1:]]
+        else:
+            body += [f"if {guard}:", *(f"    {line}" for line in call)]
     lines = ["def handle(batch, item):", "    data = item.event.data"]
     if fold is not None:
         lines.append("    fold(batch, item, data)")
-    for i, (clause, check) in enumerate(checks):
-        scope[f"check{i}"] = check
-        lines += [f"    why = check{i}(batch, item, data)",
-                  "    if why is not None:",
-                  f"        batch.flag({clause!r}, item, why)"]
+    if uses_person:  # the person the fold (if any) looked up: one lookup for every guard
+        lines.append("    person = batch.person(item)")
+    lines += [f"    {line}" for line in body]
     exec(compile("\n".join(lines), f"<findings handler of {event_type}>", "exec"), scope)  # noqa: S102 - our own source, built from the registry
     handle: Handler = scope["handle"]  # type: ignore[assignment]
     return handle
 
 
-def handlers(rules: Sequence[Rule]) -> dict[str, Handler]:
+def handlers(rules: Sequence[Rule], *, check_guards: bool = False) -> dict[str, Handler]:
     """Event type -> what applying an event of that type does."""
     folds = {model.TYPE: fold for model, fold in FOLDS.items()}
-    checks: dict[str, list[tuple[str, EventCheck]]] = {}
+    checks: dict[str, list[Rule]] = {}
     for r in rules:
         if r.check is not None:
             for event_type in r.types:
-                checks.setdefault(event_type, []).append((r.clause, r.check))
-    return {t: _compile(t, folds.get(t), checks.get(t, ())) for t in sorted({*folds, *checks})}
+                checks.setdefault(event_type, []).append(r)
+    return {t: _compile(t, folds.get(t), checks.get(t, ()), check_guards=check_guards)
+            for t in sorted({*folds, *checks})}
 
 
 _HANDLERS: Final = handlers(RULES)

@@ -38,7 +38,7 @@ class _Late(NamedTuple):
 
 
 @rule("6.3a", "data held past its retention, or an erasure that skipped a store",
-      reads=(ev.DataErased,))
+      reads=(ev.DataErased,), when="batch.skipped")
 def erasure_skipped_a_store(batch: Batch, item: Item, data: ev.DataErased) -> str | None:
     """Erasing a holding must reach every store that keeps it, backups included (the fold
     of the erasure leaves what it skipped in ``batch.skipped``)."""
@@ -91,7 +91,8 @@ def held_past_retention(store: ViewStore, clocks: Clocks) -> Iterator[Finding]:
                       f"past {why}")
 
 
-@rule("6.3b", "commercial use after account closure", reads=(ev.DataUsed, ev.DataShared))
+@rule("6.3b", "commercial use after account closure", reads=(ev.DataUsed, ev.DataShared),
+      when="person.closure is not None and data.purpose in COMMERCIAL")
 def commercial_after_closure(batch: Batch, item: Item,
                              data: ev.DataUsed | ev.DataShared) -> str | None:
     if data.purpose in COMMERCIAL and batch.person(item).closed_at(item.at) is not None:
@@ -101,7 +102,7 @@ def commercial_after_closure(batch: Batch, item: Item,
 
 
 @rule("7.6", "use or disclosure after account closure beyond the legal hold",
-      reads=(ev.DataUsed, ev.DataShared))
+      reads=(ev.DataUsed, ev.DataShared), when="person.closure is not None")
 def after_closure(batch: Batch, item: Item, data: ev.DataUsed | ev.DataShared) -> str | None:
     """After closure only the legal hold may be used, for the legal obligation."""
     closure = batch.person(item).closed_at(item.at)
@@ -165,7 +166,7 @@ def kept_after_closure(store: ViewStore, clocks: Clocks) -> Iterator[Finding]:
 
 
 @rule("6.3b", "use or disclosure of data the person deleted, beyond the legal hold",
-      reads=(ev.DataUsed, ev.DataShared))
+      reads=(ev.DataUsed, ev.DataShared), when="person.deleted")
 def after_own_deletion(batch: Batch, item: Item, data: ev.DataUsed | ev.DataShared) -> str | None:
     """Data the person deleted is treated as after closure (6.3: 注销账号或主动删除): only
     its legal hold may be used, for the legal obligation, until the hold ends."""

@@ -38,7 +38,14 @@ _CROSS_BORDER: Final = frozenset({
 })
 
 
-@rule("1.3", "customer content recorded in the ledger", reads=_NAMING_CATEGORIES)
+#: The event types whose only categories are ``categories`` (1.3 need look nowhere else).
+_PLAIN: Final = frozenset(model for model in _NAMING_CATEGORIES
+                          if CATEGORY_FIELDS[model] == ("categories",)
+                          and model not in _CROSS_BORDER)
+
+
+@rule("1.3", "customer content recorded in the ledger", reads=_NAMING_CATEGORIES,
+      when="type(data) not in _PLAIN or not OUT_OF_SCOPE.isdisjoint(data.categories)")
 def customer_content(batch: Batch, item: Item, data: ev.EventData) -> str | None:
     """Customer content (what users store on the cloud) is never recorded."""
     kind = type(data)
@@ -61,12 +68,14 @@ def _plain_password(data: ev.DataCollected, *, in_cookie: bool) -> str | None:
     return None
 
 
-@rule("2.1.1(1)a", "password collected or stored unprotected", reads=(ev.DataCollected,))
+@rule("2.1.1(1)a", "password collected or stored unprotected", reads=(ev.DataCollected,),
+      when="data.protection is tx.Protection.PLAIN")
 def password_unprotected(batch: Batch, item: Item, data: ev.DataCollected) -> str | None:
     return _plain_password(data, in_cookie=False)
 
 
-@rule("4.1", "cookie holding an unprotected password", reads=(ev.DataCollected,))
+@rule("4.1", "cookie holding an unprotected password", reads=(ev.DataCollected,),
+      when="data.protection is tx.Protection.PLAIN")
 def password_in_cookie(batch: Batch, item: Item, data: ev.DataCollected) -> str | None:
     return _plain_password(data, in_cookie=True)
 
@@ -81,7 +90,8 @@ def denied_for_optional_data(batch: Batch, item: Item, data: ev.ServiceDenied) -
     return None
 
 
-@rule("2.1.1(2)a", "face / biometric data stored", reads=(ev.DataCollected,))
+@rule("2.1.1(2)a", "face / biometric data stored", reads=(ev.DataCollected,),
+      when="data.retention_days != 0 and not BIOMETRIC_TOUCH.isdisjoint(data.categories)")
 def biometric_stored(batch: Batch, item: Item, data: ev.DataCollected) -> str | None:
     if data.retention_days != 0 and not BIOMETRIC_TOUCH.isdisjoint(data.categories):
         kept = ("until closure" if data.retention_days is None
@@ -96,14 +106,15 @@ _PERSONAL_VERIFICATION: Final = VERIFICATION_TOUCH - ENTERPRISE_TOUCH
 
 
 @rule("2.1.1(2)b", "real-name verification data used or shared for another purpose",
-      reads=(ev.DataUsed, ev.DataShared))
+      reads=(ev.DataUsed, ev.DataShared),
+      when="not _PERSONAL_VERIFICATION.isdisjoint(data.categories)")
 def verification_data_elsewhere(batch: Batch, item: Item,
                                 data: ev.DataUsed | ev.DataShared) -> str | None:
     return used_elsewhere(_PERSONAL_VERIFICATION, data)
 
 
 @rule("2.1.1(2)c", "enterprise verification data used or shared for another purpose",
-      reads=(ev.DataUsed, ev.DataShared))
+      reads=(ev.DataUsed, ev.DataShared), when="not ENTERPRISE_TOUCH.isdisjoint(data.categories)")
 def enterprise_data_elsewhere(batch: Batch, item: Item,
                               data: ev.DataUsed | ev.DataShared) -> str | None:
     return used_elsewhere(ENTERPRISE_TOUCH, data)
@@ -135,7 +146,7 @@ def linked_without_authorisation(batch: Batch, item: Item, data: ev.DataLinked) 
 
 
 @rule("2.1.3", "third-party data unverified or used beyond its authorised scope",
-      reads=(ev.DataCollected,))
+      reads=(ev.DataCollected,), when="data.source.kind is tx.SourceKind.THIRD_PARTY")
 def third_party_unverified(batch: Batch, item: Item, data: ev.DataCollected) -> str | None:
     source = data.source
     if source.kind is tx.SourceKind.THIRD_PARTY and source.provenance_verified is False:
@@ -145,7 +156,7 @@ def third_party_unverified(batch: Batch, item: Item, data: ev.DataCollected) -> 
 
 
 @rule("2.1.3", "third-party data unverified or used beyond its authorised scope",
-      reads=(ev.DataUsed, ev.DataShared))
+      reads=(ev.DataUsed, ev.DataShared), when="person.third_party")
 def third_party_beyond_scope(batch: Batch, item: Item,
                              data: ev.DataUsed | ev.DataShared) -> str | None:
     """Third-party data may only be used within the scope the person authorised.

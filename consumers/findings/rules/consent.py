@@ -21,7 +21,8 @@ from consumers.projection import Item
 from schemas import events as ev
 
 
-@rule("3.2a", "non-anonymised analytics without consent", reads=(ev.DataUsed,))
+@rule("3.2a", "non-anonymised analytics without consent", reads=(ev.DataUsed,),
+      when="data.purpose in ANALYTICS and not data.anonymised")
 def raw_analytics(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
     purpose = data.purpose
     if (purpose in ANALYTICS and not data.anonymised
@@ -30,7 +31,8 @@ def raw_analytics(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
     return None
 
 
-@rule("3.2b", "profiling without consent", reads=(ev.DataUsed,))
+@rule("3.2b", "profiling without consent", reads=(ev.DataUsed,),
+      when="data.purpose in PROFILING")
 def profiling_without_consent(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
     purpose = data.purpose
     if purpose not in PROFILING:
@@ -42,7 +44,8 @@ def profiling_without_consent(batch: Batch, item: Item, data: ev.DataUsed) -> st
     return f"profiling ({purpose}) without consent in force: {why}"
 
 
-@rule("3.4b", "use for an undeclared purpose without consent", reads=(ev.DataUsed,))
+@rule("3.4b", "use for an undeclared purpose without consent", reads=(ev.DataUsed,),
+      when="data.purpose in UNDECLARED")
 def undeclared_purpose(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
     purpose = data.purpose
     if purpose in UNDECLARED and not batch.person(item).consent_in_force(purpose, item.at):
@@ -61,8 +64,18 @@ def compatible(collected_for: str, used_for: str) -> bool:
     return collected_for.startswith("essential.") and used_for in MARKETING
 
 
+#: used for -> collected for -> ``compatible``: one dictionary per use, asked once per
+#: category of it (cheaper than the cache's key of two); purposes are taxonomy keys, few.
+_COMPATIBLE: dict[str, dict[str, bool]] = {}
+
+
+#: Purposes 3.4c leaves to rules of their own.
+_JUDGED_ELSEWHERE = UNDECLARED | PROFILING | ANALYTICS | TRACKING
+
+
 @rule("3.4c", "data used for another purpose than it was collected for, without consent",
-      reads=(ev.DataUsed,))
+      reads=(ev.DataUsed,), when="data.legal_ground is None and not data.anonymised and "
+      "data.purpose not in _JUDGED_ELSEWHERE and person.purposes")
 def purpose_changed(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
     """3.4: "when we use information collected for a specific purpose for another purpose,
     we ask for consent first". Undeclared purposes (3.4b), profiling (3.2b), analytics
@@ -74,8 +87,24 @@ def purpose_changed(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
         return None
     person = batch.person(item)
     collected = person.purposes
-    changed = [c for c in data.categories
-               if collected.get(c) and not any(compatible(p, purpose) for p in collected[c])]
+    compat = _COMPATIBLE.get(purpose)
+    if compat is None:
+        if len(_COMPATIBLE) > 4096:
+            _COMPATIBLE.clear()
+        compat = _COMPATIBLE[purpose] = {}
+    changed = []
+    for c in data.categories:
+        known = collected.get(c)
+        if not known:
+            continue
+        for p in known:
+            ok = compat.get(p)
+            if ok is None:
+                ok = compat[p] = compatible(p, purpose)
+            if ok:
+                break
+        else:
+            changed.append(c)
     if not changed or person.consent_in_force(purpose, item.at):
         return None
     were = names(p for c in changed for p in collected[c])
@@ -97,7 +126,8 @@ def denied_after_withdrawal(batch: Batch, item: Item, data: ev.ServiceDenied) ->
     return None
 
 
-@rule("3.5", "use claiming a ground that is not one of 3.5.1-3.5.10", reads=(ev.DataUsed,))
+@rule("3.5", "use claiming a ground that is not one of 3.5.1-3.5.10", reads=(ev.DataUsed,),
+      when="data.legal_ground is not None")
 def unlisted_use_ground(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
     ground = data.legal_ground
     if ground is not None and ground.value not in USE_GROUNDS:
@@ -105,7 +135,8 @@ def unlisted_use_ground(batch: Batch, item: Item, data: ev.DataUsed) -> str | No
     return None
 
 
-@rule("2.1.1(4)", "promotion data collected without prior consent", reads=(ev.DataCollected,))
+@rule("2.1.1(4)", "promotion data collected without prior consent", reads=(ev.DataCollected,),
+      when="data.purpose in PROMOTION")
 def promotion_without_consent(batch: Batch, item: Item, data: ev.DataCollected) -> str | None:
     purpose = data.purpose
     if purpose in PROMOTION and not batch.person(item).consent_in_force(purpose, item.at):

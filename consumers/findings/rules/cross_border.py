@@ -11,7 +11,7 @@ from schemas import taxonomy as tx
 
 
 @rule("6.3c", "data stored outside China without a cross-border record",
-      reads=(ev.DataCollected,))
+      reads=(ev.DataCollected,), when="data.store_location != tx.DOMESTIC_LOCATION")
 def stored_abroad(batch: Batch, item: Item, data: ev.DataCollected) -> str | None:
     if data.store_location != tx.DOMESTIC_LOCATION and data.cross_border_ref is None:
         return (f"stored in {data.store} in {data.store_location}, outside China, without a "
@@ -31,7 +31,8 @@ def _transfer_consented(person: Person, data: ev.DataShared, destination: str, a
 
 
 @rule("6.3d", "cross-border transfer without consent or without the required notice",
-      reads=(ev.DataShared,))
+      reads=(ev.DataShared,),
+      when="data.cross_border is not None or data.recipient in batch.recipients")
 def transfer_abroad(batch: Batch, item: Item, data: ev.DataShared) -> str | None:
     registered = batch.recipients.get(data.recipient)
     destination = (data.cross_border.destination_country if data.cross_border is not None
@@ -54,7 +55,8 @@ def transfer_abroad(batch: Batch, item: Item, data: ev.DataShared) -> str | None
 
 
 @rule("6.3e", "overseas recipient without an agreement or a recorded inspection",
-      reads=(ev.DataShared,))
+      reads=(ev.DataShared,),
+      when="data.cross_border is not None or data.recipient in batch.recipients")
 def overseas_unchecked(batch: Batch, item: Item, data: ev.DataShared) -> str | None:
     """6.3: "through agreements and on-site checks we require overseas recipients to keep
     the information confidential": a transfer abroad names an agreement, and the recipient

@@ -18,14 +18,16 @@ def _legal(data: ev.DataShared) -> bool:
     return data.legal_ground is not None and data.legal_ground.value in DISCLOSURE_GROUNDS
 
 
-@rule("5.0", "disclosure with neither a clause nor consent", reads=(ev.DataShared,))
+@rule("5.0", "disclosure with neither a clause nor consent", reads=(ev.DataShared,),
+      when="data.clause is None and data.consent_id is None")
 def neither_clause_nor_consent(batch: Batch, item: Item, data: ev.DataShared) -> str | None:
     if data.clause is None and data.consent_id is None:
         return f"disclosure to {data.recipient} with neither a clause nor a consent"
     return None
 
 
-@rule("5.3", "disclosure claiming clause 5.3 without a 5.3 legal ground", reads=(ev.DataShared,))
+@rule("5.3", "disclosure claiming clause 5.3 without a 5.3 legal ground", reads=(ev.DataShared,),
+      when="data.clause is not None")
 def clause_without_ground(batch: Batch, item: Item, data: ev.DataShared) -> str | None:
     clause = data.clause.value if data.clause is not None else None
     ground = data.legal_ground.value if data.legal_ground is not None else None
@@ -36,7 +38,7 @@ def clause_without_ground(batch: Batch, item: Item, data: ev.DataShared) -> str 
 
 
 @rule("2.1.1(3)b", "payment data shared with a party that is not a payment / invoice processor",
-      reads=(ev.DataShared,))
+      reads=(ev.DataShared,), when="not PAYMENT_TOUCH.isdisjoint(data.categories)")
 def payment_data_to_others(batch: Batch, item: Item, data: ev.DataShared) -> str | None:
     if _legal(data) or PAYMENT_TOUCH.isdisjoint(data.categories):
         return None
@@ -55,7 +57,7 @@ def _allowed(allowed: tuple[str, ...], category: str) -> bool:
 
 
 @rule("5.1", "disclosure beyond what the recipient is registered for",
-      reads=(ev.DataShared,))
+      reads=(ev.DataShared,), when="data.recipient in batch.recipients")
 def beyond_registration(batch: Batch, item: Item, data: ev.DataShared) -> str | None:
     registered = batch.recipients.get(data.recipient)
     if _legal(data) or registered is None:
@@ -74,7 +76,8 @@ def beyond_registration(batch: Batch, item: Item, data: ev.DataShared) -> str | 
 
 
 @rule("5.1", "disclosure to a recipient not bound to confidentiality by an agreement",
-      reads=(ev.DataShared,))
+      reads=(ev.DataShared,),
+      when="data.clause is not None and data.recipient in batch.recipients")
 def not_bound(batch: Batch, item: Item, data: ev.DataShared) -> str | None:
     """5.1 (closing paragraph): recipients are held to confidentiality and to no other
     purpose; the agreement that binds them is on the disclosure or the registration."""

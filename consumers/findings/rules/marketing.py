@@ -9,7 +9,8 @@ from consumers.projection import Item
 from schemas import events as ev
 
 
-@rule("3.3", "marketing after opt-out", reads=(ev.DataUsed,))
+@rule("3.3", "marketing after opt-out", reads=(ev.DataUsed,), when="person.subscriptions and "
+      "(data.purpose in MARKETING or data.message_kind in MARKETING)")
 def marketing_after_opt_out(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
     for kind in (data.purpose, data.message_kind):
         if kind is not None and kind in MARKETING:
@@ -19,7 +20,8 @@ def marketing_after_opt_out(batch: Batch, item: Item, data: ev.DataUsed) -> str 
     return None
 
 
-@rule("4.2", "tracking after unsubscribing", reads=(ev.DataUsed,))
+@rule("4.2", "tracking after unsubscribing", reads=(ev.DataUsed,),
+      when="data.purpose in TRACKING and person.subscriptions")
 def tracking_after_unsubscribe(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
     purpose = data.purpose
     if purpose not in TRACKING:
@@ -33,7 +35,8 @@ def tracking_after_unsubscribe(batch: Batch, item: Item, data: ev.DataUsed) -> s
     return None
 
 
-@rule("7.3", "message of a kind the person unsubscribed from", reads=(ev.DataUsed,))
+@rule("7.3", "message of a kind the person unsubscribed from", reads=(ev.DataUsed,),
+      when="data.message_kind is not None and person.subscriptions")
 def unsubscribed_message(batch: Batch, item: Item, data: ev.DataUsed) -> str | None:
     kind = data.message_kind
     if kind is None:

@@ -10,7 +10,7 @@ from schemas import events as ev
 
 
 @rule("8", "consent from a superseded policy version relied on after a material change",
-      reads=(ev.DataUsed, ev.DataShared))
+      reads=(ev.DataUsed, ev.DataShared), when="data.consent_id is not None")
 def superseded_consent(batch: Batch, item: Item, data: ev.DataUsed | ev.DataShared) -> str | None:
     if data.consent_id is None:
         return None
