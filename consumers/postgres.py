@@ -19,8 +19,10 @@ differs is translated here, once per statement text (``to_postgres``):
 - ``insert_marks`` zips JSON arrays (``ROWS FROM``) where SQLite reads ``json_each``:
   one statement marks a batch's events;
 - ``executemany`` of an ``INSERT ... VALUES`` becomes ONE ``INSERT ... SELECT FROM
-  json_populate_recordset`` of the rows as JSON, where that does exactly what a statement
-  per row would (``_set_insert``; otherwise rows go one by one, pipelined);
+  unnest(%s::type[], ...)`` of one array per column, typed as the table's columns
+  (read once per table and connection, ``_ColumnTypes``), where that does exactly what a
+  statement per row would (``_set_insert``, ``_array_literal``; otherwise rows go one by
+  one, pipelined);
 - Python ``bool`` parameters are stored as 0/1 integers, as SQLite stores them.
 
 Invariants it keeps:
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -140,21 +143,42 @@ _CONFLICT = re.compile(
     re.I | re.S)
 #: A constant in ``VALUES`` the set form can carry as it is: an integer.
 _INTEGER = re.compile(r"-?\d+")
+#: Statements that may change a table's columns (their types are then read again).
+_DDL = re.compile(r"^\s*(CREATE|DROP|ALTER)\b", re.I)
 
 
 @dataclass(frozen=True)
 class _SetInsert:
-    """How to send an ``executemany`` of one ``INSERT ... VALUES`` as ONE statement: the
-    rows go as a JSON array that ``json_populate_recordset`` turns into rows of the table
-    (one short statement, prepared once by the server, instead of one execution per row,
-    and no per-row parameter handling in the client)."""
+    """How to send an ``executemany`` of one ``INSERT ... VALUES`` as ONE statement: each
+    column given by parameters goes as ONE array of the column's type, and ``unnest``
+    zips the arrays back into rows (one short statement, prepared once by the server,
+    instead of one execution per row, and no per-row parameter handling in the client).
+    The arrays' types are the table's columns' (``statement``, ``_ColumnTypes``)."""
 
-    sql: str
-    names: tuple[str, ...]  # JSON keys: the columns given by parameters, unquoted
+    table: str
+    #: The columns given by parameters, as the statement spells them, and as the
+    #: catalogue names them (unquoted, or folded to lower case).
+    given: tuple[str, ...]
+    names: tuple[str, ...]
+    head: str  # ``INSERT INTO t (cols) SELECT cols-or-constants FROM unnest(``
+    tail: str  # ``ON CONFLICT ...``, or empty
     #: For ``DO UPDATE``: the positions (in a row of parameters) of the conflict target's
     #: columns. A statement may not update a row twice, so rows with one key go in
     #: successive statements (``_rounds``).
     keys: tuple[int, ...] | None
+
+    def statement(self, types: Sequence[str]) -> str:
+        """The statement, given the types of the columns ``names`` (``format_type``)."""
+        arrays = ", ".join(f"%s::{t}[]" for t in types)
+        return (f"{self.head}{arrays}) AS r({', '.join(self.given)})"
+                + (" " + self.tail if self.tail else ""))
+
+
+def _catalog_name(column: str) -> str:
+    """A column as the statement spells it, as the catalogue names it."""
+    if len(column) >= 2 and column[0] == column[-1] == '"':
+        return column[1:-1].replace('""', '"')
+    return column.lower()
 
 
 @lru_cache(maxsize=1024)
@@ -172,8 +196,10 @@ def _set_insert(sql: str) -> _SetInsert | None:
     if len(values) != len(columns) or not all(v == "%s" or _INTEGER.fullmatch(v)
                                               for v in values):
         return None
-    given = [c for c, v in zip(columns, values, strict=True) if v == "%s"]
-    names = tuple(c.strip('"') for c in given)
+    given = tuple(c for c, v in zip(columns, values, strict=True) if v == "%s")
+    if not given:
+        return None
+    names = tuple(_catalog_name(c) for c in given)
     tail = m["tail"].strip().rstrip(";")
     keys: tuple[int, ...] | None = None
     if tail:
@@ -183,8 +209,8 @@ def _set_insert(sql: str) -> _SetInsert | None:
         if conflict["action"].upper() == "UPDATE":
             if not conflict["target"]:
                 return None
-            target = [c.strip().strip('"') for c in conflict["target"].split(",")]
-            constant = {c.strip('"') for c in columns} - set(names)
+            target = [_catalog_name(c.strip()) for c in conflict["target"].split(",")]
+            constant = {_catalog_name(c) for c in columns} - set(names)
             if not set(target) <= set(names) | constant:
                 return None
             # a constant column of the key is the same in every row: not compared
@@ -192,10 +218,9 @@ def _set_insert(sql: str) -> _SetInsert | None:
     listed = ", ".join(columns)
     selected = ", ".join(c if v == "%s" else v for c, v in zip(columns, values, strict=True))
     table = m["table"]
-    return _SetInsert(
-        f"INSERT INTO {table} ({listed}) SELECT {selected} FROM "
-        f"json_populate_recordset(NULL::{table}, %s::json)" + (" " + tail if tail else ""),
-        names, keys)
+    return _SetInsert(table, given, names,
+                      f"INSERT INTO {table} ({listed}) SELECT {selected} FROM unnest(",
+                      tail, keys)
 
 
 def _rounds(rows: list[Sequence[Any]], keys: tuple[int, ...]) -> list[list[Sequence[Any]]]:
@@ -204,10 +229,12 @@ def _rounds(rows: list[Sequence[Any]], keys: tuple[int, ...]) -> list[list[Seque
     a statement per row does: a key's rows keep their order, and rows of different keys
     touch different rows of the table. (Only a key's first row can insert: identity
     values are still given in the rows' order.)"""
+    found = list(map(operator.itemgetter(*keys), rows))
+    if len(set(found)) == len(found):
+        return [rows]  # every key once (the usual case)
     rounds: list[list[Sequence[Any]]] = []
-    count: dict[tuple[Any, ...], int] = {}
-    for row in rows:
-        key = tuple([row[k] for k in keys])
+    count: dict[Any, int] = {}
+    for key, row in zip(found, rows):
         n = count.get(key, 0)
         count[key] = n + 1
         if n == len(rounds):
@@ -217,36 +244,150 @@ def _rounds(rows: list[Sequence[Any]], keys: tuple[int, ...]) -> list[list[Seque
     return rounds
 
 
-#: Values that reach a column through JSON exactly as through a parameter. Not floats:
-#: a parameter rounds one into an integer column, the JSON text is refused there.
-_JSON_TYPES = (str, int, type(None))
-_PLAIN = frozenset(_JSON_TYPES)
+# --- rows as arrays -------------------------------------------------------------------
+#
+# A parameter of a statement per row reaches its column as PostgreSQL reads it: a Python
+# ``str`` is sent untyped, so the column's type reads its text; an ``int`` as an integer,
+# which an integer column stores and a text column writes in decimal; ``bool`` as 0/1
+# (``_BoolAsInt``); ``bytes`` as ``bytea``, which a text column writes as hex. The array
+# form gives each column ONE array literal whose elements are exactly those texts, read
+# by the column type's input function: the same values. Anything else (a float: the
+# server rounds it into an integer column and writes it its own way into a text one;
+# an int into ``bytea``: refused; any other type) goes row by row.
+
+#: How a column type's values are written as array elements, by ``format_type`` of the
+#: column's type without its modifier (a ``varchar(n)`` array cast would truncate;
+#: the assignment to the column checks the length, as a parameter's would).
+_KINDS = {"bigint": "int", "integer": "int", "smallint": "int",
+          "text": "text", "character varying": "text", "bytea": "bytea"}
+_NONE = type(None)
+_INT_PLAIN = frozenset({int, bool, _NONE})
+_INT_ANY = frozenset({int, bool, str, _NONE})
+_TEXT_PLAIN = frozenset({str, _NONE})
+_TEXT_ANY = frozenset({str, int, bool, bytes, _NONE})
+_BYTEA_ANY = frozenset({bytes, str, _NONE})
 
 
-def _json_rows(names: tuple[str, ...], rows: list[Sequence[Any]]) -> str:
-    """The rows as a JSON array of objects, values as the table's columns read them:
-    booleans as 0/1 (as ``_BoolAsInt``), bytes as ``bytea`` hex. Raises ``TypeError``
-    for a value JSON does not carry exactly (a float, any other type: the caller then
-    goes row by row)."""
-    if {type(value) for row in rows for value in row} <= _PLAIN:
-        # the usual case: nothing to convert (twice as quick as the loop below)
-        if any(len(row) != len(names) for row in rows):
-            raise ValueError("a row of another length than the statement's")
-        return json.dumps([dict(zip(names, row)) for row in rows], separators=(",", ":"))
-    out = []
-    for row in rows:
-        record = {}
-        for name, value in zip(names, row, strict=True):
-            kind = type(value)
-            if kind is bool:
-                value = int(value)
-            elif kind is bytes:
-                value = "\\x" + value.hex()
-            elif kind not in _JSON_TYPES:
-                raise TypeError(f"{kind.__name__} in a row")
-            record[name] = value
-        out.append(record)
-    return json.dumps(out, allow_nan=False)
+def _as_text(value: Any) -> str | None:
+    """A value as a text column reads its parameter (see above)."""
+    kind = type(value)
+    if kind is str or value is None:
+        return value
+    if kind is bool:
+        return "1" if value else "0"
+    if kind is bytes:
+        return "\\x" + value.hex()
+    return str(value)  # an int
+
+
+def _quoted(column: Sequence[str | None]) -> str:
+    """Texts (or NULLs) as an array literal of quoted elements. JSON writes a list of
+    strings as an array literal does (elements in double quotes, ``\\"`` and ``\\\\``
+    inside, ``null`` for NULL): the quick way, in C, unless a control character got
+    another escape, which the literal would not read back: its length tells."""
+    text = json.dumps(column, ensure_ascii=False, separators=(",", ":"))
+    given = "".join(filter(None, column))
+    nulls = column.count(None)
+    if len(text) != (len(given) + given.count('"') + given.count("\\") + len(column) + 1
+                     + 2 * (len(column) - nulls) + 4 * nulls):
+        text = "[" + ",".join(["null" if v is None else
+                               '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                               for v in column]) + "]"
+    return "{" + text[1:-1] + "}"
+
+
+def _array_literal(kind: str, column: Sequence[Any]) -> str | None:
+    """``column`` (one value per row) as the literal of an array of the column's type
+    ``kind`` (``_KINDS``) whose elements are what parameters would store, or None if a
+    value has no such element (see above)."""
+    kinds = set(map(type, column))
+    if kind == "int":
+        if kinds <= _INT_PLAIN:
+            # JSON's numbers and null are the literal's; true/false become 1/0
+            text = json.dumps(column, separators=(",", ":"))
+            if bool in kinds:
+                text = text.replace("true", "1").replace("false", "0")
+            return "{" + text[1:-1] + "}"
+        if not kinds <= _INT_ANY:
+            return None
+    elif kind == "text":
+        if not kinds <= _TEXT_ANY:
+            return None
+    elif not kinds <= _BYTEA_ANY:
+        return None
+    if not kinds <= _TEXT_PLAIN:
+        column = [_as_text(v) for v in column]
+    return _quoted(column)
+
+
+#: Values of a conflict key that are equal in Python where the column finds them equal
+#: (``_rounds``): one type per kind (1 and "1" are one key of a text column).
+_KEY_TYPES = {"int": _INT_PLAIN, "text": _TEXT_PLAIN, "bytea": frozenset({bytes, _NONE})}
+
+
+def _arrays(kinds: Sequence[str], keys: tuple[int, ...] | None,
+            rows: list[Sequence[Any]]) -> list[list[str]] | None:
+    """The parameters of the statements of the array form: per round (``_rounds``, if
+    ``keys``), one array literal per column; None if a value has none, a row is of
+    another length, or a key's values are not compared as the column compares them
+    (the rows then go one by one)."""
+    if set(map(len, rows)) != {len(kinds)}:
+        return None
+    rounds = [rows]
+    if keys is not None:
+        for k in keys:
+            if not set(map(type, map(operator.itemgetter(k), rows))) <= _KEY_TYPES[kinds[k]]:
+                return None
+        rounds = _rounds(rows, keys)
+    statements = []
+    for part in rounds:
+        arrays = []
+        for kind, column in zip(kinds, zip(*part), strict=True):
+            literal = _array_literal(kind, column)
+            if literal is None:
+                return None
+            arrays.append(literal)
+        statements.append(arrays)
+    return statements
+
+
+class _ColumnTypes:
+    """The types of the columns the array form writes (``_SetInsert.statement``), read
+    from the catalogue once per table and connection, with the version of the table's
+    catalogue row (``pg_class``: its oid and ``xmin``, which a table dropped and made
+    again, or altered in a way that changes a column's type, does not keep). Each
+    transaction queues the versions of the tables it knows behind its first statement
+    (``VERSIONS``: the answer comes with the first round trip it pays anyway) and reads
+    a table again if its version moved. DDL run through the store, and a failed
+    transaction, forget them all."""
+
+    VERSIONS = ("SELECT t.name, c.oid::text || ':' || c.xmin::text "
+                "FROM unnest(%s::text[]) AS t(name) LEFT JOIN pg_class c "
+                "ON c.oid = to_regclass(t.name)")
+    COLUMNS = ("SELECT a.attname, format_type(a.atttypid, NULL), "
+               "c.oid::text || ':' || c.xmin::text FROM pg_class c JOIN pg_attribute a "
+               "ON a.attrelid = c.oid WHERE c.oid = to_regclass(%s) AND a.attnum > 0 "
+               "AND NOT a.attisdropped")
+
+    def __init__(self) -> None:
+        #: the version of each table read (None: no such table then)
+        self.versions: dict[str, str | None] = {}
+        #: per statement: its array form and the kinds of its columns, or None (none)
+        self.plans: dict[_SetInsert, tuple[str, tuple[str, ...]] | None] = {}
+
+    def forget(self) -> None:
+        self.versions.clear()
+        self.plans.clear()
+
+    def check(self, versions: Iterable[tuple[str, str | None]]) -> None:
+        """Forget the tables whose version is not the one their types were read at."""
+        moved = {table for table, version in versions
+                 if table in self.versions and self.versions[table] != version}
+        if moved:
+            for table in moved:
+                del self.versions[table]
+            for plan in [p for p in self.plans if p.table in moved]:
+                del self.plans[plan]
 
 
 class _BoolAsInt(Dumper):
@@ -275,37 +416,66 @@ class _PostgresTransaction(ViewTransaction):
     """Runs in pipeline mode: writes are queued and sent together, and a round trip is
     paid only where a result is needed (a query, a row count)."""
 
-    def __init__(self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline):
+    def __init__(self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline,
+                 types: _ColumnTypes):
         self._conn = conn
         self._pipeline = pipeline
         self._cur = conn.cursor()
+        self._types = types
+        # the versions of the tables whose column types are known, queued now: the
+        # answer comes with the first round trip (the transaction's positions)
+        self._versions: psycopg.Cursor[Any] | None = None
+        if types.versions:
+            self._versions = conn.cursor()
+            self._versions.execute(_ColumnTypes.VERSIONS, (list(types.versions),))
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cur = self._cur
-        cur.execute(to_postgres(sql), params or None)
+        pg = to_postgres(sql)
+        if _DDL.match(pg):
+            self._types.forget()
+        cur.execute(pg, params or None)
         self._pipeline.sync()
         return max(cur.rowcount, 0)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Rows of an ``INSERT ... VALUES`` go in ONE statement (``_set_insert``), or one
-        per repeat of a conflict key (``_rounds``), where that does exactly what a
-        statement per row would; anything else row by row, pipelined."""
+        """Rows of an ``INSERT ... VALUES`` go in ONE statement of one array per column
+        (``_set_insert``), or one per repeat of a conflict key (``_rounds``), where that
+        does exactly what a statement per row would; anything else row by row,
+        pipelined."""
         rows = rows if isinstance(rows, list) else list(rows)
         if not rows:
             return
         pg = to_postgres(sql)
         plan = _set_insert(pg) if len(rows) > 1 else None
-        if plan is not None:
-            rounds = [rows] if plan.keys is None else _rounds(rows, plan.keys)
-            try:
-                payloads = [_json_rows(plan.names, part) for part in rounds]
-            except (TypeError, ValueError):
-                plan = None
-        if plan is None:
-            self._cur.executemany(pg, rows)
-            return
-        for payload in payloads:
-            self._cur.execute(plan.sql, (payload,))
+        form = self._array_form(plan) if plan is not None else None
+        if plan is not None and form is not None:
+            statement, kinds = form
+            statements = _arrays(kinds, plan.keys, rows)
+            if statements is not None:
+                for params in statements:
+                    self._cur.execute(statement, params)
+                return
+        self._cur.executemany(pg, rows)
+
+    def _array_form(self, plan: _SetInsert) -> tuple[str, tuple[str, ...]] | None:
+        """``plan``'s statement for the types of its table's columns, and their kinds;
+        None if a column is missing or of a type the arrays do not carry."""
+        types = self._types
+        if self._versions is not None:
+            types.check(self._versions.fetchall())
+            self._versions = None
+        if plan in types.plans:
+            return types.plans[plan]
+        columns = self._conn.execute(_ColumnTypes.COLUMNS, (plan.table,)).fetchall()
+        found = {name: kind for name, kind, _ in columns}
+        names = [found.get(name) for name in plan.names]
+        form = None
+        if all(t in _KINDS for t in names):
+            form = (plan.statement(names), tuple(_KINDS[t] for t in names))
+        types.versions[plan.table] = columns[0][2] if columns else None
+        types.plans[plan] = form
+        return form
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn.execute(to_postgres(sql), params or None).fetchall()
@@ -406,6 +576,7 @@ class PostgresViewStore(ViewStore):
                 f"{_first_line(exc)}") from exc
         self._conn.adapters.register_dumper(bool, _BoolAsInt)
         self._in_tx = False
+        self._types = _ColumnTypes()
         try:
             if schema is not None:
                 self._conn.execute("SELECT set_config('search_path', %s, false)",
@@ -446,16 +617,19 @@ class PostgresViewStore(ViewStore):
             raise _translate(exc, f"the view store {self.where} is unavailable") from exc
         try:
             with conn.pipeline() as pipeline:
-                yield _PostgresTransaction(conn, pipeline)
+                yield _PostgresTransaction(conn, pipeline, self._types)
         except psycopg.Error as exc:
+            self._types.forget()  # DDL rolled back, or a statement typed by stale types
             self._rollback()
             raise _translate(exc, f"writing views to {self.where} failed") from exc
         except BaseException:
+            self._types.forget()
             self._rollback()
             raise
         try:
             conn.execute("COMMIT")
         except psycopg.Error as exc:
+            self._types.forget()
             self._rollback()
             raise _translate(exc, f"committing views to {self.where} failed") from exc
 
