@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 YOUNG_GC_POLLS = 10
 #: Seconds the applier waits for a stopping reader to leave the group before killing it.
 READER_STOP_SECONDS = 15.0
+#: Milliseconds a stopping reader gives its last offset hint and leaving the group (a
+#: rebalance in progress would otherwise hold them up to the request timeout, each).
+HINT_COMMIT_MS = 5000
 
 
 class ReaderGone(Exception):
@@ -165,7 +168,7 @@ class Reader:
                         gc.collect(1)
             self.commit_hint(None, wait=True)  # an async commit may not finish before close
         finally:
-            consumer.close(autocommit=False)
+            consumer.close(autocommit=False, timeout_ms=HINT_COMMIT_MS)
 
     def handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -208,7 +211,7 @@ class Reader:
             return
         try:
             if wait:
-                self.consumer.commit(mine)
+                self.consumer.commit(mine, timeout_ms=HINT_COMMIT_MS)
             else:
                 # not waited for: a hint for tools, one broker round trip per batch less
                 self.consumer.commit_async(mine)
