@@ -18,6 +18,12 @@ thread of this process, signed in as a compliance principal):
   (``overview-cold``); later ones reuse the answer (only audit records came in since); the
   first request of a new minute finds it judged ahead in the background
   (``overview-new-min``, one request across a minute boundary: the run waits for it).
+  ``overview-restart``: the first request after a restart (the dashboard's caches made
+  afresh, as a new server's), which shows the summary and chart the last one kept
+  (``pdl.web.kept``), labelled "not current", while fresh ones are judged aside; against
+  the same with nothing kept (judged while waiting, as before), ``--restarts`` times
+  each, alternating, medians and their ratio. (The run removes the kept files before its
+  first request, ``overview-cold``.)
 - ``register``: ``GET /ui/register`` first page of 50, ungrouped; baseline
   ``GET /disclosures?limit=50`` (the same rows as JSON).
 - ``register-grouped``: ``GET /ui/register?group=recipient``; same baseline.
@@ -36,6 +42,11 @@ timed again in the same run:
   rules and the chart judged while the request waits, as before), fewer requests.
 
 Both against ``overview`` (no ingestion) as the baseline, ratios printed.
+
+``--views postgres`` keeps the views in PostgreSQL instead of the SQLite file beside the
+log (``--pg-url``, or a server started for the run from Debian's package, tests/pgkit.py;
+the views are built afresh in a schema of their own each run): the same rows, the
+judgements aside then on connections of their own to that schema.
 
 Every request, page or JSON, is audited (appends a ``ledger.queried`` event) and catches
 the views up: that is part of what is measured. Target (issue 16): p50 <= 300 ms on 1M
@@ -74,6 +85,9 @@ from ledger.errors import LedgerError  # noqa: E402
 from ledger.principals import Role, SQLitePrincipalStore  # noqa: E402
 from pdl.api import create_app  # noqa: E402
 from pdl.service import QueryService  # noqa: E402
+from pdl.web import KEPT_ACTIVITY, KEPT_FINDINGS  # noqa: E402
+from pdl.web.pages import ACTIVITY_VIEWS, activity_from_json  # noqa: E402
+from pdl.web.summary import AuditStableCache, FindingsSummaryCache  # noqa: E402
 
 TARGET_MS = 300
 #: Between two overviews under ingestion: events come in meanwhile.
@@ -188,6 +202,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=21)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--views", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--pg-url", help="with --views postgres: this server's database "
+                        "(default: a server started for the run)")
+    parser.add_argument("--restarts", type=int, default=3,
+                        help="restarts timed with and without the last answers kept")
     parser.add_argument("--ingest-rate", type=int, default=100,
                         help="events/s appended while the overview is timed again (0: not)")
     # the publisher's events: new ones each run (the same seed would only repeat event ids,
@@ -202,8 +221,12 @@ def main() -> int:
     started = time.perf_counter()
     ensure_log(directory, args.events)
     settings = settings_for(directory)
+    pg_server = None
+    if args.views == "postgres":
+        pg_server, url = postgres_views(args.pg_url)
+        settings = settings.with_(views_url=url)
     service = QueryService(Ledger(settings))
-    print(f"catching the views up ({directory}) ...", file=sys.stderr, flush=True)
+    print(f"catching the views up ({directory}, {args.views}) ...", file=sys.stderr, flush=True)
     service.catch_up()
     built = time.perf_counter() - started
     principals = SQLitePrincipalStore.for_data_dir(settings.data_dir)
@@ -212,6 +235,9 @@ def main() -> int:
     except LedgerError:
         pass  # added by an earlier run on this log
     token = principals.issue(PRINCIPAL).token
+    kept = settings.data_dir / KEPT_FINDINGS
+    for name in (KEPT_FINDINGS, KEPT_ACTIVITY):  # overview-cold: nothing kept before
+        (settings.data_dir / name).unlink(missing_ok=True)
     app = create_app(service, principals, quiet=True)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, access_log=False,
                                            log_config=None, lifespan="off"))
@@ -260,22 +286,29 @@ def main() -> int:
         reused = app.state.web_findings.reused
         computed = app.state.web_findings.computed
         prejudged = app.state.web_findings.prejudged
+        restart = overview_after_restart(app, ui, kept, args.restarts)
         ingest = overview_under_ingestion(app, ui, directory, args, rows[0]) \
             if args.ingest_rate > 0 else None
     server.should_exit = True
     events = service.ledger.log.count()
-    result = {"events": events, "ready_s": round(built, 1), "overview_cold_ms": round(cold, 1),
-              "overview_new_minute_ms": round(new_minute, 1),
+    result = {"events": events, "views": args.views, "ready_s": round(built, 1), "overview_cold_ms": round(cold, 1),
+              "overview_new_minute_ms": round(new_minute, 1), "restart": restart,
               "summaries_computed": computed, "summaries_reused": reused,
               "summaries_prejudged": prejudged, "rows": rows, "ingestion": ingest}
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"log: {events:,} records, built or reopened and caught up in {built:.1f} s")
+        print(f"log: {events:,} records, built or reopened and caught up in {built:.1f} s "
+              f"({args.views} views)")
         print(f"overview-cold      {cold:>8.1f} ms (first request: clock rules judged while "
               "waiting)")
         print(f"overview-new-min   {new_minute:>8.1f} ms (first of a new minute, judged ahead in "
               f"the background; in all {computed} judged, {prejudged} ahead, {reused} reused)")
+        print(f"overview-restart   {restart['restart_p50_ms']:>8.1f} ms p50 (first after a "
+              f"restart, the last answers kept: shown {'/'.join(restart['labels'])}) against "
+              f"{restart['cold_p50_ms']:.1f} ms with nothing kept (judged while waiting): "
+              f"{restart['ratio']:.3f}x over {restart['repeat']} restarts each; current "
+              f"again after {restart['current_after_p50_s']:.1f} s (p50)")
         for r in rows:
             target = (f"target p50 <= {r['target_p50_ms']} ms: "
                       f"{'met' if r['page_p50_ms'] <= r['target_p50_ms'] else 'NOT met'}"
@@ -297,7 +330,96 @@ def main() -> int:
                   f"{ingest['charts_redrawn']} charts")
     service.close()
     principals.close()
+    if pg_server is not None:
+        import shutil
+
+        pg_server.stop()
+        shutil.rmtree(pg_server.root, ignore_errors=True)
     return 0
+
+
+def postgres_views(url: str | None) -> tuple[Any, str]:
+    """A fresh schema for the views: on the server at ``url``, or on one started for the
+    run (returned, to stop)."""
+    server = None
+    if url is None:
+        sys.path.insert(0, str(ROOT / "tests"))
+        import tempfile
+
+        from pgkit import PostgresServer, find_bin, free_port  # type: ignore[import-not-found]
+
+        bin_dir = find_bin()
+        if bin_dir is None:
+            raise SystemExit("no PostgreSQL server binaries: apt-get install postgresql, "
+                             "or give --pg-url")
+        server = PostgresServer(bin_dir, Path(tempfile.mkdtemp(prefix="pdl-bench-web-pg-")),
+                                free_port())
+        server.start()
+        url = server.url()
+    import psycopg
+
+    schema = f"web_{int(time.time())}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return server, f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
+def fresh_caches(app: Any, kept: Path) -> None:
+    """The dashboard's caches made afresh, as a new server's (the sessions kept, so no
+    sign-in); they read what the last one kept in the data directory, if anything."""
+    app.state.web_findings.wait(300)
+    app.state.web_activity.wait(300)
+    app.state.web_findings.close()
+    app.state.web_findings = FindingsSummaryCache(keep=kept)
+    app.state.web_activity = AuditStableCache(ACTIVITY_VIEWS, kept.with_name(KEPT_ACTIVITY),
+                                              activity_from_json)
+
+
+def until_current(ui: httpx.Client, started: float) -> tuple[str, float]:
+    """The first overview's findings label, then reload until it says current; the label
+    and the seconds from ``started`` until current."""
+    found = AS_OF.search(ui.get("/ui/").text)
+    label = found.group(1) if found else "unlabelled"
+    while found is not None and found.group(1) != "current":
+        if time.perf_counter() - started > 300:
+            break
+        time.sleep(0.2)
+        found = AS_OF.search(ui.get("/ui/").text)
+    return label, time.perf_counter() - started
+
+
+def overview_after_restart(app: Any, ui: httpx.Client, kept: Path, repeat: int
+                           ) -> dict[str, Any]:
+    """The first overview of a restarted server (``fresh_caches``), ``repeat`` times
+    each, alternating: with nothing kept (judged while it waits, as before) and with the
+    last answers kept (shown labelled while fresh ones are judged aside); then the time
+    until the page is current again."""
+    out: dict[str, list[float]] = {"cold": [], "restart": [], "current_after": []}
+    labels = []
+    for _ in range(repeat):
+        for row in ("cold", "restart"):
+            if row == "cold":
+                for name in (KEPT_FINDINGS, KEPT_ACTIVITY):
+                    kept.with_name(name).unlink(missing_ok=True)
+            else:
+                deadline = time.monotonic() + 60
+                while not (kept.exists() and kept.with_name(KEPT_ACTIVITY).exists()):
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"{kept}: nothing kept")
+                    time.sleep(0.1)
+            fresh_caches(app, kept)
+            started = time.perf_counter()
+            ui.get("/ui/")
+            out[row].append((time.perf_counter() - started) * 1000)
+            if row == "restart":
+                label, seconds = until_current(ui, started)
+                labels.append(label)
+                out["current_after"].append(seconds)
+    cold, restart = statistics.median(out["cold"]), statistics.median(out["restart"])
+    return {"repeat": repeat, "cold_p50_ms": round(cold, 1),
+            "restart_p50_ms": round(restart, 1), "ratio": round(restart / cold, 3),
+            "labels": labels, "current_after_p50_s":
+            round(statistics.median(out["current_after"]), 1)}
 
 
 def overview_under_ingestion(app: Any, ui: httpx.Client, directory: Path,

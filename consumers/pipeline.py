@@ -50,6 +50,13 @@ log = logging.getLogger(__name__)
 YOUNG_GC_POLLS = 10
 #: Seconds the applier waits for a stopping reader to leave the group before killing it.
 READER_STOP_SECONDS = 15.0
+#: How much lower the reader's CPU priority is than the applier's (nice(2)): the reader
+#: has time to spare (it is the quicker half), while the applier, and on PostgreSQL the
+#: server it waits for, set the member's rate: on a busy machine they go first.
+READER_NICENESS = 5
+#: Milliseconds a stopping reader gives its last offset hint and leaving the group (a
+#: rebalance in progress would otherwise hold them up to the request timeout, each).
+HINT_COMMIT_MS = 5000
 
 
 class ReaderGone(Exception):
@@ -70,6 +77,10 @@ def reader_config(log: Any, group_id: str, batch_size: int) -> dict[str, Any]:
 def read(parent: int, conn: Connection, config: Mapping[str, Any]) -> None:
     """The reader process's entry point (see the module docstring)."""
     die_with_parent(parent)
+    try:
+        os.nice(READER_NICENESS)
+    except OSError:  # not permitted here: the same priority as the applier
+        pass
     # Ctrl-C reaches the whole foreground process group: the applier decides when to stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -165,7 +176,7 @@ class Reader:
                         gc.collect(1)
             self.commit_hint(None, wait=True)  # an async commit may not finish before close
         finally:
-            consumer.close(autocommit=False)
+            consumer.close(autocommit=False, timeout_ms=HINT_COMMIT_MS)
 
     def handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -208,7 +219,7 @@ class Reader:
             return
         try:
             if wait:
-                self.consumer.commit(mine)
+                self.consumer.commit(mine, timeout_ms=HINT_COMMIT_MS)
             else:
                 # not waited for: a hint for tools, one broker round trip per batch less
                 self.consumer.commit_async(mine)

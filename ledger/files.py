@@ -45,11 +45,22 @@ def private_file(path: str | Path) -> Path:
 
     Call before a library (SQLite) opens the file, so it is never readable by others, even
     for a moment. Existing SQLite companions are tightened as well.
+
+    An existing file is never opened here, only its mode changed: closing any descriptor
+    of a file drops every POSIX lock this process holds on it, so opening a second SQLite
+    connection in a process that has one would silently release the first one's locks.
+    Another process closing its connection would then take itself for the last one and
+    delete the WAL under the first (its later commits lost, "disk I/O error" for the next
+    connection; ``tests/test_files_locks.py``).
     """
     path = Path(path)
     private_dir(path.parent, tighten=False)
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, FILE_MODE)
-    os.close(fd)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
     _tighten(path, FILE_MODE)
     for suffix in SQLITE_SUFFIXES:
         companion = path.with_name(path.name + suffix)

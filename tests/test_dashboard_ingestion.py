@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from apikit import publish_sample, sample_settings
-from test_dashboard_summary import fresh, service  # noqa: F401 (a fixture)
+from test_dashboard_summary import fresh, sample_service, service  # noqa: F401 (a fixture)
 from test_queries_cli import ALICE, EMAIL
 from webkit import WebLive, signed_in, web_server
 
@@ -239,3 +239,73 @@ def test_a_failed_judgement_aside_makes_the_next_request_wait_not_stay_stale(
     assert cache.wait(60)
     judged = cache.judgement(service, service.views, later)  # judged while waiting
     assert judged.current and judged.rows == fresh(service, later) and cache.computed == 2
+
+
+def test_the_chart_redrawn_aside_beside_judging_processes_never_fails(
+        service: QueryService) -> None:
+    """The chart's side connection (in the server's process) and the judging processes
+    (their own connections, closed when done) in turn, the server committing between
+    them: every redrawing aside succeeds, and the server's commits stay in the views
+    (``tests/test_files_locks.py`` has the cause: a second connection used to drop the
+    server connection's locks, and a judging process then deleted the WAL)."""
+    from pathlib import Path
+
+    from pdl.web.pages import ACTIVITY_VIEWS, activity
+
+    chart: AuditStableCache[Any] = AuditStableCache(ACTIVITY_VIEWS)
+    judging = FindingsSummaryCache(prejudge=False)
+    assert chart.latest(service, service.views, activity).current
+    for round_, seed in enumerate((41, 43), start=1):
+        service.ledger.publish_lines(list(simulate(3, seed=seed)))
+        service.catch_up()  # the server commits
+        assert not chart.latest(service, service.views, activity).current
+        assert chart.wait(60)
+        assert judging._judge_aside(service, minute_of(NOW)) is not None
+        assert chart.revalidated == round_ and not chart._aside_failed
+        assert Path(f"{service.views.path}-wal").exists()  # type: ignore[attr-defined]
+    service.ledger.publish_lines(list(simulate(3, seed=53)))
+    service.catch_up()
+    assert not chart.latest(service, service.views, activity).current
+    assert chart.wait(60) and not chart._aside_failed
+    stamped = chart.latest(service, service.views, activity)
+    assert stamped.current and stamped.value == activity(service.views)
+
+
+# --- PostgreSQL views: judged aside too -------------------------------------------------
+
+@pytest.fixture
+def pg_service(tmp_path: Path, postgres_server: Any) -> Iterator[QueryService]:
+    """The summary tests' service, its views in a schema of the session's PostgreSQL."""
+    settings = sample_settings(tmp_path / "data").with_(views_url=postgres_server.new_schema())
+    with sample_service(settings) as served:
+        yield served
+
+
+def test_postgres_views_are_judged_aside_while_the_page_shows_the_last_answer(
+        pg_service: QueryService) -> None:
+    from pdl.web.pages import ACTIVITY_VIEWS, activity
+
+    service = pg_service
+    assert type(service.views).__name__ == "PostgresViewStore"
+    cache = FindingsSummaryCache(prejudge=False)
+    chart: AuditStableCache[Any] = AuditStableCache(ACTIVITY_VIEWS)
+    assert cache.judgement(service, service.views, NOW).current
+    assert chart.latest(service, service.views, activity).current
+    service.ledger.publish_lines(list(simulate(5, seed=59)))
+    service.catch_up()
+    position = service.views.position(FINDINGS_VIEW, service.ledger.log.log_id)
+    # not judged while waiting: the last answer, labelled, with the records behind
+    stale = cache.judgement(service, service.views, NOW)
+    assert not stale.current and stale.behind == records(position) - records(stale.position) > 0
+    assert "Not current, updating" in label(stale)
+    drawn = chart.latest(service, service.views, activity)
+    assert not drawn.current and drawn.behind > 0
+    assert cache.computed == 1 and chart.computed == 1
+    # judged in a process of its own on its own PostgreSQL connection, then current
+    assert cache.wait(60) and chart.wait(60)
+    judged = cache.judgement(service, service.views, NOW)
+    assert judged.current and judged.rows == fresh(service, NOW) and judged.position == position
+    assert cache.revalidated == 1 and cache.computed == 1
+    drawn = chart.latest(service, service.views, activity)
+    assert drawn.current and drawn.value == activity(service.views)
+    assert chart.revalidated == 1 and chart.computed == 1

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from apikit import publish_sample, sample_settings
 from test_queries_cli import ALICE, shared, wire
 
 from ledger.application import Ledger
+from ledger.settings import Settings
 from pdl.service import QueryService, findings_summary
 from pdl.web.summary import (
     AuditStableCache,
@@ -25,15 +27,21 @@ from workload import simulate
 NOW = datetime(2026, 6, 1, 12, 0, 30, tzinfo=UTC)
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[QueryService]:
-    settings = sample_settings(tmp_path / "data")
+@contextmanager
+def sample_service(settings: Settings) -> Iterator[QueryService]:
+    """A service over the sample events and 20 simulated people, caught up."""
     publish_sample(settings)
     with Ledger(settings) as ledger:
         ledger.publish_lines(list(simulate(20, seed=5)))
     with QueryService(Ledger(settings)) as service:
         service.catch_up()
         yield service
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[QueryService]:
+    with sample_service(sample_settings(tmp_path / "data")) as served:
+        yield served
 
 
 def fresh(service: QueryService, now: datetime) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from conftest import kafka_cli_env, kafka_settings
 from eventkit import dump_views
 
 from consumers.consume import KafkaGroupConsumer
+from consumers.pipeline import READER_NICENESS
 from consumers.projection import ProjectionRunner
 from consumers.registry import all_projections
 from consumers.views import SQLiteViewStore
@@ -77,6 +78,11 @@ def cmdline(pid: int) -> bytes:
             return f.read()
     except OSError:
         return b""
+
+
+def niceness(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])
 
 
 def alive(pid: int) -> bool:
@@ -166,6 +172,8 @@ def test_pdl_consume_reads_in_a_second_process_that_dies_with_it(kafka: Settings
         spawned = children(proc.pid)  # the reader, and multiprocessing's resource tracker
         readers = [pid for pid in spawned if b"spawn_main" in cmdline(pid)]
         assert len(readers) == 1, spawned
+        # the reader gives way to the applier (and the server it waits for) on a busy machine
+        assert niceness(readers[0]) == niceness(proc.pid) + READER_NICENESS
         proc.kill()  # SIGKILL: no chance to stop the reader itself
         proc.wait(timeout=10)
         deadline = time.monotonic() + 10

@@ -24,6 +24,7 @@ import uvicorn
 
 from ledger.errors import ConfigurationError, LedgerError
 from ledger.principals import Role, SQLitePrincipalStore
+from pdl import web
 from pdl.api.app import create_app
 from pdl.service import QueryService
 
@@ -91,6 +92,7 @@ def serve(service: QueryService, host: str = "127.0.0.1", port: int = 8080) -> N
         log.warning("no principal is configured: every request will be refused "
                     "(`pdl principal add`, `pdl token issue`)")
     app = create_app(service, principals)
+    web.warm(app)
     index = app.state.pdl.scope_index
     if index is not None:
         started = time.perf_counter()

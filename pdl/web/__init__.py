@@ -15,14 +15,24 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pdl.web.pages import ACTIVITY_VIEWS, GROUP_VIEWS, install_handlers, router
+from pdl.web.pages import (
+    ACTIVITY_VIEWS,
+    GROUP_VIEWS,
+    activity_from_json,
+    install_handlers,
+    router,
+)
 from pdl.web.residence import Residences
 from pdl.web.sessions import SessionStore
 from pdl.web.summary import AuditStableCache, FindingsSummaryCache, KeyedAuditStableCache
 
-__all__ = ["SecurityHeaders", "install"]
+__all__ = ["SecurityHeaders", "install", "warm"]
 
 STATIC = Path(__file__).parent / "static"
+#: The overview's last findings summary, kept in the data directory for the next server.
+KEPT_FINDINGS = "dashboard-findings.json"
+#: The overview's last activity chart, likewise.
+KEPT_ACTIVITY = "dashboard-activity.json"
 
 HEADERS = [
     (b"content-security-policy",
@@ -38,14 +48,22 @@ HEADERS = [
 def install(app: FastAPI) -> None:
     """Add the dashboard's pages, static files, sessions and headers to ``app``."""
     app.state.web = SessionStore()
-    app.state.web_findings = FindingsSummaryCache()
+    data_dir = app.state.pdl.service.ledger.settings.data_dir
+    app.state.web_findings = FindingsSummaryCache(keep=Path(data_dir) / KEPT_FINDINGS)
     app.state.web_residences = Residences()
-    app.state.web_activity = AuditStableCache(ACTIVITY_VIEWS)
+    app.state.web_activity = AuditStableCache(ACTIVITY_VIEWS, Path(data_dir) / KEPT_ACTIVITY,
+                                              activity_from_json)
     app.state.web_groups = KeyedAuditStableCache(GROUP_VIEWS)
     install_handlers(app)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
     app.add_middleware(SecurityHeaders)
+
+
+def warm(app: FastAPI) -> None:
+    """At the server's start: the overview's findings, as the last server kept them
+    (shown labelled as not current), else judged aside from now on."""
+    app.state.web_findings.warm(app.state.pdl.service)
 
 
 class SecurityHeaders:

@@ -239,6 +239,13 @@ def activity(views: Any, days: int = 30) -> tuple[list[str], dict[str, list[int]
     return all_days, {name: [c.get(d, 0) for d in all_days] for name, c in counts.items()}
 
 
+def activity_from_json(value: Any) -> tuple[list[str], dict[str, list[int]]]:
+    """``activity``'s answer as kept in JSON (``pdl.web.kept``)."""
+    days, series = value
+    return ([str(d) for d in days],
+            {str(name): [int(n) for n in counts] for name, counts in series.items()})
+
+
 @router.get("/")
 def overview(request: Request, viewer: Annotated[Viewer, page(*SIGNED_IN)]) -> Response:
     api = state(request)

@@ -27,8 +27,9 @@ no answer can be reused. The overview then asks ``judgement`` (stale-while-reval
 the cached answer when it is current as above; otherwise the latest answer judged (at an
 earlier position, or an earlier minute), returned marked as not current with the position
 and minute it was judged at, while one background thread judges afresh on a read snapshot
-of a second connection (SQLite views; other stores judge while the request waits). Once
-ingestion stops, the next judgement is current again and equal to a fresh one.
+of a second connection (the SQLite file or the PostgreSQL database; views in memory judge
+while the request waits). Once ingestion stops, the next judgement is current again and
+equal to a fresh one.
 
 ``AuditStableCache`` keeps any answer computed from some views (the activity chart reads
 the data map and the disclosures) while those views have read only audit records since.
@@ -36,17 +37,18 @@ the data map and the disclosures) while those views have read only audit records
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
-import sqlite3
 import subprocess
 import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from consumers.findings import FINDINGS_TABLE, Finding
@@ -54,10 +56,10 @@ from consumers.findings.thresholds import clock_values
 from consumers.findings.store import REMEDIES_TABLE
 from consumers.rows import from_us, to_us
 from consumers.views import SQLiteViewStore, ViewStore
-from ledger.errors import LedgerError
 from ledger.persistence import Position
 from ledger.settings import Settings
 from pdl.service import LEDGER_QUERIED, QueryService
+from pdl.web.kept import KeptAnswer, views_identity
 
 T = TypeVar("T")
 LOG = logging.getLogger("pdl.web")
@@ -68,6 +70,9 @@ FINDINGS = "findings"
 MAX_SCAN = 20_000
 #: A judgement aside taking longer is given up (the next request judges while it waits).
 JUDGING_TIMEOUT_S = 600
+#: The judging process keeps its answer for the next server at most this often: under
+#: ingestion judgements follow each other, and the file (megabytes at 1M events) need not.
+KEEP_EVERY_S = 30
 
 
 def minute_of(now: datetime) -> datetime:
@@ -101,6 +106,28 @@ class _Entry:
                 people = people | {f["pseudonym"]}
             self.clauses[f["clause"]] = (n + 1, still_open + (f.get("status", "open") == "open"),
                                          people)
+
+    def order(self) -> tuple[datetime, int]:
+        """Later answers come after: (minute, records)."""
+        return self.minute, records(self.position)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``from_json`` reads back (``pdl.web.kept``)."""
+        return {"log_id": self.log_id, "minute": self.minute.isoformat(),
+                "clocks": [list(c) for c in self.clocks],
+                "position": {str(p): o for p, o in self.position.items()},
+                "stored": self.stored, "found": self.found, "judged": self.judged.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _Entry:
+        """An entry ``to_json`` wrote (KeyError, TypeError, ValueError if it is not one)."""
+        found = list(data["found"])
+        entry = cls(str(data["log_id"]), datetime.fromisoformat(data["minute"]),
+                    tuple((str(k), int(v)) for k, v in data["clocks"]),
+                    {int(p): int(o) for p, o in data["position"].items()},
+                    int(data["stored"]), found, {}, datetime.fromisoformat(data["judged"]))
+        entry.count(found)
+        return entry
 
     def extended(self, position: Position, stored: int, added: list[dict[str, Any]]
                  ) -> _Entry:
@@ -145,6 +172,11 @@ class Revalidator:
                                                 daemon=True)
                 self._thread.start()
 
+    def busy(self) -> bool:
+        """Whether a job is under way."""
+        with self._lock:
+            return self._thread is not None and self._thread.is_alive()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the job under way (if any); whether none is left."""
         with self._lock:
@@ -185,13 +217,17 @@ class FindingsSummaryCache:
 
     ``prejudge``: once a minute has been asked for, the next minute is judged from its
     second ``PREJUDGE_AFTER_S`` on, in a background thread, on a read snapshot of the views
-    (a second connection to the SQLite file; none for other stores), so the first overview
-    of the next minute finds its answer ready, checked like any other.
+    (a second connection to the SQLite file or PostgreSQL database; none for views in
+    memory), so the first overview of the next minute finds its answer ready, checked like
+    any other.
+
+    ``keep``: a file where the latest answer is kept for the next server
+    (``pdl.web.kept``), whose first ``judgement`` shows it as not current (``warm``).
     """
 
     PREJUDGE_AFTER_S = 40
 
-    def __init__(self, prejudge: bool = True) -> None:
+    def __init__(self, prejudge: bool = True, keep: Path | None = None) -> None:
         self._entries: dict[datetime, _Entry] = {}
         self._lock = threading.Lock()
         self._prejudging: set[datetime] = set()
@@ -213,6 +249,45 @@ class FindingsSummaryCache:
         #: False: never show an earlier answer, judge while the caller waits (the bench's
         #: baseline, as before stale-while-revalidate)
         self.revalidate = True
+        #: the latest answer judged, kept across restarts (``pdl.web.kept``); read back
+        #: once, as the latest answer (shown as not current)
+        self._kept = KeptAnswer(keep) if keep is not None else None
+        self._restored = False
+        self.restored = 0
+
+    def warm(self, service: QueryService, now: datetime | None = None) -> None:
+        """At a server's start: read the answer kept by the last one; if there is none,
+        judge the current minute aside now, so the first overview need not wait for all
+        of it (``judgement`` waits for this judgement rather than start its own)."""
+        self._restore(service)
+        with self._lock:
+            latest = self._latest
+        if latest is None and can_read_aside(service):
+            self._revalidating.start(self._refresh, service,
+                                     minute_of(now or datetime.now(UTC)))
+
+    def _restore(self, service: QueryService) -> None:
+        """Read back the kept answer (once) as the latest, if it is of these log and views
+        and nothing later was judged here."""
+        if self._kept is None or self._restored:
+            return
+        self._restored = True
+        data = self._kept.load(_kept_of(service))
+        if data is None:
+            return
+        try:
+            entry = _Entry.from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return
+        with self._lock:
+            if self._latest is None and entry.log_id == service.ledger.log.log_id:
+                self._latest = entry
+                self.restored += 1
+
+    def _keep(self, service: QueryService, entry: _Entry) -> None:
+        """Keep ``entry`` for the next server (in this thread: call it off a request)."""
+        if self._kept is not None:
+            self._kept.save(_kept_of(service), entry.to_json(), entry.order())
 
     def judgement(self, service: QueryService, views: ViewStore, now: datetime
                   ) -> Judgement:
@@ -220,16 +295,20 @@ class FindingsSummaryCache:
         is current; otherwise, if an earlier one exists and the views can be judged in the
         background, that one marked as not current (and a fresh one judged in the
         background); otherwise judged while the caller waits."""
+        self._restore(service)
         minute, clocks, position, stored = self._inputs(service, views, now)
         entry = self._reused(service, views, now, minute, clocks, position, stored)
         if entry is not None:
             return self._judgement(entry, position, current=True)
-        log_id = service.ledger.log.log_id
-        with self._lock:
-            candidates = [e for e in (self._latest, self._entries.get(minute))
-                          if e is not None and e.log_id == log_id and e.clocks == clocks
-                          and e.minute <= minute and not_behind(position, e.position)]
-        latest = max(candidates, key=lambda e: (records(e.position), e.minute), default=None)
+        latest = self._earlier(service, minute, clocks, position)
+        if latest is None and self._revalidating.busy():
+            # nothing to show yet, but a judgement aside is under way (the one started
+            # with the server): wait for it rather than judge the same again
+            self._revalidating.wait(JUDGING_TIMEOUT_S)
+            entry = self._reused(service, views, now, minute, clocks, position, stored)
+            if entry is not None:
+                return self._judgement(entry, position, current=True)
+            latest = self._earlier(service, minute, clocks, position)
         if (latest is not None and self.revalidate and not self._aside_failed
                 and self._revalidate(service, minute)):
             with self._lock:
@@ -237,6 +316,17 @@ class FindingsSummaryCache:
             return self._judgement(latest, position, current=False)
         entry = self._judged(service, views, now, minute, clocks)
         return self._judgement(entry, position, current=True)
+
+    def _earlier(self, service: QueryService, minute: datetime,
+                 clocks: tuple[tuple[str, int], ...], position: Position) -> _Entry | None:
+        """The latest answer judged that may be shown, labelled, at ``minute`` and
+        ``position``: same log and thresholds, a minute reached, a position passed."""
+        log_id = service.ledger.log.log_id
+        with self._lock:
+            candidates = [e for e in (self._latest, self._entries.get(minute))
+                          if e is not None and e.log_id == log_id and e.clocks == clocks
+                          and e.minute <= minute and not_behind(position, e.position)]
+        return max(candidates, key=lambda e: (records(e.position), e.minute), default=None)
 
     @staticmethod
     def _judgement(entry: _Entry, position: Position, current: bool) -> Judgement:
@@ -253,7 +343,7 @@ class FindingsSummaryCache:
         return True
 
     def _refresh(self, service: QueryService, minute: datetime) -> None:
-        entry = self._judge_aside(service, minute)
+        entry = self._judge_aside(service, minute, self._kept)
         if entry is None:
             self._aside_failed = True
             return
@@ -331,6 +421,9 @@ class FindingsSummaryCache:
             self._keep_latest(entry)
             self.computed += 1
             self._maybe_prejudge(service, now)
+        if self._kept is not None:  # written off the request
+            threading.Thread(target=self._keep, args=(service, entry), daemon=True,
+                             name="pdl-web-keep").start()
         return entry
 
     def _maybe_prejudge(self, service: QueryService, now: datetime) -> None:
@@ -365,17 +458,19 @@ class FindingsSummaryCache:
                 self._prejudging.discard(minute)
 
     @staticmethod
-    def _judge_aside(service: QueryService, minute: datetime) -> _Entry | None:
+    def _judge_aside(service: QueryService, minute: datetime,
+                     kept: KeptAnswer | None = None) -> _Entry | None:
         """``minute`` judged in a process of its own (``pdl.web.judging``) on a read
-        snapshot of its own connection to the SQLite views (None if the views are not a
-        SQLite file, or it failed: a request then judges it itself)."""
-        views = service.views
-        if not isinstance(views, SQLiteViewStore) or views.path == ":memory:":
+        snapshot of its own connection to the views (None if the views are in memory, or it
+        failed: a request then judges it itself). That process also writes the answer to
+        ``kept`` (its JSON costs this process nothing)."""
+        opener = side_opener(service)
+        if opener is None:
             return None
         settings = Settings()
         clocks = tuple(sorted(clock_values(settings).items()))
-        arguments = (views.path, views.cache_mb, service.ledger.log.log_id, minute, clocks,
-                     settings)
+        keep = None if kept is None else (kept.path, _kept_of(service), KEEP_EVERY_S)
+        arguments = (opener, service.ledger.log.log_id, minute, clocks, settings, keep)
         # the child imports the same code as this process
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
@@ -386,8 +481,10 @@ class FindingsSummaryCache:
             LOG.warning("judging the findings summary aside failed: %s", type(exc).__name__)
             return None
         if done.returncode != 0:
-            LOG.warning("judging the findings summary aside failed: exit code %d",
-                        done.returncode)
+            # the error's last line (its type and message: a store's path, SQL, no values)
+            said = done.stderr.decode(errors="replace").strip().splitlines()
+            LOG.warning("judging the findings summary aside failed: exit code %d: %s",
+                        done.returncode, said[-1][:300] if said else "")
             return None
         entry: _Entry = pickle.loads(done.stdout)
         return entry
@@ -405,18 +502,36 @@ def judge(views: ViewStore, log_id: str, minute: datetime,
     return entry
 
 
+def side_opener(service: QueryService) -> Callable[[], ViewStore] | None:
+    """What opens a second connection to the service's views, to read them beside it
+    (picklable: the judging process calls it too): the same SQLite file, or the same
+    PostgreSQL database and schema. None for views in memory."""
+    views = service.views
+    if isinstance(views, SQLiteViewStore):
+        if views.path == ":memory:":
+            return None
+        return functools.partial(SQLiteViewStore, views.path, cache_mb=views.cache_mb)
+    # PostgreSQL views exist only if their module (and psycopg) was imported
+    postgres = sys.modules.get("consumers.postgres")
+    if postgres is not None and isinstance(views, postgres.PostgresViewStore):
+        return functools.partial(postgres.PostgresViewStore, views.url, schema=views.schema)
+    return None
+
+
+def _kept_of(service: QueryService) -> dict[str, Any]:
+    """What a kept answer was judged on (``pdl.web.kept``)."""
+    return {"log_id": service.ledger.log.log_id, "views": views_identity(service.views)}
+
+
 def can_read_aside(service: QueryService) -> bool:
     """Whether ``side_views`` can open a second connection to the service's views."""
-    views = service.views
-    return isinstance(views, SQLiteViewStore) and views.path != ":memory:"
+    return side_opener(service) is not None
 
 
 def side_views(service: QueryService) -> ViewStore | None:
-    """A second connection to the service's SQLite views (None for any other store)."""
-    views = service.views
-    if not isinstance(views, SQLiteViewStore) or views.path == ":memory:":
-        return None
-    return SQLiteViewStore(views.path, cache_mb=views.cache_mb)
+    """A second connection to the service's views (None for views in memory)."""
+    opener = side_opener(service)
+    return None if opener is None else opener()
 
 
 def stored_between(views: ViewStore, before: Position, after: Position, minute: datetime
@@ -483,12 +598,22 @@ class AuditStableCache(Generic[T]):
     keeps: ``consumers.clock`` and the others skip ``ledger.queried``).
 
     ``latest`` adds stale-while-revalidate: when the answer no longer holds, the last one
-    is returned marked as not current while a fresh one is computed in the background."""
+    is returned marked as not current while a fresh one is computed in the background.
+    With ``keep`` (a file, and ``decode`` turning its JSON back into an answer), the latest
+    answer is kept there for the next server, whose first ``latest`` shows it as not
+    current (``pdl.web.kept``)."""
 
-    def __init__(self, projections: Sequence[str]) -> None:
+    def __init__(self, projections: Sequence[str], keep: Path | None = None,
+                 decode: Callable[[Any], T] | None = None) -> None:
         self.projections = tuple(projections)
         self._lock = threading.Lock()
         self._entry: tuple[str, dict[str, Position], T] | None = None
+        self._kept = KeptAnswer(keep) if keep is not None and decode is not None else None
+        self._decode = decode
+        #: the answer the last server kept: shown only as not current, never reused
+        self._restored: tuple[str, dict[str, Position], T] | None = None
+        self._restore_tried = False
+        self.restored = 0
         self._revalidating = Revalidator("pdl-web-revalidate-chart")
         #: False: never show an earlier answer (as ``FindingsSummaryCache.revalidate``)
         self.revalidate = True
@@ -511,14 +636,15 @@ class AuditStableCache(Generic[T]):
     def latest(self, service: QueryService, views: ViewStore,
                compute: Callable[[ViewStore], T]) -> Stamped[T]:
         """As ``get``, but an answer no longer valid is returned marked as not current
-        (if the views can be read aside: SQLite) while ``compute`` runs in the background
+        (if the views can be read aside: a SQLite file, PostgreSQL) while ``compute`` runs in the background
         on a read snapshot of a second connection."""
+        self._restore(service)
         positions, value = self._reused(service, views)
         if value is not None:
             return Stamped(value[0], positions, True, 0)
         log_id = service.ledger.log.log_id
         with self._lock:
-            entry = self._entry
+            entry = self._entry if self._entry is not None else self._restored
         if (entry is not None and entry[0] == log_id and self.revalidate
                 and not self._aside_failed and can_read_aside(service)
                 and all(not_behind(positions[n], entry[1][n]) for n in self.projections)):
@@ -531,7 +657,35 @@ class AuditStableCache(Generic[T]):
         fresh = compute(views)
         self._aside_failed = False
         self._keep(log_id, positions, fresh, computed=True)
+        self._save(service, positions, fresh)
         return Stamped(fresh, positions, True, 0)
+
+    def _restore(self, service: QueryService) -> None:
+        """Read back (once) the answer the last server kept, if of these log and views."""
+        if self._kept is None or self._decode is None or self._restore_tried:
+            return
+        self._restore_tried = True
+        data = self._kept.load(_kept_of(service))
+        if data is None:
+            return
+        try:
+            positions = {n: {int(p): int(o) for p, o in data["positions"][n].items()}
+                         for n in self.projections}
+            value = self._decode(data["value"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return
+        with self._lock:
+            if self._entry is None:
+                self._restored = (service.ledger.log.log_id, positions, value)
+                self.restored += 1
+
+    def _save(self, service: QueryService, positions: dict[str, Position], value: T) -> None:
+        """Keep the answer for the next server (small: written where it was computed)."""
+        if self._kept is not None:
+            self._kept.save(_kept_of(service), {
+                "positions": {n: {str(p): o for p, o in positions[n].items()}
+                              for n in self.projections}, "value": value},
+                tuple(records(positions[n]) for n in self.projections))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the background computation under way (if any); whether none is left."""
@@ -575,9 +729,11 @@ class AuditStableCache(Generic[T]):
                 positions = {n: views.position(n, log_id) for n in self.projections}
                 value = compute(views)
             self._keep(log_id, positions, value, computed=False)
-        except (LedgerError, sqlite3.Error, OSError) as exc:
+            self._save(service, positions, value)
+        except Exception as exc:  # noqa: BLE001 - whatever failed aside, a request computes
             self._aside_failed = True
-            LOG.warning("computing a dashboard chart aside failed: %s", type(exc).__name__)
+            LOG.warning("computing a dashboard chart aside failed: %s: %s",
+                        type(exc).__name__, exc)
         finally:
             if store is not None:
                 store.close()
