@@ -114,6 +114,8 @@ class KafkaGroupConsumer:
         #: read in a process of its own (``consumers.pipeline``)
         self.pipeline = pipeline
         self._reader: ReaderProcess | None = None
+        #: held while the store is in use (the rebalance listener runs in another thread)
+        self._store_lock = threading.Lock()
 
     def cpu_seconds(self) -> float:
         """CPU seconds this member used so far: this process's, and its reader's."""
@@ -147,7 +149,10 @@ class KafkaGroupConsumer:
             def on_partitions_assigned(self, assigned: Any) -> None:
                 member.assigned |= {tp.partition for tp in assigned}
                 member.ever_assigned |= member.assigned
-                member._seek_to_tracked(consumer, list(assigned))
+                # kafka-python (3.x) calls this in its IO thread: the store is the main
+                # thread's, so wait for the batch being applied (its positions included)
+                with member._store_lock:
+                    member._seek_to_tracked(consumer, list(assigned))
 
         consumer = KafkaConsumer(
             group_id=self.group_id,
@@ -194,10 +199,11 @@ class KafkaGroupConsumer:
                     break
                 continue
             idle_since = time.monotonic()
-            stats = self.runner.process(records)
+            with self._store_lock:
+                stats = self.runner.process(records)
+                if stats.bad:
+                    self.dead_letters.flush(self.store)
             total.add(stats)
-            if stats.bad:
-                self.dead_letters.flush(self.store)
             if on_batch:
                 on_batch(stats)
             hint = {tp: OffsetAndMetadata(batch[-1].offset + 1, "", -1)

@@ -34,6 +34,7 @@ import gc
 import logging
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -50,9 +51,10 @@ log = logging.getLogger(__name__)
 YOUNG_GC_POLLS = 10
 #: Seconds the applier waits for a stopping reader to leave the group before killing it.
 READER_STOP_SECONDS = 15.0
-#: How much lower the reader's CPU priority is than the applier's (nice(2)): the reader
-#: has time to spare (it is the quicker half), while the applier, and on PostgreSQL the
-#: server it waits for, set the member's rate: on a busy machine they go first.
+#: How much lower the reader's parsing thread's CPU priority is than the applier's
+#: (nice(2)): the reader has time to spare (it is the quicker half), while the applier,
+#: and on PostgreSQL the server it waits for, set the member's rate: on a busy machine
+#: they go first. The reader's kafka-python IO thread (heartbeats) keeps the priority.
 READER_NICENESS = 5
 #: Milliseconds a stopping reader gives its last offset hint and leaving the group (a
 #: rebalance in progress would otherwise hold them up to the request timeout, each).
@@ -77,10 +79,6 @@ def reader_config(log: Any, group_id: str, batch_size: int) -> dict[str, Any]:
 def read(parent: int, conn: Connection, config: Mapping[str, Any]) -> None:
     """The reader process's entry point (see the module docstring)."""
     die_with_parent(parent)
-    try:
-        os.nice(READER_NICENESS)
-    except OSError:  # not permitted here: the same priority as the applier
-        pass
     # Ctrl-C reaches the whole foreground process group: the applier decides when to stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -110,6 +108,14 @@ class Reader:
         #: the group offsets of every batch the applier committed (partition -> next offset)
         self.acked: dict[Any, int] = {}
         self.consumer: Any = None
+        # kafka-python (3.x) calls the rebalance listener in its IO thread, while this
+        # process's main thread polls and sends: both use the pipe, so each direction has
+        # a lock, answers are routed to whoever waits for them, and acks are left for the
+        # main thread (the consumer's own calls stay on it).
+        self._send_lock = threading.Lock()
+        self._receive_lock = threading.Lock()
+        self.answers: dict[str, Any] = {}
+        self.acks: list[int] = []
 
     def run(self) -> None:
         from kafka import KafkaConsumer
@@ -124,7 +130,7 @@ class Reader:
                 parts = sorted(tp.partition for tp in revoked)
                 reader.assigned -= set(parts)
                 if parts and not reader.stopping:
-                    reader.conn.send(("revoked", parts))
+                    reader.send("revoked", parts)
                     reader.answer("drained")
 
             def on_partitions_assigned(self, assigned: Any) -> None:
@@ -132,7 +138,7 @@ class Reader:
                 reader.assigned |= set(parts)
                 if not parts or reader.stopping:
                     return
-                reader.conn.send(("assigned", parts))
+                reader.send("assigned", parts)
                 resume = reader.answer("resume")
                 if resume is not None:
                     for tp in assigned:
@@ -150,6 +156,14 @@ class Reader:
             session_timeout_ms=self.config["session_timeout_ms"],
             **self.config["client"],
         )
+        # Only this thread (parsing) gives way, after the consumer started its IO thread:
+        # heartbeats and rebalances keep the applier's priority, or a busy machine could
+        # starve them past the session timeout (Linux: a thread's nice value is its own)
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                           os.getpriority(os.PRIO_PROCESS, 0) + READER_NICENESS)
+        except OSError:  # not permitted here: the same priority as the applier
+            pass
         polls = 0
         try:
             consumer.subscribe([self.config["topic"]], listener=Listener())
@@ -167,39 +181,53 @@ class Reader:
                         self.hints[self.sent] = {tp: rs[-1].offset + 1
                                                  for tp, rs in polled.items() if rs}
                         del polled
-                        self.conn.send(("batch", self.sent, records, time.process_time()))
+                        self.send("batch", self.sent, records, time.process_time())
                     else:
-                        self.conn.send(("idle", bool(self.assigned), time.process_time()))
+                        self.send("idle", bool(self.assigned), time.process_time())
                     del records
                     polls += 1
                     if polls % YOUNG_GC_POLLS == 0:
                         gc.collect(1)
+            self.handle_waiting()  # the last acks
             self.commit_hint(None, wait=True)  # an async commit may not finish before close
         finally:
             consumer.close(autocommit=False, timeout_ms=HINT_COMMIT_MS)
 
-    def handle(self, message: tuple[Any, ...]) -> None:
+    def send(self, *message: Any) -> None:
+        with self._send_lock:
+            self.conn.send(message)
+
+    def route(self, message: tuple[Any, ...]) -> None:
+        """File one message from the applier (the receive lock held)."""
         kind = message[0]
         if kind == "ack":
-            self.commit_hint(message[1])
+            self.acks.append(message[1])
         elif kind == "stop":
             self.stopping = True
+        else:
+            self.answers[kind] = message[1]
 
     def handle_waiting(self) -> None:
-        """Whatever the applier said meanwhile (acks, stop), without blocking."""
-        while self.conn.poll():
-            self.handle(self.conn.recv())
+        """Whatever the applier said meanwhile (acks, stop), without blocking; the main
+        thread commits the acknowledged batches' hints."""
+        with self._receive_lock:
+            while self.conn.poll():
+                self.route(self.conn.recv())
+            acks, self.acks = self.acks, []
+        for batch in acks:
+            self.commit_hint(batch)
 
     def answer(self, kind: str) -> Any:
-        """Wait for the applier's answer of ``kind`` (handling acks meanwhile); None if it
-        asked to stop instead."""
+        """Wait for the applier's answer of ``kind`` (any thread); None if it asked to stop
+        instead."""
         while True:
-            message = self.conn.recv()
-            if message[0] == kind:
-                return message[1]
-            self.handle(message)
-            if self.stopping:
-                return None
+            with self._receive_lock:
+                if kind in self.answers:
+                    return self.answers.pop(kind)
+                if self.stopping:
+                    return None
+                if self.conn.poll(0.05):
+                    self.route(self.conn.recv())
 
     def commit_hint(self, batch: int | None, *, wait: bool = False) -> None:
         """Commit the group offsets of ``batch`` (None: of every batch acked so far), once

@@ -80,8 +80,9 @@ def cmdline(pid: int) -> bytes:
         return b""
 
 
-def niceness(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
+def niceness(pid: int, task: int | None = None) -> int:
+    path = f"/proc/{pid}/task/{task}/stat" if task is not None else f"/proc/{pid}/stat"
+    with open(path) as f:
         return int(f.read().rsplit(")", 1)[1].split()[16])
 
 
@@ -174,6 +175,11 @@ def test_pdl_consume_reads_in_a_second_process_that_dies_with_it(kafka: Settings
         assert len(readers) == 1, spawned
         # the reader gives way to the applier (and the server it waits for) on a busy machine
         assert niceness(readers[0]) == niceness(proc.pid) + READER_NICENESS
+        # ... but not its heartbeats: kafka-python's IO thread keeps the applier's priority
+        # (and the parent watchdog): every thread but the main one
+        others = [int(t) for t in os.listdir(f"/proc/{readers[0]}/task")
+                  if int(t) != readers[0]]
+        assert others and all(niceness(readers[0], t) == niceness(proc.pid) for t in others)
         proc.kill()  # SIGKILL: no chance to stop the reader itself
         proc.wait(timeout=10)
         deadline = time.monotonic() + 10
