@@ -266,15 +266,9 @@ def members(bench: Any, topic: str, views: str, count: int,
 def benchmark(bootstrap: str | None, n: int, repeat: int, pg_url: str | None) -> dict[str, Any]:
     server = None
     if pg_url is None:
-        from pgkit import PostgresServer, find_bin, free_port
+        from pgkit import bench_server
 
-        bin_dir = find_bin()
-        if bin_dir is None:
-            raise SystemExit("no PostgreSQL server binaries: apt-get install postgresql, or "
-                             "give --pg-url")
-        server = PostgresServer(bin_dir, Path(tempfile.mkdtemp(prefix="pdl-bench-pg-")),
-                                free_port())
-        server.start()
+        server = bench_server()
     rates: dict[str, list[float]] = {name: [] for name in NAMES}
     cpus: dict[str, list[float]] = {name: [] for name in NAMES}
     server_cpus: dict[str, list[float]] = {}
@@ -394,14 +388,9 @@ def profile(bootstrap: str | None, n: int, top: int, views: str = "sqlite") -> s
             import psycopg
 
             from consumers.postgres import PostgresViewStore
-            from pgkit import PostgresServer, find_bin, free_port
+            from pgkit import bench_server
 
-            bin_dir = find_bin()
-            if bin_dir is None:
-                raise SystemExit("no PostgreSQL server binaries: apt-get install postgresql")
-            server = PostgresServer(bin_dir, Path(tempfile.mkdtemp(prefix="pdl-bench-pg-")),
-                                    free_port())
-            server.start()
+            server = bench_server()
             with psycopg.connect(server.url(), autocommit=True) as conn:
                 conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
             server.stop()

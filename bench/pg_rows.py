@@ -212,16 +212,10 @@ def measure(events: int, repeat: int, url: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pdl-bench-pgrows-") as tmp:
         folder = Path(tmp)
         if url is None:
-            from pgkit import PostgresServer, find_bin, free_port
+            from pgkit import bench_server
 
-            bin_dir = find_bin()
-            if bin_dir is None:
-                raise SystemExit("no PostgreSQL server binaries: apt-get install postgresql, "
-                                 "or give --pg-url")
             # a folder of its own, which pgkit gives to the postgres user
-            server = PostgresServer(bin_dir, Path(tempfile.mkdtemp(prefix="pdl-bench-pg-")),
-                                    free_port())
-            server.start()
+            server = bench_server()
             url = server.url(tcp=False)
         try:
             say(f"publishing {events:,} events into a SQLite log ...")

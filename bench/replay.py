@@ -306,14 +306,9 @@ class PgViews:
         self.fill = fill
         if url is None:
             sys.path.insert(0, str(ROOT / "tests"))
-            from pgkit import PostgresServer, find_bin, free_port
+            from pgkit import bench_server
 
-            bin_dir = find_bin()
-            if bin_dir is None:
-                raise SystemExit("no PostgreSQL server binaries: apt-get install postgresql, "
-                                 "or give --pg-url")
-            self.server = PostgresServer(bin_dir, out / "pg", free_port())
-            self.server.start()
+            self.server = bench_server(out / "pg")
             url = self.server.url(tcp=False)
         self.base = url
         self.url = self._database(f"scope_{events}_{fill}")

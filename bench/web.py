@@ -344,17 +344,9 @@ def postgres_views(url: str | None) -> tuple[Any, str]:
     server = None
     if url is None:
         sys.path.insert(0, str(ROOT / "tests"))
-        import tempfile
+        from pgkit import bench_server  # type: ignore[import-not-found]
 
-        from pgkit import PostgresServer, find_bin, free_port  # type: ignore[import-not-found]
-
-        bin_dir = find_bin()
-        if bin_dir is None:
-            raise SystemExit("no PostgreSQL server binaries: apt-get install postgresql, "
-                             "or give --pg-url")
-        server = PostgresServer(bin_dir, Path(tempfile.mkdtemp(prefix="pdl-bench-web-pg-")),
-                                free_port())
-        server.start()
+        server = bench_server(prefix="pdl-bench-web-pg-")
         url = server.url()
     import psycopg
 

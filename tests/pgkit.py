@@ -133,6 +133,18 @@ class PostgresServer:
         return self.url(name, tcp=tcp)
 
 
+
+def bench_server(data: Path | None = None, prefix: str = "pdl-bench-pg-") -> PostgresServer:
+    """A started server for a benchmark (in ``data``, or a new temporary folder), or
+    ``SystemExit`` saying what to install (the benchmarks take ``--pg-url`` instead)."""
+    bin_dir = find_bin()
+    if bin_dir is None:
+        raise SystemExit("no PostgreSQL server binaries: apt-get install postgresql, or give "
+                         "--pg-url")
+    server = PostgresServer(bin_dir, data or Path(tempfile.mkdtemp(prefix=prefix)), free_port())
+    server.start()
+    return server
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the whole session (see the module docstring)."""
