@@ -17,14 +17,13 @@ On SQLite, the same command polls the log file.
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from consumers.pipeline import ReaderProcess, reader_config, resume_at
+from consumers.pipeline import Collector, ReaderProcess, reader_config, resume_at
 from consumers.projection import Projection, ProjectionRunner, RunStats, paused_gc
 from consumers.views import ViewStore
 from ledger.errors import OperationalError
@@ -41,32 +40,6 @@ CONSUME_BATCH = 5000
 
 HEADER_REASON = "pdl-dead-letter-reason"
 HEADER_ORIGIN = "pdl-dead-letter-origin"
-#: A group member runs with the cyclic GC paused (``paused_gc``): it collects the young
-#: generations itself every this many batches (the objects of those batches, not the
-#: long-lived caches) ...
-YOUNG_GC_BATCHES = 10
-#: ... and everything every this many seconds, for cycles that reached the old generation.
-FULL_GC_SECONDS = 300.0
-
-
-class Collector:
-    """The cyclic GC's work while it is paused (``paused_gc``) in a long-lived member: the
-    young generations every ``YOUNG_GC_BATCHES`` batches, everything every
-    ``FULL_GC_SECONDS``."""
-
-    def __init__(self) -> None:
-        self.batches = 0
-        self.full_at = time.monotonic() + FULL_GC_SECONDS
-
-    def after_batch(self) -> None:
-        self.batches += 1
-        if self.batches % YOUNG_GC_BATCHES == 0:
-            gc.collect(1)
-        if time.monotonic() >= self.full_at:
-            gc.collect()
-            self.full_at = time.monotonic() + FULL_GC_SECONDS
-
-
 class PollingConsumer:
     """Keeps projections caught up with an embedded (SQLite) log by polling it."""
 

@@ -46,9 +46,32 @@ from consumers.projection import paused_gc
 
 log = logging.getLogger(__name__)
 
-#: Reader polls between collections of the young generations (the GC is paused while it
-#: reads: it makes thousands of short-lived objects per batch and no long-lived ones).
-YOUNG_GC_POLLS = 10
+#: A group member (each of its processes) runs with the cyclic GC paused (``paused_gc``):
+#: it collects the young generations itself every this many batches, or polls (the
+#: objects of those batches, not the long-lived caches) ...
+YOUNG_GC_BATCHES = 10
+#: ... and everything every this many seconds, for cycles that reached the old generation.
+FULL_GC_SECONDS = 300.0
+
+
+class Collector:
+    """The cyclic GC's work while it is paused (``paused_gc``) in a long-lived member: the
+    young generations every ``YOUNG_GC_BATCHES`` batches, everything every
+    ``FULL_GC_SECONDS``."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.full_at = time.monotonic() + FULL_GC_SECONDS
+
+    def after_batch(self) -> None:
+        self.batches += 1
+        if self.batches % YOUNG_GC_BATCHES == 0:
+            gc.collect(1)
+        if time.monotonic() >= self.full_at:
+            gc.collect()
+            self.full_at = time.monotonic() + FULL_GC_SECONDS
+
+
 #: Seconds the applier waits for a stopping reader to leave the group before killing it.
 READER_STOP_SECONDS = 15.0
 #: How much lower the reader's parsing thread's CPU priority is than the applier's
@@ -59,10 +82,6 @@ READER_NICENESS = 5
 #: Milliseconds a stopping reader gives its last offset hint and leaving the group (a
 #: rebalance in progress would otherwise hold them up to the request timeout, each).
 HINT_COMMIT_MS = 5000
-
-
-class ReaderGone(Exception):
-    """The applier stopped while the reader waited for its answer (internal)."""
 
 
 def reader_config(log: Any, group_id: str, batch_size: int) -> dict[str, Any]:
@@ -83,7 +102,7 @@ def read(parent: int, conn: Connection, config: Mapping[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         Reader(conn, config).run()
-    except (ReaderGone, BrokenPipeError, EOFError):
+    except (BrokenPipeError, EOFError):  # the applier went first
         pass
     except BaseException as exc:  # noqa: BLE001 - reported to the applier, which raises
         log.debug("reader failed: %s", traceback.format_exc())
@@ -164,7 +183,7 @@ class Reader:
                            os.getpriority(os.PRIO_PROCESS, 0) + READER_NICENESS)
         except OSError:  # not permitted here: the same priority as the applier
             pass
-        polls = 0
+        collector = Collector()
         try:
             consumer.subscribe([self.config["topic"]], listener=Listener())
             with paused_gc():
@@ -185,9 +204,7 @@ class Reader:
                     else:
                         self.send("idle", bool(self.assigned), time.process_time())
                     del records
-                    polls += 1
-                    if polls % YOUNG_GC_POLLS == 0:
-                        gc.collect(1)
+                    collector.after_batch()
             self.handle_waiting()  # the last acks
             self.commit_hint(None, wait=True)  # an async commit may not finish before close
         finally:
