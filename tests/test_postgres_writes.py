@@ -71,10 +71,7 @@ def test_one_statement_per_round_equals_one_per_row(
         batches: list[list[tuple[Any, ...]]]) -> None:
     sql = UPSERT
     together, one_by_one = stores
-    for store in stores:
-        with store.transaction() as tx:
-            tx.execute("DELETE FROM w")
-            tx.execute("DELETE FROM l")
+    _empty(stores, "w", "l")
     for batch in batches:
         with together.transaction() as tx:
             tx.executemany(sql, batch)
@@ -123,13 +120,18 @@ hard_rows = st.lists(st.tuples(TEXT_VALUES, INT_VALUES, BYTEA_VALUES, TEXT_VALUE
                      min_size=2, max_size=10)
 
 
+def _empty(stores: tuple[PostgresViewStore, PostgresViewStore], *tables: str) -> None:
+    """Both stores' ``tables`` emptied (each hypothesis example starts afresh)."""
+    for store in stores:
+        with store.transaction() as tx:
+            for table in tables:
+                tx.execute(f"DELETE FROM {table}")
+
+
 def _both(stores: tuple[PostgresViewStore, PostgresViewStore], sql: str,
           batches: list[list[tuple[Any, ...]]]) -> None:
     together, one_by_one = stores
-    for store in stores:
-        with store.transaction() as tx:
-            tx.execute("DELETE FROM h")
-            tx.execute("DELETE FROM u")
+    _empty(stores, "h", "u")
     for batch in batches:
         with together.transaction() as tx:
             tx.executemany(sql, batch)
